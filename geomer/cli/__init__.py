@@ -1,0 +1,63 @@
+"""The ``geomer`` command: parses arguments, then calls the library.
+
+Each sub-command lives in its own module ``geomer.cli.<name>`` with a ``register(subparsers)``
+function; modules import heavy libraries (torch, cv2) inside their run functions so that
+``geomer --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from landmarks.errors import LandmarksError
+
+from geomer.errors import GeomerError
+
+COMMANDS = (
+    "synth",
+    "prepare",
+    "train",
+    "evaluate",
+    "predict",
+    "plot",
+    "compare",
+    "pretrain",
+    "models",
+    "datasets",
+    "bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="geomer",
+        description="Facial micro-expression recognition on facial-landmark region graphs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"geomer.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = args.func(args)
+    except (GeomerError, LandmarksError) as error:
+        if args.debug:
+            raise
+        print(f"geomer {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"geomer {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from geomer.cli import main
+
+sys.exit(main())
