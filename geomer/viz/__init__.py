@@ -1,0 +1,39 @@
+"""Figures for geomer (matplotlib). Every function returns a :class:`matplotlib.figure.Figure`.
+
+Figures are built with the object-oriented API (``Figure()``, no pyplot state), so they render
+with the Agg canvas anywhere — tests, servers, the CLI — and are saved with ``fig.savefig``;
+in a notebook, ``display(fig)`` shows one.
+"""
+
+from __future__ import annotations
+
+from geomer.viz.confusion import plot_confusion_matrix
+from geomer.viz.curves import plot_training_curves
+from geomer.viz.face import face_points_for, plot_component_motion, plot_graph_on_face
+from geomer.viz.relations import plot_relation_matrix, plot_relation_panel
+
+__all__ = [
+    "face_points_for",
+    "plot_component_motion",
+    "plot_confusion_matrix",
+    "plot_graph_on_face",
+    "plot_relation_matrix",
+    "plot_relation_panel",
+    "plot_training_curves",
+    "save_figure",
+]
+
+
+def save_figure(figure, path) -> None:
+    """Save ``figure`` atomically (a temp file in the same folder, then ``os.replace``)."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        figure.savefig(temporary, dpi=120, bbox_inches="tight")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
