@@ -1,0 +1,197 @@
+"""Frame readers: video files and frame folders, streamed one frame at a time.
+
+Frames come out as uint8 ``H×W`` (grey) or ``H×W×3`` BGR (OpenCV's order). Folder frames are
+ordered by the number in their file name (``img2.jpg`` before ``img10.jpg``), never by listing
+order. Every problem raises ``LandmarksError`` naming the file (and frame).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from landmarks.errors import LandmarksError
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+
+_NUMBER = re.compile(r"\d+")
+
+
+def frame_number(path: str | os.PathLike) -> int:
+    """The frame number in a file name: the LAST run of digits in its stem.
+
+    ``img46.jpg`` → 46, ``006_05562.jpg`` → 5562, ``image0001.bmp`` → 1.
+    """
+    numbers = _NUMBER.findall(Path(path).stem)
+    if not numbers:
+        raise LandmarksError(f"{path}: no frame number in the file name")
+    return int(numbers[-1])
+
+
+def list_frame_files(folder: str | os.PathLike) -> list[Path]:
+    """Image files (jpg/jpeg/png/bmp) in ``folder``, ordered by their frame number."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LandmarksError(f"{folder}: no such folder")
+    files = [
+        entry
+        for entry in folder.iterdir()
+        if entry.suffix.lower() in IMAGE_SUFFIXES and entry.is_file() and not entry.name.startswith(".")
+    ]
+    if not files:
+        raise LandmarksError(f"{folder}: no image files (jpg, jpeg, png, bmp) in the folder")
+    numbered = sorted((frame_number(file), file.name, file) for file in files)
+    for (number, _, first), (next_number, _, second) in zip(numbered, numbered[1:]):
+        if number == next_number:
+            raise LandmarksError(f"{second}: frame number {number} repeats {first.name}")
+    return [file for _, _, file in numbered]
+
+
+def _as_uint8_image(image: np.ndarray | None, where: str) -> np.ndarray:
+    if image is None:
+        raise LandmarksError(f"{where}: cannot decode the image (corrupt or not an image)")
+    if image.dtype == np.uint16:  # 16-bit PNGs: keep the top 8 bits
+        image = (image >> 8).astype(np.uint8)
+    if image.dtype != np.uint8:
+        raise LandmarksError(f"{where}: unsupported pixel type {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    elif not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise LandmarksError(f"{where}: unsupported image shape {image.shape}")
+    return image
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """One image file as uint8 grey ``H×W`` or BGR ``H×W×3`` (grey files stay grey)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LandmarksError(f"{path}: no such file")
+    return _as_uint8_image(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), str(path))
+
+
+class FrameSource:
+    """A video file or a frame folder; iterate for ``(frame_number, image)`` pairs.
+
+    Frames are decoded lazily, so memory stays flat. ``len()`` is the number of frames (a video's
+    container count), ``fps`` the frame rate (NaN for a folder opened without ``fps``), ``path``
+    the source path. Video frame numbers count from 0.
+    """
+
+    #: A video may decode at most this many frames fewer than its container announces (counts in
+    #: some containers are estimates); a larger shortfall means a truncated or corrupt file.
+    COUNT_TOLERANCE = 1
+
+    def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            self.is_video = False
+            self.files = list_frame_files(self.path)
+            self.numbers = [frame_number(file) for file in self.files]
+            self.fps = float(fps) if fps is not None else math.nan
+            self._length = len(self.files)
+        elif self.path.is_file():
+            if self.path.suffix.lower() not in VIDEO_SUFFIXES:
+                raise LandmarksError(
+                    f"{self.path}: not a video ({', '.join(sorted(VIDEO_SUFFIXES))}) or a frame folder"
+                )
+            self.is_video = True
+            capture = self._open_capture()
+            try:
+                count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+                video_fps = capture.get(cv2.CAP_PROP_FPS)
+            finally:
+                capture.release()
+            if count <= 0:
+                raise LandmarksError(f"{self.path}: the video has no frames (corrupt or empty)")
+            self._length = count
+            self.fps = float(fps) if fps is not None else (float(video_fps) if video_fps > 0 else math.nan)
+        else:
+            raise LandmarksError(f"{self.path}: no such file or folder")
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        capture = cv2.VideoCapture(str(self.path))
+        if not capture.isOpened():
+            capture.release()
+            raise LandmarksError(f"{self.path}: cannot open the video (corrupt or unsupported)")
+        return capture
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        return self._iter_video() if self.is_video else self._iter_folder()
+
+    def _iter_folder(self) -> Iterator[tuple[int, np.ndarray]]:
+        shape = None
+        for number, file in zip(self.numbers, self.files):
+            image = _as_uint8_image(cv2.imread(str(file), cv2.IMREAD_UNCHANGED), str(file))
+            if shape is None:
+                shape = image.shape[:2]
+            elif image.shape[:2] != shape:
+                raise LandmarksError(
+                    f"{file}: frame {number} is {image.shape[1]}x{image.shape[0]}, "
+                    f"the folder's first frame is {shape[1]}x{shape[0]}"
+                )
+            yield number, image
+
+    def _iter_video(self) -> Iterator[tuple[int, np.ndarray]]:
+        capture = self._open_capture()
+        try:
+            number = 0
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    break
+                yield number, image
+                number += 1
+        finally:
+            capture.release()
+        if number < self._length - self.COUNT_TOLERANCE:
+            raise LandmarksError(
+                f"{self.path}: frame {number} cannot be decoded (the video announces "
+                f"{self._length} frames: truncated or corrupt)"
+            )
+
+    def describe(self) -> str:
+        return str(self.path)
+
+
+def open_frames(path: str | os.PathLike, fps: float | None = None) -> FrameSource:
+    """Open a video file (mp4, mov, avi, …) or a frame folder for streaming; see ``FrameSource``."""
+    return FrameSource(path, fps=fps)
+
+
+def read_frames(path: str | os.PathLike, positions: Sequence[int]) -> list[np.ndarray]:
+    """The frames at 0-based ``positions`` in the ordered sequence, in the order asked.
+
+    Folders read the files directly; videos are decoded sequentially up to the last position
+    asked (seeking is frame-inaccurate with many codecs, and exactness matters here).
+    """
+    source = open_frames(path)
+    positions = [int(position) for position in positions]
+    for position in positions:
+        if not 0 <= position < len(source):
+            raise LandmarksError(f"{source.path}: frame position {position} is outside 0..{len(source) - 1}")
+    if not source.is_video:
+        return [read_image(source.files[position]) for position in positions]
+    wanted = set(positions)
+    found: dict[int, np.ndarray] = {}
+    last = max(positions, default=-1)
+    for position, (_, image) in enumerate(source):
+        if position in wanted:
+            found[position] = image
+        if position >= last:
+            break
+    missing = wanted - found.keys()
+    if missing:
+        raise LandmarksError(f"{source.path}: frame {min(missing)} cannot be decoded (truncated or corrupt)")
+    return [found[position] for position in positions]

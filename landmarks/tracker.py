@@ -1,0 +1,270 @@
+"""``track()``: 68-point landmarks for every frame of a clip, detecting rarely.
+
+Design (the expensive part is face detection, 15-35 ms per 640×360 frame with dlib's HOG; the
+68-point predictor costs about 2.5 ms):
+
+1. Detect once on the first frame (full resolution) and follow the LARGEST face.
+2. Carry that face box from frame to frame and predict 68 points in it every frame.
+3. The box is NOT re-fitted to every frame's points: dlib's predictor output depends on the box it
+   is given, so a box following each frame's noisy points feeds noise back (jitter as large as a
+   micro-expression). The box stays fixed and is translated only when the face has moved more
+   than ``move_fraction`` of the box width since the box was set.
+4. Every ``redetect_every`` frames the detector runs on a region around the box, downscaled so
+   the face is about ``DETECT_FACE_PX`` pixels wide (a few ms); the detection that overlaps the box
+   is the followed face. It replaces the box only when it differs materially (centre or size by
+   more than ``move_fraction``). No overlapping detection there nor on the full frame → the face
+   is lost: ``valid=False``, and every following frame runs a full detection until it returns.
+5. A cheap per-frame plausibility test (the predicted shape's extent and centre against the box)
+   forces an early re-detection when the points leave the box.
+6. Optional smoothing (``smooth`` = an odd window): a running median over each run of valid
+   frames. A median keeps steps (a 1-px move survives intact) while removing single-frame spikes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from landmarks.backends import resolve_backend, to_gray
+from landmarks.errors import LandmarksError
+from landmarks.io import open_frames
+from landmarks.track import LandmarkTrack
+
+#: Re-detections run on a copy scaled so the face is about this wide (HOG's window is 80 px).
+DETECT_FACE_PX = 100
+#: The re-detection region extends this many box widths on each side of the box.
+REDETECT_MARGIN = 0.75
+#: Minimum IoU between a re-detection and the tracked box for it to be the same face.
+SAME_FACE_IOU = 0.3
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(box[0], others[:, 0])
+    y0 = np.maximum(box[1], others[:, 1])
+    x1 = np.minimum(box[2], others[:, 2])
+    y1 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / np.maximum(area(box) + area(others) - inter, 1e-6)
+
+
+class _Tracker:
+    def __init__(self, backend, redetect_every: int, move_fraction: float) -> None:
+        self.backend = backend
+        self.redetect_every = max(1, int(redetect_every))
+        self.move_fraction = float(move_fraction)
+        self.box: np.ndarray | None = None  # float32 (x0, y0, x1, y1), integer-valued
+        self.reference: np.ndarray | None = None  # points' centroid when the box was set
+        self.since_detection = 0
+        self.redetections = 0
+        self.full_detections = 0
+
+    # -- detection -------------------------------------------------------------------------
+    def _detect_full(self, gray: np.ndarray) -> np.ndarray:
+        self.full_detections += 1
+        return self.backend.detect(gray)
+
+    def _detect_near(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
+        self.redetections += 1
+        height, width = gray.shape
+        box_width = box[2] - box[0]
+        margin = REDETECT_MARGIN * box_width
+        x0, y0 = int(max(0, box[0] - margin)), int(max(0, box[1] - margin))
+        x1, y1 = int(min(width, box[2] + margin)), int(min(height, box[3] + margin))
+        region = gray[y0:y1, x0:x1]
+        scale = min(1.0, DETECT_FACE_PX / max(box_width, 1.0))
+        if scale < 1.0:
+            region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        boxes = self.backend.detect(np.ascontiguousarray(region))
+        if len(boxes) == 0:
+            return boxes
+        return (boxes / scale + np.array([x0, y0, x0, y0], dtype=np.float32)).astype(np.float32)
+
+    @staticmethod
+    def _pick(boxes: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
+        """The followed face among ``boxes`` (largest first): the one overlapping the previous box
+        most, or the largest when there is no previous box or none overlaps."""
+        if len(boxes) == 0:
+            return None
+        if previous is not None:
+            overlap = _iou(previous, boxes)
+            if overlap.max() >= SAME_FACE_IOU:
+                return boxes[int(overlap.argmax())]
+        return boxes[0]
+
+    def _differs(self, new: np.ndarray, old: np.ndarray) -> bool:
+        width = old[2] - old[0]
+        shift = np.abs((new[:2] + new[2:]) / 2 - (old[:2] + old[2:]) / 2).max()
+        size_change = abs((new[2] - new[0]) / width - 1.0)
+        return shift > self.move_fraction * width or size_change > self.move_fraction
+
+    def _set_box(self, box: np.ndarray) -> None:
+        self.box = np.round(box).astype(np.float32)
+        self.reference = None
+        self.since_detection = 0
+
+    # -- per frame -------------------------------------------------------------------------
+    def _plausible(self, points: np.ndarray) -> bool:
+        if not np.isfinite(points).all():
+            return False
+        box = self.box
+        width = box[2] - box[0]
+        extent = (points.max(axis=0) - points.min(axis=0)) / width
+        centre = (points.max(axis=0) + points.min(axis=0)) / 2
+        offset = np.abs(centre - (box[:2] + box[2:]) / 2).max() / width
+        return bool(0.5 < extent[0] < 1.6 and 0.5 < extent[1] < 1.8 and offset < 0.35)
+
+    def step(self, gray: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Points [68, 2] and the box used for one frame, or (None, None) when the face is lost."""
+        if self.box is None:
+            found = self._pick(self._detect_full(gray), None)
+            if found is None:
+                return None, None
+            self._set_box(found)
+        elif self.since_detection >= self.redetect_every:
+            if not self._redetect(gray):
+                return None, None
+        points = self.backend.predict(gray, self.box)
+        if not self._plausible(points):
+            if not self._redetect(gray):
+                return None, None
+            points = self.backend.predict(gray, self.box)
+            if not self._plausible(points):
+                self.box = None
+                return None, None
+        centroid = points.mean(axis=0)
+        if self.reference is None:
+            self.reference = centroid
+        else:
+            moved = centroid - self.reference
+            if np.abs(moved).max() > self.move_fraction * (self.box[2] - self.box[0]):
+                # The face moved materially: move the box with it and re-predict this frame so the
+                # points always come from the box recorded beside them.
+                self.box = self.box + np.round(np.tile(moved, 2)).astype(np.float32)
+                points = self.backend.predict(gray, self.box)
+                self.reference = points.mean(axis=0)
+        self.since_detection += 1
+        return points, self.box
+
+    def _redetect(self, gray: np.ndarray) -> bool:
+        previous = self.box
+        found = self._pick(self._detect_near(gray, previous), previous)
+        if found is not None and _iou(previous, found[None])[0] < SAME_FACE_IOU:
+            found = None
+        if found is None:
+            candidate = self._pick(self._detect_full(gray), previous)
+            if candidate is not None and _iou(previous, candidate[None])[0] >= SAME_FACE_IOU:
+                found = candidate
+        if found is None:
+            self.box = None
+            return False
+        if self._differs(found, previous):
+            self._set_box(found)
+        else:
+            self.since_detection = 0
+        return True
+
+
+def smooth_points(points: np.ndarray, valid: np.ndarray, window: int) -> np.ndarray:
+    """Running median of odd length ``window`` along time within each run of valid frames.
+
+    Shapes: points [T, 68, 2], valid [T] → [T, 68, 2] float32. A median preserves steps, so a
+    1-px move that lasts longer than half the window is kept exactly.
+    """
+    from scipy.ndimage import median_filter
+
+    if window <= 1:
+        return points
+    if window % 2 == 0:
+        raise LandmarksError(f"smoothing window must be odd, got {window}")
+    out = points.copy()
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], valid.astype(np.int8), [0]])))
+    for start, stop in zip(edges[::2], edges[1::2]):
+        out[start:stop] = median_filter(points[start:stop], size=(window, 1, 1), mode="nearest")
+    return out
+
+
+def track(
+    source: str | os.PathLike | Sequence[np.ndarray],
+    *,
+    backend="dlib",
+    redetect_every: int = 30,
+    smooth: int = 0,
+    min_valid_fraction: float = 0.5,
+    move_fraction: float = 0.1,
+    fps: float | None = None,
+    progress: bool = False,
+    stats: dict | None = None,
+) -> LandmarkTrack:
+    """Track 68 landmarks through a video, a frame folder or a sequence of images.
+
+    ``backend``: a name for ``get_backend`` or a backend object. ``redetect_every``: frames
+    between re-detections near the tracked box. ``smooth``: odd running-median window over valid
+    frames (0: off). ``min_valid_fraction``: below this fraction of frames with a face, raise.
+    ``move_fraction``: how far (fraction of the box width) the face must move before the box
+    follows it. ``fps`` overrides (or, for folders and image lists, supplies) the frame rate.
+    ``stats``, when given a dict, receives counts (``redetections``, ``full_detections``).
+
+    Raises ``LandmarksError`` naming the source when no face is ever found or too few frames have
+    one.
+    """
+    backend = resolve_backend(backend)
+    if isinstance(source, (str, os.PathLike)):
+        frames = open_frames(source, fps=fps)
+        name, rate, total = str(frames.path), frames.fps, len(frames)
+        items: Iterable[tuple[int, np.ndarray]] = frames
+    else:
+        images = list(source)
+        if not images:
+            raise LandmarksError("track: the image sequence is empty")
+        name, rate, total = "<images>", (float(fps) if fps is not None else math.nan), len(images)
+        items = enumerate(images)
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(items, total=total, desc=os.path.basename(name) or name, unit="frame")
+
+    tracker = _Tracker(backend, redetect_every, move_fraction)
+    numbers, all_points, boxes, valid = [], [], [], []
+    shape = None
+    missing = np.full((68, 2), np.nan, dtype=np.float32)
+    for number, image in items:
+        if shape is None:
+            shape = image.shape[:2]
+        elif image.shape[:2] != shape:
+            raise LandmarksError(
+                f"{name}: frame {number} is {image.shape[1]}x{image.shape[0]}, "
+                f"the first frame is {shape[1]}x{shape[0]}"
+            )
+        points, box = tracker.step(to_gray(image))
+        numbers.append(number)
+        valid.append(points is not None)
+        all_points.append(missing if points is None else points)
+        boxes.append(np.full(4, np.nan, np.float32) if box is None else box.copy())
+
+    valid_mask = np.array(valid, dtype=bool)
+    if not valid_mask.any():
+        raise LandmarksError(f"{name}: no face found in any of its {len(valid)} frames")
+    if valid_mask.mean() < min_valid_fraction:
+        raise LandmarksError(
+            f"{name}: a face was found in only {valid_mask.sum()} of {len(valid)} frames "
+            f"(below the minimum fraction {min_valid_fraction:g})"
+        )
+    points_array = np.stack(all_points).astype(np.float32)
+    if smooth:
+        points_array = smooth_points(points_array, valid_mask, int(smooth))
+    if stats is not None:
+        stats.update(redetections=tracker.redetections, full_detections=tracker.full_detections)
+    return LandmarkTrack(
+        points=points_array,
+        valid=valid_mask,
+        frame_index=np.array(numbers, dtype=np.int64),
+        box=np.stack(boxes),
+        fps=rate,
+        source=name,
+        backend=getattr(backend, "name", str(backend)),
+    )
