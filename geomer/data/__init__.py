@@ -1,0 +1,13 @@
+"""Dataset readers, ``Sample`` records, class schemes, protocols, the feature cache and conversion
+to PyTorch Geometric graphs (DESIGN.md sections 5–6).
+
+Importing this package stays light (no torch); :mod:`geomer.data.loading` and
+:mod:`geomer.data.pyg` pull in torch when used.
+"""
+
+from __future__ import annotations
+
+from geomer.data.datasets import list_datasets, read_dataset
+from geomer.data.sample import BadRow, DatasetIndex, Sample
+
+__all__ = ["BadRow", "DatasetIndex", "Sample", "list_datasets", "read_dataset"]

@@ -1,0 +1,128 @@
+"""CASME II reader.
+
+Layout (DESIGN.md §5)::
+
+    ROOT/CASME2-coding-*.xlsx        Subject, Filename, OnsetFrame, ApexFrame, OffsetFrame,
+                                     Action Units, Estimated Emotion
+    ROOT/[SUB/]sub01/EP02_01f/img46.jpg
+
+``SUB`` is optional: one of CASME2_RAW_selected, CASME2_RAW, Cropped (cropped frames are named
+``reg_img46.jpg``), CASME2_Cropped, CASME2-RAW. Subjects may be written 1, "01" or "sub01"
+(folder "sub01"). Clip ids keep their suffix letters ("EP02_01f"); when the sheet and the folder
+disagree only by one trailing letter ("EP02_01" vs "EP02_01f") the folder name is the clip id.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from geomer.data.sample import DatasetIndex
+from geomer.data.schemes import ClassScheme, get_scheme
+from geomer.data.sheets import SampleCollector, cell_text, find_sheet, read_table
+from geomer.errors import GeomerError
+
+NAME = "casme2"
+DEFAULT_SCHEME = "casme2-5"
+LAYOUT = (
+    "CASME2-coding-*.xlsx + sub01/EP02_01f/img46.jpg (directly or under CASME2_RAW_selected/, "
+    "CASME2_RAW/ or Cropped/)"
+)
+SHEET_PATTERNS = ("CASME2-coding-*.xlsx", "CASME2-coding-*.xls", "CASME2-coding-*.csv")
+FRAME_SUBFOLDERS = ("CASME2_RAW_selected", "CASME2_RAW", "Cropped", "CASME2_Cropped", "CASME2-RAW")
+COLUMNS = {
+    "subject": ("Subject",),
+    "filename": ("Filename", "File name"),
+    "onset": ("OnsetFrame", "Onset Frame", "Onset"),
+    "apex": ("ApexFrame", "Apex Frame", "Apex"),
+    "offset": ("OffsetFrame", "Offset Frame", "Offset"),
+    "aus": ("Action Units", "ActionUnits", "AU", "AUs"),
+    "emotion": ("Estimated Emotion", "Emotion"),
+}
+
+
+def subject_folder_name(value: object) -> str:
+    """1, "1", "01", "sub01", 1.0 → "sub01"; ``ValueError`` when there is no number."""
+    digits = re.findall(r"\d+", cell_text(value))
+    if not digits:
+        raise ValueError(f"subject {value!r} has no number")
+    return f"sub{int(digits[-1]):02d}"
+
+
+def frames_root(root: Path) -> Path:
+    """The folder holding sub01, sub02, ... (ROOT itself or one of its known subfolders)."""
+    for candidate in (root, *(root / name for name in FRAME_SUBFOLDERS)):
+        if candidate.is_dir() and any(
+            p.is_dir() and re.fullmatch(r"sub\d+", p.name, re.I) for p in candidate.iterdir()
+        ):
+            return candidate
+    raise GeomerError(
+        f"{root}: not a casme2 root: no sub01… frame folders directly under it or under "
+        f"{', '.join(f + '/' for f in FRAME_SUBFOLDERS)}"
+    )
+
+
+def clip_folder(subject_dir: Path, filename: str) -> tuple[Path | None, str]:
+    """The clip's frame folder and a reason when it is missing.
+
+    Exact name first; otherwise the one folder whose name differs by one trailing letter.
+    """
+    exact = subject_dir / filename
+    if exact.is_dir():
+        return exact, ""
+    if not subject_dir.is_dir():
+        return None, f"frames folder {subject_dir} is missing"
+    stem = filename[:-1] if re.search(r"\d[A-Za-z]$", filename) else filename
+    near = [
+        p
+        for p in subject_dir.iterdir()
+        if p.is_dir() and re.fullmatch(re.escape(stem) + r"[A-Za-z]?", p.name, re.I)
+    ]
+    if len(near) == 1:
+        return near[0], ""
+    return None, f"frames folder {exact} is missing"
+
+
+def collect(root: Path, collector: SampleCollector, dataset: str = NAME) -> None:
+    """Add every row of the CASME II sheet under ``root`` to ``collector``."""
+    root = Path(root)
+    sheet = find_sheet(root, SHEET_PATTERNS, NAME)
+    table = read_table(sheet, COLUMNS, key_column="filename")
+    frames = frames_root(root)
+    for record, row in zip(table.rows, table.row_numbers):
+        try:
+            subject = subject_folder_name(record["subject"])
+        except ValueError as error:
+            collector.reject(sheet, row, str(error))
+            continue
+        filename = cell_text(record["filename"])
+        if not filename:
+            collector.reject(sheet, row, "Filename is blank")
+            continue
+        folder, problem = clip_folder(frames / subject, filename)
+        collector.add(
+            file=sheet,
+            row=row,
+            dataset=dataset,
+            subject=subject,
+            clip=folder.name if folder is not None else filename,
+            label=record["emotion"],
+            onset=record["onset"],
+            apex=record["apex"],
+            offset=record["offset"],
+            aus=record["aus"],
+            folder=folder,
+            folder_problem=problem,
+        )
+
+
+def read(
+    root: Path,
+    scheme: str | ClassScheme = DEFAULT_SCHEME,
+    skip_bad: bool = False,
+    dataset: str = NAME,
+) -> DatasetIndex:
+    """Read a CASME II root into a :class:`DatasetIndex` (see the module docstring)."""
+    collector = SampleCollector(NAME, get_scheme(scheme), skip_bad, Path(root))
+    collect(root, collector, dataset)
+    return collector.finish()

@@ -1,0 +1,43 @@
+"""Frame files of a clip folder, keyed by the number in their names.
+
+Label sheets refer to frames by the number in the file name (``img46.jpg``, ``reg_img46.jpg``,
+``006_05562.jpg``, ``image0106005.bmp``): the LAST run of digits in the stem. Frames are ordered
+by that number, never by ``os.listdir`` order.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+
+
+def frame_number_of(path: Path) -> int | None:
+    """The last number in a file's stem, None when it has none."""
+    match = _LAST_NUMBER.search(Path(path).stem)
+    return int(match.group(1)) if match else None
+
+
+def index_frames(folder: Path) -> dict[int, Path]:
+    """Frame number → file for the image files directly in ``folder``, ordered by number."""
+    found: dict[int, Path] = {}
+    for path in Path(folder).iterdir():
+        if path.suffix.lower() in FRAME_SUFFIXES and path.is_file():
+            number = frame_number_of(path)
+            if number is not None:
+                found[number] = path
+    return dict(sorted(found.items()))
+
+
+@lru_cache(maxsize=4096)
+def _cached_index(folder: str, mtime_ns: int) -> dict[int, Path]:
+    return index_frames(Path(folder))
+
+
+def frames_of(folder: Path) -> dict[int, Path]:
+    """:func:`index_frames`, cached per folder modification time (readers ask many times)."""
+    folder = Path(folder)
+    return _cached_index(str(folder), folder.stat().st_mtime_ns)

@@ -1,0 +1,283 @@
+"""Reading label sheets and turning their rows into validated :class:`Sample` records.
+
+Shared by the sheet-based readers (casme2, samm, casme3, megc2019-flow). Sheets may carry a title
+block above the header (SAMM): the header is the first row among the first 40 whose cells include
+the key column. Column names are matched case- and space-insensitively, with aliases per reader.
+Row numbers in messages are the spreadsheet's own (1-based, header row included).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from geomer.data.aus import parse_aus
+from geomer.data.frames import frames_of
+from geomer.data.sample import BadRow, DatasetIndex, Sample
+from geomer.data.schemes import ClassScheme, UnknownLabel
+from geomer.errors import GeomerError
+
+_HEADER_SEARCH_ROWS = 40
+
+
+def column_key(name: object) -> str:
+    """"Onset Frame" / "OnsetFrame" / "onset_frame" → "onsetframe"."""
+    return re.sub(r"[^0-9a-z]", "", str(name).lower())
+
+
+@dataclass(frozen=True)
+class Table:
+    """A label sheet: ``rows`` are dicts keyed by canonical column names; ``row_numbers`` the
+    spreadsheet row of each (1-based)."""
+
+    path: Path
+    rows: list[dict[str, object]]
+    row_numbers: list[int]
+
+
+def find_sheet(root: Path, patterns: tuple[str, ...], layout: str) -> Path:
+    """The single label sheet in ``root`` matching one of ``patterns`` (glob, case-insensitive)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise GeomerError(f"{root}: dataset root is not a folder")
+    matches: list[Path] = []
+    for pattern in patterns:
+        regex = re.compile(_glob_to_regex(pattern), re.IGNORECASE)
+        matches += [p for p in sorted(root.iterdir()) if p.is_file() and regex.fullmatch(p.name)]
+    matches = [p for p in dict.fromkeys(matches) if not p.name.startswith(("~$", "."))]
+    if not matches:
+        raise GeomerError(
+            f"{root}: not a {layout} root: label sheet {' or '.join(patterns)} is missing"
+        )
+    if len(matches) > 1:
+        names = ", ".join(p.name for p in matches)
+        raise GeomerError(f"{root}: several {layout} label sheets ({names}); keep one")
+    return matches[0]
+
+
+def _glob_to_regex(pattern: str) -> str:
+    return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+
+
+def read_table(path: Path, columns: dict[str, tuple[str, ...]], key_column: str) -> Table:
+    """Read an .xlsx/.xls/.csv sheet, find its header row, and keep the wanted columns.
+
+    Args:
+        columns: canonical name → accepted header spellings; every one is required.
+        key_column: canonical name of the column that identifies the header row ("filename").
+
+    Raises GeomerError naming the file and the missing columns.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".csv":
+            raw = pd.read_csv(path, header=None, dtype=object, keep_default_na=False)
+        else:
+            raw = pd.read_excel(path, header=None, dtype=object)
+    except Exception as error:  # pandas raises many kinds for broken files
+        raise GeomerError(f"{path}: cannot read the label sheet ({error})") from error
+    wanted_keys = {canonical: {column_key(a) for a in aliases} for canonical, aliases in columns.items()}
+    header_row = None
+    for row in range(min(len(raw), _HEADER_SEARCH_ROWS)):
+        cells = {column_key(v) for v in raw.iloc[row].tolist()}
+        if cells & wanted_keys[key_column]:
+            header_row = row
+            break
+    if header_row is None:
+        raise GeomerError(f"{path}: no header row with a {key_column!r} column found")
+    header = [column_key(v) for v in raw.iloc[header_row].tolist()]
+    positions: dict[str, int] = {}
+    missing = []
+    for canonical, keys in wanted_keys.items():
+        found = [i for i, h in enumerate(header) if h in keys]
+        if found:
+            positions[canonical] = found[0]
+        else:
+            missing.append(f"{canonical!r} (header spellings: {', '.join(columns[canonical])})")
+    if missing:
+        raise GeomerError(f"{path}: row {header_row + 1}: missing column {'; '.join(missing)}")
+    rows, numbers = [], []
+    for row in range(header_row + 1, len(raw)):
+        values = raw.iloc[row].tolist()
+        record = {name: values[i] for name, i in positions.items()}
+        if all(is_blank(v) for v in values):
+            continue  # trailing empty rows of spreadsheets
+        rows.append(record)
+        numbers.append(row + 1)
+    return Table(path, rows, numbers)
+
+
+def is_blank(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
+
+
+def frame_value(value: object, what: str) -> int:
+    """A frame number cell as int; ``ValueError`` naming ``what`` for blanks and non-numbers."""
+    if is_blank(value):
+        raise ValueError(f"{what} frame is blank")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if float(value).is_integer():
+            return int(value)
+        raise ValueError(f"{what} frame {value!r} is not a whole number")
+    text = str(value).strip()
+    if re.fullmatch(r"\d+(\.0+)?", text):
+        return int(float(text))
+    raise ValueError(f"{what} frame {text!r} is not a number")
+
+
+def cell_text(value: object) -> str:
+    """A cell as text; whole floats lose their ".0" (Excel stores 1 as 1.0)."""
+    if is_blank(value):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+@dataclass
+class SampleCollector:
+    """Validates rows one by one and builds the :class:`DatasetIndex`, reporting every bad row.
+
+    A row is bad for: unknown label, non-numeric or blank frame numbers, onset > apex, apex
+    outside [onset, offset], a missing frames folder, a missing onset/apex/offset frame file, or a
+    clip id already seen. Labels the scheme excludes are recorded in ``excluded``, not checked.
+    """
+
+    name: str
+    scheme: ClassScheme
+    skip_bad: bool
+    root: Path
+    samples: list[Sample] = field(default_factory=list)
+    bad: list[BadRow] = field(default_factory=list)
+    excluded: list[tuple[str, str]] = field(default_factory=list)
+    _seen: dict[str, str] = field(default_factory=dict)
+
+    def add(
+        self,
+        *,
+        file: Path | str,
+        row: object,
+        dataset: str,
+        subject: str,
+        clip: str,
+        label: object,
+        onset: object,
+        apex: object,
+        offset: object,
+        aus: object = None,
+        folder: Path | None,
+        folder_problem: str = "",
+        apex_required: bool = True,
+        check_frames: bool = True,
+        source: Path | None = None,
+        extra: dict[str, Path] | None = None,
+    ) -> Sample | None:
+        """Validate one row; returns the Sample, or None when it was bad or excluded.
+
+        ``folder`` is the clip's frame folder (None with ``folder_problem`` saying why it is
+        missing). With ``check_frames=False`` frame files are not looked up (megc2019-flow).
+        """
+        file = str(file)
+        row = str(row)
+        subject_key = f"{dataset}/{subject}"
+        key = f"{subject_key}/{clip}"
+        reasons: list[str] = []
+        try:
+            class_name = self.scheme.classify(label)
+        except UnknownLabel as error:
+            reasons.append(str(error))
+            class_name = ""
+        if class_name is None:
+            self.excluded.append((key, str(label).strip()))
+            return None
+        numbers: dict[str, int | None] = {}
+        for what, value, required in (
+            ("onset", onset, True),
+            ("apex", apex, apex_required),
+            ("offset", offset, True),
+        ):
+            if not required and is_blank(value):
+                numbers[what] = None
+                continue
+            try:
+                numbers[what] = frame_value(value, what)
+            except ValueError as error:
+                reasons.append(str(error))
+                numbers[what] = None
+        on, ap, off = numbers["onset"], numbers["apex"], numbers["offset"]
+        if on is not None and off is not None and on > off:
+            reasons.append(f"onset {on} > offset {off}")
+        if on is not None and ap is not None and on > ap:
+            reasons.append(f"onset {on} > apex {ap}")
+        elif ap is not None and on is not None and off is not None and not on <= ap <= off:
+            reasons.append(f"apex {ap} outside [onset {on}, offset {off}]")
+        try:
+            parsed_aus = parse_aus(aus)
+        except ValueError as error:
+            reasons.append(str(error))
+            parsed_aus = ()
+        if check_frames:
+            if folder is None or not Path(folder).is_dir():
+                reasons.append(folder_problem or f"frames folder {folder} is missing")
+            else:
+                frames = frames_of(folder)
+                if not frames:
+                    reasons.append(f"frames folder {folder} holds no frame images")
+                else:
+                    for what, number in (("onset", on), ("apex", ap), ("offset", off)):
+                        if number is not None and number not in frames:
+                            reasons.append(f"{what} frame {number} missing in {folder}")
+        if key in self._seen:
+            reasons.append(f"duplicated clip id {clip!r} of {subject_key} (first at row {self._seen[key]})")
+        else:
+            self._seen[key] = row
+        if reasons:
+            self.bad.append(BadRow(file, row, "; ".join(reasons)))
+            return None
+        sample = Sample(
+            dataset=dataset,
+            subject_key=subject_key,
+            clip=clip,
+            label=class_name,
+            label_index=self.scheme.index(class_name),
+            onset=int(on if on is not None else 0),
+            apex=ap,
+            offset=off,
+            aus=parsed_aus,
+            source=Path(source if source is not None else folder),
+            extra=dict(extra or {}),
+            raw_label=str(label).strip(),
+        )
+        self.samples.append(sample)
+        return sample
+
+    def reject(self, file: Path | str, row: object, reason: str) -> None:
+        """Record a bad row found outside :meth:`add` (e.g. an unreadable subject)."""
+        self.bad.append(BadRow(str(file), str(row), reason))
+
+    def finish(self) -> DatasetIndex:
+        """The index; raises one GeomerError listing every bad row unless ``skip_bad``."""
+        if self.bad and not self.skip_bad:
+            lines = "\n".join(str(b) for b in self.bad)
+            raise GeomerError(
+                f"{self.name}: {len(self.bad)} bad row(s) under {self.root} "
+                f"(fix them, or pass --skip-bad / skip_bad=True to leave them out):\n{lines}"
+            )
+        if not self.samples:
+            raise GeomerError(
+                f"{self.name}: no usable clips under {self.root} "
+                f"({len(self.bad)} bad, {len(self.excluded)} excluded by scheme {self.scheme.name})"
+            )
+        return DatasetIndex(
+            name=self.name,
+            samples=tuple(self.samples),
+            classes=self.scheme.classes,
+            skipped=tuple(self.bad),
+            excluded=tuple(self.excluded),
+            root=Path(self.root),
+            scheme=self.scheme.name,
+        )

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import pytest
+from data_layouts import CASME2_ROWS, write_casme2, write_frames
+
+from geomer.data import read_dataset
+from geomer.errors import GeomerError
+
+
+def test_reads_every_row_with_its_quirks(tmp_path):
+    index = read_dataset("casme2", write_casme2(tmp_path / "c2"))
+    # the fear row is outside the 5-class scheme: excluded, not bad
+    assert [s.clip for s in index.samples] == [
+        "EP02_01f", "EP03_02", "EP01_11f", "EP05_02", "EP07_01", "EP08_04"
+    ]
+    assert index.classes == ("happiness", "surprise", "disgust", "repression", "others")
+    assert index.excluded == (("casme2/sub04/EP09_01", "fear"),)
+    first = index.samples[0]
+    assert (first.subject_key, first.key) == ("casme2/sub01", "casme2/sub01/EP02_01f")
+    assert (first.onset, first.apex, first.offset) == (46, 59, 86)
+    assert first.source == tmp_path / "c2" / "sub01" / "EP02_01f"
+    by_clip = {s.clip: s for s in index.samples}
+    assert by_clip["EP03_02"].label == "others" and by_clip["EP03_02"].label_index == 4
+    assert by_clip["EP03_02"].aus == ("R12", "L14")
+    assert by_clip["EP01_11f"].aus == ("4", "7", "L10")
+    assert by_clip["EP05_02"].aus == ("12",) and by_clip["EP05_02"].label == "happiness"
+    assert by_clip["EP07_01"].aus == ("4", "7")
+    assert by_clip["EP08_04"].aus == ()
+    assert index.subjects == ("casme2/sub01", "casme2/sub02", "casme2/sub03")
+
+
+@pytest.mark.parametrize("subfolder,cropped", [("CASME2_RAW_selected", False), ("Cropped", True)])
+def test_frames_under_a_known_subfolder(tmp_path, subfolder, cropped):
+    root = write_casme2(tmp_path / "c2", subfolder=subfolder, cropped=cropped)
+    index = read_dataset("casme2", root)
+    assert index.samples[0].source == root / subfolder / "sub01" / "EP02_01f"
+
+
+def test_folder_with_suffix_letter_missing_in_sheet(tmp_path):
+    root = write_casme2(tmp_path / "c2", rows=[(1, "EP02_01", 1, 2, 3, "12", "happiness")],
+                        frames=False)
+    write_frames(root / "sub01" / "EP02_01f", range(1, 4))
+    (sample,) = read_dataset("casme2", root).samples
+    assert sample.clip == "EP02_01f"
+
+
+def test_every_bad_row_reported_at_once(tmp_path):
+    rows = list(CASME2_ROWS) + [
+        (5, "EP10_01", 9, 5, 12, "4", "disgust"),          # onset > apex
+        (5, "EP10_02", 1, 9, 5, "4", "disgust"),           # apex outside [onset, offset]
+        (5, "EP10_03", 1, 2, 3, "4", "joy"),                # unknown label
+        (5, "EP10_04", 1, "/", 3, "4", "disgust"),          # non-numeric frame
+        (1, "EP02_01f", 46, 59, 86, "12", "happiness"),     # duplicated clip id
+    ]
+    root = write_casme2(tmp_path / "c2", rows=rows)
+    write_frames(root / "sub05" / "EP10_05", range(1, 3))
+    rows.append((5, "EP10_06", 1, 2, 3, "4", "disgust"))   # frames folder missing
+    rows.append((5, "EP10_05", 1, 2, 3, "4", "disgust"))   # offset frame file missing
+    write_casme2(root, rows=rows, frames=False)
+    with pytest.raises(GeomerError) as caught:
+        read_dataset("casme2", root)
+    lines = str(caught.value).splitlines()[1:]
+    assert len(lines) == 7
+    sheet = str(root / "CASME2-coding-20140508.xlsx")
+    assert all(line.startswith(sheet + ": row ") for line in lines)
+    text = "\n".join(lines)
+    for reason in ("onset 9 > apex 5", "apex 9 outside [onset 1, offset 5]", "unknown label 'joy'",
+                   "apex frame '/' is not a number", "duplicated clip id 'EP02_01f'",
+                   "EP10_06 is missing", "offset frame 3 missing"):
+        assert reason in text, reason
+    # the spreadsheet row of the first bad row: header is row 1, data starts at row 2
+    assert lines[0].startswith(f"{sheet}: row {len(CASME2_ROWS) + 2}:")
+
+    index = read_dataset("casme2", root, skip_bad=True)
+    assert len(index.skipped) == 7
+    assert len(index.samples) == 6
+
+
+def test_root_that_is_not_casme2(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GeomerError, match="label sheet CASME2-coding-"):
+        read_dataset("casme2", tmp_path / "empty")
+    root = write_casme2(tmp_path / "c2", frames=False)
+    with pytest.raises(GeomerError, match="no sub01"):
+        read_dataset("casme2", root)
+
+
+def test_empty_after_filtering(tmp_path):
+    root = write_casme2(tmp_path / "c2", rows=[(1, "EP02_01f", 1, 2, 3, "", "fear")])
+    with pytest.raises(GeomerError, match="no usable clips"):
+        read_dataset("casme2", root)
+    with pytest.raises(GeomerError, match="unknown dataset 'casme9'"):
+        read_dataset("casme9", root)
