@@ -1,0 +1,29 @@
+"""geomer models: one registry, one output type, four models.
+
+``create(name, num_classes, graph, **cfg)`` builds a registered model; every model's
+``forward(batch)`` returns :class:`ModelOutput` (logits [B, C], relations [B, K, K],
+embedding [B, D]). See DESIGN.md section 4 and each model's docstring.
+"""
+
+from __future__ import annotations
+
+from geomer.models.output import ModelOutput, row_normalise
+from geomer.models.registry import (
+    ModelSpec,
+    check_inputs,
+    create,
+    get_spec,
+    list_models,
+    register_model,
+)
+
+__all__ = [
+    "ModelOutput",
+    "ModelSpec",
+    "check_inputs",
+    "create",
+    "get_spec",
+    "list_models",
+    "register_model",
+    "row_normalise",
+]

@@ -1,0 +1,164 @@
+"""The building blocks of DeRe-GRL: learnable adjacency, Action Decomposition, Relation
+Reconstruction.
+
+Each block is an ``nn.Module`` with the shapes in its docstring; :mod:`geomer.models.dere_grl`
+assembles them into the model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from geomer.models.output import row_normalise
+
+RRM_FORMS = ("vector", "matrix")
+
+
+class LearnableAdjacency(nn.Module):
+    """The prior face-graph adjacency plus a learned symmetric, non-negative N×N weight.
+
+    ``A = A_prior + (softplus(W) + softplus(W)ᵀ) / 2``, with ``A_prior`` the 0/1 adjacency of the
+    FaceGraph edges. The learned part starts small (``softplus(init)`` per pair) so training
+    begins from the prior graph and adds long-range links (e.g. brow ↔ mouth) only where they
+    help. Self-loops and the symmetric degree normalisation are left to the GCN layer
+    (``DenseGCNConv``), so the learned weights are normalised together with the prior ones.
+
+    Shapes:
+        - edge_index: [2, 2E] (both directions)
+        - output: [N, N]
+    """
+
+    def __init__(self, edge_index: Tensor, num_nodes: int, learn: bool = True, init: float = -5.0):
+        super().__init__()
+        prior = torch.zeros(num_nodes, num_nodes)
+        prior[edge_index[0], edge_index[1]] = 1.0
+        prior = torch.maximum(prior, prior.T)  # undirected whatever the input lists
+        self.register_buffer("prior", prior)
+        self.learn = learn
+        self.logits = nn.Parameter(torch.full((num_nodes, num_nodes), float(init))) if learn else None
+
+    def learned(self) -> Tensor:
+        """The learned, symmetric, non-negative part [N, N] (zeros when not learned)."""
+        if self.logits is None:
+            return torch.zeros_like(self.prior)
+        weight = F.softplus(self.logits)
+        return (weight + weight.T) / 2
+
+    def forward(self) -> Tensor:
+        return self.prior + self.learned()
+
+
+class ActionDecomposition(nn.Module):
+    """Action Decomposition Module: per component k, a map matrix M_k [m × n_k] turns the
+    n_k node features of that component into m action features.
+
+    All K map matrices live in one block matrix ``M`` [K·m, N] whose row ``a`` may only weigh
+    nodes of component ``a // m`` (a fixed mask zeroes the rest), so the whole module is one
+    matrix product. Rows start at the component mean with a random perturbation so the m actions
+    of a component differ from the first step.
+
+    Shapes:
+        - component: [N] component id of each node, in 0..K-1
+        - input: [B, N, d]
+        - output: [B, K·m, d] (actions of component k at rows k·m … k·m + m - 1)
+    """
+
+    def __init__(self, component: Tensor, num_components: int, actions_per_component: int):
+        super().__init__()
+        component = torch.as_tensor(component, dtype=torch.long)
+        self.num_components = int(num_components)
+        self.actions_per_component = int(actions_per_component)
+        owner = torch.arange(self.num_components).repeat_interleave(self.actions_per_component)
+        mask = (owner[:, None] == component[None, :]).float()  # [K·m, N]
+        sizes = mask.sum(dim=1, keepdim=True)
+        if bool((sizes == 0).any()):
+            empty = sorted({int(k) for k in owner[(sizes[:, 0] == 0)]})
+            raise ValueError(f"components {empty} have no nodes in the graph")
+        self.register_buffer("mask", mask)
+        init = mask / sizes * (1.0 + 0.5 * torch.randn_like(mask))
+        self.weight = nn.Parameter(init)
+
+    @property
+    def num_actions(self) -> int:
+        return self.num_components * self.actions_per_component
+
+    def map_matrix(self) -> Tensor:
+        """The masked block matrix [K·m, N] (zero outside each action's own component)."""
+        return self.weight * self.mask
+
+    def map_matrices(self) -> list[Tensor]:
+        """The per-component map matrices M_k, each [m, n_k] (the paper's form)."""
+        matrix = self.map_matrix()
+        m = self.actions_per_component
+        return [
+            matrix[k * m : (k + 1) * m][:, self.mask[k * m].bool()]
+            for k in range(self.num_components)
+        ]
+
+    def forward(self, nodes: Tensor) -> Tensor:
+        return torch.matmul(self.map_matrix(), nodes)
+
+
+class RelationReconstruction(nn.Module):
+    """Relation Reconstruction Module: learned weights over all K·m action features, and the
+    action-level relation matrix P [K·m, K·m] the component relations are read from.
+
+    Two forms (``form``):
+
+    - ``"vector"``: one weight per action feature, conditioned on the input:
+      ``w_a = sigmoid(u_a · f_a + b_a)`` with a learned vector ``u_a`` and bias ``b_a`` per
+      action; the reconstructed features are ``w_a f_a``. Two actions relate as much as both are
+      weighted: ``P_ab = min(w_a, w_b)`` (the fuzzy AND, i.e. co-activation).
+    - ``"matrix"``: a (K·m)×(K·m) relation matrix, a learned static part plus input-conditioned
+      attention: ``P = sigmoid(S + (f W_q)(f W_k)ᵀ / √d)``; the reconstructed features are
+      ``f_a + Σ_b P_ab (f_b W_v) / Σ_b P_ab``.
+
+    :func:`component_relations` turns P into the K×K ``relations``.
+
+    Shapes:
+        - input: [B, K·m, d]
+        - output: (reconstructed [B, K·m, d], P [B, K·m, K·m] with entries in (0, 1))
+    """
+
+    def __init__(self, num_actions: int, width: int, form: str = "vector"):
+        super().__init__()
+        if form not in RRM_FORMS:
+            raise ValueError(f"unknown RRM form {form!r}; known: {', '.join(RRM_FORMS)}")
+        self.form = form
+        self.width = width
+        if form == "vector":
+            self.gate_weight = nn.Parameter(torch.randn(num_actions, width) / math.sqrt(width))
+            self.gate_bias = nn.Parameter(torch.zeros(num_actions))
+        else:
+            self.static = nn.Parameter(torch.zeros(num_actions, num_actions))
+            self.query = nn.Linear(width, width, bias=False)
+            self.key = nn.Linear(width, width, bias=False)
+            self.value = nn.Linear(width, width)
+
+    def forward(self, actions: Tensor) -> tuple[Tensor, Tensor]:
+        if self.form == "vector":
+            weights = torch.sigmoid((actions * self.gate_weight).sum(-1) + self.gate_bias)
+            pairs = torch.minimum(weights[:, :, None], weights[:, None, :])
+            return actions * weights[..., None], pairs
+        scores = torch.matmul(self.query(actions), self.key(actions).transpose(1, 2))
+        pairs = torch.sigmoid(self.static + scores / math.sqrt(self.width))
+        mixing = pairs / pairs.sum(dim=-1, keepdim=True)
+        return actions + torch.matmul(mixing, self.value(actions)), pairs
+
+
+def component_relations(pairs: Tensor, num_components: int) -> Tensor:
+    """Component relations from action-level relations: the mean of P over each component
+    pair's block of actions, then each row scaled to sum to 1.
+
+    Shapes:
+        - pairs: [B, K·m, K·m], non-negative
+        - output: [B, K, K], non-negative, rows sum to 1
+    """
+    batch, actions, _ = pairs.shape
+    m = actions // num_components
+    blocks = pairs.reshape(batch, num_components, m, num_components, m).mean(dim=(2, 4))
+    return row_normalise(blocks)

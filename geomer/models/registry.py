@@ -1,0 +1,185 @@
+"""The model registry (timm style): ``@register_model``, ``create``, ``list_models``.
+
+A model is a ``torch.nn.Module`` class (or a factory function returning one) registered under a
+name. ``create(name, num_classes, graph, **cfg)`` builds it as ``factory(num_classes, graph,
+**cfg)``; every model's ``forward(batch)`` returns :class:`~geomer.models.output.ModelOutput`.
+
+What a registered class declares (class attributes, all optional except ``paper``):
+
+- ``paper``: the citation of the paper it reimplements;
+- ``requires``: the ``torch_geometric`` ``Data`` attributes it needs, e.g. ``("geometry",)``;
+- ``requires_any``: groups of attributes of which at least one must be present, e.g.
+  ``(("geometry", "flow_stats"),)``;
+- ``small_config``: settings for a small, fast instance (the contract tests build every model
+  with it).
+
+The model modules are imported lazily, on the first call that needs the registry, so that
+``import geomer.models`` stays cheap and the modules can import this one without a cycle.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from geomer.errors import GeomerError
+
+# The modules that hold registered models, imported in this order by ``_import_models``.
+_MODEL_MODULES = ("dere_grl", "mmt", "mubert", "hsta")
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_imported = False
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered model: its name, how to build it, and what it needs.
+
+    ``factory(num_classes, graph, **cfg)`` returns the ``nn.Module``; ``requires`` /
+    ``requires_any`` name the ``Data`` attributes it consumes (see the module docstring).
+    """
+
+    name: str
+    factory: Callable[..., nn.Module]
+    paper: str = ""
+    summary: str = ""
+    requires: tuple[str, ...] = ()
+    requires_any: tuple[tuple[str, ...], ...] = ()
+    small_config: dict[str, Any] = field(default_factory=dict)
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a model class or factory under ``name`` (decorator); returns it unchanged.
+
+    Registering a second, different object under a name already taken is a programming error.
+    """
+
+    def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        known = _REGISTRY.get(name)
+        if known is not None and known.factory is not factory:
+            # Re-importing the same module (e.g. importlib.reload) re-registers an equal
+            # qualname; anything else is two models fighting for one name.
+            if getattr(known.factory, "__qualname__", None) != getattr(factory, "__qualname__", ""):
+                raise ValueError(f"model name {name!r} is already registered by {known.factory!r}")
+        doc = inspect.getdoc(factory) or ""
+        _REGISTRY[name] = ModelSpec(
+            name=name,
+            factory=factory,
+            paper=str(getattr(factory, "paper", "")),
+            summary=doc.splitlines()[0] if doc else "",
+            requires=tuple(getattr(factory, "requires", ())),
+            requires_any=tuple(tuple(group) for group in getattr(factory, "requires_any", ())),
+            small_config=dict(getattr(factory, "small_config", {})),
+        )
+        return factory
+
+    return decorate
+
+
+def _import_models() -> None:
+    """Import every model module once so that its ``@register_model`` calls have run."""
+    global _imported
+    if _imported:
+        return
+    for module in _MODEL_MODULES:
+        qualified = f"{__package__}.{module}"
+        try:
+            importlib.import_module(qualified)
+        except ModuleNotFoundError as error:
+            # DEV-ONLY guard: skip a model module that is not written yet during parallel
+            # development; errors raised inside an existing module still propagate.
+            if error.name != qualified:
+                raise
+    _imported = True
+
+
+def list_models() -> list[str]:
+    """The registered model names, sorted."""
+    _import_models()
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` registered under ``name``; unknown names raise GeomerError."""
+    _import_models()
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise GeomerError(f"unknown model {name!r}; known models: {known}")
+    return spec
+
+
+def create(name: str, num_classes: int, graph: Any, **cfg: Any) -> nn.Module:
+    """Build the model registered as ``name`` for ``num_classes`` classes on ``graph``.
+
+    ``graph`` is the :class:`geomer.graph.FaceGraph` the data were made on (it fixes the nodes,
+    the components K and the prior edges). ``cfg`` are the model's settings; a setting the
+    model does not have raises GeomerError listing the ones it has. The built module carries
+    ``model_name`` and ``model_cfg`` so checkpoints can record how to rebuild it.
+    """
+    spec = get_spec(name)
+    if int(num_classes) < 2:
+        raise GeomerError(f"model {name!r} needs at least 2 classes, got {num_classes}")
+    accepted = _settings_of(spec.factory)
+    if accepted is not None:
+        unknown = sorted(set(cfg) - accepted)
+        if unknown:
+            raise GeomerError(
+                f"model {name!r} has no setting {', '.join(map(repr, unknown))}; "
+                f"its settings: {', '.join(sorted(accepted)) or 'none'}"
+            )
+    model = spec.factory(int(num_classes), graph, **cfg)
+    model.model_name = name
+    model.model_cfg = dict(cfg)
+    return model
+
+
+def _settings_of(factory: Callable[..., nn.Module]) -> set[str] | None:
+    """The keyword settings ``factory`` accepts, or None when it takes ``**kwargs``."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    parameters = list(inspect.signature(target).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    skip = {"self", "num_classes", "graph"}
+    return {
+        p.name
+        for p in parameters
+        if p.name not in skip
+        and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def _has(data: Any, attribute: str) -> bool:
+    return getattr(data, attribute, None) is not None
+
+
+def check_inputs(model: nn.Module | str, data: Any) -> None:
+    """Raise a one-line GeomerError when ``data`` lacks an input ``model`` needs.
+
+    ``model`` is a built model or a registered name; ``data`` a ``Data`` or ``Batch``. The
+    engine calls this once before training, so a dataset without a modality fails at the start
+    (e.g. a frame-sequence model on ``megc2019-flow``).
+    """
+    if isinstance(model, str):
+        spec = get_spec(model)
+        name, requires, requires_any = spec.name, spec.requires, spec.requires_any
+    else:
+        name = getattr(model, "model_name", type(model).__name__)
+        requires = tuple(getattr(model, "requires", ()))
+        requires_any = tuple(getattr(model, "requires_any", ()))
+    clip = getattr(data, "clip", None)
+    where = f" (clip {clip[0] if isinstance(clip, list | tuple) else clip})" if clip else ""
+    for attribute in requires:
+        if not _has(data, attribute):
+            raise GeomerError(f"model {name!r} needs input {attribute!r}, which the data lack{where}")
+    for group in requires_any:
+        if not any(_has(data, attribute) for attribute in group):
+            raise GeomerError(
+                f"model {name!r} needs one of the inputs {', '.join(map(repr, group))}, "
+                f"and the data have none{where}"
+            )
