@@ -1,0 +1,195 @@
+"""Attention blocks that can keep their weights, and the one attention → relations rule.
+
+Every transformer in geomer (``mmt``, ``mubert``, ``hsta``) turns its self-attention into the
+component-relation matrix with :func:`attention_relations`, so their ``relations`` are comparable:
+
+1. heads are averaged: ``A_l = mean_h attn_l[:, h]``                       ``[B, L, L]``
+2. rolled out over layers (Abnar & Zuidema, ACL 2020, "Quantifying Attention Flow in
+   Transformers"): ``Â_l = rownorm((A_l + I) / 2)``, ``R = Â_n ⋯ Â_2 Â_1`` (``R[i, j]``: how much
+   top-layer token i draws from input token j; the residual path is the ``I``);
+3. token→token weights between component tokens are summed per component pair and divided by
+   the pair's token count, i.e. ``P R Pᵀ`` with the [K, L] pooling matrix ``P`` (rows of ``P``
+   average the tokens of a component, exactly ``FaceGraph.pooling_matrix()`` when the tokens
+   are the graph's nodes). Tokens without a component (summary tokens, padding) carry id -1 and
+   are left out;
+4. each row is normalised to sum to 1 (a component with no tokens gets a uniform row).
+
+Blocks use :func:`torch.nn.functional.scaled_dot_product_attention` unless asked to keep the
+weights (``need_weights=True``), where the softmax is computed explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head (cross-)attention that returns its weights on request.
+
+    Shapes:
+        query ``[B, Lq, D]``, context ``[B, Lk, D]`` (defaults to ``query``: self-attention),
+        key_padding_mask ``[B, Lk]`` bool, True = ignore that key →
+        output ``[B, Lq, D]``, weights ``[B, H, Lq, Lk]`` or None.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        context: torch.Tensor | None = None,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        context = query if context is None else context
+        b, lq, d = query.shape
+        lk = context.shape[1]
+        q = self.q(query).view(b, lq, self.heads, self.head_dim).transpose(1, 2)
+        k, v = self.kv(context).view(b, lk, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        bias = None
+        if key_padding_mask is not None:
+            bias = torch.zeros(b, 1, 1, lk, dtype=q.dtype, device=q.device)
+            bias = bias.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+        dropout = self.dropout if self.training else 0.0
+        if need_weights:
+            scores = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5
+            if bias is not None:
+                scores = scores + bias
+            weights = scores.softmax(dim=-1)
+            mixed = F.dropout(weights, dropout, self.training) @ v
+        else:
+            weights = None
+            mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+        mixed = mixed.transpose(1, 2).reshape(b, lq, d)
+        return self.out(mixed), weights
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: self-attention then an MLP, both residual.
+
+    Shapes: tokens ``[B, L, D]`` → tokens ``[B, L, D]``, weights ``[B, H, L, L]`` or None.
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = MultiHeadAttention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+        )
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mixed, weights = self.attn(
+            self.norm1(tokens), key_padding_mask=key_padding_mask, need_weights=need_weights
+        )
+        tokens = tokens + mixed
+        tokens = tokens + self.mlp(self.norm2(tokens))
+        return tokens, weights
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of :class:`TransformerBlock` returning every layer's attention when asked.
+
+    Shapes: tokens ``[B, L, D]`` → tokens ``[B, L, D]`` (final LayerNorm applied),
+    list of ``depth`` weights ``[B, H, L, L]`` (empty when ``need_weights`` is False).
+    """
+
+    def __init__(
+        self, dim: int, depth: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        kept = []
+        for block in self.blocks:
+            tokens, weights = block(tokens, key_padding_mask, need_weights)
+            if weights is not None:
+                kept.append(weights)
+        return self.norm(tokens), kept
+
+
+def attention_rollout(attn_per_layer: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Heads averaged, ``(A + I) / 2`` row-normalised, multiplied across layers.
+
+    Shapes: each layer ``[B, H, L, L]`` (or ``[B, L, L]`` already head-averaged) → ``[B, L, L]``
+    whose row i is how much the top-layer token i draws from each input token.
+    """
+    if not attn_per_layer:
+        raise ValueError("attention_rollout needs the attention of at least one layer")
+    rollout = None
+    for attn in attn_per_layer:
+        averaged = attn.mean(dim=1) if attn.dim() == 4 else attn
+        eye = torch.eye(averaged.shape[-1], dtype=averaged.dtype, device=averaged.device)
+        step = (averaged + eye) / 2
+        step = step / step.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        rollout = step if rollout is None else step @ rollout
+    return rollout
+
+
+def component_pooling(token_component: torch.Tensor, num_components: int) -> torch.Tensor:
+    """The [B, K, L] matrix whose row k averages the tokens of component k (id -1: no component).
+
+    Shapes: token_component ``[L]`` or ``[B, L]`` long → ``[B, K, L]`` (``[1, K, L]`` for ``[L]``).
+    """
+    ids = token_component if token_component.dim() == 2 else token_component[None]
+    valid = ids >= 0
+    onehot = F.one_hot(ids.clamp_min(0), num_components).to(torch.float32)
+    onehot = onehot * valid[..., None]
+    membership = onehot.transpose(1, 2)  # [B, K, L]
+    return membership / membership.sum(dim=-1, keepdim=True).clamp_min(1.0)
+
+
+def attention_relations(
+    attn_per_layer: Sequence[torch.Tensor], token_component: torch.Tensor, num_components: int
+) -> torch.Tensor:
+    """The one attention → relations rule shared by every transformer (see the module docstring).
+
+    Args:
+        attn_per_layer: self-attention weights of consecutive layers over the same tokens,
+            each ``[B, H, L, L]`` (or ``[B, L, L]``).
+        token_component: component id of each token, ``[L]`` or ``[B, L]`` long; -1 for tokens
+            that belong to no component (summary tokens, padding).
+        num_components: K.
+
+    Shapes: → ``[B, K, K]``, every row non-negative and summing to 1.
+    """
+    rollout = attention_rollout(attn_per_layer).to(torch.float32)
+    pooling = component_pooling(token_component.to(rollout.device), num_components)
+    pooled = pooling @ rollout @ pooling.transpose(1, 2)
+    totals = pooled.sum(dim=-1, keepdim=True)
+    uniform = torch.full_like(pooled, 1.0 / num_components)
+    return torch.where(totals > 0, pooled / totals.clamp_min(1e-12), uniform)
+
+
+def mean_relations(*relations: torch.Tensor) -> torch.Tensor:
+    """Average several [B, K, K] row-normalised relation matrices (stays row-normalised)."""
+    return torch.stack(relations).mean(dim=0)
