@@ -1,0 +1,77 @@
+"""Training settings: one frozen record that goes into ``config.json`` and every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from geomer.errors import GeomerError
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one model is trained and evaluated under a protocol.
+
+    ``epochs`` is a fixed budget: the model of the LAST epoch is evaluated (no selection on the
+    test fold). ``val_fraction`` > 0 holds out that fraction of the TRAINING subjects (never test
+    subjects) and keeps the epoch with the best validation UF1. ``leaky_best_epoch`` reproduces
+    papers that report the best test epoch; the run is then marked ``leaky: true``.
+
+    ``jobs`` > 1 with ``executor="local"`` runs fold × seed tasks in a process pool;
+    ``executor="ray"`` submits one Ray task per fold × seed (``ray_address`` None: a local Ray).
+    ``device`` "auto" is CUDA when available for in-process runs, CPU in worker processes.
+    """
+
+    model: str = "dere-grl"
+    cfg: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    class_weighted: bool = True
+    seeds: tuple[int, ...] = (0, 1, 2)
+    val_fraction: float = 0.0
+    leaky_best_epoch: bool = False
+    jobs: int = 1
+    executor: str = "local"
+    ray_address: str | None = None
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(int(seed) for seed in self.seeds))
+        object.__setattr__(self, "cfg", dict(self.cfg))
+        if self.epochs < 1:
+            raise GeomerError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise GeomerError(f"batch size must be at least 1, got {self.batch_size}")
+        if not self.seeds:
+            raise GeomerError("at least one seed is needed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise GeomerError(f"seeds repeat: {list(self.seeds)}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise GeomerError(f"val fraction must lie in [0, 1), got {self.val_fraction}")
+        if self.val_fraction > 0 and self.leaky_best_epoch:
+            raise GeomerError("choose either a validation split or leaky best-epoch selection")
+        if self.executor not in EXECUTORS:
+            raise GeomerError(f"unknown executor {self.executor!r}; known: {', '.join(EXECUTORS)}")
+        if self.jobs < 1:
+            raise GeomerError(f"jobs must be at least 1, got {self.jobs}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting, JSON-ready (tuples become lists)."""
+        data = asdict(self)
+        data["seeds"] = list(self.seeds)
+        return data
+
+    def result_settings(self) -> dict[str, Any]:
+        """The settings that determine the results (not how or where they are computed)."""
+        data = self.to_dict()
+        for key in ("jobs", "executor", "ray_address", "device", "progress"):
+            data.pop(key)
+        return data
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return replace(self, **changes)

@@ -1,0 +1,126 @@
+"""Where fold × seed tasks run: in-process, a local process pool, or Ray.
+
+All three call :func:`geomer.train.fit.fit_fold` with the same :class:`FitContext`, which is sent
+once per worker (pool initializer, ``ray.put``) rather than once per task, and every task writes
+its own files, so the executor never changes the results (see ``fit``'s determinism note).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+from geomer.errors import GeomerError
+from geomer.train.fit import FitContext, FoldSummary, FoldTask, fit_fold
+
+
+def run_tasks(
+    tasks: list[FoldTask], context: FitContext, *, progress: bool = True
+) -> list[FoldSummary]:
+    """Run ``tasks`` with the executor and job count of ``context.config``; summaries in task order."""
+    if not tasks:
+        return []
+    config = context.config
+    if config.executor == "ray":
+        return run_ray(tasks, context, progress=progress)
+    if config.jobs > 1 and len(tasks) > 1:
+        return run_process_pool(tasks, context, jobs=config.jobs, progress=progress)
+    return run_in_process(tasks, context, progress=progress)
+
+
+def _bar(total: int, progress: bool, description: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not progress, desc=description, unit="fold", leave=False)
+
+
+def run_in_process(tasks, context, *, progress=True) -> list[FoldSummary]:
+    summaries = []
+    with _bar(len(tasks), progress, "folds") as bar:
+        for task in tasks:
+            summaries.append(fit_fold(context, task))
+            bar.update()
+    return summaries
+
+
+_WORKER_CONTEXT: FitContext | None = None
+
+
+def _init_worker(context: FitContext) -> None:
+    import torch
+
+    global _WORKER_CONTEXT
+    torch.set_num_threads(1)
+    _WORKER_CONTEXT = context
+
+
+def _fit_in_worker(task: FoldTask) -> FoldSummary:
+    assert _WORKER_CONTEXT is not None, "worker was not initialised"
+    return fit_fold(_WORKER_CONTEXT, task)
+
+
+def run_process_pool(tasks, context, *, jobs: int, progress=True) -> list[FoldSummary]:
+    """A pool of ``jobs`` fresh (spawned) processes, one thread each.
+
+    Spawned rather than forked: forking a process whose OpenMP or CUDA runtime is already up
+    can hang the children; the cost is one interpreter start per worker.
+    """
+    worker_context = context
+    if context.device != "cpu":
+        worker_context = FitContext(**{**context.__dict__, "device": "cpu"})
+    summaries: dict[int, FoldSummary] = {}
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(tasks)),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(worker_context,),
+    ) as pool, _bar(len(tasks), progress, f"folds ({jobs} processes)") as bar:
+        futures = {pool.submit(_fit_in_worker, task): i for i, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            summaries[futures[future]] = future.result()
+            bar.update()
+    return [summaries[i] for i in range(len(tasks))]
+
+
+def run_ray(tasks, context, *, progress=True) -> list[FoldSummary]:
+    """One Ray task per fold × seed (1 CPU each) on ``config.ray_address`` or a local Ray.
+
+    A local Ray is started with ``jobs`` CPUs and shut down afterwards; a cluster given by
+    address is only connected to.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise GeomerError("--executor ray needs Ray: pip install 'geomer[ray]'") from None
+    config = context.config
+    started_here = not ray.is_initialized()
+    if started_here:
+        options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if config.ray_address:
+            ray.init(address=config.ray_address, **options)
+        else:
+            ray.init(num_cpus=config.jobs, **options)
+    try:
+        worker_context = FitContext(**{**context.__dict__, "device": "cpu"})
+        context_ref = ray.put(worker_context)
+        remote_fit = ray.remote(num_cpus=1)(_fit_on_ray)
+        pending = {remote_fit.remote(context_ref, task): i for i, task in enumerate(tasks)}
+        summaries: dict[int, FoldSummary] = {}
+        with _bar(len(tasks), progress, "folds (ray)") as bar:
+            waiting = list(pending)
+            while waiting:
+                done, waiting = ray.wait(waiting, num_returns=1)
+                for ref in done:
+                    summaries[pending[ref]] = ray.get(ref)
+                    bar.update()
+        return [summaries[i] for i in range(len(tasks))]
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _fit_on_ray(context: FitContext, task: FoldTask) -> FoldSummary:
+    import torch
+
+    torch.set_num_threads(1)
+    return fit_fold(context, task)

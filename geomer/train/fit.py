@@ -1,0 +1,317 @@
+"""Training and testing one model on one fold with one seed.
+
+The recipe is fixed (DESIGN.md section 6): AdamW, a cosine learning-rate schedule over the whole
+budget (per optimiser step), a fixed number of epochs, cross-entropy (optionally weighted by the
+inverse class frequency of the TRAINING fold) plus the model's ``aux_loss``. The model of the last
+epoch is tested, unless a validation split of training subjects picks the epoch, or the explicitly
+leaky best-test-epoch mode is on.
+
+Determinism: every random source is seeded from the seed (and the fold for the validation split),
+deterministic algorithms are requested, and training runs on one CPU thread, so the same seed gives
+the same numbers whether the fold runs in-process, in a process pool or on a Ray worker.
+
+Per fold it writes, each file atomically, ``history.csv``, ``relations.npy``, ``checkpoint.pt``
+and last ``predictions.csv`` — whose presence marks the fold as finished (resume).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import tempfile
+import time
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geomer.train.checkpoint import Checkpoint, graph_record, save_checkpoint
+from geomer.train.config import TrainConfig
+from geomer.train.metrics import classification_metrics
+
+
+@dataclass(frozen=True)
+class FoldTask:
+    """One unit of work: a fold under one seed; indices point into the shared graph list."""
+
+    fold: str
+    seed: int
+    train: tuple[int, ...]
+    test: tuple[int, ...]
+    out_dir: str
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What every task of a run shares (sent once per worker, not once per task).
+
+    ``graphs`` are PyG ``Data`` objects with ``y`` [1] and the meta strings ``clip``, ``subject``
+    and ``dataset``; ``face_graph`` is the :class:`~geomer.graph.FaceGraph` the model is built on.
+    """
+
+    graphs: list
+    class_names: tuple[str, ...]
+    config: TrainConfig
+    face_graph: Any
+    model_origin: tuple[str, str | None]
+    component_names: tuple[str, ...]
+    feature_settings: dict = field(default_factory=dict)
+    init: str | None = None
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class FoldSummary:
+    fold: str
+    seed: int
+    num_train: int
+    num_test: int
+    seconds: float
+    epochs_run: int
+    selected_epoch: int
+
+
+def sample_key(data) -> str:
+    """A clip's unique name: its global subject key and clip id."""
+    return f"{data.subject}/{data.clip}"
+
+
+def validation_subjects(subjects: list[str], fraction: float, seed: int, fold: str) -> set[str]:
+    """A seeded draw of ``fraction`` of the given TRAINING subjects (at least one, never all)."""
+    unique = sorted(set(subjects))
+    if fraction <= 0 or len(unique) < 2:
+        return set()
+    count = min(len(unique) - 1, max(1, round(fraction * len(unique))))
+    rng = np.random.default_rng([seed, zlib.crc32(fold.encode())])
+    return set(rng.choice(unique, size=count, replace=False).tolist())
+
+
+@contextmanager
+def _deterministic_cpu():
+    import torch
+
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Inverse-frequency weights ``n / (C · n_c)`` of the training labels (0 for absent classes).
+
+    Shapes: labels [n] int → [C] float32.
+    """
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0.0)
+    return weights.astype(np.float32)
+
+
+def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
+    """Train on ``task.train``, test on ``task.test``, write the fold's files; see the module doc."""
+    import torch
+    from torch_geometric.loader import DataLoader
+
+    from geomer.train._models import create_model, ensure_registered
+
+    started = time.perf_counter()
+    config = context.config
+    ensure_registered(config.model, context.model_origin)
+    device = torch.device(context.device)
+    graphs = context.graphs
+    num_classes = len(context.class_names)
+
+    train_graphs = [graphs[i] for i in task.train]
+    test_graphs = [graphs[i] for i in task.test]
+    held_out = validation_subjects(
+        [str(g.subject) for g in train_graphs], config.val_fraction, task.seed, task.fold
+    )
+    val_graphs = [g for g in train_graphs if str(g.subject) in held_out]
+    train_graphs = [g for g in train_graphs if str(g.subject) not in held_out]
+
+    with _deterministic_cpu():
+        _seed_everything(task.seed)
+        model = create_model(config.model, num_classes, context.face_graph, config.cfg).to(device)
+        if context.init:
+            from geomer.models.pretrained import load_pretrained
+
+            load_pretrained(model, context.init)
+        labels = np.array([int(g.y.view(-1)[0]) for g in train_graphs], dtype=np.int64)
+        weight = (
+            torch.from_numpy(class_weights(labels, num_classes)).to(device)
+            if config.class_weighted
+            else None
+        )
+        loss_function = torch.nn.CrossEntropyLoss(weight=weight)
+        generator = torch.Generator().manual_seed(task.seed)
+        loader = DataLoader(
+            train_graphs, batch_size=config.batch_size, shuffle=True, generator=generator
+        )
+        optimiser = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimiser, T_max=max(1, config.epochs * len(loader))
+        )
+
+        history: list[dict[str, float]] = []
+        best_score, best_epoch, best_state = -1.0, config.epochs, None
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            total_loss, correct, seen = 0.0, 0, 0
+            for batch in loader:
+                batch = batch.to(device)
+                output = model(batch)
+                target = batch.y.view(-1)
+                loss = loss_function(output.logits, target)
+                if output.aux_loss is not None:
+                    loss = loss + output.aux_loss
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                schedule.step()
+                total_loss += float(loss.detach()) * target.numel()
+                correct += int((output.logits.argmax(dim=1) == target).sum())
+                seen += target.numel()
+            row = {"epoch": epoch, "loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
+            selection = val_graphs if val_graphs else (test_graphs if config.leaky_best_epoch else [])
+            if selection:
+                probabilities, _ = _predict(model, selection, config.batch_size, device)
+                truth = np.array([int(g.y.view(-1)[0]) for g in selection])
+                score = classification_metrics(truth, probabilities.argmax(1), num_classes).uf1
+                row["val_uf1" if val_graphs else "test_uf1"] = score
+                if score > best_score:
+                    best_score, best_epoch = score, epoch
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            history.append(row)
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        probabilities, relations = _predict(model, test_graphs, config.batch_size, device)
+
+    out = Path(task.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_history(out / "history.csv", history)
+    _atomic_npy(out / "relations.npy", relations.astype(np.float32))
+    save_checkpoint(
+        out / "checkpoint.pt",
+        Checkpoint(
+            model=config.model,
+            cfg=config.cfg,
+            classes=context.class_names,
+            component_names=context.component_names,
+            graph=graph_record(context.face_graph),
+            state_dict=model.state_dict(),
+            feature_settings=context.feature_settings,
+            extra={
+                "fold": task.fold,
+                "seed": task.seed,
+                "epoch": best_epoch,
+                "test_subjects": sorted({str(g.subject) for g in test_graphs}),
+                "validation_subjects": sorted(held_out),
+                "init": context.init,
+            },
+        ),
+    )
+    _write_predictions(out / "predictions.csv", test_graphs, probabilities, context.class_names)
+    return FoldSummary(
+        fold=task.fold,
+        seed=task.seed,
+        num_train=len(train_graphs),
+        num_test=len(test_graphs),
+        seconds=time.perf_counter() - started,
+        epochs_run=config.epochs,
+        selected_epoch=best_epoch,
+    )
+
+
+def _predict(model, graphs: list, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities [n, C] and relations [n, K, K] in the order of ``graphs``."""
+    import torch
+    from torch_geometric.loader import DataLoader
+
+    model.eval()
+    probabilities, relations = [], []
+    with torch.no_grad():
+        for batch in DataLoader(graphs, batch_size=batch_size, shuffle=False):
+            output = model(batch.to(device))
+            probabilities.append(torch.softmax(output.logits, dim=1).cpu().numpy())
+            relations.append(output.relations.cpu().numpy())
+    model.train()
+    return np.concatenate(probabilities).astype(np.float64), np.concatenate(relations)
+
+
+def predictions_header(class_names) -> list[str]:
+    return ["sample", "subject", "dataset", "true", "predicted"] + [
+        f"prob_{name}" for name in class_names
+    ]
+
+
+def _write_predictions(path: Path, graphs: list, probabilities: np.ndarray, class_names) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(predictions_header(class_names))
+    for data, row in zip(graphs, probabilities):
+        writer.writerow(
+            [
+                sample_key(data),
+                str(data.subject),
+                str(getattr(data, "dataset", "")),
+                class_names[int(data.y.view(-1)[0])],
+                class_names[int(row.argmax())],
+                *(f"{p:.6f}" for p in row),
+            ]
+        )
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_npy(path: Path, array: np.ndarray) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
+    os.close(handle)
+    try:
+        np.save(temporary, array)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,117 @@
+"""Classification metrics on pooled predictions: UF1 (macro F1), UAR (macro recall), accuracy.
+
+The headline of a LOSO evaluation is computed ONCE on the predictions of all folds pooled together
+(DESIGN.md section 6), never as the mean of per-fold values: a fold of a subject with two clips of
+one class makes per-fold F1 meaningless, and MEGC reports the pooled figures.
+
+Conventions (the ones MEGC and scikit-learn's ``zero_division=0`` give on full label sets):
+
+- F1 of a class is ``2·TP / (2·TP + FP + FN)``; a class that is neither in the truth nor in the
+  predictions of the evaluated set has no F1 and is left out of the macro mean (this only happens
+  for per-dataset parts, e.g. a dataset without one of the composite's classes).
+- Recall of a class is ``TP / (TP + FN)``; classes without support are left out of UAR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of (true, predicted) pairs.
+
+    Shapes:
+        true, predicted: [n] integer class indices in 0..C-1.
+        returns: [C, C] int64, rows = true class, columns = predicted class.
+    """
+    true = np.asarray(true, dtype=np.int64).ravel()
+    predicted = np.asarray(predicted, dtype=np.int64).ravel()
+    if true.shape != predicted.shape:
+        raise ValueError(f"true {true.shape} and predicted {predicted.shape} differ in length")
+    for name, values in (("true", true), ("predicted", predicted)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"{name} labels must lie in 0..{num_classes - 1}")
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (true, predicted), 1)
+    return matrix
+
+
+@dataclass(frozen=True)
+class ClassificationMetrics:
+    """Metrics of one set of predictions.
+
+    Shapes:
+        f1, recall: [C] float (NaN where undefined, see the module docstring).
+        support: [C] int, confusion: [C, C] int.
+    """
+
+    uf1: float
+    uar: float
+    acc: float
+    f1: np.ndarray
+    recall: np.ndarray
+    support: np.ndarray
+    confusion: np.ndarray
+    count: int
+
+    def to_dict(self, class_names: list[str] | tuple[str, ...]) -> dict:
+        """JSON-ready: headline numbers, per-class f1/recall/support, confusion matrix."""
+        return {
+            "uf1": self.uf1,
+            "uar": self.uar,
+            "acc": self.acc,
+            "count": self.count,
+            "per_class": {
+                name: {
+                    "f1": _json_float(self.f1[i]),
+                    "recall": _json_float(self.recall[i]),
+                    "support": int(self.support[i]),
+                }
+                for i, name in enumerate(class_names)
+            },
+            "confusion": self.confusion.tolist(),
+        }
+
+
+def classification_metrics(
+    true: np.ndarray, predicted: np.ndarray, num_classes: int
+) -> ClassificationMetrics:
+    """UF1, UAR, accuracy, per-class F1/recall and the confusion matrix of pooled predictions."""
+    matrix = confusion_matrix(true, predicted, num_classes)
+    tp = np.diag(matrix).astype(np.float64)
+    support = matrix.sum(axis=1)
+    predicted_count = matrix.sum(axis=0)
+    f1_denominator = support + predicted_count  # = 2TP + FP + FN
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(f1_denominator > 0, 2 * tp / f1_denominator, np.nan)
+        recall = np.where(support > 0, tp / support, np.nan)
+    count = int(matrix.sum())
+    return ClassificationMetrics(
+        uf1=_nanmean(f1),
+        uar=_nanmean(recall),
+        acc=float(tp.sum() / count) if count else float("nan"),
+        f1=f1,
+        recall=recall,
+        support=support,
+        confusion=matrix,
+        count=count,
+    )
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and population standard deviation (ddof=0) over seeds; (nan, nan) for no values."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        return float("nan"), float("nan")
+    return float(array.mean()), float(array.std())
+
+
+def _nanmean(values: np.ndarray) -> float:
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if defined.size else float("nan")
+
+
+def _json_float(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)

@@ -1,0 +1,84 @@
+"""A tiny registered model and hand-made graphs for the engine tests (not collected: no test_ prefix).
+
+The engine imports this module by name in worker processes (see geomer.train._models), which is
+also how a user's own registered model reaches a process pool or Ray.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch_geometric.data import Data
+from torch_geometric.utils import scatter
+
+from geomer.models import ModelOutput, register_model
+
+FEATURES = 4
+
+
+@register_model("train-tiny")
+class TinyComponentModel(nn.Module):
+    """Linear classifier on component-pooled node features (engine tests only).
+
+    Shapes: batch.x [N_total, 4], batch.component [N_total] → logits [B, C], relations [B, K, K].
+    """
+
+    requires = ("x",)
+
+    def __init__(self, num_classes: int, graph, hidden: int = 8, aux_weight: float = 0.0):
+        super().__init__()
+        self.num_components = graph.num_components
+        self.encode = nn.Linear(FEATURES, hidden)
+        self.head = nn.Linear(hidden * self.num_components, num_classes)
+        self.aux_weight = aux_weight
+
+    def forward(self, batch) -> ModelOutput:
+        size = int(batch.num_graphs)
+        k = self.num_components
+        hidden = torch.tanh(self.encode(batch.x))
+        group = batch.batch * k + batch.component
+        components = scatter(hidden, group, dim=0, dim_size=size * k, reduce="mean").view(size, k, -1)
+        relations = torch.softmax(components @ components.transpose(1, 2), dim=-1)
+        aux = self.aux_weight * hidden.pow(2).mean() if self.aux_weight else None
+        return ModelOutput(
+            logits=self.head(components.flatten(1)),
+            relations=relations,
+            embedding=components.mean(dim=1),
+            aux_loss=aux,
+        )
+
+
+def make_graphs(
+    face_graph,
+    subjects: int = 6,
+    per_class: int = 2,
+    classes: int = 3,
+    separation: float = 1.5,
+    seed: int = 0,
+    datasets: tuple[str, ...] = ("alpha", "beta"),
+) -> list[Data]:
+    """Clips whose class shifts node feature ``label`` by ``separation`` (noise std 1)."""
+    rng = np.random.default_rng(seed)
+    n = face_graph.num_nodes
+    component = torch.as_tensor(face_graph.component, dtype=torch.long)
+    graphs = []
+    for s in range(subjects):
+        dataset = datasets[s % len(datasets)]
+        for label in range(classes):
+            for c in range(per_class):
+                x = rng.normal(size=(n, FEATURES)).astype(np.float32)
+                x[:, label] += separation
+                graphs.append(
+                    Data(
+                        x=torch.from_numpy(x),
+                        component=component.clone(),
+                        edge_index=face_graph.edge_index,
+                        y=torch.tensor([label]),
+                        clip=f"clip{label}_{c}",
+                        subject=f"{dataset}/s{s:02d}",
+                        dataset=dataset,
+                        num_nodes=n,
+                    )
+                )
+    return graphs
