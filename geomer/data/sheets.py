@@ -171,21 +171,24 @@ class SampleCollector:
         aus: object = None,
         folder: Path | None,
         folder_problem: str = "",
-        apex_required: bool = True,
+        required_frames: tuple[str, ...] = ("onset", "apex", "offset"),
         check_frames: bool = True,
+        problems: tuple[str, ...] = (),
         source: Path | None = None,
         extra: dict[str, Path] | None = None,
     ) -> Sample | None:
         """Validate one row; returns the Sample, or None when it was bad or excluded.
 
         ``folder`` is the clip's frame folder (None with ``folder_problem`` saying why it is
-        missing). With ``check_frames=False`` frame files are not looked up (megc2019-flow).
+        missing). Frame numbers not in ``required_frames`` may be blank (SMIC has no apex).
+        With ``check_frames=False`` frame files are not looked up (megc2019-flow), and
+        ``problems`` adds reasons the reader found itself (e.g. a missing flow image).
         """
         file = str(file)
         row = str(row)
         subject_key = f"{dataset}/{subject}"
         key = f"{subject_key}/{clip}"
-        reasons: list[str] = []
+        reasons: list[str] = list(problems)
         try:
             class_name = self.scheme.classify(label)
         except UnknownLabel as error:
@@ -195,12 +198,8 @@ class SampleCollector:
             self.excluded.append((key, str(label).strip()))
             return None
         numbers: dict[str, int | None] = {}
-        for what, value, required in (
-            ("onset", onset, True),
-            ("apex", apex, apex_required),
-            ("offset", offset, True),
-        ):
-            if not required and is_blank(value):
+        for what, value in (("onset", onset), ("apex", apex), ("offset", offset)):
+            if what not in required_frames and is_blank(value):
                 numbers[what] = None
                 continue
             try:

@@ -1,0 +1,82 @@
+"""MEGC 2019 composite reader: CASME II + SAMM + SMIC-HS under one 3-class scheme.
+
+Layout: ROOT holds the three datasets' roots as subfolders, named (case-insensitively) ``CASME2``
+(or ``CASME_II``, ``CASMEII``), ``SAMM`` and ``SMIC``; each is read by its own reader
+(:mod:`geomer.data.casme2`, :mod:`geomer.data.samm`, :mod:`geomer.data.smic`). The parts' roots can
+also be given explicitly: ``read(root={"casme2": P1, "samm": P2, "smic": P3})`` or, from the
+command line, ``--root casme2=P1,samm=P2,smic=P3``.
+
+Classes (scheme ``composite-3``): negative, positive, surprise; CASME II "others" and SAMM
+"other" are excluded (the composite's 442 clips, 68 subjects). Subject keys stay per dataset
+("casme2/sub01", "samm/006", "smic/s1"), so subjects never collide; bad rows of all three parts
+are reported together.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from geomer.data import casme2, samm, smic
+from geomer.data.sample import DatasetIndex
+from geomer.data.schemes import ClassScheme, get_scheme
+from geomer.data.sheets import SampleCollector
+from geomer.errors import GeomerError
+
+NAME = "megc2019"
+DEFAULT_SCHEME = "composite-3"
+LAYOUT = "ROOT/CASME2 + ROOT/SAMM + ROOT/SMIC (each in its own layout), or casme2=P,samm=P,smic=P"
+PARTS = {"casme2": casme2, "samm": samm, "smic": smic}
+_FOLDER_NAMES = {
+    "casme2": ("casme2", "casme_ii", "casmeii", "casme ii", "casme2_raw"),
+    "samm": ("samm",),
+    "smic": ("smic", "smic-hs", "smic_hs", "smic_all_raw"),
+}
+
+
+def parse_roots(root: str | Path | dict) -> dict[str, Path]:
+    """The three part roots from a folder, a mapping, or "casme2=P1,samm=P2,smic=P3"."""
+    if isinstance(root, dict):
+        given = {str(k).lower(): Path(v).expanduser() for k, v in root.items()}
+    elif "=" in str(root):
+        given = {}
+        for item in str(root).split(","):
+            name, _, path = item.partition("=")
+            given[name.strip().lower()] = Path(path.strip()).expanduser()
+    else:
+        folder = Path(root)
+        if not folder.is_dir():
+            raise GeomerError(f"{folder}: dataset root is not a folder")
+        children = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
+        given = {}
+        for part, names in _FOLDER_NAMES.items():
+            found = [children[n] for n in names if n in children]
+            if found:
+                given[part] = found[0]
+    unknown = sorted(set(given) - set(PARTS))
+    if unknown:
+        raise GeomerError(f"megc2019: unknown part(s) {', '.join(unknown)} (parts: casme2, samm, smic)")
+    missing = [p for p in PARTS if p not in given]
+    if missing:
+        names = ", ".join(f"{_FOLDER_NAMES[p][0].upper()}/" for p in missing)
+        raise GeomerError(f"{root}: not a megc2019 root: part folder(s) {names} missing")
+    for part, path in given.items():
+        if not path.is_dir():
+            raise GeomerError(f"{path}: megc2019 part {part} root is not a folder")
+    return given
+
+
+def read(
+    root: str | Path | dict,
+    scheme: str | ClassScheme = DEFAULT_SCHEME,
+    skip_bad: bool = False,
+    dataset: str = NAME,
+) -> DatasetIndex:
+    """Read the composite (see the module docstring); ``dataset`` is unused (parts keep theirs)."""
+    roots = parse_roots(root)
+    display_root = Path(root) if not isinstance(root, dict) and "=" not in str(root) else Path(
+        roots["casme2"]
+    ).parent
+    collector = SampleCollector(NAME, get_scheme(scheme), skip_bad, display_root)
+    for part, module in PARTS.items():
+        module.collect(roots[part], collector, part)
+    return collector.finish()

@@ -1,0 +1,201 @@
+"""SAMM, SMIC, CAS(ME)^3, the MEGC 2019 composites and synth: tiny fictitious datasets in the real
+layouts, plus hand-broken variants."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from data_layouts import (
+    CASME2_ROWS, FLOW_ROWS, SAMM_ROWS, write_casme2, write_casme3, write_frames,
+    write_megc2019_flow, write_samm, write_smic,
+)
+
+from geomer.data import read_dataset
+from geomer.errors import GeomerError
+
+
+def test_samm_title_rows_above_header(tmp_path):
+    root = write_samm(tmp_path / "samm", title_rows=12)
+    index = read_dataset("samm", root)
+    # disgust is outside SAMM 5-class: excluded
+    assert [s.clip for s in index.samples] == ["006_1_2", "006_1_5", "007_3_1", "007_3_2"]
+    assert index.excluded == (("samm/008/008_5_3", "Disgust"),)
+    first = index.samples[0]
+    assert (first.subject_key, first.onset, first.apex, first.offset) == ("samm/006", 5562, 5588, 5619)
+    assert first.source == root / "006" / "006_1_2"
+    assert [s.label for s in index.samples] == ["anger", "happiness", "surprise", "other"]
+    assert index.samples[3].aus == ("R12",)
+
+
+def test_samm_bad_row_numbers_count_the_title_block(tmp_path):
+    rows = SAMM_ROWS + [(9, "009_1_1", 10, 30, 20, "4", "Anger")]
+    root = write_samm(tmp_path / "samm", rows=rows, title_rows=5, frames=False)
+    write_samm(tmp_path / "samm", rows=SAMM_ROWS, title_rows=5)  # frames only for the good rows
+    write_samm(root, rows=rows, title_rows=5, frames=False)
+    with pytest.raises(GeomerError) as caught:
+        read_dataset("samm", root)
+    (line,) = str(caught.value).splitlines()[1:]
+    # 5 title rows + header = 6 rows; the bad row is the 6th data row → spreadsheet row 12
+    assert ": row 12: " in line and "apex 30 outside [onset 10, offset 20]" in line
+    assert "009_1_1 is missing" in line
+
+
+def test_samm_root_without_sheet(tmp_path):
+    root = write_samm(tmp_path / "samm")
+    (root / "SAMM_Micro_FACS_Codes_v2.xlsx").unlink()
+    with pytest.raises(GeomerError, match="SAMM_Micro_FACS_Codes"):
+        read_dataset("samm", root)
+
+
+def test_smic_labels_from_folders_and_no_apex(tmp_path):
+    root = write_smic(tmp_path / "smic")
+    index = read_dataset("smic", root)
+    assert index.classes == ("negative", "positive", "surprise")
+    by_clip = {s.clip: s for s in index.samples}
+    first = by_clip["s1_ne_01"]
+    assert (first.onset, first.apex, first.offset) == (106005, None, 106008)
+    assert first.label == "negative" and first.subject_key == "smic/s1" and first.aus == ()
+    assert by_clip["s2_sur_01"].label_index == 2
+    assert index.subjects == ("smic/s1", "smic/s2", "smic/s3")
+
+
+def test_smic_bad_clip_folders(tmp_path):
+    root = write_smic(tmp_path / "smic")
+    (root / "HS" / "s2" / "micro" / "happy_or_not" / "s2_x_01").mkdir(parents=True)
+    write_frames(root / "HS" / "s2" / "micro" / "happy_or_not" / "s2_x_01", [1, 2])
+    (root / "HS" / "s3" / "micro" / "positive" / "s3_po_09").mkdir(parents=True)
+    with pytest.raises(GeomerError) as caught:
+        read_dataset("smic", root)
+    text = str(caught.value)
+    assert "s2/micro/happy_or_not/s2_x_01: unknown label 'happy_or_not'" in text
+    assert "s3/micro/positive/s3_po_09: " in text and "holds no frame images" in text
+    index = read_dataset("smic", root, skip_bad=True)
+    assert len(index.samples) == 4 and len(index.skipped) == 2
+    with pytest.raises(GeomerError, match="HS/"):
+        read_dataset("smic", tmp_path)
+
+
+def test_casme3_onset_equal_apex_and_schemes(tmp_path):
+    root = write_casme3(tmp_path / "c3")
+    index = read_dataset("casme3", root)
+    assert [s.key for s in index.samples] == [
+        "casme3/spNO.1/a_10", "casme3/spNO.1/a_40", "casme3/spNO.1/b_5", "casme3/spNO.2/c_3",
+        "casme3/spNO.3/a_2",
+    ]
+    legal = index.samples[1]
+    assert legal.onset == legal.apex == 40 and legal.label == "disgust"
+    assert legal.source == root / "part_A" / "spNO.1" / "a" / "color"
+    assert index.samples[0].aus == ("L1", "L2")
+    assert [s.label for s in index.samples] == ["surprise", "disgust", "happiness", "anger", "others"]
+    four = read_dataset("casme3", root, scheme="casme3-4")
+    assert [s.label for s in four.samples] == ["surprise", "negative", "positive", "negative", "others"]
+    three = read_dataset("casme3", root, scheme="casme3-3")
+    assert len(three.samples) == 4 and three.classes == ("negative", "positive", "surprise")
+    with pytest.raises(GeomerError, match="unknown class scheme 'casme3-9'"):
+        read_dataset("casme3", root, scheme="casme3-9")
+
+
+def _composite_root(tmp_path):
+    root = tmp_path / "megc"
+    write_casme2(root / "CASME2")
+    write_samm(root / "SAMM")
+    write_smic(root / "SMIC")
+    return root
+
+
+def test_megc2019_composite(tmp_path):
+    root = _composite_root(tmp_path)
+    index = read_dataset("megc2019", root)
+    assert index.classes == ("negative", "positive", "surprise")
+    assert index.datasets == ("casme2", "samm", "smic")
+    # CASME II "Others" and SAMM "Other" are excluded; fear and disgust become negative
+    excluded = dict(index.excluded)
+    assert excluded == {"casme2/sub01/EP03_02": "Others", "samm/007/007_3_2": "Other"}
+    assert len(index.samples) == len(CASME2_ROWS) - 1 + len(SAMM_ROWS) - 1 + 4
+    labels = {s.key: s.label for s in index.samples}
+    assert labels["casme2/sub04/EP09_01"] == "negative"  # fear
+    assert labels["casme2/sub03/EP07_01"] == "negative"  # repression
+    assert labels["samm/006/006_1_5"] == "positive"
+    assert len({s.key for s in index.samples}) == len(index.samples)
+    # explicit part roots give the same index
+    explicit = read_dataset(
+        "megc2019", f"casme2={root / 'CASME2'},samm={root / 'SAMM'},smic={root / 'SMIC'}"
+    )
+    assert [s.key for s in explicit.samples] == [s.key for s in index.samples]
+    shutil.rmtree(root / "SAMM")
+    with pytest.raises(GeomerError, match="SAMM/ missing"):
+        read_dataset("megc2019", root)
+
+
+def test_composite_subject_keys_never_collide(tmp_path):
+    """CASME II sub01 and a CAS(ME)^3/SMIC/SAMM subject 1 stay distinct subjects."""
+    root = _composite_root(tmp_path)
+    index = read_dataset("megc2019", root)
+    assert {"casme2/sub01", "smic/s1"} <= set(index.subjects)
+    per_part = {d: {s.subject for s in index.samples if s.dataset == d} for d in index.datasets}
+    assert per_part["casme2"] & {"sub01"} and per_part["smic"] & {"s1"}
+    assert len(set(index.subjects)) == sum(len(v) for v in per_part.values()) == 4 + 3 + 3
+
+
+def test_megc2019_bad_rows_of_all_parts_together(tmp_path):
+    root = _composite_root(tmp_path)
+    write_casme2(root / "CASME2", rows=CASME2_ROWS + [(7, "EP01_01", 3, 1, 5, "", "disgust")],
+                 frames=False)
+    write_samm(root / "SAMM", rows=SAMM_ROWS + [(9, "009_1_1", 1, 2, 3, "", "Anger")], frames=False)
+    with pytest.raises(GeomerError) as caught:
+        read_dataset("megc2019", root)
+    lines = str(caught.value).splitlines()[1:]
+    assert len(lines) == 2
+    assert "CASME2-coding" in lines[0] and "SAMM_Micro" in lines[1]
+
+
+@pytest.mark.parametrize("under_datasets", [False, True])
+def test_megc2019_flow(tmp_path, under_datasets):
+    root = write_megc2019_flow(tmp_path / "flow", under_datasets=under_datasets)
+    index = read_dataset("megc2019-flow", root)
+    assert [s.key for s in index.samples] == [
+        "casme2/sub01/EP02_01f", "casme2/sub02/EP01_11f", "smic/s1/s1_ne_01", "samm/006/006_1_2",
+        "samm/007/007_3_1",
+    ]
+    assert [s.label for s in index.samples] == ["positive", "negative", "negative", "negative", "surprise"]
+    first = index.samples[0]
+    base = root / "datasets" if under_datasets else root
+    assert first.extra["flow_image"] == base / "STSNet_whole_norm_u_v_os" / "sub01_EP02_01f .png"
+    assert first.extra["apex_image"] == base / "combined_datasets_whole" / "sub01_EP02_01f.png"
+    assert first.source == first.extra["apex_image"]
+    assert (first.onset, first.apex, first.offset) == (0, None, None)
+
+
+def test_megc2019_flow_bad_rows(tmp_path):
+    rows = FLOW_ROWS + [("casme2", "sub03", "EP09_09", 7, "sub03_EP09_09.png")]
+    root = write_megc2019_flow(tmp_path / "flow", rows=rows)
+    (root / "STSNet_whole_norm_u_v_os" / "s1_s1_ne_01 .png").unlink()
+    with pytest.raises(GeomerError) as caught:
+        read_dataset("megc2019-flow", root)
+    lines = str(caught.value).splitlines()[1:]
+    assert len(lines) == 2
+    assert "row 4: flow image" in lines[0] and "s1_s1_ne_01 .png is missing" in lines[0]
+    assert "row 7: " in lines[1] and "unknown label 'label 7'" in lines[1]
+    shutil.rmtree(root / "combined_datasets_whole")
+    with pytest.raises(GeomerError, match="combined_datasets_whole/ missing"):
+        read_dataset("megc2019-flow", root)
+
+
+def test_synth_root_read_with_its_layout(tmp_path):
+    root = write_casme2(tmp_path / "syn")
+    truth = {"layout": "casme2", "classes": ["happiness", "disgust", "surprise", "repression",
+                                            "others", "fear"]}
+    (root / "ground_truth.json").write_text(json.dumps(truth))
+    index = read_dataset("synth", root)
+    assert index.name == "synth"
+    assert index.classes == tuple(truth["classes"])
+    assert len(index.samples) == len(CASME2_ROWS)  # fear is a class here
+    assert index.samples[0].subject_key == "casme2/sub01"
+    truth["dataset"] = "synth"
+    (root / "ground_truth.json").write_text(json.dumps(truth))
+    assert read_dataset("synth", root).samples[0].key == "synth/sub01/EP02_01f"
+    (root / "ground_truth.json").unlink()
+    with pytest.raises(GeomerError, match="ground_truth.json is missing"):
+        read_dataset("synth", root)
