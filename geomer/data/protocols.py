@@ -1,0 +1,128 @@
+"""Evaluation protocols: leave-one-subject-out over global subject keys (DESIGN.md §6).
+
+A composite (``megc2019``) is LOSO over the union of its datasets' subjects; because subject keys
+are global ("casme2/sub01", "smic/s1"), subjects of different datasets never merge. Every fold
+checks that no subject is on both sides (:func:`check_disjoint` raises :class:`LeakError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from geomer.data.sample import DatasetIndex, Sample
+from geomer.errors import GeomerError
+
+
+class LeakError(GeomerError):
+    """A subject appears in both the training and the test side of a fold."""
+
+
+def check_disjoint(train_samples: Sequence[Sample], test_samples: Sequence[Sample], fold: str = "") -> None:
+    """Raise :class:`LeakError` when a subject key is in both ``train_samples`` and ``test_samples``."""
+    shared = {s.subject_key for s in train_samples} & {s.subject_key for s in test_samples}
+    if shared:
+        where = f"fold {fold}: " if fold else ""
+        raise LeakError(f"{where}subject(s) {', '.join(sorted(shared))} on both train and test sides")
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One train/test split.
+
+    Attributes:
+        name: a file-system-safe fold name ("casme2_sub01"), used for run sub-folders.
+        train: indices into the protocol's samples.
+        test: indices into the protocol's samples.
+        test_subjects: the global subject keys tested in this fold.
+    """
+
+    name: str
+    train: tuple[int, ...]
+    test: tuple[int, ...]
+    test_subjects: tuple[str, ...]
+
+
+class Protocol:
+    """A set of folds over a fixed list of samples that knows its class names.
+
+    Subclasses implement :meth:`_splits`; :meth:`folds` checks every fold for leaks.
+    """
+
+    name = "protocol"
+
+    def __init__(self, samples: Sequence[Sample] | DatasetIndex, class_names: Sequence[str] | None = None):
+        if isinstance(samples, DatasetIndex):
+            class_names = samples.classes if class_names is None else class_names
+            samples = samples.samples
+        if class_names is None:
+            raise GeomerError(f"{self.name}: class names are required with a plain sample list")
+        self.samples: tuple[Sample, ...] = tuple(samples)
+        self.class_names: tuple[str, ...] = tuple(class_names)
+        if not self.samples:
+            raise GeomerError(f"{self.name}: no samples to split")
+        for sample in self.samples:
+            if not 0 <= sample.label_index < len(self.class_names):
+                raise GeomerError(
+                    f"{sample.key}: label index {sample.label_index} outside the "
+                    f"{len(self.class_names)} classes {', '.join(self.class_names)}"
+                )
+
+    def _splits(self) -> Iterator[tuple[str, list[int], list[int], tuple[str, ...]]]:
+        raise NotImplementedError
+
+    def folds(self) -> Iterator[Fold]:
+        """Yield the folds in a fixed order; each is checked for subject leaks."""
+        for name, train, test, subjects in self._splits():
+            check_disjoint([self.samples[i] for i in train], [self.samples[i] for i in test], name)
+            yield Fold(name, tuple(train), tuple(test), tuple(subjects))
+
+    def __iter__(self) -> Iterator[Fold]:
+        return self.folds()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._splits())
+
+    def parts(self) -> dict[str, list[int]]:
+        """Source dataset → indices of its samples (one entry unless the samples are a composite)."""
+        parts: dict[str, list[int]] = {}
+        for i, sample in enumerate(self.samples):
+            parts.setdefault(sample.dataset, []).append(i)
+        return parts
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.subject_key for s in self.samples))
+
+
+class LOSO(Protocol):
+    """Leave-one-subject-out: one fold per global subject key, in first-appearance order.
+
+    Every sample is tested exactly once; the training side of a fold is every other subject.
+    """
+
+    name = "loso"
+
+    def _splits(self):
+        by_subject: dict[str, list[int]] = {}
+        for i, sample in enumerate(self.samples):
+            by_subject.setdefault(sample.subject_key, []).append(i)
+        for subject, test in by_subject.items():
+            test_set = set(test)
+            train = [i for i in range(len(self.samples)) if i not in test_set]
+            yield fold_name(subject), train, test, (subject,)
+
+
+def fold_name(subject_key: str) -> str:
+    """A subject key as a folder-safe fold name: "casme2/sub01" → "casme2_sub01"."""
+    return subject_key.replace("/", "_").replace("\\", "_")
+
+
+PROTOCOLS = {"loso": LOSO}
+
+
+def get_protocol(name: str, index: DatasetIndex) -> Protocol:
+    """The protocol ``name`` over a dataset index; GeomerError listing the known ones otherwise."""
+    if name not in PROTOCOLS:
+        raise GeomerError(f"unknown protocol {name!r} (known: {', '.join(PROTOCOLS)})")
+    return PROTOCOLS[name](index)
