@@ -1,0 +1,256 @@
+"""``generate()``: a synthetic micro-expression dataset in a real layout, with its ground truth.
+
+Per subject (seeded by ``(seed, subject index)``, so adding subjects leaves earlier ones
+unchanged): a face shape, an appearance of the texture, an expressivity factor. Per clip (seeded
+by ``(seed, subject index, clip index)``): a class (classes rotate through the subject's clips,
+so every subject shows every class about equally often — LOSO folds stay balanced), an AU
+combination of that class, an amplitude per AU, frame numbers, head motion, maybe a blink, image
+noise. Clip timing: onset→offset lasts 0.15–0.4 s (apex at 30–60 % of it), with 2–8 frames before
+the onset and after the offset; at the default 200 fps that is 38–96 frames per clip.
+
+``ground_truth.json`` at the dataset root::
+
+    {"layout", "dataset", "fps", "seed", "difficulty", "subjects", "clips_per_subject",
+     "classes": [...], "components": k7 names,
+     "clips": {"<dataset>/<subject>/<clip>": {"subject", "label", "aus", "amplitudes_px",
+               "components", "onset", "apex", "offset", "blink"}},
+     "relations": {class: K×K}}
+
+Ground-truth relations (the definition models are compared to, with Spearman over the
+off-diagonal entries): for an AU ``u`` let ``m_u[k]`` = Σ_{i∈k} |field_u(i)| / Σ_i |field_u(i)|,
+the share of its landmark motion in component k. A clip's component activation is
+``a[k] = Σ_{u in clip} amplitude_u · m_u[k]`` (amplitudes in px, expressivity included); a class's
+co-activation is ``C = Σ_{clips of the class} a aᵀ`` (so components i, j score high when they move
+together, strongly, often), then each row is divided by its sum. A component that never moves in
+the class gets the identity row (it relates only to itself).
+
+``ground_truth_landmarks/<key>.npz`` holds each clip's landmark series as a
+:class:`landmarks.LandmarkTrack` (backend "synth": the rendered positions plus landmark noise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from geomer.errors import GeomerError
+from geomer.graph import FaceGraph
+from geomer.synth.aus import action_unit
+from geomer.synth.emotions import class_table
+from geomer.synth.face import FRAME_SIZE, subject_shape
+from geomer.synth.layouts import ClipPlan, get_layout
+from geomer.synth.motion import (
+    apply_rigid,
+    blink_course,
+    blink_field,
+    difficulty as get_difficulty,
+    expression_course,
+    head_motion,
+)
+from geomer.synth.render import Appearance, FaceRenderer, texture_face
+
+STANDARD_VERSION = "standard-v1"
+STANDARD_SIZE = {"subjects": 16, "clips": 10}
+
+
+def _component_shares(code: str) -> np.ndarray:
+    """[K] share of AU ``code``'s landmark motion in each k7 component."""
+    graph = FaceGraph("k7")
+    norms = np.linalg.norm(action_unit(code).field, axis=1)
+    shares = np.array([norms[graph.node_ids[graph.component == k]].sum() for k in range(graph.num_components)])
+    return shares / shares.sum()
+
+
+def relation_matrices(plans: list[ClipPlan], classes: list[str]) -> dict[str, np.ndarray]:
+    """Per-class K×K ground-truth co-activation, row-normalised (see the module docstring)."""
+    k = FaceGraph("k7").num_components
+    totals = {name: np.zeros((k, k)) for name in classes}
+    for plan in plans:
+        activation = sum(a * _component_shares(u) for u, a in zip(plan.aus, plan.amplitudes_px))
+        totals[plan.label] += np.outer(activation, activation)
+    result = {}
+    for name, matrix in totals.items():
+        rows = matrix.sum(axis=1, keepdims=True)
+        normalised = np.where(rows > 0, matrix / np.where(rows > 0, rows, 1.0), np.eye(k))
+        result[name] = normalised.astype(np.float32)
+    return result
+
+
+def _check_args(subjects: int, clips: int, fps: float) -> None:
+    if subjects < 1:
+        raise GeomerError(f"--subjects must be at least 1, got {subjects}")
+    if clips < 1:
+        raise GeomerError(f"--clips must be at least 1, got {clips}")
+    if not 10 <= fps <= 1000:
+        raise GeomerError(f"--fps must be between 10 and 1000, got {fps}")
+
+
+def _temp_folder(out: Path) -> Path:
+    temp = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    if temp.exists():
+        shutil.rmtree(temp)
+    temp.mkdir(parents=True)
+    return temp
+
+
+def _publish(temp: Path, out: Path) -> None:
+    """Move the finished dataset into place; an empty existing ``out`` is replaced."""
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    try:
+        os.replace(temp, out)
+    except OSError as error:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise GeomerError(f"{out}: cannot put the generated dataset there ({error.strerror})") from error
+
+
+def generate(
+    out: str | os.PathLike,
+    layout: str = "casme2",
+    subjects: int = 4,
+    clips: int = 5,
+    seed: int = 0,
+    difficulty: str = "standard",
+    fps: float = 200.0,
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic dataset in ``layout`` to ``out`` (atomically) and return its path.
+
+    ``out`` must not exist or be an empty folder. See the module docstring for what is drawn.
+    """
+    from landmarks.track import LandmarkTrack
+    from tqdm import tqdm
+
+    out = Path(out)
+    writer = get_layout(layout)
+    level = get_difficulty(difficulty)
+    _check_args(subjects, clips, fps)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise GeomerError(f"{out}: already exists and is not empty; remove it or choose another folder")
+    table = class_table(writer.scheme)
+    classes = [c.name for c in table]
+    photo, photo_points = texture_face()
+    width, height = FRAME_SIZE
+
+    temp = _temp_folder(out)
+    try:
+        plans: list[ClipPlan] = []
+        clip_truth: dict[str, dict] = {}
+        bar = tqdm(total=subjects * clips, desc=f"synth {layout}", unit="clip", disable=not progress)
+        for s in range(subjects):
+            subject_rng = np.random.default_rng([seed, s])
+            dataset, subject = writer.subject_names(s)
+            shape = subject_shape(subject_rng)
+            texture, texture_points = Appearance.sample(subject_rng).apply(photo, photo_points)
+            renderer = FaceRenderer(texture, texture_points, shape.points)
+            expressivity = float(np.clip(1.0 + subject_rng.normal(0, level.expressivity_sd), 0.5, 1.5))
+            class_order = subject_rng.permutation(len(classes))
+            blink = blink_field(shape.points)
+            used_names: set[str] = set()
+            for c in range(clips):
+                rng = np.random.default_rng([seed, s, c])
+                emotion = table[class_order[c % len(classes)]]
+                aus = emotion.sample(rng)
+                amplitudes = tuple(
+                    round(float(rng.uniform(*level.amplitude_px)) * expressivity, 3) for _ in aus
+                )
+                name = writer.clip_name(subject, c, rng)
+                while name in used_names:  # drawn suffixes may repeat; clip ids must not
+                    name = writer.clip_name(subject, c, rng)
+                used_names.add(name)
+                duration = max(int(round(rng.uniform(0.15, 0.4) * fps)), 4)
+                rise = max(int(round(duration * rng.uniform(0.3, 0.6))), 1)
+                lead_in, lead_out = int(rng.integers(2, 9)), int(rng.integers(2, 9))
+                first = writer.first_frame(rng)
+                onset_pos, apex_pos, offset_pos = lead_in, lead_in + rise, lead_in + duration
+                n_frames = offset_pos + lead_out + 1
+                plan = ClipPlan(
+                    dataset=dataset, subject=subject, clip=name, label=emotion.name, aus=aus,
+                    amplitudes_px=amplitudes, first_frame=first, num_frames=n_frames,
+                    onset=first + onset_pos, apex=first + apex_pos, offset=first + offset_pos,
+                )
+                apex_displacement = sum(
+                    action_unit(u).field / np.linalg.norm(action_unit(u).field, axis=1).max() * a
+                    for u, a in zip(aus, amplitudes)
+                )
+                course = expression_course(n_frames, onset_pos, apex_pos, offset_pos)
+                closure = blink_course(rng, n_frames, fps, level)
+                points = (
+                    shape.points[None]
+                    + course[:, None, None] * apex_displacement[None]
+                    + closure[:, None, None] * blink[None]
+                )
+                points = apply_rigid(points, head_motion(rng, n_frames, level)).astype(np.float32)
+                noise_seed = int(rng.integers(2**32))
+
+                def render_at(position: int, points=points, noise_seed=noise_seed) -> np.ndarray:
+                    noise_rng = np.random.default_rng([noise_seed, position])
+                    noise = noise_rng.standard_normal((height, width), dtype=np.float32) * level.image_noise
+                    return renderer.render(points[position], noise)
+
+                writer.write_clip(temp, plan, render_at, points[onset_pos])
+                observed = points + rng.normal(0, level.landmark_noise_px, points.shape).astype(np.float32)
+                boxes = np.concatenate([observed.min(axis=1), observed.max(axis=1)], axis=1)
+                LandmarkTrack(
+                    points=observed, valid=np.ones(n_frames, bool),
+                    frame_index=np.arange(first, first + n_frames), box=boxes, fps=fps,
+                    source=plan.key, backend="synth",
+                ).save(temp / "ground_truth_landmarks" / f"{plan.key}.npz")
+                components = sorted(
+                    {k for u in aus for k in action_unit(u).components},
+                    key=FaceGraph("k7").component_names.index,
+                )
+                clip_truth[plan.key] = {
+                    "subject": f"{dataset}/{subject}", "label": emotion.name, "aus": list(aus),
+                    "amplitudes_px": list(amplitudes), "components": components,
+                    "onset": plan.onset, "apex": plan.apex, "offset": plan.offset,
+                    "blink": bool(closure.max() > 0),
+                }
+                plans.append(plan)
+                bar.update()
+        bar.close()
+        writer.finish(temp, plans)
+        relations = relation_matrices(plans, classes)
+        truth = {
+            "layout": layout,
+            "dataset": layout,
+            "fps": fps,
+            "seed": seed,
+            "difficulty": difficulty,
+            "subjects": subjects,
+            "clips_per_subject": clips,
+            "frame_size": list(FRAME_SIZE),
+            "classes": classes,
+            "components": list(FaceGraph("k7").component_names),
+            "clips": clip_truth,
+            "relations": {name: m.round(6).tolist() for name, m in relations.items()},
+        }
+        (temp / "ground_truth.json").write_text(json.dumps(truth, indent=1))
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    _publish(temp, out)
+    return out
+
+
+def standard_dataset(progress: bool = True) -> Path:
+    """The standard synthetic dataset (casme2 layout, 16 subjects × 10 clips, standard
+    difficulty, 200 fps, seed 0), generated once under ``cache_root()/synth/standard-v1``."""
+    from geomer.paths import cache_root
+
+    out = cache_root() / "synth" / STANDARD_VERSION
+    if (out / "ground_truth.json").is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return generate(out, layout="casme2", subjects=STANDARD_SIZE["subjects"],
+                        clips=STANDARD_SIZE["clips"], seed=0, difficulty="standard", fps=200.0,
+                        progress=progress)
+    except GeomerError:
+        if (out / "ground_truth.json").is_file():  # another process finished it first
+            return out
+        raise
