@@ -1,0 +1,79 @@
+"""``geomer compare RUN_DIR... -o FIG [--ground-truth GT.json]``: relations of several runs side by
+side, and how much they agree.
+
+Writes FIG (one column per run, plus the ground truth; one row per class) and FIG's stem + ``.csv``
+beside it: the agreement table (rows: run pairs and run vs ground truth; Spearman and Pearson
+over off-diagonal entries, one-sided component-label permutation p-values; see
+``geomer.relations``), which is also printed.
+"""
+
+from __future__ import annotations
+
+from geomer.cli._common import add_command
+
+
+def register(subparsers) -> None:
+    parser = add_command(subparsers, "compare", "compare the relation matrices of several runs (and the ground truth)", _run)
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by 'geomer train'")
+    parser.add_argument("-o", "--out", metavar="FIG", required=True, help="figure to write (.png, .pdf, .svg); the table goes beside it as .csv")
+    parser.add_argument("--ground-truth", metavar="GT.json", default=None, help="a synthetic dataset's ground_truth.json (or its folder)")
+    parser.add_argument("--per-class", action="store_true", help="add one table row per class beside the overall row")
+    parser.add_argument("--permutations", type=int, default=5040, help="permutation-test size (all K! when K! is not larger)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random permutations")
+
+
+def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, permutations: int = 5040, seed: int = 0):
+    """Write the side-by-side figure and the agreement CSV; returns the table (a DataFrame)."""
+    import os
+    from pathlib import Path
+
+    import numpy as np
+
+    from geomer.errors import GeomerError
+    from geomer.relations import agreement_table, load_ground_truth, load_run, run_labels
+    from geomer.viz import plot_relation_panel, save_figure
+
+    runs = [load_run(path) for path in run_dirs]
+    components = runs[0].component_names
+    for run in runs[1:]:
+        if run.component_names != components:
+            raise GeomerError(f"{run.path}/config.json: components {', '.join(run.component_names)} differ from {runs[0].path}'s ({', '.join(components)})")
+    truth = load_ground_truth(ground_truth) if ground_truth is not None else None
+    if truth is not None and truth.component_names != components:
+        raise GeomerError(f"{truth.path}: components {', '.join(truth.component_names)} differ from the runs' ({', '.join(components)})")
+
+    labels = run_labels(runs)
+    columns = {
+        label: {c: m for c, m in zip(run.classes, run.class_relations) if np.all(np.isfinite(m))}
+        for label, run in zip(labels, runs)
+    }
+    table = agreement_table(columns, truth, per_class=per_class, permutations=permutations, seed=seed)
+
+    out = Path(out)
+    figure = plot_relation_panel(
+        columns, components, ground_truth=dict(zip(truth.classes, truth.relations)) if truth is not None else None,
+        title="component relations",
+    )
+    save_figure(figure, out)
+    csv = out.with_suffix(".csv")
+    temporary = csv.with_name(f".{csv.name}.tmp")
+    table.to_csv(temporary, index=False)
+    os.replace(temporary, csv)
+    return table
+
+
+def _run(args) -> int:
+    from pathlib import Path
+
+    if args.permutations < 1:
+        from geomer.errors import GeomerError
+
+        raise GeomerError(f"--permutations must be at least 1, got {args.permutations}")
+    table = compare_runs(args.run_dirs, args.out, ground_truth=args.ground_truth, per_class=args.per_class,
+                         permutations=args.permutations, seed=args.seed)
+    shown = table[["model_a", "model_b", "scope", "spearman", "pearson", "p_value"]]
+    # p-values go down to 1/permutations: 3 decimals would print them as 0.000
+    print(shown.to_string(index=False, formatters={"spearman": "{:.3f}".format, "pearson": "{:.3f}".format,
+                                                   "p_value": "{:.2g}".format}))
+    print(f"figure: {args.out}\ntable: {Path(args.out).with_suffix('.csv')}")
+    return 0

@@ -1,0 +1,99 @@
+"""``geomer plot`` and ``geomer compare`` on hand-made run directories."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pandas as pd
+import pytest
+
+from geomer.cli import main
+
+
+def _png(path: Path) -> tuple[int, int]:
+    image = matplotlib.image.imread(path)
+    return image.shape[0], image.shape[1]
+
+
+def test_plot_writes_every_figure(run_dir, capsys):
+    assert main(["plot", str(run_dir), "--face", "template"]) == 0
+    figures = run_dir / "figures"
+    expected = {"relations.png", "confusion.png", "training-curves.png"}
+    expected |= {f"relations-{c}.png" for c in ("negative", "positive", "surprise")}
+    expected |= {f"graph-{c}.png" for c in ("negative", "positive", "surprise")}
+    assert {p.name for p in figures.iterdir()} == expected  # nothing half-written left behind
+    for path in figures.iterdir():
+        height, width = _png(path)
+        assert height > 100 and width > 100
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == len(expected)
+
+
+def test_plot_on_the_photo_into_another_folder(run_dir, tmp_path):
+    pytest.importorskip("landmarks.render", reason="needs landmarks.render.photo_face (issue 2)")
+    out = tmp_path / "figs"
+    assert main(["plot", str(run_dir), "-o", str(out), "--quiet"]) == 0
+    assert (out / "graph-positive.png").is_file()
+    assert not (run_dir / "figures").exists()
+
+
+def test_plot_bad_run_dir_is_one_line_and_status_2(tmp_path, capsys):
+    assert main(["plot", str(tmp_path / "missing")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "missing" in error and "Traceback" not in error
+
+
+def test_plot_refuses_components_of_another_partition(run_dir, capsys):
+    config = run_dir / "config.json"
+    config.write_text(config.read_text().replace('"partition": "k7"', '"partition": "k9"'))
+    assert main(["plot", str(run_dir), "--face", "template"]) == 2
+    assert "do not match" in capsys.readouterr().err
+
+
+def test_compare_with_ground_truth(tmp_path, make_run, run_dir, ground_truth_file, capsys):
+    other = make_run(tmp_path / "run-mmt", model="mmt", noise=0.3, seed=2)
+    figure = tmp_path / "out" / "compare.png"
+    status = main(["compare", str(run_dir), str(other), "-o", str(figure), "--ground-truth", str(ground_truth_file)])
+    assert status == 0
+    assert figure.is_file() and _png(figure)[1] > 300
+    table = pd.read_csv(figure.with_suffix(".csv"))
+    assert list(zip(table.model_a, table.model_b)) == [
+        ("dere-grl", "mmt"), ("dere-grl", "ground truth"), ("mmt", "ground truth")]
+    assert set(table.scope) == {"overall"}
+    assert table.spearman.between(-1, 1).all() and table.p_value.between(0, 1).all()
+    # the low-noise run is closer to the planted relations than the noisy one
+    assert table.spearman[1] > table.spearman[2]
+    printed = capsys.readouterr().out
+    assert "ground truth" in printed and "spearman" in printed
+
+
+def test_compare_per_class_rows(tmp_path, make_run, run_dir):
+    other = make_run(tmp_path / "run-hsta", model="hsta", seed=3)
+    figure = tmp_path / "compare.svg"
+    assert main(["compare", str(run_dir), str(other), "-o", str(figure), "--per-class", "--permutations", "50"]) == 0
+    table = pd.read_csv(figure.with_suffix(".csv"))
+    assert list(table.scope) == ["overall", "negative", "positive", "surprise"]
+    assert (table.permutations == 50).all()
+    assert figure.read_text().lstrip().startswith("<?xml")
+
+
+def test_compare_bad_inputs(tmp_path, run_dir, capsys):
+    figure = tmp_path / "c.png"
+    assert main(["compare", str(run_dir), str(tmp_path / "nope"), "-o", str(figure)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["compare", str(run_dir), "-o", str(tmp_path / "c.txt")]) == 2
+    assert "cannot write a figure" in capsys.readouterr().err
+    assert not figure.exists()
+
+
+@pytest.mark.skipif(shutil.which("geomer", path=str(Path(sys.executable).parent)) is None, reason="geomer not installed")
+def test_installed_command_reports_a_bad_run_dir(tmp_path):
+    geomer = shutil.which("geomer", path=str(Path(sys.executable).parent))
+    result = subprocess.run([geomer, "compare", str(tmp_path), "-o", str(tmp_path / "c.png")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"geomer compare: error: {tmp_path / 'config.json'}: missing"]

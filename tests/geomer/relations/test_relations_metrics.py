@@ -1,0 +1,205 @@
+"""geomer.relations: agreement metrics against hand-computed values, run and ground-truth loading."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from geomer.errors import GeomerError
+from geomer.relations import (
+    GROUND_TRUTH_NAME,
+    agreement_table,
+    aggregate_relations,
+    compare_relations,
+    load_ground_truth,
+    load_run,
+    off_diagonal,
+    run_labels,
+    run_relations_by,
+)
+
+# off-diagonal entries (row-major) of A are 1..6; of B they are 2,1,4,3,6,5
+A = np.array([[9.0, 1, 2], [3, 9, 4], [5, 6, 9]])
+B = np.array([[0.0, 2, 1], [4, 0, 3], [6, 5, 0]])
+
+
+def test_off_diagonal_row_major():
+    assert off_diagonal(A).tolist() == [1, 2, 3, 4, 5, 6]
+    assert off_diagonal(np.stack([A, B])).shape == (2, 6)
+
+
+def test_spearman_and_pearson_match_hand_computation():
+    result = compare_relations(A, B)
+    # every rank differs by one: rho = 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 36 / 210
+    assert result.spearman == pytest.approx(1 - 36 / 210)
+    # the values are their own ranks, so Pearson is the same number
+    assert result.pearson == pytest.approx(1 - 36 / 210)
+    assert result.entries == 6
+    assert result.exact and result.permutations == math.factorial(3)
+
+
+def test_diagonal_is_ignored():
+    noisy_diagonal = B + np.diag([100.0, -50.0, 7.0])
+    assert compare_relations(A, noisy_diagonal).spearman == pytest.approx(compare_relations(A, B).spearman)
+
+
+def test_exact_permutation_p_value_matches_enumeration():
+    rng = np.random.default_rng(3)
+    a, b = rng.random((4, 4)), rng.random((4, 4))
+    observed = stats.spearmanr(off_diagonal(a), off_diagonal(b)).statistic
+    null = [stats.spearmanr(off_diagonal(a), off_diagonal(b[np.ix_(p, p)])).statistic
+            for p in itertools.permutations(range(4))]
+    expected = np.mean(np.array(null) >= observed - 1e-12)
+    result = compare_relations(a, b)
+    assert result.spearman == pytest.approx(observed)
+    assert result.p_value == pytest.approx(expected)
+    assert result.permutations == 24
+
+
+def test_identical_matrices_have_the_smallest_possible_p_value():
+    # distinct entries: only the identity relabelling reproduces rho = 1
+    result = compare_relations(A, A)
+    assert result.spearman == pytest.approx(1.0)
+    assert result.p_value == pytest.approx(1 / 6)
+
+
+def test_overall_pools_classes_under_one_relabelling():
+    rng = np.random.default_rng(5)
+    a, b = rng.random((2, 4, 4)), rng.random((2, 4, 4))
+    pooled = compare_relations(a, b)
+    assert pooled.entries == 24
+    assert pooled.spearman == pytest.approx(stats.spearmanr(off_diagonal(a).ravel(), off_diagonal(b).ravel()).statistic)
+    assert pooled.pearson == pytest.approx(stats.pearsonr(off_diagonal(a).ravel(), off_diagonal(b).ravel()).statistic)
+    null = []
+    for p in itertools.permutations(range(4)):
+        relabelled = b[:, p][:, :, p]
+        null.append(stats.spearmanr(off_diagonal(a).ravel(), off_diagonal(relabelled).ravel()).statistic)
+    assert pooled.p_value == pytest.approx(np.mean(np.array(null) >= pooled.spearman - 1e-12))
+
+
+def test_random_permutations_are_seeded():
+    rng = np.random.default_rng(7)
+    a = rng.random((9, 9))
+    b = a + 0.3 * rng.random((9, 9))
+    first = compare_relations(a, b, permutations=200, seed=1)
+    again = compare_relations(a, b, permutations=200, seed=1)
+    assert not first.exact and first.permutations == 200
+    assert first == again
+    assert 1 / 200 <= first.p_value < 0.05  # strongly related: hardly any relabelling does as well
+
+
+def test_constant_side_gives_nan_and_bad_shapes_raise():
+    result = compare_relations(A, np.ones((3, 3)))
+    assert math.isnan(result.spearman) and math.isnan(result.p_value)
+    with pytest.raises(GeomerError, match="shape"):
+        compare_relations(A, np.ones((4, 4)))
+    with pytest.raises(GeomerError, match="NaN"):
+        compare_relations(A, np.full((3, 3), np.nan))
+
+
+def test_agreement_table_rows_and_values():
+    models = {"m1": {"x": A, "y": B}, "m2": {"x": B, "y": A}, "m3": {"x": A}}
+    truth = {"x": A, "y": A}
+    table = agreement_table(models, truth, per_class=True)
+    overall = table[table.scope == "overall"]
+    pairs = list(zip(overall.model_a, overall.model_b))
+    assert pairs == [("m1", "m2"), ("m1", "m3"), ("m2", "m3"), ("m1", GROUND_TRUTH_NAME),
+                     ("m2", GROUND_TRUTH_NAME), ("m3", GROUND_TRUTH_NAME)]
+    row = table[(table.model_a == "m1") & (table.model_b == "m2") & (table.scope == "x")].iloc[0]
+    assert row.spearman == pytest.approx(1 - 36 / 210)
+    m1_m3 = overall[(overall.model_a == "m1") & (overall.model_b == "m3")].iloc[0]
+    assert m1_m3.classes == 1 and m1_m3.spearman == pytest.approx(1.0)  # only class x is shared
+    m1_truth = overall[overall.model_a == "m1"].iloc[-1]
+    assert m1_truth.entries == 12
+    expected = stats.spearmanr(np.r_[off_diagonal(A), off_diagonal(B)], np.r_[off_diagonal(A), off_diagonal(A)]).statistic
+    assert m1_truth.spearman == pytest.approx(expected)
+
+
+def test_agreement_table_refuses_disjoint_classes():
+    with pytest.raises(GeomerError, match="share no class"):
+        agreement_table({"m1": {"x": A}, "m2": {"y": B}})
+
+
+def test_aggregate_by_subject_and_class():
+    import pandas as pd
+
+    predictions = pd.DataFrame({"true": ["a", "b", "a"], "subject": ["s1", "s1", "s2"]})
+    relations = np.stack([A, B, 3 * A]).astype(np.float32)
+    by_subject = aggregate_relations(predictions, relations, by="subject")
+    assert list(by_subject) == ["s1", "s2"]
+    np.testing.assert_allclose(by_subject["s1"], (A + B) / 2)
+    np.testing.assert_allclose(aggregate_relations(predictions, relations, by="true")["a"], 2 * A)
+    with pytest.raises(GeomerError, match="no column"):
+        aggregate_relations(predictions, relations, by="dataset")
+
+
+def test_load_run_reads_every_fold(run_dir, patterns):
+    run = load_run(run_dir)
+    assert run.model == "dere-grl"
+    assert run.classes == ("negative", "positive", "surprise")
+    assert len(run.predictions) == 12 and run.sample_relations.shape == (12, 7, 7)
+    assert run.class_relations.shape == (3, 7, 7)
+    assert len(run.history_files) == 2
+    assert run.metrics["uf1"] == 0.7
+    assert run.partition == "k7"
+    # class averages recovered from the per-sample matrices, close to the planted patterns
+    by_class = run_relations_by(run, "class")
+    np.testing.assert_allclose(np.stack(list(by_class.values())), run.class_relations, atol=1e-6)
+    assert np.abs(run.class_relations - patterns).max() < 0.03  # noise 0.01 per entry, renormalised
+    assert set(run_relations_by(run, "subject")) == {"synth/s1", "synth/s2"}
+    assert list(run_relations_by(run, "dataset")) == ["synth"]
+    # confusion: per fold true [0,0,1,1,2,2], predicted [0,1,1,1,2,0]; two folds
+    np.testing.assert_array_equal(run.confusion(), [[2, 2, 0], [0, 4, 0], [2, 0, 2]])
+
+
+def test_load_run_maps_label_indices_and_computes_missing_class_relations(tmp_path, make_run):
+    run = load_run(make_run(tmp_path / "r", labels_as_indices=True, top_level_relations=False))
+    assert set(run.predictions["true"]) == {"negative", "positive", "surprise"}
+    expected = run.sample_relations[run.predictions["true"].to_numpy() == "positive"].mean(0)
+    np.testing.assert_allclose(run.class_relations[1], expected, rtol=1e-6)
+
+
+def test_load_run_errors_name_the_file(tmp_path, run_dir):
+    with pytest.raises(GeomerError, match="config.json: missing"):
+        load_run(tmp_path)
+    with pytest.raises(GeomerError, match="not a directory"):
+        load_run(tmp_path / "nothing")
+    bad = run_dir / "seed-0" / "fold-s1" / "relations.npy"
+    np.save(bad, np.zeros((5, 7, 7), np.float32))
+    with pytest.raises(GeomerError, match=r"fold-s1/relations.npy: 5 matrices for 6 rows"):
+        load_run(run_dir)
+    np.save(bad, np.zeros((6, 5, 5), np.float32))
+    with pytest.raises(GeomerError, match="5 components"):
+        load_run(run_dir)
+    np.save(bad, np.zeros((6, 7, 7), np.float32))
+    csv = run_dir / "seed-0" / "fold-s1" / "predictions.csv"
+    csv.write_text(csv.read_text().replace("surprise", "suprise"))
+    with pytest.raises(GeomerError, match=r"predictions.csv: row \d+: unknown true class 'suprise'"):
+        load_run(run_dir)
+
+
+def test_ground_truth_round_trip_and_errors(tmp_path, ground_truth_file, patterns):
+    truth = load_ground_truth(ground_truth_file.parent)  # the dataset folder works too
+    assert truth.classes == ("negative", "positive", "surprise")
+    assert truth.relations.shape == (3, 7, 7)
+    np.testing.assert_allclose(truth.relations, (patterns + patterns.transpose(0, 2, 1)) / 2, rtol=1e-6)
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"classes": ["a"], "components": ["x", "y"], "relations": {"a": [[1, 2, 3]]}}))
+    with pytest.raises(GeomerError, match="broken.json"):
+        load_ground_truth(broken)
+
+
+def test_run_agrees_with_its_planted_ground_truth(run_dir, ground_truth_file, tmp_path, make_run):
+    run = load_run(run_dir)
+    other = load_run(make_run(tmp_path / "other", model="dere-grl", seed=1))
+    labels = run_labels([run, other])
+    assert labels[0] != labels[1] and labels[0].startswith("dere-grl")
+    table = agreement_table(dict(zip(labels, [run, other])), load_ground_truth(ground_truth_file))
+    assert len(table) == 3
+    assert (table.spearman > 0.6).all()
+    assert (table.p_value < 0.01).all()
