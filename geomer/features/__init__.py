@@ -5,6 +5,15 @@ Entry points: :func:`extract_clip` (frames + a landmark track), :func:`extract_f
 :class:`FeatureSettings` and :class:`ClipFeatures`.
 """
 
+from geomer.features.apex import spot_apex
+from geomer.features.extract import decode_flow_image, extract_clip, extract_flow_image_clip
 from geomer.features.types import ClipFeatures, FeatureSettings
 
-__all__ = ["ClipFeatures", "FeatureSettings"]
+__all__ = [
+    "ClipFeatures",
+    "FeatureSettings",
+    "decode_flow_image",
+    "extract_clip",
+    "extract_flow_image_clip",
+    "spot_apex",
+]

@@ -31,7 +31,8 @@ class FeatureSettings:
         face_size: side in pixels of the aligned square face crop on which flow and texture are
             computed. Crop geometry: the canonical template is scaled so that the inter-ocular
             distance is ``0.4 * face_size`` and its eye-centre midpoint sits at
-            ``(0.5, 0.4) * face_size`` (the whole 68-point face, chin included, fits inside).
+            ``(0.5, 0.27) * face_size`` (the whole 68-point face, chin included, fits inside;
+            see ``geomer.features.crop``).
         scales: patch sides in crop pixels (at ``face_size``) around each node, S of them.
         patch_size: P, the side every patch is resized to.
         flow_method: ``"farneback"``, ``"dis"`` (OpenCV) or ``"tvl1"`` (needs opencv-contrib).

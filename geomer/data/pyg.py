@@ -1,0 +1,93 @@
+"""Conversion of :class:`ClipFeatures` to a PyTorch Geometric ``Data`` graph.
+
+Node-major layout: every per-node tensor has the node axis first, so PyG's default collation
+concatenates them along nodes when batching (``torch_geometric.loader.DataLoader``). No per-node
+attribute name contains "index" (PyG would shift such attributes by the node count).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geomer.errors import GeomerError
+from geomer.features.types import ClipFeatures
+
+
+def node_features(features: ClipFeatures) -> np.ndarray:
+    """The generic node feature matrix ``x``: [N, F] float32.
+
+    ``x = concat(apex_displacement [N, 2] (aligned, IOD units; only when the clip has an onset),
+    flow_stats flattened [N, S * 12])``, so F = 2 + 12·S for frame clips and 12·S for flow-image
+    clips (megc2019-flow).
+    """
+    parts = []
+    if features.apex_displacement is not None:
+        parts.append(features.apex_displacement)
+    parts.append(features.flow_stats.reshape(features.num_nodes, -1))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def edge_motion(features: ClipFeatures, edges: np.ndarray) -> np.ndarray:
+    """Relative motion along each undirected edge (i, j): [E, 2].
+
+    The aligned onset→apex ``edge_displacement`` when the clip has one; for flow-image clips
+    (no onset landmarks) the difference of the mean flow (u, v) at the smallest scale,
+    ``flow[j] - flow[i]``.
+    """
+    if features.edge_displacement is not None:
+        return features.edge_displacement
+    flow = features.flow_stats[:, 0, :2]
+    return (flow[edges[:, 1]] - flow[edges[:, 0]]).astype(np.float32)
+
+
+def to_pyg(features: ClipFeatures, graph, label: int, **meta):
+    """A ``torch_geometric.data.Data`` for one clip.
+
+    Args:
+        features: the clip's :class:`ClipFeatures` on ``graph``'s nodes.
+        graph: the :class:`geomer.graph.FaceGraph`.
+        label: class index.
+        meta: strings stored as attributes (``clip`` defaults to ``features.clip``; ``subject``,
+            ``dataset``, …).
+
+    Shapes:
+        x [N, F] (see :func:`node_features`), pos [N, 2] aligned canonical positions,
+        edge_index [2, 2E] long, edge_attr [2E, 2] (edge (i, j) carries :func:`edge_motion`,
+        its reverse the negative), component [N] long, y [1] long; when the clip has them:
+        geometry [N, T, 2], flow_stats [N, S, 12], flow_patches [N, S, 3, P, P],
+        texture [N, S, 2, P, P] (onset, apex), texture_apex [N, S, P, P],
+        sequence [N, Tseq, P, P].
+    """
+    import torch
+    from torch_geometric.data import Data
+
+    if features.num_nodes != graph.num_nodes:
+        raise GeomerError(
+            f"clip {features.clip}: features have {features.num_nodes} nodes, graph "
+            f"{graph.name} has {graph.num_nodes}"
+        )
+    motion = edge_motion(features, graph.edges)
+    tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))  # noqa: E731
+    data = Data(
+        x=tensor(node_features(features)),
+        pos=tensor(features.points),
+        edge_index=graph.edge_index.clone(),
+        edge_attr=tensor(np.concatenate([motion, -motion], axis=0)),
+        component=torch.from_numpy(graph.component.copy()),
+        y=torch.tensor([int(label)], dtype=torch.long),
+    )
+    if features.geometry is not None:
+        data.geometry = tensor(features.geometry.transpose(1, 0, 2))
+    data.flow_stats = tensor(features.flow_stats)
+    data.flow_patches = tensor(features.flow_patches)
+    if features.texture_onset is not None:
+        data.texture = tensor(np.stack([features.texture_onset, features.texture_apex], axis=2))
+    data.texture_apex = tensor(features.texture_apex)
+    if features.sequence is not None:
+        data.sequence = tensor(features.sequence.transpose(1, 0, 2, 3))
+    data.clip = str(meta.pop("clip", features.clip))
+    for name, value in meta.items():
+        if "index" in name:
+            raise GeomerError(f"meta attribute {name!r}: names containing 'index' are reserved")
+        data[name] = str(value)
+    return data
