@@ -30,13 +30,13 @@ def save_figure(figure, path) -> None:
     from pathlib import Path
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
     fmt = path.suffix.lstrip(".").lower() or "png"
     if fmt not in figure.canvas.get_supported_filetypes():
         from geomer.errors import GeomerError
 
         raise GeomerError(f"{path}: cannot write a figure as {fmt!r} (use png, pdf or svg)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
         # the format comes from the real name (the temp name's suffix is not a format)
         figure.savefig(temporary, format=fmt, dpi=120, bbox_inches="tight")

@@ -1,0 +1,169 @@
+"""Every geomer.viz figure renders with the Agg canvas and carries the expected axes and labels."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from matplotlib.quiver import Quiver
+
+from geomer.errors import GeomerError
+from geomer.graph import FaceGraph
+from geomer.viz import (
+    plot_component_motion,
+    plot_confusion_matrix,
+    plot_graph_on_face,
+    plot_relation_matrix,
+    plot_relation_panel,
+    plot_training_curves,
+    save_figure,
+)
+
+GRAPH = FaceGraph("k7")
+NAMES = list(GRAPH.component_names)
+
+
+def _render(figure: Figure) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    assert buffer.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _ticks(labels) -> list[str]:
+    return [label.get_text() for label in labels]
+
+
+def _relation(seed: int = 0) -> np.ndarray:
+    matrix = np.random.default_rng(seed).random((7, 7)).astype(np.float32)
+    return matrix / matrix.sum(axis=1, keepdims=True)
+
+
+def test_relation_matrix_labels_and_values():
+    matrix = _relation()
+    figure = plot_relation_matrix(matrix, NAMES, title="dere-grl: negative")
+    _render(figure)
+    heatmap = figure.axes[0]
+    assert heatmap.get_title() == "dere-grl: negative"
+    assert _ticks(heatmap.get_xticklabels()) == NAMES
+    assert _ticks(heatmap.get_yticklabels()) == NAMES
+    image = heatmap.get_images()[0]
+    np.testing.assert_allclose(image.get_array(), matrix)
+    assert len(figure.axes) == 2  # heatmap + colour bar
+    assert f"{matrix[6, 0]:.2f}" in [t.get_text() for t in heatmap.texts]
+    with pytest.raises(GeomerError, match="7 component names"):
+        plot_relation_matrix(np.ones((5, 5)), NAMES)
+
+
+def test_relation_panel_grid_with_ground_truth():
+    models = {"dere-grl": {"negative": _relation(0), "positive": _relation(1)}, "mmt": {"negative": _relation(2)}}
+    truth = {"negative": _relation(3), "positive": _relation(4)}
+    figure = plot_relation_panel(models, NAMES, ground_truth=truth, title="relations")
+    _render(figure)
+    heatmaps = [ax for ax in figure.axes if any(isinstance(i, AxesImage) for i in ax.get_images())]
+    assert len(heatmaps) == 5  # mmt has no "positive" cell
+    titles = [ax.get_title() for ax in heatmaps]
+    assert "dere-grl\nnegative" in titles and "ground truth\nnegative" in titles and "mmt\nnegative" in titles
+    assert figure.get_suptitle() == "relations"
+    # component names label the left column's rows and the bottom row's columns
+    bottom_left = next(ax for ax in heatmaps if ax.get_title() == "positive" and _ticks(ax.get_yticklabels()))
+    assert _ticks(bottom_left.get_xticklabels()) == NAMES and _ticks(bottom_left.get_yticklabels()) == NAMES
+
+
+def test_graph_on_template_colours_cross_component_edges_by_relation():
+    relation = _relation()
+    figure = plot_graph_on_face(GRAPH, relation, title="negative")
+    _render(figure)
+    ax = figure.axes[0]
+    assert ax.get_title() == "negative"
+    collections = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert sum(len(c.get_segments()) for c in collections) == GRAPH.num_edges
+    coloured = next(c for c in collections if c.get_array() is not None)
+    a, b = GRAPH.component[GRAPH.edges[:, 0]], GRAPH.component[GRAPH.edges[:, 1]]
+    cross = a != b
+    symmetric = (relation + relation.T) / 2
+    np.testing.assert_allclose(coloured.get_array(), symmetric[a[cross], b[cross]], rtol=1e-6)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == NAMES
+    assert ax.yaxis_inverted()  # canonical frame has y down
+
+
+def test_graph_on_an_image_needs_points_and_uses_them():
+    from skimage.data import astronaut
+
+    image = astronaut()
+    points = GRAPH.template * 80 + np.array([250.0, 180.0])
+    figure = plot_graph_on_face(GRAPH, _relation(), image=image, points=points, self_relations=True)
+    _render(figure)
+    ax = figure.axes[0]
+    assert len(ax.get_images()) == 1
+    segments = np.concatenate([c.get_segments() for c in ax.collections if isinstance(c, LineCollection)])
+    assert len(segments) == GRAPH.num_edges
+    np.testing.assert_allclose(np.asarray(segments).reshape(-1, 2).min(0), points.min(0), atol=1e-6)
+    with pytest.raises(GeomerError, match="points"):
+        plot_graph_on_face(GRAPH, _relation(), image=image)
+    with pytest.raises(GeomerError, match="7 components"):
+        plot_graph_on_face(GRAPH, np.ones((3, 3)))
+
+
+def test_component_motion_arrows_point_along_the_mean_displacement():
+    displacement = np.zeros((GRAPH.num_nodes, 2), np.float32)
+    mouth = GRAPH.component_names.index("mouth")
+    displacement[GRAPH.component == mouth] = [0.0, -0.02]  # mouth corners up (canonical y down)
+    figure = plot_component_motion(GRAPH, displacement, title="positive")
+    _render(figure)
+    ax = figure.axes[0]
+    quiver = next(c for c in ax.collections if isinstance(c, Quiver))
+    assert quiver.N == GRAPH.num_components
+    np.testing.assert_allclose(quiver.U[mouth], 0.0, atol=1e-9)
+    assert quiver.V[mouth] == pytest.approx(-0.25)  # magnified to a quarter of the eye distance
+    assert np.count_nonzero(np.hypot(quiver.U, quiver.V)) == 1
+    assert ax.get_title() == "positive — component motion ×12.5"
+    with pytest.raises(GeomerError, match="68 nodes"):
+        plot_component_motion(GRAPH, np.zeros((10, 2)))
+
+
+def test_confusion_matrix_counts_and_rows():
+    confusion = np.array([[3, 1, 0], [0, 4, 0], [2, 0, 2]])
+    classes = ["negative", "positive", "surprise"]
+    figure = plot_confusion_matrix(confusion, classes, title="confusion")
+    _render(figure)
+    counts, normalised = figure.axes[0], figure.axes[1]
+    assert (counts.get_title(), normalised.get_title()) == ("counts", "row-normalised")
+    assert _ticks(counts.get_xticklabels()) == classes and _ticks(normalised.get_yticklabels()) == classes
+    assert counts.get_xlabel() == "predicted" and counts.get_ylabel() == "true"
+    assert [t.get_text() for t in counts.texts][:3] == ["3", "1", "0"]
+    assert [t.get_text() for t in normalised.texts][:3] == ["0.75", "0.25", "0.00"]
+    np.testing.assert_allclose(normalised.get_images()[0].get_array().sum(axis=1), 1.0)
+
+
+def test_training_curves_from_files(tmp_path):
+    paths = []
+    for fold, offset in (("fold-a", 0.0), ("fold-b", 0.2)):
+        folder = tmp_path / "seed-0" / fold
+        folder.mkdir(parents=True)
+        pd.DataFrame({"epoch": [1, 2, 3], "loss": np.array([1.0, 0.6, 0.3]) + offset,
+                      "acc": [0.4, 0.6, 0.9]}).to_csv(folder / "history.csv", index=False)
+        paths.append(folder / "history.csv")
+    figure = plot_training_curves(paths, title="training")
+    _render(figure)
+    loss, acc = figure.axes
+    assert (loss.get_title(), acc.get_title()) == ("loss", "acc")
+    assert loss.get_xlabel() == "epoch"
+    assert len(loss.get_lines()) == 3  # two folds + their mean
+    np.testing.assert_allclose(loss.get_lines()[-1].get_ydata(), [1.1, 0.7, 0.4])
+    (tmp_path / "bad.csv").write_text("loss\n1.0\n")
+    with pytest.raises(GeomerError, match="bad.csv: missing column epoch"):
+        plot_training_curves([tmp_path / "bad.csv"])
+
+
+def test_save_figure_is_atomic_and_checks_the_format(tmp_path):
+    figure = plot_relation_matrix(_relation(), NAMES)
+    save_figure(figure, tmp_path / "sub" / "r.pdf")
+    assert (tmp_path / "sub" / "r.pdf").read_bytes()[:4] == b"%PDF"
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["r.pdf"]
+    with pytest.raises(GeomerError, match="r.doc"):
+        save_figure(figure, tmp_path / "r.doc")
