@@ -3,7 +3,7 @@
 Layout: any of the real layouts (casme2, samm, megc2019-flow, …) plus ``ROOT/ground_truth.json``
 whose "layout" key names it. The dataset is read with that layout's reader; samples keep the
 layout's dataset name (e.g. "casme2", subject keys "casme2/sub01") unless ground_truth.json has a
-"dataset" key. Classes: by default exactly the "classes" listed in ground_truth.json, in that
+"dataset" key naming another dataset (for megc2019-flow the CSV names each clip's part). Classes: by default exactly the "classes" listed in ground_truth.json, in that
 order (an identity scheme); a named scheme may be passed instead.
 """
 
@@ -59,10 +59,13 @@ def read(
     else:
         chosen = get_scheme(scheme)
     collector = SampleCollector(NAME, chosen, skip_bad, root)
+    # "dataset" equal to the layout name means "the layout's own naming" (for megc2019-flow the
+    # CSV's dataset column names each clip's part, as in the real composite).
     name = dataset or truth.get("dataset")
+    if name == layout:
+        name = None
     if layout == "megc2019-flow":
-        # integer labels index the ground truth's classes, not MEGC's negative/positive/surprise
-        module.collect(root, collector, name, tuple(truth.get("classes", module.LABEL_NAMES)))
+        module.collect(root, collector, name)
     else:
         module.collect(root, collector, name or layout)
     return collector.finish()
