@@ -85,13 +85,18 @@ class Run:
         return len(self.component_names)
 
     @property
-    def partition(self) -> str:
-        """The graph partition the run used ("k7" unless its config says otherwise)."""
-        for section in ("features", "feature_settings", "settings", "cfg"):
+    def graph_settings(self) -> tuple[str, object]:
+        """(partition, nodes) of the run's FaceGraph: config.json's "graph" record, else the
+        feature settings, else ("k7", None)."""
+        for section in ("graph", "feature_settings", "features", "cfg"):
             value = self.config.get(section)
             if isinstance(value, Mapping) and isinstance(value.get("partition"), str):
-                return value["partition"]
-        return str(self.config.get("partition", "k7"))
+                return value["partition"], value.get("nodes")
+        return "k7", None
+
+    @property
+    def partition(self) -> str:
+        return self.graph_settings[0]
 
     def confusion(self) -> np.ndarray:
         """[C, C] int64 counts (rows true, columns predicted) over every prediction row."""

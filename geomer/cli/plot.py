@@ -36,12 +36,7 @@ def graph_for_run(run):
     from geomer.errors import GeomerError
     from geomer.graph import FaceGraph
 
-    partition, nodes = "k7", None
-    for section in ("features", "feature_settings", "settings", "cfg"):
-        value = run.config.get(section)
-        if isinstance(value, dict):
-            partition = value.get("partition", partition)
-            nodes = value.get("nodes", nodes)
+    partition, nodes = run.graph_settings
     graph = FaceGraph(partition=partition, nodes=nodes)
     if tuple(graph.component_names) != tuple(run.component_names):
         raise GeomerError(

@@ -36,7 +36,8 @@ def write_run(
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text(json.dumps({
         "model": model, "cfg": {}, "dataset": "synth", "classes": list(CLASSES),
-        "component_names": list(COMPONENTS), "features": {"partition": "k7", "nodes": None},
+        "component_names": list(COMPONENTS), "graph": {"partition": "k7", "nodes": None, "name": "k7-68"},
+        "feature_settings": {"partition": "k7", "nodes": None},
         "seeds": list(seeds), "epochs": 3, "version": "0.1.0",
     }))
     all_relations, all_true = [], []
