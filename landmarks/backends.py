@@ -86,7 +86,7 @@ class DlibBackend:
     """
 
     #: Crop margin around the box, in box widths: the predictor's pixel probes reach outside the box.
-    CROP_MARGIN = 0.5
+    CROP_MARGIN = 0.2
 
     def __init__(self, detector: str = "hog", upsample: int = 0, upscale: int = 3) -> None:
         self.detector_kind = detector

@@ -14,8 +14,10 @@ Design (the expensive part is face detection, 15-35 ms per 640×360 frame with d
    is the followed face. It replaces the box only when it differs materially (centre or size by
    more than ``move_fraction``). No overlapping detection there nor on the full frame → the face
    is lost: ``valid=False``, and every following frame runs a full detection until it returns.
-5. A cheap per-frame plausibility test (the predicted shape's extent and centre against the box)
-   forces an early re-detection when the points leave the box.
+5. Two cheap per-frame loss tests force an early re-detection: the box's content, shrunk to
+   16×16 grey, against the same thumbnail at the last detection (a face leaving, an occlusion or a
+   cut changes it by tens of grey levels, a micro-expression by a few), and the predicted shape's
+   extent and centre against the box. So a lost face is marked from the first frame it is gone.
 6. Optional smoothing (``smooth`` = an odd window): a running median over each run of valid
    frames. A median keeps steps (a 1-px move survives intact) while removing single-frame spikes.
 """
@@ -40,6 +42,10 @@ DETECT_FACE_PX = 100
 REDETECT_MARGIN = 0.75
 #: Minimum IoU between a re-detection and the tracked box for it to be the same face.
 SAME_FACE_IOU = 0.3
+#: Side of the grey thumbnail of the box content compared frame to frame.
+THUMBNAIL_PX = 16
+#: Mean absolute thumbnail change (grey levels) that triggers a re-detection.
+CHANGE_LEVELS = 20.0
 
 
 def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
@@ -60,6 +66,7 @@ class _Tracker:
         self.box: np.ndarray | None = None  # float32 (x0, y0, x1, y1), integer-valued
         self.reference: np.ndarray | None = None  # points' centroid when the box was set
         self.since_detection = 0
+        self.thumbnail: np.ndarray | None = None  # box content at the last detection
         self.redetections = 0
         self.full_detections = 0
 
@@ -106,6 +113,20 @@ class _Tracker:
         self.box = np.round(box).astype(np.float32)
         self.reference = None
         self.since_detection = 0
+        self.thumbnail = None
+
+    def _thumbnail(self, gray: np.ndarray) -> np.ndarray:
+        height, width = gray.shape
+        x0, y0, x1, y1 = (int(v) for v in self.box)
+        crop = gray[max(0, y0) : min(height, y1), max(0, x0) : min(width, x1)]
+        if crop.size == 0:
+            return np.zeros((THUMBNAIL_PX, THUMBNAIL_PX), np.float32)
+        return cv2.resize(crop, (THUMBNAIL_PX, THUMBNAIL_PX), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    def _changed(self, gray: np.ndarray) -> bool:
+        if self.thumbnail is None:
+            return False
+        return float(np.abs(self._thumbnail(gray) - self.thumbnail).mean()) > CHANGE_LEVELS
 
     # -- per frame -------------------------------------------------------------------------
     def _plausible(self, points: np.ndarray) -> bool:
@@ -125,7 +146,7 @@ class _Tracker:
             if found is None:
                 return None, None
             self._set_box(found)
-        elif self.since_detection >= self.redetect_every:
+        elif self.since_detection >= self.redetect_every or self._changed(gray):
             if not self._redetect(gray):
                 return None, None
         points = self.backend.predict(gray, self.box)
@@ -136,6 +157,8 @@ class _Tracker:
             if not self._plausible(points):
                 self.box = None
                 return None, None
+        if self.thumbnail is None:
+            self.thumbnail = self._thumbnail(gray)
         centroid = points.mean(axis=0)
         if self.reference is None:
             self.reference = centroid
@@ -147,6 +170,7 @@ class _Tracker:
                 self.box = self.box + np.round(np.tile(moved, 2)).astype(np.float32)
                 points = self.backend.predict(gray, self.box)
                 self.reference = points.mean(axis=0)
+                self.thumbnail = self._thumbnail(gray)
         self.since_detection += 1
         return points, self.box
 
@@ -166,6 +190,7 @@ class _Tracker:
             self._set_box(found)
         else:
             self.since_detection = 0
+            self.thumbnail = None  # re-taken on this frame: slow lighting drift never accumulates
         return True
 
 

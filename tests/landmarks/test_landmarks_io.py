@@ -1,0 +1,146 @@
+"""Readers: OpenCV-written videos, frame folders created in shuffled order, and every bad input."""
+
+from __future__ import annotations
+
+import random
+import types
+
+import cv2
+import numpy as np
+import pytest
+
+from landmarks import LandmarksError, open_frames, read_frames
+from landmarks.io import frame_number, list_frame_files
+
+
+def _pattern(k: int, size=(64, 48)) -> np.ndarray:
+    """A frame whose brightness encodes k (survives lossy codecs)."""
+    width, height = size
+    frame = np.full((height, width, 3), 10 + 6 * k, np.uint8)
+    frame[:, : width // 2, 2] = 200  # some colour, so colour is checked too
+    return frame
+
+
+def _write_video(path, count: int, fourcc: str, fps: float = 25.0) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (64, 48))
+    assert writer.isOpened()
+    for k in range(count):
+        writer.write(_pattern(k))
+    writer.release()
+
+
+@pytest.mark.parametrize("name, fourcc", [("clip.mp4", "mp4v"), ("clip.avi", "MJPG")])
+def test_video_streams_every_frame_in_order(tmp_path, name, fourcc):
+    path = tmp_path / name
+    _write_video(path, 30, fourcc, fps=25.0)
+    source = open_frames(path)
+    assert len(source) == 30
+    assert source.fps == pytest.approx(25.0)
+    frames = iter(source)
+    assert isinstance(frames, types.GeneratorType)  # streamed, not loaded
+    numbers, levels = [], []
+    for number, image in frames:
+        assert image.shape == (48, 64, 3) and image.dtype == np.uint8
+        numbers.append(number)
+        levels.append(float(image[:, 40:, 1].mean()))
+    assert numbers == list(range(30))
+    np.testing.assert_allclose(levels, [10 + 6 * k for k in range(30)], atol=4)
+    picked = read_frames(path, [17, 3, 17])
+    assert [abs(float(p[:, 40:, 1].mean()) - (10 + 6 * k)) < 4 for p, k in zip(picked, [17, 3, 17])] == [True] * 3
+
+
+def test_folder_ordered_by_number_not_listing(tmp_path):
+    numbers = list(range(1, 13))
+    random.Random(3).shuffle(numbers)  # created (and listed by the OS) in shuffled order
+    for n in numbers:
+        cv2.imwrite(str(tmp_path / f"img{n}.png"), _pattern(n))
+    (tmp_path / "notes.txt").write_text("not a frame")
+    files = list_frame_files(tmp_path)
+    assert [f.name for f in files][:3] == ["img1.png", "img2.png", "img3.png"]
+    assert files[-1].name == "img12.png"
+    source = open_frames(tmp_path, fps=200)
+    assert len(source) == 12 and source.fps == 200
+    got = [(number, int(image[0, 40, 1])) for number, image in source]
+    assert got == [(n, 10 + 6 * n) for n in range(1, 13)]
+    (second,) = read_frames(tmp_path, [1])
+    assert int(second[0, 40, 1]) == 10 + 6 * 2
+
+
+def test_folder_fps_unknown_without_setting(tmp_path):
+    cv2.imwrite(str(tmp_path / "a1.png"), _pattern(1))
+    assert np.isnan(open_frames(tmp_path).fps)
+
+
+def test_grey_frames_stay_grey(tmp_path):
+    for n in (5, 40):
+        cv2.imwrite(str(tmp_path / f"006_{n:05d}.jpg"), np.full((30, 20), 7 * n % 255, np.uint8))
+    frames = list(open_frames(tmp_path))
+    assert [number for number, _ in frames] == [5, 40]
+    assert all(image.shape == (30, 20) for _, image in frames)
+
+
+@pytest.mark.parametrize(
+    "name, number", [("img46.jpg", 46), ("006_05562.jpg", 5562), ("image0001.bmp", 1), ("reg_img10.png", 10)]
+)
+def test_frame_number(name, number):
+    assert frame_number(name) == number
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(LandmarksError, match="nothere.mp4"):
+        open_frames(tmp_path / "nothere.mp4")
+
+
+def test_empty_folder_and_folder_without_images(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(LandmarksError, match="empty.*no image files"):
+        open_frames(empty)
+    other = tmp_path / "docs"
+    other.mkdir()
+    (other / "readme.txt").write_text("x")
+    with pytest.raises(LandmarksError, match="docs.*no image files"):
+        open_frames(other)
+
+
+def test_image_without_number_is_named(tmp_path):
+    cv2.imwrite(str(tmp_path / "img1.png"), _pattern(1))
+    cv2.imwrite(str(tmp_path / "cover.png"), _pattern(2))
+    with pytest.raises(LandmarksError, match="cover.png"):
+        open_frames(tmp_path)
+
+
+def test_corrupt_video_is_named(tmp_path):
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    with pytest.raises(LandmarksError, match="broken.mp4"):
+        list(open_frames(path))
+
+
+def test_truncated_video_names_file_and_frame(tmp_path):
+    path = tmp_path / "cut.avi"
+    _write_video(path, 40, "MJPG")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LandmarksError, match=r"cut.avi: frame \d+ cannot be decoded"):
+        list(open_frames(path))
+
+
+def test_frames_of_different_sizes_name_the_frame(tmp_path):
+    cv2.imwrite(str(tmp_path / "f1.png"), _pattern(1))
+    cv2.imwrite(str(tmp_path / "f2.png"), _pattern(2, size=(32, 48)))
+    with pytest.raises(LandmarksError, match="f2.png: frame 2 is 32x48"):
+        list(open_frames(tmp_path))
+
+
+def test_not_a_video_suffix(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_text("a,b")
+    with pytest.raises(LandmarksError, match="table.csv: not a video"):
+        open_frames(path)
+
+
+def test_read_frames_position_out_of_range(tmp_path):
+    cv2.imwrite(str(tmp_path / "f1.png"), _pattern(1))
+    with pytest.raises(LandmarksError, match="position 3"):
+        read_frames(tmp_path, [3])
