@@ -103,8 +103,9 @@ def patch_flow_statistics(
     centres = np.asarray(centres, dtype=np.float64)
     out = np.zeros((centres.shape[0], len(scales), NUM_FLOW_STATS), dtype=np.float32)
     for k, side in enumerate(scales):
-        left = np.round(centres[:, 0] - side / 2.0).astype(np.int64)
-        top = np.round(centres[:, 1] - side / 2.0).astype(np.int64)
+        # pixel i covers [i - 0.5, i + 0.5]: the pixels whose centres lie in the square
+        left = np.floor(centres[:, 0] - side / 2.0 + 0.5).astype(np.int64)
+        top = np.floor(centres[:, 1] - side / 2.0 + 0.5).astype(np.int64)
         x0, x1 = np.clip(left, 0, width), np.clip(left + side, 0, width)
         y0, y1 = np.clip(top, 0, height), np.clip(top + side, 0, height)
         sums = (integral[:, y1, x1] - integral[:, y0, x1] - integral[:, y1, x0]

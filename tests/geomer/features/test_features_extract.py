@@ -1,0 +1,264 @@
+"""Feature extraction on clips rendered from the astronaut photo with known motion.
+
+Tracks are built from the renderer's true landmark positions ("cached landmarks"), so these tests
+exercise the features alone, not the tracker.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from geomer.errors import GeomerError
+from geomer.features import ClipFeatures, FeatureSettings, extract_clip, spot_apex
+from geomer.features.crop import pixel_to_crop
+from geomer.features.flow import compute_flow, has_tvl1, optical_strain
+from geomer.features.geometry import resample_displacement
+from geomer.features.sampling import patch_flow_statistics, sample_patches
+from landmarks import LandmarkTrack
+from landmarks.render import shift_transforms, transformed_photo_clip
+from landmarks.template import CANONICAL_TEMPLATE
+
+SHIFT = np.array([1.5, -0.75])  # source pixels; about (3.5, -2.0) px in the 256-px crop
+
+
+def make_track(points, valid=None, first_frame=100, fps=30.0):
+    length = len(points)
+    return LandmarkTrack(
+        points=points,
+        valid=np.ones(length, bool) if valid is None else valid,
+        frame_index=np.arange(length) + first_frame,
+        box=np.zeros((length, 4)),
+        fps=fps,
+        source="synthetic",
+        backend="truth",
+    )
+
+
+@pytest.fixture(scope="module")
+def shifted_clip():
+    """8 frames: still for frames 100..103, shifted by SHIFT from 104 on; the track holds the
+    onset landmarks throughout (the clip's single alignment is what matters)."""
+    shifts = np.zeros((8, 2))
+    shifts[4:] = SHIFT
+    frames, truth = transformed_photo_clip(shift_transforms(shifts))
+    return frames, make_track(np.repeat(truth[:1], 8, axis=0))
+
+
+@pytest.mark.parametrize("method", ["farneback", "dis"])
+def test_flow_recovers_known_shift_at_nodes(shifted_clip, method):
+    """Measured: median error over the 51 inner nodes ~0.16 px (Farneback) / ~0.09 px (DIS) of the
+    256-px crop for a (3.5, -2.0) px shift; asserted: median ≤ 0.3 px, 90th percentile ≤ 0.75 px."""
+    frames, track = shifted_clip
+    settings = FeatureSettings(flow_method=method)
+    features = extract_clip(frames, track, 100, 104, 107, settings, clip="shift")
+    expected = pixel_to_crop(track.alignment(), settings.face_size)[:, :2] @ SHIFT
+    error = np.linalg.norm(features.flow_stats[17:, 1, :2] - expected, axis=1)
+    assert np.median(error) <= 0.3
+    assert np.percentile(error, 90) <= 0.75
+    # mean magnitude agrees, the orientation histogram is normalised and points the right way
+    magnitude = np.median(features.flow_stats[17:, 1, 2])
+    assert magnitude == pytest.approx(np.linalg.norm(expected), abs=0.4)
+    histogram = features.flow_stats[17:, 1, 3:11]
+    np.testing.assert_allclose(histogram.sum(axis=1), 1.0, atol=1e-4)
+    angle = np.degrees(np.arctan2(expected[1], expected[0])) % 360  # ≈ 330°: bin 7
+    assert np.median(histogram[:, int(angle // 45)]) > 0.5
+    # the static geometry track (truth points do not move) has zero displacement
+    assert np.abs(features.geometry).max() == 0
+
+
+def test_patch_mode_agrees_with_dense(shifted_clip):
+    frames, track = shifted_clip
+    dense = extract_clip(frames, track, 100, 104, 107, FeatureSettings(flow_method="dis"), clip="d")
+    windows = extract_clip(
+        frames, track, 100, 104, 107, FeatureSettings(flow_method="dis", flow_mode="patches"),
+        clip="p",
+    )
+    difference = np.linalg.norm(dense.flow_stats[17:, 1, :2] - windows.flow_stats[17:, 1, :2], axis=1)
+    assert np.median(difference) < 0.3
+
+
+def test_feature_shapes_and_ranges(shifted_clip):
+    frames, track = shifted_clip
+    settings = FeatureSettings(scales=(8, 16, 32), patch_size=8, steps=5, sequence_steps=3)
+    f = extract_clip(frames, track, 100, 104, 107, settings, clip="shapes")
+    n, s, p = 68, 3, 8
+    assert f.points.shape == (n, 2) and f.geometry.shape == (5, n, 2)
+    assert f.apex_displacement.shape == (n, 2) and f.edge_displacement.shape == (182, 2)
+    assert f.flow_stats.shape == (n, s, 12) and f.flow_patches.shape == (n, s, 3, p, p)
+    assert f.texture_onset.shape == (n, s, p, p) and f.texture_apex.shape == (n, s, p, p)
+    assert f.sequence.shape == (3, n, p, p)
+    for array in (f.texture_onset, f.texture_apex, f.sequence):
+        assert array.dtype == np.float32 and 0 <= array.min() and array.max() <= 1
+    assert (f.onset, f.apex, f.offset, f.apex_spotted) == (100, 104, 107, False)
+    np.testing.assert_allclose(f.points, track.aligned()[0], atol=1e-5)
+    # onset and apex texture differ (the face moved); sequence frame 0 is the onset texture
+    assert np.abs(f.texture_onset - f.texture_apex).mean() > 1e-3
+    # (OpenCV's remap quantises sample positions to 1/32 px: equal up to that)
+    np.testing.assert_allclose(f.sequence[0], f.texture_onset[:, 1], atol=5e-3)
+    # the whole flow record round-trips through its array form
+    again = ClipFeatures.from_arrays(f.to_arrays())
+    np.testing.assert_array_equal(again.flow_patches, f.flow_patches)
+    assert again.apex == 104 and again.clip == "shapes"
+
+
+def test_frames_given_as_folder(tmp_path, shifted_clip):
+    frames, track = shifted_clip
+    for k, image in enumerate(frames):
+        cv2.imwrite(str(tmp_path / f"img{100 + k}.png"), image)
+    from_folder = extract_clip(tmp_path, track, 100, 104, 107, FeatureSettings(flow_method="dis"))
+    in_memory = extract_clip(frames, track, 100, 104, 107, FeatureSettings(flow_method="dis"))
+    np.testing.assert_allclose(from_folder.flow_stats, in_memory.flow_stats, atol=1e-5)
+
+
+def test_strain_of_translation_is_zero_and_of_shear_is_known():
+    flow = np.zeros((64, 64, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 2.5, -1.0
+    assert np.abs(optical_strain(flow)).max() == 0
+    y = np.arange(64, dtype=np.float32)[:, None]
+    shear = np.zeros((64, 64, 2), np.float32)
+    shear[..., 0] = 0.1 * y  # du/dy = 0.1 → exy = 0.05, strain = sqrt(2 * 0.05²)
+    np.testing.assert_allclose(optical_strain(shear), np.sqrt(2) * 0.05, rtol=1e-5)
+    # measured flow of a pure image translation has near-zero strain too
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur((rng.random((128, 128)) * 255).astype(np.uint8), (0, 0), 2)
+    moved = cv2.warpAffine(image, np.float32([[1, 0, 1.0], [0, 1, 0.5]]), (128, 128),
+                           borderMode=cv2.BORDER_REFLECT)
+    measured = optical_strain(compute_flow(image, moved, "dis"))
+    assert np.median(measured[16:-16, 16:-16]) < 0.05
+
+
+def test_patches_and_statistics_at_image_borders():
+    rng = np.random.default_rng(1)
+    canvas = rng.random((40, 50, 3)).astype(np.float32)
+    centres = np.array([[0, 0], [49, 39], [-10, 20], [25.5, 20.5]], np.float32)
+    patches = sample_patches(canvas, centres, (8, 16), 4)
+    assert patches.shape == (4, 2, 3, 4, 4) and np.isfinite(patches).all()
+    # a node far left of the image sees the replicated first column: constant along x
+    left = patches[2, 0]
+    np.testing.assert_allclose(left, np.repeat(left[..., :1], 4, axis=-1), atol=1e-6)
+    # an interior patch equals OpenCV's area resize of the exact square (pixels 18..33, 13..28)
+    expected = cv2.resize(canvas[13:29, 18:34], (4, 4), interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(patches[3, 1].transpose(1, 2, 0), expected, atol=1e-5)
+
+    flow = rng.normal(size=(40, 50, 2)).astype(np.float32)
+    strain = rng.random((40, 50)).astype(np.float32)
+    stats = patch_flow_statistics(flow, strain, centres, (8, 16))
+    assert stats.shape == (4, 2, 12) and np.isfinite(stats).all()
+    # the corner node's 16-px box keeps its inside quarter: pixels 0..7 × 0..7
+    inside = flow[0:8, 0:8].reshape(-1, 2)
+    np.testing.assert_allclose(stats[0, 1, :2], inside.mean(axis=0), atol=1e-4)
+    np.testing.assert_allclose(stats[0, 1, 2], np.linalg.norm(inside, axis=1).mean(), atol=1e-4)
+    np.testing.assert_allclose(stats[0, 1, 11], strain[0:8, 0:8].mean(), atol=1e-4)
+    np.testing.assert_allclose(stats[[0, 1, 3], :, 3:11].sum(axis=2), 1.0, atol=1e-4)
+    assert (stats[2] == 0).all()  # its boxes lie wholly outside the canvas: zeros, not NaN
+    # a node entirely outside gives zeros rather than NaN
+    far = patch_flow_statistics(flow, strain, np.array([[-100.0, -100.0]]), (8,))
+    assert (far == 0).all()
+
+
+def expression_track(length=40, apex_position=23, amplitude=0.04, drift=0.0, valid=None, seed=0):
+    """Template points at 100 px/IOD; mouth and brows move with a Gaussian time course peaking at
+    ``apex_position``; the head drifts by ``drift`` px per frame; small landmark noise."""
+    rng = np.random.default_rng(seed)
+    base = CANONICAL_TEMPLATE * 100 + np.array([320, 150])
+    course = np.exp(-0.5 * ((np.arange(length) - apex_position) / 4.0) ** 2)
+    motion = np.zeros((68, 2))
+    motion[48:68, 1] = -amplitude * 100  # lips up
+    motion[17:27, 1] = -amplitude * 100  # brows up
+    points = base + course[:, None, None] * motion
+    points = points + drift * np.arange(length)[:, None, None]
+    points = points + rng.normal(scale=0.15, size=points.shape)
+    return make_track(points.astype(np.float32), valid=valid, first_frame=0, fps=100.0)
+
+
+@pytest.mark.parametrize("apex_position", [9, 23, 31])
+def test_apex_spotting_known_apex(apex_position):
+    track = expression_track(apex_position=apex_position, drift=0.3)
+    assert abs(spot_apex(track, 0, 39) - apex_position) <= 1
+
+
+def test_apex_spotting_bridges_lost_frames_and_drives_extraction():
+    valid = np.ones(40, bool)
+    valid[[5, 22, 24]] = False
+    track = expression_track(valid=valid)
+    points = track.points.copy()
+    points[~valid] = np.nan  # the tracker writes NaN where the face is lost
+    track = make_track(points, valid=valid, first_frame=0, fps=100.0)
+    assert abs(spot_apex(track, 0, 39) - 23) <= 1
+    frames = [np.full((360, 640), 120, np.uint8)] * 40
+    features = extract_clip(frames, track, 0, None, 39, FeatureSettings(flow_method="dis"), clip="c")
+    assert features.apex_spotted and abs(features.apex - 23) <= 1
+
+
+def test_geometry_is_linearly_resampled_in_iod_units():
+    # landmarks move linearly from 0 to 0.2 IOD (20 px at 100 px/IOD) over frames 0..10
+    track = expression_track(length=11, amplitude=0.0)
+    points = CANONICAL_TEMPLATE[None] * 100 + np.array([320, 150])
+    points = np.repeat(points, 11, axis=0).astype(np.float64)
+    points[:, 48:68, 0] += np.linspace(0, 20, 11)[:, None]
+    track = make_track(points.astype(np.float32), first_frame=0)
+    aligned = track.aligned()
+    geometry = resample_displacement(aligned, track.valid, 0, 10, 6)
+    # the alignment averages the first 5 frames, in which the mouth has moved a little: compare
+    # in the aligned frame's own scale (mouth-only motion barely changes the similarity)
+    np.testing.assert_allclose(geometry[:, 50, 0], np.linspace(0, 0.2, 6), atol=0.01)
+    np.testing.assert_allclose(geometry[:, 30], 0.0, atol=0.01)
+
+
+def bad(match):
+    return pytest.raises(GeomerError, match=match)
+
+
+def test_bad_inputs_name_clip_and_frame(shifted_clip):
+    frames, track = shifted_clip
+    settings = FeatureSettings(flow_method="dis")
+    mixed = list(frames)
+    mixed[5] = cv2.resize(frames[5], (320, 180))
+    with bad(r"clip c1: frame 105 is 320×180"):
+        extract_clip(mixed, track, 100, 104, 107, settings, clip="c1")
+    with bad(r"clip c2: onset frame 99 is outside the clip"):
+        extract_clip(frames, track, 99, 104, 107, settings, clip="c2")
+    with bad(r"clip c3: apex frame 120 is outside the clip"):
+        extract_clip(frames, track, 100, 120, 107, settings, clip="c3")
+    with bad(r"clip c4: apex frame 106 is outside onset..offset"):
+        extract_clip(frames, track, 100, 106, 105, settings, clip="c4")
+    lost = track.points.copy()
+    valid = np.ones(8, bool)
+    valid[0] = False
+    lost[0] = np.nan
+    with bad(r"clip c5: no face in onset frame 100"):
+        extract_clip(frames, make_track(lost, valid=valid), 100, 104, 107, settings, clip="c5")
+    broken = track.points.copy()
+    broken[3, 7] = np.nan
+    with bad(r"clip c6: landmark track has NaN at frame 103"):
+        extract_clip(frames, make_track(broken), 100, 104, 107, settings, clip="c6")
+    with bad(r"clip c7: 7 frames given for a track of 8"):
+        extract_clip(frames[:7], track, 100, 104, 107, settings, clip="c7")
+    with pytest.raises(GeomerError) as info:
+        extract_clip(frames, track, 99, 104, 107, settings, clip="c2")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(has_tvl1(), reason="opencv-contrib present")
+def test_tvl1_without_contrib_is_a_clear_error(shifted_clip):
+    frames, track = shifted_clip
+    with bad("opencv-contrib"):
+        extract_clip(frames, track, 100, 104, 107, FeatureSettings(flow_method="tvl1"), clip="t")
+
+
+def test_settings_key_changes_with_every_field():
+    base = FeatureSettings()
+    variants = [
+        FeatureSettings(backend="fan"), FeatureSettings(face_size=128), FeatureSettings(scales=(8, 16)),
+        FeatureSettings(patch_size=4), FeatureSettings(flow_method="dis"),
+        FeatureSettings(flow_mode="patches"), FeatureSettings(steps=8),
+        FeatureSettings(sequence_steps=4), FeatureSettings(partition="k9"),
+        FeatureSettings(nodes="inner51"),
+    ]
+    keys = {base.key()} | {v.key() for v in variants}
+    assert len(keys) == len(variants) + 1
+    assert FeatureSettings.from_dict(base.to_dict()) == base
+    with bad("flow method"):
+        FeatureSettings(flow_method="lucas")
