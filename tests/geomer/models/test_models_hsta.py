@@ -1,0 +1,46 @@
+"""hsta: missing modality, the crossmodal step, the published configuration."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geomer.errors import GeomerError
+from geomer.models import check_inputs, create
+from geomer.models.hsta import CrossmodalSpaceTimeAttention
+
+
+def test_megc2019_flow_lacks_the_frame_sequence(flow_batch, face_graph):
+    model = create("hsta", 3, face_graph, dim=16, heads=2, stages=1)
+    with pytest.raises(GeomerError, match="'sequence'"):
+        check_inputs(model, flow_batch)
+    with pytest.raises(GeomerError, match="'sequence'"):
+        model(flow_batch)
+
+
+def test_crossmodal_step_updates_only_the_summary_tokens():
+    torch.manual_seed(0)
+    csta = CrossmodalSpaceTimeAttention(8, 2, 0.0)
+    special, frames = torch.randn(2, 5, 8), torch.randn(2, 9, 8)
+    new_special, new_frames = csta(special, frames)
+    torch.testing.assert_close(new_special[:, 1:], special[:, 1:])
+    torch.testing.assert_close(new_frames[:, 1:], frames[:, 1:])
+    assert not torch.allclose(new_special[:, 0], special[:, 0])
+    # the special summary reads the frame tokens: changing them changes it
+    changed, _ = csta(special, frames + torch.randn_like(frames))
+    assert not torch.allclose(changed[:, 0], new_special[:, 0])
+
+
+def test_published_configuration_is_registered(face_graph):
+    model = create("hsta-base", 3, face_graph, dim=32, heads=4)
+    assert len(model.special_stages) == 4 and len(model.crossmodal) == 4
+    assert [len(s) for s in model.special_stages] == [1, 1, 1, 1]
+    assert [len(s) for s in model.frame_stages] == [2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("tubelet", [1, 3])
+def test_forward_tiles_the_sequence_into_tubelets(batch, face_graph, tubelet):
+    model = create("hsta", 3, face_graph, dim=16, heads=2, stages=1, tubelet=tubelet)
+    output = model(batch)
+    assert output.logits.shape == (4, 3) and output.embedding.shape == (4, 32)
+    torch.testing.assert_close(output.relations.sum(-1), torch.ones(4, 7))
