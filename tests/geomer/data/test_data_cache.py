@@ -1,0 +1,171 @@
+"""The feature cache: hit, miss, invalidation, atomic writes and resume, build_cache."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+import geomer.data.cache as cache_module
+from geomer.data.cache import FeatureCache, FeatureJob, build_cache, safe_name
+from geomer.errors import GeomerError
+from geomer.features import ClipFeatures, FeatureSettings
+from landmarks import LandmarkTrack
+from landmarks.render import shift_transforms, transformed_photo_clip
+
+SETTINGS = FeatureSettings(flow_method="dis", scales=(8, 16), patch_size=4, steps=4, sequence_steps=2)
+
+
+def fake_features(clip="c", seed=0, n=68):
+    rng = np.random.default_rng(seed)
+    return ClipFeatures(
+        clip=clip, onset=1, apex=3, offset=5, apex_spotted=False,
+        points=rng.random((n, 2)), geometry=rng.random((4, n, 2)),
+        apex_displacement=rng.random((n, 2)), edge_displacement=rng.random((182, 2)),
+        flow_stats=rng.random((n, 2, 12)), flow_patches=rng.random((n, 2, 3, 4, 4)),
+        texture_onset=rng.random((n, 2, 4, 4)), texture_apex=rng.random((n, 2, 4, 4)),
+        sequence=rng.random((2, n, 4, 4)),
+    )
+
+
+def test_hit_miss_and_manifest(tmp_path):
+    cache = FeatureCache(tmp_path, SETTINGS)
+    key = "casme2/sub01/EP02_01f"
+    assert not cache.has(key) and cache.get(key) is None  # miss
+    path = cache.put(key, fake_features(key))
+    assert path.parent == tmp_path / SETTINGS.key() and "/" not in path.name
+    hit = cache.get(key)
+    assert hit is not None and hit.clip == key and hit.apex == 3
+    np.testing.assert_array_equal(hit.flow_patches, fake_features(key).flow_patches)
+    manifest = json.loads(cache.manifest_path.read_text())
+    assert manifest["settings"] == SETTINGS.to_dict() and manifest["key"] == SETTINGS.key()
+    assert "version" in manifest
+    # keys differing only in unsafe characters do not collide
+    assert safe_name("a/b") != safe_name("a_b")
+
+
+def test_default_root_honours_geomer_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path))
+    cache = FeatureCache(settings=SETTINGS)
+    cache.put("k", fake_features())
+    assert (tmp_path / "features" / SETTINGS.key() / "manifest.json").is_file()
+
+
+def test_changed_setting_never_reads_stale_features(tmp_path):
+    FeatureCache(tmp_path, SETTINGS).put("k", fake_features())
+    changed = FeatureCache(tmp_path, FeatureSettings(**{**SETTINGS.to_dict(), "steps": 8}))
+    assert changed.folder != FeatureCache(tmp_path, SETTINGS).folder
+    assert not changed.has("k") and changed.get("k") is None
+
+
+def test_manifest_mismatch_is_refused(tmp_path):
+    cache = FeatureCache(tmp_path, SETTINGS)
+    cache.put("k", fake_features())
+    cache.manifest_path.write_text(json.dumps({"settings": {"steps": 99}}))
+    with pytest.raises(GeomerError, match="manifest does not match"):
+        cache.put("k2", fake_features())
+
+
+def test_crash_mid_write_leaves_nothing_and_resumes(tmp_path, monkeypatch):
+    cache = FeatureCache(tmp_path, SETTINGS)
+    cache.put("first", fake_features("first"))
+    manifest = cache.manifest_path.read_text()
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cache_module.os, "replace", crash)
+    with pytest.raises(OSError):
+        cache.put("second", fake_features("second"))
+    monkeypatch.undo()
+    assert not cache.has("second") and cache.get("second") is None
+    assert sorted(p.name for p in cache.folder.iterdir()) == sorted(
+        ["manifest.json", cache.path("first").name]
+    )  # no temp file left behind
+    assert cache.manifest_path.read_text() == manifest
+    cache.put("second", fake_features("second"))
+    assert cache.get("second").clip == "second"
+
+
+def test_unreadable_file_is_a_miss(tmp_path):
+    cache = FeatureCache(tmp_path, SETTINGS)
+    cache.put("k", fake_features())
+    cache.path("k").write_bytes(b"not a zip")
+    assert cache.get("k") is None
+
+
+@pytest.fixture()
+def clip_folders(tmp_path):
+    """Two rendered clips as frame folders, with their (true) tracks pre-cached."""
+    shifts = np.zeros((6, 2))
+    shifts[3:] = (1.0, 0.5)
+    frames, truth = transformed_photo_clip(shift_transforms(shifts))
+    cache = FeatureCache(tmp_path / "cache", SETTINGS)
+    jobs = []
+    for name in ("s1/clipA", "s2/clipB"):
+        folder = tmp_path / name
+        folder.mkdir(parents=True)
+        for k, image in enumerate(frames):
+            cv2.imwrite(str(folder / f"img{10 + k}.png"), image)
+        LandmarkTrack(
+            points=np.repeat(truth[:1], 6, axis=0), valid=np.ones(6, bool),
+            frame_index=np.arange(10, 16), box=np.zeros((6, 4)), fps=30.0,
+            source=str(folder), backend="truth",
+        ).save(cache.track_path(f"test/{name}"))
+        jobs.append(FeatureJob(f"test/{name}", folder, onset=10, apex=13, offset=15))
+    return cache, jobs
+
+
+def test_build_cache_resumes_and_reports_failures(clip_folders):
+    cache, jobs = clip_folders
+    broken = FeatureJob("test/s1/broken", jobs[0].source, onset=10, apex=40, offset=15)
+    cache.track_path(broken.key).parent.mkdir(parents=True, exist_ok=True)
+    os.link(cache.track_path(jobs[0].key), cache.track_path(broken.key))
+
+    report = build_cache([jobs[0], broken], cache, progress=False)
+    assert (report.done, report.cached, report.frames, report.faces_found) == (1, 0, 6, 6)
+    assert len(report.failures) == 1
+    key, message = report.failures[0]
+    assert key == broken.key and "apex frame 40" in message and "\n" not in message
+    assert not cache.has(broken.key)
+
+    # an interrupted build resumes: the first clip is not redone
+    report = build_cache(jobs, cache, progress=False)
+    assert (report.done, report.cached) == (1, 1)
+    features = cache.get(jobs[1].key)
+    assert features.flow_stats.shape == (68, 2, 12) and features.apex == 13
+
+
+def test_build_cache_process_pool_matches_serial(clip_folders, tmp_path):
+    cache, jobs = clip_folders
+    report = build_cache(jobs, cache, n_jobs=2, progress=False)
+    assert report.done == 2 and not report.failures
+    serial = FeatureCache(tmp_path / "serial", SETTINGS)
+    for job in jobs:
+        serial.track_path(job.key).parent.mkdir(parents=True, exist_ok=True)
+        os.link(cache.track_path(job.key), serial.track_path(job.key))
+    build_cache(jobs, serial, n_jobs=1, progress=False)
+    for job in jobs:
+        np.testing.assert_allclose(cache.get(job.key).flow_stats, serial.get(job.key).flow_stats)
+
+
+def test_build_cache_tracks_and_caches_the_track(tmp_path):
+    """Without a cached track, build_cache tracks the source with landmarks.track (dlib)."""
+    frames, _ = transformed_photo_clip(shift_transforms(np.zeros((4, 2))))
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for k, image in enumerate(frames):
+        cv2.imwrite(str(folder / f"{k}.png"), image)
+    cache = FeatureCache(tmp_path / "cache", SETTINGS)
+    job = FeatureJob("t/clip", folder, onset=0, apex=2, offset=3)
+    missing = FeatureJob("t/missing", tmp_path / "nope", onset=0, apex=2, offset=3)
+    report = build_cache([job, missing], cache, progress=False)
+    assert report.done == 1 and report.faces_found == 4
+    assert cache.track_path(job.key).is_file()
+    assert cache.track_path(job.key).parent == tmp_path / "cache" / "tracks" / "dlib"
+    assert [key for key, _ in report.failures] == ["t/missing"]
+    with pytest.raises(GeomerError, match="duplicated"):
+        build_cache([job, job], cache, progress=False)

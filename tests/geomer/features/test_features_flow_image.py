@@ -1,0 +1,74 @@
+"""megc2019-flow clips: apex crop + 28×28 u/v/strain flow PNG (STSNet_whole_norm_u_v_os style)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from geomer.errors import GeomerError
+from geomer.features import FeatureSettings, decode_flow_image, extract_flow_image_clip
+from landmarks.render import photo_face
+
+
+@pytest.fixture(scope="module")
+def apex_crop_and_points():
+    rgb, points = photo_face()
+    x0, y0 = points.min(axis=0)
+    x1, y1 = points.max(axis=0)
+    side = 1.5 * max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left, top = int(cx - side / 2), int(cy - side / 2)
+    square = rgb[top : top + int(side), left : left + int(side)]
+    scale = 224 / square.shape[0]
+    crop = cv2.resize(cv2.cvtColor(square, cv2.COLOR_RGB2BGR), (224, 224))
+    return crop, (points - [left, top]) * scale
+
+
+def test_flow_image_sampled_at_apex_landmarks(tmp_path, apex_crop_and_points):
+    crop, points = apex_crop_and_points
+    # u = 128 (no motion) everywhere but the mouth region, where it is 255; v flat; strain high there
+    flow = np.zeros((28, 28, 3), np.uint8)
+    flow[..., 0] = 128
+    flow[..., 1] = 128
+    mouth = points[48:68] / 8.0
+    (mx0, my0), (mx1, my1) = np.floor(mouth.min(0)).astype(int), np.ceil(mouth.max(0)).astype(int)
+    flow[my0 - 1 : my1 + 2, mx0 - 1 : mx1 + 2, 0] = 255
+    flow[my0 - 1 : my1 + 2, mx0 - 1 : mx1 + 2, 2] = 255
+    apex_path, flow_path = tmp_path / "apex.png", tmp_path / "sub01_EP01 .png"
+    cv2.imwrite(str(apex_path), crop)
+    cv2.imwrite(str(flow_path), flow[..., ::-1])  # the PNG's RGB channels are (u, v, strain)
+
+    settings = FeatureSettings(scales=(8, 16), patch_size=4)
+    f = extract_flow_image_clip(apex_path, flow_path, settings, clip="megc/sub01/EP01")
+    assert f.geometry is None and f.texture_onset is None and f.sequence is None
+    assert f.apex_displacement is None and f.onset is None and f.offset is None
+    assert f.flow_stats.shape == (68, 2, 12) and f.flow_patches.shape == (68, 2, 3, 4, 4)
+    assert f.texture_apex.shape == (68, 2, 4, 4)
+    # the mouth moves right (u ≈ 1 - median), the eyes do not; strain follows
+    mouth_u = f.flow_stats[60:68, 0, 0]
+    eye_u = f.flow_stats[36:48, 0, 0]
+    assert mouth_u.min() > 0.3 and np.abs(eye_u).max() < 0.05
+    assert f.flow_stats[60:68, 0, 11].min() > 0.5 and f.flow_stats[36:48, 0, 11].max() < 0.05
+    assert np.abs(f.flow_stats[:, :, 1]).max() < 1e-6  # v is flat: zero after re-centring
+    # arrays in (u, v, strain) order give the same result as the file
+    same = extract_flow_image_clip(crop, flow, settings, clip="megc/sub01/EP01")
+    np.testing.assert_allclose(same.flow_stats, f.flow_stats, atol=1e-5)
+
+
+def test_decode_recentres_u_and_v_on_median():
+    flow = np.full((4, 4, 3), 100, np.uint8)
+    flow[0, 0] = (255, 0, 50)
+    decoded = decode_flow_image(flow)
+    assert decoded[1, 1, 0] == 0 and decoded[1, 1, 1] == 0
+    assert decoded[0, 0, 0] == pytest.approx((255 - 100) / 255)
+    assert decoded[0, 0, 2] == pytest.approx(50 / 255)
+
+
+def test_flow_image_bad_inputs(tmp_path):
+    blank = np.full((224, 224, 3), 90, np.uint8)
+    flow = np.full((28, 28, 3), 128, np.uint8)
+    with pytest.raises(GeomerError, match="clip c1: cannot read flow image"):
+        extract_flow_image_clip(blank, tmp_path / "missing.png", FeatureSettings(), clip="c1")
+    with pytest.raises(GeomerError, match="clip c2: apex image"):
+        extract_flow_image_clip(blank, flow, FeatureSettings(), clip="c2")
