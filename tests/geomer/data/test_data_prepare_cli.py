@@ -1,0 +1,144 @@
+"""``geomer datasets``, ``geomer prepare`` and ``load_graphs`` on tiny synthetic datasets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from geomer.cli import main
+from geomer.data import read_dataset
+from geomer.data.cache import FeatureCache
+from geomer.data.datasets import list_datasets
+from geomer.data.loading import load_graphs
+from geomer.data.prepare import feature_job, prepare_dataset
+from geomer.errors import GeomerError
+from geomer.features.types import FeatureSettings
+from geomer.synth.generate import generate
+
+
+@pytest.fixture(scope="module")
+def flow_root(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("syn") / "flow", layout="megc2019-flow", subjects=2,
+                    clips=2, seed=3, progress=False)
+
+
+def test_datasets_command_lists_every_name(capsys):
+    assert main(["datasets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(list_datasets())
+    casme2 = next(line for line in lines if line.startswith("casme2 "))
+    assert "CASME2-coding-*.xlsx" in casme2 and "sub01/EP02_01f/img46.jpg" in casme2
+
+
+def test_prepare_caches_then_resumes(flow_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    argv = ["prepare", "--dataset", "synth", "--root", str(flow_root), "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "clips: 4 (4 extracted now, 0 already cached, 0 failed)" in out
+    assert "faces found in 4" in out
+    assert main(argv) == 0
+    assert "clips: 4 (0 extracted now, 4 already cached, 0 failed)" in capsys.readouterr().out
+
+    index = read_dataset("synth", flow_root)
+    cache = FeatureCache(tmp_path / "cache" / "features", FeatureSettings())
+    graphs = load_graphs(index, cache)
+    assert [g.clip for g in graphs] == [s.key for s in index.samples]
+    assert [g.subject for g in graphs] == [s.subject_key for s in index.samples]
+    assert [int(g.y) for g in graphs] == [s.label_index for s in index.samples]
+    assert graphs[0].dataset == index.samples[0].dataset
+    assert graphs[0].x.shape[0] == 68 and graphs[0].flow_patches.shape[:2] == (68, 3)
+
+
+def test_failed_clip_exits_2_after_caching_the_good_ones(flow_root, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(flow_root, broken)
+    index = read_dataset("synth", broken)
+    victim = index.samples[1]
+    cv2.imwrite(str(victim.extra["apex_image"]), np.full((224, 224, 3), 128, np.uint8))  # no face
+    status = main(["prepare", "--dataset", "synth", "--root", str(broken),
+                   "--cache", str(tmp_path / "cache"), "--quiet"])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert f"failed: {victim.key}: " in captured.out
+    assert "1 clip(s) failed" in captured.err
+    cache = FeatureCache(tmp_path / "cache", FeatureSettings())
+    assert [cache.has(s.key) for s in index.samples] == [True, False, True, True]
+    with pytest.raises(GeomerError, match=f"clip {victim.key} not in the feature cache.*geomer prepare"):
+        load_graphs(index, cache)
+
+
+def test_prepare_bad_dataset_is_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["prepare", "--dataset", "casme2", "--root", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "label sheet CASME2-coding-" in err[0]
+    assert main(["prepare", "--dataset", "casme2"]) == 2
+    assert "--root is required" in capsys.readouterr().err
+
+
+def test_feature_jobs_by_kind(flow_root):
+    sample = read_dataset("synth", flow_root).samples[0]
+    job = feature_job(sample)
+    assert job.kind == "flow_image" and job.key == sample.key
+    assert Path(job.flow_image).name.endswith(" .png")
+
+
+def test_installed_command(tmp_path):
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("geomer")), "datasets"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "megc2019-flow" in result.stdout
+
+
+@pytest.mark.slow
+def test_prepare_frame_clips_and_skip_bad(tmp_path, monkeypatch):
+    """The frames path end to end on a generated CASME II layout with one broken row skipped."""
+    import json
+
+    import pandas as pd
+
+    root = generate(tmp_path / "c2", layout="casme2", subjects=1, clips=2, seed=1, progress=False)
+    sheet = next(root.glob("CASME2-coding-*.xlsx"))
+    table = pd.read_excel(sheet)
+    bad = table.iloc[[0]].copy()
+    bad["Filename"] = "EP99_99"
+    pd.concat([table, bad]).to_excel(sheet, index=False)
+    with pytest.raises(GeomerError, match="EP99_99 is missing"):
+        read_dataset("synth", root)
+    index = read_dataset("synth", root, skip_bad=True)
+    assert len(index.samples) == 2 and len(index.skipped) == 1
+    truth = json.loads((root / "ground_truth.json").read_text())
+    for sample in index.samples:
+        clip = truth["clips"][sample.key]
+        assert (sample.onset, sample.apex, sample.offset) == (clip["onset"], clip["apex"], clip["offset"])
+    summary = prepare_dataset(index, tmp_path / "cache", FeatureSettings(), progress=False)
+    assert (summary.clips, summary.done, summary.failures) == (2, 2, ())
+    assert summary.frames == summary.faces_found > 2 * 20
+    assert any("EP99_99" in line for line in summary.lines())
+    graphs = load_graphs(index, FeatureCache(tmp_path / "cache", FeatureSettings()))
+    assert graphs[0].geometry.shape == (68, 16, 2)
+    assert graphs[0].sequence.shape[:2] == (68, 8)
+
+
+def test_synth_samples_agree_with_ground_truth(flow_root):
+    import json
+
+    truth = json.loads((flow_root / "ground_truth.json").read_text())
+    index = read_dataset("synth", flow_root)
+    assert index.classes == tuple(truth["classes"])
+    assert {s.key for s in index.samples} == set(truth["clips"])
+    for sample in index.samples:
+        assert sample.label == truth["clips"][sample.key]["label"]
+        assert sample.subject_key == truth["clips"][sample.key]["subject"]
+    # the same files read as the real layout give the same keys
+    assert [s.key for s in read_dataset("megc2019-flow", flow_root).samples] == [
+        s.key for s in index.samples
+    ]
