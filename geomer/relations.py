@@ -66,7 +66,8 @@ class Run:
             true, predicted, prob_<class>…, plus ``seed`` and ``fold``); ``true`` and
             ``predicted`` are class NAMES.
         sample_relations: [n, K, K] float32, row i belongs to ``predictions`` row i.
-        class_relations: [C, K, K] float32, class-averaged (the run's ``relations.npy``).
+        class_relations: [C, K, K] float32, class-averaged (the run's ``relations.npy``); all NaN
+            for a class no test clip belongs to.
     """
 
     path: str
@@ -119,7 +120,7 @@ def _read_json(path: Path) -> dict:
     return value
 
 
-def _load_matrix(path: Path, ndim: int, components: int | None = None) -> np.ndarray:
+def _load_matrix(path: Path, ndim: int, components: int | None = None, allow_nan_rows: bool = False) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
@@ -128,7 +129,10 @@ def _load_matrix(path: Path, ndim: int, components: int | None = None) -> np.nda
         raise GeomerError(f"{path}: expected shape [{'n,' if ndim == 3 else ''}K,K], got {list(array.shape)}")
     if components is not None and array.shape[-1] != components:
         raise GeomerError(f"{path}: {array.shape[-1]} components, the run's config names {components}")
-    if not np.all(np.isfinite(array)):
+    finite = np.isfinite(array)
+    # a class-averaged file holds NaN for a class no test clip had: whole matrices, never parts
+    acceptable = np.all(finite | np.isnan(array).all(axis=(-2, -1), keepdims=True)) if allow_nan_rows else np.all(finite)
+    if not acceptable:
         raise GeomerError(f"{path}: contains NaN or infinite values")
     return array.astype(np.float32)
 
@@ -210,7 +214,7 @@ def load_run(run_dir: str | Path) -> Run:
 
     top = root / "relations.npy"
     if top.is_file():
-        class_relations = _load_matrix(top, 3, components)
+        class_relations = _load_matrix(top, 3, components, allow_nan_rows=True)
         if len(class_relations) != len(classes):
             raise GeomerError(f"{top}: {len(class_relations)} classes, config.json names {len(classes)}")
     elif frames:
@@ -385,10 +389,13 @@ def compare_relations(a: np.ndarray, b: np.ndarray, *, permutations: int = 5040,
     )
 
 
-def _as_class_dict(value, component_names: Sequence[str] | None) -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
+def _as_class_dict(value) -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
     """Normalise a Run, GroundTruth, mapping class → [K,K], or [K,K] array to (class → matrix, components)."""
-    if isinstance(value, Run | GroundTruth):
-        return dict(zip(value.classes, value.class_relations if isinstance(value, Run) else value.relations)), value.component_names
+    if isinstance(value, Run):
+        present = {c: m for c, m in zip(value.classes, value.class_relations) if np.all(np.isfinite(m))}
+        return present, value.component_names
+    if isinstance(value, GroundTruth):
+        return dict(zip(value.classes, value.relations)), value.component_names
     if isinstance(value, Mapping):
         return {str(k): np.asarray(v, np.float32) for k, v in value.items()}, None
     array = np.asarray(value, np.float32)
@@ -412,10 +419,10 @@ def agreement_table(
     ``models`` maps a display name to a :class:`Run`, a mapping class → [K,K], or a [K,K] array.
     Classes are matched by name (only shared classes count); component names must agree.
     """
-    named = {name: _as_class_dict(value, None) for name, value in models.items()}
+    named = {name: _as_class_dict(value) for name, value in models.items()}
     pairs = list(itertools.combinations(named, 2))
     if ground_truth is not None:
-        named[GROUND_TRUTH_NAME] = _as_class_dict(ground_truth, None)
+        named[GROUND_TRUTH_NAME] = _as_class_dict(ground_truth)
         pairs += [(name, GROUND_TRUTH_NAME) for name in models]
     rows = []
     for left, right in pairs:

@@ -164,6 +164,20 @@ def test_load_run_maps_label_indices_and_computes_missing_class_relations(tmp_pa
     np.testing.assert_allclose(run.class_relations[1], expected, rtol=1e-6)
 
 
+def test_class_without_test_clips_is_nan_and_left_out_of_comparisons(run_dir):
+    averaged = np.load(run_dir / "relations.npy")
+    averaged[2] = np.nan  # as pooling writes for a class no test clip had
+    np.save(run_dir / "relations.npy", averaged)
+    run = load_run(run_dir)
+    assert np.isnan(run.class_relations[2]).all()
+    rows = agreement_table({"a": run, "b": run}, per_class=True)
+    assert list(rows.scope) == ["overall", "negative", "positive"]
+    averaged[1, 0, 0] = np.nan  # a partly missing matrix is damage, not an absent class
+    np.save(run_dir / "relations.npy", averaged)
+    with pytest.raises(GeomerError, match="relations.npy: contains NaN"):
+        load_run(run_dir)
+
+
 def test_load_run_errors_name_the_file(tmp_path, run_dir):
     with pytest.raises(GeomerError, match="config.json: missing"):
         load_run(tmp_path)
