@@ -8,6 +8,24 @@ Importing this package stays light (no torch); :mod:`geomer.data.loading` and
 from __future__ import annotations
 
 from geomer.data.datasets import list_datasets, read_dataset
+from geomer.data.loading import load_graphs
+from geomer.data.prepare import PrepareSummary, prepare_dataset
+from geomer.data.protocols import LOSO, Fold, LeakError, Protocol, check_disjoint, get_protocol
 from geomer.data.sample import BadRow, DatasetIndex, Sample
 
-__all__ = ["BadRow", "DatasetIndex", "Sample", "list_datasets", "read_dataset"]
+__all__ = [
+    "LOSO",
+    "BadRow",
+    "DatasetIndex",
+    "Fold",
+    "LeakError",
+    "PrepareSummary",
+    "Protocol",
+    "Sample",
+    "check_disjoint",
+    "get_protocol",
+    "list_datasets",
+    "load_graphs",
+    "prepare_dataset",
+    "read_dataset",
+]

@@ -31,9 +31,8 @@ def test_samm_title_rows_above_header(tmp_path):
 
 def test_samm_bad_row_numbers_count_the_title_block(tmp_path):
     rows = SAMM_ROWS + [(9, "009_1_1", 10, 30, 20, "4", "Anger")]
-    root = write_samm(tmp_path / "samm", rows=rows, title_rows=5, frames=False)
-    write_samm(tmp_path / "samm", rows=SAMM_ROWS, title_rows=5)  # frames only for the good rows
-    write_samm(root, rows=rows, title_rows=5, frames=False)
+    root = write_samm(tmp_path / "samm", rows=SAMM_ROWS, title_rows=5)  # frames of the good rows
+    write_samm(root, rows=rows, title_rows=5, frames=False)  # the sheet with the bad row
     with pytest.raises(GeomerError) as caught:
         read_dataset("samm", root)
     (line,) = str(caught.value).splitlines()[1:]
