@@ -198,3 +198,38 @@ def test_synth_root_read_with_its_layout(tmp_path):
     (root / "ground_truth.json").unlink()
     with pytest.raises(GeomerError, match="ground_truth.json is missing"):
         read_dataset("synth", root)
+
+
+def test_casme3_bad_rows(tmp_path):
+    from data_layouts import CASME3_ROWS
+
+    rows = CASME3_ROWS + [
+        ("spNO.1", "a", 10, 12, 16, "", 3, "surprise"),   # same subject, file and onset
+        ("spNO.2", "c", 6, 5, 8, "", 1, "anger"),          # onset > apex
+        ("spNO.9", "a", 1, 2, 3, "", 1, "anger"),          # no frames folder
+        ("spNO.2", "c", 3, 4, 8, "", 1, "bored"),          # unknown label (and a duplicate)
+    ]
+    root = write_casme3(tmp_path / "c3")
+    import pandas as pd
+
+    pd.DataFrame(rows, columns=["Subject", "Filename", "Onset", "Apex", "Offset", "AU",
+                                "Objective class", "emotion"]).to_excel(
+        root / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", index=False)
+    with pytest.raises(GeomerError) as caught:
+        read_dataset("casme3", root)
+    lines = str(caught.value).splitlines()[1:]
+    assert [line.split(": row ")[1].split(":")[0] for line in lines] == ["7", "8", "9", "10"]
+    assert "duplicated clip id 'a_10' of casme3/spNO.1 (first at row 2)" in lines[0]
+    assert "onset 6 > apex 5" in lines[1]
+    assert "spNO.9/a/color is missing" in lines[2]
+    assert "unknown label 'bored'" in lines[3] and "duplicated clip id 'c_3'" in lines[3]
+
+
+def test_frames_are_ordered_by_the_number_in_their_names(tmp_path):
+    from geomer.data.frames import frame_number_of, index_frames
+
+    write_frames(tmp_path, [10, 9, 100, 1], lambda n: f"reg_img{n}.jpg")
+    (tmp_path / "notes.txt").write_text("not a frame")
+    assert list(index_frames(tmp_path)) == [1, 9, 10, 100]
+    assert frame_number_of(tmp_path / "006_05562.jpg") == 5562
+    assert frame_number_of(tmp_path / "image0106005.bmp") == 106005
