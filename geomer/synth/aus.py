@@ -27,7 +27,7 @@ from geomer.graph import FaceGraph
 from landmarks.template import CANONICAL_TEMPLATE, MIRROR
 
 PEAK_IOD = 0.02
-COMPONENT_THRESHOLD = 0.25
+COMPONENT_THRESHOLD = 0.4
 
 UP = (0.0, -1.0)
 DOWN = (0.0, 1.0)

@@ -134,7 +134,6 @@ def generate(
     table = class_table(writer.scheme)
     classes = [c.name for c in table]
     photo, photo_points = texture_face()
-    width, height = FRAME_SIZE
 
     temp = _temp_folder(out)
     try:
@@ -146,7 +145,8 @@ def generate(
             dataset, subject = writer.subject_names(s)
             shape = subject_shape(subject_rng)
             texture, texture_points = Appearance.sample(subject_rng).apply(photo, photo_points)
-            renderer = FaceRenderer(texture, texture_points, shape.points)
+            renderer = FaceRenderer(texture, texture_points, shape.points, image_noise=level.image_noise,
+                                    noise_seed=int(subject_rng.integers(2**32)))
             expressivity = float(np.clip(1.0 + subject_rng.normal(0, level.expressivity_sd), 0.5, 1.5))
             class_order = subject_rng.permutation(len(classes))
             blink = blink_field(shape.points)
@@ -158,9 +158,9 @@ def generate(
                 amplitudes = tuple(
                     round(float(rng.uniform(*level.amplitude_px)) * expressivity, 3) for _ in aus
                 )
-                name = writer.clip_name(subject, c, rng)
+                name = writer.clip_name(subject, c, rng, emotion.name)
                 while name in used_names:  # drawn suffixes may repeat; clip ids must not
-                    name = writer.clip_name(subject, c, rng)
+                    name = writer.clip_name(subject, c, rng, emotion.name)
                 used_names.add(name)
                 duration = max(int(round(rng.uniform(0.15, 0.4) * fps)), 4)
                 rise = max(int(round(duration * rng.uniform(0.3, 0.6))), 1)
@@ -185,12 +185,10 @@ def generate(
                     + closure[:, None, None] * blink[None]
                 )
                 points = apply_rigid(points, head_motion(rng, n_frames, level)).astype(np.float32)
-                noise_seed = int(rng.integers(2**32))
+                noise_order = rng.integers(0, 2**16, n_frames)
 
-                def render_at(position: int, points=points, noise_seed=noise_seed) -> np.ndarray:
-                    noise_rng = np.random.default_rng([noise_seed, position])
-                    noise = noise_rng.standard_normal((height, width), dtype=np.float32) * level.image_noise
-                    return renderer.render(points[position], noise)
+                def render_at(position: int, points=points, noise_order=noise_order) -> np.ndarray:
+                    return renderer.render(points[position], int(noise_order[position]))
 
                 writer.write_clip(temp, plan, render_at, points[onset_pos])
                 observed = points + rng.normal(0, level.landmark_noise_px, points.shape).astype(np.float32)
@@ -217,7 +215,8 @@ def generate(
         relations = relation_matrices(plans, classes)
         truth = {
             "layout": layout,
-            "dataset": layout,
+            # megc2019-flow is a composite: keys and subjects follow each clip's part (casme2/samm/smic)
+            "dataset": None if layout == "megc2019-flow" else layout,
             "fps": fps,
             "seed": seed,
             "difficulty": difficulty,

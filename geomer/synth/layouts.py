@@ -96,7 +96,7 @@ class Casme2Layout:
     def subject_names(self, index: int) -> tuple[str, str]:
         return "casme2", f"sub{index + 1:02d}"
 
-    def clip_name(self, subject: str, index: int, rng: np.random.Generator) -> str:
+    def clip_name(self, subject: str, index: int, rng: np.random.Generator, label: str) -> str:
         suffix = "f" if rng.uniform() < 0.5 else ""
         return f"EP{index + 1:02d}_{int(rng.integers(1, 10)):02d}{suffix}"
 
@@ -124,7 +124,7 @@ class SammLayout:
     def subject_names(self, index: int) -> tuple[str, str]:
         return "samm", f"{index + 6:03d}"
 
-    def clip_name(self, subject: str, index: int, rng: np.random.Generator) -> str:
+    def clip_name(self, subject: str, index: int, rng: np.random.Generator, label: str) -> str:
         return f"{subject}_{index + 1}_{int(rng.integers(1, 8))}"
 
     def first_frame(self, rng: np.random.Generator) -> int:
@@ -192,11 +192,12 @@ class MegcFlowLayout:
         number = index // 3 + 1
         return part, {"casme2": f"sub{number:02d}", "samm": f"{number + 5:03d}", "smic": f"s{number}"}[part]
 
-    def clip_name(self, subject: str, index: int, rng: np.random.Generator) -> str:
+    def clip_name(self, subject: str, index: int, rng: np.random.Generator, label: str) -> str:
         if subject.startswith("sub"):
             return f"EP{index + 1:02d}_{int(rng.integers(1, 10)):02d}f"
         if subject.startswith("s"):
-            return f"{subject}_{('ne', 'po', 'sur')[int(rng.integers(0, 3))]}_{index + 1:02d}"
+            # SMIC names its clips by class: s1_ne_01, s1_po_02, s1_sur_03
+            return f"{subject}_{dict(negative='ne', positive='po', surprise='sur')[label]}_{index + 1:02d}"
         return f"{subject}_{index + 1}_{int(rng.integers(1, 8))}"
 
     def first_frame(self, rng: np.random.Generator) -> int:

@@ -1,0 +1,198 @@
+"""generate(): determinism, layouts on disk, atomic writes, the standard dataset, ground truth."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from geomer.errors import GeomerError
+from geomer.graph import FaceGraph
+from geomer.synth import STANDARD_SIZE, generate, standard_dataset
+from geomer.synth.layouts import CASME2_SHEET, MEGC_APEX_DIR, MEGC_CSV, MEGC_FLOW_DIR, SAMM_SHEET
+
+TINY = dict(subjects=2, clips=2, fps=50, progress=False)
+
+
+def _frame_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.jpg"))}
+
+
+@pytest.fixture(scope="module")
+def casme2_root(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("casme2") / "data", layout="casme2", seed=3, **TINY)
+
+
+def test_same_seed_gives_identical_sheet_and_frames(casme2_root, tmp_path):
+    again = generate(tmp_path / "again", layout="casme2", seed=3, **TINY)
+    first = pd.read_excel(casme2_root / CASME2_SHEET)
+    pd.testing.assert_frame_equal(first, pd.read_excel(again / CASME2_SHEET))
+    assert _frame_files(casme2_root) == _frame_files(again)
+    truth = json.loads((casme2_root / "ground_truth.json").read_text())
+    assert truth == json.loads((again / "ground_truth.json").read_text())
+
+
+def test_other_seed_gives_other_data(casme2_root, tmp_path):
+    other = generate(tmp_path / "other", layout="casme2", seed=4, **TINY)
+    assert _frame_files(casme2_root) != _frame_files(other)
+    assert not pd.read_excel(casme2_root / CASME2_SHEET).equals(pd.read_excel(other / CASME2_SHEET))
+
+
+def test_casme2_layout_sheet_and_frame_numbering(casme2_root):
+    sheet = pd.read_excel(casme2_root / CASME2_SHEET)
+    assert list(sheet.columns) == [
+        "Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion",
+    ]
+    assert len(sheet) == 4
+    truth = json.loads((casme2_root / "ground_truth.json").read_text())
+    for row in sheet.itertuples(index=False):
+        folder = casme2_root / f"sub{int(row.Subject):02d}" / row.Filename
+        numbers = sorted(int(re.fullmatch(r"img(\d+)\.jpg", p.name).group(1)) for p in folder.iterdir())
+        assert numbers == list(range(numbers[0], numbers[-1] + 1))  # contiguous
+        assert numbers[0] >= 10  # like CASME II, numbering does not start at 0 or 1
+        assert numbers[0] < row.OnsetFrame < row.ApexFrame < row.OffsetFrame < numbers[-1]
+        image = cv2.imread(str(folder / f"img{row.ApexFrame}.jpg"), cv2.IMREAD_UNCHANGED)
+        assert image.shape == (320, 320, 3)
+        clip = truth["clips"][f"casme2/sub{int(row.Subject):02d}/{row.Filename}"]
+        assert (clip["onset"], clip["apex"], clip["offset"]) == (row.OnsetFrame, row.ApexFrame, row.OffsetFrame)
+        assert str(row._5) == "+".join(clip["aus"]) and row._6 == clip["label"]
+    assert (casme2_root / "ground_truth_landmarks" / "casme2").is_dir()
+
+
+def test_ground_truth_json_contract(casme2_root):
+    truth = json.loads((casme2_root / "ground_truth.json").read_text())
+    k7 = list(FaceGraph("k7").component_names)
+    assert truth["layout"] == "casme2" and truth["dataset"] == "casme2"
+    assert truth["fps"] == 50 and truth["seed"] == 3 and truth["difficulty"] == "standard"
+    assert truth["components"] == k7
+    assert truth["classes"] == ["happiness", "surprise", "disgust", "repression", "others"]
+    assert len(truth["clips"]) == 4
+    for key, clip in truth["clips"].items():
+        assert key == f"{clip['subject']}/{key.rsplit('/', 1)[1]}"
+        assert set(clip["components"]) <= set(k7) and clip["aus"]
+        assert clip["onset"] < clip["apex"] < clip["offset"]
+    for name in truth["classes"]:
+        matrix = np.array(truth["relations"][name])
+        assert matrix.shape == (7, 7)
+        assert np.allclose(matrix.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_dataset_reader_reads_what_was_written(casme2_root):
+    from geomer.data.datasets import read_dataset
+
+    truth = json.loads((casme2_root / "ground_truth.json").read_text())
+    index = read_dataset("synth", casme2_root)
+    assert {s.key for s in index.samples} == set(truth["clips"])
+    for sample in index.samples:
+        clip = truth["clips"][sample.key]
+        assert (sample.label, sample.onset, sample.apex) == (clip["label"], clip["onset"], clip["apex"])
+
+
+def test_samm_layout_has_title_rows_and_greyscale_frames(tmp_path):
+    root = generate(tmp_path / "samm", layout="samm", seed=0, **TINY)
+    raw = pd.read_excel(root / SAMM_SHEET, header=None)
+    header_row = next(i for i in range(len(raw)) if raw.iloc[i, 1] == "Filename")
+    assert header_row > 0  # a title block sits above the header
+    sheet = pd.read_excel(root / SAMM_SHEET, header=header_row)
+    assert {"Subject", "Filename", "Onset Frame", "Apex Frame", "Offset Frame", "Action Units",
+            "Estimated Emotion"} <= set(sheet.columns)
+    for row in sheet.itertuples(index=False):
+        subject = f"{int(row.Subject):03d}"
+        folder = root / subject / row.Filename
+        assert row.Filename.startswith(f"{subject}_")
+        apex = folder / f"{subject}_{int(row._4):05d}.jpg"
+        image = cv2.imread(str(apex), cv2.IMREAD_UNCHANGED)
+        assert image is not None and image.ndim == 2  # greyscale, as SAMM is
+
+
+def test_megc2019_flow_layout_csv_crops_and_flow_images(tmp_path):
+    root = generate(tmp_path / "megc", layout="megc2019-flow", seed=0, subjects=3, clips=2, progress=False)
+    table = pd.read_csv(root / MEGC_CSV, dtype=str)
+    assert list(table.columns) == ["dataset", "sub", "filename_o", "label", "imagename"]
+    assert set(table["dataset"]) == {"casme2", "samm", "smic"}
+    assert set(table["label"]) <= {"0", "1", "2"}
+    for row in table.itertuples(index=False):
+        crop = cv2.imread(str(root / MEGC_APEX_DIR / row.imagename))
+        assert crop.shape == (224, 224, 3)
+        flow = cv2.imread(str(root / MEGC_FLOW_DIR / f"{row.sub}_{row.filename_o} .png"))
+        assert flow.shape == (28, 28, 3)
+        assert (flow.reshape(-1, 3).min(axis=0) == 0).all() and (flow.reshape(-1, 3).max(axis=0) == 255).all()
+    truth = json.loads((root / "ground_truth.json").read_text())
+    assert truth["classes"] == ["negative", "positive", "surprise"]
+    expected = {f"{r.dataset}/{r.sub}/{r.filename_o}" for r in table.itertuples(index=False)}
+    assert set(truth["clips"]) == expected
+
+
+def test_refuses_a_non_empty_folder_and_leaves_nothing_half_written(tmp_path, monkeypatch):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(GeomerError, match="already exists"):
+        generate(out, **TINY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]
+
+    from geomer.synth import layouts
+
+    def broken_finish(self, root, plans):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(layouts.Casme2Layout, "finish", broken_finish)
+    with pytest.raises(RuntimeError):
+        generate(tmp_path / "fresh", **TINY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]  # no out, no out.tmp-<pid>
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    for kwargs, pattern in [
+        (dict(layout="smic"), "unknown synthetic layout"),
+        (dict(difficulty="extreme"), "unknown difficulty"),
+        (dict(subjects=0), "--subjects"),
+        (dict(fps=1), "--fps"),
+    ]:
+        with pytest.raises(GeomerError, match=pattern):
+            generate(tmp_path / "x", **{**TINY, **kwargs})
+
+
+def test_standard_dataset_is_made_once_in_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(STANDARD_SIZE, "subjects", 1)
+    monkeypatch.setitem(STANDARD_SIZE, "clips", 1)
+    root = standard_dataset(progress=False)
+    assert root == tmp_path / "cache" / "synth" / "standard-v1"
+    stamp = (root / "ground_truth.json").stat().st_mtime_ns
+    assert standard_dataset(progress=False) == root
+    assert (root / "ground_truth.json").stat().st_mtime_ns == stamp  # reused, not regenerated
+
+
+@pytest.mark.slow
+def test_tracked_landmarks_move_where_the_aus_say(tmp_path):
+    """Track the rendered frames with dlib: the AUs' components move more than the rest."""
+    from landmarks import track
+
+    root = generate(tmp_path / "easy", layout="casme2", subjects=2, clips=5, seed=1,
+                    difficulty="easy", fps=80, progress=False)
+    truth = json.loads((root / "ground_truth.json").read_text())
+    graph = FaceGraph("k7")
+    ratios = []
+    for key, clip in truth["clips"].items():
+        _, subject, name = key.split("/")
+        tracked = track(root / subject / name)
+        onset, apex = tracked.position(clip["onset"]), tracked.position(clip["apex"])
+        # average 2 frames at each end: dlib jitters by a fraction of a pixel per frame
+        moved = np.linalg.norm(
+            tracked.points[apex - 1 : apex + 1].mean(0) - tracked.points[onset : onset + 2].mean(0), axis=1
+        )
+        per_component = {
+            n: moved[graph.node_ids[graph.component == k]].max() for k, n in enumerate(graph.component_names)
+        }
+        named = np.mean([per_component[n] for n in clip["components"]])
+        others = np.mean([v for n, v in per_component.items() if n not in clip["components"]])
+        ratios.append(named / others)
+    ratios = np.array(ratios)
+    assert np.median(ratios) > 2.0, ratios
+    assert (ratios > 1.3).mean() >= 0.8, ratios

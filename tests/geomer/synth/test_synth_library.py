@@ -1,0 +1,100 @@
+"""AU library, class tables, time courses and ground-truth relation matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geomer.errors import GeomerError
+from geomer.graph import FaceGraph
+from geomer.synth.aus import AU_NUMBERS, PEAK_IOD, action_unit, au_library
+from geomer.synth.emotions import SCHEMES, class_table
+from geomer.synth.generate import relation_matrices
+from geomer.synth.layouts import ClipPlan
+from geomer.synth.motion import DIFFICULTIES, expression_course, head_motion
+from landmarks.template import CANONICAL_TEMPLATE
+
+REQUIRED = ("1", "2", "4", "5", "6", "7", "9", "10", "12", "14", "15", "17", "20", "23", "24", "25")
+K7 = FaceGraph("k7").component_names
+
+
+def test_library_covers_required_aus_with_unit_peak_fields():
+    library = au_library()
+    assert set(REQUIRED) <= set(library)
+    for number, unit in library.items():
+        assert unit.field.shape == (68, 2) and unit.field.dtype == np.float32
+        assert np.linalg.norm(unit.field, axis=1).max() == pytest.approx(PEAK_IOD, rel=1e-5)
+        assert unit.components and set(unit.components) <= set(K7)
+
+
+@pytest.mark.parametrize(
+    "code, expected",
+    [("1", {"right_brow", "left_brow"}), ("12", {"mouth"}), ("9", {"nose"}), ("5", {"right_eye", "left_eye"})],
+)
+def test_au_components_match_facs_regions(code, expected):
+    assert expected <= set(action_unit(code).components)
+
+
+def test_brow_raisers_move_up_and_lowerer_down():
+    assert action_unit("1").field[[21, 22], 1].max() < 0  # y grows downwards
+    assert action_unit("4").field[[21, 22], 1].min() > 0
+    corners = action_unit("12").field[[48, 54]]
+    assert (corners[:, 1] < 0).all() and corners[0, 0] < 0 < corners[1, 0]  # up and outwards
+
+
+def test_one_sided_au_moves_one_side_only():
+    field = action_unit("R12").field
+    moving = np.linalg.norm(field, axis=1) > 0
+    assert moving.any()
+    assert (CANONICAL_TEMPLATE[moving, 0] <= 1e-3).all()  # subject's right = image left (x < 0)
+    assert np.allclose(action_unit("L12").field[54], action_unit("12").field[54])
+
+
+def test_unknown_au_is_a_one_line_error():
+    with pytest.raises(GeomerError, match="unknown action unit '99'"):
+        action_unit("99")
+
+
+def test_class_tables_use_library_aus_and_weights_sum_to_one():
+    assert [c.name for c in class_table("casme2")] == ["happiness", "surprise", "disgust", "repression", "others"]
+    for scheme in SCHEMES:
+        for emotion in class_table(scheme):
+            assert sum(w for _, w in emotion.combinations) == pytest.approx(1.0)
+            for combination, _ in emotion.combinations:
+                for code in combination:
+                    action_unit(code)
+    with pytest.raises(GeomerError):
+        class_table("nope")
+
+
+def test_expression_course_rises_to_apex_and_falls_to_zero():
+    course = expression_course(40, onset=5, apex=15, offset=30)
+    assert (course[:6] == 0).all() and course[15] == pytest.approx(1.0) and (course[30:] == 0).all()
+    assert (np.diff(course[5:16]) > 0).all() and (np.diff(course[15:31]) < 0).all()
+
+
+def test_head_motion_starts_at_identity_and_stays_small():
+    transforms = head_motion(np.random.default_rng(0), 50, DIFFICULTIES["hard"])
+    assert transforms.shape == (50, 2, 3)
+    assert np.allclose(transforms[0], [[1, 0, 0], [0, 1, 0]], atol=1e-5)
+    corner = np.einsum("tij,j->ti", transforms[:, :, :2], [160.0, 300.0]) + transforms[:, :, 2]
+    assert np.abs(corner - [160.0, 300.0]).max() < 4.0  # rotation + drift of a chin point, px
+
+
+def _plan(label: str, aus: tuple[str, ...], amplitudes: tuple[float, ...]) -> ClipPlan:
+    return ClipPlan("casme2", "sub01", f"c{len(aus)}", label, aus, amplitudes, 10, 20, 12, 15, 25)
+
+
+def test_relations_are_row_normalised_kxk_with_identity_for_still_components():
+    plans = [_plan("happiness", ("12",), (2.0,)), _plan("surprise", ("1", "2"), (2.0, 3.0))]
+    relations = relation_matrices(plans, ["happiness", "surprise"])
+    k = len(K7)
+    mouth = K7.index("mouth")
+    for matrix in relations.values():
+        assert matrix.shape == (k, k)
+        assert np.allclose(matrix.sum(axis=1), 1.0, atol=1e-6)
+    # AU12 moves only the mouth: its row is all on the mouth, the other rows are identity rows
+    assert relations["happiness"][mouth, mouth] == pytest.approx(1.0)
+    assert np.allclose(relations["happiness"], np.eye(k), atol=1e-6)
+    brows = [K7.index("right_brow"), K7.index("left_brow")]
+    assert relations["surprise"][brows[0], brows[1]] == pytest.approx(0.5, abs=1e-5)  # symmetric AUs
