@@ -8,6 +8,7 @@ feature-cache folder, so a changed setting never reads stale features.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -97,10 +98,15 @@ class FeatureSettings:
         return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
     def graph(self):
-        """The :class:`geomer.graph.FaceGraph` these settings describe."""
-        from geomer.graph import FaceGraph
+        """The :class:`geomer.graph.FaceGraph` these settings describe (built once per process)."""
+        return _graph(self.partition, self.nodes)
 
-        return FaceGraph(self.partition, self.nodes)
+
+@functools.lru_cache(maxsize=16)
+def _graph(partition: str, nodes):
+    from geomer.graph import FaceGraph
+
+    return FaceGraph(partition, nodes)
 
 
 #: ClipFeatures fields that hold arrays (None when the clip lacks that modality).
