@@ -44,6 +44,7 @@ def run_in_process(tasks, context, *, progress=True) -> list[FoldSummary]:
 
 
 _WORKER_CONTEXT: FitContext | None = None
+_START_METHOD = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def _init_worker(context: FitContext) -> None:
@@ -60,10 +61,11 @@ def _fit_in_worker(task: FoldTask) -> FoldSummary:
 
 
 def run_process_pool(tasks, context, *, jobs: int, progress=True) -> list[FoldSummary]:
-    """A pool of ``jobs`` fresh (spawned) processes, one thread each.
+    """A pool of ``jobs`` processes, one thread each, fed with fold × seed tasks.
 
-    Spawned rather than forked: forking a process whose OpenMP or CUDA runtime is already up
-    can hang the children; the cost is one interpreter start per worker.
+    Forked where the platform allows (no re-import of torch and PyG per worker: seconds each);
+    the workers run one thread on the CPU, so neither OpenMP's thread pool nor CUDA state
+    inherited from the parent is used. Elsewhere the workers are spawned.
     """
     worker_context = context
     if context.device != "cpu":
@@ -71,7 +73,7 @@ def run_process_pool(tasks, context, *, jobs: int, progress=True) -> list[FoldSu
     summaries: dict[int, FoldSummary] = {}
     with ProcessPoolExecutor(
         max_workers=min(jobs, len(tasks)),
-        mp_context=multiprocessing.get_context("spawn"),
+        mp_context=multiprocessing.get_context(_START_METHOD),
         initializer=_init_worker,
         initargs=(worker_context,),
     ) as pool, _bar(len(tasks), progress, f"folds ({jobs} processes)") as bar:

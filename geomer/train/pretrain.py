@@ -1,0 +1,352 @@
+"""Micron-BERT pretraining on unlabeled face frames, single process or DistributedDataParallel.
+
+Pipeline: videos / frame folders → ``landmarks.track`` (cached under
+``cache_root()/pretrain/tracks``) → pairs of frames ``gap`` apart → node-centred grey patches of
+both frames on the clip's aligned face crop (the same crop, scales and patch sampling as
+``geomer.features``) → :meth:`geomer.models.mubert.MicronBERT.pretraining_losses` (blockwise-swap
+reconstruction + Patch-of-Interest context agreement) → a checkpoint recording the subjects and
+sources it saw (:mod:`geomer.models.pretrained`).
+
+Distributed: :func:`pretrain` runs unchanged under ``torchrun --nproc_per_node N``: it joins the
+process group torchrun describes (gloo on CPU, nccl on GPU), rank 0 extracts the frame pairs and
+broadcasts them, a ``DistributedSampler`` shards them, DDP averages the gradients, rank 0 writes
+the checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from geomer.errors import GeomerError
+from geomer.features.types import FeatureSettings
+
+PRETRAINABLE = ("mubert", "mubert-base")
+
+
+@dataclass(frozen=True)
+class PretrainSource:
+    """One video or frame folder and the global subject key of the person in it."""
+
+    path: Path
+    subject: str
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Pretraining settings (``geomer pretrain`` flags)."""
+
+    model: str = "mubert"
+    model_cfg: dict = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    context_weight: float = 0.5
+    seed: int = 0
+    pairs_per_source: int = 4
+    gap: int | None = None  # frames between the two frames of a pair; None → a quarter clip
+    progress: bool = True
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def sources_from_paths(paths: Sequence[str | os.PathLike]) -> list[PretrainSource]:
+    """Videos and frame folders under ``paths`` (a path may be a video, a frame folder or a
+    folder of those, searched recursively). Their subject keys are ``external/<parent folder>``."""
+    from landmarks.io import VIDEO_SUFFIXES, list_frame_files
+
+    found: list[PretrainSource] = []
+
+    def visit(path: Path) -> None:
+        if path.is_file():
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                found.append(PretrainSource(path, f"external/{path.parent.name or 'root'}"))
+            return
+        if list_frame_files(path):
+            found.append(PretrainSource(path, f"external/{path.parent.name or 'root'}"))
+            return
+        for child in sorted(path.iterdir()):
+            if not child.name.startswith("."):
+                visit(child)
+
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise GeomerError(f"{path}: no such video or frame folder")
+        before = len(found)
+        visit(path)
+        if len(found) == before:
+            raise GeomerError(f"{path}: no video or frame folder found in it")
+    return found
+
+
+def sources_from_dataset(
+    name: str, root: str | os.PathLike, exclude_subjects: Sequence[str] = ()
+) -> list[PretrainSource]:
+    """The clips of a dataset (any reader of ``geomer.data``), minus ``exclude_subjects``
+    (global keys), with their real subject keys — for per-fold pretraining."""
+    from geomer.data.datasets import read_dataset
+
+    index = read_dataset(name, root)
+    excluded = set(exclude_subjects)
+    unknown = excluded - {s.subject_key for s in index.samples}
+    if unknown:
+        raise GeomerError(f"{root}: --exclude-subjects names no subject of {name}: {sorted(unknown)[0]}")
+    sources, seen = [], set()
+    for sample in index.samples:
+        if sample.subject_key in excluded or sample.source in seen:
+            continue
+        if not Path(sample.source).is_dir() and Path(sample.source).suffix.lower() not in (
+            ".mp4", ".mov", ".avi", ".mkv"
+        ):
+            raise GeomerError(f"{sample.source}: dataset {name} has no frames to pretrain on")
+        seen.add(sample.source)
+        sources.append(PretrainSource(Path(sample.source), sample.subject_key))
+    return sources
+
+
+def default_sources(exclude_subjects: Sequence[str] = (), progress: bool = True) -> list[PretrainSource]:
+    """The synthetic standard dataset's clips (generated once, see ``geomer.synth``)."""
+    from geomer.synth import standard_dataset
+
+    return sources_from_dataset("synth", standard_dataset(progress=progress), exclude_subjects)
+
+
+# ----------------------------------------------------------------------------- frame pairs
+
+
+def _cached_track(source: Path, backend: str):
+    import landmarks
+    from landmarks.track import LandmarkTrack
+
+    from geomer.paths import cache_root
+
+    stat = source.stat()
+    digest = hashlib.sha1(f"{source.resolve()}|{stat.st_mtime_ns}".encode()).hexdigest()[:20]
+    path = cache_root() / "pretrain" / "tracks" / backend / f"{digest}.npz"
+    if path.is_file():
+        try:
+            return LandmarkTrack.load(path)
+        except Exception:  # noqa: BLE001 - unreadable cache entry: track again
+            pass
+    track = landmarks.track(source, backend=backend)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    track.save(path)
+    return track
+
+
+def frame_pair_patches(
+    source: Path, settings: FeatureSettings, pairs: int, gap: int | None = None
+) -> np.ndarray:
+    """Node-centred grey patches of ``pairs`` frame pairs of one video or frame folder.
+
+    Both frames of a pair are warped with the clip's one alignment onto the face crop and
+    sampled at the first frame's landmarks, as ``geomer.features`` samples onset and apex.
+
+    Shapes: → ``[M, N, S, 2, P, P]`` float32 in 0..1 (M ≤ pairs; 0 when no usable pair).
+    """
+    from landmarks.errors import LandmarksError
+    from landmarks.io import read_frames
+
+    from geomer.features.crop import pixel_to_crop, to_grey, warp_to_crop
+    from geomer.features.sampling import sample_patches
+
+    graph = settings.graph()
+    try:
+        track = _cached_track(source, settings.backend)
+        alignment = track.alignment()
+    except LandmarksError as error:
+        raise GeomerError(f"{source}: {error}") from None
+    length = len(track)
+    gap = max(1, length // 4) if gap is None else int(gap)
+    starts = [s for s in range(length - gap) if track.valid[s] and track.valid[s + gap]]
+    if not starts:
+        return np.zeros((0, graph.num_nodes, len(settings.scales), 2, settings.patch_size,
+                         settings.patch_size), np.float32)
+    chosen = [starts[i] for i in np.linspace(0, len(starts) - 1, min(pairs, len(starts))).round().astype(int)]
+    positions = sorted({p for s in chosen for p in (s, s + gap)})
+    images = dict(zip(positions, read_frames(source, positions)))
+    transform = pixel_to_crop(alignment, settings.face_size)
+    out = []
+    for start in chosen:
+        crops = [
+            warp_to_crop(to_grey(images[p]), transform, settings.face_size).astype(np.float32) / 255.0
+            for p in (start, start + gap)
+        ]
+        points = track.points[start, graph.node_ids].astype(np.float64)
+        centres = (points @ transform[:, :2].T + transform[:, 2]).astype(np.float32)
+        out.append(sample_patches(np.stack(crops, axis=-1), centres, settings.scales, settings.patch_size))
+    return np.stack(out).astype(np.float32)
+
+
+def build_pairs(
+    sources: Sequence[PretrainSource],
+    settings: FeatureSettings,
+    pairs_per_source: int,
+    gap: int | None = None,
+    progress: bool = True,
+) -> tuple[np.ndarray, list[PretrainSource]]:
+    """Frame-pair patches of every source; returns them ``[M, N, S, 2, P, P]`` and the sources
+    that gave at least one pair (only those are recorded as seen)."""
+    from tqdm import tqdm
+
+    chunks, used = [], []
+    for source in tqdm(sources, desc="frame pairs", disable=not progress, unit="clip"):
+        patches = frame_pair_patches(source.path, settings, pairs_per_source, gap)
+        if len(patches):
+            chunks.append(patches)
+            used.append(source)
+    if not chunks:
+        raise GeomerError("no frame pair with a face in both frames in the given sources")
+    return np.concatenate(chunks), used
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class PretrainingObjective(torch.nn.Module):
+    """Wraps a model so that DDP sees the pretraining losses as its forward.
+
+    Shapes: pairs ``[B, N, S, 2, P, P]`` → (total loss, dict of detached parts).
+    """
+
+    def __init__(self, model: torch.nn.Module, context_weight: float) -> None:
+        super().__init__()
+        self.model = model
+        self.context_weight = context_weight
+
+    def forward(self, pairs: torch.Tensor, generator: torch.Generator | None = None):
+        losses = self.model.pretraining_losses(pairs[:, :, :, 0], pairs[:, :, :, 1], generator=generator)
+        total = losses["reconstruction"] + self.context_weight * losses["context"]
+        return total, {k: float(v.detach()) for k, v in losses.items()}
+
+
+def _device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def train_on_pairs(pairs: torch.Tensor, graph, config: PretrainConfig, device: torch.device | None = None):
+    """Pretrain ``config.model`` on frame-pair patches; DDP when a process group is initialised.
+
+    Every rank must call it with the same ``pairs``; the ``DistributedSampler`` gives each rank
+    its share. Returns (the unwrapped model, history: list of per-epoch mean losses).
+
+    Shapes: pairs ``[M, N, S, 2, P, P]``.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data.distributed import DistributedSampler
+    from tqdm import tqdm
+
+    from geomer.models import create
+
+    if config.model not in PRETRAINABLE:
+        raise GeomerError(f"model {config.model!r} has no pretraining; pretrainable: {', '.join(PRETRAINABLE)}")
+    device = device or _device()
+    distributed = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
+    torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts)
+    model = create(config.model, 2, graph, **config.model_cfg).to(device)
+    objective: torch.nn.Module = PretrainingObjective(model, config.context_weight)
+    if distributed:
+        objective = DistributedDataParallel(
+            objective,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True,  # the classifier head takes no part in pretraining
+        )
+    dataset = TensorDataset(pairs)
+    sampler = DistributedSampler(dataset, shuffle=True, seed=config.seed) if distributed else None
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        shuffle=sampler is None,
+        generator=torch.Generator().manual_seed(config.seed) if sampler is None else None,
+        drop_last=False,
+    )
+    optimiser = torch.optim.AdamW(objective.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    swap_generator = torch.Generator().manual_seed(config.seed * 1000 + rank)
+    history = []
+    epochs = tqdm(range(config.epochs), desc="pretrain", disable=not config.progress or rank != 0)
+    for epoch in epochs:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        objective.train()
+        sums: dict[str, float] = {}
+        batches = 0
+        for (batch,) in loader:
+            loss, parts = objective(batch.to(device), swap_generator)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            for key, value in {"loss": float(loss.detach()), **parts}.items():
+                sums[key] = sums.get(key, 0.0) + value
+            batches += 1
+        row = {"epoch": epoch + 1, **{k: v / max(batches, 1) for k, v in sums.items()}}
+        history.append(row)
+        epochs.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}")
+    return model, history
+
+
+def pretrain(
+    sources: Sequence[PretrainSource],
+    out: str | os.PathLike,
+    config: PretrainConfig = PretrainConfig(),
+    settings: FeatureSettings = FeatureSettings(),
+) -> Path:
+    """Pretrain on ``sources`` and write ``out/pretrained.pt``; returns its path.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is joined here (gloo on CPU, nccl
+    on GPU) and left again at the end; rank 0 writes the checkpoint.
+    """
+    from geomer.models.pretrained import save_pretrained
+
+    created = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(_device())
+        dist.init_process_group(backend)
+        created = True
+    distributed = dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
+    try:
+        payload = [None]
+        if rank == 0:
+            pairs, used = build_pairs(sources, settings, config.pairs_per_source, config.gap, config.progress)
+            payload = [(pairs, used)]
+        if distributed:
+            dist.broadcast_object_list(payload, src=0)
+        pairs, used = payload[0]
+        graph = settings.graph()
+        model, history = train_on_pairs(torch.from_numpy(pairs), graph, config)
+        path = Path(out) / "pretrained.pt"
+        if rank == 0:
+            save_pretrained(
+                path,
+                model,
+                model_name=config.model,
+                model_cfg=config.model_cfg,
+                subjects=[s.subject for s in used],
+                sources=[str(s.path) for s in used],
+                feature_settings=settings.to_dict(),
+                settings={**asdict(config), "pairs": int(len(pairs)), "world_size": dist.get_world_size() if distributed else 1},
+                history=history,
+            )
+        if distributed:
+            dist.barrier()
+        return path
+    finally:
+        if created:
+            dist.destroy_process_group()

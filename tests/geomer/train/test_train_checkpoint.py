@@ -1,0 +1,91 @@
+"""Checkpoints: a round trip rebuilds the same model; mismatches are one-line GeomerErrors."""
+
+from __future__ import annotations
+
+import torch
+from train_tiny_model import make_graphs
+import pytest
+from torch_geometric.data import Batch
+
+from geomer.errors import GeomerError
+from geomer.graph import FaceGraph
+from geomer.models import create
+from geomer.train.checkpoint import (
+    Checkpoint,
+    compatible_version,
+    graph_record,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+CLASSES = ("a", "b", "c")
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    graph = FaceGraph()
+    torch.manual_seed(3)
+    model = create("train-tiny", 3, graph, hidden=5).eval()
+    checkpoint = Checkpoint(
+        model="train-tiny",
+        cfg={"hidden": 5},
+        classes=CLASSES,
+        component_names=graph.component_names,
+        graph=graph_record(graph),
+        state_dict=model.state_dict(),
+        feature_settings={"face_size": 256, "scales": [8, 16, 32]},
+        extra={"fold": "x"},
+    )
+    path = save_checkpoint(tmp_path / "model.pt", checkpoint)
+    return path, model, graph
+
+
+def test_round_trip_rebuilds_the_same_model(saved):
+    path, model, graph = saved
+    loaded = load_checkpoint(path, model="train-tiny", classes=list(CLASSES))
+    assert loaded.classes == CLASSES and loaded.cfg == {"hidden": 5}
+    assert loaded.component_names == tuple(graph.component_names)
+    assert loaded.feature_settings["scales"] == [8, 16, 32] and loaded.extra == {"fold": "x"}
+    assert loaded.face_graph().name == graph.name
+    rebuilt = loaded.build_model()
+    batch = Batch.from_data_list(make_graphs(graph, subjects=1, per_class=1))
+    torch.testing.assert_close(rebuilt(batch).logits, model(batch).logits)
+    assert not list(path.parent.glob(".model.pt.*")), "temporary file left behind"
+
+
+def test_another_model_or_class_set_is_refused(saved):
+    path, _, _ = saved
+    with pytest.raises(GeomerError, match="not 'dere-grl'"):
+        load_checkpoint(path, model="dere-grl")
+    with pytest.raises(GeomerError, match="classes"):
+        load_checkpoint(path, classes=["negative", "positive", "surprise"])
+
+
+def test_weights_that_do_not_fit_are_refused(saved):
+    path, _, _ = saved
+    checkpoint = load_checkpoint(path)
+    wrong = Checkpoint(**{**checkpoint.__dict__, "cfg": {"hidden": 6}})
+    with pytest.raises(GeomerError, match="do not fit"):
+        wrong.build_model()
+
+
+def test_incompatible_version_and_foreign_files_are_refused(saved, tmp_path):
+    path, _, _ = saved
+    payload = torch.load(path, weights_only=True)
+    payload["geomer_version"] = "9.0.0"
+    torch.save(payload, tmp_path / "future.pt")
+    with pytest.raises(GeomerError, match="incompatible"):
+        load_checkpoint(tmp_path / "future.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(GeomerError, match="not a geomer checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(GeomerError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_version_compatibility_rule():
+    assert compatible_version("0.1.0", "0.1.5")
+    assert not compatible_version("0.2.0", "0.1.0")
+    assert compatible_version("1.0.0", "1.4.2")
+    assert not compatible_version("2.0.0", "1.4.2")
+    assert not compatible_version("garbage", "0.1.0")

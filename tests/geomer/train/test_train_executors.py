@@ -1,0 +1,60 @@
+"""Executors change where folds run, never the results: process pool and Ray match in-process."""
+
+from __future__ import annotations
+
+import pytest
+from train_tiny_model import make_graphs
+
+from geomer.graph import FaceGraph
+from geomer.train import TrainConfig, run_loso
+
+CLASSES = ("a", "b", "c")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    face_graph = FaceGraph()
+    return face_graph, make_graphs(face_graph, subjects=4)
+
+
+def _config(**changes):
+    settings = dict(model="train-tiny", epochs=3, batch_size=8, seeds=(0, 1), progress=False)
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def _fold_files(run):
+    return {
+        str(path.relative_to(run)): path.read_bytes()
+        for path in sorted(run.glob("seed-*/*/*"))
+        if path.suffix in (".csv", ".npy")
+    }
+
+
+@pytest.fixture(scope="module")
+def in_process_run(setup, tmp_path_factory):
+    face_graph, graphs = setup
+    run = tmp_path_factory.mktemp("executors") / "in-process"
+    run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    return run
+
+
+@pytest.mark.slow
+def test_process_pool_matches_in_process(setup, in_process_run, tmp_path):
+    face_graph, graphs = setup
+    result = run_loso(graphs, CLASSES, _config(jobs=2), tmp_path / "pool", face_graph=face_graph)
+    assert len(result.trained) == 8
+    assert _fold_files(tmp_path / "pool") == _fold_files(in_process_run)
+    assert (tmp_path / "pool" / "metrics.json").read_bytes() == (in_process_run / "metrics.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_ray_executor_matches_in_process(setup, in_process_run, tmp_path):
+    pytest.importorskip("ray")
+    face_graph, graphs = setup
+    result = run_loso(
+        graphs, CLASSES, _config(executor="ray", jobs=2), tmp_path / "ray", face_graph=face_graph
+    )
+    assert len(result.trained) == 8
+    assert _fold_files(tmp_path / "ray") == _fold_files(in_process_run)
+    assert (tmp_path / "ray" / "metrics.json").read_bytes() == (in_process_run / "metrics.json").read_bytes()

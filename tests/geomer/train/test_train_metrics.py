@@ -1,0 +1,112 @@
+"""Pooled metrics against hand-computed values; the pooled metric is the headline, not the fold mean."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from geomer.train.metrics import classification_metrics, confusion_matrix, mean_std
+from geomer.train.pool import pool_run
+
+
+def test_metrics_match_hand_computed_values():
+    # true:      0 0 0 1 1 2
+    # predicted: 0 0 1 1 2 2
+    # class 0: TP 2 FP 0 FN 1 → F1 = 4/5 = 0.8, recall 2/3
+    # class 1: TP 1 FP 1 FN 1 → F1 = 2/4 = 0.5, recall 1/2
+    # class 2: TP 1 FP 1 FN 0 → F1 = 2/3,       recall 1
+    true = np.array([0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 0, 1, 1, 2, 2])
+    metrics = classification_metrics(true, predicted, 3)
+    np.testing.assert_allclose(metrics.f1, [0.8, 0.5, 2 / 3])
+    np.testing.assert_allclose(metrics.recall, [2 / 3, 0.5, 1.0])
+    assert metrics.uf1 == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert metrics.uar == pytest.approx((2 / 3 + 0.5 + 1.0) / 3)
+    assert metrics.acc == pytest.approx(4 / 6)
+    np.testing.assert_array_equal(metrics.confusion, [[2, 1, 0], [0, 1, 1], [0, 0, 1]])
+    np.testing.assert_array_equal(metrics.support, [3, 2, 1])
+
+
+def test_absent_class_is_left_out_of_the_macro_means():
+    # Class 2 is neither true nor predicted (a per-dataset part without it): F1/recall undefined.
+    metrics = classification_metrics(np.array([0, 1, 1]), np.array([0, 1, 0]), 3)
+    assert np.isnan(metrics.f1[2]) and np.isnan(metrics.recall[2])
+    assert metrics.uf1 == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert metrics.uar == pytest.approx((1.0 + 0.5) / 2)
+    # Predicted but never true: F1 is 0 (counts), recall undefined.
+    metrics = classification_metrics(np.array([0, 0]), np.array([0, 2]), 3)
+    assert metrics.f1[2] == 0.0 and np.isnan(metrics.recall[2])
+
+
+def test_confusion_rejects_labels_out_of_range():
+    with pytest.raises(ValueError):
+        confusion_matrix(np.array([0, 3]), np.array([0, 1]), 3)
+
+
+def test_mean_std_is_population_std():
+    assert mean_std([0.8, 1.0]) == (pytest.approx(0.9), pytest.approx(0.1))
+
+
+def _write_run(run_dir, folds: dict[str, list[tuple[str, str]]], classes=("a", "b")):
+    config = {
+        "geomer_version": "0.1.0",
+        "model": "hand",
+        "classes": list(classes),
+        "component_names": ["p", "q"],
+        "seeds": [0],
+        "folds": list(folds),
+        "leaky": False,
+    }
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps(config))
+    for fold, rows in folds.items():
+        fold_dir = run_dir / "seed-0" / fold
+        fold_dir.mkdir(parents=True)
+        with open(fold_dir / "predictions.csv", "w", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(["sample", "subject", "dataset", "true", "predicted", "prob_a", "prob_b"])
+            for i, (true, predicted) in enumerate(rows):
+                p = 0.9 if predicted == "a" else 0.1
+                writer.writerow([f"{fold}/c{i}", fold, "d", true, predicted, p, 1 - p])
+        relations = np.tile(np.eye(2, dtype=np.float32), (len(rows), 1, 1))
+        np.save(fold_dir / "relations.npy", relations)
+
+
+def test_pooled_metric_is_reported_not_the_mean_of_folds(tmp_path):
+    # Fold s1: 4 clips of class a, all right → fold UF1 = 1 (only class a defined).
+    # Fold s2: 1 a right, 1 b predicted a → fold UF1 = mean(F1_a 2/3, F1_b 0) = 1/3.
+    # Mean of folds = 2/3; pooled: a TP 5 FP 1 FN 0 → F1 10/11; b TP 0 FN 1 → 0; UF1 = 5/11.
+    folds = {
+        "s1": [("a", "a")] * 4,
+        "s2": [("a", "a"), ("b", "a")],
+    }
+    _write_run(tmp_path / "run", folds)
+    metrics = pool_run(tmp_path / "run", figures=False)
+    assert metrics["uf1"] == pytest.approx(5 / 11)
+    assert metrics["uar"] == pytest.approx((1.0 + 0.0) / 2)
+    assert metrics["acc"] == pytest.approx(5 / 6)
+    fold_mean = np.mean(
+        [classification_metrics(np.array(t), np.array(p), 2).uf1 for t, p in ([[0] * 4, [0] * 4], [[0, 1], [0, 0]])]
+    )
+    assert fold_mean == pytest.approx(2 / 3)
+    assert metrics["uf1"] != pytest.approx(fold_mean)
+    assert metrics["confusion"] == [[5, 0], [1, 0]]
+    assert metrics["leaky"] is False
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["uf1"] == pytest.approx(5 / 11)
+    assert written["per_seed"]["0"]["uf1"] == pytest.approx(5 / 11)
+    relations = np.load(tmp_path / "run" / "relations.npy")
+    assert relations.shape == (2, 2, 2)
+    np.testing.assert_allclose(relations[0], np.eye(2))
+
+
+def test_pooling_an_incomplete_run_names_the_missing_fold(tmp_path):
+    from geomer.errors import GeomerError
+
+    _write_run(tmp_path / "run", {"s1": [("a", "a")], "s2": [("b", "b")]})
+    (tmp_path / "run" / "seed-0" / "s2" / "predictions.csv").unlink()
+    with pytest.raises(GeomerError, match="s2"):
+        pool_run(tmp_path / "run", figures=False)
