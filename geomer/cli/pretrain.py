@@ -1,0 +1,82 @@
+"""``geomer pretrain``: Micron-BERT self-supervised pretraining on unlabeled face frames."""
+
+from __future__ import annotations
+
+from geomer.cli._common import add_command
+
+
+def register(subparsers) -> None:
+    parser = add_command(
+        subparsers,
+        "pretrain",
+        "Pretrain Micron-BERT (blockwise swapping + Patch of Interest) on unlabeled face frames; "
+        "runs unchanged under `torchrun --nproc_per_node N` (DDP; gloo on CPU, nccl on GPU). "
+        "The checkpoint records the subjects it saw, so a LOSO run refuses it when it saw a "
+        "test subject: pretrain per fold (--dataset/--root/--exclude-subjects) or on external data.",
+        run,
+    )
+    parser.add_argument("--model", default="mubert", choices=("mubert", "mubert-base"), help="model to pretrain")
+    parser.add_argument(
+        "--frames", nargs="+", default=None, metavar="PATH",
+        help="videos, frame folders or folders of them (subjects recorded as external/<parent>); "
+        "default: the synthetic standard dataset's clips",
+    )
+    parser.add_argument("--dataset", default=None, help="pretrain on a dataset's clips instead (needs --root), keeping its subject keys")
+    parser.add_argument("--root", default=None, help="root of --dataset")
+    parser.add_argument(
+        "--exclude-subjects", default="", metavar="KEYS",
+        help="comma-separated global subject keys to leave out (per-fold pretraining)",
+    )
+    parser.add_argument("--epochs", type=int, default=10, help="passes over the frame pairs")
+    parser.add_argument("--batch-size", type=int, default=32, help="frame pairs per step (per process)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    parser.add_argument("--pairs-per-source", type=int, default=4, help="frame pairs taken from each video / folder")
+    parser.add_argument("--gap", type=int, default=None, help="frames between the two frames of a pair; default a quarter of the clip")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--backend", default="dlib", help="landmark backend")
+    parser.add_argument("--out", default="runs/pretrain-mubert", help="output folder (pretrained.pt)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    import os
+
+    from geomer.errors import GeomerError
+    from geomer.features.types import FeatureSettings
+    from geomer.models.pretrained import pretraining_record
+    from geomer.train.pretrain import (
+        PretrainConfig,
+        default_sources,
+        pretrain,
+        sources_from_dataset,
+        sources_from_paths,
+    )
+
+    if args.epochs < 1:
+        raise GeomerError(f"--epochs must be at least 1 (got {args.epochs})")
+    exclude = [s.strip() for s in args.exclude_subjects.split(",") if s.strip()]
+    progress = not args.quiet
+    if args.frames and args.dataset:
+        raise GeomerError("give either --frames or --dataset, not both")
+    if args.dataset:
+        if not args.root:
+            raise GeomerError(f"--dataset {args.dataset} needs --root")
+        sources = sources_from_dataset(args.dataset, args.root, exclude)
+    elif args.frames:
+        sources = sources_from_paths(args.frames)
+        if exclude:
+            sources = [s for s in sources if s.subject not in set(exclude)]
+    else:
+        sources = default_sources(exclude, progress=progress)
+    if not sources:
+        raise GeomerError("no clip left to pretrain on")
+    config = PretrainConfig(
+        model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, pairs_per_source=args.pairs_per_source, gap=args.gap, progress=progress,
+    )
+    path = pretrain(sources, args.out, config, FeatureSettings(backend=args.backend))
+    if int(os.environ.get("RANK", "0")) == 0:
+        record = pretraining_record(path)
+        print(f"pretrained {args.model} on {record['num_sources']} clips of "
+              f"{len(record['subjects'])} subjects ({record['mode']}) → {path}")
+    return 0
