@@ -68,3 +68,10 @@ def ensure_registered(name: str, origin: tuple[str, str | None]) -> None:
     importlib.import_module(module_name)
     if name not in known_models():
         raise GeomerError(f"model {name!r} is not registered by module {module_name!r}")
+
+
+def get_requirements_error(name: str) -> tuple[str, ...]:
+    """The inputs model ``name`` requires; unknown names raise GeomerError listing the known ones."""
+    from geomer.models import get_spec
+
+    return tuple(get_spec(name).requires)

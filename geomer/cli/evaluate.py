@@ -1,0 +1,25 @@
+"""``geomer evaluate RUN_DIR``: re-pool a run directory's predictions and print the table."""
+
+from __future__ import annotations
+
+from geomer.cli._common import add_command
+
+
+def register(subparsers) -> None:
+    parser = add_command(
+        subparsers, "evaluate", "re-pool a run directory (metrics.json, relations.npy) and print the table", run
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `geomer train`")
+    parser.add_argument("--no-figures", action="store_true", help="do not redraw figures/")
+
+
+def run(args) -> int:
+    from geomer.cli.train import relation_agreement_line
+    from geomer.train.pool import format_table, pool_run
+
+    metrics = pool_run(args.run_dir, figures=not args.no_figures)
+    print(format_table(metrics))
+    agreement = relation_agreement_line(args.run_dir)
+    if agreement:
+        print(agreement)
+    return 0

@@ -1,0 +1,107 @@
+"""A dataset (or the synthetic default) in front of the engine: read → prepare → graphs → LOSO.
+
+``train_dataset`` is what ``geomer train`` runs. With ``root`` it reads the named dataset
+(engineer D's readers); without, it uses the standard synthetic dataset of :mod:`geomer.synth`
+(generated once into the cache). Features are prepared into the feature cache (resumable, only
+missing clips are extracted), loaded as PyG graphs in sample order, and handed to
+:func:`geomer.train.run.run_loso` with the protocol's folds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from geomer.errors import GeomerError
+from geomer.train.config import TrainConfig
+from geomer.train.run import RunResult, run_loso
+
+
+def default_out_dir(model: str, dataset: str) -> Path:
+    """``runs/<model>-<dataset>`` under the working folder: re-running a command resumes it."""
+    return Path("runs") / f"{model}-{dataset}"
+
+
+def train_dataset(
+    config: TrainConfig,
+    *,
+    dataset: str | None = None,
+    root: str | Path | None = None,
+    protocol: str = "loso",
+    cache: str | Path | None = None,
+    out: str | Path | None = None,
+    init: str | Path | None = None,
+    settings=None,
+    scheme: str | None = None,
+    skip_bad: bool = False,
+    prepare_jobs: int | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Train and evaluate ``config.model`` on a dataset under ``protocol``; see the module doc.
+
+    ``settings``: :class:`geomer.features.FeatureSettings` (defaults when None). ``init``: a
+    pretraining checkpoint (``geomer pretrain``) loaded into every fold's model; it must not have
+    seen any test subject of the protocol (GeomerError otherwise).
+    """
+    from geomer.data import list_datasets, read_dataset
+    from geomer.data.cache import FeatureCache
+    from geomer.data.loading import load_graphs
+    from geomer.data.prepare import prepare_dataset
+    from geomer.data.protocols import get_protocol
+    from geomer.features.types import FeatureSettings
+    from geomer.train._models import get_requirements_error
+
+    # Fail on a bad model name before any expensive step.
+    get_requirements_error(config.model)
+    if root is None:
+        if dataset not in (None, "synth"):
+            raise GeomerError(f"--dataset {dataset} needs --root PATH (the dataset's folder)")
+        from geomer.synth import standard_dataset
+
+        dataset, root = "synth", standard_dataset(progress=progress)
+    elif dataset is None:
+        raise GeomerError(f"--root {root} needs --dataset NAME (known: {', '.join(list_datasets())})")
+    elif dataset not in list_datasets():
+        raise GeomerError(f"unknown dataset {dataset!r}; known: {', '.join(list_datasets())}")
+
+    index = read_dataset(dataset, root, scheme=scheme, skip_bad=skip_bad)
+    settings = settings if settings is not None else FeatureSettings()
+    summary = prepare_dataset(
+        index, cache, settings, jobs=prepare_jobs or config.jobs, progress=progress
+    )
+    if summary.failures:
+        key, message = summary.failures[0]
+        more = f" (and {len(summary.failures) - 1} more)" if len(summary.failures) > 1 else ""
+        raise GeomerError(f"feature extraction failed for {key}: {message}{more}")
+    feature_cache = FeatureCache(cache, settings)
+    face_graph = settings.graph()
+    graphs = load_graphs(index, feature_cache, face_graph, progress=progress)
+    folds = list(get_protocol(protocol, index).folds())
+
+    pretraining = None
+    if init is not None:
+        from geomer.models.pretrained import check_pretraining, pretraining_record
+
+        # Every subject is tested in some fold, so one checkpoint for all folds must not have
+        # seen any of them (external data, or pretraining per fold).
+        check_pretraining(init, [s for fold in folds for s in fold.test_subjects])
+        pretraining = pretraining_record(init)
+
+    out = Path(out) if out is not None else default_out_dir(config.model, index.name)
+    return run_loso(
+        graphs,
+        index.classes,
+        config,
+        out,
+        folds=folds,
+        face_graph=face_graph,
+        dataset=index.name,
+        feature_settings=settings.to_dict(),
+        init=init,
+        pretraining=pretraining,
+        extra={
+            "protocol": protocol,
+            "root": str(Path(root).resolve()) if not isinstance(root, dict) else str(root),
+            "skipped_rows": [str(row) for row in index.skipped],
+        },
+        progress=progress,
+    )
