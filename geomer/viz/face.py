@@ -160,6 +160,9 @@ def plot_component_motion(
 
     heading = f"{title + ' — ' if title else ''}component motion ×{exaggerate:.3g}"
     figure, ax = _new_face_axes(image, positions, heading)
+    # the graph faintly, so the face's shape reads without a photo
+    ax.add_collection(LineCollection(positions[np.asarray(graph.edges, dtype=np.int64)], colors="lightgrey",
+                                     linewidths=0.6, zorder=1))
     ax.quiver(centres[:, 0], centres[:, 1], arrows[:, 0], arrows[:, 1], color=[f"C{c % 10}" for c in range(k)],
               angles="xy", scale_units="xy", scale=1, width=0.006, zorder=4)
     _draw_component_legend(ax, graph, positions)
