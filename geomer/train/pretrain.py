@@ -62,7 +62,7 @@ class PretrainConfig:
 def sources_from_paths(paths: Sequence[str | os.PathLike]) -> list[PretrainSource]:
     """Videos and frame folders under ``paths`` (a path may be a video, a frame folder or a
     folder of those, searched recursively). Their subject keys are ``external/<parent folder>``."""
-    from landmarks.io import VIDEO_SUFFIXES, list_frame_files
+    from landmarks.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
     found: list[PretrainSource] = []
 
@@ -71,7 +71,7 @@ def sources_from_paths(paths: Sequence[str | os.PathLike]) -> list[PretrainSourc
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 found.append(PretrainSource(path, f"external/{path.parent.name or 'root'}"))
             return
-        if list_frame_files(path):
+        if any(c.suffix.lower() in IMAGE_SUFFIXES and c.is_file() for c in path.iterdir()):
             found.append(PretrainSource(path, f"external/{path.parent.name or 'root'}"))
             return
         for child in sorted(path.iterdir()):
