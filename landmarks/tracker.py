@@ -64,6 +64,7 @@ class _Tracker:
         self.redetect_every = max(1, int(redetect_every))
         self.move_fraction = float(move_fraction)
         self.box: np.ndarray | None = None  # float32 (x0, y0, x1, y1), integer-valued
+        self.last_box: np.ndarray | None = None  # where the face was before it was lost
         self.reference: np.ndarray | None = None  # points' centroid when the box was set
         self.since_detection = 0
         self.thumbnail: np.ndarray | None = None  # box content at the last detection
@@ -109,6 +110,9 @@ class _Tracker:
         size_change = abs((new[2] - new[0]) / width - 1.0)
         return shift > self.move_fraction * width or size_change > self.move_fraction
 
+    def _lose(self) -> None:
+        self.last_box, self.box = self.box, None
+
     def _set_box(self, box: np.ndarray) -> None:
         self.box = np.round(box).astype(np.float32)
         self.reference = None
@@ -142,7 +146,8 @@ class _Tracker:
     def step(self, gray: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Points [68, 2] and the box used for one frame, or (None, None) when the face is lost."""
         if self.box is None:
-            found = self._pick(self._detect_full(gray), None)
+            # re-acquire: prefer the face where the lost one was, else the largest
+            found = self._pick(self._detect_full(gray), self.last_box)
             if found is None:
                 return None, None
             self._set_box(found)
@@ -155,7 +160,7 @@ class _Tracker:
                 return None, None
             points = self.backend.predict(gray, self.box)
             if not self._plausible(points):
-                self.box = None
+                self._lose()
                 return None, None
         if self.thumbnail is None:
             self.thumbnail = self._thumbnail(gray)
@@ -184,7 +189,7 @@ class _Tracker:
             if candidate is not None and _iou(previous, candidate[None])[0] >= SAME_FACE_IOU:
                 found = candidate
         if found is None:
-            self.box = None
+            self._lose()
             return False
         if self._differs(found, previous):
             self._set_box(found)
