@@ -23,6 +23,7 @@ def register(subparsers) -> None:
     parser.add_argument("--difficulty", choices=DIFFICULTIES, default="standard",
                         help="expression amplitude vs distractors (head motion, blinks, noise)")
     parser.add_argument("--fps", type=float, default=200.0, help="frame rate of the clips")
+    parser.add_argument("--jobs", type=int, default=1, help="subjects rendered in parallel processes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -38,6 +39,7 @@ def _run(args) -> int:
         difficulty=args.difficulty,
         fps=args.fps,
         progress=not args.quiet,
+        jobs=args.jobs,
     )
     print(f"wrote {args.layout} dataset ({args.subjects} subjects × {args.clips} clips) to {out}")
     return 0

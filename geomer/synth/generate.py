@@ -108,6 +108,85 @@ def _publish(temp: Path, out: Path) -> None:
         raise GeomerError(f"{out}: cannot put the generated dataset there ({error.strerror})") from error
 
 
+def _render_subject(
+    temp: Path, layout: str, s: int, clips: int, seed: int, difficulty: str, fps: float
+) -> list[tuple[ClipPlan, dict]]:
+    """Render subject ``s``'s clips into ``temp``; returns (plan, ground truth) per clip."""
+    from landmarks.track import LandmarkTrack
+
+    writer = get_layout(layout)
+    level = get_difficulty(difficulty)
+    table = class_table(writer.scheme)
+    photo, photo_points = texture_face()
+    subject_rng = np.random.default_rng([seed, s])
+    dataset, subject = writer.subject_names(s)
+    shape = subject_shape(subject_rng)
+    texture, texture_points = Appearance.sample(subject_rng).apply(photo, photo_points)
+    renderer = FaceRenderer(texture, texture_points, shape.points, image_noise=level.image_noise,
+                            noise_seed=int(subject_rng.integers(2**32)))
+    expressivity = float(np.clip(1.0 + subject_rng.normal(0, level.expressivity_sd), 0.5, 1.5))
+    class_order = subject_rng.permutation(len(table))
+    blink = blink_field(shape.points)
+    component_names = FaceGraph("k7").component_names
+    used_names: set[str] = set()
+    results = []
+    for c in range(clips):
+        rng = np.random.default_rng([seed, s, c])
+        emotion = table[class_order[c % len(table)]]
+        aus = emotion.sample(rng)
+        amplitudes = tuple(round(float(rng.uniform(*level.amplitude_px)) * expressivity, 3) for _ in aus)
+        name = writer.clip_name(subject, c, rng, emotion.name)
+        while name in used_names:  # drawn suffixes may repeat; clip ids must not
+            name = writer.clip_name(subject, c, rng, emotion.name)
+        used_names.add(name)
+        duration = max(int(round(rng.uniform(0.15, 0.4) * fps)), 4)
+        rise = max(int(round(duration * rng.uniform(0.3, 0.6))), 1)
+        lead_in, lead_out = int(rng.integers(2, 9)), int(rng.integers(2, 9))
+        first = writer.first_frame(rng)
+        onset_pos, apex_pos, offset_pos = lead_in, lead_in + rise, lead_in + duration
+        n_frames = offset_pos + lead_out + 1
+        plan = ClipPlan(
+            dataset=dataset, subject=subject, clip=name, label=emotion.name, aus=aus,
+            amplitudes_px=amplitudes, first_frame=first, num_frames=n_frames,
+            onset=first + onset_pos, apex=first + apex_pos, offset=first + offset_pos,
+        )
+        # fields peak at PEAK_IOD; rescaled so each AU's strongest landmark moves its amplitude (px)
+        apex_displacement = sum(
+            action_unit(u).field / np.linalg.norm(action_unit(u).field, axis=1).max() * a
+            for u, a in zip(aus, amplitudes)
+        )
+        course = expression_course(n_frames, onset_pos, apex_pos, offset_pos)
+        closure = blink_course(rng, n_frames, fps, level)
+        points = (
+            shape.points[None]
+            + course[:, None, None] * apex_displacement[None]
+            + closure[:, None, None] * blink[None]
+        )
+        points = apply_rigid(points, head_motion(rng, n_frames, level)).astype(np.float32)
+        noise_order = rng.integers(0, 2**16, n_frames)
+
+        def render_at(position: int, points=points, noise_order=noise_order) -> np.ndarray:
+            return renderer.render(points[position], int(noise_order[position]))
+
+        writer.write_clip(temp, plan, render_at, points[onset_pos])
+        observed = points + rng.normal(0, level.landmark_noise_px, points.shape).astype(np.float32)
+        boxes = np.concatenate([observed.min(axis=1), observed.max(axis=1)], axis=1)
+        LandmarkTrack(
+            points=observed, valid=np.ones(n_frames, bool),
+            frame_index=np.arange(first, first + n_frames), box=boxes, fps=fps,
+            source=plan.key, backend="synth",
+        ).save(temp / "ground_truth_landmarks" / f"{plan.key}.npz")
+        components = sorted({k for u in aus for k in action_unit(u).components}, key=component_names.index)
+        truth = {
+            "subject": f"{dataset}/{subject}", "label": emotion.name, "aus": list(aus),
+            "amplitudes_px": list(amplitudes), "components": components,
+            "onset": plan.onset, "apex": plan.apex, "offset": plan.offset,
+            "blink": bool(closure.max() > 0),
+        }
+        results.append((plan, truth))
+    return results
+
+
 def generate(
     out: str | os.PathLike,
     layout: str = "casme2",
@@ -117,100 +196,47 @@ def generate(
     difficulty: str = "standard",
     fps: float = 200.0,
     progress: bool = True,
+    jobs: int = 1,
 ) -> Path:
     """Write a synthetic dataset in ``layout`` to ``out`` (atomically) and return its path.
 
     ``out`` must not exist or be an empty folder. See the module docstring for what is drawn.
+    ``jobs`` > 1 renders subjects in that many processes; the output is identical either way.
     """
-    from landmarks.track import LandmarkTrack
+    from concurrent.futures import ProcessPoolExecutor
+
     from tqdm import tqdm
 
     out = Path(out)
     writer = get_layout(layout)
-    level = get_difficulty(difficulty)
+    get_difficulty(difficulty)
     _check_args(subjects, clips, fps)
+    if jobs < 1:
+        raise GeomerError(f"--jobs must be at least 1, got {jobs}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise GeomerError(f"{out}: already exists and is not empty; remove it or choose another folder")
-    table = class_table(writer.scheme)
-    classes = [c.name for c in table]
-    photo, photo_points = texture_face()
+    classes = [c.name for c in class_table(writer.scheme)]
+    texture_face()  # detect the photo's landmarks once, before worker processes fork
 
     temp = _temp_folder(out)
     try:
-        plans: list[ClipPlan] = []
-        clip_truth: dict[str, dict] = {}
-        bar = tqdm(total=subjects * clips, desc=f"synth {layout}", unit="clip", disable=not progress)
-        for s in range(subjects):
-            subject_rng = np.random.default_rng([seed, s])
-            dataset, subject = writer.subject_names(s)
-            shape = subject_shape(subject_rng)
-            texture, texture_points = Appearance.sample(subject_rng).apply(photo, photo_points)
-            renderer = FaceRenderer(texture, texture_points, shape.points, image_noise=level.image_noise,
-                                    noise_seed=int(subject_rng.integers(2**32)))
-            expressivity = float(np.clip(1.0 + subject_rng.normal(0, level.expressivity_sd), 0.5, 1.5))
-            class_order = subject_rng.permutation(len(classes))
-            blink = blink_field(shape.points)
-            used_names: set[str] = set()
-            for c in range(clips):
-                rng = np.random.default_rng([seed, s, c])
-                emotion = table[class_order[c % len(classes)]]
-                aus = emotion.sample(rng)
-                amplitudes = tuple(
-                    round(float(rng.uniform(*level.amplitude_px)) * expressivity, 3) for _ in aus
-                )
-                name = writer.clip_name(subject, c, rng, emotion.name)
-                while name in used_names:  # drawn suffixes may repeat; clip ids must not
-                    name = writer.clip_name(subject, c, rng, emotion.name)
-                used_names.add(name)
-                duration = max(int(round(rng.uniform(0.15, 0.4) * fps)), 4)
-                rise = max(int(round(duration * rng.uniform(0.3, 0.6))), 1)
-                lead_in, lead_out = int(rng.integers(2, 9)), int(rng.integers(2, 9))
-                first = writer.first_frame(rng)
-                onset_pos, apex_pos, offset_pos = lead_in, lead_in + rise, lead_in + duration
-                n_frames = offset_pos + lead_out + 1
-                plan = ClipPlan(
-                    dataset=dataset, subject=subject, clip=name, label=emotion.name, aus=aus,
-                    amplitudes_px=amplitudes, first_frame=first, num_frames=n_frames,
-                    onset=first + onset_pos, apex=first + apex_pos, offset=first + offset_pos,
-                )
-                apex_displacement = sum(
-                    action_unit(u).field / np.linalg.norm(action_unit(u).field, axis=1).max() * a
-                    for u, a in zip(aus, amplitudes)
-                )
-                course = expression_course(n_frames, onset_pos, apex_pos, offset_pos)
-                closure = blink_course(rng, n_frames, fps, level)
-                points = (
-                    shape.points[None]
-                    + course[:, None, None] * apex_displacement[None]
-                    + closure[:, None, None] * blink[None]
-                )
-                points = apply_rigid(points, head_motion(rng, n_frames, level)).astype(np.float32)
-                noise_order = rng.integers(0, 2**16, n_frames)
-
-                def render_at(position: int, points=points, noise_order=noise_order) -> np.ndarray:
-                    return renderer.render(points[position], int(noise_order[position]))
-
-                writer.write_clip(temp, plan, render_at, points[onset_pos])
-                observed = points + rng.normal(0, level.landmark_noise_px, points.shape).astype(np.float32)
-                boxes = np.concatenate([observed.min(axis=1), observed.max(axis=1)], axis=1)
-                LandmarkTrack(
-                    points=observed, valid=np.ones(n_frames, bool),
-                    frame_index=np.arange(first, first + n_frames), box=boxes, fps=fps,
-                    source=plan.key, backend="synth",
-                ).save(temp / "ground_truth_landmarks" / f"{plan.key}.npz")
-                components = sorted(
-                    {k for u in aus for k in action_unit(u).components},
-                    key=FaceGraph("k7").component_names.index,
-                )
-                clip_truth[plan.key] = {
-                    "subject": f"{dataset}/{subject}", "label": emotion.name, "aus": list(aus),
-                    "amplitudes_px": list(amplitudes), "components": components,
-                    "onset": plan.onset, "apex": plan.apex, "offset": plan.offset,
-                    "blink": bool(closure.max() > 0),
-                }
-                plans.append(plan)
-                bar.update()
-        bar.close()
+        per_subject: list[list[tuple[ClipPlan, dict]]] = []
+        with tqdm(total=subjects * clips, desc=f"synth {layout}", unit="clip", disable=not progress) as bar:
+            if jobs == 1 or subjects == 1:
+                for s in range(subjects):
+                    per_subject.append(_render_subject(temp, layout, s, clips, seed, difficulty, fps))
+                    bar.update(clips)
+            else:
+                with ProcessPoolExecutor(max_workers=min(jobs, subjects)) as pool:
+                    futures = [
+                        pool.submit(_render_subject, temp, layout, s, clips, seed, difficulty, fps)
+                        for s in range(subjects)
+                    ]
+                    for future in futures:
+                        per_subject.append(future.result())
+                        bar.update(clips)
+        plans = [plan for results in per_subject for plan, _ in results]
+        clip_truth = {plan.key: truth for results in per_subject for plan, truth in results}
         writer.finish(temp, plans)
         relations = relation_matrices(plans, classes)
         truth = {
@@ -236,7 +262,7 @@ def generate(
     return out
 
 
-def standard_dataset(progress: bool = True) -> Path:
+def standard_dataset(progress: bool = True, jobs: int = 2) -> Path:
     """The standard synthetic dataset (casme2 layout, 16 subjects × 10 clips, standard
     difficulty, 200 fps, seed 0), generated once under ``cache_root()/synth/standard-v1``."""
     from geomer.paths import cache_root
@@ -248,7 +274,7 @@ def standard_dataset(progress: bool = True) -> Path:
     try:
         return generate(out, layout="casme2", subjects=STANDARD_SIZE["subjects"],
                         clips=STANDARD_SIZE["clips"], seed=0, difficulty="standard", fps=200.0,
-                        progress=progress)
+                        progress=progress, jobs=jobs)
     except GeomerError:
         if (out / "ground_truth.json").is_file():  # another process finished it first
             return out

@@ -37,6 +37,12 @@ def test_same_seed_gives_identical_sheet_and_frames(casme2_root, tmp_path):
     assert truth == json.loads((again / "ground_truth.json").read_text())
 
 
+def test_parallel_rendering_gives_the_same_dataset(casme2_root, tmp_path):
+    parallel = generate(tmp_path / "parallel", layout="casme2", seed=3, jobs=2, **TINY)
+    assert _frame_files(casme2_root) == _frame_files(parallel)
+    assert (casme2_root / "ground_truth.json").read_text() == (parallel / "ground_truth.json").read_text()
+
+
 def test_other_seed_gives_other_data(casme2_root, tmp_path):
     other = generate(tmp_path / "other", layout="casme2", seed=4, **TINY)
     assert _frame_files(casme2_root) != _frame_files(other)

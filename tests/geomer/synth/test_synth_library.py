@@ -98,3 +98,11 @@ def test_relations_are_row_normalised_kxk_with_identity_for_still_components():
     assert np.allclose(relations["happiness"], np.eye(k), atol=1e-6)
     brows = [K7.index("right_brow"), K7.index("left_brow")]
     assert relations["surprise"][brows[0], brows[1]] == pytest.approx(0.5, abs=1e-5)  # symmetric AUs
+
+
+def test_bench_reports_renderer_speed():
+    from geomer.synth.bench import bench_synth
+
+    rows = bench_synth(frames=3)
+    assert [unit for _, _, unit in rows] == ["ms", "frames/s", "frames/s"]
+    assert all(value > 0 for _, value, _ in rows)
