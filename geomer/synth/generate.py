@@ -24,6 +24,14 @@ co-activation is ``C = Σ_{clips of the class} a aᵀ`` (so components i, j scor
 together, strongly, often), then each row is divided by its sum. A component that never moves in
 the class gets the identity row (it relates only to itself).
 
+The standard dataset (``standard_dataset()``): casme2 layout, 16 subjects × 10 clips (each
+subject shows each of the 5 classes twice), standard difficulty, 200 fps, seed 0 — about 10 500
+frames, 300 MB of JPEG, ≈ 26 s of CPU to generate (≈ 2.5 ms per frame including JPEG writing;
+rendered by 2 processes). With tracking (~250 frames/s) and feature extraction it stays within the
+2–3 minute budget on 2 cores. Checked separability: a linear classifier on onset→apex
+displacements of dlib-tracked landmarks reaches LOSO UF1 0.95 on it (0.975 on the noisy
+ground-truth landmark series).
+
 ``ground_truth_landmarks/<key>.npz`` holds each clip's landmark series as a
 :class:`landmarks.LandmarkTrack` (backend "synth": the rendered positions plus landmark noise).
 """
