@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from geomer.errors import GeomerError
 
@@ -56,6 +57,7 @@ def plot_training_curves(
         mean = pd.concat(frames).groupby("epoch")[metric].mean()
         ax.plot(mean.index, mean.to_numpy(), color="tab:blue", linewidth=2.0, label=f"mean of {len(frames)}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_ylabel(metric)
         ax.set_title(metric)
         ax.legend(loc="best", fontsize=8)
