@@ -1,0 +1,48 @@
+"""``geomer predict VIDEO|FOLDER --checkpoint CKPT``: class probabilities and the relation figure."""
+
+from __future__ import annotations
+
+from geomer.cli._common import add_command
+
+
+def register(subparsers) -> None:
+    parser = add_command(subparsers, "predict", "run a trained model on a video or frame folder", run)
+    parser.add_argument("source", metavar="VIDEO|FOLDER", help="a face video or a folder of frames")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint.pt from a run directory")
+    parser.add_argument("--onset", type=int, default=None, help="onset frame number (default: the first)")
+    parser.add_argument("--apex", type=int, default=None, help="apex frame number (default: spotted)")
+    parser.add_argument("--offset", type=int, default=None, help="offset frame number (default: the last)")
+    parser.add_argument("-o", "--out", default=None,
+                        help="folder for prediction.json and relations.png (default: <source name>-prediction)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    from geomer.train.fit import atomic_write_text
+    from geomer.train.predict import predict_clip, relation_figure
+
+    prediction = predict_clip(
+        args.source, args.checkpoint, onset=args.onset, apex=args.apex, offset=args.offset,
+        progress=not args.quiet,
+    )
+    out = Path(args.out) if args.out else Path(f"{Path(args.source).name}-prediction")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "prediction.json", json.dumps(prediction.to_dict(), indent=2) + "\n")
+    figure = relation_figure(prediction)
+    try:
+        from geomer.viz import save_figure
+    except ImportError:
+        figure.savefig(out / "relations.png", dpi=120, bbox_inches="tight")
+    else:
+        save_figure(figure, out / "relations.png")
+
+    spotted = " (spotted)" if prediction.apex_spotted else ""
+    print(f"{prediction.source}: frames {prediction.onset}–{prediction.offset}, apex {prediction.apex}{spotted}")
+    width = max(len(c) for c in prediction.classes)
+    for name, probability in sorted(zip(prediction.classes, prediction.probabilities), key=lambda x: -x[1]):
+        print(f"  {name:<{width}}  {probability:.3f}")
+    print(f"predicted: {prediction.predicted}; relation figure: {out / 'relations.png'}")
+    return 0

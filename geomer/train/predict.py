@@ -1,0 +1,133 @@
+"""Running a trained model (a fold's ``checkpoint.pt``) on a new video or frame folder.
+
+landmarks.track → features (``extract_clip`` with the checkpoint's feature settings; the apex is
+spotted when not given) → ``to_pyg`` → model → class probabilities and the clip's relations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geomer.errors import GeomerError
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A model's reading of one clip.
+
+    Shapes:
+        probabilities: [C] (order of ``classes``); relations: [K, K] rows sum to 1.
+    """
+
+    source: str
+    classes: tuple[str, ...]
+    probabilities: np.ndarray
+    relations: np.ndarray
+    component_names: tuple[str, ...]
+    onset: int
+    apex: int
+    offset: int
+    apex_spotted: bool
+
+    @property
+    def predicted(self) -> str:
+        return self.classes[int(np.argmax(self.probabilities))]
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "predicted": self.predicted,
+            "probabilities": {c: float(p) for c, p in zip(self.classes, self.probabilities)},
+            "onset": self.onset,
+            "apex": self.apex,
+            "offset": self.offset,
+            "apex_spotted": self.apex_spotted,
+            "component_names": list(self.component_names),
+            "relations": self.relations.tolist(),
+        }
+
+
+def predict_clip(
+    source: str | Path,
+    checkpoint: str | Path,
+    *,
+    onset: int | None = None,
+    apex: int | None = None,
+    offset: int | None = None,
+    progress: bool = False,
+) -> Prediction:
+    """Class probabilities and relations of the clip at ``source`` (video file or frame folder).
+
+    ``onset``/``apex``/``offset`` are frame numbers (video frame number, or the number in the
+    frame file names); defaults: the first frame, the spotted apex, the last frame. Raises
+    ``LandmarksError`` when no face is found, GeomerError for a bad checkpoint or frame range.
+    """
+    import landmarks
+    import torch
+
+    from geomer.data.pyg import to_pyg
+    from geomer.features.extract import extract_clip
+    from geomer.features.types import FeatureSettings
+    from geomer.train._models import check_model_inputs
+    from geomer.train.checkpoint import load_checkpoint
+
+    source = Path(source)
+    if not source.exists():
+        raise GeomerError(f"{source}: no such video or frame folder")
+    saved = load_checkpoint(checkpoint)
+    settings = FeatureSettings.from_dict(saved.feature_settings) if saved.feature_settings else FeatureSettings()
+    face_graph = saved.face_graph()
+    model = saved.build_model()
+
+    track = landmarks.track(source, backend=settings.backend, progress=progress)
+    frames = [int(f) for f in track.frame_index]
+    onset = frames[0] if onset is None else int(onset)
+    offset = frames[-1] if offset is None else int(offset)
+    for name, value in (("onset", onset), ("apex", apex), ("offset", offset)):
+        if value is not None and value not in frames:
+            raise GeomerError(f"{source}: {name} frame {value} is not among frames {frames[0]}..{frames[-1]}")
+    if not onset <= offset or (apex is not None and not onset <= apex <= offset):
+        raise GeomerError(f"{source}: frames must satisfy onset <= apex <= offset")
+    features = extract_clip(source, track, onset, apex, offset, settings=settings, clip=source.name)
+    data = to_pyg(features, face_graph, 0, clip=source.name, subject="predict", dataset="")
+    check_model_inputs(saved.model, data)
+    from torch_geometric.data import Batch
+
+    with torch.no_grad():
+        output = model(Batch.from_data_list([data]))
+    return Prediction(
+        source=str(source),
+        classes=saved.classes,
+        probabilities=torch.softmax(output.logits, dim=1)[0].numpy().astype(np.float64),
+        relations=output.relations[0].numpy(),
+        component_names=saved.component_names,
+        onset=int(features.onset),
+        apex=int(features.apex),
+        offset=int(features.offset),
+        apex_spotted=bool(features.apex_spotted),
+    )
+
+
+def relation_figure(prediction: Prediction):
+    """The clip's relation heatmap (geomer.viz when available, else a plain matplotlib one)."""
+    title = f"{Path(prediction.source).name}: {prediction.predicted}"
+    try:
+        from geomer.viz import plot_relation_matrix
+    except ImportError:
+        plot_relation_matrix = None
+    if plot_relation_matrix is not None:
+        return plot_relation_matrix(prediction.relations, list(prediction.component_names), title=title)
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 4.5))
+    ax = figure.add_subplot()
+    image = ax.imshow(prediction.relations, cmap="viridis")
+    names = list(prediction.component_names)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_title(title)
+    figure.colorbar(image, ax=ax)
+    return figure
