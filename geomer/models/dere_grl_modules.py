@@ -109,19 +109,21 @@ class RelationReconstruction(nn.Module):
 
     Two forms (``form``):
 
-    - ``"vector"``: one weight per action feature, conditioned on the input:
-      ``w_a = sigmoid(u_a · f_a + b_a)`` with a learned vector ``u_a`` and bias ``b_a`` per
-      action; the reconstructed features are ``w_a f_a``. Two actions relate as much as both are
-      weighted: ``P_ab = min(w_a, w_b)`` (the fuzzy AND, i.e. co-activation).
+    - ``"vector"``: one weight per action feature, conditioned on the input and normalised
+      over all K·m actions: ``w = softmax_a(u_a · f_a + b_a)`` with a learned vector ``u_a`` and
+      bias ``b_a`` per action; the reconstructed features are ``K·m · w_a f_a``. Because the
+      weights compete (they sum to 1), the actions that carry the expression take the weight.
+      Two actions relate as much as both are weighted: ``P_ab = min(w_a, w_b)`` (a fuzzy AND,
+      i.e. co-activation).
     - ``"matrix"``: a (K·m)×(K·m) relation matrix, a learned static part plus input-conditioned
-      attention: ``P = sigmoid(S + (f W_q)(f W_k)ᵀ / √d)``; the reconstructed features are
-      ``f_a + Σ_b P_ab (f_b W_v) / Σ_b P_ab``.
+      attention: ``P = softmax_b(S_ab + (f W_q)_a · (f W_k)_b / √d)`` (each row sums to 1); the
+      reconstructed features are ``f_a + Σ_b P_ab (f_b W_v)``.
 
     :func:`component_relations` turns P into the K×K ``relations``.
 
     Shapes:
         - input: [B, K·m, d]
-        - output: (reconstructed [B, K·m, d], P [B, K·m, K·m] with entries in (0, 1))
+        - output: (reconstructed [B, K·m, d], P [B, K·m, K·m] with entries in [0, 1])
     """
 
     def __init__(self, num_actions: int, width: int, form: str = "vector"):
@@ -140,14 +142,25 @@ class RelationReconstruction(nn.Module):
             self.value = nn.Linear(width, width)
 
     def forward(self, actions: Tensor) -> tuple[Tensor, Tensor]:
+        count = actions.shape[1]
         if self.form == "vector":
-            weights = torch.sigmoid((actions * self.gate_weight).sum(-1) + self.gate_bias)
+            weights = self.action_weights(actions)
             pairs = torch.minimum(weights[:, :, None], weights[:, None, :])
-            return actions * weights[..., None], pairs
+            return actions * (count * weights)[..., None], pairs
         scores = torch.matmul(self.query(actions), self.key(actions).transpose(1, 2))
-        pairs = torch.sigmoid(self.static + scores / math.sqrt(self.width))
-        mixing = pairs / pairs.sum(dim=-1, keepdim=True)
-        return actions + torch.matmul(mixing, self.value(actions)), pairs
+        pairs = torch.softmax(self.static + scores / math.sqrt(self.width), dim=-1)
+        return actions + torch.matmul(pairs, self.value(actions)), pairs
+
+    def action_weights(self, actions: Tensor) -> Tensor:
+        """Vector form: the weight of every action feature, summing to 1 per sample.
+
+        Shapes:
+            - actions: [B, K·m, d]
+            - output: [B, K·m]
+        """
+        if self.form != "vector":
+            raise ValueError("action_weights exists for the vector RRM form only")
+        return torch.softmax((actions * self.gate_weight).sum(-1) + self.gate_bias, dim=-1)
 
 
 def component_relations(pairs: Tensor, num_components: int) -> Tensor:
