@@ -1,0 +1,160 @@
+"""The train / evaluate / predict / models commands end to end on a tiny synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from geomer.cli import main
+
+SMALL = ["--set", "hidden=8", "--set", "actions=2", "--set", "layers=2", "--set", "embedding=16"]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    from geomer.synth import generate
+
+    return generate(
+        tmp_path_factory.mktemp("synth") / "tiny", layout="casme2", subjects=3, clips=3,
+        seed=1, difficulty="easy", fps=50, progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_root, tmp_path_factory):
+    base = tmp_path_factory.mktemp("train")
+    previous = os.environ.get("GEOMER_CACHE")
+    os.environ["GEOMER_CACHE"] = str(base / "cache")
+    try:
+        from contextlib import redirect_stdout
+        from io import StringIO
+
+        printed = StringIO()
+        with redirect_stdout(printed):
+            status = main(
+                ["train", "--model", "dere-grl", "--dataset", "synth", "--root", str(tiny_root),
+                 "--cache", str(base / "features"), "--epochs", "2", "--seeds", "0,1",
+                 "--batch-size", "4", "--out", str(base / "run"), "--quiet", *SMALL]
+            )
+    finally:
+        if previous is None:
+            os.environ.pop("GEOMER_CACHE", None)
+        else:
+            os.environ["GEOMER_CACHE"] = previous
+    return status, printed.getvalue(), base / "run"
+
+
+@pytest.mark.slow
+def test_train_writes_the_run_and_prints_the_table(trained_run, tiny_root):
+    status, printed, run = trained_run
+    assert status == 0
+    assert "UF1" in printed and "pooled" in printed and "happiness" in printed
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["model"] == "dere-grl" and metrics["dataset"] == "synth"
+    assert metrics["seeds"] == [0, 1] and metrics["num_samples"] == 9 and metrics["num_folds"] == 3
+    assert metrics["leaky"] is False and metrics["cfg"]["hidden"] == 8
+    assert f"{metrics['uf1']:.4f}" in printed
+    config = json.loads((run / "config.json").read_text())
+    assert config["feature_settings"]["face_size"] == 256 and config["protocol"] == "loso"
+    assert np.load(run / "relations.npy").shape == (5, 7, 7)
+
+
+@pytest.mark.slow
+def test_evaluate_repools_the_run(trained_run, capsys):
+    _, _, run = trained_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").unlink()
+    assert main(["evaluate", str(run), "--no-figures"]) == 0
+    assert json.loads((run / "metrics.json").read_text()) == metrics
+    assert f"{metrics['uf1']:.4f}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_installed_evaluate_command(trained_run):
+    _, _, run = trained_run
+    geomer = Path(sys.executable).with_name("geomer")
+    done = subprocess.run([str(geomer), "evaluate", str(run), "--no-figures"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "UF1" in done.stdout
+    missing = subprocess.run([str(geomer), "evaluate", str(run / "nope")], capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert len(missing.stderr.strip().splitlines()) == 1 and "config.json" in missing.stderr
+
+
+@pytest.mark.slow
+def test_predict_a_clip_folder(trained_run, tiny_root, tmp_path, capsys):
+    _, _, run = trained_run
+    checkpoint = next(run.glob("seed-0/*/checkpoint.pt"))
+    clip = next(p for p in sorted(tiny_root.glob("sub*/*")) if p.is_dir())
+    assert main(["predict", str(clip), "--checkpoint", str(checkpoint), "-o", str(tmp_path / "p"), "--quiet"]) == 0
+    prediction = json.loads((tmp_path / "p" / "prediction.json").read_text())
+    assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert prediction["apex_spotted"] is True
+    assert np.asarray(prediction["relations"]).shape == (7, 7)
+    assert (tmp_path / "p" / "relations.png").stat().st_size > 0
+    assert "predicted:" in capsys.readouterr().out
+
+
+@pytest.fixture()
+def untrained_checkpoint(tmp_path):
+    from geomer.graph import FaceGraph
+    from geomer.models import create
+    from geomer.train.checkpoint import Checkpoint, graph_record, save_checkpoint
+
+    graph = FaceGraph()
+    cfg = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}
+    model = create("dere-grl", 3, graph, **cfg)
+    return save_checkpoint(
+        tmp_path / "model.pt",
+        Checkpoint("dere-grl", cfg, ("negative", "positive", "surprise"), graph.component_names,
+                   graph_record(graph), model.state_dict()),
+    )
+
+
+def test_predict_without_a_face_is_one_line_and_status_2(untrained_checkpoint, tmp_path, capsys):
+    video = tmp_path / "blank.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+    for _ in range(8):
+        writer.write(np.full((120, 160, 3), 90, np.uint8))
+    writer.release()
+    status = main(["predict", str(video), "--checkpoint", str(untrained_checkpoint), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1 and "blank.avi" in err
+
+
+def test_predict_with_a_foreign_checkpoint_fails(tmp_path, capsys):
+    (tmp_path / "x.pt").write_bytes(b"nonsense")
+    status = main(["predict", str(tmp_path), "--checkpoint", str(tmp_path / "x.pt")])
+    assert status == 2 and "not a geomer checkpoint" in capsys.readouterr().err
+
+
+def test_unknown_model_and_dataset_list_the_known_ones(tmp_path, capsys):
+    assert main(["train", "--model", "no-such-model", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "dere-grl" in err
+    assert main(["train", "--model", "dere-grl", "--dataset", "nope", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "casme2" in err
+    assert main(["train", "--model", "dere-grl", "--dataset", "casme2"]) == 2
+    assert "--root" in capsys.readouterr().err
+    assert main(["train", "--model", "dere-grl", "--set", "novalue"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_models_lists_every_registered_model(capsys):
+    from geomer.models import get_spec, list_models
+
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in list_models():
+        line = next(line for line in lines if line.split()[0] == name)
+        for needed in get_spec(name).requires:
+            assert needed in line
