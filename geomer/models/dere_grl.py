@@ -117,7 +117,7 @@ class DeReGRL(nn.Module):
         hidden: node / action feature width d.
         layers: message-passing layers per stream.
         embedding: width D of the embedding before the classifier.
-        dropout: dropout after each graph layer and before the classifier.
+        dropout: dropout on the embedding, before the classifier.
         use_flow: add ``flow_stats`` beside the displacements (always used without geometry).
         streams: which backbone streams run, a subset of ``("node", "edge")``.
         steps: T the displacement trajectory is resampled to.
@@ -227,6 +227,7 @@ class DeReGRL(nn.Module):
             raise GeomerError(
                 "dere-grl needs node movement: the batch has neither 'geometry' nor 'flow_stats'"
             )
+        self._num_graphs(batch, (geometry if geometry is not None else flow).shape[0])
         if geometry is not None:
             geometry = geometry.float()
             if geometry.dim() != 3 or geometry.shape[-1] != 2:

@@ -261,3 +261,9 @@ def fit():
 def evaluate_accuracy():
     """``evaluate_accuracy(model, batch)`` → accuracy in eval mode."""
     return accuracy
+
+
+@pytest.fixture(scope="session")
+def class_components():
+    """``class_components(label, K)`` → the components the separable generator moves."""
+    return moving_components

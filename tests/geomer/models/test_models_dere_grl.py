@@ -1,0 +1,252 @@
+"""DeRe-GRL: its modules (learnable adjacency, ADM, RRM), the relations rule, settings and the
+inputs it runs on (landmark geometry, or flow only on megc2019-flow)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from geomer.errors import GeomerError
+from geomer.graph import FaceGraph
+from geomer.models import check_inputs, create
+from geomer.models.dere_grl_modules import (
+    ActionDecomposition,
+    LearnableAdjacency,
+    RelationReconstruction,
+    component_relations,
+)
+
+SMALL = {"hidden": 16, "actions": 2, "layers": 2, "embedding": 32}
+
+
+def build(graph, seed=0, num_classes=3, **cfg):
+    torch.manual_seed(seed)
+    return create("dere-grl", num_classes, graph, **{**SMALL, **cfg})
+
+
+# -- modules ------------------------------------------------------------------------------
+
+
+def test_adm_maps_each_component_to_m_actions_from_its_own_nodes_only(face_graph):
+    torch.manual_seed(0)
+    m, width = 3, 5
+    adm = ActionDecomposition(torch.as_tensor(face_graph.component), face_graph.num_components, m)
+    nodes = torch.randn(2, face_graph.num_nodes, width)
+    actions = adm(nodes)
+    assert actions.shape == (2, face_graph.num_components * m, width)
+    sizes = torch.bincount(torch.as_tensor(face_graph.component))
+    assert [tuple(M.shape) for M in adm.map_matrices()] == [(m, int(n)) for n in sizes]
+    # moving the mouth's nodes changes the mouth's actions and nothing else
+    mouth = face_graph.component_names.index("mouth")
+    moved = nodes.clone()
+    moved[:, torch.as_tensor(face_graph.component) == mouth] += 1.0
+    changed = (adm(moved) - actions).abs().sum(dim=(0, 2)) > 0
+    expected = torch.zeros(face_graph.num_components * m, dtype=torch.bool)
+    expected[mouth * m : (mouth + 1) * m] = True
+    assert torch.equal(changed, expected)
+
+
+def test_adm_equals_the_per_component_map_matrices(face_graph):
+    torch.manual_seed(1)
+    adm = ActionDecomposition(torch.as_tensor(face_graph.component), face_graph.num_components, 2)
+    nodes = torch.randn(1, face_graph.num_nodes, 4)
+    component = torch.as_tensor(face_graph.component)
+    by_hand = torch.cat([M @ nodes[0, component == k] for k, M in enumerate(adm.map_matrices())])
+    torch.testing.assert_close(adm(nodes)[0], by_hand)
+
+
+def test_rrm_vector_weights_sum_to_one_and_relate_by_co_activation():
+    torch.manual_seed(0)
+    rrm = RelationReconstruction(num_actions=6, width=4, form="vector")
+    actions = torch.randn(3, 6, 4)
+    reconstructed, pairs = rrm(actions)
+    weights = rrm.action_weights(actions)
+    assert reconstructed.shape == (3, 6, 4) and pairs.shape == (3, 6, 6)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3))
+    torch.testing.assert_close(pairs, torch.minimum(weights[:, :, None], weights[:, None, :]))
+    torch.testing.assert_close(reconstructed, actions * 6 * weights[..., None])
+
+
+def test_rrm_matrix_is_a_row_stochastic_relation_matrix_over_all_actions():
+    torch.manual_seed(0)
+    rrm = RelationReconstruction(num_actions=6, width=4, form="matrix")
+    actions = torch.randn(3, 6, 4)
+    reconstructed, pairs = rrm(actions)
+    assert reconstructed.shape == (3, 6, 4) and pairs.shape == (3, 6, 6)
+    assert (pairs >= 0).all()
+    torch.testing.assert_close(pairs.sum(-1), torch.ones(3, 6))
+    # input-conditioned: other inputs, other relations
+    assert not torch.allclose(pairs[0], pairs[1])
+    with pytest.raises(ValueError, match="unknown RRM form"):
+        RelationReconstruction(6, 4, form="cube")
+
+
+def test_component_relations_average_action_blocks_then_normalise_rows():
+    # K = 2 components, m = 2 actions each
+    pairs = torch.tensor(
+        [[[0.4, 0.2, 0.1, 0.1], [0.2, 0.2, 0.3, 0.1], [0.1, 0.3, 0.0, 0.0], [0.1, 0.1, 0.0, 0.0]]]
+    )
+    blocks = torch.tensor([[0.25, 0.15], [0.15, 0.0]])
+    expected = blocks / blocks.sum(dim=1, keepdim=True)
+    torch.testing.assert_close(component_relations(pairs, 2)[0], expected)
+    # an all-zero row becomes uniform rather than NaN
+    relations = component_relations(torch.zeros(1, 4, 4), 2)
+    torch.testing.assert_close(relations, torch.full((1, 2, 2), 0.5))
+
+
+def test_learnable_adjacency_is_the_prior_plus_a_symmetric_non_negative_weight(face_graph):
+    layer = LearnableAdjacency(face_graph.edge_index, face_graph.num_nodes)
+    prior = torch.zeros(face_graph.num_nodes, face_graph.num_nodes, dtype=torch.bool)
+    edges = torch.as_tensor(face_graph.edges)
+    prior[edges[:, 0], edges[:, 1]] = prior[edges[:, 1], edges[:, 0]] = True
+    assert torch.equal(layer.prior.bool(), prior)
+    with torch.no_grad():
+        layer.logits.normal_()
+    adjacency = layer()
+    torch.testing.assert_close(adjacency, adjacency.T)
+    assert (layer.learned() >= 0).all() and (adjacency >= layer.prior).all()
+    adjacency.sum().backward()
+    assert layer.logits.grad is not None and layer.logits.grad.abs().sum() > 0
+    fixed = LearnableAdjacency(face_graph.edge_index, face_graph.num_nodes, learn=False)
+    assert torch.equal(fixed(), fixed.prior) and not list(fixed.parameters())
+
+
+# -- the model ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"rrm": "vector"},
+        {"rrm": "matrix"},
+        {"streams": ("node",)},
+        {"streams": ("edge",), "rrm": "matrix"},
+        {"use_flow": False, "layers": 3, "actions": 4},
+        {"learn_adjacency": False, "center": False, "layers": 1},
+    ],
+    ids=lambda cfg: ",".join(f"{k}={v}" for k, v in cfg.items()),
+)
+def test_settings_variants_keep_the_contract(cfg, face_graph, batch):
+    model = build(face_graph, **cfg)
+    out = model(batch)
+    k = face_graph.num_components
+    assert out.logits.shape == (4, 3) and out.relations.shape == (4, k, k)
+    assert out.embedding.shape == (4, SMALL["embedding"])
+    torch.testing.assert_close(out.relations.sum(-1), torch.ones(4, k))
+    out.logits.sum().backward()
+    assert all(p.grad is not None for p in model.adm.parameters())
+
+
+@pytest.mark.parametrize("partition", ["k5", "k9"])
+def test_the_partition_fixes_nodes_and_components(partition, make_batch):
+    graph = FaceGraph(partition)
+    batch = make_batch(3, seed=5, graph=graph)
+    model = build(graph, actions=3)
+    out = model(batch)
+    k = graph.num_components
+    assert out.relations.shape == (3, k, k)
+    assert model.adm.num_actions == 3 * k
+    torch.testing.assert_close(out.relations.sum(-1), torch.ones(3, k))
+
+
+def test_without_geometry_the_movement_is_the_flow_at_the_apex_landmarks(face_graph, flow_batch):
+    assert "geometry" not in flow_batch
+    model = build(face_graph, use_flow=False)  # flow is used anyway: it is the only movement
+    check_inputs(model, flow_batch)
+    model.eval()
+    with torch.no_grad():
+        out = model(flow_batch)
+        changed = flow_batch.clone()
+        changed.flow_stats = changed.flow_stats + torch.randn_like(changed.flow_stats)
+        assert not torch.allclose(model(changed).logits, out.logits)
+    torch.testing.assert_close(out.relations.sum(-1), torch.ones(4, face_graph.num_components))
+
+
+def test_use_flow_false_ignores_flow_when_geometry_is_there(face_graph, batch):
+    model = build(face_graph, use_flow=False)
+    model.eval()
+    changed = batch.clone()
+    changed.flow_stats = torch.randn_like(changed.flow_stats)
+    with torch.no_grad():
+        torch.testing.assert_close(model(changed).logits, model(batch).logits)
+    with_flow = build(face_graph, use_flow=True)
+    with_flow.eval()
+    with torch.no_grad():
+        assert not torch.allclose(with_flow(changed).logits, with_flow(batch).logits)
+
+
+def test_neither_geometry_nor_flow_is_a_one_line_error(face_graph, batch):
+    stripped = batch.clone()
+    del stripped["geometry"], stripped["flow_stats"]
+    model = build(face_graph)
+    with pytest.raises(GeomerError, match="'geometry'.*'flow_stats'") as error:
+        check_inputs(model, stripped)
+    assert "\n" not in str(error.value)
+    with pytest.raises(GeomerError, match="neither 'geometry' nor 'flow_stats'"):
+        model(stripped)
+
+
+def test_geometry_of_another_length_is_resampled(face_graph, batch):
+    model = build(face_graph)
+    model.eval()
+    shorter = batch.clone()
+    shorter.geometry = batch.geometry[:, ::2]  # T = 8 instead of 16
+    with torch.no_grad():
+        out = model(shorter)
+    assert out.logits.shape == (4, 3) and torch.isfinite(out.logits).all()
+
+
+def test_bad_shapes_and_settings_are_one_line_errors(face_graph, batch, make_batch):
+    with pytest.raises(GeomerError, match="flow_stats must be .*scales=2"):
+        build(face_graph, scales=2)(batch)
+    with pytest.raises(GeomerError, match="built for graphs of 51 nodes"):
+        build(FaceGraph("k5"))(batch)
+    with pytest.raises(GeomerError, match="unknown rrm 'cube'"):
+        build(face_graph, rrm="cube")
+    with pytest.raises(GeomerError, match="streams"):
+        build(face_graph, streams=())
+    with pytest.raises(GeomerError, match="dropout"):
+        build(face_graph, dropout=1.5)
+
+
+def test_normalisation_statistics_come_from_training_batches_only(face_graph, batch, make_batch):
+    model = build(face_graph)
+    norm = model.node_encoders["geometry"].norm
+    model.train()
+    model(batch)
+    learned = norm.running_mean.clone()
+    assert not torch.equal(learned, torch.zeros_like(learned))
+    model.eval()
+    with torch.no_grad():
+        model(make_batch(4, seed=9))
+    assert torch.equal(norm.running_mean, learned)
+
+
+def test_learns_from_flow_only(face_graph, make_clip, fit, evaluate_accuracy):
+    train = [make_clip(i % 3, 70_000 + i, kind="flow_image") for i in range(90)]
+    test = Batch.from_data_list(
+        [make_clip(i % 3, 80_000 + i, kind="flow_image") for i in range(45)]
+    )
+    batches = [Batch.from_data_list(train[i : i + 30]) for i in range(0, 90, 30)]
+    model = build(face_graph)
+    fit(model, batches, steps=40)
+    assert evaluate_accuracy(model, test) >= 0.9
+
+
+def test_relations_depend_on_the_clip_after_training(face_graph, separable_batches, fit):
+    # RRM weights are input-conditioned: after training, the class-averaged relation matrices of
+    # different classes differ, and each is far from the uninformative uniform matrix.
+    train, test = separable_batches
+    model = build(face_graph)
+    fit(model, train, steps=60)
+    model.eval()
+    with torch.no_grad():
+        relations = model(test).relations
+    k = face_graph.num_components
+    means = torch.stack([relations[test.y == label].mean(dim=0) for label in range(3)])
+    uniform = torch.full((k, k), 1.0 / k)
+    for label in range(3):
+        assert (means[label] - uniform).abs().max() > 0.1
+        for other in range(label):
+            assert (means[label] - means[other]).abs().max() > 0.05, (label, other)
