@@ -32,7 +32,8 @@ def register(subparsers) -> None:
                         help="pick the best TEST epoch as some papers do; the run is marked leaky")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="a model setting (VALUE parsed as JSON when possible); repeatable")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel fold × seed tasks (and feature extraction)")
+    parser.add_argument("--jobs", type=int, default=default_jobs(),
+                        help="parallel fold × seed tasks and feature extraction (1: in-process, uses a GPU if any)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local", help="where tasks run")
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local Ray)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (in-process runs)")
@@ -40,6 +41,13 @@ def register(subparsers) -> None:
     parser.add_argument("--cache", default=None, help="feature cache folder (default: the geomer cache)")
     parser.add_argument("--init", default=None, metavar="PRETRAINED.pt", help="pretrained weights (geomer pretrain)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def default_jobs() -> int:
+    """One process per CPU core, at most 8 (each holds the dataset's graphs)."""
+    import os
+
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def parse_settings(items: list[str]) -> dict:
@@ -101,6 +109,7 @@ def build_config(args):
 def run(args) -> int:
     from geomer.train.pipeline import train_dataset
     from geomer.train.pool import format_table
+    from geomer.train.run import read_run_config
 
     config = build_config(args)
     result = train_dataset(
@@ -116,6 +125,8 @@ def run(args) -> int:
         progress=not args.quiet,
     )
     print(format_table(result.metrics))
+    for row in read_run_config(result.out_dir).get("skipped_rows", []):
+        print(f"skipped: {row}")
     agreement = relation_agreement_line(result.out_dir)
     if agreement:
         print(agreement)

@@ -26,7 +26,7 @@ class TrainConfig:
 
     model: str = "dere-grl"
     cfg: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 40
+    epochs: int = 20
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-2

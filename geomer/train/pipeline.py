@@ -64,6 +64,15 @@ def train_dataset(
         raise GeomerError(f"unknown dataset {dataset!r}; known: {', '.join(list_datasets())}")
 
     index = read_dataset(dataset, root, scheme=scheme, skip_bad=skip_bad)
+    folds = list(get_protocol(protocol, index).folds())
+    pretraining = None
+    if init is not None:
+        from geomer.models.pretrained import check_pretraining, pretraining_record
+
+        # Checked before any feature extraction. Every subject is tested in some fold, so one
+        # checkpoint for all folds must not have seen any of them (external data).
+        check_pretraining(init, [s for fold in folds for s in fold.test_subjects])
+        pretraining = pretraining_record(init)
     settings = settings if settings is not None else FeatureSettings()
     summary = prepare_dataset(
         index, cache, settings, jobs=prepare_jobs or config.jobs, progress=progress
@@ -75,16 +84,6 @@ def train_dataset(
     feature_cache = FeatureCache(cache, settings)
     face_graph = settings.graph()
     graphs = load_graphs(index, feature_cache, face_graph, progress=progress)
-    folds = list(get_protocol(protocol, index).folds())
-
-    pretraining = None
-    if init is not None:
-        from geomer.models.pretrained import check_pretraining, pretraining_record
-
-        # Every subject is tested in some fold, so one checkpoint for all folds must not have
-        # seen any of them (external data, or pretraining per fold).
-        check_pretraining(init, [s for fold in folds for s in fold.test_subjects])
-        pretraining = pretraining_record(init)
 
     out = Path(out) if out is not None else default_out_dir(config.model, index.name)
     return run_loso(

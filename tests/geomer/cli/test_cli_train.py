@@ -158,3 +158,41 @@ def test_models_lists_every_registered_model(capsys):
         line = next(line for line in lines if line.split()[0] == name)
         for needed in get_spec(name).requires:
             assert needed in line
+
+
+def _pretrained(path, subjects):
+    from geomer.graph import FaceGraph
+    from geomer.models import create
+    from geomer.models.pretrained import save_pretrained
+
+    cfg = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}
+    model = create("dere-grl", 5, FaceGraph(), **cfg)
+    return save_pretrained(path, model, model_name="dere-grl", model_cfg=cfg, subjects=subjects)
+
+
+@pytest.mark.slow
+def test_init_that_saw_a_test_subject_is_refused(trained_run, tiny_root, tmp_path, capsys):
+    from geomer.data import read_dataset
+
+    _, _, run = trained_run
+    subject = read_dataset("synth", tiny_root).samples[0].subject_key
+    init = _pretrained(tmp_path / "seen.pt", [subject, "external/other"])
+    status = main(["train", "--model", "dere-grl", "--dataset", "synth", "--root", str(tiny_root),
+                   "--cache", str(run.parent / "features"), "--init", str(init),
+                   "--out", str(tmp_path / "run"), "--quiet", *SMALL])
+    err = capsys.readouterr().err
+    assert status == 2 and subject in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_init_from_external_data_is_recorded(trained_run, tiny_root, tmp_path):
+    _, _, run = trained_run
+    init = _pretrained(tmp_path / "external.pt", ["external/faces"])
+    status = main(["train", "--model", "dere-grl", "--dataset", "synth", "--root", str(tiny_root),
+                   "--cache", str(run.parent / "features"), "--init", str(init), "--epochs", "1",
+                   "--seeds", "0", "--jobs", "1", "--out", str(tmp_path / "run"), "--quiet", *SMALL])
+    assert status == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["pretraining"]["mode"] == "external"
+    assert metrics["init"] == str(init)
