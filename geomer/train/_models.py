@@ -70,7 +70,7 @@ def ensure_registered(name: str, origin: tuple[str, str | None]) -> None:
         raise GeomerError(f"model {name!r} is not registered by module {module_name!r}")
 
 
-def get_requirements_error(name: str) -> tuple[str, ...]:
+def model_requires(name: str) -> tuple[str, ...]:
     """The inputs model ``name`` requires; unknown names raise GeomerError listing the known ones."""
     from geomer.models import get_spec
 

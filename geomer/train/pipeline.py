@@ -9,6 +9,7 @@ missing clips are extracted), loaded as PyG graphs in sample order, and handed t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from geomer.errors import GeomerError
@@ -48,10 +49,10 @@ def train_dataset(
     from geomer.data.prepare import prepare_dataset
     from geomer.data.protocols import get_protocol
     from geomer.features.types import FeatureSettings
-    from geomer.train._models import get_requirements_error
+    from geomer.train._models import model_requires
 
     # Fail on a bad model name before any expensive step.
-    get_requirements_error(config.model)
+    model_requires(config.model)
     if root is None:
         if dataset not in (None, "synth"):
             raise GeomerError(f"--dataset {dataset} needs --root PATH (the dataset's folder)")
@@ -74,6 +75,15 @@ def train_dataset(
         check_pretraining(init, [s for fold in folds for s in fold.test_subjects])
         pretraining = pretraining_record(init)
     settings = settings if settings is not None else FeatureSettings()
+    feature_cache = FeatureCache(cache, settings)
+    face_graph = settings.graph()
+    # Check the model's inputs on one prepared clip before extracting the whole dataset, so a
+    # model asking for a modality the dataset lacks fails at the start.
+    probe = replace(index, samples=index.samples[:1])
+    if not prepare_dataset(probe, cache, settings, jobs=1, progress=False).failures:
+        from geomer.train._models import check_model_inputs
+
+        check_model_inputs(config.model, load_graphs(probe, feature_cache, face_graph)[0])
     summary = prepare_dataset(
         index, cache, settings, jobs=prepare_jobs or config.jobs, progress=progress
     )
@@ -81,8 +91,6 @@ def train_dataset(
         key, message = summary.failures[0]
         more = f" (and {len(summary.failures) - 1} more)" if len(summary.failures) > 1 else ""
         raise GeomerError(f"feature extraction failed for {key}: {message}{more}")
-    feature_cache = FeatureCache(cache, settings)
-    face_graph = settings.graph()
     graphs = load_graphs(index, feature_cache, face_graph, progress=progress)
 
     out = Path(out) if out is not None else default_out_dir(config.model, index.name)

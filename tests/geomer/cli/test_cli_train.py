@@ -196,3 +196,29 @@ def test_init_from_external_data_is_recorded(trained_run, tiny_root, tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["pretraining"]["mode"] == "external"
     assert metrics["init"] == str(init)
+
+
+@pytest.mark.slow
+def test_a_model_input_the_data_lack_fails_at_the_start(trained_run, tiny_root, tmp_path, capsys, monkeypatch):
+    from torch import nn
+
+    from geomer.models import register_model, registry
+
+    # Register into a copy of the registry, so other tests never see this model.
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @register_model("cli-test-needs-depth")
+    class NeedsDepth(nn.Module):
+        """Needs an input no dataset has (a test of the start-up check)."""
+
+        requires = ("depth_map",)
+
+        def __init__(self, num_classes, graph):
+            super().__init__()
+
+    _, _, run = trained_run
+    status = main(["train", "--model", "cli-test-needs-depth", "--dataset", "synth", "--root", str(tiny_root),
+                   "--cache", str(run.parent / "features"), "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2 and "'depth_map'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

@@ -24,7 +24,9 @@ class TinyComponentModel(nn.Module):
     Shapes: batch.x [N_total, 4], batch.component [N_total] → logits [B, C], relations [B, K, K].
     """
 
+    paper = "none: a fixture of geomer's engine tests"
     requires = ("x",)
+    small_config = {"hidden": 8}
 
     def __init__(self, num_classes: int, graph, hidden: int = 8, aux_weight: float = 0.0):
         super().__init__()
@@ -36,7 +38,8 @@ class TinyComponentModel(nn.Module):
     def forward(self, batch) -> ModelOutput:
         size = int(batch.num_graphs)
         k = self.num_components
-        hidden = torch.tanh(self.encode(batch.x))
+        # The first FEATURES columns: the model also runs on other tests' graphs, whose x is wider.
+        hidden = torch.tanh(self.encode(batch.x[:, :FEATURES].float()))
         group = batch.batch * k + batch.component
         components = scatter(hidden, group, dim=0, dim_size=size * k, reduce="mean").view(size, k, -1)
         relations = torch.softmax(components @ components.transpose(1, 2), dim=-1)
