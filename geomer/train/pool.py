@@ -185,7 +185,7 @@ def _atomic_npy(path: Path, array: np.ndarray) -> None:
 
 
 def _write_figures(run_dir: Path, relations: np.ndarray, confusion: np.ndarray, config) -> None:
-    """Relation matrices and the confusion matrix via geomer.viz, when it is available."""
+    """Relations per class, the confusion matrix and training curves via geomer.viz, if present."""
     try:
         import geomer.viz as viz
     except ImportError:
@@ -202,6 +202,10 @@ def _write_figures(run_dir: Path, relations: np.ndarray, confusion: np.ndarray, 
             viz.save_figure(figure, figures / "relations.png")
     if confusion_plot is not None:
         viz.save_figure(confusion_plot(confusion, classes), figures / "confusion.png")
+    curves = getattr(viz, "plot_training_curves", None)
+    histories = sorted(run_dir.glob("seed-*/*/history.csv"))
+    if curves is not None and histories:
+        viz.save_figure(curves(histories, title="training"), figures / "training.png")
 
 
 def format_table(metrics: dict[str, Any]) -> str:

@@ -69,6 +69,8 @@ def test_run_directory_follows_the_contract(tmp_path, graphs, face_graph):
     assert np.sum(metrics["confusion"]) == 2 * len(graphs)
     assert metrics["settings"]["epochs"] == 4 and metrics["geomer_version"]
     assert np.load(run / "relations.npy").shape == (3, 7, 7)
+    for figure in ("relations.png", "confusion.png", "training.png"):
+        assert (run / "figures" / figure).stat().st_size > 0
     # The separable task is learnt: far above chance (1/3).
     assert metrics["acc"] > 0.6
 
