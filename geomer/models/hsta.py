@@ -35,8 +35,8 @@ How geomer builds it (reimplementation choices are marked *choice*):
 Missing modality: ``megc2019-flow`` has no frame sequence and no onset patches, so ``hsta``
 fails at the start naming ``sequence`` (``requires``); use ``mmt`` or ``dere-grl`` there.
 
-Sizes (68 nodes, 3 scales, 8×8 patches, Tseq 8): ``hsta`` (dim 48, 4 heads) ≈ 0.15 M
-parameters; ``hsta-base`` (dim 256, 8 heads) ≈ 9.1 M parameters.
+Sizes (68 nodes, 3 scales, 8×8 patches, Tseq 8): ``hsta`` (dim 48, 4 heads, 2 stages, tubelet 4)
+≈ 0.18 M parameters; ``hsta-base`` (dim 256, 8 heads, 4 stages, tubelet 1) ≈ 12.4 M parameters.
 """
 
 from __future__ import annotations

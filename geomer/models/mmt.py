@@ -29,7 +29,8 @@ Reimplementation choices (not from the paper):
   each modality's encoder, the two [B, K, K] averaged.
 
 Sizes (68 nodes, 3 scales, 8×8 patches, 3 classes): ``mmt`` (dim 48, depth 2, 4 heads)
-≈ 0.13 M parameters; ``mmt-base`` (dim 256, depth 6, 8 heads) ≈ 9.7 M parameters.
+≈ 0.13 M parameters; ``mmt-base`` (dim 256, depth 6, 8 heads, a token per node and scale)
+≈ 10.0 M parameters.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ How geomer builds it (reimplementation choices are marked *choice*):
 * ``relations``: the shared rule (:func:`geomer.models.attention.attention_relations`) on the
   encoder's self-attention over the apex frame.
 
-Sizes (68 nodes, 3 scales, 8×8 patches): ``mubert`` (dim 64, depth 2, 4 heads) ≈ 0.12 M
-parameters; ``mubert-base`` (dim 384, depth 8, 6 heads, ViT-S-like) ≈ 14 M parameters (the paper
+Sizes (68 nodes, 3 scales, 8×8 patches): ``mubert`` (dim 48, depth 2, 4 heads) ≈ 0.075 M
+parameters; ``mubert-base`` (dim 384, depth 8, 6 heads, ViT-S-like) ≈ 14.9 M parameters (the paper
 uses a ViT-B-size encoder pretrained on up to 8 M images; geomer does not ship such weights).
 """
 
