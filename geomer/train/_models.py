@@ -75,3 +75,26 @@ def model_requires(name: str) -> tuple[str, ...]:
     from geomer.models import get_spec
 
     return tuple(get_spec(name).requires)
+
+
+# What the engine always keeps on a graph: labels, batching structure and the meta strings.
+_ALWAYS_KEPT = ("y", "edge_index", "component", "clip", "subject", "dataset")
+
+
+def slim_graphs(name: str, graphs: list) -> list:
+    """The graphs reduced to the attributes model ``name`` reads, if it declares them.
+
+    A model class may declare ``inputs``: EVERY ``Data`` attribute its forward reads. The engine
+    then drops the other modalities before training, which makes batching (collation) and
+    shipping the graphs to worker processes cheaper. Without ``inputs`` the graphs are unchanged.
+    """
+    from torch_geometric.data import Data
+
+    inputs = getattr(model_class(name), "inputs", None)
+    if inputs is None:
+        return graphs
+    keep = set(inputs) | set(_ALWAYS_KEPT)
+    return [
+        Data(**{key: graph[key] for key in graph.keys() if key in keep}, num_nodes=graph.num_nodes)
+        for graph in graphs
+    ]

@@ -133,7 +133,7 @@ def run_loso(
     loaded into every fold's model before fine-tuning (``pretraining`` describes them for
     metrics.json; the caller checks that they never saw a test subject).
     """
-    from geomer.train._models import check_model_inputs, model_origin
+    from geomer.train._models import check_model_inputs, model_origin, slim_graphs
     from geomer.train.executors import run_tasks
     from geomer.train.pool import pool_run
 
@@ -186,7 +186,7 @@ def run_loso(
 
     device = _resolve_device(config)
     context = FitContext(
-        graphs=graphs,
+        graphs=slim_graphs(config.model, graphs),
         class_names=class_names,
         config=config,
         face_graph=face_graph,

@@ -170,3 +170,18 @@ def test_run_from_an_incompatible_version_is_refused(tmp_path, graphs, face_grap
     (run / "config.json").write_text(json.dumps(config))
     with pytest.raises(GeomerError, match="incompatible"):
         pool_run(run)
+
+
+def test_graphs_are_slimmed_to_the_declared_model_inputs(graphs):
+    import torch
+
+    from geomer.train._models import slim_graphs
+
+    extended = [g.clone() for g in graphs[:3]]
+    for g in extended:
+        g.texture = torch.zeros(g.num_nodes, 3, 2, 8, 8)
+    slim = slim_graphs("train-tiny", extended)
+    assert "texture" not in slim[0] and "texture" in extended[0]
+    assert set(slim[0].keys()) - {"num_nodes"} == {"x", "component", "y", "edge_index", "clip", "subject", "dataset"}
+    assert slim[0].subject == extended[0].subject and torch.equal(slim[0].x, extended[0].x)
+    assert slim[0].num_nodes == extended[0].num_nodes

@@ -26,6 +26,7 @@ class TinyComponentModel(nn.Module):
 
     paper = "none: a fixture of geomer's engine tests"
     requires = ("x",)
+    inputs = ("x", "component")  # all it reads: the engine may drop other attributes
     small_config = {"hidden": 8}
 
     def __init__(self, num_classes: int, graph, hidden: int = 8, aux_weight: float = 0.0):
