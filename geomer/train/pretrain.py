@@ -33,10 +33,12 @@ PRETRAINABLE = ("mubert", "mubert-base")
 
 @dataclass(frozen=True)
 class PretrainSource:
-    """One video or frame folder and the global subject key of the person in it."""
+    """One video or frame folder and the global subject key of the person in it; ``key`` is
+    the dataset sample key when it comes from a dataset (its cached landmark track is reused)."""
 
     path: Path
     subject: str
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def sources_from_dataset(
         ):
             raise GeomerError(f"{sample.source}: dataset {name} has no frames to pretrain on")
         seen.add(sample.source)
-        sources.append(PretrainSource(Path(sample.source), sample.subject_key))
+        sources.append(PretrainSource(Path(sample.source), sample.subject_key, sample.key))
     return sources
 
 
@@ -124,12 +126,22 @@ def default_sources(exclude_subjects: Sequence[str] = (), progress: bool = True)
 # ----------------------------------------------------------------------------- frame pairs
 
 
-def _cached_track(source: Path, backend: str):
+def _cached_track(source: Path, backend: str, key: str | None = None):
+    """The source's landmark track: from ``geomer prepare``'s track cache when the source is a
+    prepared dataset sample, else from (or into) ``cache_root()/pretrain/tracks``."""
     import landmarks
     from landmarks.track import LandmarkTrack
 
+    from geomer.data.cache import FeatureCache
     from geomer.paths import cache_root
 
+    if key is not None:
+        prepared = FeatureCache(None, FeatureSettings(backend=backend)).track_path(key)
+        if prepared.is_file():
+            try:
+                return LandmarkTrack.load(prepared)
+            except Exception:  # noqa: BLE001 - unreadable: fall through to our own cache
+                pass
     stat = source.stat()
     digest = hashlib.sha1(f"{source.resolve()}|{stat.st_mtime_ns}".encode()).hexdigest()[:20]
     path = cache_root() / "pretrain" / "tracks" / backend / f"{digest}.npz"
@@ -145,7 +157,8 @@ def _cached_track(source: Path, backend: str):
 
 
 def frame_pair_patches(
-    source: Path, settings: FeatureSettings, pairs: int, gap: int | None = None
+    source: Path, settings: FeatureSettings, pairs: int, gap: int | None = None,
+    key: str | None = None,
 ) -> np.ndarray:
     """Node-centred grey patches of ``pairs`` frame pairs of one video or frame folder.
 
@@ -162,7 +175,7 @@ def frame_pair_patches(
 
     graph = settings.graph()
     try:
-        track = _cached_track(source, settings.backend)
+        track = _cached_track(source, settings.backend, key)
         alignment = track.alignment()
     except LandmarksError as error:
         raise GeomerError(f"{source}: {error}") from None
@@ -201,7 +214,7 @@ def build_pairs(
 
     chunks, used = [], []
     for source in tqdm(sources, desc="frame pairs", disable=not progress, unit="clip"):
-        patches = frame_pair_patches(source.path, settings, pairs_per_source, gap)
+        patches = frame_pair_patches(source.path, settings, pairs_per_source, gap, source.key)
         if len(patches):
             chunks.append(patches)
             used.append(source)

@@ -29,20 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from geomer import __version__
+from geomer.data.protocols import LOSO, Fold, check_disjoint
 from geomer.errors import GeomerError
 from geomer.train.checkpoint import compatible_version, graph_record
 from geomer.train.config import TrainConfig
 from geomer.train.fit import FitContext, FoldSummary, FoldTask, atomic_write_text, sample_key
-
-
-@dataclass(frozen=True)
-class Fold:
-    """One split of a protocol: indices into the graph list, and the held-out subjects."""
-
-    name: str
-    train: tuple[int, ...]
-    test: tuple[int, ...]
-    test_subjects: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -53,37 +44,31 @@ class RunResult:
     skipped: int
 
 
-def _leak_error(message: str) -> Exception:
-    try:
-        from geomer.data.protocols import LeakError
-    except ImportError:  # protocols not importable: the engine's own check still applies
-        return GeomerError(message)
-    return LeakError(message)
+@dataclass(frozen=True)
+class _Clip:
+    """The part of a ``Sample`` the protocols look at, for graphs that come without samples."""
+
+    subject_key: str
+    label_index: int
+    dataset: str
 
 
-def loso_folds(subjects: Sequence[str]) -> list[Fold]:
-    """Leave-one-subject-out over global subject keys (sorted), one fold per subject."""
-    folds = []
-    for subject in sorted(set(subjects)):
-        test = tuple(i for i, s in enumerate(subjects) if s == subject)
-        train = tuple(i for i, s in enumerate(subjects) if s != subject)
-        folds.append(Fold(name=subject, train=train, test=test, test_subjects=(subject,)))
-    return folds
+def _clips(graphs: Sequence) -> list[_Clip]:
+    return [_Clip(str(g.subject), int(g.y.view(-1)[0]), str(getattr(g, "dataset", ""))) for g in graphs]
 
 
-def check_folds(folds: Sequence[Fold], subjects: Sequence[str]) -> None:
-    """Every fold: train and test subjects disjoint; all folds: every sample tested exactly once.
+def loso_folds(graphs: Sequence, class_names: Sequence[str]) -> list[Fold]:
+    """``geomer.data.protocols.LOSO`` over the graphs' global subject keys."""
+    return list(LOSO(_clips(graphs), class_names).folds())
 
-    Raises the protocols' ``LeakError`` (a GeomerError) on a subject on both sides.
-    """
+
+def check_folds(folds: Sequence[Fold], graphs: Sequence) -> None:
+    """Every fold: train and test subjects disjoint (the protocols' ``check_disjoint``, raising
+    ``LeakError``); all folds together: every sample tested exactly once (pooling needs it)."""
+    clips = _clips(graphs)
     tested: dict[int, str] = {}
     for fold in folds:
-        overlap = {subjects[i] for i in fold.train} & {subjects[i] for i in fold.test}
-        if overlap:
-            raise _leak_error(
-                f"fold {fold.name}: subjects on both the train and the test side: "
-                f"{', '.join(sorted(overlap))}"
-            )
+        check_disjoint([clips[i] for i in fold.train], [clips[i] for i in fold.test], fold.name)
         for i in fold.test:
             if i in tested:
                 raise GeomerError(
@@ -91,7 +76,7 @@ def check_folds(folds: Sequence[Fold], subjects: Sequence[str]) -> None:
                     "pooled metrics need every sample tested once"
                 )
             tested[i] = fold.name
-    missing = len(subjects) - len(tested)
+    missing = len(clips) - len(tested)
     if missing:
         raise GeomerError(f"{missing} samples are never tested by the protocol's folds")
 
@@ -146,7 +131,6 @@ def run_loso(
 
         face_graph = FaceGraph()
     check_model_inputs(config.model, graphs[0])
-    subjects = [str(g.subject) for g in graphs]
     labels = [int(g.y.view(-1)[0]) for g in graphs]
     if min(labels) < 0 or max(labels) >= len(class_names):
         raise GeomerError(f"labels must lie in 0..{len(class_names) - 1} ({', '.join(class_names)})")
@@ -154,8 +138,8 @@ def run_loso(
     if len(set(keys)) != len(keys):
         duplicated = sorted({k for k in keys if keys.count(k) > 1})[0]
         raise GeomerError(f"sample {duplicated} appears more than once")
-    fold_list = [_as_fold(f) for f in (folds if folds is not None else loso_folds(subjects))]
-    check_folds(fold_list, subjects)
+    fold_list = [_as_fold(f) for f in (folds if folds is not None else loso_folds(graphs, class_names))]
+    check_folds(fold_list, graphs)
     names = [fold_dir_name(f.name) for f in fold_list]
     if len(set(names)) != len(names):
         raise GeomerError("fold names collide once made into folder names")
