@@ -50,7 +50,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import DenseGCNConv
 from torch_geometric.utils import scatter
 
 from geomer.errors import GeomerError
@@ -59,7 +58,9 @@ from geomer.models.dere_grl_modules import (
     ActionDecomposition,
     LearnableAdjacency,
     RelationReconstruction,
+    SharedGraphConv,
     component_relations,
+    gcn_normalise,
 )
 from geomer.models.output import ModelOutput
 from geomer.models.registry import register_model
@@ -72,8 +73,8 @@ class _Encoder(nn.Module):
     """BatchNorm (statistics from training batches only) then a linear map to the width.
 
     Shapes:
-        - input: [M, F]
-        - output: [M, width]
+        - input: [..., F]
+        - output: [..., width]
     """
 
     def __init__(self, features: int, width: int):
@@ -82,20 +83,22 @@ class _Encoder(nn.Module):
         self.linear = nn.Linear(features, width)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear(self.norm(x))
+        normalised = self.norm(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        return self.linear(normalised)
 
 
 class _Stream(nn.Module):
-    """Residual DenseGCNConv layers over a shared adjacency.
+    """Residual graph-convolution layers (DenseGCNConv, see SharedGraphConv) over a shared
+    normalised adjacency.
 
     Shapes:
-        - x: [B, N, width], adjacency: [N, N]
-        - output: [B, N, width]
+        - x: [N, B, width] (node-first), normalised adjacency: [N, N]
+        - output: [N, B, width]
     """
 
     def __init__(self, width: int, layers: int):
         super().__init__()
-        self.convs = nn.ModuleList(DenseGCNConv(width, width) for _ in range(layers))
+        self.convs = nn.ModuleList(SharedGraphConv(width, width) for _ in range(layers))
         self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(layers))
 
     def forward(self, x: Tensor, adjacency: Tensor) -> Tensor:
@@ -198,7 +201,7 @@ class DeReGRL(nn.Module):
                 "edge_attr": _Encoder(2, width),
             }
         ) if "edge" in streams else None
-        self.node_embedding = nn.Parameter(torch.zeros(self.num_nodes, width))
+        self.node_embedding = nn.Parameter(torch.zeros(self.num_nodes, width))  # tells nodes apart
         nn.init.normal_(self.node_embedding, std=0.1)
 
         self.adjacency = LearnableAdjacency(
@@ -213,6 +216,9 @@ class DeReGRL(nn.Module):
             torch.as_tensor(graph.component, dtype=torch.long), self.num_components, int(actions)
         )
         self.rrm = RelationReconstruction(self.adm.num_actions, width, rrm)
+        # vector form: the pair weight of uniform action weights keeps unweighted components
+        # to themselves (see component_relations); the matrix form's rows already sum to 1
+        self._self_weight = 1.0 / self.adm.num_actions**2 if rrm == "vector" else 0.0
         self.embed = nn.Linear(self.adm.num_actions * width, int(embedding))
         self.classifier = nn.Linear(int(embedding), self.num_classes)
 
@@ -239,8 +245,8 @@ class DeReGRL(nn.Module):
                 ).transpose(1, 2)
             if self.center:
                 per_graph = geometry.reshape(-1, self.num_nodes, self.steps, 2)
-                geometry = (per_graph - per_graph.mean(dim=1, keepdim=True)).reshape_as(geometry)
-            signals["geometry"] = geometry.reshape(geometry.shape[0], -1)
+                geometry = per_graph - per_graph.mean(dim=1, keepdim=True)
+            signals["geometry"] = geometry.reshape(-1, 2 * self.steps)
         if flow is not None and (self.use_flow or geometry is None):
             flow = flow.float()
             if flow.dim() != 3 or flow.shape[1:] != (self.scales, FLOW_STATS):
@@ -268,37 +274,43 @@ class DeReGRL(nn.Module):
 
     # -- model ----------------------------------------------------------------------------
 
-    def _neighbour_difference(self, signal: Tensor, graphs: int) -> Tensor:
+    def _neighbour_difference(self, signal: Tensor) -> Tensor:
         """Mean over each node's prior neighbours of (x_j - x_i).
 
         Shapes:
-            - signal: [B·N, F]
-            - output: [B·N, F]
+            - signal: [N, B, F] (node-first)
+            - output: [N, B, F]
         """
-        nodes = signal.reshape(graphs, self.num_nodes, -1)
-        return (torch.matmul(self.neighbour_mean, nodes) - nodes).reshape_as(signal)
+        flat = signal.reshape(self.num_nodes, -1)
+        return (torch.matmul(self.neighbour_mean, flat) - flat).reshape(signal.shape)
 
     def backbone(self, batch) -> Tensor:
-        """Graph features of every node after message passing.
+        """Graph features of every node after message passing, node-first.
 
         Shapes:
-            - output: [B, N, hidden]
+            - output: [N, B, hidden]
         """
-        signals = self._node_signals(batch)
-        rows = next(iter(signals.values())).shape[0]
-        graphs = self._num_graphs(batch, rows)
-        adjacency = self.adjacency()
+        flat = self._node_signals(batch)
+        rows = next(iter(flat.values())).shape[0]
+        graphs = rows // self.num_nodes
+        # Node-first layout: every graph shares the adjacency, so propagation and the ADM are
+        # single matrix products (see SharedGraphConv).
+        signals = {
+            name: value.reshape(graphs, self.num_nodes, -1).transpose(0, 1).contiguous()
+            for name, value in flat.items()
+        }
+        adjacency = gcn_normalise(self.adjacency())
+        embedding = self.node_embedding[:, None, :]
         outputs = []
         if self.node_encoders is not None:
             x = sum(self.node_encoders[name](value) for name, value in signals.items())
-            x = x.reshape(graphs, self.num_nodes, -1) + self.node_embedding
-            outputs.append(self.stream_layers["node"](x, adjacency))
+            outputs.append(self.stream_layers["node"](x + embedding, adjacency))
         if self.edge_encoders is not None:
             # Relative movement along the prior edges, averaged into the receiving node:
             # mean_j (x_j - x_i) = (P x)_i - x_i with P the row-normalised prior adjacency. One
             # dense product instead of per-edge gathers keeps a training step in milliseconds.
             relative = [
-                self.edge_encoders[name](self._neighbour_difference(value, graphs))
+                self.edge_encoders[name](self._neighbour_difference(value))
                 for name, value in signals.items()
             ]
             edge_attr = getattr(batch, "edge_attr", None)
@@ -310,19 +322,19 @@ class DeReGRL(nn.Module):
                         f"got {tuple(edge_attr.shape)}"
                     )
                 incoming = scatter(edge_attr.float(), target, dim=0, dim_size=rows, reduce="mean")
+                incoming = incoming.reshape(graphs, self.num_nodes, 2).transpose(0, 1)
                 relative.append(self.edge_encoders["edge_attr"](incoming))
-            x = sum(relative).reshape(graphs, self.num_nodes, -1) + self.node_embedding
-            outputs.append(self.stream_layers["edge"](x, adjacency))
+            outputs.append(self.stream_layers["edge"](sum(relative) + embedding, adjacency))
         return F.relu(self.fuse(torch.cat(outputs, dim=-1)))
 
     def forward(self, batch) -> ModelOutput:
         nodes = self.backbone(batch)
-        actions = self.adm(nodes)
+        actions = self.adm(nodes, node_first=True).transpose(0, 1)  # [B, K·m, hidden]
         reconstructed, pairs = self.rrm(actions)
         embedding = F.relu(self.embed(reconstructed.flatten(1)))
         logits = self.classifier(F.dropout(embedding, self.dropout, self.training))
         return ModelOutput(
             logits=logits,
-            relations=component_relations(pairs, self.num_components),
+            relations=component_relations(pairs, self.num_components, self._self_weight),
             embedding=embedding,
         )

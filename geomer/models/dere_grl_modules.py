@@ -15,7 +15,49 @@ from torch import Tensor, nn
 
 from geomer.models.output import row_normalise
 
+from torch_geometric.nn import DenseGCNConv
+
 RRM_FORMS = ("vector", "matrix")
+
+
+def gcn_normalise(adjacency: Tensor) -> Tensor:
+    """``DenseGCNConv``'s normalisation of a dense adjacency: self-loops set to 1, then
+    ``D^-1/2 A D^-1/2`` with degrees clamped at 1.
+
+    Shapes:
+        - adjacency: [N, N]
+        - output: [N, N]
+    """
+    eye = torch.eye(adjacency.shape[-1], dtype=adjacency.dtype, device=adjacency.device)
+    with_loops = adjacency * (1 - eye) + eye
+    scale = with_loops.sum(dim=-1).clamp(min=1).pow(-0.5)
+    return scale[:, None] * with_loops * scale[None, :]
+
+
+class SharedGraphConv(nn.Module):
+    """A ``torch_geometric.nn.DenseGCNConv`` applied to a batch of graphs that share one
+    adjacency, with the features laid out node-first.
+
+    ``DenseGCNConv`` takes ``[B, N, F]`` and multiplies a (broadcast) ``[N, N]`` adjacency into
+    every graph, which on a CPU costs a transposed copy per call. Node-first features
+    ``[N, B, F]`` make the propagation one ``[N, N] × [N, B·F]`` product. The parameters and the
+    arithmetic are the PyG layer's (``conv.lin``, ``conv.bias``; the adjacency normalised by
+    :func:`gcn_normalise`, once per forward for all layers); a test checks equality with
+    ``DenseGCNConv.forward``.
+
+    Shapes:
+        - x: [N, B, F_in], normalised adjacency: [N, N]
+        - output: [N, B, F_out]
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = DenseGCNConv(in_channels, out_channels)
+
+    def forward(self, x: Tensor, normalised_adjacency: Tensor) -> Tensor:
+        out = self.conv.lin(x)
+        out = torch.matmul(normalised_adjacency, out.reshape(out.shape[0], -1)).reshape(out.shape)
+        return out + self.conv.bias if self.conv.bias is not None else out
 
 
 class LearnableAdjacency(nn.Module):
@@ -63,8 +105,9 @@ class ActionDecomposition(nn.Module):
 
     Shapes:
         - component: [N] component id of each node, in 0..K-1
-        - input: [B, N, d]
-        - output: [B, K·m, d] (actions of component k at rows k·m … k·m + m - 1)
+        - input: [B, N, d], or node-first [N, B, d] with ``node_first=True``
+        - output: [B, K·m, d] (actions of component k at rows k·m … k·m + m - 1), or
+          [K·m, B, d] with ``node_first=True``
     """
 
     def __init__(self, component: Tensor, num_components: int, actions_per_component: int):
@@ -99,8 +142,11 @@ class ActionDecomposition(nn.Module):
             for k in range(self.num_components)
         ]
 
-    def forward(self, nodes: Tensor) -> Tensor:
-        return torch.matmul(self.map_matrix(), nodes)
+    def forward(self, nodes: Tensor, node_first: bool = False) -> Tensor:
+        if not node_first:
+            return torch.matmul(self.map_matrix(), nodes)
+        flat = torch.matmul(self.map_matrix(), nodes.reshape(nodes.shape[0], -1))
+        return flat.reshape(self.num_actions, *nodes.shape[1:])
 
 
 class RelationReconstruction(nn.Module):
@@ -113,8 +159,8 @@ class RelationReconstruction(nn.Module):
       over all K·m actions: ``w = softmax_a(u_a · f_a + b_a)`` with a learned vector ``u_a`` and
       bias ``b_a`` per action; the reconstructed features are ``K·m · w_a f_a``. Because the
       weights compete (they sum to 1), the actions that carry the expression take the weight.
-      Two actions relate as much as both are weighted: ``P_ab = min(w_a, w_b)`` (a fuzzy AND,
-      i.e. co-activation).
+      Two actions relate as much as both are weighted: ``P_ab = w_a w_b`` (co-activation, the
+      action-level analogue of ``a aᵀ``).
     - ``"matrix"``: a (K·m)×(K·m) relation matrix, a learned static part plus input-conditioned
       attention: ``P = softmax_b(S_ab + (f W_q)_a · (f W_k)_b / √d)`` (each row sums to 1); the
       reconstructed features are ``f_a + Σ_b P_ab (f_b W_v)``.
@@ -145,7 +191,7 @@ class RelationReconstruction(nn.Module):
         count = actions.shape[1]
         if self.form == "vector":
             weights = self.action_weights(actions)
-            pairs = torch.minimum(weights[:, :, None], weights[:, None, :])
+            pairs = weights[:, :, None] * weights[:, None, :]
             return actions * (count * weights)[..., None], pairs
         scores = torch.matmul(self.query(actions), self.key(actions).transpose(1, 2))
         pairs = torch.softmax(self.static + scores / math.sqrt(self.width), dim=-1)
@@ -163,9 +209,14 @@ class RelationReconstruction(nn.Module):
         return torch.softmax((actions * self.gate_weight).sum(-1) + self.gate_bias, dim=-1)
 
 
-def component_relations(pairs: Tensor, num_components: int) -> Tensor:
+def component_relations(pairs: Tensor, num_components: int, self_weight: float = 0.0) -> Tensor:
     """Component relations from action-level relations: the mean of P over each component
-    pair's block of actions, then each row scaled to sum to 1.
+    pair's block of actions, plus ``self_weight`` on the diagonal, then each row scaled to sum
+    to 1.
+
+    With the vector RRM (``P = w wᵀ``) and ``self_weight`` = the pair weight of uniform action
+    weights, a component the model does not weight keeps (almost) only its self-relation, and a
+    weighted component relates to the other weighted ones in proportion to their weights.
 
     Shapes:
         - pairs: [B, K·m, K·m], non-negative
@@ -174,4 +225,6 @@ def component_relations(pairs: Tensor, num_components: int) -> Tensor:
     batch, actions, _ = pairs.shape
     m = actions // num_components
     blocks = pairs.reshape(batch, num_components, m, num_components, m).mean(dim=(2, 4))
+    if self_weight:
+        blocks = blocks + self_weight * torch.eye(num_components, dtype=blocks.dtype, device=blocks.device)
     return row_normalise(blocks)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch_geometric.data import Batch
+from torch_geometric.nn import DenseGCNConv
 
 from geomer.errors import GeomerError
 from geomer.graph import FaceGraph
@@ -14,7 +15,9 @@ from geomer.models.dere_grl_modules import (
     ActionDecomposition,
     LearnableAdjacency,
     RelationReconstruction,
+    SharedGraphConv,
     component_relations,
+    gcn_normalise,
 )
 
 SMALL = {"hidden": 16, "actions": 2, "layers": 2, "embedding": 32}
@@ -64,7 +67,7 @@ def test_rrm_vector_weights_sum_to_one_and_relate_by_co_activation():
     weights = rrm.action_weights(actions)
     assert reconstructed.shape == (3, 6, 4) and pairs.shape == (3, 6, 6)
     torch.testing.assert_close(weights.sum(-1), torch.ones(3))
-    torch.testing.assert_close(pairs, torch.minimum(weights[:, :, None], weights[:, None, :]))
+    torch.testing.assert_close(pairs, weights[:, :, None] * weights[:, None, :])
     torch.testing.assert_close(reconstructed, actions * 6 * weights[..., None])
 
 
@@ -90,6 +93,13 @@ def test_component_relations_average_action_blocks_then_normalise_rows():
     blocks = torch.tensor([[0.25, 0.15], [0.15, 0.0]])
     expected = blocks / blocks.sum(dim=1, keepdim=True)
     torch.testing.assert_close(component_relations(pairs, 2)[0], expected)
+    # self_weight is added to the diagonal before normalising: an unweighted component keeps
+    # (almost) only its self-relation
+    with_self = component_relations(pairs, 2, self_weight=0.1)[0]
+    torch.testing.assert_close(with_self, (blocks + 0.1 * torch.eye(2)) / (blocks.sum(1) + 0.1)[:, None])
+    weights = torch.tensor([[0.5, 0.5, 0.0, 0.0]])
+    relations = component_relations(weights[:, :, None] * weights[:, None, :], 2, 1 / 16)
+    torch.testing.assert_close(relations[0, 1], torch.tensor([0.0, 1.0]))
     # an all-zero row becomes uniform rather than NaN
     relations = component_relations(torch.zeros(1, 4, 4), 2)
     torch.testing.assert_close(relations, torch.full((1, 2, 2), 0.5))
@@ -110,6 +120,17 @@ def test_learnable_adjacency_is_the_prior_plus_a_symmetric_non_negative_weight(f
     assert layer.logits.grad is not None and layer.logits.grad.abs().sum() > 0
     fixed = LearnableAdjacency(face_graph.edge_index, face_graph.num_nodes, learn=False)
     assert torch.equal(fixed(), fixed.prior) and not list(fixed.parameters())
+
+
+def test_shared_graph_conv_equals_pyg_dense_gcn_conv(face_graph):
+    torch.manual_seed(0)
+    layer = SharedGraphConv(5, 3)
+    adjacency = LearnableAdjacency(face_graph.edge_index, face_graph.num_nodes)()
+    x = torch.randn(4, face_graph.num_nodes, 5)  # [B, N, F]
+    expected = layer.conv(x, adjacency)  # DenseGCNConv.forward
+    node_first = layer(x.transpose(0, 1), gcn_normalise(adjacency)).transpose(0, 1)
+    torch.testing.assert_close(node_first, expected)
+    assert isinstance(layer.conv, DenseGCNConv)
 
 
 # -- the model ------------------------------------------------------------------------------
