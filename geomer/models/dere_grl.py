@@ -33,12 +33,24 @@ could not read them):
   receiving node; the two are concatenated and projected, and a learned per-node embedding tells
   nodes apart;
 - ADM: one map matrix M_k [m × n_k] per component (``actions`` = m), as a masked block matrix;
-- RRM: ``"vector"`` (one input-conditioned weight per action feature) or ``"matrix"`` (a
-  (K·m)×(K·m) relation matrix = learned static part + input-conditioned attention), see
-  :class:`RelationReconstruction`;
-- **relations rule**: the action-level relation matrix P (vector form: ``P_ab = min(w_a, w_b)``,
-  the co-activation of two weighted actions; matrix form: the attention relation matrix) is averaged
-  over each component pair's block of actions and each row is scaled to sum to 1;
+- RRM: ``"vector"`` (one input-conditioned weight per action feature, a softmax over all K·m
+  actions) or ``"matrix"`` (a (K·m)×(K·m) relation matrix = learned static part +
+  input-conditioned attention), see :class:`RelationReconstruction`;
+- movement prior (``movement_prior=True``): the log movement energy of each action (node
+  energies pooled by the ADM map weights, relative to the clip's mean) is added to the RRM scores
+  and the learned vector-form score is bounded (``2·tanh``), so the weights go to actions that
+  move and the learned part re-weights them; without it the softmax weights go to whichever
+  actions the classifier finds most discriminative (often one component per class), and the
+  relations then mark where the classifier looks rather than which components act together;
+- **relations rule**: the action-level relation matrix P (vector form: ``P = w wᵀ``, the
+  co-activation of the weighted actions; matrix form: the attention matrix, rows summing to 1) is
+  averaged over each component pair's block of actions; the vector form adds the pair weight of
+  uniform weights, ``1/(K·m)²``, on the diagonal (so a component that is not weighted relates
+  mainly to itself); each row is then scaled to sum to 1
+  (:func:`~geomer.models.dere_grl_modules.component_relations`);
+- layout: node-first tensors ``[N, B, d]`` so that a batch sharing one adjacency is propagated
+  with one matrix product (:class:`~geomer.models.dere_grl_modules.SharedGraphConv`, the
+  ``DenseGCNConv`` parameters and arithmetic);
 - classifier: the reconstructed action features, flattened → linear → ReLU (the ``embedding``)
   → dropout → linear (the logits).
 """
@@ -127,6 +139,7 @@ class DeReGRL(nn.Module):
         scales: S, the flow scales the data carry.
         center: remove the per-step mean displacement over nodes (residual head translation).
         learn_adjacency: add the learned N×N weight to the prior adjacency.
+        movement_prior: add each action's log movement energy to the RRM scores.
 
     Shapes:
         - batch.geometry: [B·N, T, 2] (optional), batch.flow_stats: [B·N, S, 12] (optional),
@@ -142,6 +155,12 @@ class DeReGRL(nn.Module):
     requires: tuple[str, ...] = ()
     requires_any: tuple[tuple[str, ...], ...] = (("geometry", "flow_stats"),)
     small_config = {"hidden": 16, "actions": 2, "layers": 2, "embedding": 32}
+    # The engine's recipe for this model (``geomer train`` / ``bench train`` read it): 20 epochs
+    # reach LOSO UF1 ≈ 0.95 on the standard synthetic dataset (one seed, measured by hand).
+    train_defaults = {"epochs": 20, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2}
+    # Data attributes forward() reads when present (the engine may drop the others before
+    # collating; texture and sequence tensors dominate collation time).
+    inputs: tuple[str, ...] = ("geometry", "flow_stats", "edge_attr", "edge_index", "y")
 
     def __init__(
         self,
@@ -150,7 +169,7 @@ class DeReGRL(nn.Module):
         *,
         actions: int = 4,
         rrm: str = "vector",
-        hidden: int = 32,
+        hidden: int = 16,
         layers: int = 2,
         embedding: int = 64,
         dropout: float = 0.2,
@@ -160,6 +179,7 @@ class DeReGRL(nn.Module):
         scales: int = 3,
         center: bool = True,
         learn_adjacency: bool = True,
+        movement_prior: bool = True,
     ):
         super().__init__()
         streams = tuple(streams)
@@ -185,6 +205,7 @@ class DeReGRL(nn.Module):
         self.scales = int(scales)
         self.center = bool(center)
         self.dropout = float(dropout)
+        self.movement_prior = bool(movement_prior)
         width = int(hidden)
 
         # Encoders for every input the data may carry; forward sums those that are present,
@@ -327,10 +348,42 @@ class DeReGRL(nn.Module):
             outputs.append(self.stream_layers["edge"](sum(relative) + embedding, adjacency))
         return F.relu(self.fuse(torch.cat(outputs, dim=-1)))
 
+    def movement_energy(self, batch) -> Tensor:
+        """Per node, how much it moves: the mean squared (centred) displacement over time, or,
+        without geometry, the mean squared flow magnitude over scales.
+
+        Shapes:
+            - output: [B, N]
+        """
+        geometry = getattr(batch, "geometry", None)
+        if geometry is not None:
+            geometry = geometry.float().reshape(-1, self.num_nodes, geometry.shape[1], 2)
+            if self.center:
+                geometry = geometry - geometry.mean(dim=1, keepdim=True)
+            return geometry.pow(2).sum(-1).mean(-1)
+        flow = batch.flow_stats.float()
+        return flow[..., 2].pow(2).mean(-1).reshape(-1, self.num_nodes)
+
+    def action_prior(self, batch) -> Tensor:
+        """Log movement energy of every action: node energies pooled by the absolute ADM map
+        weights of the action (each row normalised), so the RRM favours actions that move.
+
+        Shapes:
+            - output: [B, K·m]
+        """
+        energy = self.movement_energy(batch)  # [B, N]
+        pooling = self.adm.map_matrix().detach().abs()
+        pooling = pooling / pooling.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        action_energy = torch.matmul(energy, pooling.T)  # [B, K·m]
+        # relative to the clip's mean so the prior is scale-free (IOD² or px² alike)
+        relative = action_energy / action_energy.mean(dim=1, keepdim=True).clamp_min(1e-12)
+        return torch.log(relative + 1e-3)
+
     def forward(self, batch) -> ModelOutput:
         nodes = self.backbone(batch)
         actions = self.adm(nodes, node_first=True).transpose(0, 1)  # [B, K·m, hidden]
-        reconstructed, pairs = self.rrm(actions)
+        prior = self.action_prior(batch) if self.movement_prior else None
+        reconstructed, pairs = self.rrm(actions, prior)
         embedding = F.relu(self.embed(reconstructed.flatten(1)))
         logits = self.classifier(F.dropout(embedding, self.dropout, self.training))
         return ModelOutput(

@@ -165,6 +165,9 @@ class RelationReconstruction(nn.Module):
       attention: ``P = softmax_b(S_ab + (f W_q)_a · (f W_k)_b / √d)`` (each row sums to 1); the
       reconstructed features are ``f_a + Σ_b P_ab (f_b W_v)``.
 
+    Both forms accept a ``prior`` [B, K·m] of log-weights added to the scores (DeRe-GRL passes the
+    log movement energy of each action, so actions that do not move get little weight).
+
     :func:`component_relations` turns P into the K×K ``relations``.
 
     Shapes:
@@ -187,26 +190,36 @@ class RelationReconstruction(nn.Module):
             self.key = nn.Linear(width, width, bias=False)
             self.value = nn.Linear(width, width)
 
-    def forward(self, actions: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, actions: Tensor, prior: Tensor | None = None) -> tuple[Tensor, Tensor]:
         count = actions.shape[1]
         if self.form == "vector":
-            weights = self.action_weights(actions)
+            weights = self.action_weights(actions, prior)
             pairs = weights[:, :, None] * weights[:, None, :]
             return actions * (count * weights)[..., None], pairs
         scores = torch.matmul(self.query(actions), self.key(actions).transpose(1, 2))
-        pairs = torch.softmax(self.static + scores / math.sqrt(self.width), dim=-1)
+        scores = self.static + scores / math.sqrt(self.width)
+        if prior is not None:
+            scores = scores + prior[:, None, :]  # every action attends more to moving ones
+        pairs = torch.softmax(scores, dim=-1)
         return actions + torch.matmul(pairs, self.value(actions)), pairs
 
-    def action_weights(self, actions: Tensor) -> Tensor:
+    def action_weights(self, actions: Tensor, prior: Tensor | None = None) -> Tensor:
         """Vector form: the weight of every action feature, summing to 1 per sample.
 
+        ``prior`` (log-weights, e.g. the log movement energy of each action) is added to the
+        learned scores before the softmax.
+
         Shapes:
-            - actions: [B, K·m, d]
+            - actions: [B, K·m, d], prior: [B, K·m] or None
             - output: [B, K·m]
         """
         if self.form != "vector":
             raise ValueError("action_weights exists for the vector RRM form only")
-        return torch.softmax((actions * self.gate_weight).sum(-1) + self.gate_bias, dim=-1)
+        scores = (actions * self.gate_weight).sum(-1) + self.gate_bias
+        if prior is None:
+            return torch.softmax(scores, dim=-1)
+        # bounded learned term: with a prior it re-weights actions by at most a factor e^±2
+        return torch.softmax(2.0 * torch.tanh(scores) + prior, dim=-1)
 
 
 def component_relations(pairs: Tensor, num_components: int, self_weight: float = 0.0) -> Tensor:

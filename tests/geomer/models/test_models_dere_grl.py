@@ -3,6 +3,8 @@ inputs it runs on (landmark geometry, or flow only on megc2019-flow)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch_geometric.data import Batch
@@ -69,6 +71,22 @@ def test_rrm_vector_weights_sum_to_one_and_relate_by_co_activation():
     torch.testing.assert_close(weights.sum(-1), torch.ones(3))
     torch.testing.assert_close(pairs, weights[:, :, None] * weights[:, None, :])
     torch.testing.assert_close(reconstructed, actions * 6 * weights[..., None])
+
+
+def test_rrm_prior_moves_the_weight_to_moving_actions():
+    torch.manual_seed(0)
+    rrm = RelationReconstruction(num_actions=4, width=3, form="vector")
+    actions = torch.randn(2, 4, 3)
+    prior = torch.log(torch.tensor([[50.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 50.0]]))
+    with torch.no_grad():
+        weights = rrm.action_weights(actions, prior)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2))
+    assert weights[0].argmax() == 0 and weights[1].argmax() == 3
+    # the learned part is bounded: it re-weights by at most e^±2 either way
+    assert float(weights[0, 0] / weights[0, 1:].max()) > 50 * math.exp(-4.0)
+    matrix = RelationReconstruction(num_actions=4, width=3, form="matrix")
+    _, pairs = matrix(actions, prior)
+    assert (pairs[0].argmax(dim=-1) == 0).all()
 
 
 def test_rrm_matrix_is_a_row_stochastic_relation_matrix_over_all_actions():
@@ -182,6 +200,17 @@ def test_without_geometry_the_movement_is_the_flow_at_the_apex_landmarks(face_gr
         changed.flow_stats = changed.flow_stats + torch.randn_like(changed.flow_stats)
         assert not torch.allclose(model(changed).logits, out.logits)
     torch.testing.assert_close(out.relations.sum(-1), torch.ones(4, face_graph.num_components))
+
+
+def test_movement_energy_comes_from_geometry_or_else_flow(face_graph, batch, flow_batch):
+    model = build(face_graph)
+    energy = model.movement_energy(batch)
+    assert energy.shape == (4, face_graph.num_nodes) and (energy >= 0).all()
+    prior = model.action_prior(batch)
+    assert prior.shape == (4, model.adm.num_actions) and torch.isfinite(prior).all()
+    flow_energy = model.movement_energy(flow_batch)
+    expected = flow_batch.flow_stats[..., 2].pow(2).mean(-1).reshape(4, -1)
+    torch.testing.assert_close(flow_energy, expected)
 
 
 def test_use_flow_false_ignores_flow_when_geometry_is_there(face_graph, batch):
