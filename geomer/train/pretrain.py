@@ -10,7 +10,10 @@ sources it saw (:mod:`geomer.models.pretrained`).
 Distributed: :func:`pretrain` runs unchanged under ``torchrun --nproc_per_node N``: it joins the
 process group torchrun describes (gloo on CPU, nccl on GPU), rank 0 extracts the frame pairs and
 broadcasts them, a ``DistributedSampler`` shards them, DDP averages the gradients, rank 0 writes
-the checkpoint.
+the checkpoint::
+
+    geomer pretrain --frames VIDEOS_OR_FOLDERS... --epochs 10 --out runs/pretrain
+    torchrun --nproc_per_node 2 $(which geomer) pretrain --frames ... --out runs/pretrain
 """
 
 from __future__ import annotations
