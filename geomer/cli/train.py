@@ -32,8 +32,9 @@ def register(subparsers) -> None:
                         help="pick the best TEST epoch as some papers do; the run is marked leaky")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="a model setting (VALUE parsed as JSON when possible); repeatable")
-    parser.add_argument("--jobs", type=int, default=default_jobs(),
-                        help="parallel fold × seed tasks and feature extraction (1: in-process, uses a GPU if any)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="parallel fold × seed tasks and feature extraction; default: 1 (in-process) "
+                             "with a GPU, else one process per CPU core (at most 8)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local", help="where tasks run")
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local Ray)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (in-process runs)")
@@ -43,10 +44,15 @@ def register(subparsers) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def default_jobs() -> int:
-    """One process per CPU core, at most 8 (each holds the dataset's graphs)."""
+def default_jobs(device: str = "auto") -> int:
+    """1 when training goes to a GPU (in-process), else one process per CPU core, at most 8
+    (each process holds the dataset's graphs)."""
     import os
 
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        return 1
     return max(1, min(8, os.cpu_count() or 1))
 
 
@@ -97,7 +103,7 @@ def build_config(args):
         class_weighted=not args.no_class_weights and defaults.pop("class_weighted", True),
         val_fraction=args.val_fraction,
         leaky_best_epoch=args.leaky_best_epoch,
-        jobs=args.jobs,
+        jobs=args.jobs if args.jobs is not None else default_jobs(args.device),
         executor=args.executor,
         ray_address=args.ray_address,
         device=args.device,

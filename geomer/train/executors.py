@@ -44,7 +44,16 @@ def run_in_process(tasks, context, *, progress=True) -> list[FoldSummary]:
 
 
 _WORKER_CONTEXT: FitContext | None = None
-_START_METHOD = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+# Imported once by the fork server, so that its workers start with them loaded.
+_PRELOAD = ["torch", "torch_geometric", "geomer.models", "geomer.train.fit", "geomer.train.executors"]
+
+
+def _pool_context():
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return context
 
 
 def _init_worker(context: FitContext) -> None:
@@ -63,9 +72,11 @@ def _fit_in_worker(task: FoldTask) -> FoldSummary:
 def run_process_pool(tasks, context, *, jobs: int, progress=True) -> list[FoldSummary]:
     """A pool of ``jobs`` processes, one thread each, fed with fold × seed tasks.
 
-    Forked where the platform allows (no re-import of torch and PyG per worker: seconds each);
-    the workers run one thread on the CPU, so neither OpenMP's thread pool nor CUDA state
-    inherited from the parent is used. Elsewhere the workers are spawned.
+    Workers come from a fork server (spawned elsewhere): forking the engine's own process is not
+    safe, since a lock held by one of its threads (OpenCV's or torch's pools, after feature
+    extraction) stays locked forever in the child. The fork server is a clean single-threaded
+    process that imports torch, PyG and the engine once, so each worker still starts in a fraction
+    of a second.
     """
     worker_context = context
     if context.device != "cpu":
@@ -73,7 +84,7 @@ def run_process_pool(tasks, context, *, jobs: int, progress=True) -> list[FoldSu
     summaries: dict[int, FoldSummary] = {}
     with ProcessPoolExecutor(
         max_workers=min(jobs, len(tasks)),
-        mp_context=multiprocessing.get_context(_START_METHOD),
+        mp_context=_pool_context(),
         initializer=_init_worker,
         initargs=(worker_context,),
     ) as pool, _bar(len(tasks), progress, f"folds ({jobs} processes)") as bar:
