@@ -10,7 +10,9 @@ from __future__ import annotations
 from geomer.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from geomer.train.config import TrainConfig
 from geomer.train.metrics import ClassificationMetrics, classification_metrics, confusion_matrix
+from geomer.train.pipeline import train_dataset
 from geomer.train.pool import format_table, pool_run
+from geomer.train.predict import Prediction, predict_clip
 from geomer.train.run import Fold, RunResult, check_folds, loso_folds, read_run_config, run_loso
 
 __all__ = [
@@ -26,6 +28,9 @@ __all__ = [
     "load_checkpoint",
     "loso_folds",
     "pool_run",
+    "predict_clip",
+    "Prediction",
+    "train_dataset",
     "read_run_config",
     "run_loso",
     "save_checkpoint",
