@@ -79,6 +79,7 @@ from geomer.models.output import ModelOutput
 from geomer.models.registry import register_model
 
 STREAMS = ("node", "edge")
+NOISE_MOMENTUM = 0.1  # running per-node noise floor (see DeReGRL.node_activity)
 FLOW_STATS = 12  # mean u, mean v, mean magnitude, 8-bin orientation histogram, mean strain
 
 
@@ -182,6 +183,9 @@ class DeReGRL(nn.Module):
         center: bool = True,
         learn_adjacency: bool = True,
         movement_prior: bool = True,
+        learned_bound: float = 2.0,
+        self_relation: float = 1.0,
+        movement_target: float = 0.0,
     ):
         super().__init__()
         streams = tuple(streams)
@@ -208,6 +212,7 @@ class DeReGRL(nn.Module):
         self.center = bool(center)
         self.dropout = float(dropout)
         self.movement_prior = bool(movement_prior)
+        self.movement_target = float(movement_target)
         width = int(hidden)
 
         # Encoders for every input the data may carry; forward sums those that are present,
@@ -238,10 +243,21 @@ class DeReGRL(nn.Module):
         self.adm = ActionDecomposition(
             torch.as_tensor(graph.component, dtype=torch.long), self.num_components, int(actions)
         )
-        self.rrm = RelationReconstruction(self.adm.num_actions, width, rrm)
-        # vector form: the pair weight of uniform action weights keeps unweighted components
-        # to themselves (see component_relations); the matrix form's rows already sum to 1
-        self._self_weight = 1.0 / (self.num_components * int(actions) ** 2) if rrm == "vector" else 0.0
+        self.rrm = RelationReconstruction(self.adm.num_actions, width, rrm, learned_bound=learned_bound)
+        # vector form: the block mean of w wᵀ is W_k W_l / m² (W_k the component's total
+        # weight), so self_relation / m² on the diagonal reads as "W_k W_l + self_relation·δ_kl":
+        # a component with W_k ≪ self_relation relates mainly to itself (see
+        # component_relations); the matrix form's rows already sum to 1
+        self._self_weight = float(self_relation) / int(actions) ** 2 if rrm == "vector" else 0.0
+        # movement evidence: per-node noise floor (running, training batches only) and the
+        # rigid fields (scaling P, rotation P⊥ of the centred template) removed before measuring
+        self.register_buffer("noise_floor", torch.zeros(self.num_nodes))
+        self.register_buffer("noise_batches", torch.zeros((), dtype=torch.long))
+        template = torch.as_tensor(graph.template, dtype=torch.float32)
+        template = template - template.mean(dim=0)
+        rotated = torch.stack([-template[:, 1], template[:, 0]], dim=1)
+        basis = torch.stack([template, rotated])
+        self.register_buffer("rigid_basis", basis / basis.flatten(1).norm(dim=1)[:, None, None])
         self.embed = nn.Linear(self.adm.num_actions * width, int(embedding))
         self.classifier = nn.Linear(int(embedding), self.num_classes)
 
@@ -350,9 +366,25 @@ class DeReGRL(nn.Module):
             outputs.append(self.stream_layers["edge"](sum(relative) + embedding, adjacency))
         return F.relu(self.fuse(torch.cat(outputs, dim=-1)))
 
-    def movement_energy(self, batch) -> Tensor:
-        """Per node, how much it moves: the mean squared (centred) displacement over time, or,
-        without geometry, the mean squared flow magnitude over scales.
+    def _rigid_residual(self, geometry: Tensor) -> Tensor:
+        """Displacements with each step's residual head motion taken out: the translation (the
+        mean over nodes) and, to first order, the rotation and scaling about the template
+        centroid (projections on the orthogonal fields ``P`` and ``P⊥`` of the centred template).
+
+        Shapes:
+            - geometry: [B, N, T, 2]
+            - output: [B, N, T, 2]
+        """
+        residual = geometry - geometry.mean(dim=1, keepdim=True)
+        for basis in (self.rigid_basis[0], self.rigid_basis[1]):  # each [N, 2], unit norm
+            coefficient = torch.einsum("bntk,nk->bt", residual, basis)
+            residual = residual - coefficient[:, None, :, None] * basis[None, :, None, :]
+        return residual
+
+    def raw_node_activity(self, batch) -> Tensor:
+        """Per node, how much it moves, linear in the movement's amplitude: the RMS over time of
+        the displacement after the residual head motion is removed (:meth:`_rigid_residual`), or,
+        without geometry, the mean flow magnitude over scales.
 
         Shapes:
             - output: [B, N]
@@ -360,36 +392,98 @@ class DeReGRL(nn.Module):
         geometry = getattr(batch, "geometry", None)
         if geometry is not None:
             geometry = geometry.float().reshape(-1, self.num_nodes, geometry.shape[1], 2)
-            if self.center:
-                geometry = geometry - geometry.mean(dim=1, keepdim=True)
-            return geometry.pow(2).sum(-1).mean(-1)
+            return self._rigid_residual(geometry).pow(2).sum(-1).mean(-1).sqrt()
         flow = batch.flow_stats.float()
-        return flow[..., 2].pow(2).mean(-1).reshape(-1, self.num_nodes)
+        return flow[..., 2].abs().mean(-1).reshape(-1, self.num_nodes)
+
+    def node_activity(self, batch) -> Tensor:
+        """:meth:`raw_node_activity` above each node's noise floor, ``relu(raw - floor)``.
+
+        The floor is the activity of the node in a typical clip (tracker jitter: dlib's contour
+        points jitter about twice as much as the inner points, so without it the contour looks
+        as active as a moving mouth): in training, the per-node median over the batch's clips
+        feeds a running estimate (momentum 0.1, like BatchNorm's statistics: training fold only,
+        no labels); in evaluation the running estimate is used as it is.
+
+        Shapes:
+            - output: [B, N], non-negative
+        """
+        raw = self.raw_node_activity(batch)
+        if self.training and raw.shape[0] > 1:
+            with torch.no_grad():
+                median = raw.median(dim=0).values
+                if int(self.noise_batches) == 0:
+                    self.noise_floor.copy_(median)
+                else:
+                    self.noise_floor.mul_(1 - NOISE_MOMENTUM).add_(NOISE_MOMENTUM * median)
+                self.noise_batches.add_(1)
+        return F.relu(raw - self.noise_floor)
+
+    def action_activity(self, batch) -> Tensor:
+        """Activity of every action: node activities (:meth:`node_activity`) pooled by the
+        absolute ADM map weights of the action, each row normalised (a weighted mean over the
+        action's own component).
+
+        Shapes:
+            - output: [B, K·m], non-negative
+        """
+        pooling = self.adm.map_matrix().detach().abs()
+        pooling = pooling / pooling.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return torch.matmul(self.node_activity(batch), pooling.T)
 
     def action_prior(self, batch) -> Tensor:
-        """Log movement energy of every action: node energies pooled by the absolute ADM map
-        weights of the action (each row normalised), so the RRM favours actions that move.
+        """The RRM prior: the log activity of every action relative to the clip's mean
+        (:func:`_log_relative` of :meth:`action_activity`), so that the RRM weights are
+        proportional to the activity before the learned re-weighting.
 
         Shapes:
             - output: [B, K·m]
         """
-        energy = self.movement_energy(batch)  # [B, N]
-        pooling = self.adm.map_matrix().detach().abs()
-        pooling = pooling / pooling.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        action_energy = torch.matmul(energy, pooling.T)  # [B, K·m]
-        # relative to the clip's mean so the prior is scale-free (IOD² or px² alike)
-        relative = action_energy / action_energy.mean(dim=1, keepdim=True).clamp_min(1e-12)
-        return torch.log(relative + 1e-3)
+        return _log_relative(self.action_activity(batch))
 
     def forward(self, batch) -> ModelOutput:
         nodes = self.backbone(batch)
         actions = self.adm(nodes, node_first=True).transpose(0, 1)  # [B, K·m, hidden]
-        prior = self.action_prior(batch) if self.movement_prior else None
+        activity = self.action_activity(batch) if self.movement_prior or self.movement_target else None
+        prior = _log_relative(activity) if self.movement_prior else None
         reconstructed, pairs = self.rrm(actions, prior)
         embedding = F.relu(self.embed(reconstructed.flatten(1)))
         logits = self.classifier(F.dropout(embedding, self.dropout, self.training))
+        aux_loss = None
+        if self.movement_target and self.training:
+            aux_loss = self.movement_target * self._movement_divergence(actions, prior, activity)
         return ModelOutput(
             logits=logits,
             relations=component_relations(pairs, self.num_components, self._self_weight),
             embedding=embedding,
+            aux_loss=aux_loss,
         )
+
+    def _movement_divergence(self, actions: Tensor, prior: Tensor | None, activity: Tensor) -> Tensor:
+        """KL(q ‖ w) averaged over the batch: q the clip's action activities as a distribution
+        (uniform when nothing moves above the floor), w the RRM weights.
+
+        Shapes:
+            - actions: [B, K·m, d], prior: [B, K·m] or None, activity: [B, K·m]
+            - output: [] (a scalar)
+        """
+        if self.rrm.form == "vector":
+            log_weights = torch.log(self.rrm.action_weights(actions, prior).clamp_min(1e-12))
+        else:  # the matrix form's mean attention received by each action
+            _, pairs = self.rrm(actions, prior)
+            log_weights = torch.log(pairs.mean(dim=1).clamp_min(1e-12))
+        total = activity.sum(dim=1, keepdim=True)
+        target = torch.where(total > 0, activity / total.clamp_min(1e-12), torch.full_like(activity, 1 / activity.shape[1]))
+        return (target * (torch.log(target.clamp_min(1e-12)) - log_weights)).sum(dim=1).mean()
+
+
+def _log_relative(activity: Tensor) -> Tensor:
+    """Log of each action's activity relative to the clip's mean action activity (scale-free:
+    IOD or pixel units alike); actions below the noise floor get ≈ 1e-3 of the mean.
+
+    Shapes:
+        - activity: [B, K·m], non-negative
+        - output: [B, K·m]
+    """
+    relative = activity / activity.mean(dim=1, keepdim=True).clamp_min(1e-12)
+    return torch.log(relative + 1e-3)

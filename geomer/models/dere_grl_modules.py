@@ -175,8 +175,9 @@ class RelationReconstruction(nn.Module):
         - output: (reconstructed [B, K·m, d], P [B, K·m, K·m] with entries in [0, 1])
     """
 
-    def __init__(self, num_actions: int, width: int, form: str = "vector"):
+    def __init__(self, num_actions: int, width: int, form: str = "vector", learned_bound: float = 2.0):
         super().__init__()
+        self.learned_bound = float(learned_bound)
         if form not in RRM_FORMS:
             raise ValueError(f"unknown RRM form {form!r}; known: {', '.join(RRM_FORMS)}")
         self.form = form
@@ -218,8 +219,8 @@ class RelationReconstruction(nn.Module):
         scores = (actions * self.gate_weight).sum(-1) + self.gate_bias
         if prior is None:
             return torch.softmax(scores, dim=-1)
-        # bounded learned term: with a prior it re-weights actions by at most a factor e^±2
-        return torch.softmax(2.0 * torch.tanh(scores) + prior, dim=-1)
+        # bounded learned term: with a prior it re-weights actions by at most e^±learned_bound
+        return torch.softmax(self.learned_bound * torch.tanh(scores) + prior, dim=-1)
 
 
 def component_relations(pairs: Tensor, num_components: int, self_weight: float = 0.0) -> Tensor:
