@@ -8,6 +8,7 @@ its own files, so the executor never changes the results (see ``fit``'s determin
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from geomer.errors import GeomerError
@@ -56,12 +57,14 @@ def _pool_context():
     return context
 
 
-def _init_worker(context: FitContext) -> None:
+def _init_worker(context_bytes: bytes) -> None:
+    import pickle
+
     import torch
 
     global _WORKER_CONTEXT
     torch.set_num_threads(1)
-    _WORKER_CONTEXT = context
+    _WORKER_CONTEXT = pickle.loads(context_bytes)
 
 
 def _fit_in_worker(task: FoldTask) -> FoldSummary:
@@ -86,7 +89,9 @@ def run_process_pool(tasks, context, *, jobs: int, progress=True) -> list[FoldSu
         max_workers=min(jobs, len(tasks)),
         mp_context=_pool_context(),
         initializer=_init_worker,
-        initargs=(worker_context,),
+        # Plain pickle bytes: multiprocessing's own pickler would share every tensor through a
+        # file descriptor, and a dataset's thousands of tensors exceed what a fork server passes.
+        initargs=(pickle.dumps(worker_context, protocol=pickle.HIGHEST_PROTOCOL),),
     ) as pool, _bar(len(tasks), progress, f"folds ({jobs} processes)") as bar:
         futures = {pool.submit(_fit_in_worker, task): i for i, task in enumerate(tasks)}
         for future in as_completed(futures):

@@ -14,7 +14,8 @@ CLASSES = ("a", "b", "c")
 @pytest.fixture(scope="module")
 def setup():
     face_graph = FaceGraph()
-    return face_graph, make_graphs(face_graph, subjects=4)
+    # 96 graphs, several hundred tensors: more than multiprocessing could pass as descriptors.
+    return face_graph, make_graphs(face_graph, subjects=4, per_class=8)
 
 
 def _config(**changes):
