@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 from landmarks.errors import LandmarksError
@@ -40,9 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        # DEV-ONLY guard while sub-commands are being written in parallel; removed before release.
-        if importlib.util.find_spec(f"geomer.cli.{name}") is None:
-            continue
         importlib.import_module(f"geomer.cli.{name}").register(subparsers)
     return parser
 

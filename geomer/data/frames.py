@@ -7,25 +7,26 @@ by that number, never by ``os.listdir`` order.
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+from landmarks.errors import LandmarksError
+from landmarks.io import IMAGE_SUFFIXES, frame_number
 
 
 def frame_number_of(path: Path) -> int | None:
-    """The last number in a file's stem, None when it has none."""
-    match = _LAST_NUMBER.search(Path(path).stem)
-    return int(match.group(1)) if match else None
+    """The last number in a file's stem (``landmarks.io.frame_number``), None when it has none."""
+    try:
+        return frame_number(path)
+    except LandmarksError:
+        return None
 
 
 def index_frames(folder: Path) -> dict[int, Path]:
     """Frame number → file for the image files directly in ``folder``, ordered by number."""
     found: dict[int, Path] = {}
     for path in Path(folder).iterdir():
-        if path.suffix.lower() in FRAME_SUFFIXES and path.is_file():
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
             number = frame_number_of(path)
             if number is not None:
                 found[number] = path

@@ -87,14 +87,7 @@ def _import_models() -> None:
     if _imported:
         return
     for module in _MODEL_MODULES:
-        qualified = f"{__package__}.{module}"
-        try:
-            importlib.import_module(qualified)
-        except ModuleNotFoundError as error:
-            # DEV-ONLY guard: skip a model module that is not written yet during parallel
-            # development; errors raised inside an existing module still propagate.
-            if error.name != qualified:
-                raise
+        importlib.import_module(f"{__package__}.{module}")
     _imported = True
 
 
