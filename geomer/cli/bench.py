@@ -1,7 +1,8 @@
 """``geomer bench ENTRY``: the project's own speed measurements.
 
 Each entry is a library function returning rows ``(what, value, unit)``; this module prints them
-as a table. Entries: ``landmarks`` (issue 2), ``features`` (issue 3), ``train`` (issues 5, 6).
+as a table. Entries: ``landmarks`` (issue 2), ``features`` (issue 3), ``synth`` (the renderer, issue 4),
+``train`` (issues 5, 6).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ def register(subparsers) -> None:
     features = entries.add_parser("features", help="flow + node sampling per pair; clip extraction")
     features.add_argument("--repeats", type=int, default=20, help="timed repetitions")
 
+    synth = entries.add_parser("synth", help="frames/s of the synthetic face renderer")
+    synth.add_argument("--frames", type=int, default=300, help="frames to render")
+
     train = entries.add_parser("train", help="LOSO training time and clips/s for a model")
     train.add_argument("--model", default="dere-grl", help="registered model name")
     train.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's)")
@@ -39,6 +43,10 @@ def _run(args) -> int:
         from geomer.features.bench import bench_features
 
         rows = bench_features(repeats=args.repeats)
+    elif args.entry == "synth":
+        from geomer.synth.bench import bench_synth
+
+        rows = bench_synth(frames=args.frames)
     else:
         from geomer.train.bench import bench_train
 

@@ -1,0 +1,50 @@
+"""`geomer bench ENTRY` runs the library's measurements and prints one row per figure."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from geomer.cli import main
+
+ROW = re.compile(r"^(?P<what>.+?)\s+(?P<value>-?\d+\.\d\d)\s+(?P<unit>\S+)$")
+
+
+def _rows(text: str) -> dict[str, tuple[float, str]]:
+    rows = {}
+    for line in text.strip().splitlines():
+        match = ROW.match(line)
+        assert match, f"not a bench row: {line!r}"
+        rows[match["what"].strip()] = (float(match["value"]), match["unit"])
+    return rows
+
+
+def test_bench_features_prints_positive_times_per_pair_and_clip(capsys):
+    assert main(["bench", "features", "--repeats", "1"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    per_pair = [value for what, (value, unit) in rows.items() if unit == "ms/pair"]
+    per_clip = [value for what, (value, unit) in rows.items() if unit == "ms/clip"]
+    assert len(per_pair) >= 2 and len(per_clip) >= 1
+    assert all(value > 0 for value in per_pair + per_clip)
+
+
+def test_bench_landmarks_on_a_rendered_clip_reports_both_pipelines(capsys):
+    assert main(["bench", "landmarks", "--frames", "8"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert rows["tracker"][1] == "frames/s" and rows["tracker"][0] > 0
+    assert rows["naive detect+predict"][0] > 0
+    # the rendered clip moves by known sub-pixel shifts: the tracker must recover them
+    assert rows["tracker mean-displacement error"][0] < 0.5
+
+
+def test_bench_synth_renders_frames(capsys):
+    assert main(["bench", "synth", "--frames", "4"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert any(unit == "frames/s" and value > 0 for value, unit in rows.values())
+
+
+def test_bench_needs_an_entry(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench"])
+    assert exit_info.value.code == 2
