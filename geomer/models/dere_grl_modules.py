@@ -175,7 +175,7 @@ class RelationReconstruction(nn.Module):
         - output: (reconstructed [B, K·m, d], P [B, K·m, K·m] with entries in [0, 1])
     """
 
-    def __init__(self, num_actions: int, width: int, form: str = "vector", learned_bound: float = 2.0):
+    def __init__(self, num_actions: int, width: int, form: str = "vector", learned_bound: float = 0.5):
         super().__init__()
         self.learned_bound = float(learned_bound)
         if form not in RRM_FORMS:
