@@ -32,7 +32,9 @@ class MultiHeadAttention(nn.Module):
 
     Shapes:
         query ``[B, Lq, D]``, context ``[B, Lk, D]`` (defaults to ``query``: self-attention),
-        key_padding_mask ``[B, Lk]`` bool, True = ignore that key →
+        key_padding_mask ``[B, Lk]`` bool, True = ignore that key,
+        key_bias ``[B, Lk]`` float added to every query's logit for that key
+        (:func:`movement_key_bias`) →
         output ``[B, Lq, D]``, weights ``[B, H, Lq, Lk]`` or None.
     """
 
@@ -53,6 +55,7 @@ class MultiHeadAttention(nn.Module):
         context: torch.Tensor | None = None,
         key_padding_mask: torch.Tensor | None = None,
         need_weights: bool = False,
+        key_bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         context = query if context is None else context
         b, lq, d = query.shape
@@ -63,6 +66,9 @@ class MultiHeadAttention(nn.Module):
         if key_padding_mask is not None:
             bias = torch.zeros(b, 1, 1, lk, dtype=q.dtype, device=q.device)
             bias = bias.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+        if key_bias is not None:
+            added = key_bias[:, None, None, :].to(q.dtype)
+            bias = added if bias is None else bias + added
         dropout = self.dropout if self.training else 0.0
         if need_weights:
             scores = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5
@@ -98,9 +104,13 @@ class TransformerBlock(nn.Module):
         tokens: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
         need_weights: bool = False,
+        key_bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         mixed, weights = self.attn(
-            self.norm1(tokens), key_padding_mask=key_padding_mask, need_weights=need_weights
+            self.norm1(tokens),
+            key_padding_mask=key_padding_mask,
+            need_weights=need_weights,
+            key_bias=key_bias,
         )
         tokens = tokens + mixed
         tokens = tokens + self.mlp(self.norm2(tokens))
@@ -128,10 +138,11 @@ class TransformerEncoder(nn.Module):
         tokens: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
         need_weights: bool = False,
+        key_bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         kept = []
         for block in self.blocks:
-            tokens, weights = block(tokens, key_padding_mask, need_weights)
+            tokens, weights = block(tokens, key_padding_mask, need_weights, key_bias)
             if weights is not None:
                 kept.append(weights)
         return self.norm(tokens), kept
@@ -169,7 +180,10 @@ def component_pooling(token_component: torch.Tensor, num_components: int) -> tor
 
 
 def attention_relations(
-    attn_per_layer: Sequence[torch.Tensor], token_component: torch.Tensor, num_components: int
+    attn_per_layer: Sequence[torch.Tensor],
+    token_component: torch.Tensor,
+    num_components: int,
+    summary_token: int | None = 0,
 ) -> torch.Tensor:
     """The one attention → relations rule shared by every transformer (see the module docstring).
 
@@ -179,15 +193,53 @@ def attention_relations(
         token_component: component id of each token, ``[L]`` or ``[B, L]`` long; -1 for tokens
             that belong to no component (summary tokens, padding).
         num_components: K.
+        summary_token: index of the summary token whose rollout row weights the query tokens
+            (the tokens' importance); None weights every component token equally.
 
     Shapes: → ``[B, K, K]``, every row non-negative and summing to 1.
     """
     rollout = attention_rollout(attn_per_layer).to(torch.float32)
-    pooling = component_pooling(token_component.to(rollout.device), num_components)
-    pooled = pooling @ rollout @ pooling.transpose(1, 2)
-    totals = pooled.sum(dim=-1, keepdim=True)
-    uniform = torch.full_like(pooled, 1.0 / num_components)
-    return torch.where(totals > 0, pooled / totals.clamp_min(1e-12), uniform)
+    k = num_components
+    ids = token_component.to(rollout.device)
+    ids = ids if ids.dim() == 2 else ids[None].expand(rollout.shape[0], -1)
+    member = ids >= 0
+    if summary_token is None:
+        importance = member.to(torch.float32)
+    else:
+        importance = rollout[:, summary_token] * member
+    importance = importance / importance.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    membership = F.one_hot(ids.clamp_min(0), k).to(torch.float32) * member[..., None]  # [B, L, K]
+    flow = importance[..., None] * rollout  # row i scaled by token i's importance
+    pooled = membership.transpose(1, 2) @ flow @ membership  # [B, K, K], summed per pair
+    pooled = pooled / pooled.sum(dim=(-1, -2), keepdim=True).clamp_min(1e-12)
+    pooled = pooled + torch.eye(k, dtype=pooled.dtype, device=pooled.device) / k
+    return pooled / pooled.sum(dim=-1, keepdim=True)
+
+
+def movement_key_bias(
+    energy: torch.Tensor, node_mask: torch.Tensor | None = None, floor: float = 0.01
+) -> torch.Tensor:
+    """Log relative movement energy of each node token: the attention prior toward what moves.
+
+    ``excess = relu(e − median(e))`` over the clip's nodes (the median node is the still
+    background: head motion and noise move every node a little), ``bias = log(excess /
+    mean(excess) + floor)``; a clip where nothing stands out gets a constant bias (no effect).
+    Added to the attention logits for each key, it makes every token attend to moving tokens in
+    proportion to their excess movement (``floor`` bounds the penalty of still tokens at
+    ``log floor``, ≈ −4.6); the content logits re-weight on top of it.
+
+    Shapes: energy ``[B, N]`` (non-negative), node_mask ``[B, N]`` bool (True: a node) → ``[B, N]``
+    (0 at padding).
+    """
+    energy = energy.float()
+    if node_mask is None:
+        node_mask = torch.ones_like(energy, dtype=torch.bool)
+    masked = energy.masked_fill(~node_mask, float("nan"))
+    median = masked.nanmedian(dim=-1, keepdim=True).values.nan_to_num(0.0)
+    excess = (energy - median).clamp_min(0.0) * node_mask
+    mean = excess.sum(-1, keepdim=True) / node_mask.sum(-1, keepdim=True).clamp_min(1)
+    bias = torch.log(excess / mean.clamp_min(1e-12) + floor)
+    return bias.masked_fill(~node_mask, 0.0)
 
 
 def mean_relations(*relations: torch.Tensor) -> torch.Tensor:

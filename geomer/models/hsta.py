@@ -50,6 +50,7 @@ from geomer.models.attention import (
     TransformerBlock,
     attention_relations,
     mean_relations,
+    movement_key_bias,
 )
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
@@ -121,8 +122,10 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         patch_size: int = 8,
         sequence_steps: int = 8,
         tubelet: int = 4,
+        movement_prior: bool = True,
     ) -> None:
         super().__init__()
+        self.movement_prior = movement_prior
         self.num_components = int(graph.num_components)
         self.tubelet = tubelet
         self.time_tokens = -(-sequence_steps // tubelet)
@@ -192,15 +195,22 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         special_padding = None if keep.all() else ~keep
         frame_keep = torch.cat([keep[:, :1], node_mask.repeat_interleave(self.time_tokens, 1)], 1)
         frame_padding = None if frame_keep.all() else ~frame_keep
+        special_bias = frame_bias = None
+        if self.movement_prior:  # node energy: mean optical-flow magnitude over scales and pixels
+            energy = flow[:, :, :, :2].float().pow(2).sum(dim=3).sqrt().flatten(2).mean(dim=-1)
+            bias = movement_key_bias(energy, node_mask)
+            zero = bias.new_zeros(b, 1)  # summary tokens
+            special_bias = torch.cat([zero, bias], dim=1)
+            frame_bias = torch.cat([zero, bias.repeat_interleave(self.time_tokens, 1)], dim=1)
         special_attention, frame_attention = [], []
         for special_blocks, frame_blocks, crossmodal in zip(
             self.special_stages, self.frame_stages, self.crossmodal
         ):
             for block in special_blocks:
-                special, weights = block(special, special_padding, need_weights=True)
+                special, weights = block(special, special_padding, True, special_bias)
                 special_attention.append(weights)
             for block in frame_blocks:
-                frames, weights = block(frames, frame_padding, need_weights=True)
+                frames, weights = block(frames, frame_padding, True, frame_bias)
                 frame_attention.append(weights)
             special, frames = crossmodal(special, frames)
         embedding = torch.cat(

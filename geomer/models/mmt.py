@@ -44,6 +44,7 @@ from geomer.models.attention import (
     attention_relations,
     attention_rollout,
     mean_relations,
+    movement_key_bias,
 )
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
@@ -74,7 +75,8 @@ class ModalityEncoder(nn.Module):
     importance is per patch and scale); ``False`` (default, ~5× faster on CPU) sums the node's
     per-scale projections into one multi-scale token (L = 1 + N).
 
-    Shapes: patches ``[B, N, S, *patch_shape]``, node mask ``[B, N]`` →
+    Shapes: patches ``[B, N, S, *patch_shape]``, node mask ``[B, N]``, node_bias ``[B, N]`` or
+    None (attention logit bias for each node's tokens as keys) →
     embedding ``[B, D]``, attention per layer ``[B, H, L, L]``, token components ``[L]``
     (-1 for the summary token), patch importance ``[B, L - 1]``.
     """
@@ -111,7 +113,9 @@ class ModalityEncoder(nn.Module):
             "token_component", torch.cat([component.new_full((1,), -1), component]), persistent=False
         )
 
-    def forward(self, patches: torch.Tensor, node_mask: torch.Tensor):
+    def forward(
+        self, patches: torch.Tensor, node_mask: torch.Tensor, node_bias: torch.Tensor | None = None
+    ):
         b, n, s = patches.shape[:3]
         if s != self.num_scales:
             raise ValueError(f"expected {self.num_scales} scales, got patches {tuple(patches.shape)}")
@@ -128,7 +132,11 @@ class ModalityEncoder(nn.Module):
         tokens = torch.cat([self.summary.expand(b, 1, -1), tokens], dim=1)
         padding = torch.cat([padding.new_zeros(b, 1), padding], dim=1)
         key_padding = padding if padding.any() else None
-        features, attention = self.encoder(tokens, key_padding, need_weights=True)
+        key_bias = None
+        if node_bias is not None:  # per node → per token; the summary token gets none
+            per_token = node_bias.repeat_interleave(s, dim=1) if self.scale_tokens else node_bias
+            key_bias = torch.cat([per_token.new_zeros(b, 1), per_token], dim=1)
+        features, attention = self.encoder(tokens, key_padding, need_weights=True, key_bias=key_bias)
         rollout = attention_rollout(attention)
         importance = rollout[:, 0, 1:].masked_fill(padding[:, 1:], 0.0)
         importance = importance / importance.sum(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -166,8 +174,10 @@ class MultiModalMultiScaleTransformer(nn.Module):
         scale_tokens: bool = False,
         temperature: float = 0.1,
         contrastive_weight: float = 0.1,
+        movement_prior: bool = True,
     ) -> None:
         super().__init__()
+        self.movement_prior = movement_prior
         self.num_components = int(graph.num_components)
         self.temperature = temperature
         self.contrastive_weight = contrastive_weight
@@ -186,8 +196,12 @@ class MultiModalMultiScaleTransformer(nn.Module):
         check_inputs(self, batch)
         flow, mask = dense_nodes(batch, "flow_patches")
         texture, _ = dense_nodes(batch, "texture_apex")
-        motion, motion_attn, motion_tokens, _ = self.motion(flow, mask)
-        appearance, texture_attn, texture_tokens, _ = self.texture(texture, mask)
+        bias = None
+        if self.movement_prior:  # node energy: mean optical-flow magnitude over scales and pixels
+            energy = flow[:, :, :, :2].float().pow(2).sum(dim=3).sqrt().flatten(2).mean(dim=-1)
+            bias = movement_key_bias(energy, mask)
+        motion, motion_attn, motion_tokens, _ = self.motion(flow, mask, bias)
+        appearance, texture_attn, texture_tokens, _ = self.texture(texture, mask, bias)
         embedding = torch.cat([motion, appearance], dim=-1)
         contrastive = info_nce(
             self.motion_projection(motion), self.texture_projection(appearance), self.temperature

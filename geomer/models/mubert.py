@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geomer.models.attention import TransformerEncoder, attention_relations
+from geomer.models.attention import TransformerEncoder, attention_relations, movement_key_bias
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
 from geomer.models.tokens import NodeTokenEmbedding, PatchProjection, dense_nodes, sized_variant
@@ -183,8 +183,10 @@ class MicronBERT(nn.Module):
         swap_ratio: float = 0.3,
         swap_block: int = 4,
         crop_keep: float = 0.5,
+        movement_prior: bool = True,
     ) -> None:
         super().__init__()
+        self.movement_prior = movement_prior
         self.num_components = int(graph.num_components)
         self.swap_ratio = swap_ratio
         self.swap_block = swap_block
@@ -211,24 +213,44 @@ class MicronBERT(nn.Module):
         frame: torch.Tensor,
         node_mask: torch.Tensor,
         need_weights: bool = False,
+        node_bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Encode one frame's node patches.
 
-        Shapes: frame ``[B, N, S, P, P]``, node_mask ``[B, N]`` (False: padding or cropped out)
+        Shapes: frame ``[B, N, S, P, P]``, node_mask ``[B, N]`` (False: padding or cropped out),
+        node_bias ``[B, N]`` or None (attention logit bias of each node token as a key)
         → context ``[B, D]``, tokens ``[B, N, D]``, attention per layer ``[B, H, 1+N, 1+N]``.
         """
         b = frame.shape[0]
         tokens = self.patches(frame) + self.nodes()[None]
         tokens = torch.cat([self.context.expand(b, 1, -1), tokens], dim=1)
         padding = torch.cat([node_mask.new_zeros(b, 1), ~node_mask], dim=1)
-        features, attention = self.encoder(tokens, padding if padding.any() else None, need_weights)
+        key_bias = None if node_bias is None else torch.cat([node_bias.new_zeros(b, 1), node_bias], 1)
+        features, attention = self.encoder(
+            tokens, padding if padding.any() else None, need_weights, key_bias
+        )
         return features[:, 0], features[:, 1:], attention
+
+    def movement_bias(self, onset: torch.Tensor, apex: torch.Tensor, node_mask: torch.Tensor):
+        """The movement prior (:func:`movement_key_bias`) from the mean absolute grey-level change
+        onset → apex of each node's patches, or None when ``movement_prior`` is off.
+
+        Shapes: onset, apex ``[B, N, S, P, P]``, node_mask ``[B, N]`` → ``[B, N]`` or None.
+        """
+        if not self.movement_prior:
+            return None
+        energy = (apex.float() - onset.float()).abs().flatten(2).mean(dim=-1)
+        return movement_key_bias(energy, node_mask)
 
     def _pair(self, onset: torch.Tensor, apex: torch.Tensor, node_mask: torch.Tensor):
         """Both frames through the shared encoder in one pass; the apex pass keeps its attention."""
         b = onset.shape[0]
+        bias = self.movement_bias(onset, apex, node_mask)
         context, tokens, attention = self.encode(
-            torch.cat([onset, apex]), torch.cat([node_mask, node_mask]), need_weights=True
+            torch.cat([onset, apex]),
+            torch.cat([node_mask, node_mask]),
+            need_weights=True,
+            node_bias=None if bias is None else torch.cat([bias, bias]),
         )
         apex_attention = [layer[b:] for layer in attention]
         return (context[:b], tokens[:b]), (context[b:], tokens[b:]), apex_attention
@@ -278,8 +300,9 @@ class MicronBERT(nn.Module):
         per_node = ((predicted - target) ** 2).mean(dim=-1)
         reconstruction = (per_node * node_mask).sum() / node_mask.sum().clamp_min(1)
         crop = crop_mask(template, b, self.crop_keep, generator).to(onset.device) & node_mask
-        full_context, _, _ = self.encode(apex, node_mask)
-        crop_context, _, _ = self.encode(apex, crop)
+        bias = self.movement_bias(onset, apex, node_mask)
+        full_context, _, _ = self.encode(apex, node_mask, node_bias=bias)
+        crop_context, _, _ = self.encode(apex, crop, node_bias=bias)
         agreement = 1.0 - F.cosine_similarity(crop_context, full_context.detach(), dim=-1).mean()
         return {"reconstruction": reconstruction, "context": agreement}
 

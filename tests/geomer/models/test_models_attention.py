@@ -10,6 +10,7 @@ from geomer.models.attention import (
     attention_relations,
     attention_rollout,
     component_pooling,
+    movement_key_bias,
 )
 
 
@@ -28,7 +29,7 @@ def test_rollout_averages_heads_and_multiplies_layers_in_order():
     torch.testing.assert_close(attention_rollout([first, second])[0], expected)
 
 
-def test_relations_pool_component_pairs_and_normalise_rows():
+def test_relations_sum_importance_weighted_flow_per_pair_with_a_diagonal_floor():
     # tokens: summary (-1), two tokens of component 0, one of component 1; K = 3 (2 is empty)
     attn = torch.tensor(
         [[[0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5]]]
@@ -36,19 +37,64 @@ def test_relations_pool_component_pairs_and_normalise_rows():
     components = torch.tensor([-1, 0, 0, 1])
     relations = attention_relations([attn], components, 3)
     step = (attn[0] + torch.eye(4)) / 2  # rows already sum to 1
-    # component 0 → 0: mean over its 2×2 token block; 0 → 1: mean over 2×1 tokens
-    c00 = step[1:3, 1:3].mean()
-    c01 = step[1:3, 3].mean()
-    c10 = step[3, 1:3].mean()
-    c11 = step[3, 3]
-    expected = torch.tensor(
+    importance = step[0, 1:] / step[0, 1:].sum()  # the summary token's row over component tokens
+    flow = importance[:, None] * step[1:, 1:]
+    pooled = torch.stack(
         [
-            [c00 / (c00 + c01), c01 / (c00 + c01), 0.0],
-            [c10 / (c10 + c11), c11 / (c10 + c11), 0.0],
-            [1 / 3, 1 / 3, 1 / 3],
+            torch.stack([flow[:2, :2].sum(), flow[:2, 2].sum(), torch.tensor(0.0)]),
+            torch.stack([flow[2, :2].sum(), flow[2, 2], torch.tensor(0.0)]),
+            torch.zeros(3),
         ]
     )
+    pooled = pooled / pooled.sum() + torch.eye(3) / 3
+    expected = pooled / pooled.sum(-1, keepdim=True)
     torch.testing.assert_close(relations[0], expected)
+    torch.testing.assert_close(relations[0, 0], torch.tensor([5 / 6, 1 / 6, 0.0]))
+    assert relations[0, 2].tolist() == [0.0, 0.0, 1.0]  # no tokens: relates only to itself
+
+
+def test_a_component_the_summary_ignores_relates_mainly_to_itself():
+    # summary attends only to components 0 and 1; component 2's token gets no importance
+    attn = torch.tensor(
+        [
+            [
+                [0.0, 0.5, 0.5, 0.0],
+                [0.0, 0.4, 0.4, 0.2],
+                [0.0, 0.4, 0.4, 0.2],
+                [0.0, 0.4, 0.4, 0.2],
+            ]
+        ]
+    )
+    relations = attention_relations([attn], torch.tensor([-1, 0, 1, 2]), 3)[0]
+    assert relations[2, 2] > 0.9
+    assert relations[0, 1] > relations[0, 2] and relations[1, 0] > relations[1, 2]
+    uniform = attention_relations([attn], torch.tensor([-1, 0, 1, 2]), 3, summary_token=None)[0]
+    assert uniform[2, 2] < relations[2, 2]  # equal weights: component 2 relates to the others too
+
+
+def test_movement_key_bias_favours_nodes_moving_more_than_the_median():
+    energy = torch.tensor([[0.0, 1.0, 1.0, 1.0, 5.0, 3.0]])
+    mask = torch.tensor([[True] * 5 + [False]])
+    bias = movement_key_bias(energy, mask)
+    # median 1 → excess (0, 0, 0, 0, 4), mean over the 5 nodes 0.8 → log(excess/0.8 + 0.01)
+    expected = torch.log(torch.tensor([0.0, 0.0, 0.0, 0.0, 5.0]) + 0.01)
+    torch.testing.assert_close(bias[0, :5], expected)
+    assert bias[0, 5] == 0.0  # padding
+    still = movement_key_bias(torch.full((1, 4), 2.0))
+    assert torch.all(still == still[0, 0])  # nothing stands out: no preference
+
+
+def test_key_bias_shifts_attention_in_both_paths():
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(8, 2).eval()
+    tokens = torch.randn(2, 5, 8)
+    bias = torch.tensor([[0.0, 0.0, 0.0, 0.0, -30.0], [0.0, 3.0, 0.0, 0.0, 0.0]])
+    fused, _ = attention(tokens, key_bias=bias)
+    kept, weights = attention(tokens, need_weights=True, key_bias=bias)
+    torch.testing.assert_close(fused, kept)
+    assert torch.all(weights[0, :, :, 4] < 1e-9)
+    _, plain = attention(tokens, need_weights=True)
+    assert torch.all(weights[1, :, :, 1] > plain[1, :, :, 1])
 
 
 def test_component_pooling_equals_the_graphs_pooling_matrix(face_graph):

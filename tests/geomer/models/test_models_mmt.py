@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from geomer.models import create
+from geomer.models.attention import movement_key_bias
 from geomer.models.mmt import info_nce
 
 
@@ -39,8 +40,11 @@ def test_aux_loss_is_the_weighted_contrastive_loss(batch, face_graph):
     assert model(batch).aux_loss.item() == 0.0
     model.contrastive_weight = 2.0
     output = model(batch)
-    flow = model.motion(*_dense(batch, "flow_patches"))[0]
-    texture = model.texture(*_dense(batch, "texture_apex"))[0]
+    patches, mask = _dense(batch, "flow_patches")
+    energy = patches[:, :, :, :2].pow(2).sum(3).sqrt().flatten(2).mean(-1)
+    bias = movement_key_bias(energy, mask)
+    flow = model.motion(patches, mask, bias)[0]
+    texture = model.texture(*_dense(batch, "texture_apex"), bias)[0]
     expected = 2.0 * info_nce(model.motion_projection(flow), model.texture_projection(texture), 0.1)
     torch.testing.assert_close(output.aux_loss, expected)
     assert output.embedding.shape == (4, 32)
@@ -52,6 +56,21 @@ def test_patch_importance_is_a_distribution_over_tokens(batch, face_graph):
     assert importance.shape == (4, 68 * 3) and components.shape == (1 + 68 * 3,)
     torch.testing.assert_close(importance.sum(-1), torch.ones(4))
     assert len(attention) == 2
+
+
+def test_movement_prior_draws_the_summary_to_moving_nodes(batch, face_graph):
+    torch.manual_seed(0)
+    patches, mask = _dense(batch, "flow_patches")
+    still = torch.zeros_like(patches)
+    still[:, 48:68, :, :2] = 1.0  # only the mouth moves
+    with_prior = create("mmt", 3, face_graph, dim=16, depth=1, heads=2).eval()
+    energy = still[:, :, :, :2].norm(dim=3).flatten(2).mean(-1)
+    importance = with_prior.motion(still, mask, movement_key_bias(energy, mask))[3]
+    assert importance[:, 48:68].sum(-1).min() > 0.9
+    torch.manual_seed(0)
+    without = create("mmt", 3, face_graph, dim=16, depth=1, heads=2, movement_prior=False).eval()
+    batch_relations = with_prior(batch).relations
+    assert not torch.allclose(batch_relations, without(batch).relations)
 
 
 def test_runs_on_megc2019_flow_like_data(flow_batch, face_graph):
