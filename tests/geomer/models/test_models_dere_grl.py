@@ -202,15 +202,96 @@ def test_without_geometry_the_movement_is_the_flow_at_the_apex_landmarks(face_gr
     torch.testing.assert_close(out.relations.sum(-1), torch.ones(4, face_graph.num_components))
 
 
-def test_movement_energy_comes_from_geometry_or_else_flow(face_graph, batch, flow_batch):
-    model = build(face_graph)
-    energy = model.movement_energy(batch)
-    assert energy.shape == (4, face_graph.num_nodes) and (energy >= 0).all()
+def test_movement_evidence_is_the_flow_magnitude_or_else_the_landmark_rms(face_graph, batch, flow_batch):
+    n = face_graph.num_nodes
+    model = build(face_graph)  # use_flow=True: the flow at the nodes is the evidence
+    expected = batch.flow_stats[..., 2].abs().mean(-1).reshape(4, n)
+    torch.testing.assert_close(model.raw_node_activity(batch), expected)
+    torch.testing.assert_close(
+        model.raw_node_activity(flow_batch), flow_batch.flow_stats[..., 2].abs().mean(-1).reshape(4, n)
+    )
+    landmarks_only = build(face_graph, use_flow=False)
+    geometry = batch.geometry.reshape(4, n, -1, 2)
+    rms = landmarks_only._rigid_residual(geometry).pow(2).sum(-1).mean(-1).sqrt()
+    torch.testing.assert_close(landmarks_only.raw_node_activity(batch), rms)
+    # linear in the amplitude (the ground truth is), not quadratic like an energy
+    doubled = batch.clone()
+    doubled.geometry = 2 * batch.geometry
+    torch.testing.assert_close(landmarks_only.raw_node_activity(doubled), 2 * rms)
     prior = model.action_prior(batch)
     assert prior.shape == (4, model.adm.num_actions) and torch.isfinite(prior).all()
-    flow_energy = model.movement_energy(flow_batch)
-    expected = flow_batch.flow_stats[..., 2].pow(2).mean(-1).reshape(4, -1)
-    torch.testing.assert_close(flow_energy, expected)
+
+
+def test_residual_head_motion_is_not_movement(face_graph):
+    # a translation, a small rotation and a scaling of the template at every step are removed;
+    # a local movement of the mouth survives
+    model = build(face_graph, use_flow=False)
+    template = torch.as_tensor(face_graph.template, dtype=torch.float32)
+    centred = template - template.mean(dim=0)
+    steps = torch.linspace(0, 1, 16)[:, None, None]
+    rotation = torch.stack([-centred[:, 1], centred[:, 0]], dim=1)
+    rigid = steps * (torch.tensor([0.03, -0.02]) + 0.01 * rotation + 0.02 * centred)  # [T, N, 2]
+    geometry = rigid.transpose(0, 1)[None]  # [1, N, T, 2]
+    assert model._rigid_residual(geometry).abs().max() < 1e-6
+    # the lip corners (iBUG 48, 54) pulled up and outwards, as by AU12
+    ids = list(face_graph.node_ids)
+    corners = [ids.index(48), ids.index(54)]
+    local = torch.zeros_like(geometry)
+    local[0, corners[0], :, 0], local[0, corners[1], :, 0] = -steps[:, 0, 0], steps[:, 0, 0]
+    local[0, corners, :, 1] = -steps[:, 0, 0].expand(2, -1)
+    residual = model._rigid_residual(geometry + local)
+    moved = residual.pow(2).sum(-1).mean(-1).sqrt()[0]
+    rest = torch.ones(face_graph.num_nodes, dtype=torch.bool)
+    rest[corners] = False
+    assert moved[corners].min() > 10 * moved[rest].max()
+
+
+def test_noise_floor_is_a_running_median_of_training_batches(face_graph, batch, make_batch):
+    model = build(face_graph)
+    assert torch.equal(model.noise_floor, torch.zeros(face_graph.num_nodes))
+    model.train()
+    model(batch)
+    first = batch.flow_stats[..., 2].abs().mean(-1).reshape(4, -1).median(dim=0).values
+    torch.testing.assert_close(model.noise_floor, first)
+    other = make_batch(4, seed=7)
+    model(other)
+    second = other.flow_stats[..., 2].abs().mean(-1).reshape(4, -1).median(dim=0).values
+    torch.testing.assert_close(model.noise_floor, 0.9 * first + 0.1 * second)
+    floor = model.noise_floor.clone()
+    model.eval()
+    with torch.no_grad():
+        activity = model.node_activity(make_batch(4, seed=9))
+        model(make_batch(4, seed=9))
+    assert torch.equal(model.noise_floor, floor)  # evaluation never moves it
+    assert (activity >= 0).all() and (activity == 0).any()  # below the floor counts as still
+    assert "noise_floor" in model.state_dict()  # travels with the checkpoint
+
+
+def test_relations_follow_the_moving_components(face_graph, make_batch):
+    # with the learned re-weighting off, a clip whose mouth alone moves above the floor relates
+    # the mouth to nothing else and every other component to itself
+    model = build(face_graph, learned_bound=0.0)
+    model.eval()
+    still = make_batch(4, seed=3)
+    model.noise_floor.copy_(still.flow_stats[..., 2].abs().mean(-1).reshape(4, -1).max(dim=0).values)
+    moving = still.clone()
+    mouth = torch.as_tensor(face_graph.component == 6).repeat(4)
+    moving.flow_stats = still.flow_stats.clone()
+    moving.flow_stats[mouth, :, 2] += 5.0
+    brows = torch.as_tensor((face_graph.component == 1) | (face_graph.component == 2)).repeat(4)
+    moving.flow_stats[brows, :, 2] += 5.0
+    with torch.no_grad():
+        relations = model(moving).relations
+    torch.testing.assert_close(relations.sum(-1), torch.ones(4, face_graph.num_components))
+    assert (relations >= 0).all()
+    active = [1, 2, 6]
+    for row in range(face_graph.num_components):
+        others = [k for k in range(face_graph.num_components) if k != row]
+        if row in active:
+            partners = [k for k in active if k != row]
+            assert relations[:, row, partners].min() > 10 * relations[:, row, [k for k in others if k not in active]].max()
+        else:
+            assert relations[:, row, row].min() > 0.99
 
 
 def test_use_flow_false_ignores_flow_when_geometry_is_there(face_graph, batch):
@@ -258,6 +339,8 @@ def test_bad_shapes_and_settings_are_one_line_errors(face_graph, batch, make_bat
         build(face_graph, streams=())
     with pytest.raises(GeomerError, match="dropout"):
         build(face_graph, dropout=1.5)
+    with pytest.raises(GeomerError, match="learned_bound and self_relation"):
+        build(face_graph, learned_bound=-1.0)
 
 
 def test_normalisation_statistics_come_from_training_batches_only(face_graph, batch, make_batch):
