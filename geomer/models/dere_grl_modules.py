@@ -166,7 +166,9 @@ class RelationReconstruction(nn.Module):
       reconstructed features are ``f_a + Σ_b P_ab (f_b W_v)``.
 
     Both forms accept a ``prior`` [B, K·m] of log-weights added to the scores (DeRe-GRL passes the
-    log movement energy of each action, so actions that do not move get little weight).
+    log movement evidence of each action, so actions that do not move get little weight); with a
+    prior the vector form's learned score is bounded, ``learned_bound·tanh(u_a · f_a + b_a)``, so
+    it re-weights the prior by at most e^±learned_bound.
 
     :func:`component_relations` turns P into the K×K ``relations``.
 
