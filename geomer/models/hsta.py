@@ -28,9 +28,14 @@ How geomer builds it (reimplementation choices are marked *choice*):
   4 stages of 1 block on special data and 2 on frames; the small default ``hsta`` has 2 stages
   of 1 + 1 blocks;
 * head over both summary tokens, concatenated (also the ``embedding``);
+* movement prior (``movement_prior=True``, *choice*): every USTA block's attention logits get
+  the log relative excess optical-flow magnitude of each key node
+  (:func:`geomer.models.attention.movement_key_bias`; a node's frame tokens share its value);
+  ``False`` restores plain attention;
 * ``relations``: the shared rule (:func:`geomer.models.attention.attention_relations`) applied
   to each branch's self-attention layers (frame tokens keep their node's component), the two
-  [B, K, K] averaged.
+  [B, K, K] averaged. Standard synthetic dataset, LOSO
+  (``GEOMER_CACHE=/tmp/gcache geomer train --model hsta --seeds 0 --jobs 2``): HSTA_FIGURES.
 
 Missing modality: ``megc2019-flow`` has no frame sequence and no onset patches, so ``hsta``
 fails at the start naming ``sequence`` (``requires``); use ``mmt`` or ``dere-grl`` there.

@@ -27,8 +27,13 @@ How geomer builds it (reimplementation choices are marked *choice*):
   patches at the same positions; pretraining reconstructs the original apex patches from the
   encoded pair (:meth:`MicronBERT.pretraining_losses`, ``geomer pretrain``);
 * classifier on the PoI-weighted mean of the DMA features;
+* movement prior (``movement_prior=True``, *choice*): the encoder's attention logits get the
+  log relative excess onset→apex grey-level change of each key node
+  (:func:`geomer.models.attention.movement_key_bias`), the same bias for both frames' passes;
+  ``False`` restores plain attention;
 * ``relations``: the shared rule (:func:`geomer.models.attention.attention_relations`) on the
-  encoder's self-attention over the apex frame.
+  encoder's self-attention over the apex frame. Standard synthetic dataset, LOSO
+  (``GEOMER_CACHE=/tmp/gcache geomer train --model mubert --seeds 0 --jobs 2``): MUBERT_FIGURES.
 
 Sizes (68 nodes, 3 scales, 8×8 patches): ``mubert`` (dim 48, depth 2, 4 heads) ≈ 0.075 M
 parameters; ``mubert-base`` (dim 384, depth 8, 6 heads, ViT-S-like) ≈ 14.9 M parameters (the paper

@@ -44,3 +44,12 @@ def test_forward_tiles_the_sequence_into_tubelets(batch, face_graph, tubelet):
     output = model(batch)
     assert output.logits.shape == (4, 3) and output.embedding.shape == (4, 32)
     torch.testing.assert_close(output.relations.sum(-1), torch.ones(4, 7))
+
+
+def test_movement_prior_changes_the_attention_and_nothing_else(batch, face_graph):
+    torch.manual_seed(0)
+    with_prior = create("hsta", 3, face_graph, dim=16, heads=2, stages=1).eval()
+    torch.manual_seed(0)
+    without = create("hsta", 3, face_graph, dim=16, heads=2, stages=1, movement_prior=False).eval()
+    assert sum(p.numel() for p in with_prior.parameters()) == sum(p.numel() for p in without.parameters())
+    assert not torch.allclose(with_prior(batch).relations, without(batch).relations)

@@ -72,3 +72,14 @@ def test_missing_onset_texture_fails_naming_the_input(flow_batch, face_graph):
     model = create("mubert", 3, face_graph, dim=16, depth=1, heads=2)
     with pytest.raises(GeomerError, match="texture"):
         model(flow_batch)
+
+
+def test_movement_prior_follows_the_onset_to_apex_change(face_graph):
+    model = create("mubert", 3, face_graph, dim=16, depth=1, heads=2).eval()
+    onset = torch.zeros(2, 68, 3, 8, 8)
+    apex = onset.clone()
+    apex[:, 36:48] = 1.0  # only the eyes change
+    bias = model.movement_bias(onset, apex, torch.ones(2, 68, dtype=torch.bool))
+    assert torch.all(bias[:, 36:48] > 0) and torch.all(bias[:, :36] < -4)
+    model.movement_prior = False
+    assert model.movement_bias(onset, apex, torch.ones(2, 68, dtype=torch.bool)) is None
