@@ -30,8 +30,11 @@ Reimplementation choices (not from the paper):
   (:func:`geomer.models.attention.movement_key_bias`), so tokens, and the summary token's patch
   importance, lean toward the patches that move; ``False`` restores plain attention;
 * ``relations``: the shared rule (:func:`geomer.models.attention.attention_relations`) applied to
-  each modality's encoder, the two [B, K, K] averaged. Standard synthetic dataset, LOSO
-  (``GEOMER_CACHE=/tmp/gcache geomer train --model mmt --seeds 0 --jobs 2``): MMT_FIGURES.
+  each modality's encoder, the two [B, K, K] averaged. Standard synthetic dataset, LOSO, seeds
+  0/1/2 (``GEOMER_CACHE=/tmp/gcache geomer train --model mmt --seeds 0 --jobs 2``, seeds 1,2
+  likewise): UF1 0.975 / 0.938 / 0.956 (mean 0.956), relations vs ground truth Spearman
+  0.726 / 0.734 / 0.735 (exact permutation p < 0.001); the former rule without the prior gave
+  ≈ 0.0–0.1.
 
 Sizes (68 nodes, 3 scales, 8×8 patches, 3 classes): ``mmt`` (dim 48, depth 2, 4 heads)
 ≈ 0.13 M parameters; ``mmt-base`` (dim 256, depth 6, 8 heads, a token per node and scale)

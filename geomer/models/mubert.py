@@ -33,7 +33,7 @@ How geomer builds it (reimplementation choices are marked *choice*):
   ``False`` restores plain attention;
 * ``relations``: the shared rule (:func:`geomer.models.attention.attention_relations`) on the
   encoder's self-attention over the apex frame. Standard synthetic dataset, LOSO
-  (``GEOMER_CACHE=/tmp/gcache geomer train --model mubert --seeds 0 --jobs 2``): MUBERT_FIGURES.
+  (``GEOMER_CACHE=/tmp/gcache geomer train --model mubert --seeds 0 --jobs 2``): seed 0: UF1 0.969, Spearman 0.716 (exact permutation p < 0.001); the former rule without the prior gave ≈ 0.0–0.1.
 
 Sizes (68 nodes, 3 scales, 8×8 patches): ``mubert`` (dim 48, depth 2, 4 heads) ≈ 0.075 M
 parameters; ``mubert-base`` (dim 384, depth 8, 6 heads, ViT-S-like) ≈ 14.9 M parameters (the paper
