@@ -34,8 +34,11 @@ How geomer builds it (reimplementation choices are marked *choice*):
   ``False`` restores plain attention;
 * ``relations``: the shared rule (:func:`geomer.models.attention.attention_relations`) applied
   to each branch's self-attention layers (frame tokens keep their node's component), the two
-  [B, K, K] averaged. Standard synthetic dataset, LOSO
-  (``GEOMER_CACHE=/tmp/gcache geomer train --model hsta --seeds 0 --jobs 2``): HSTA_FIGURES.
+  [B, K, K] averaged. Standard synthetic dataset, LOSO, seeds 0/1/2
+  (``GEOMER_CACHE=/tmp/gcache geomer train --model hsta --seeds 0 --jobs 2``, seeds 1,2
+  likewise): UF1 0.975 / 0.981 / 0.962 (mean 0.973), relations vs ground truth Spearman
+  0.723 / 0.731 / 0.723 (exact permutation p < 0.001); the former rule without the prior gave
+  ≈ 0.0–0.1.
 
 Missing modality: ``megc2019-flow`` has no frame sequence and no onset patches, so ``hsta``
 fails at the start naming ``sequence`` (``requires``); use ``mmt`` or ``dere-grl`` there.
