@@ -24,11 +24,11 @@ def register(subparsers) -> None:
 
 def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, permutations: int = 5040, seed: int = 0):
     """Write the side-by-side figure and the agreement CSV; returns the table (a DataFrame)."""
-    import os
     from pathlib import Path
 
     import numpy as np
 
+    from geomer.atomic import atomic_write_text
     from geomer.errors import GeomerError
     from geomer.relations import agreement_table, load_ground_truth, load_run, run_labels
     from geomer.viz import plot_relation_panel, save_figure
@@ -56,9 +56,7 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
     )
     save_figure(figure, out)
     csv = out.with_suffix(".csv")
-    temporary = csv.with_name(f".{csv.name}.tmp")
-    table.to_csv(temporary, index=False)
-    os.replace(temporary, csv)
+    atomic_write_text(csv, table.to_csv(index=False))
     return table
 
 

@@ -21,7 +21,7 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from geomer.train.fit import atomic_write_text
+    from geomer.atomic import atomic_write_text
     from geomer.train.predict import predict_clip, relation_figure
 
     prediction = predict_clip(

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 import geomer
+from geomer.atomic import atomic_path, atomic_write_text
 from geomer.errors import GeomerError
 from geomer.features.types import ClipFeatures, FeatureSettings
 
@@ -39,19 +39,6 @@ def safe_name(key: str) -> str:
     the key with unsafe characters replaced, plus 8 hex digits of its hash."""
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._") or "clip"
     return f"{readable[:120]}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -118,8 +105,8 @@ class FeatureCache:
                     f"{self.manifest_path}: manifest does not match the feature settings "
                     "(delete the folder to rebuild)"
                 )
-        text = json.dumps(self.manifest(), indent=2, sort_keys=True).encode()
-        _atomic_write(self.manifest_path, lambda file: file.write(text))
+        text = json.dumps(self.manifest(), indent=2, sort_keys=True)
+        atomic_write_text(self.manifest_path, text)
 
     def path(self, key: str) -> Path:
         """The ``.npz`` file of sample ``key``."""
@@ -148,7 +135,8 @@ class FeatureCache:
         self._ensure_manifest()
         path = self.path(key)
         arrays = features.to_arrays()
-        _atomic_write(path, lambda file: np.savez(file, **arrays))
+        with atomic_path(path) as temporary, open(temporary, "wb") as stream:
+            np.savez(stream, **arrays)
         return path
 
     def keys(self) -> list[Path]:

@@ -50,7 +50,6 @@ Sizes (68 nodes, 3 scales, 8×8 patches, Tseq 8): ``hsta`` (dim 48, 4 heads, 2 s
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from geomer.models.attention import (

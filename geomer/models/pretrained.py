@@ -18,13 +18,13 @@ test fold). :func:`check_pretraining` refuses a checkpoint that saw a test subje
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 from torch import nn
 
+from geomer.atomic import atomic_path
 from geomer.errors import GeomerError
 
 FORMAT = "geomer-pretrained"
@@ -61,14 +61,8 @@ def save_pretrained(
         "settings": dict(settings or {}),
         "history": list(history or []),
     }
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(payload, temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
     return path
 
 

@@ -72,7 +72,6 @@ def bench_train(model: str = "dere-grl", epochs: int | None = None, jobs: int = 
     from geomer.features.types import FeatureSettings
     from geomer.models import get_spec
     from geomer.train.config import TrainConfig
-    from geomer.train.run import run_loso
 
     defaults = dict(getattr(get_spec(model).factory, "train_defaults", {}))
     settings = FeatureSettings()

@@ -8,13 +8,12 @@ model, another class set or features made differently.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from geomer import __version__
+from geomer.atomic import atomic_path
 from geomer.errors import GeomerError
 
 CHECKPOINT_FORMAT = "geomer-checkpoint/1"
@@ -96,14 +95,8 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
         "extra": dict(checkpoint.extra),
         "state_dict": {key: value.detach().cpu() for key, value in checkpoint.state_dict.items()},
     }
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         torch.save(payload, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

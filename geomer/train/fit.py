@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import random
-import tempfile
 import time
 import zlib
 from contextlib import contextmanager
@@ -30,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from geomer.atomic import atomic_save_npy, atomic_write_text
 from geomer.train.checkpoint import Checkpoint, graph_record, save_checkpoint
 from geomer.train.config import TrainConfig
 from geomer.train.metrics import classification_metrics
@@ -209,7 +208,7 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
     out = Path(task.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_history(out / "history.csv", history)
-    _atomic_npy(out / "relations.npy", relations.astype(np.float32))
+    atomic_save_npy(out / "relations.npy", relations.astype(np.float32))
     save_checkpoint(
         out / "checkpoint.pt",
         Checkpoint(
@@ -292,26 +291,3 @@ def _write_history(path: Path, history: list[dict[str, float]]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_npy(path: Path, array: np.ndarray) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
-    os.close(handle)
-    try:
-        np.save(temporary, array)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,8 @@ import numpy as np
 
 from geomer import __version__
 from geomer.errors import GeomerError
-from geomer.train.fit import atomic_write_text, predictions_header
+from geomer.atomic import atomic_save_npy, atomic_write_text
+from geomer.train.fit import predictions_header
 from geomer.train.metrics import classification_metrics, mean_std
 
 HEADLINE = ("uf1", "uar", "acc")
@@ -132,7 +131,7 @@ def pool_run(run_dir: str | Path, *, figures: bool = True) -> dict[str, Any]:
         with np.errstate(invalid="ignore", divide="ignore"):
             averaged = relation_sums / relation_counts[:, None, None]
         averaged[relation_counts == 0] = np.nan
-        _atomic_npy(run_dir / "relations.npy", averaged.astype(np.float32))
+        atomic_save_npy(run_dir / "relations.npy", averaged.astype(np.float32))
         if figures:
             _write_figures(run_dir, averaged, np.array(metrics["confusion"]), config)
     return json.loads(json.dumps(_finite(metrics)))
@@ -171,17 +170,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, np.floating | np.integer):
         return _finite(value.item())
     return value
-
-
-def _atomic_npy(path: Path, array: np.ndarray) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
-    os.close(handle)
-    try:
-        np.save(temporary, array)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _write_figures(run_dir: Path, relations: np.ndarray, confusion: np.ndarray, config) -> None:

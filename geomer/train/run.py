@@ -33,7 +33,8 @@ from geomer.data.protocols import LOSO, Fold, check_disjoint
 from geomer.errors import GeomerError
 from geomer.train.checkpoint import compatible_version, graph_record
 from geomer.train.config import TrainConfig
-from geomer.train.fit import FitContext, FoldSummary, FoldTask, atomic_write_text, sample_key
+from geomer.atomic import atomic_write_text
+from geomer.train.fit import FitContext, FoldSummary, FoldTask, sample_key
 
 
 @dataclass(frozen=True)

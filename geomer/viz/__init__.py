@@ -25,9 +25,10 @@ __all__ = [
 
 
 def save_figure(figure, path) -> None:
-    """Save ``figure`` atomically (a temp file in the same folder, then ``os.replace``)."""
-    import os
+    """Save ``figure`` atomically (:func:`geomer.atomic.atomic_path`)."""
     from pathlib import Path
+
+    from geomer.atomic import atomic_path
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
@@ -35,11 +36,6 @@ def save_figure(figure, path) -> None:
         from geomer.errors import GeomerError
 
         raise GeomerError(f"{path}: cannot write a figure as {fmt!r} (use png, pdf or svg)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
+    with atomic_path(path) as temporary:
         # the format comes from the real name (the temp name's suffix is not a format)
         figure.savefig(temporary, format=fmt, dpi=120, bbox_inches="tight")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

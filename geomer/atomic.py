@@ -1,0 +1,42 @@
+"""Atomic file writes: a file is either absent, the old version, or complete — never half-written.
+
+Everything geomer writes to caches and run directories goes through :func:`atomic_path`: the
+writer fills a temp file in the destination's folder, which is renamed over the destination
+(``os.replace`` is atomic within one file system) only when the writer finished without error.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; rename it to ``path`` on success, delete it on error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """``np.save`` ``array`` to ``path`` atomically (the name is kept as given)."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as stream:
+        np.save(stream, array)
