@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("--fps", type=float, default=None, help="frame rate of frame folders")
     extract.add_argument("--jobs", type=int, default=1, help="parallel processes over inputs")
     extract.add_argument("--quiet", action="store_true", help="no progress bars")
+    extract.add_argument(
+        "--overwrite", action="store_true",
+        help="re-extract inputs whose .npz exists (default: keep them, so an interrupted run resumes)",
+    )
     extract.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     extract.set_defaults(func=_extract)
 
@@ -103,7 +107,14 @@ def _extract(args) -> int:
     from landmarks.backends import get_backend
 
     get_backend(args.backend)
-    jobs = [(item, str(out), options) for item, out in zip(args.inputs, outputs)]
+    jobs = [
+        (item, str(out), options)
+        for item, out in zip(args.inputs, outputs)
+        if args.overwrite or not out.is_file()  # outputs are written atomically: present = complete
+    ]
+    if len(jobs) < len(outputs) and not args.quiet:
+        print(f"landmarks: kept {len(outputs) - len(jobs)} existing output(s); --overwrite re-extracts them",
+              file=sys.stderr)
     if args.jobs > 1 and len(jobs) > 1:
         from concurrent.futures import ProcessPoolExecutor
 

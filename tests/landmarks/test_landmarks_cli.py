@@ -125,3 +125,18 @@ def test_bench_rows_on_a_rendered_clip():
     assert all(np.isfinite(value) for value in values.values())
     assert values["tracker valid fraction"] == 1.0
     assert values["tracker mean-displacement error"] < 0.5
+
+
+def test_a_rerun_keeps_finished_outputs_and_overwrite_redoes_them(tmp_path, face_video):
+    out = tmp_path / "out"
+    second = tmp_path / "second.avi"
+    shutil.copy(face_video, second)
+    assert main(["extract", str(face_video), "-o", str(out / "face.npz"), "--quiet"]) == 0
+    finished = (out / "face.npz").stat()
+    # an interrupted run over both inputs resumes: the finished track is kept, the other is made
+    assert main(["extract", str(face_video), str(second), "-o", str(out), "--quiet"]) == 0
+    kept = (out / "face.npz").stat()
+    assert (kept.st_ino, kept.st_mtime_ns) == (finished.st_ino, finished.st_mtime_ns)
+    assert LandmarkTrack.load(out / "second.npz").points.shape == (6, 68, 2)
+    assert main(["extract", str(face_video), "-o", str(out / "face.npz"), "--quiet", "--overwrite"]) == 0
+    assert (out / "face.npz").stat().st_ino != finished.st_ino  # atomic writes: a new file
