@@ -7,7 +7,7 @@ import pytest
 
 from geomer.errors import GeomerError
 from geomer.graph import FaceGraph
-from geomer.synth.aus import AU_NUMBERS, PEAK_IOD, action_unit, au_library
+from geomer.synth.aus import PEAK_IOD, action_unit, au_library
 from geomer.synth.emotions import SCHEMES, class_table
 from geomer.synth.generate import relation_matrices
 from geomer.synth.layouts import ClipPlan
