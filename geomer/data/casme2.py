@@ -17,8 +17,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from geomer.data.sample import DatasetIndex
-from geomer.data.schemes import ClassScheme, get_scheme
 from geomer.data.sheets import SampleCollector, cell_text, find_sheet, read_table
 from geomer.errors import GeomerError
 
@@ -114,15 +112,3 @@ def collect(root: Path, collector: SampleCollector, dataset: str = NAME) -> None
             folder=folder,
             folder_problem=problem,
         )
-
-
-def read(
-    root: Path,
-    scheme: str | ClassScheme = DEFAULT_SCHEME,
-    skip_bad: bool = False,
-    dataset: str = NAME,
-) -> DatasetIndex:
-    """Read a CASME II root into a :class:`DatasetIndex` (see the module docstring)."""
-    collector = SampleCollector(NAME, get_scheme(scheme), skip_bad, Path(root))
-    collect(root, collector, dataset)
-    return collector.finish()

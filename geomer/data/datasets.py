@@ -11,7 +11,8 @@ from pathlib import Path
 from types import ModuleType
 
 from geomer.data.sample import DatasetIndex
-from geomer.data.schemes import ClassScheme
+from geomer.data.schemes import ClassScheme, get_scheme
+from geomer.data.sheets import SampleCollector
 from geomer.errors import GeomerError
 
 _READERS = {
@@ -68,4 +69,10 @@ def read_dataset(
         root = Path(root).expanduser()
         if not root.exists():
             raise GeomerError(f"{root}: dataset root does not exist")
-    return module.read(root, scheme if scheme is not None else module.DEFAULT_SCHEME, skip_bad)
+    scheme = scheme if scheme is not None else module.DEFAULT_SCHEME
+    if hasattr(module, "read"):  # composites and layouts that pick their parts themselves
+        return module.read(root, scheme, skip_bad)
+    # a single dataset: its module only knows how to walk its own layout
+    collector = SampleCollector(module.NAME, get_scheme(scheme), skip_bad, Path(root))
+    module.collect(root, collector, module.NAME)
+    return collector.finish()

@@ -16,8 +16,6 @@ import re
 from pathlib import Path
 
 from geomer.data.frames import frames_of
-from geomer.data.sample import DatasetIndex
-from geomer.data.schemes import ClassScheme, get_scheme
 from geomer.data.sheets import SampleCollector
 from geomer.errors import GeomerError
 
@@ -64,15 +62,3 @@ def collect(root: Path, collector: SampleCollector, dataset: str = NAME) -> None
                     folder=clip_dir,
                     required_frames=("onset", "offset"),
                 )
-
-
-def read(
-    root: Path,
-    scheme: str | ClassScheme = DEFAULT_SCHEME,
-    skip_bad: bool = False,
-    dataset: str = NAME,
-) -> DatasetIndex:
-    """Read a SMIC root into a :class:`DatasetIndex` (see the module docstring)."""
-    collector = SampleCollector(NAME, get_scheme(scheme), skip_bad, Path(root))
-    collect(root, collector, dataset)
-    return collector.finish()
