@@ -1,8 +1,31 @@
-"""Component-relation analysis: load runs, aggregate relations, compare them across models.
+"""Component-relation analysis: three kinds of relations, loading runs, comparing relations.
 
-Every model emits ``relations`` [B,K,K] (row-normalised weights between the K facial components).
-A training run stores them per test sample (``seed-<s>/<fold>/relations.npy`` in the order of
-``predictions.csv``) and class-averaged (``relations.npy`` [C,K,K]). This module
+A component relation says how two of the K facial components (contour, brows, nose, eyes, mouth)
+matter together. Three kinds are kept apart and named:
+
+- **intrinsic** relations: what a model's own mechanism says — every model's ``relations``
+  [B,K,K] (row-normalised; DeRe-GRL's RRM weights, the transformers' attention rollout). A run
+  stores them per test sample (``seed-<s>/<fold>/relations.npy`` in the order of
+  ``predictions.csv``) and class-averaged (``relations.npy`` [C,K,K]).
+- **occlusion** relations (:func:`occlusion_relations`), one definition for every model: each
+  component, and each pair, is neutralised to "no movement" (:func:`neutralise`) and the drop of
+  the model's log-probability of the clip's class is measured. The diagonal is a component's
+  effect alone, an off-diagonal entry the **joint effect** of the pair: the evidence the model
+  loses without both. A run stores them as ``occlusion_relations.npy`` (per fold [n,K,K], and
+  [C,K,K] averaged per true class).
+- the **input-only baseline** (:func:`input_baseline`): the same pairwise form read straight from
+  the features' motion, with no model. A model's relations tell something only where they differ
+  from it and agree better with the ground truth.
+
+Why the joint effect, not the interaction (joint minus the two single effects): the interaction
+of two components that each carry the class alone is negative, of two that are needed together
+positive, and of two whose evidence adds up zero, so it cancels when averaged over clips and
+changes sign with how a model combines evidence. The joint effect is always "how much the model
+relies on this pair", is what a synthetic class's relevance ground truth states (the share of the
+class-defining motion the pair carries, ``geomer.synth.generate``), and its pair-over-single excess
+is still visible in the matrix (entry (i, j) above both diagonal entries i and j).
+
+This module also
 
 - reads a run directory (:func:`load_run`) and a synthetic ground truth (:func:`load_ground_truth`);
 - averages per-sample relations by class, subject or dataset (:func:`aggregate_relations`);
@@ -45,16 +68,21 @@ GROUND_TRUTH_NAME = "ground truth"
 
 @dataclass(frozen=True)
 class GroundTruth:
-    """The synthetic generator's ground-truth component co-activation.
+    """The synthetic generator's ground truth (see ``geomer.synth.generate``).
+
+    ``relations`` is the relevance (what each class is defined by: the share of the
+    class-defining motion each component and pair carries); ``motion_relations`` the same form
+    over everything that moved, distractors included (None for a file written before it existed).
 
     Shapes:
-        relations: [C, K, K] float32, class order = ``classes``.
+        relations, motion_relations: [C, K, K] float32, class order = ``classes``.
     """
 
     classes: tuple[str, ...]
     component_names: tuple[str, ...]
     relations: np.ndarray
     path: str = ""
+    motion_relations: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -253,9 +281,19 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
         matrices = np.asarray([relations[c] for c in classes], dtype=np.float32)
     except (KeyError, TypeError, ValueError) as error:
         raise GeomerError(f"{path}: needs 'classes', 'components' and a K×K 'relations' matrix per class ({error})") from None
-    if matrices.shape != (len(classes), len(components), len(components)):
-        raise GeomerError(f"{path}: relations have shape {list(matrices.shape)}, expected [{len(classes)},{len(components)},{len(components)}]")
-    return GroundTruth(classes=classes, component_names=components, relations=matrices, path=str(path))
+    expected = (len(classes), len(components), len(components))
+    if matrices.shape != expected:
+        raise GeomerError(f"{path}: relations have shape {list(matrices.shape)}, expected {list(expected)}")
+    motion = None
+    if "motion_relations" in data:
+        try:
+            motion = np.asarray([data["motion_relations"][c] for c in classes], dtype=np.float32)
+        except (KeyError, TypeError, ValueError) as error:
+            raise GeomerError(f"{path}: 'motion_relations' needs a K×K matrix per class ({error})") from None
+        if motion.shape != expected:
+            raise GeomerError(f"{path}: motion_relations have shape {list(motion.shape)}, expected {list(expected)}")
+    return GroundTruth(classes=classes, component_names=components, relations=matrices, path=str(path),
+                       motion_relations=motion)
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,3 +498,253 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
     """Display names for runs: the model name, with the folder name added where models repeat."""
     models = [run.model for run in runs]
     return [run.model if models.count(run.model) == 1 else f"{run.model} ({Path(run.path).name})" for run in runs]
+
+
+# --------------------------------------------------------------------------------------------
+# occlusion relations
+
+
+def component_subsets(k: int) -> list[tuple[int, ...]]:
+    """The occluded sets, in pass order: each component alone, then each pair (i < j).
+    K + K(K−1)/2 of them (28 for K = 7)."""
+    return [(i,) for i in range(k)] + list(itertools.combinations(range(k), 2))
+
+
+def neutralise(batch, components: Sequence[int]):
+    """A copy of a PyG batch in which the nodes of ``components`` show no movement.
+
+    What "no movement" is, per input (absent inputs are skipped):
+
+    - ``geometry`` (displacements from onset), ``flow_stats``, ``flow_patches`` and the node
+      feature matrix ``x`` (onset→apex displacement and flow statistics): zero;
+    - ``edge_attr`` (relative motion along edges): recomputed with the neutralised nodes' motion
+      set to zero (edges inside the component carry none; an edge to a moving node keeps that
+      node's part);
+    - ``texture`` (onset, apex patches): the apex patch becomes the onset patch; ``texture_apex``
+      too; ``sequence`` (frames onset..offset): every frame becomes the first (the onset);
+    - for a clip without an onset (flow-image data such as the preprocessed MEGC2019 composite),
+      ``texture_apex`` has no neutral frame: each patch is replaced by its own mean grey level
+      (the texture detail — wrinkles, edges — goes, the brightness stays).
+
+    Shapes: every node attribute [N_total, ...] as in ``geomer.data.to_pyg``; ``batch.component``
+    [N_total] gives each node's component.
+    """
+    import torch
+
+    out = batch.clone()
+    mask = torch.isin(out.component, torch.as_tensor(list(components), dtype=out.component.dtype, device=out.component.device))
+    if not bool(mask.any()):
+        return out
+    geometry = getattr(out, "geometry", None)
+    flow_stats = getattr(out, "flow_stats", None)
+    edge_attr = getattr(out, "edge_attr", None)
+    if edge_attr is not None and getattr(out, "edge_index", None) is not None:
+        # edge (i, j) carries motion[j] − motion[i] (geomer.data.pyg.edge_motion); motion is the
+        # onset→apex displacement (x[:, :2]) where the clip has an onset, else the mean flow
+        x = getattr(out, "x", None)
+        if geometry is not None and x is not None:
+            motion = x[:, :2]
+        elif geometry is None and flow_stats is not None:
+            motion = flow_stats[:, 0, :2]
+        else:
+            raise GeomerError("cannot neutralise edge_attr: the graphs lack the node motion it is made of "
+                              "(x for clips with an onset, flow_stats for flow-image clips)")
+        change = torch.where(mask[:, None], -motion, torch.zeros_like(motion))
+        source, target = out.edge_index
+        out.edge_attr = edge_attr + change[target] - change[source]
+    for name in ("x", "geometry", "flow_stats", "flow_patches"):
+        value = getattr(out, name, None)
+        if value is not None:
+            value = value.clone()
+            value[mask] = 0
+            out[name] = value
+    texture = getattr(out, "texture", None)
+    if texture is not None:
+        texture = texture.clone()
+        texture[mask, :, 1] = texture[mask, :, 0]
+        out.texture = texture
+    apex = getattr(out, "texture_apex", None)
+    if apex is not None:
+        apex = apex.clone()
+        if texture is not None:
+            apex[mask] = texture[mask, :, 0]
+        else:
+            apex[mask] = apex[mask].mean(dim=(-2, -1), keepdim=True).expand_as(apex[mask])
+        out.texture_apex = apex
+    sequence = getattr(out, "sequence", None)
+    if sequence is not None:
+        sequence = sequence.clone()
+        sequence[mask] = sequence[mask][:, :1].expand_as(sequence[mask])
+        out.sequence = sequence
+    return out
+
+
+@dataclass(frozen=True)
+class OcclusionRelations:
+    """Occlusion relations of a set of clips (module docstring).
+
+    ``target`` is the class whose log-probability was measured (the true class by default).
+
+    Shapes:
+        importance: [B, K], drop of log p(target) when component k is neutralised;
+        pairwise: [B, K, K], drop when components i and j are both neutralised (symmetric), with
+            ``importance`` on the diagonal;
+        target: [B] int64.
+    """
+
+    importance: np.ndarray
+    pairwise: np.ndarray
+    target: np.ndarray
+
+
+def occlusion_relations(model, graphs: Sequence, *, num_components: int, target: str = "true",
+                        batch_size: int = 64, device=None) -> OcclusionRelations:
+    """Occlusion relations of ``model`` on ``graphs`` (PyG ``Data`` with ``component`` and, for
+    ``target="true"``, ``y``): for each of the K + K(K−1)/2 sets of :func:`component_subsets`, one
+    pass over every clip (in batches of ``batch_size``) with that set neutralised.
+
+    ``target``: "true" (log-probability of the labelled class) or "predicted" (of the class the
+    unoccluded model predicts; for clips without a label). Positive values: the model loses
+    evidence without the component(s). The model is evaluated in ``eval()`` mode and left so.
+    """
+    import torch
+    from torch_geometric.loader import DataLoader
+
+    if target not in ("true", "predicted"):
+        raise GeomerError(f"occlusion target must be 'true' or 'predicted', got {target!r}")
+    if num_components < 1:
+        raise GeomerError(f"num_components must be at least 1, got {num_components}")
+    model.eval()
+    subsets = component_subsets(num_components)
+    importance, pairwise, targets = [], [], []
+    with torch.no_grad():
+        for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
+            if device is not None:
+                batch = batch.to(device)
+            base = torch.log_softmax(model(batch).logits.float(), dim=1)
+            chosen = batch.y.view(-1) if target == "true" else base.argmax(dim=1)
+            reference = base.gather(1, chosen[:, None])[:, 0]
+            drops = torch.empty(len(subsets), base.shape[0], dtype=torch.float64)
+            for s, subset in enumerate(subsets):
+                logp = torch.log_softmax(model(neutralise(batch, subset)).logits.float(), dim=1)
+                drops[s] = (reference - logp.gather(1, chosen[:, None])[:, 0]).double().cpu()
+            matrix = torch.zeros(base.shape[0], num_components, num_components, dtype=torch.float64)
+            for s, subset in enumerate(subsets):
+                i, j = subset if len(subset) == 2 else (subset[0], subset[0])
+                matrix[:, i, j] = drops[s]
+                matrix[:, j, i] = drops[s]
+            importance.append(drops[:num_components].T.numpy())
+            pairwise.append(matrix.numpy())
+            targets.append(chosen.cpu().numpy())
+    return OcclusionRelations(
+        importance=np.concatenate(importance).astype(np.float32),
+        pairwise=np.concatenate(pairwise).astype(np.float32),
+        target=np.concatenate(targets).astype(np.int64),
+    )
+
+
+def class_means(matrices: np.ndarray, labels: Sequence[int], num_classes: int) -> np.ndarray:
+    """Mean of per-clip matrices [n, K, K] per class index → [C, K, K] (NaN for a class with no clip)."""
+    matrices = np.asarray(matrices, np.float64)
+    labels = np.asarray(labels, np.int64)
+    out = np.full((num_classes, *matrices.shape[1:]), np.nan)
+    for c in range(num_classes):
+        if np.any(labels == c):
+            out[c] = matrices[labels == c].mean(axis=0)
+    return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# input-only baseline
+
+
+def motion_activation(flow_stats: np.ndarray, component: np.ndarray, num_components: int) -> np.ndarray:
+    """[K] motion read from one clip's features: the node flow magnitude (smallest scale) above the
+    clip's median node magnitude (what moves against the still face), summed per component.
+
+    Shapes: flow_stats [N, S, 12] (channel 2 = mean magnitude), component [N] → [K].
+    """
+    magnitude = np.asarray(flow_stats, np.float64)[:, 0, 2]
+    above = np.clip(magnitude - np.median(magnitude), 0.0, None)
+    return np.bincount(np.asarray(component, np.int64), weights=above, minlength=num_components)[:num_components]
+
+
+def input_baseline(graphs: Sequence, num_classes: int, num_components: int) -> np.ndarray:
+    """The input-only baseline [C, K, K]: per clip, :func:`motion_activation` turned into the share
+    carried by each component and pair (``geomer.synth.generate.pair_shares``, the form of the
+    ground truth and of the occlusion relations), averaged per class (``y``). No model, no labels
+    beyond grouping: what reading the motion alone gives.
+    """
+    from geomer.synth.generate import pair_shares
+
+    shares, labels = [], []
+    for data in graphs:
+        activation = motion_activation(data.flow_stats.numpy(), data.component.numpy(), num_components)
+        shares.append(pair_shares(activation))
+        labels.append(int(data.y.view(-1)[0]))
+    if not shares:
+        raise GeomerError("no clips to compute the input-only baseline from")
+    return class_means(np.stack(shares), labels, num_classes)
+
+
+# --------------------------------------------------------------------------------------------
+# a run's three kinds of relations, side by side
+
+#: Display names of the relation kinds a run directory holds, and their files.
+RELATION_FILES = {
+    "intrinsic": "relations.npy",
+    "occlusion": "occlusion_relations.npy",
+    "input-only baseline": "baseline_relations.npy",
+}
+
+
+def load_run_relations(run_dir: str | Path, classes: Sequence[str], num_components: int) -> dict[str, np.ndarray]:
+    """The class-averaged relations [C, K, K] of every kind a run directory holds (keys of
+    :data:`RELATION_FILES`; a kind whose file is absent — a run from before it existed — is left
+    out). Classes without test clips are NaN."""
+    root = Path(run_dir)
+    found = {}
+    for kind, name in RELATION_FILES.items():
+        path = root / name
+        if path.is_file():
+            matrices = _load_matrix(path, 3, num_components, allow_nan_rows=True)
+            if len(matrices) != len(classes):
+                raise GeomerError(f"{path}: {len(matrices)} classes, config.json names {len(classes)}")
+            found[kind] = matrices
+    return found
+
+
+def faithfulness(intrinsic: np.ndarray, occlusion: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    """Per class, Spearman between a model's intrinsic and its own occlusion relations over the
+    off-diagonal entries (NaN where a class has no clips or a side is constant).
+
+    Shapes: intrinsic, occlusion [C, K, K].
+    """
+    result = {}
+    for name, a, b in zip(classes, intrinsic, occlusion):
+        x, y = off_diagonal(a), off_diagonal(b)
+        ok = np.all(np.isfinite(x)) and np.all(np.isfinite(y)) and np.ptp(x) > 0 and np.ptp(y) > 0
+        result[name] = float(stats.spearmanr(x, y).statistic) if ok else float("nan")
+    return result
+
+
+def ground_truth_agreement(kinds: Mapping[str, np.ndarray], classes: Sequence[str], truth: GroundTruth,
+                           *, permutations: int = 5040, seed: int = 0) -> pd.DataFrame:
+    """Agreement of each kind of relations [C, K, K] (and the ground truth's own
+    ``motion_relations``) with the relevance ground truth, over the off-diagonal entries of the
+    classes that every side has: one row per kind (relation, spearman, p_value, classes)."""
+    missing = [c for c in classes if c not in truth.classes]
+    if missing:
+        raise GeomerError(f"{truth.path}: no class {missing[0]!r}")
+    order = [truth.classes.index(c) for c in classes]
+    relevance = truth.relations[order]
+    sides = dict(kinds)
+    if truth.motion_relations is not None:
+        sides["motion_relations (ground truth)"] = truth.motion_relations[order]
+    present = np.all([np.isfinite(m).all(axis=(-2, -1)) for m in sides.values()], axis=0)
+    rows = []
+    for kind, matrices in sides.items():
+        result = compare_relations(matrices[present], relevance[present], permutations=permutations, seed=seed)
+        rows.append({"relation": kind, "spearman": result.spearman, "p_value": result.p_value,
+                     "classes": int(present.sum())})
+    return pd.DataFrame(rows, columns=["relation", "spearman", "p_value", "classes"])

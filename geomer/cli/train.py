@@ -141,33 +141,31 @@ def run(args) -> int:
 
 
 def relation_agreement_line(run_dir) -> str | None:
-    """Spearman agreement of the run's class-averaged relations with a synthetic ground truth."""
-    import numpy as np
+    """The run's relations in words: faithfulness (intrinsic vs occlusion, Spearman per class) and,
+    on a synthetic dataset, each kind's agreement with the relevance ground truth beside the
+    input-only baseline and the ground truth's motion_relations."""
+    from pathlib import Path
 
+    from geomer.relations import faithfulness, ground_truth_agreement, load_ground_truth, load_run_relations
     from geomer.train.run import read_run_config
 
     config = read_run_config(run_dir)
-    root = config.get("root")
-    if not root:
-        return None
-    from pathlib import Path
-
-    truth_path = Path(root) / "ground_truth.json"
-    if not truth_path.is_file():
-        return None
-    try:
-        from geomer.relations import compare_relations, load_ground_truth
-    except ImportError:
-        return None
-    truth = load_ground_truth(truth_path)
-    relations = np.load(Path(run_dir) / "relations.npy")
     classes = list(config["classes"])
-    same_components = list(truth.component_names) == list(config.get("component_names", []))
-    if not same_components or not set(classes) <= set(truth.classes) or not np.isfinite(relations).all():
-        return None
-    expected = np.stack([truth.relations[truth.classes.index(name)] for name in classes])
-    result = compare_relations(relations, expected)
-    return (
-        f"\nrelations vs synthetic ground truth: Spearman {result.spearman:.3f} "
-        f"(permutation p = {result.p_value:.3g}; off-diagonal entries of all classes)"
-    )
+    components = list(config.get("component_names", []))
+    kinds = load_run_relations(run_dir, classes, len(components))
+    lines = []
+    if "intrinsic" in kinds and "occlusion" in kinds:
+        per_class = faithfulness(kinds["intrinsic"], kinds["occlusion"], classes)
+        lines.append("faithfulness (intrinsic vs occlusion relations, Spearman per class): "
+                     + ", ".join(f"{name} {value:.2f}" for name, value in per_class.items()))
+    root = config.get("root")
+    truth_path = Path(root) / "ground_truth.json" if root else None
+    if truth_path is not None and truth_path.is_file():
+        truth = load_ground_truth(truth_path)
+        if list(truth.component_names) == components and set(classes) <= set(truth.classes):
+            table = ground_truth_agreement(kinds, classes, truth)
+            lines.append("relations vs the relevance ground truth (Spearman over off-diagonal entries of all "
+                         "classes; permutation p): "
+                         + ", ".join(f"{row.relation} {row.spearman:.3f} (p = {row.p_value:.2g})"
+                                     for row in table.itertuples()))
+    return "\n" + "\n".join(lines) if lines else None

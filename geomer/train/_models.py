@@ -77,8 +77,9 @@ def model_requires(name: str) -> tuple[str, ...]:
     return tuple(get_spec(name).requires)
 
 
-# What the engine always keeps on a graph: labels, batching structure and the meta strings.
-_ALWAYS_KEPT = ("y", "edge_index", "component", "clip", "subject", "dataset")
+# What the engine always keeps on a graph: labels, batching structure and the meta strings, and
+# the node motion x from which occlusion relations recompute a neutralised clip's edge_attr.
+_ALWAYS_KEPT = ("y", "edge_index", "component", "clip", "subject", "dataset", "x")
 
 
 def slim_graphs(name: str, graphs: list) -> list:

@@ -10,8 +10,10 @@ Determinism: every random source is seeded from the seed (and the fold for the v
 deterministic algorithms are requested, and training runs on one CPU thread, so the same seed gives
 the same numbers whether the fold runs in-process, in a process pool or on a Ray worker.
 
-Per fold it writes, each file atomically, ``history.csv``, ``relations.npy``, ``checkpoint.pt``
-and last ``predictions.csv`` — whose presence marks the fold as finished (resume).
+Per fold it writes, each file atomically, ``history.csv``, ``relations.npy``,
+``occlusion_relations.npy`` (``geomer.relations.occlusion_relations`` of the fold's model on its
+test clips, true class), ``checkpoint.pt`` and last ``predictions.csv`` — whose presence marks the
+fold as finished (resume).
 """
 
 from __future__ import annotations
@@ -204,11 +206,17 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
         if best_state is not None:
             model.load_state_dict(best_state)
         probabilities, relations = _predict(model, test_graphs, config.batch_size, device)
+        from geomer.relations import occlusion_relations
+
+        occlusion = occlusion_relations(model, test_graphs, num_components=len(context.component_names),
+                                        batch_size=config.batch_size, device=device)
+        model.train()
 
     out = Path(task.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_history(out / "history.csv", history)
     atomic_save_npy(out / "relations.npy", relations.astype(np.float32))
+    atomic_save_npy(out / "occlusion_relations.npy", occlusion.pairwise)
     save_checkpoint(
         out / "checkpoint.pt",
         Checkpoint(

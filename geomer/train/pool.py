@@ -62,6 +62,8 @@ def pool_run(run_dir: str | Path, *, figures: bool = True) -> dict[str, Any]:
     num_classes = len(class_names)
     per_seed: dict[str, dict] = {}
     relation_sums, relation_counts = None, np.zeros(num_classes)
+    occlusion_sums = None  # stays None unless every fold has occlusion_relations.npy
+    occlusion_complete = True
     pooled_by_seed = {}
     for seed in config["seeds"]:
         parts = []
@@ -79,6 +81,17 @@ def pool_run(run_dir: str | Path, *, figures: bool = True) -> dict[str, Any]:
                 relation_sums = np.zeros((num_classes, *relations.shape[1:]), dtype=np.float64)
             np.add.at(relation_sums, predictions["true"], relations.astype(np.float64))
             relation_counts += np.bincount(predictions["true"], minlength=num_classes)
+            occlusion_path = fold_dir / "occlusion_relations.npy"
+            if occlusion_complete and occlusion_path.is_file():
+                occlusion = np.load(occlusion_path)
+                if occlusion.shape != relations.shape:
+                    raise GeomerError(f"{occlusion_path}: shape {list(occlusion.shape)}, relations.npy has "
+                                      f"{list(relations.shape)}")
+                if occlusion_sums is None:
+                    occlusion_sums = np.zeros_like(relation_sums)
+                np.add.at(occlusion_sums, predictions["true"], occlusion.astype(np.float64))
+            else:
+                occlusion_complete = False  # a fold trained before occlusion relations existed
             parts.append(predictions)
         pooled = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
         pooled_by_seed[str(seed)] = pooled
@@ -132,6 +145,11 @@ def pool_run(run_dir: str | Path, *, figures: bool = True) -> dict[str, Any]:
             averaged = relation_sums / relation_counts[:, None, None]
         averaged[relation_counts == 0] = np.nan
         atomic_save_npy(run_dir / "relations.npy", averaged.astype(np.float32))
+        if occlusion_complete and occlusion_sums is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                occlusion_mean = occlusion_sums / relation_counts[:, None, None]
+            occlusion_mean[relation_counts == 0] = np.nan
+            atomic_save_npy(run_dir / "occlusion_relations.npy", occlusion_mean.astype(np.float32))
         if figures:
             _write_figures(run_dir, averaged, np.array(metrics["confusion"]), config)
     return json.loads(json.dumps(_finite(metrics)))

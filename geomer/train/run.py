@@ -12,7 +12,10 @@ Run directory (the contract shared with ``geomer evaluate``/``plot``/``compare``
     seed-<s>/<fold>/relations.npy     [n_test, K, K] in predictions order
     seed-<s>/<fold>/history.csv       epoch, loss, acc (+ val_uf1 / test_uf1 when selecting)
     metrics.json                      pooled metrics (geomer.train.pool)
+    seed-<s>/<fold>/occlusion_relations.npy  [n_test, K, K] (geomer.relations.occlusion_relations)
     relations.npy                     [C, K, K] class-averaged relations
+    occlusion_relations.npy           [C, K, K] class-averaged occlusion relations
+    baseline_relations.npy            [C, K, K] input-only baseline (geomer.relations.input_baseline)
     figures/                          when geomer.viz is available
 
 A run directory resumes: a fold whose ``predictions.csv`` exists is not trained again, provided
@@ -168,6 +171,12 @@ def run_loso(
         **(extra or {}),
     }
     _open_run_dir(out_dir, run_config)
+    from geomer.atomic import atomic_save_npy
+    from geomer.relations import input_baseline
+
+    if all(getattr(g, "flow_stats", None) is not None for g in graphs):
+        atomic_save_npy(out_dir / "baseline_relations.npy",
+                        input_baseline(graphs, len(class_names), len(component_names)))
 
     device = _resolve_device(config)
     context = FitContext(
