@@ -117,9 +117,10 @@ def test_baseline_reads_class_motion_but_not_distractor_only_motion():
     assert compare_relations(with_class, relevance).spearman > 0.6
     # with only class-independent motion the baseline singles out no class's pair
     assert abs(compare_relations(only_distractors, relevance).spearman) < 0.25
-    # ... while with the class motion each class's own pair is its largest off-diagonal entry
+    # ... while with the class motion each class's own pair stands out against the other classes
     for c, pair in enumerate(CLASS_PAIRS):
-        assert with_class[c][pair] == off_diagonal(with_class[c]).max()
+        others = [with_class[o][pair] for o in range(3) if o != c]
+        assert with_class[c][pair] > max(others) + 0.1
 
 
 def _fit(model, clips, epochs: int) -> None:
