@@ -9,21 +9,35 @@ matter together. Three kinds are kept apart and named:
   ``predictions.csv``) and class-averaged (``relations.npy`` [C,K,K]).
 - **occlusion** relations (:func:`occlusion_relations`), one definition for every model: each
   component, and each pair, is neutralised to "no movement" (:func:`neutralise`) and the drop of
-  the model's log-probability of the clip's class is measured. The diagonal is a component's
-  effect alone, an off-diagonal entry the **joint effect** of the pair: the evidence the model
-  loses without both. A run stores them as ``occlusion_relations.npy`` (per fold [n,K,K], and
+  the model's log-probability of the clip's class is measured (the true class; the predicted one
+  for unlabelled clips): ``e_i`` for component i alone, ``e_ij`` for the pair (the joint effect).
+  From these K + K(K−1)/2 passes per clip, a component's **relevance** is its largest effect,
+  alone or once any one other component is neutralised,
+  ``ρ_i = max(e_i, max_j (e_ij − e_j))``, and the pairwise relation (**co-relevance**) of i ≠ j
+  is ``min(ρ_i, ρ_j)``: a pair relates as strongly as the weaker of its two components matters
+  (diagonal: ``ρ_i``). A run stores it as ``occlusion_relations.npy`` (per fold [n,K,K], and
   [C,K,K] averaged per true class).
-- the **input-only baseline** (:func:`input_baseline`): the same pairwise form read straight from
-  the features' motion, with no model. A model's relations tell something only where they differ
-  from it and agree better with the ground truth.
+- the **input-only baseline** (:func:`input_baseline`): the component co-activation read straight
+  from the features' motion, with no model (the form of the synthetic ground truth). A model's
+  relations tell something only where they differ from it and agree better with the ground truth.
 
-Why the joint effect, not the interaction (joint minus the two single effects): the interaction
-of two components that each carry the class alone is negative, of two that are needed together
-positive, and of two whose evidence adds up zero, so it cancels when averaged over clips and
-changes sign with how a model combines evidence. The joint effect is always "how much the model
-relies on this pair", is what a synthetic class's relevance ground truth states (the share of the
-class-defining motion the pair carries, ``geomer.synth.generate``), and its pair-over-single excess
-is still visible in the matrix (entry (i, j) above both diagonal entries i and j).
+Why co-relevance, and not the joint effect or the interaction (``e_ij − e_i − e_j``) themselves:
+
+- the joint effect of a pair is large whenever ONE of the two matters, so a class-defining
+  component relates to every other component; the relation is meant to say that two components
+  act together in the class (the ground truth's co-activation is zero for a pair with a component
+  the class does not use);
+- the interaction is negative for two components that each carry the class alone (redundant),
+  positive for two needed together and zero for two whose evidence adds up, so it cancels when
+  averaged over clips and changes sign with how a model combines evidence;
+- a single-component effect alone misses redundancy: the brows and eyes are two components each,
+  moved together by bilateral AUs, so neutralising the left brow costs a model little while the
+  right brow still moves; ``e_ij − e_j`` (left brow's effect once the right one is gone) finds it.
+  The same term finds components that matter only jointly (an OR of two components).
+
+Co-relevance is large exactly when both components matter to the model's evidence, whether they
+act additively, synergistically (AND) or redundantly (OR); ``OcclusionRelations.joint`` keeps the
+raw joint effects for anyone who wants the interaction.
 
 This module also
 
@@ -586,15 +600,35 @@ class OcclusionRelations:
     ``target`` is the class whose log-probability was measured (the true class by default).
 
     Shapes:
-        importance: [B, K], drop of log p(target) when component k is neutralised;
-        pairwise: [B, K, K], drop when components i and j are both neutralised (symmetric), with
-            ``importance`` on the diagonal;
+        importance: [B, K], ``e_i``: drop of log p(target) when component i is neutralised;
+        joint: [B, K, K], ``e_ij``: drop when components i and j are both neutralised
+            (symmetric), ``e_i`` on the diagonal;
+        relevance: [B, K], ``ρ_i = max(e_i, max_j (e_ij − e_j))``;
+        pairwise: [B, K, K], co-relevance ``min(ρ_i, ρ_j)`` (symmetric), ``ρ_i`` on the diagonal —
+            THE occlusion relation;
         target: [B] int64.
     """
 
     importance: np.ndarray
+    joint: np.ndarray
+    relevance: np.ndarray
     pairwise: np.ndarray
     target: np.ndarray
+
+
+def co_relevance(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(relevance ρ [..., K], co-relevance [..., K, K]) from joint effects (module docstring).
+
+    Shapes: joint [..., K, K] symmetric with the single effects on the diagonal.
+    """
+    joint = np.asarray(joint, np.float64)
+    k = joint.shape[-1]
+    single = np.diagonal(joint, axis1=-2, axis2=-1)
+    conditional = joint - single[..., None, :]  # [.., i, j]: i's effect once j is neutralised
+    conditional = np.where(np.eye(k, dtype=bool), -np.inf, conditional)
+    relevance = np.maximum(single, conditional.max(axis=-1))
+    pairwise = np.minimum(relevance[..., :, None], relevance[..., None, :])
+    return relevance, pairwise
 
 
 def occlusion_relations(model, graphs: Sequence, *, num_components: int, target: str = "true",
@@ -616,7 +650,7 @@ def occlusion_relations(model, graphs: Sequence, *, num_components: int, target:
         raise GeomerError(f"num_components must be at least 1, got {num_components}")
     model.eval()
     subsets = component_subsets(num_components)
-    importance, pairwise, targets = [], [], []
+    importance, joints, targets = [], [], []
     with torch.no_grad():
         for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
             if device is not None:
@@ -634,11 +668,15 @@ def occlusion_relations(model, graphs: Sequence, *, num_components: int, target:
                 matrix[:, i, j] = drops[s]
                 matrix[:, j, i] = drops[s]
             importance.append(drops[:num_components].T.numpy())
-            pairwise.append(matrix.numpy())
+            joints.append(matrix.numpy())
             targets.append(chosen.cpu().numpy())
+    joint = np.concatenate(joints)
+    relevance, pairwise = co_relevance(joint)
     return OcclusionRelations(
         importance=np.concatenate(importance).astype(np.float32),
-        pairwise=np.concatenate(pairwise).astype(np.float32),
+        joint=joint.astype(np.float32),
+        relevance=relevance.astype(np.float32),
+        pairwise=pairwise.astype(np.float32),
         target=np.concatenate(targets).astype(np.int64),
     )
 
@@ -670,17 +708,17 @@ def motion_activation(flow_stats: np.ndarray, component: np.ndarray, num_compone
 
 
 def input_baseline(graphs: Sequence, num_classes: int, num_components: int) -> np.ndarray:
-    """The input-only baseline [C, K, K]: per clip, :func:`motion_activation` turned into the share
-    carried by each component and pair (``geomer.synth.generate.pair_shares``, the form of the
-    ground truth and of the occlusion relations), averaged per class (``y``). No model, no labels
-    beyond grouping: what reading the motion alone gives.
+    """The input-only baseline [C, K, K]: per clip, the co-activation of :func:`motion_activation`
+    (``geomer.synth.generate.coactivation``: outer product of the components' motion shares, the
+    form of the synthetic ground truth), averaged per class (``y``). No model, no labels beyond
+    grouping: what reading the motion alone gives.
     """
-    from geomer.synth.generate import pair_shares
+    from geomer.synth.generate import coactivation
 
     shares, labels = [], []
     for data in graphs:
         activation = motion_activation(data.flow_stats.numpy(), data.component.numpy(), num_components)
-        shares.append(pair_shares(activation))
+        shares.append(coactivation(activation))
         labels.append(int(data.y.view(-1)[0]))
     if not shares:
         raise GeomerError("no clips to compute the input-only baseline from")

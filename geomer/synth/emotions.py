@@ -12,18 +12,23 @@ class      combinations (weight)              components (k7)          distracto
 happiness  6+12 (.6), 6+7+12 (.2), 6+12+25     contour, eyes, mouth     1, 2, 4, 38
            (.2)
 surprise   1+2+5 (.5), 1+2 (.5)               brows, eyes              9, 14, 17, 20, 25, 31, 38
-disgust    9 (.4), 10 (.3), 9+10 (.3)         nose, mouth              1, 2, 4, 5, 7, 31
-repression 1+2+12 (.5), 4+15 (.5)             brows, mouth             5, 7, 31, 38
-others     1+2+15 (.5), 4+12 (.5)             brows, mouth             5, 7, 31, 38
+disgust    9 (.3), 9+10 (.3), 4+9 (.2), 4+10  brows, nose, mouth       5, 7, 31
+           (.2)
+repression 1+2+12, 1+2+12+17, 4+15, 4+15+17   brows, mouth, contour    5, 7, 38
+           (.25 each)
+others     1+2+15, 1+2+15+17, 4+12, 4+12+17   brows, mouth, contour    5, 7, 38
+           (.25 each)
 ========== ================================== ======================== ==========================
 
 **repression and others move the same components and differ only in how they act together**:
-in each, the brows go up in half the clips and down in the other half, and the lip corners too;
-in repression the brows and the corners move the same way (both up or both down), in others
-opposite ways. No single component's motion separates them; only the pair does.
+in each, the brows go up in half the clips and down in the other half, and the lip corners too
+(the chin raiser AU17 joins half of each); in repression the brows and the corners move the same
+way (both up or both down), in others opposite ways. No single component's motion separates them;
+only the pair does. Every class uses three or four of the seven components, so that its relevance
+ground truth has pairs of several strengths to rank (not one pair against ties).
 
 **Distractor AUs**: every clip also carries AUs from ``DISTRACTOR_POOL`` that say nothing about its
-class: three draws per clip, each adding, with the difficulty's ``distractor_probability``, one AU
+class: two draws per clip, each adding, with the difficulty's ``distractor_probability``, one AU
 drawn uniformly from the pool AUs that move no component the class uses (the last column), with
 an amplitude from the same range as the class-defining AUs'. The draw probability is the same in
 every class; only *which* AUs a class may receive differs, because a distractor never moves a
@@ -33,7 +38,8 @@ disgust); the relevance ground truth does not count that.
 
 Deviations from CASME II, on purpose: repression and others are the constructed pair above
 (CASME II repression is AU14/15/17, others a catch-all); disgust always includes AU9 or AU10 and
-never AU4/AU7, so its components stay disjoint from the brows and eyes that distractors may move.
+never AU7, so its components stay disjoint from the eyes that distractors may move. AU31 (jaw
+clencher) and AU38 (nostril dilator) are in the library only as distractors.
 
 Schemes: ``casme2`` (the table above; the standard dataset), ``samm`` (SAMM's 5 classes:
 happiness, surprise, anger, contempt — one-sided AU12/AU14 —, other) and ``megc3`` (the composite's
@@ -77,7 +83,7 @@ class EmotionClass:
         used = self.components
         return tuple(u for u in DISTRACTOR_POOL if not used & set(action_unit(u).components))
 
-    def sample_distractors(self, rng: np.random.Generator, probability: float, draws: int = 3) -> tuple[str, ...]:
+    def sample_distractors(self, rng: np.random.Generator, probability: float, draws: int = 2) -> tuple[str, ...]:
         """Distractor AUs of one clip (module docstring): ``draws`` tries, each adding one allowed
         AU with ``probability`` (an AU is not drawn twice)."""
         pool = list(self.distractor_pool())
@@ -99,9 +105,9 @@ DISTRACTOR_POOL: tuple[str, ...] = ("1", "2", "4", "5", "7", "9", "14", "17", "2
 
 _HAPPINESS = _c("happiness", "I", ("6+12", 0.6), ("6+7+12", 0.2), ("6+12+25", 0.2))
 _SURPRISE = _c("surprise", "II", ("1+2+5", 0.5), ("1+2", 0.5))
-_DISGUST = _c("disgust", "IV", ("9", 0.4), ("10", 0.3), ("9+10", 0.3))
-_REPRESSION = _c("repression", "V", ("1+2+12", 0.5), ("4+15", 0.5))
-_OTHERS = _c("others", "III", ("1+2+15", 0.5), ("4+12", 0.5))
+_DISGUST = _c("disgust", "IV", ("9", 0.3), ("9+10", 0.3), ("4+9", 0.2), ("4+10", 0.2))
+_REPRESSION = _c("repression", "V", ("1+2+12", 0.25), ("1+2+12+17", 0.25), ("4+15", 0.25), ("4+15+17", 0.25))
+_OTHERS = _c("others", "III", ("1+2+15", 0.25), ("1+2+15+17", 0.25), ("4+12", 0.25), ("4+12+17", 0.25))
 
 SCHEMES: dict[str, tuple[EmotionClass, ...]] = {
     "casme2": (_HAPPINESS, _SURPRISE, _DISGUST, _REPRESSION, _OTHERS),

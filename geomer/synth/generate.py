@@ -23,15 +23,13 @@ Two ground truths, one construction. For a displacement field ``f`` (an AU's, th
 residual head motion's) let ``m_f[k]`` = Σ_{i∈k} |f(i)| / Σ_i |f(i)|, the share of its landmark
 motion in component k. A clip's component activation is ``a[k] = Σ_f amplitude_f · m_f[k]``
 (amplitude = the px displacement of the field's strongest landmark at its peak, expressivity
-included). Its K×K matrix (:func:`pair_shares`) holds the share of ``a`` carried by each pair of
-components, ``(a_i + a_j) / Σ a`` (off-diagonal), and by each component alone, ``a_i / Σ a``
-(diagonal); a class's matrix is the mean over its clips. The pairwise form is the one the
-occlusion relations of ``geomer.relations`` measure on a model (the evidence lost when a pair is
-neutralised), so the two are compared like for like.
+included). Its K×K co-activation (:func:`coactivation`) is ``s sᵀ`` with the shares ``s = a / Σ a``:
+entry (i, j) is large when components i and j both carry much of the clip's motion. A class's
+matrix is the mean over its clips (symmetric; entries sum to 1).
 
 - ``relations`` (**relevance**, what models are scored against): ``a`` sums the class-defining AUs
-  only — how much of what defines the class each pair carries. A pair of two components the
-  class never uses scores 0.
+  only — the component pairs the class is defined by. A pair with a component the class never
+  uses scores 0.
 - ``motion_relations``: ``a`` sums everything that moved non-rigidly — class AUs, distractor AUs,
   the blink, the residual head motion (the rigid head motion is left out: alignment removes it).
   It is what a read-out of the input motion can see at best; a model's relations add something
@@ -93,23 +91,20 @@ def au_activation(codes, amplitudes_px) -> np.ndarray:
     return sum((a * field_shares(action_unit(u).field) for u, a in zip(codes, amplitudes_px)), np.zeros(k))
 
 
-def pair_shares(activation: np.ndarray) -> np.ndarray:
-    """Share of a clip's motion carried by each component (diagonal) and each pair (off-diagonal).
+def coactivation(activation: np.ndarray) -> np.ndarray:
+    """A clip's component co-activation: the outer product of its motion shares.
 
-    Shapes: activation [..., K] (non-negative) → [..., K, K]; entry (i, j) is
-    ``(a_i + a_j) / Σ a`` for i ≠ j and ``a_i / Σ a`` on the diagonal; all zero when nothing moved.
+    Shapes: activation [..., K] (non-negative) → [..., K, K] symmetric, entry (i, j) =
+    ``s_i · s_j`` with ``s = a / Σ a`` (so entries sum to 1); all zero when nothing moved.
     """
     activation = np.asarray(activation, np.float64)
     total = activation.sum(axis=-1, keepdims=True)
     share = np.divide(activation, total, out=np.zeros_like(activation), where=total > 0)
-    k = activation.shape[-1]
-    pairs = share[..., :, None] + share[..., None, :]
-    eye = np.eye(k, dtype=bool)
-    return np.where(eye, share[..., :, None] * eye, pairs)
+    return share[..., :, None] * share[..., None, :]
 
 
 def relation_matrices(activations, classes: list[str]) -> dict[str, np.ndarray]:
-    """Per-class K×K ground truth: the clips' :func:`pair_shares`, averaged over the class.
+    """Per-class K×K ground truth: the clips' :func:`coactivation`, averaged over the class.
 
     ``activations``: (class name, [K] activation) per clip; a ``ClipPlan`` counts its own AUs.
     A class without clips gets all zeros.
@@ -122,7 +117,7 @@ def relation_matrices(activations, classes: list[str]) -> dict[str, np.ndarray]:
             label, activation = item.label, au_activation(item.aus, item.amplitudes_px)
         else:
             label, activation = item
-        totals[label] += pair_shares(activation)
+        totals[label] += coactivation(activation)
         counts[label] += 1
     return {name: (totals[name] / max(counts[name], 1)).astype(np.float32) for name in classes}
 

@@ -10,7 +10,7 @@
   depth (a Gaussian bump centred on the nose tip: the nose moves most, the contour least), with a
   slow independent course per axis; its peak at the nose tip is ``residual_head_px``.
 * **Distractor AUs**: see ``geomer.synth.emotions`` (the pool and how it is drawn); the level sets
-  ``distractor_probability``, the chance of each of three distractor draws per clip.
+  ``distractor_probability``, the chance of each of two distractor draws per clip.
 * **Blinks** (distractor): with probability ``blink_probability`` a clip gets one partial blink
   (closure ``blink_closure`` of the lid opening, 80–150 ms) at a random time; upper lids move down,
   lower lids slightly up.
@@ -32,12 +32,12 @@ standard  1.5 – 3.0    0.6   0.25  0.5        0.75   15 %    .3–.5   0.4    
 hard      1.0 – 2.0    1.2   0.5   1.0        1.0    40 %    .3–.7   0.7    2.0    ±30 %
 ========= ============ ===== ===== ========== ====== ======= ======= ====== ====== =========
 
-"distr. draws" is ``distractor_probability``: each clip makes three draws, each adding one
-distractor AU with that probability (standard: 0, 1, 2, 3 distractors in 2, 14, 42, 42 % of the
-clips — about as much class-independent motion as class-defining motion). The standard level was
-chosen on generator seed 1 (the ground truth's ``motion_relations`` must not already agree with
-the relevance ``relations``, while each clip's distractors stay a random draw); figures are
-reported on seed 0.
+"distr. draws" is ``distractor_probability``: each clip makes two draws, each adding one
+distractor AU with that probability (standard: 0, 1, 2 distractors in 6, 38, 56 % of the clips —
+about as much class-independent motion as class-defining motion). The standard level was chosen
+by simulating the ground truths alone on generator seed 1 (``motion_relations`` must not already
+agree with the relevance ``relations``, while each clip's distractors stay a random draw, not a
+fixed set per class); reported figures come from seed 0.
 """
 
 from __future__ import annotations

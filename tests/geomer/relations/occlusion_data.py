@@ -19,14 +19,14 @@ CLASS_PAIRS = ((1, 6), (3, 6), (4, 5))
 
 
 def planted_relevance(num_components: int = 7) -> np.ndarray:
-    """[C, K, K] relevance of the planted classes, in the ground truth's pairwise-share form."""
-    from geomer.synth.generate import pair_shares
+    """[C, K, K] relevance of the planted classes, in the ground truth's co-activation form."""
+    from geomer.synth.generate import coactivation
 
     out = []
     for pair in CLASS_PAIRS:
         activation = np.zeros(num_components)
         activation[list(pair)] = 1.0
-        out.append(pair_shares(activation))
+        out.append(coactivation(activation))
     return np.stack(out)
 
 
