@@ -202,9 +202,19 @@ def _write_figures(run_dir: Path, relations: np.ndarray, confusion: np.ndarray, 
     panel = getattr(viz, "plot_relation_panel", None)
     confusion_plot = getattr(viz, "plot_confusion_matrix", None)
     if panel is not None and components:
-        matrices = {name: relations[i] for i, name in enumerate(classes) if np.isfinite(relations[i]).all()}
+        def by_class(array):
+            return {name: array[i] for i, name in enumerate(classes) if np.isfinite(array[i]).all()}
+
+        matrices = by_class(relations)
         if matrices:
-            figure = panel({config["model"]: matrices}, components, title="class-averaged relations")
+            rows = {f"{config['model']} intrinsic": matrices}
+            baseline = None
+            if (run_dir / "occlusion_relations.npy").is_file():
+                rows[f"{config['model']} occlusion"] = by_class(np.load(run_dir / "occlusion_relations.npy"))
+            if (run_dir / "baseline_relations.npy").is_file():
+                baseline = by_class(np.load(run_dir / "baseline_relations.npy"))
+            truth = _synthetic_truth(config, components, classes)
+            figure = panel(rows, components, baseline=baseline, ground_truth=truth, title="class-averaged relations")
             viz.save_figure(figure, figures / "relations.png")
     if confusion_plot is not None:
         viz.save_figure(confusion_plot(confusion, classes), figures / "confusion.png")
@@ -212,6 +222,21 @@ def _write_figures(run_dir: Path, relations: np.ndarray, confusion: np.ndarray, 
     histories = sorted(run_dir.glob("seed-*/*/history.csv"))
     if curves is not None and histories:
         viz.save_figure(curves(histories, title="training"), figures / "training.png")
+
+
+def _synthetic_truth(config, components, classes) -> dict | None:
+    """The relevance ground truth by class when the run's dataset is synthetic (its root holds
+    ``ground_truth.json`` with the run's components and classes), else None."""
+    root = config.get("root")
+    path = Path(root) / "ground_truth.json" if root else None
+    if path is None or not path.is_file():
+        return None
+    from geomer.relations import load_ground_truth
+
+    truth = load_ground_truth(path)
+    if list(truth.component_names) != list(components) or not set(classes) <= set(truth.classes):
+        return None
+    return {name: truth.relations[truth.classes.index(name)] for name in classes}
 
 
 def format_table(metrics: dict[str, Any]) -> str:
