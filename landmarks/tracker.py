@@ -29,6 +29,7 @@ Design (the expensive part is face detection, 15-35 ms per 640×360 frame with d
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Iterable, Sequence
 
@@ -65,7 +66,7 @@ def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
 class _Tracker:
     def __init__(self, backend, redetect_every: int, move_fraction: float) -> None:
         self.backend = backend
-        self.redetect_every = max(1, int(redetect_every))
+        self.redetect_every = int(redetect_every)
         self.move_fraction = float(move_fraction)
         self.box: np.ndarray | None = None  # float32 (x0, y0, x1, y1), integer-valued
         self.last_box: np.ndarray | None = None  # where the face was before it was lost
@@ -230,6 +231,23 @@ def smooth_points(points: np.ndarray, valid: np.ndarray, window: int) -> np.ndar
     return out
 
 
+def check_track_options(
+    *, redetect_every: int = 30, smooth: int = 0, min_valid_fraction: float = 0.5,
+    move_fraction: float = 0.1, fps: float | None = None,
+) -> None:
+    """Raise ``LandmarksError`` for an option of ``track`` out of its range (before any work)."""
+    if not (isinstance(redetect_every, numbers.Integral) and redetect_every >= 1):
+        raise LandmarksError(f"redetect_every must be an integer >= 1, got {redetect_every!r}")
+    if not (isinstance(smooth, numbers.Integral) and smooth >= 0 and (smooth <= 1 or smooth % 2 == 1)):
+        raise LandmarksError(f"smooth must be 0 (off) or an odd window >= 1, got {smooth!r}")
+    if not 0.0 <= float(min_valid_fraction) <= 1.0:
+        raise LandmarksError(f"min_valid_fraction must be within 0..1, got {min_valid_fraction!r}")
+    if not 0.0 < float(move_fraction) < 1.0:
+        raise LandmarksError(f"move_fraction must be within 0..1 (exclusive), got {move_fraction!r}")
+    if fps is not None and not (math.isfinite(float(fps)) and float(fps) > 0):
+        raise LandmarksError(f"fps must be a positive number, got {fps!r}")
+
+
 def track(
     source: str | os.PathLike | Sequence[np.ndarray],
     *,
@@ -250,20 +268,27 @@ def track(
     ``move_fraction``: how far (fraction of the box width) the face must move before the box
     follows it. ``fps`` overrides (or, for folders and image lists, supplies) the frame rate.
     ``stats``, when given a dict, receives counts (``redetections``, ``full_detections``).
+    A path source is recorded as an absolute path, so the track finds its frames from anywhere.
 
     Raises ``LandmarksError`` naming the source when no face is ever found or too few frames have
-    one.
+    one, and for options out of range (``check_track_options``).
     """
+    check_track_options(
+        redetect_every=redetect_every, smooth=smooth, min_valid_fraction=min_valid_fraction,
+        move_fraction=move_fraction, fps=fps,
+    )
     backend = resolve_backend(backend)
     if isinstance(source, (str, os.PathLike)):
         frames = open_frames(source, fps=fps)
         name, rate, total = str(frames.path), frames.fps, len(frames)
+        recorded = os.path.abspath(name)
         items: Iterable[tuple[int, np.ndarray]] = frames
     else:
         images = list(source)
         if not images:
             raise LandmarksError("track: the image sequence is empty")
         name, rate, total = "<images>", (float(fps) if fps is not None else math.nan), len(images)
+        recorded = name
         items = enumerate(images)
     if progress:
         from tqdm import tqdm
@@ -307,6 +332,6 @@ def track(
         frame_index=np.array(numbers, dtype=np.int64),
         box=np.stack(boxes),
         fps=rate,
-        source=name,
+        source=recorded,
         backend=getattr(backend, "name", str(backend)),
     )
