@@ -115,6 +115,15 @@ def is_blank(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
 
 
+#: Apex cells that say "not annotated" (the real CASME II sheet has "/"): the apex is spotted.
+APEX_NOT_ANNOTATED = ("", "/", "-", "–", "n/a", "na", "none")
+
+
+def apex_not_annotated(value: object) -> bool:
+    """True for an apex cell that is blank or says the apex was not annotated."""
+    return is_blank(value) or str(value).strip().lower() in APEX_NOT_ANNOTATED
+
+
 def frame_value(value: object, what: str) -> int:
     """A frame number cell as int; ``ValueError`` naming ``what`` for blanks and non-numbers."""
     if is_blank(value):
@@ -142,9 +151,11 @@ def cell_text(value: object) -> str:
 class SampleCollector:
     """Validates rows one by one and builds the :class:`DatasetIndex`, reporting every bad row.
 
-    A row is bad for: unknown label, non-numeric or blank frame numbers, onset > apex, apex
-    outside [onset, offset], a missing frames folder, a missing onset/apex/offset frame file, or a
-    clip id already seen. Labels the scheme excludes are recorded in ``excluded``, not checked.
+    A row is bad for: unknown label, non-numeric or blank onset/offset, a non-numeric apex,
+    onset > apex, apex outside [onset, offset], a missing frames folder, a missing onset/apex/offset
+    frame file, or a clip id already seen. An apex that is not annotated (blank, "/", "-") is None:
+    it is spotted when the features are extracted (``ClipFeatures.apex_spotted``). Labels the scheme
+    excludes are recorded in ``excluded``, not checked.
     """
 
     name: str
@@ -202,6 +213,9 @@ class SampleCollector:
             if what not in required_frames and is_blank(value):
                 numbers[what] = None
                 continue
+            if what == "apex" and apex_not_annotated(value):
+                numbers[what] = None  # spotted downstream, as for SMIC
+                continue
             try:
                 numbers[what] = frame_value(value, what)
             except ValueError as error:
@@ -214,11 +228,7 @@ class SampleCollector:
             reasons.append(f"onset {on} > apex {ap}")
         elif ap is not None and on is not None and off is not None and not on <= ap <= off:
             reasons.append(f"apex {ap} outside [onset {on}, offset {off}]")
-        try:
-            parsed_aus = parse_aus(aus)
-        except ValueError as error:
-            reasons.append(str(error))
-            parsed_aus = ()
+        parsed_aus = parse_aus(aus)  # never refuses a row: unknown parts are kept as uncertain
         if check_frames:
             if folder is None or not Path(folder).is_dir():
                 reasons.append(folder_problem or f"frames folder {folder} is missing")

@@ -180,8 +180,21 @@ def test_prepare_frame_clips_and_skip_bad(tmp_path, monkeypatch):
     assert index.samples[0].apex == first.apex - 1
     summary = prepare_dataset(index, tmp_path / "cache", FeatureSettings(), progress=False)
     assert (summary.done, summary.cached, summary.failures) == (1, 1, ())
-    features = FeatureCache(tmp_path / "cache", FeatureSettings()).get(feature_job(index.samples[0], "synth"))
+    cache = FeatureCache(tmp_path / "cache", FeatureSettings())
+    features = cache.get(feature_job(index.samples[0], "synth"))
     assert features.apex == first.apex - 1 and not features.apex_spotted
+
+    # an apex marked "/" (not annotated): spotted, and recorded as spotted
+    second = index.samples[1]
+    edited["ApexFrame"] = edited["ApexFrame"].astype(object)
+    edited.loc[edited.index[edited["Filename"].astype(str) == second.clip][0], "ApexFrame"] = "/"
+    edited.to_excel(sheet, index=False)
+    index = read_dataset("synth", root, skip_bad=True)
+    assert index.samples[1].apex is None
+    summary = prepare_dataset(index, tmp_path / "cache", FeatureSettings(), progress=False)
+    assert (summary.done, summary.cached, summary.failures) == (1, 1, ())
+    features = cache.get(feature_job(index.samples[1], "synth"))
+    assert features.apex_spotted and second.onset < features.apex <= second.offset
 
 
 def test_synth_samples_agree_with_ground_truth(flow_root):

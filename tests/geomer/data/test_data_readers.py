@@ -26,7 +26,7 @@ def test_samm_title_rows_above_header(tmp_path):
     assert (first.subject_key, first.onset, first.apex, first.offset) == ("samm/006", 5562, 5588, 5619)
     assert first.source == root / "006" / "006_1_2"
     assert [s.label for s in index.samples] == ["anger", "happiness", "surprise", "other"]
-    assert index.samples[3].aus == ("R12",)
+    assert index.samples[3].aus == ("R12?",)
 
 
 def test_samm_bad_row_numbers_count_the_title_block(tmp_path):
