@@ -156,6 +156,11 @@ class SampleCollector:
     frame file, or a clip id already seen. An apex that is not annotated (blank, "/", "-") is None:
     it is spotted when the features are extracted (``ClipFeatures.apex_spotted``). Labels the scheme
     excludes are recorded in ``excluded``, not checked.
+
+    ``selection`` (clip key → class name, read from ``selection_file``) fixes which clips exist and
+    their classes (the published MEGC 2019 composite): a clip not in it is recorded in
+    ``excluded`` and not checked, its class is the selection's (the sheet's label is kept as
+    ``raw_label``), and a selected clip no row produced is a bad row of ``selection_file``.
     """
 
     name: str
@@ -165,6 +170,8 @@ class SampleCollector:
     samples: list[Sample] = field(default_factory=list)
     bad: list[BadRow] = field(default_factory=list)
     excluded: list[tuple[str, str]] = field(default_factory=list)
+    selection: dict[str, str] | None = None
+    selection_file: str = ""
     _seen: dict[str, str] = field(default_factory=dict)
 
     def add(
@@ -200,11 +207,17 @@ class SampleCollector:
         subject_key = f"{dataset}/{subject}"
         key = f"{subject_key}/{clip}"
         reasons: list[str] = list(problems)
-        try:
-            class_name = self.scheme.classify(label)
-        except UnknownLabel as error:
-            reasons.append(str(error))
-            class_name = ""
+        if self.selection is not None:
+            if key not in self.selection:
+                self.excluded.append((key, f"not in {Path(self.selection_file).name}"))
+                return None
+            class_name = self.selection[key]
+        else:
+            try:
+                class_name = self.scheme.classify(label)
+            except UnknownLabel as error:
+                reasons.append(str(error))
+                class_name = ""
         if class_name is None:
             self.excluded.append((key, str(label).strip()))
             return None
@@ -270,6 +283,10 @@ class SampleCollector:
 
     def finish(self) -> DatasetIndex:
         """The index; raises one GeomerError listing every bad row unless ``skip_bad``."""
+        if self.selection is not None:
+            for key in self.selection:
+                if key not in self._seen:
+                    self.reject(self.selection_file, key, f"clip {key} not found under {self.root}")
         if self.bad and not self.skip_bad:
             lines = "\n".join(str(b) for b in self.bad)
             raise GeomerError(
