@@ -15,7 +15,7 @@ from geomer.data import read_dataset
 from geomer.data.cache import FeatureCache
 from geomer.data.datasets import list_datasets
 from geomer.data.loading import load_graphs
-from geomer.data.prepare import feature_job, prepare_dataset
+from geomer.data.prepare import feature_job, prepare_dataset, without_failures
 from geomer.errors import GeomerError
 from geomer.features.types import FeatureSettings
 from geomer.synth.generate import generate
@@ -73,6 +73,14 @@ def test_failed_clip_exits_2_after_caching_the_good_ones(flow_root, tmp_path, ca
     assert [cache.has(feature_job(s, index.name)) for s in index.samples] == [True, False, True, True]
     with pytest.raises(GeomerError, match=f"clip {victim.key} not .*in the feature cache.*geomer prepare"):
         load_graphs(index, cache)
+    # --skip-bad: the failed clip is listed and left out
+    status = main(["prepare", "--dataset", "synth", "--root", str(broken),
+                   "--cache", str(tmp_path / "cache"), "--quiet", "--skip-bad"])
+    captured = capsys.readouterr()
+    assert status == 0 and f"failed: {victim.key}: " in captured.out
+    kept = without_failures(index, [(victim.key, "cannot read")])
+    assert [s.key for s in kept.samples] == [s.key for s in index.samples if s.key != victim.key]
+    assert kept.skipped[-1].row == victim.key and len(load_graphs(kept, cache)) == 3
 
 
 def test_overlapping_clip_keys_keep_distinct_features(flow_root, tmp_path, capsys):
@@ -211,3 +219,29 @@ def test_synth_samples_agree_with_ground_truth(flow_root):
     assert [s.key for s in read_dataset("megc2019-flow", flow_root).samples] == [
         s.key for s in index.samples
     ]
+
+
+@pytest.mark.slow
+def test_train_refuses_a_dataset_with_failed_clips_unless_skip_bad(flow_root, tmp_path):
+    """A clip that fails to extract refuses training at the start of the run; with skip_bad it
+    is left out and listed in the run's config."""
+    import json
+    import shutil
+
+    from geomer.train.config import TrainConfig
+    from geomer.train.pipeline import train_dataset
+
+    broken = tmp_path / "broken"
+    shutil.copytree(flow_root, broken)
+    victim = read_dataset("synth", broken).samples[0]
+    victim.extra["apex_image"].write_bytes(b"not a JPEG")
+    config = TrainConfig(model="dere-grl", epochs=1, seeds=(0,), jobs=1, progress=False)
+    options = dict(dataset="synth", root=broken, cache=tmp_path / "cache", progress=False)
+    with pytest.raises(GeomerError, match=f"failed for {victim.key}.*--skip-bad"):
+        train_dataset(config, out=tmp_path / "refused", **options)
+    assert not (tmp_path / "refused").exists()
+    result = train_dataset(config, out=tmp_path / "run", skip_bad=True, **options)
+    written = json.dumps(json.loads((result.out_dir / "config.json").read_text()))
+    assert victim.key in written
+    predictions = "".join(p.read_text() for p in result.out_dir.rglob("predictions.csv"))
+    assert victim.key not in predictions and predictions.count("\n") >= 3
