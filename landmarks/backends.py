@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import math
 from pathlib import Path
 
 import cv2
@@ -252,6 +251,68 @@ def find_faces(gray: np.ndarray, backend, *, thorough: bool = True) -> np.ndarra
     return to_image(boxes) if len(boxes) else boxes
 
 
+#: Searches near a known box run on a copy scaled so the face is about this wide.
+DETECT_FACE_PX = 100
+#: The side of dlib's HOG detection window: smaller faces are not found at their own size.
+HOG_WINDOW_PX = 80
+#: A search near a box covers this many box widths on each side of it.
+NEAR_MARGIN = 0.75
+#: Minimum IoU between two boxes for them to be the same face.
+SAME_FACE_IOU = 0.3
+
+
+def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Intersection over union of ``box`` [4] with each of ``others`` [N, 4] → [N]."""
+    x0 = np.maximum(box[0], others[:, 0])
+    y0 = np.maximum(box[1], others[:, 1])
+    x1 = np.minimum(box[2], others[:, 2])
+    y1 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / np.maximum(area(box) + area(others) - inter, 1e-6)
+
+
+def detect_near(gray: np.ndarray, box: np.ndarray, backend) -> np.ndarray:
+    """Face boxes [F, 4] (largest first, in ``gray``'s pixels) in the region of ``NEAR_MARGIN``
+    box widths around ``box``: the cheap search of a face whose place is known (a few ms)."""
+    box_width = box[2] - box[0]
+    margin = NEAR_MARGIN * box_width
+    # Where the region leaves the image (a face at the edge, a face crop's box) it is padded,
+    # so the detector always sees the margin around the face that it needs.
+    x0, y0 = int(np.floor(box[0] - margin)), int(np.floor(box[1] - margin))
+    x1, y1 = int(np.ceil(box[2] + margin)), int(np.ceil(box[3] + margin))
+    region = crop_padded(gray, x0, y0, x1, y1)
+    # Scaled down so a large face is DETECT_FACE_PX wide (fast); a face below HOG's window is
+    # scaled up to that width, as the detector would not find it at its own size. Faces in
+    # between keep their size, so the box comes out as a full-image detection's would.
+    scale = DETECT_FACE_PX / max(box_width, 1.0)
+    if box_width >= HOG_WINDOW_PX:
+        scale = min(1.0, scale)
+    if scale != 1.0:
+        interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+        region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=interpolation)
+    boxes = resolve_backend(backend).detect(np.ascontiguousarray(region))
+    if len(boxes) == 0:
+        return boxes
+    return (boxes / scale + np.array([x0, y0, x0, y0], dtype=np.float32)).astype(np.float32)
+
+
+def refit_box(gray: np.ndarray, box: np.ndarray, backend) -> np.ndarray:
+    """``box`` as ``detect_near`` fits it (the same face, IoU >= ``SAME_FACE_IOU``), else as given.
+
+    A box from the thorough search (upsampled, padded) and one from a plain search differ by up
+    to a pyramid step, and the predicted points follow the box by a fraction of a pixel: a
+    tracker that re-detects near its box, and a single image meant to give the same points as a
+    one-frame track, both start from the re-fitted box.
+    """
+    found = detect_near(gray, box, backend)
+    if len(found):
+        overlap = box_iou(box, found)
+        if overlap.max() >= SAME_FACE_IOU:
+            return found[int(overlap.argmax())]
+    return np.asarray(box, dtype=np.float32)
+
+
 def get_backend(name: str = "dlib", **options):
     """A backend by name: ``dlib`` (options: ``detector="hog"|"cnn"``, ``upsample``, ``upscale``), ``dlib-cnn``,
     or ``fan`` (options: ``device``)."""
@@ -271,10 +332,11 @@ def resolve_backend(backend) -> object:
 
 def landmarks_on_image(image: np.ndarray, backend="dlib") -> np.ndarray:
     """68 points [68, 2] float32 of the largest face in one image (grey, BGR), found by the
-    thorough ``find_faces`` (so tight face crops work)."""
+    thorough ``find_faces`` (so tight face crops work), its box re-fitted by ``refit_box`` (so
+    the points equal those of a one-frame track)."""
     backend = resolve_backend(backend)
     gray = to_gray(image)
     boxes = find_faces(gray, backend, thorough=True)
     if len(boxes) == 0:
         raise LandmarksError("no face found in the image (also padded, upsampled and by the CNN detector)")
-    return backend.predict(gray, boxes[0])
+    return backend.predict(gray, refit_box(gray, boxes[0], backend))
