@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -230,7 +229,9 @@ def build_cache(
 
     try:
         if n_jobs > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(max_workers=min(n_jobs, len(todo))) as pool:
+            from landmarks.pool import process_pool
+
+            with process_pool(min(n_jobs, len(todo))) as pool:
                 futures = [pool.submit(process_job, job, str(cache.root), settings) for job in todo]
                 for future in futures:
                     record(future.result())
