@@ -13,10 +13,6 @@ from pathlib import Path
 
 from landmarks.errors import LandmarksError
 
-# FFmpeg's own console messages (e.g. "moov atom not found") would add lines to our one-line errors.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

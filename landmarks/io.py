@@ -13,8 +13,14 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import cv2
-import numpy as np
+# FFmpeg's and OpenCV's own console messages (e.g. "moov atom not found") would add lines to the
+# one-line errors of every command that decodes video; this module is the only decoder, and these
+# settings are read when the first capture opens.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from landmarks.errors import LandmarksError
 
