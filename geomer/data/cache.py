@@ -138,10 +138,6 @@ class FeatureCache:
             np.savez(stream, **arrays)
         return path
 
-    def keys(self) -> list[Path]:
-        """The feature files present."""
-        return sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []
-
 
 def _load_or_track(job: FeatureJob, cache: FeatureCache):
     import landmarks
