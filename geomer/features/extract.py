@@ -16,6 +16,8 @@ import numpy as np
 from geomer.errors import GeomerError
 from geomer.features.apex import spot_apex
 from geomer.features.crop import canonical_to_crop, compose, pixel_to_crop, to_grey, warp_to_crop
+from geomer.features.flow import compute_flow
+from geomer.features.flow_image import flow_image_of_decoded, flow_image_of_field
 from geomer.features.flow_nodes import flow_at_nodes
 from geomer.features.geometry import edge_displacement, resample_displacement
 from geomer.features.sampling import sample_patches
@@ -129,9 +131,12 @@ def extract_clip(
     crops = {p: warp_to_crop(to_grey(images[p]), transform, settings.face_size) for p in needed}
     centres = _apply(track.points[start, graph.node_ids], transform)
 
+    # One dense flow of the whole crop: the whole-face flow image, and the node samples in the
+    # dense mode (the patches mode computes its own windows' flow).
+    dense = compute_flow(crops[start], crops[peak], settings.flow_method)
     flow_stats, flow_patches = flow_at_nodes(
         crops[start], crops[peak], centres, settings.scales, settings.patch_size,
-        settings.flow_method, settings.flow_mode,
+        settings.flow_method, settings.flow_mode, dense_flow=dense,
     )
     pair = np.stack([crops[start], crops[peak]], axis=-1).astype(np.float32) / 255.0
     texture = sample_patches(pair, centres, settings.scales, settings.patch_size)
@@ -154,6 +159,7 @@ def extract_clip(
         texture_onset=texture[:, :, 0],
         texture_apex=texture[:, :, 1],
         sequence=sequence.transpose(1, 0, 2, 3),
+        flow_image=flow_image_of_field(dense, settings.flow_image_size),
     )
 
 
@@ -179,7 +185,7 @@ def decode_flow_image(flow_image: np.ndarray) -> np.ndarray:
     values = flow_image.astype(np.float32) / 255.0
     values[..., 0] -= np.median(values[..., 0])
     values[..., 1] -= np.median(values[..., 1])
-    return values
+    return values  # the convention of geomer.features.flow_image.normalise_flow_image
 
 
 def _points_in_whole_image(image: np.ndarray, backend: str) -> np.ndarray:
@@ -249,8 +255,8 @@ def extract_flow_image_clip(
     alignment = estimate_similarity(points, CANONICAL_TEMPLATE)
     transform = compose(canonical_to_crop(settings.face_size), alignment)
     height, width = image.shape[:2]
-    field = cv2.resize(decode_flow_image(np.ascontiguousarray(flow_pixels)), (width, height),
-                       interpolation=cv2.INTER_LINEAR)
+    decoded = decode_flow_image(np.ascontiguousarray(flow_pixels))
+    field = cv2.resize(decoded, (width, height), interpolation=cv2.INTER_LINEAR)
     field = warp_to_crop(field, transform, settings.face_size)
     crop = warp_to_crop(to_grey(image), transform, settings.face_size)
     centres = _apply(points[graph.node_ids], transform)
@@ -276,4 +282,5 @@ def extract_flow_image_clip(
         texture_onset=None,
         texture_apex=texture_apex,
         sequence=None,
+        flow_image=flow_image_of_decoded(decoded, settings.flow_image_size),
     )
