@@ -3,17 +3,21 @@
 Design (the expensive part is face detection, 15-35 ms per 640×360 frame with dlib's HOG; the
 68-point predictor costs about 2.5 ms):
 
-1. Detect once on the first frame (full resolution) and follow the LARGEST face.
+1. Detect once on the first frame with the thorough search (``find_faces``: upsampled, then
+   retries for tight face crops) and follow the LARGEST face.
 2. Carry that face box from frame to frame and predict 68 points in it every frame.
 3. The box is NOT re-fitted to every frame's points: dlib's predictor output depends on the box it
    is given, so a box following each frame's noisy points feeds noise back (jitter as large as a
    micro-expression). The box stays fixed and is translated only when the face has moved more
    than ``move_fraction`` of the box width since the box was set.
-4. Every ``redetect_every`` frames the detector runs on a region around the box, downscaled so
-   the face is about ``DETECT_FACE_PX`` pixels wide (a few ms); the detection that overlaps the box
+4. Every ``redetect_every`` frames the detector runs on a region around the box, scaled so the
+   face is about ``DETECT_FACE_PX`` pixels wide (a few ms); the detection that overlaps the box
    is the followed face. It replaces the box only when it differs materially (centre or size by
    more than ``move_fraction``). No overlapping detection there nor on the full frame → the face
-   is lost: ``valid=False``, and every following frame runs a full detection until it returns.
+   is lost: ``valid=False``, and every following frame runs a full detection until it returns
+   (the thorough search on the first lost frame and every ``redetect_every`` frames after it, the
+   plain one in between, so a clip without a face stays affordable). Regions reaching outside the
+   frame (a face crop's box) are padded by repeating the border.
 5. Two cheap per-frame loss tests force an early re-detection: the box's content, shrunk to
    16×16 grey, against the same thumbnail at the last detection (a face leaving, an occlusion or a
    cut changes it by tens of grey levels, a micro-expression by a few), and the predicted shape's
@@ -31,7 +35,7 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 
-from landmarks.backends import resolve_backend, to_gray
+from landmarks.backends import crop_padded, find_faces, resolve_backend, to_gray
 from landmarks.errors import LandmarksError
 from landmarks.io import open_frames
 from landmarks.track import LandmarkTrack
@@ -68,25 +72,30 @@ class _Tracker:
         self.reference: np.ndarray | None = None  # points' centroid when the box was set
         self.since_detection = 0
         self.thumbnail: np.ndarray | None = None  # box content at the last detection
+        self.lost_frames = 0  # consecutive frames searched without finding the face
         self.redetections = 0
         self.full_detections = 0
 
     # -- detection -------------------------------------------------------------------------
-    def _detect_full(self, gray: np.ndarray) -> np.ndarray:
+    def _detect_full(self, gray: np.ndarray, thorough: bool = False) -> np.ndarray:
         self.full_detections += 1
-        return self.backend.detect(gray)
+        return find_faces(gray, self.backend, thorough=thorough)
 
     def _detect_near(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
         self.redetections += 1
-        height, width = gray.shape
         box_width = box[2] - box[0]
         margin = REDETECT_MARGIN * box_width
-        x0, y0 = int(max(0, box[0] - margin)), int(max(0, box[1] - margin))
-        x1, y1 = int(min(width, box[2] + margin)), int(min(height, box[3] + margin))
-        region = gray[y0:y1, x0:x1]
-        scale = min(1.0, DETECT_FACE_PX / max(box_width, 1.0))
-        if scale < 1.0:
-            region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        # Where the region leaves the frame (a face at the edge, a face crop's box) it is padded,
+        # so the detector always sees the margin around the face that it needs.
+        x0, y0 = int(np.floor(box[0] - margin)), int(np.floor(box[1] - margin))
+        x1, y1 = int(np.ceil(box[2] + margin)), int(np.ceil(box[3] + margin))
+        region = crop_padded(gray, x0, y0, x1, y1)
+        # Scaled so the face is DETECT_FACE_PX wide: smaller (fast) for a large face, and larger for
+        # a face below HOG's 80 px window, which the detector would not find at its own size.
+        scale = DETECT_FACE_PX / max(box_width, 1.0)
+        if scale != 1.0:
+            interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=interpolation)
         boxes = self.backend.detect(np.ascontiguousarray(region))
         if len(boxes) == 0:
             return boxes
@@ -146,10 +155,13 @@ class _Tracker:
     def step(self, gray: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Points [68, 2] and the box used for one frame, or (None, None) when the face is lost."""
         if self.box is None:
-            # re-acquire: prefer the face where the lost one was, else the largest
-            found = self._pick(self._detect_full(gray), self.last_box)
+            # (re-)acquire: prefer the face where the lost one was, else the largest
+            thorough = self.lost_frames % self.redetect_every == 0
+            found = self._pick(self._detect_full(gray, thorough=thorough), self.last_box)
             if found is None:
+                self.lost_frames += 1
                 return None, None
+            self.lost_frames = 0
             self._set_box(found)
         elif self.since_detection >= self.redetect_every or self._changed(gray):
             if not self._redetect(gray):

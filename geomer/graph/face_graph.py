@@ -220,6 +220,18 @@ class FaceGraph:
         graph.add_edges_from((int(i), int(j)) for i, j in self.edges)
         return graph
 
+    def to_record(self) -> dict:
+        """What rebuilds this graph, JSON-ready: ``{"partition", "nodes" (iBUG ids), "name"}``."""
+        return {"partition": self.partition, "nodes": [int(i) for i in self.node_ids], "name": self.name}
+
+    @classmethod
+    def from_record(cls, record: dict) -> FaceGraph:
+        """The graph :meth:`to_record` described (``nodes`` None: the partition's default)."""
+        try:
+            return cls(partition=record["partition"], nodes=record.get("nodes"))
+        except (KeyError, TypeError, AttributeError):
+            raise GeomerError(f"not a graph record (needs 'partition'): {record!r}") from None
+
     def __repr__(self) -> str:
         return (
             f"FaceGraph(name={self.name!r}, nodes={self.num_nodes}, edges={self.num_edges}, "

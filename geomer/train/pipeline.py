@@ -49,10 +49,10 @@ def train_dataset(
     from geomer.data.prepare import prepare_dataset
     from geomer.data.protocols import get_protocol
     from geomer.features.types import FeatureSettings
-    from geomer.train._models import model_requires
+    from geomer.models import check_inputs, get_spec
 
     # Fail on a bad model name before any expensive step.
-    model_requires(config.model)
+    get_spec(config.model)
     if root is None:
         if dataset not in (None, "synth"):
             raise GeomerError(f"--dataset {dataset} needs --root PATH (the dataset's folder)")
@@ -81,9 +81,7 @@ def train_dataset(
     # model asking for a modality the dataset lacks fails at the start.
     probe = replace(index, samples=index.samples[:1])
     if not prepare_dataset(probe, cache, settings, jobs=1, progress=False).failures:
-        from geomer.train._models import check_model_inputs
-
-        check_model_inputs(config.model, load_graphs(probe, feature_cache, face_graph)[0])
+        check_inputs(config.model, load_graphs(probe, feature_cache, face_graph)[0])
     summary = prepare_dataset(
         index, cache, settings, jobs=prepare_jobs or config.jobs, progress=progress
     )

@@ -64,6 +64,9 @@ def test_train_writes_the_run_and_prints_the_table(trained_run, tiny_root):
     config = json.loads((run / "config.json").read_text())
     assert config["feature_settings"]["face_size"] == 256 and config["protocol"] == "loso"
     assert np.load(run / "relations.npy").shape == (5, 7, 7)
+    # the summary figures, drawn by the one figure writer (geomer.viz.run) under its names
+    assert sorted(p.name for p in (run / "figures").iterdir()) == [
+        "confusion.png", "relations.png", "training-curves.png"]
 
 
 @pytest.mark.slow
@@ -106,7 +109,7 @@ def test_predict_a_clip_folder(trained_run, tiny_root, tmp_path, capsys):
 def untrained_checkpoint(tmp_path):
     from geomer.graph import FaceGraph
     from geomer.models import create
-    from geomer.train.checkpoint import Checkpoint, graph_record, save_checkpoint
+    from geomer.train.checkpoint import Checkpoint, save_checkpoint
 
     graph = FaceGraph()
     cfg = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}
@@ -114,7 +117,7 @@ def untrained_checkpoint(tmp_path):
     return save_checkpoint(
         tmp_path / "model.pt",
         Checkpoint("dere-grl", cfg, ("negative", "positive", "surprise"), graph.component_names,
-                   graph_record(graph), model.state_dict()),
+                   graph.to_record(), model.state_dict()),
     )
 
 

@@ -10,13 +10,8 @@ from torch_geometric.data import Batch
 from geomer.errors import GeomerError
 from geomer.graph import FaceGraph
 from geomer.models import create
-from geomer.train.checkpoint import (
-    Checkpoint,
-    compatible_version,
-    graph_record,
-    load_checkpoint,
-    save_checkpoint,
-)
+from geomer.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from geomer.version import compatible_version
 
 CLASSES = ("a", "b", "c")
 
@@ -31,7 +26,7 @@ def saved(tmp_path):
         cfg={"hidden": 5},
         classes=CLASSES,
         component_names=graph.component_names,
-        graph=graph_record(graph),
+        graph=graph.to_record(),
         state_dict=model.state_dict(),
         feature_settings={"face_size": 256, "scales": [8, 16, 32]},
         extra={"fold": "x"},
