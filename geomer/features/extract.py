@@ -188,16 +188,6 @@ def decode_flow_image(flow_image: np.ndarray) -> np.ndarray:
     return values  # the convention of geomer.features.flow_image.normalise_flow_image
 
 
-def _points_in_whole_image(image: np.ndarray, backend: str) -> np.ndarray:
-    """68 points [68, 2] predicted with the whole image as the face box (a face crop)."""
-    from landmarks.backends import resolve_backend, to_gray
-
-    gray = to_gray(image)
-    height, width = gray.shape
-    box = np.array([0, 0, width - 1, height - 1], dtype=np.float32)
-    return resolve_backend(backend).predict(gray, box)
-
-
 def extract_flow_image_clip(
     apex_image,
     flow_image,
@@ -205,7 +195,6 @@ def extract_flow_image_clip(
     clip: str = "",
     *,
     apex_frame: int = -1,
-    face_box: str = "detect",
 ) -> ClipFeatures:
     """Features of a megc2019-flow clip: an apex face crop plus its onset→apex flow image.
 
@@ -214,17 +203,14 @@ def extract_flow_image_clip(
         flow_image: path (a PNG whose RGB channels are u, v, strain) or an array [h, w, 3] already
             in (u, v, strain) channel order, 0..255.
         apex_frame: the apex frame number when known (-1: unknown).
-        face_box: ``"detect"``: the face is detected on the apex image
-            (``landmarks.landmarks_on_image`` with ``settings.backend``; no face → GeomerError
-            naming the image); ``"image"``: the apex image is a face crop and the whole image is
-            the face box given to the landmark predictor (no detection). The widely shared
-            composite's crops have no margin, so a detector misses many of them (dlib's HOG: 83
-            of 442); where it does find the face, its box nearly equals the whole crop and the
-            predicted points differ from the whole-image box's by about 1 px of 224.
 
-    Landmarks are placed on the apex crop (see ``face_box``); the flow image is decoded (:func:`decode_flow_image`), upsampled to the
-    apex crop's size (bilinear), warped with the apex crop into the aligned face crop and sampled
-    at the apex landmarks. There is no onset: geometry, texture_onset and sequence are None, and
+    Landmarks are detected on the apex crop (``landmarks.landmarks_on_image`` with
+    ``settings.backend``: the shared composite's crops have no margin, and the landmarks package
+    searches again on the image padded, upsampled and with the CNN detector before it reports no
+    face; then a GeomerError names the clip and the image). The flow image is decoded
+    (:func:`decode_flow_image`), upsampled to the apex crop's size (bilinear), warped with the apex
+    crop into the aligned face crop and sampled at the apex landmarks; it is also kept whole as
+    ``flow_image``. There is no onset: geometry, texture_onset and sequence are None, and
     ``points`` are the aligned apex landmarks.
     """
     from landmarks.align import estimate_similarity
@@ -240,13 +226,8 @@ def extract_flow_image_clip(
         flow_pixels = flow_pixels[..., ::-1]  # OpenCV reads BGR; the file's RGB is (u, v, strain)
     if flow_pixels.ndim != 3 or flow_pixels.shape[2] != 3:
         raise GeomerError(f"clip {name}: flow image must have 3 channels (u, v, strain)")
-    if face_box not in ("detect", "image"):
-        raise GeomerError(f"face_box must be 'detect' or 'image', not {face_box!r}")
     try:
-        if face_box == "image":
-            points = _points_in_whole_image(image, settings.backend)
-        else:
-            points = landmarks_on_image(image, backend=settings.backend)
+        points = landmarks_on_image(image, backend=settings.backend)
     except LandmarksError as error:
         where = apex_image if isinstance(apex_image, (str, os.PathLike)) else "apex image"
         raise GeomerError(f"clip {name}: {where}: {error}") from None

@@ -56,11 +56,7 @@ def test_flow_image_sampled_at_apex_landmarks(tmp_path, apex_crop_and_points):
     np.testing.assert_allclose(same.flow_stats, f.flow_stats, atol=1e-5)
     # the whole flow image is kept as decoded (28×28, channels first)
     np.testing.assert_allclose(f.flow_image, decode_flow_image(flow).transpose(2, 0, 1))
-    # a face crop with the whole image as the face box: the same face, points within ~2 px
-    whole = extract_flow_image_clip(apex_path, flow_path, settings, face_box="image")
-    assert np.abs(whole.points - f.points).max() < 0.1  # aligned units: 0.1 IOD
-    with pytest.raises(GeomerError, match="face_box"):
-        extract_flow_image_clip(apex_path, flow_path, settings, face_box="crop")
+
 
 
 def test_decode_recentres_u_and_v_on_median():
