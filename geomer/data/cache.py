@@ -100,9 +100,7 @@ class FeatureJob:
 
     ``kind="frames"``: ``source`` is the clip's video or frame folder and onset/apex/offset are
     frame NUMBERS (apex None → spotted). ``kind="flow_image"`` (megc2019-flow): ``apex_image`` and
-    ``flow_image`` paths and ``face_box`` ("detect" or "image": the apex image is a face crop
-    and the whole image is the face box, see ``geomer.features.extract_flow_image_clip``);
-    source/onset/offset may be None. ``dataset`` is the name of the dataset read (part of the
+    ``flow_image`` paths; source/onset/offset may be None. ``dataset`` is the name of the dataset read (part of the
     cache key: two datasets never share an entry).
     """
 
@@ -115,7 +113,6 @@ class FeatureJob:
     apex_image: Path | str | None = None
     flow_image: Path | str | None = None
     dataset: str = ""
-    face_box: str = "detect"
 
     def files(self) -> list[Path]:
         """The source files whose fingerprint is part of the cache key."""
@@ -134,7 +131,6 @@ def clip_identity(job: FeatureJob) -> dict:
         "source": _resolved(job.source),
         "apex_image": _resolved(job.apex_image),
         "flow_image": _resolved(job.flow_image),
-        "face_box": job.face_box,
         "onset": job.onset,
         "apex": job.apex,
         "offset": job.offset,
@@ -299,7 +295,7 @@ def process_job(job: FeatureJob, root: str, settings: dict) -> tuple[str, str | 
         if job.kind == "flow_image":
             features = extract_flow_image_clip(
                 job.apex_image, job.flow_image, cache.settings, clip=job.key,
-                apex_frame=-1 if job.apex is None else int(job.apex), face_box=job.face_box,
+                apex_frame=-1 if job.apex is None else int(job.apex),
             )
             frames = faces = 1
         elif job.kind == "frames":
