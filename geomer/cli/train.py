@@ -2,7 +2,7 @@
 
 Without ``--root`` it runs on the standard synthetic dataset (generated once, cached): the main
 job on a fresh machine. Epochs, batch size, learning rate and weight decay default to the model's
-``train_defaults`` (a class attribute, when the model declares one), else to TrainConfig's.
+registered ``train_defaults`` (when it declares them), else to TrainConfig's.
 """
 
 from __future__ import annotations
@@ -82,25 +82,18 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def build_config(args):
-    """The TrainConfig of parsed arguments (model defaults filled in)."""
-    from geomer.models import get_spec
+    """The TrainConfig of parsed arguments (the model's registered recipe filled in)."""
     from geomer.train.config import TrainConfig
 
-    defaults = dict(getattr(get_spec(args.model).factory, "train_defaults", {}))
-    chosen = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "weight_decay": args.weight_decay,
-    }
-    for key, value in chosen.items():
-        if value is not None:
-            defaults[key] = value
-    return TrainConfig(
-        model=args.model,
-        cfg={**dict(defaults.pop("cfg", {})), **parse_settings(args.settings)},
+    return TrainConfig.for_model(
+        args.model,
+        cfg=parse_settings(args.settings),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        class_weighted=False if args.no_class_weights else None,
         seeds=parse_seeds(args.seeds),
-        class_weighted=not args.no_class_weights and defaults.pop("class_weighted", True),
         val_fraction=args.val_fraction,
         leaky_best_epoch=args.leaky_best_epoch,
         jobs=args.jobs if args.jobs is not None else default_jobs(args.device),
@@ -108,14 +101,12 @@ def build_config(args):
         ray_address=args.ray_address,
         device=args.device,
         progress=not args.quiet,
-        **{k: v for k, v in defaults.items() if k in ("epochs", "batch_size", "lr", "weight_decay")},
     )
 
 
 def run(args) -> int:
+    from geomer.cli._common import summarise_run
     from geomer.train.pipeline import train_dataset
-    from geomer.train.pool import format_table
-    from geomer.train.run import read_run_config
 
     config = build_config(args)
     result = train_dataset(
@@ -130,42 +121,8 @@ def run(args) -> int:
         skip_bad=args.skip_bad,
         progress=not args.quiet,
     )
-    print(format_table(result.metrics))
-    for row in read_run_config(result.out_dir).get("skipped_rows", []):
+    summarise_run(result.run_dir, result.metrics)
+    for row in result.config.get("skipped_rows", []):
         print(f"skipped: {row}")
-    agreement = relation_agreement_line(result.out_dir)
-    if agreement:
-        print(agreement)
     print(f"\nrun directory: {result.out_dir}")
     return 0
-
-
-def relation_agreement_line(run_dir) -> str | None:
-    """The run's relations in words: faithfulness (intrinsic vs occlusion, Spearman per class) and,
-    on a synthetic dataset, each kind's agreement with the relevance ground truth beside the
-    input-only baseline and the ground truth's motion_relations."""
-    from pathlib import Path
-
-    from geomer.relations import faithfulness, ground_truth_agreement, load_ground_truth, load_run_relations
-    from geomer.train.run import read_run_config
-
-    config = read_run_config(run_dir)
-    classes = list(config["classes"])
-    components = list(config.get("component_names", []))
-    kinds = load_run_relations(run_dir, classes, len(components))
-    lines = []
-    if "intrinsic" in kinds and "occlusion" in kinds:
-        per_class = faithfulness(kinds["intrinsic"], kinds["occlusion"], classes)
-        lines.append("faithfulness (intrinsic vs occlusion relations, Spearman per class): "
-                     + ", ".join(f"{name} {value:.2f}" for name, value in per_class.items()))
-    root = config.get("root")
-    truth_path = Path(root) / "ground_truth.json" if root else None
-    if truth_path is not None and truth_path.is_file():
-        truth = load_ground_truth(truth_path)
-        if list(truth.component_names) == components and set(classes) <= set(truth.classes):
-            table = ground_truth_agreement(kinds, classes, truth)
-            lines.append("relations vs the relevance ground truth (Spearman over off-diagonal entries of all "
-                         "classes; permutation p): "
-                         + ", ".join(f"{row.relation} {row.spearman:.3f} (p = {row.p_value:.2g})"
-                                     for row in table.itertuples()))
-    return "\n" + "\n".join(lines) if lines else None
