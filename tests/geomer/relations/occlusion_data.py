@@ -79,3 +79,30 @@ def planted_clips(graph: FaceGraph, per_class: int, seed: int = 0, *, class_moti
             moving[int(rng.choice(others))] = rng.uniform(2, 3)
             clips.append(make_clip(graph, label, moving, rng, subject=f"s{i % 4}", clip=f"c{i}_{label}"))
     return clips
+
+
+from geomer.models import ModelOutput, register_model  # noqa: E402
+
+
+@register_model("relations-test-linear")
+class ComponentMotionClassifier(torch.nn.Module):
+    """Linear classifier on each component's mean flow magnitude (the run-directory tests only).
+
+    Shapes: batch.flow_stats [N_total, S, 12], batch.component [N_total] → logits [B, C]."""
+
+    paper = "none: a fixture of geomer's relation tests"
+    inputs = ("flow_stats", "component")
+
+    def __init__(self, num_classes: int, graph):
+        super().__init__()
+        self.k = graph.num_components
+        self.head = torch.nn.Linear(self.k, num_classes)
+
+    def forward(self, batch) -> ModelOutput:
+        from torch_geometric.utils import scatter
+
+        size = int(batch.num_graphs)
+        motion = scatter(batch.flow_stats[:, 0, 2], batch.batch * self.k + batch.component, dim=0,
+                         dim_size=size * self.k, reduce="mean").view(size, self.k)
+        relations = torch.softmax(motion[:, :, None] * motion[:, None, :], dim=-1)
+        return ModelOutput(logits=self.head(motion), relations=relations, embedding=motion)
