@@ -23,8 +23,9 @@ the model was defined (``origin``): worker processes (a process pool, Ray) start
 interpreter and import that module to know a model registered outside geomer
 (:func:`ensure_registered`).
 
-The model modules are imported lazily, on the first call that needs the registry, so that
-``import geomer.models`` stays cheap and the modules can import this one without a cycle.
+The model modules are imported lazily, on the first lookup in :data:`MODELS` (a
+``landmarks.registry.Registry``, the one name → thing idiom), so that ``import geomer.models``
+stays cheap and the modules can import this one without a cycle.
 """
 
 from __future__ import annotations
@@ -40,12 +41,12 @@ from typing import Any
 from torch import nn
 
 from geomer.errors import GeomerError
+from landmarks.registry import Registry
 
-# The modules that hold registered models, imported in this order by ``_import_models``.
+# The modules that hold registered models, imported (in this order) on the first lookup.
 _MODEL_MODULES = ("dere_grl", "mmt", "mubert", "hsta")
 
-_REGISTRY: dict[str, ModelSpec] = {}
-_imported = False
+MODELS: Registry[ModelSpec] = Registry("model", GeomerError, modules=[f"geomer.models.{m}" for m in _MODEL_MODULES])
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     """
 
     def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        known = _REGISTRY.get(name)
+        known = MODELS.registered(name)
         if known is not None and known.factory is not factory:
             # Re-importing the same module (e.g. importlib.reload) re-registers an equal
             # qualname; anything else is two models fighting for one name.
@@ -90,7 +91,7 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
             return getattr(factory, key, getattr(declared, key, default))
 
         inputs = attribute("inputs", None)
-        _REGISTRY[name] = ModelSpec(
+        MODELS.register(name, ModelSpec(
             name=name,
             factory=factory,
             paper=str(attribute("paper", "")),
@@ -102,7 +103,7 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
             train_defaults=dict(attribute("train_defaults", {})),
             pretrainable=callable(getattr(declared, "pretraining_losses", None)),
             origin=_origin(factory),
-        )
+        ), replace=True)
         return factory
 
     return decorate
@@ -125,41 +126,24 @@ def _origin(factory: Callable[..., nn.Module]) -> tuple[str, str | None]:
 def ensure_registered(name: str, origin: tuple[str, str | None]) -> None:
     """Import the module that registers model ``name`` (its spec's ``origin``) if this process
     does not know the model yet (a fresh worker process)."""
-    _import_models()
-    if name in _REGISTRY:
+    if name in MODELS:
         return
     module_name, folder = origin
     if folder is not None and folder not in sys.path:
         sys.path.insert(0, folder)
     importlib.import_module(module_name)
-    if name not in _REGISTRY:
+    if name not in MODELS:
         raise GeomerError(f"model {name!r} is not registered by module {module_name!r}")
-
-
-def _import_models() -> None:
-    """Import every model module once so that its ``@register_model`` calls have run."""
-    global _imported
-    if _imported:
-        return
-    for module in _MODEL_MODULES:
-        importlib.import_module(f"{__package__}.{module}")
-    _imported = True
 
 
 def list_models() -> list[str]:
     """The registered model names, sorted."""
-    _import_models()
-    return sorted(_REGISTRY)
+    return sorted(MODELS)
 
 
 def get_spec(name: str) -> ModelSpec:
     """The :class:`ModelSpec` registered under ``name``; unknown names raise GeomerError."""
-    _import_models()
-    spec = _REGISTRY.get(name)
-    if spec is None:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise GeomerError(f"unknown model {name!r}; known models: {known}")
-    return spec
+    return MODELS[name]
 
 
 def create(name: str, num_classes: int, graph: Any, **cfg: Any) -> nn.Module:

@@ -208,7 +208,7 @@ def test_a_model_input_the_data_lack_fails_at_the_start(trained_run, tiny_root, 
     from geomer.models import register_model, registry
 
     # Register into a copy of the registry, so other tests never see this model.
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.MODELS, "_entries", dict(registry.MODELS.items()))
 
     @register_model("cli-test-needs-depth")
     class NeedsDepth(nn.Module):
