@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,33 +159,94 @@ def create(name: str, num_classes: int, graph: Any, **cfg: Any) -> nn.Module:
     spec = get_spec(name)
     if int(num_classes) < 2:
         raise GeomerError(f"model {name!r} needs at least 2 classes, got {num_classes}")
-    accepted = _settings_of(spec.factory)
-    if accepted is not None:
-        unknown = sorted(set(cfg) - accepted)
-        if unknown:
-            raise GeomerError(
-                f"model {name!r} has no setting {', '.join(map(repr, unknown))}; "
-                f"its settings: {', '.join(sorted(accepted)) or 'none'}"
-            )
+    declared = _check_known_settings(name, spec.factory, cfg)
+    for key, value in cfg.items():
+        kind = declared.get(key)
+        if kind is not None and not _is_of(value, kind):
+            raise GeomerError(f"model {name!r} setting {key}={value!r}: expected {kind.__name__}")
     model = spec.factory(int(num_classes), graph, **cfg)
     model.model_name = name
     model.model_cfg = dict(cfg)
     return model
 
 
-def _settings_of(factory: Callable[..., nn.Module]) -> set[str] | None:
-    """The keyword settings ``factory`` accepts, or None when it takes ``**kwargs``."""
+def _declared_settings(factory: Callable[..., nn.Module]) -> dict[str, type | None] | None:
+    """Setting name → declared type (bool, int, float or str; None: anything) of ``factory``'s
+    keyword settings, or None when it takes ``**kwargs``. The type is the default value's, else
+    the annotation's."""
     target = factory.__init__ if inspect.isclass(factory) else factory
     parameters = list(inspect.signature(target).parameters.values())
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
     skip = {"self", "num_classes", "graph"}
-    return {
-        p.name
-        for p in parameters
-        if p.name not in skip
-        and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    }
+    declared: dict[str, type | None] = {}
+    for p in parameters:
+        if p.name in skip or p.kind not in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            continue
+        kind = type(p.default) if p.default is not inspect.Parameter.empty and p.default is not None else None
+        if kind is None and p.annotation is not inspect.Parameter.empty:
+            text = str(getattr(p.annotation, "__name__", p.annotation)).replace(" ", "")
+            text = text.removesuffix("|None").removeprefix("Optional[").removesuffix("]")
+            kind = _SCALARS.get(text)
+        declared[p.name] = kind if kind in _SCALARS.values() else None
+    return declared
+
+
+_SCALARS = {"bool": bool, "int": int, "float": float, "str": str}
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def _check_known_settings(name: str, factory, settings) -> dict[str, type | None]:
+    declared = _declared_settings(factory)
+    if declared is None:
+        return {}
+    unknown = sorted(set(settings) - set(declared))
+    if unknown:
+        raise GeomerError(
+            f"model {name!r} has no setting {', '.join(map(repr, unknown))}; "
+            f"its settings: {', '.join(sorted(declared)) or 'none'}"
+        )
+    return declared
+
+
+def _is_of(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def parse_settings(name: str, texts: dict[str, str]) -> dict[str, Any]:
+    """Model settings given as text (``geomer train --set KEY=VALUE``), parsed by each setting's
+    declared type: ``16.7`` for an int, ``maybe`` for a bool or ``nan`` for a float are
+    GeomerErrors; a setting of undeclared type is parsed as JSON when it parses, else kept as text."""
+    spec = get_spec(name)
+    declared = _check_known_settings(name, spec.factory, texts)
+    settings: dict[str, Any] = {}
+    for key, text in texts.items():
+        kind = declared.get(key)
+        try:
+            if kind is bool:
+                settings[key] = _BOOLEANS[text.strip().lower()]
+            elif kind is int:
+                settings[key] = int(text)
+            elif kind is float:
+                settings[key] = float(text)
+                if not math.isfinite(settings[key]):
+                    raise ValueError(text)
+            elif kind is str:
+                settings[key] = text
+            else:
+                try:
+                    settings[key] = json.loads(text)
+                except json.JSONDecodeError:
+                    settings[key] = text
+        except (KeyError, ValueError):
+            raise GeomerError(f"--set {key}={text}: expected {kind.__name__} for model {name!r}") from None
+    return settings
 
 
 def _has(data: Any, attribute: str) -> bool:
