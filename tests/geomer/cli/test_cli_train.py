@@ -250,3 +250,35 @@ def test_a_broken_video_gives_one_line_without_ffmpeg_noise(untrained_checkpoint
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "broken.mp4" in done.stderr
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--lr", "-1"], "learning rate"), (["--lr", "nan"], "learning rate"),
+    (["--weight-decay", "-1"], "weight decay"), (["--device", "tpu"], "unknown device"),
+    (["--set", "hidden=abc"], "expected int"), (["--set", "hidden=16.7"], "expected int"),
+    (["--set", "use_flow=maybe"], "expected bool"), (["--set", "dropout=nan"], "expected float"),
+    (["--set", "nosuch=1"], "no setting"),
+])
+def test_bad_options_are_one_line_and_nothing_is_written(tmp_path, monkeypatch, capsys, options, message):
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    status = main(["train", "--model", "dere-grl", "--out", str(tmp_path / "run"), "--quiet", *options])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1 and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_on_a_cpu_machine_is_refused(tmp_path, capsys):
+    assert main(["train", "--model", "dere-grl", "--device", "cuda", "--out", str(tmp_path / "run")]) == 2
+    assert "not available" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_unusable_outputs_are_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    a_file = tmp_path / "taken"
+    a_file.write_text("")
+    for out, message in ((a_file, "not a directory"), (a_file / "run", "cannot create")):
+        assert main(["train", "--model", "dere-grl", "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err and str(out) in err
+    assert not (tmp_path / "cache").exists()
