@@ -282,3 +282,11 @@ def test_unusable_outputs_are_one_line_before_any_work(tmp_path, monkeypatch, ca
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and message in err and str(out) in err
     assert not (tmp_path / "cache").exists()
+
+
+def test_an_output_under_a_file_is_one_line_in_every_command(tmp_path, capsys):
+    a_file = tmp_path / "taken"
+    a_file.write_text("")
+    assert main(["synth", str(a_file / "data"), "--subjects", "1", "--clips", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(a_file) in err and "Traceback" not in err
