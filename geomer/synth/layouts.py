@@ -1,4 +1,4 @@
-"""Writers for the on-disk layouts of the synthetic dataset (DESIGN.md §5).
+"""Writers for the on-disk layouts of the synthetic dataset.
 
 * ``casme2``: ``CASME2-coding-20140508.xlsx`` (Subject, Filename, OnsetFrame, ApexFrame,
   OffsetFrame, Action Units, Estimated Emotion) + colour frames ``sub01/EP03_02f/img<N>.jpg``;
