@@ -46,7 +46,7 @@ from geomer.errors import GeomerError
 from landmarks.registry import Registry
 
 # The modules that hold registered models, imported (in this order) on the first lookup.
-_MODEL_MODULES = ("dere_grl", "mmt", "mubert", "hsta")
+_MODEL_MODULES = ("dere_grl", "mmt", "mubert", "hsta", "ststnet")
 
 MODELS: Registry[ModelSpec] = Registry("model", GeomerError, modules=[f"geomer.models.{m}" for m in _MODEL_MODULES])
 

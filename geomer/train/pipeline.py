@@ -92,10 +92,17 @@ def train_dataset(
     summary = prepare_dataset(
         index, cache, settings, jobs=prepare_jobs or config.jobs, progress=progress
     )
-    if summary.failures:
+    if summary.failures and skip_bad:  # e.g. clips in which no face is found: listed, left out
+        from geomer.data.prepare import without_failures
+
+        index = without_failures(index, summary.failures)
+        folds = list(get_protocol(protocol, index).folds())
+    elif summary.failures:
         key, message = summary.failures[0]
         more = f" (and {len(summary.failures) - 1} more)" if len(summary.failures) > 1 else ""
-        raise GeomerError(f"feature extraction failed for {key}: {message}{more}")
+        raise GeomerError(
+            f"feature extraction failed for {key}: {message}{more} (--skip-bad leaves them out)"
+        )
     graphs = load_graphs(index, feature_cache, face_graph, progress=progress)
     return run_loso(
         graphs,

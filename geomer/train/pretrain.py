@@ -137,7 +137,7 @@ def _cached_track(source: Path, backend: str, key: str | None = None):
     from geomer.paths import cache_root
 
     if key is not None:
-        prepared = FeatureCache(None, FeatureSettings(backend=backend)).track_path(key)
+        prepared = FeatureCache(None, FeatureSettings(backend=backend)).track_path(source)
         if prepared.is_file():
             try:
                 return LandmarkTrack.load(prepared)
