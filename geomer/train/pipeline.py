@@ -82,6 +82,7 @@ def train_dataset(
         # Checked before any feature extraction. Every subject is tested in some fold, so one
         # checkpoint for all folds must not have seen any of them (external data).
         check_pretraining(init, [s for fold in folds for s in fold.test_subjects])
+        _check_pretraining_sources(init, index)
         pretraining = pretraining_record(init)
     feature_cache = FeatureCache(cache, settings)
     # Check the model's inputs on one prepared clip before extracting the whole dataset, so a
@@ -123,3 +124,20 @@ def train_dataset(
         sample_details=[(s.onset, s.apex, s.offset) for s in index.samples],
         progress=progress,
     )
+
+
+def _check_pretraining_sources(init, index) -> None:
+    """GeomerError when the pretraining saw a clip of the evaluated dataset under another subject
+    name (``geomer pretrain --frames`` pointed at the dataset's own clips records them as external)."""
+    from geomer.models.pretrained import read_pretrained
+
+    def resolved(path) -> str:
+        return str(Path(path).expanduser().resolve())
+
+    seen = {resolved(source) for source in read_pretrained(init).get("sources", [])}
+    for sample in index.samples:
+        if sample.source and resolved(sample.source) in seen:
+            raise GeomerError(
+                f"{init}: pretraining saw the frames of clip {sample.key} ({sample.source}), which "
+                "this evaluation tests; pretrain per fold (geomer pretrain --exclude-subjects) or on external data"
+            )

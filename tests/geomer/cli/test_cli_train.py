@@ -163,14 +163,29 @@ def test_models_lists_every_registered_model(capsys):
             assert needed in line
 
 
-def _pretrained(path, subjects):
+def _pretrained(path, subjects, sources=()):
     from geomer.graph import FaceGraph
     from geomer.models import create
     from geomer.models.pretrained import save_pretrained
 
     cfg = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}
     model = create("dere-grl", 5, FaceGraph(), **cfg)
-    return save_pretrained(path, model, model_name="dere-grl", model_cfg=cfg, subjects=subjects)
+    return save_pretrained(path, model, model_name="dere-grl", model_cfg=cfg, subjects=subjects, sources=sources)
+
+
+@pytest.mark.slow
+def test_init_that_saw_the_evaluated_clips_as_external_frames_is_refused(trained_run, tiny_root, tmp_path, capsys):
+    from geomer.data import read_dataset
+
+    _, _, run = trained_run
+    sample = read_dataset("synth", tiny_root).samples[0]
+    init = _pretrained(tmp_path / "frames.pt", ["external/sub01"], sources=[str(sample.source)])
+    status = main(["train", "--model", "dere-grl", "--dataset", "synth", "--root", str(tiny_root),
+                   "--cache", str(run.parent / "features"), "--init", str(init),
+                   "--out", str(tmp_path / "run"), "--quiet", *SMALL])
+    err = capsys.readouterr().err
+    assert status == 2 and sample.key in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
