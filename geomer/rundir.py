@@ -301,21 +301,9 @@ class RunDir:
     def check_writable(self) -> None:
         """One-line GeomerError unless the run directory can be created or written: checked
         before any work, so a bad ``--out`` costs nothing."""
-        path = self.path
-        if path.exists() and not path.is_dir():
-            raise GeomerError(f"{path}: exists and is not a directory; choose another --out")
-        existing = path
-        while not existing.exists():
-            if existing.parent == existing:
-                break
-            existing = existing.parent
-        if not existing.is_dir():
-            raise GeomerError(f"{path}: cannot create it ({existing} is not a directory)")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise GeomerError(f"{path}: cannot write in {existing} (permission denied)")
-        for part in path.parts:
-            if len(os.fsencode(part)) > 255:
-                raise GeomerError(f"{path}: a file name in it is too long")
+        from geomer.paths import check_output_folder
+
+        check_output_folder(self.path)
 
     @contextmanager
     def lock(self) -> Iterator[None]:

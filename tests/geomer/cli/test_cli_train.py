@@ -305,3 +305,12 @@ def test_an_output_under_a_file_is_one_line_in_every_command(tmp_path, capsys):
     assert main(["synth", str(a_file / "data"), "--subjects", "1", "--clips", "1", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and str(a_file) in err and "Traceback" not in err
+    # checked before any work: no clip is tracked, no run is read
+    for argv, message in (
+        (["predict", str(tmp_path), "--checkpoint", str(tmp_path / "none.pt"), "-o", str(a_file)], "not a directory"),
+        (["plot", str(tmp_path), "-o", str(a_file / "figures")], "cannot create"),
+        (["compare", str(tmp_path), "-o", str(a_file / "c.png")], "not a directory"),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err and str(a_file) in err
