@@ -14,6 +14,7 @@ from pathlib import Path
 
 from geomer.errors import GeomerError
 from geomer.train.config import TrainConfig
+from geomer.paths import cache_root, check_output_folder
 from geomer.rundir import RunDir
 from geomer.train.run import RunResult, check_model_settings, run_loso
 
@@ -60,6 +61,7 @@ def train_dataset(
     check_model_settings(config, 2, face_graph)
     if out is not None:
         RunDir(out).check_writable()
+    check_output_folder(cache if cache is not None else cache_root() / "features", "--cache")
     if root is None:
         if dataset not in (None, "synth"):
             raise GeomerError(f"--dataset {dataset} needs --root PATH (the dataset's folder)")

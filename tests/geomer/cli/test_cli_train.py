@@ -314,3 +314,15 @@ def test_an_output_under_a_file_is_one_line_in_every_command(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and message in err and str(a_file) in err
+
+
+def test_an_unusable_cache_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    a_file = tmp_path / "taken"
+    a_file.write_text("")
+    assert main(["prepare", "--dataset", "synth", "--cache", str(a_file), "--quiet"]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    monkeypatch.setenv("GEOMER_CACHE", str(a_file / "cache"))
+    assert main(["train", "--model", "dere-grl", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(a_file) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
