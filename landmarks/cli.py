@@ -215,9 +215,9 @@ def _extract(args) -> int:
     if kept and not args.quiet:
         print(f"landmarks: kept {kept} existing output(s); --overwrite re-extracts them", file=sys.stderr)
     if args.jobs > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
+        from landmarks.pool import process_pool
 
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        with process_pool(min(args.jobs, len(jobs))) as pool:
             results = pool.map(_extract_one, jobs)
             errors = _collect(results, len(jobs), args.quiet)
     else:

@@ -32,7 +32,6 @@ import os
 import re
 import sys
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -101,9 +100,7 @@ class FeatureJob:
 
     ``kind="frames"``: ``source`` is the clip's video or frame folder and onset/apex/offset are
     frame NUMBERS (apex None → spotted). ``kind="flow_image"`` (megc2019-flow): ``apex_image`` and
-    ``flow_image`` paths and ``face_box`` ("detect" or "image": the apex image is a face crop
-    and the whole image is the face box, see ``geomer.features.extract_flow_image_clip``);
-    source/onset/offset may be None. ``dataset`` is the name of the dataset read (part of the
+    ``flow_image`` paths; source/onset/offset may be None. ``dataset`` is the name of the dataset read (part of the
     cache key: two datasets never share an entry).
     """
 
@@ -116,7 +113,6 @@ class FeatureJob:
     apex_image: Path | str | None = None
     flow_image: Path | str | None = None
     dataset: str = ""
-    face_box: str = "detect"
 
     def files(self) -> list[Path]:
         """The source files whose fingerprint is part of the cache key."""
@@ -135,7 +131,6 @@ def clip_identity(job: FeatureJob) -> dict:
         "source": _resolved(job.source),
         "apex_image": _resolved(job.apex_image),
         "flow_image": _resolved(job.flow_image),
-        "face_box": job.face_box,
         "onset": job.onset,
         "apex": job.apex,
         "offset": job.offset,
@@ -262,10 +257,6 @@ class FeatureCache:
             np.savez(stream, **arrays)
         return path
 
-    def files(self) -> list[Path]:
-        """The feature files present."""
-        return sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []
-
 
 def notice(message: str) -> None:
     """One line on stderr (above any progress bar)."""
@@ -304,7 +295,7 @@ def process_job(job: FeatureJob, root: str, settings: dict) -> tuple[str, str | 
         if job.kind == "flow_image":
             features = extract_flow_image_clip(
                 job.apex_image, job.flow_image, cache.settings, clip=job.key,
-                apex_frame=-1 if job.apex is None else int(job.apex), face_box=job.face_box,
+                apex_frame=-1 if job.apex is None else int(job.apex),
             )
             frames = faces = 1
         elif job.kind == "frames":
@@ -370,7 +361,9 @@ def build_cache(
 
     try:
         if n_jobs > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(max_workers=min(n_jobs, len(todo))) as pool:
+            from landmarks.pool import process_pool
+
+            with process_pool(min(n_jobs, len(todo))) as pool:
                 futures = [pool.submit(process_job, job, str(cache.root), settings) for job in todo]
                 for future in futures:
                     record(future.result())

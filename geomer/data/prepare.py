@@ -67,8 +67,6 @@ def feature_job(sample: Sample, dataset: str):
             apex_image=sample.extra["apex_image"],
             flow_image=sample.extra["flow_image"],
             dataset=dataset,
-            # the layout holds face crops without margin: the whole crop is the face box
-            face_box="image",
         )
     return FeatureJob(
         key=sample.key, source=sample.source, onset=sample.onset, apex=sample.apex,

@@ -16,6 +16,8 @@ import numpy as np
 from geomer.errors import GeomerError
 from geomer.features.apex import spot_apex
 from geomer.features.crop import canonical_to_crop, compose, pixel_to_crop, to_grey, warp_to_crop
+from geomer.features.flow import compute_flow
+from geomer.features.flow_image import flow_image_of_decoded, flow_image_of_field
 from geomer.features.flow_nodes import flow_at_nodes
 from geomer.features.geometry import edge_displacement, resample_displacement
 from geomer.features.sampling import sample_patches
@@ -129,9 +131,12 @@ def extract_clip(
     crops = {p: warp_to_crop(to_grey(images[p]), transform, settings.face_size) for p in needed}
     centres = _apply(track.points[start, graph.node_ids], transform)
 
+    # One dense flow of the whole crop: the whole-face flow image, and the node samples in the
+    # dense mode (the patches mode computes its own windows' flow).
+    dense = compute_flow(crops[start], crops[peak], settings.flow_method)
     flow_stats, flow_patches = flow_at_nodes(
         crops[start], crops[peak], centres, settings.scales, settings.patch_size,
-        settings.flow_method, settings.flow_mode,
+        settings.flow_method, settings.flow_mode, dense_flow=dense,
     )
     pair = np.stack([crops[start], crops[peak]], axis=-1).astype(np.float32) / 255.0
     texture = sample_patches(pair, centres, settings.scales, settings.patch_size)
@@ -154,6 +159,7 @@ def extract_clip(
         texture_onset=texture[:, :, 0],
         texture_apex=texture[:, :, 1],
         sequence=sequence.transpose(1, 0, 2, 3),
+        flow_image=flow_image_of_field(dense, settings.flow_image_size),
     )
 
 
@@ -179,17 +185,7 @@ def decode_flow_image(flow_image: np.ndarray) -> np.ndarray:
     values = flow_image.astype(np.float32) / 255.0
     values[..., 0] -= np.median(values[..., 0])
     values[..., 1] -= np.median(values[..., 1])
-    return values
-
-
-def _points_in_whole_image(image: np.ndarray, backend: str) -> np.ndarray:
-    """68 points [68, 2] predicted with the whole image as the face box (a face crop)."""
-    from landmarks.backends import resolve_backend, to_gray
-
-    gray = to_gray(image)
-    height, width = gray.shape
-    box = np.array([0, 0, width - 1, height - 1], dtype=np.float32)
-    return resolve_backend(backend).predict(gray, box)
+    return values  # the convention of geomer.features.flow_image.normalise_flow_image
 
 
 def extract_flow_image_clip(
@@ -199,7 +195,6 @@ def extract_flow_image_clip(
     clip: str = "",
     *,
     apex_frame: int = -1,
-    face_box: str = "detect",
 ) -> ClipFeatures:
     """Features of a megc2019-flow clip: an apex face crop plus its onset→apex flow image.
 
@@ -208,17 +203,14 @@ def extract_flow_image_clip(
         flow_image: path (a PNG whose RGB channels are u, v, strain) or an array [h, w, 3] already
             in (u, v, strain) channel order, 0..255.
         apex_frame: the apex frame number when known (-1: unknown).
-        face_box: ``"detect"``: the face is detected on the apex image
-            (``landmarks.landmarks_on_image`` with ``settings.backend``; no face → GeomerError
-            naming the image); ``"image"``: the apex image is a face crop and the whole image is
-            the face box given to the landmark predictor (no detection). The widely shared
-            composite's crops have no margin, so a detector misses many of them (dlib's HOG: 83
-            of 442); where it does find the face, its box nearly equals the whole crop and the
-            predicted points differ from the whole-image box's by about 1 px of 224.
 
-    Landmarks are placed on the apex crop (see ``face_box``); the flow image is decoded (:func:`decode_flow_image`), upsampled to the
-    apex crop's size (bilinear), warped with the apex crop into the aligned face crop and sampled
-    at the apex landmarks. There is no onset: geometry, texture_onset and sequence are None, and
+    Landmarks are detected on the apex crop (``landmarks.landmarks_on_image`` with
+    ``settings.backend``: the shared composite's crops have no margin, and the landmarks package
+    searches again on the image padded, upsampled and with the CNN detector before it reports no
+    face; then a GeomerError names the clip and the image). The flow image is decoded
+    (:func:`decode_flow_image`), upsampled to the apex crop's size (bilinear), warped with the apex
+    crop into the aligned face crop and sampled at the apex landmarks; it is also kept whole as
+    ``flow_image``. There is no onset: geometry, texture_onset and sequence are None, and
     ``points`` are the aligned apex landmarks.
     """
     from landmarks.align import estimate_similarity
@@ -234,13 +226,8 @@ def extract_flow_image_clip(
         flow_pixels = flow_pixels[..., ::-1]  # OpenCV reads BGR; the file's RGB is (u, v, strain)
     if flow_pixels.ndim != 3 or flow_pixels.shape[2] != 3:
         raise GeomerError(f"clip {name}: flow image must have 3 channels (u, v, strain)")
-    if face_box not in ("detect", "image"):
-        raise GeomerError(f"face_box must be 'detect' or 'image', not {face_box!r}")
     try:
-        if face_box == "image":
-            points = _points_in_whole_image(image, settings.backend)
-        else:
-            points = landmarks_on_image(image, backend=settings.backend)
+        points = landmarks_on_image(image, backend=settings.backend)
     except LandmarksError as error:
         where = apex_image if isinstance(apex_image, (str, os.PathLike)) else "apex image"
         raise GeomerError(f"clip {name}: {where}: {error}") from None
@@ -249,8 +236,8 @@ def extract_flow_image_clip(
     alignment = estimate_similarity(points, CANONICAL_TEMPLATE)
     transform = compose(canonical_to_crop(settings.face_size), alignment)
     height, width = image.shape[:2]
-    field = cv2.resize(decode_flow_image(np.ascontiguousarray(flow_pixels)), (width, height),
-                       interpolation=cv2.INTER_LINEAR)
+    decoded = decode_flow_image(np.ascontiguousarray(flow_pixels))
+    field = cv2.resize(decoded, (width, height), interpolation=cv2.INTER_LINEAR)
     field = warp_to_crop(field, transform, settings.face_size)
     crop = warp_to_crop(to_grey(image), transform, settings.face_size)
     centres = _apply(points[graph.node_ids], transform)
@@ -276,4 +263,5 @@ def extract_flow_image_clip(
         texture_onset=None,
         texture_apex=texture_apex,
         sequence=None,
+        flow_image=flow_image_of_decoded(decoded, settings.flow_image_size),
     )

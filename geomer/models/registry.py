@@ -42,7 +42,7 @@ from torch import nn
 from geomer.errors import GeomerError
 
 # The modules that hold registered models, imported in this order by ``_import_models``.
-_MODEL_MODULES = ("dere_grl", "mmt", "mubert", "hsta")
+_MODEL_MODULES = ("dere_grl", "mmt", "mubert", "hsta", "ststnet")
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _imported = False

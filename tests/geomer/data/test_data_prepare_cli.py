@@ -62,12 +62,14 @@ def test_failed_clip_exits_2_after_caching_the_good_ones(flow_root, tmp_path, ca
     shutil.copytree(flow_root, broken)
     index = read_dataset("synth", broken)
     victim = index.samples[1]
-    victim.extra["apex_image"].write_bytes(b"not a JPEG")
+    cv2.imwrite(str(victim.extra["apex_image"]), np.full((224, 224, 3), 128, np.uint8))  # no face
     status = main(["prepare", "--dataset", "synth", "--root", str(broken),
                    "--cache", str(tmp_path / "cache"), "--quiet"])
     captured = capsys.readouterr()
     assert status == 2
-    assert f"failed: {victim.key}: " in captured.out and str(victim.extra["apex_image"]) in captured.out
+    failed = [line for line in captured.out.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and failed[0].startswith(f"failed: {victim.key}: ")
+    assert str(victim.extra["apex_image"]) in failed[0] and "no face" in failed[0]
     assert "1 clip(s) failed" in captured.err
     cache = FeatureCache(tmp_path / "cache", FeatureSettings())
     assert [cache.has(feature_job(s, index.name)) for s in index.samples] == [True, False, True, True]
@@ -78,7 +80,7 @@ def test_failed_clip_exits_2_after_caching_the_good_ones(flow_root, tmp_path, ca
                    "--cache", str(tmp_path / "cache"), "--quiet", "--skip-bad"])
     captured = capsys.readouterr()
     assert status == 0 and f"failed: {victim.key}: " in captured.out
-    kept = without_failures(index, [(victim.key, "cannot read")])
+    kept = without_failures(index, [(victim.key, "no face")])
     assert [s.key for s in kept.samples] == [s.key for s in index.samples if s.key != victim.key]
     assert kept.skipped[-1].row == victim.key and len(load_graphs(kept, cache)) == 3
 
@@ -102,7 +104,7 @@ def test_overlapping_clip_keys_keep_distinct_features(flow_root, tmp_path, capsy
         graphs = load_graphs(index, cache)
         for sample, graph in zip(index.samples, graphs):
             own = extract_flow_image_clip(sample.extra["apex_image"], sample.extra["flow_image"],
-                                          FeatureSettings(), face_box="image")
+                                          FeatureSettings())
             np.testing.assert_allclose(graph.flow_patches.numpy(), own.flow_patches, atol=1e-6)
     first = (load_graphs(standard_index, cache)[0], load_graphs(hard_index, cache)[0])
     assert not np.allclose(first[0].flow_patches.numpy(), first[1].flow_patches.numpy())
@@ -138,7 +140,6 @@ def test_feature_jobs_by_kind(flow_root):
     sample = read_dataset("synth", flow_root).samples[0]
     job = feature_job(sample, "synth")
     assert job.kind == "flow_image" and job.key == sample.key and job.dataset == "synth"
-    assert job.face_box == "image"  # the layout holds face crops
     assert Path(job.flow_image).name.endswith(" .png")
 
 
