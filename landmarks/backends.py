@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from landmarks.errors import LandmarksError
+from landmarks.registry import Registry
 
 
 def _models_folder() -> Path:
@@ -313,16 +314,20 @@ def refit_box(gray: np.ndarray, box: np.ndarray, backend) -> np.ndarray:
     return np.asarray(box, dtype=np.float32)
 
 
+def _dlib_cnn(**options) -> DlibBackend:
+    return DlibBackend(detector="cnn", **options)
+
+
+#: Backend name → factory taking the backend's options.
+BACKENDS: Registry = Registry(
+    "landmark backend", LandmarksError, {"dlib": DlibBackend, "dlib-cnn": _dlib_cnn, "fan": FanBackend}
+)
+
+
 def get_backend(name: str = "dlib", **options):
     """A backend by name: ``dlib`` (options: ``detector="hog"|"cnn"``, ``upsample``, ``upscale``), ``dlib-cnn``,
     or ``fan`` (options: ``device``)."""
-    if name == "dlib":
-        return DlibBackend(**options)
-    if name == "dlib-cnn":
-        return DlibBackend(detector="cnn", **options)
-    if name == "fan":
-        return FanBackend(**options)
-    raise LandmarksError(f"unknown landmark backend {name!r} (known: dlib, dlib-cnn, fan)")
+    return BACKENDS[name](**options)
 
 
 def resolve_backend(backend) -> object:
