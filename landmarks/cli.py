@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from landmarks.backends import BACKENDS
 from landmarks.errors import LandmarksError
 
 #: What the folder-of-frames reading rule is, for --help.
@@ -37,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     extract.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUTS_HELP)
     extract.add_argument("-o", "--out", required=True, help="output .npz (one input) or folder (several)")
-    extract.add_argument("--backend", default="dlib", choices=("dlib", "dlib-cnn", "fan"), help="landmark backend")
+    extract.add_argument("--backend", default="dlib", choices=BACKENDS.names(), help="landmark backend")
     extract.add_argument("--redetect-every", type=int, default=30, help="frames between re-detections")
     extract.add_argument("--smooth", type=int, default=0, help="odd running-median window over frames (0: off)")
     extract.add_argument("--min-valid-fraction", type=float, default=0.5, help="fewer frames with a face is an error")

@@ -26,7 +26,7 @@ attention is dominated by the component/position embeddings and the rollout is n
 for every clip and class.
 
 Measured on the standard synthetic dataset (LOSO, class-averaged relations vs the generator's
-ground truth, Spearman over off-diagonal entries; ``GEOMER_CACHE=/tmp/gcache geomer train --model
+ground truth, Spearman over off-diagonal entries; ``geomer train --model
 NAME --seeds 0 --jobs 2``): the former rule (mean-pooled ``P R Pᵀ`` of the rollout, no prior)
 gave Spearman ≈ 0.0–0.1 for all three models. On a fixed 11/5-subject split (seed 0, one run
 each), rules compared on the same trained ``mmt``: no prior, any rule ≤ 0.34; with the prior,

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geomer.errors import GeomerError
+from landmarks.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ _DISGUST = _c("disgust", "IV", ("9", 0.3), ("9+10", 0.3), ("4+9", 0.2), ("4+10",
 _REPRESSION = _c("repression", "V", ("1+2+12", 0.25), ("1+2+12+17", 0.25), ("4+15", 0.25), ("4+15+17", 0.25))
 _OTHERS = _c("others", "III", ("1+2+15", 0.25), ("1+2+15+17", 0.25), ("4+12", 0.25), ("4+12+17", 0.25))
 
-SCHEMES: dict[str, tuple[EmotionClass, ...]] = {
+SCHEMES: Registry[tuple[EmotionClass, ...]] = Registry("class scheme", GeomerError, {
     "casme2": (_HAPPINESS, _SURPRISE, _DISGUST, _REPRESSION, _OTHERS),
     "samm": (
         _c("happiness", "I", ("6+12", 0.5), ("12", 0.25), ("6+7+12", 0.15), ("6+12+25", 0.1)),
@@ -124,12 +125,9 @@ SCHEMES: dict[str, tuple[EmotionClass, ...]] = {
         _c("positive", "I", ("6+12", 0.5), ("12", 0.25), ("6+7+12", 0.15), ("6+12+25", 0.1)),
         _c("surprise", "II", ("1+2", 0.5), ("1+2+5", 0.2), ("1+2+25", 0.2), ("1+2+5+25", 0.1)),
     ),
-}
+})
 
 
 def class_table(scheme: str) -> tuple[EmotionClass, ...]:
     """The classes of ``scheme`` (casme2, samm, megc3)."""
-    try:
-        return SCHEMES[scheme]
-    except KeyError:
-        raise GeomerError(f"unknown class scheme {scheme!r}; known: {', '.join(SCHEMES)}") from None
+    return SCHEMES[scheme]

@@ -104,10 +104,15 @@ def run_ray(tasks, context, *, progress=True) -> list[FoldSummary]:
     started_here = not ray.is_initialized()
     if started_here:
         options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        if config.ray_address:
-            ray.init(address=config.ray_address, **options)
-        else:
-            ray.init(num_cpus=config.jobs, **options)
+        try:
+            if config.ray_address:
+                ray.init(address=config.ray_address, **options)
+            else:
+                ray.init(num_cpus=config.jobs, **options)
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            where = config.ray_address or "a local Ray"
+            raise GeomerError(f"--executor ray: cannot start or reach {where} ({first})") from None
     try:
         worker_context = FitContext(**{**context.__dict__, "device": "cpu"})
         context_ref = ray.put(worker_context)

@@ -110,15 +110,16 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
     metrics["per_seed"] = per_seed
 
     metrics = _finite(metrics)
-    run_dir.write_metrics(metrics)
-    run_dir.save_relations(
-        class_averaged_relations(np.concatenate(all_relations), np.concatenate(all_true), len(class_names))
+    relations = class_averaged_relations(np.concatenate(all_relations), np.concatenate(all_true), len(class_names))
+    occlusion = (
+        class_averaged_relations(np.concatenate(all_occlusion), np.concatenate(all_true), len(class_names))
+        if all_occlusion else None
     )
-    if all_occlusion:
-        run_dir.save_relations(
-            class_averaged_relations(np.concatenate(all_occlusion), np.concatenate(all_true), len(class_names)),
-            kind="occlusion_relations",
-        )
+    with run_dir.lock():
+        run_dir.write_metrics(metrics)
+        run_dir.save_relations(relations)
+        if occlusion is not None:
+            run_dir.save_relations(occlusion, kind="occlusion_relations")
     return json.loads(json.dumps(metrics))
 
 
