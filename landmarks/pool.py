@@ -86,12 +86,12 @@ def _die_with_parent(parent: int) -> None:
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         except (OSError, AttributeError):
             pass  # the watcher below still covers it
-    if not _alive(parent):
+    if not process_alive(parent):
         os._exit(1)
     threading.Thread(target=_watch, args=(parent,), name="watch-parent", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` exists and is not a zombie (killed, not yet reaped)."""
     try:
         os.kill(pid, 0)
@@ -108,7 +108,7 @@ def _alive(pid: int) -> bool:
 
 
 def _watch(parent: int) -> None:
-    while _alive(parent):
+    while process_alive(parent):
         time.sleep(_WATCH_INTERVAL)
     os._exit(1)
 

@@ -140,25 +140,17 @@ def _temp_name(out: Path, pid: int) -> Path:
     return out.parent / f"{out.name}{_TEMP_SUFFIX}{pid}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def _remove_stale_temp_folders(out: Path) -> None:
     """Remove the temp folders that killed runs (pids no longer alive) left beside ``out``;
     a live run's folder is left alone."""
+    from landmarks.pool import process_alive
+
     prefix = f"{out.name}{_TEMP_SUFFIX}"
     if not out.parent.is_dir():
         return
     for entry in out.parent.iterdir():
         pid = entry.name[len(prefix):]
-        if entry.name.startswith(prefix) and pid.isdigit() and entry.is_dir() and not _pid_alive(int(pid)):
+        if entry.name.startswith(prefix) and pid.isdigit() and entry.is_dir() and not process_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
 
 

@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from landmarks.pool import _alive, process_pool
+from landmarks.pool import process_alive, process_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _gone_within(pids: list[int], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not any(_alive(pid) for pid in pids):
+        if not any(process_alive(pid) for pid in pids):
             return True
         time.sleep(0.1)
     return False
@@ -44,10 +44,10 @@ def test_workers_and_fork_server_die_when_the_parent_is_killed():
     )
     try:
         pids = [int(p) for p in parent.stdout.readline().split()]
-        assert len(pids) >= 2 and all(_alive(pid) for pid in pids)
+        assert len(pids) >= 2 and all(process_alive(pid) for pid in pids)
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
-        assert _gone_within(pids, 10), f"left behind: {[p for p in pids if _alive(p)]}"
+        assert _gone_within(pids, 10), f"left behind: {[p for p in pids if process_alive(p)]}"
     finally:
         parent.kill()
         parent.wait()
