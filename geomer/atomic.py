@@ -16,6 +16,13 @@ from pathlib import Path
 import numpy as np
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it, then restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path next to ``path``; rename it to ``path`` on success, delete it on error."""
@@ -25,6 +32,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        # mkstemp makes the file private (0600); a cache or run shared with others must stay
+        # readable to them as any other file this user writes would be
+        if Path(temporary).exists():
+            os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from landmarks.errors import LandmarksError
-
-BACKENDS = ("dlib", "fan")
+from landmarks.registry import Registry
 
 
 def _models_folder() -> Path:
@@ -204,8 +202,9 @@ def _dlib_boxes(detector, gray: np.ndarray, upsample: int) -> np.ndarray:
     return _largest_first(np.array(boxes, dtype=np.float32))
 
 
-#: A face crop with no margin gives the HOG window no context: the retry pads each side by this
-#: fraction of the image width (repeating the border) and upsamples once.
+#: A face crop with no margin gives the HOG window no context: the retry adds a black border of
+#: this fraction of the image width on each side (black found more faces in real crops than a
+#: repeated border, whose smeared edges look like more face).
 CROP_PAD = 0.25
 #: The padded retries run on a copy whose longer side is at most this (a face that fills an
 #: image is large at any resolution; the CNN detector's cost grows with the area).
@@ -222,7 +221,7 @@ def find_faces(gray: np.ndarray, backend, *, thorough: bool = True) -> np.ndarra
        HOG's 80 px window, and large faces that the coarser pyramid misses (on a 1080p photo of
        two faces the plain pass can find only the smaller one); it costs about 4× a plain pass.
        Then, if nothing was found, the plain pass (the two pyramids sample different scales).
-    2. the image padded by ``CROP_PAD`` of its width on each side (repeating the border),
+    2. the image with a black border of ``CROP_PAD`` of its width on each side, plain then
        upsampled once: face crops with no margin, e.g. the 224×224 crops of preprocessed datasets;
     3. dlib's CNN ("mmod") detector on that padded image.
 
@@ -240,28 +239,95 @@ def find_faces(gray: np.ndarray, backend, *, thorough: bool = True) -> np.ndarra
             return boxes
     height, width = gray.shape
     pad = int(round(CROP_PAD * width))
-    padded = crop_padded(gray, -pad, -pad, width + pad, height + pad)
+    padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
     scale = min(1.0, CROP_RETRY_SIDE / max(padded.shape))
     if scale < 1.0:
         padded = cv2.resize(padded, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     to_image = lambda found: (found / scale - pad).astype(np.float32)  # noqa: E731
-    boxes = backend.detect(padded, upsample=base + 1)
-    if len(boxes):
-        return to_image(boxes)
+    for upsample in (base, base + 1):
+        boxes = backend.detect(padded, upsample=upsample)
+        if len(boxes):
+            return to_image(boxes)
     boxes = _dlib_boxes(_dlib_detector("cnn"), padded, 0)
     return to_image(boxes) if len(boxes) else boxes
+
+
+#: Searches near a known box run on a copy scaled so the face is about this wide.
+DETECT_FACE_PX = 100
+#: The side of dlib's HOG detection window: smaller faces are not found at their own size.
+HOG_WINDOW_PX = 80
+#: A search near a box covers this many box widths on each side of it.
+NEAR_MARGIN = 0.75
+#: Minimum IoU between two boxes for them to be the same face.
+SAME_FACE_IOU = 0.3
+
+
+def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Intersection over union of ``box`` [4] with each of ``others`` [N, 4] → [N]."""
+    x0 = np.maximum(box[0], others[:, 0])
+    y0 = np.maximum(box[1], others[:, 1])
+    x1 = np.minimum(box[2], others[:, 2])
+    y1 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / np.maximum(area(box) + area(others) - inter, 1e-6)
+
+
+def detect_near(gray: np.ndarray, box: np.ndarray, backend) -> np.ndarray:
+    """Face boxes [F, 4] (largest first, in ``gray``'s pixels) in the region of ``NEAR_MARGIN``
+    box widths around ``box``: the cheap search of a face whose place is known (a few ms)."""
+    box_width = box[2] - box[0]
+    margin = NEAR_MARGIN * box_width
+    # Where the region leaves the image (a face at the edge, a face crop's box) it is padded,
+    # so the detector always sees the margin around the face that it needs.
+    x0, y0 = int(np.floor(box[0] - margin)), int(np.floor(box[1] - margin))
+    x1, y1 = int(np.ceil(box[2] + margin)), int(np.ceil(box[3] + margin))
+    region = crop_padded(gray, x0, y0, x1, y1)
+    # Scaled down so a large face is DETECT_FACE_PX wide (fast); a face below HOG's window is
+    # scaled up to that width, as the detector would not find it at its own size. Faces in
+    # between keep their size, so the box comes out as a full-image detection's would.
+    scale = DETECT_FACE_PX / max(box_width, 1.0)
+    if box_width >= HOG_WINDOW_PX:
+        scale = min(1.0, scale)
+    if scale != 1.0:
+        interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+        region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=interpolation)
+    boxes = resolve_backend(backend).detect(np.ascontiguousarray(region))
+    if len(boxes) == 0:
+        return boxes
+    return (boxes / scale + np.array([x0, y0, x0, y0], dtype=np.float32)).astype(np.float32)
+
+
+def refit_box(gray: np.ndarray, box: np.ndarray, backend) -> np.ndarray:
+    """``box`` as ``detect_near`` fits it (the same face, IoU >= ``SAME_FACE_IOU``), else as given.
+
+    A box from the thorough search (upsampled, padded) and one from a plain search differ by up
+    to a pyramid step, and the predicted points follow the box by a fraction of a pixel: a
+    tracker that re-detects near its box, and a single image meant to give the same points as a
+    one-frame track, both start from the re-fitted box.
+    """
+    found = detect_near(gray, box, backend)
+    if len(found):
+        overlap = box_iou(box, found)
+        if overlap.max() >= SAME_FACE_IOU:
+            return found[int(overlap.argmax())]
+    return np.asarray(box, dtype=np.float32)
+
+
+def _dlib_cnn(**options) -> DlibBackend:
+    return DlibBackend(detector="cnn", **options)
+
+
+#: Backend name → factory taking the backend's options.
+BACKENDS: Registry = Registry(
+    "landmark backend", LandmarksError, {"dlib": DlibBackend, "dlib-cnn": _dlib_cnn, "fan": FanBackend}
+)
 
 
 def get_backend(name: str = "dlib", **options):
     """A backend by name: ``dlib`` (options: ``detector="hog"|"cnn"``, ``upsample``, ``upscale``), ``dlib-cnn``,
     or ``fan`` (options: ``device``)."""
-    if name == "dlib":
-        return DlibBackend(**options)
-    if name == "dlib-cnn":
-        return DlibBackend(detector="cnn", **options)
-    if name == "fan":
-        return FanBackend(**options)
-    raise LandmarksError(f"unknown landmark backend {name!r} (known: dlib, dlib-cnn, fan)")
+    return BACKENDS[name](**options)
 
 
 def resolve_backend(backend) -> object:
@@ -271,10 +337,11 @@ def resolve_backend(backend) -> object:
 
 def landmarks_on_image(image: np.ndarray, backend="dlib") -> np.ndarray:
     """68 points [68, 2] float32 of the largest face in one image (grey, BGR), found by the
-    thorough ``find_faces`` (so tight face crops work)."""
+    thorough ``find_faces`` (so tight face crops work), its box re-fitted by ``refit_box`` (so
+    the points equal those of a one-frame track)."""
     backend = resolve_backend(backend)
     gray = to_gray(image)
     boxes = find_faces(gray, backend, thorough=True)
     if len(boxes) == 0:
         raise LandmarksError("no face found in the image (also padded, upsampled and by the CNN detector)")
-    return backend.predict(gray, boxes[0])
+    return backend.predict(gray, refit_box(gray, boxes[0], backend))

@@ -54,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"geomer {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        # A file the command reads or writes (an unwritable folder, an output path naming an
+        # existing file, a name too long, a full disk): the user's to fix, one line naming it.
+        if args.debug or error.filename is None:
+            raise
+        print(f"geomer {args.command}: error: {os_error_line(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"geomer {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -63,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return int(status or 0)
+
+
+def os_error_line(error: OSError) -> str:
+    """``path: reason`` (and ``→ other path`` for a rename) of an operating-system error."""
+    where = str(error.filename) + (f" → {error.filename2}" if error.filename2 else "")
+    return f"{where}: {error.strerror or error}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,7 +32,6 @@ import os
 import re
 import sys
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -258,10 +257,6 @@ class FeatureCache:
             np.savez(stream, **arrays)
         return path
 
-    def files(self) -> list[Path]:
-        """The feature files present."""
-        return sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []
-
 
 def notice(message: str) -> None:
     """One line on stderr (above any progress bar)."""
@@ -366,7 +361,9 @@ def build_cache(
 
     try:
         if n_jobs > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(max_workers=min(n_jobs, len(todo))) as pool:
+            from landmarks.pool import process_pool
+
+            with process_pool(min(n_jobs, len(todo))) as pool:
                 futures = [pool.submit(process_job, job, str(cache.root), settings) for job in todo]
                 for future in futures:
                     record(future.result())

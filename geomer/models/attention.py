@@ -26,7 +26,7 @@ attention is dominated by the component/position embeddings and the rollout is n
 for every clip and class.
 
 Measured on the standard synthetic dataset (LOSO, class-averaged relations vs the generator's
-ground truth, Spearman over off-diagonal entries; ``GEOMER_CACHE=/tmp/gcache geomer train --model
+ground truth, Spearman over off-diagonal entries; ``geomer train --model
 NAME --seeds 0 --jobs 2``): the former rule (mean-pooled ``P R Pᵀ`` of the rollout, no prior)
 gave Spearman ≈ 0.0–0.1 for all three models. On a fixed 11/5-subject split (seed 0, one run
 each), rules compared on the same trained ``mmt``: no prior, any rule ≤ 0.34; with the prior,
@@ -185,19 +185,6 @@ def attention_rollout(attn_per_layer: Sequence[torch.Tensor]) -> torch.Tensor:
         step = step / step.sum(dim=-1, keepdim=True).clamp_min(1e-12)
         rollout = step if rollout is None else step @ rollout
     return rollout
-
-
-def component_pooling(token_component: torch.Tensor, num_components: int) -> torch.Tensor:
-    """The [B, K, L] matrix whose row k averages the tokens of component k (id -1: no component).
-
-    Shapes: token_component ``[L]`` or ``[B, L]`` long → ``[B, K, L]`` (``[1, K, L]`` for ``[L]``).
-    """
-    ids = token_component if token_component.dim() == 2 else token_component[None]
-    valid = ids >= 0
-    onehot = F.one_hot(ids.clamp_min(0), num_components).to(torch.float32)
-    onehot = onehot * valid[..., None]
-    membership = onehot.transpose(1, 2)  # [B, K, L]
-    return membership / membership.sum(dim=-1, keepdim=True).clamp_min(1.0)
 
 
 def attention_relations(

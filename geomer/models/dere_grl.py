@@ -63,7 +63,7 @@ could not read them):
 
   Measured agreement with the synthetic generator's ground truth (class-averaged relations vs
   ``ground_truth.json`` ``relations``, Spearman over the off-diagonal entries of all classes;
-  ``GEOMER_CACHE=/tmp/gcache geomer train --model dere-grl --jobs 2``, seeds 0, 1, 2, 20
+  ``geomer train --model dere-grl --jobs 2``, seeds 0, 1, 2, 20
   epochs, the defaults): **Spearman 0.668** (Pearson 0.685, permutation p ≈ 0.001), with
   pooled LOSO **UF1 0.946 ± 0.010** (seeds 0.950, 0.956, 0.932). How the choices moved it
   (LOSO with the model's own loop, seed 0 unless said): the earlier rule (landmark movement

@@ -6,7 +6,7 @@ What its abstract fixes: ME video frames and special frames/data are processed i
 cascaded **Unimodal Space-Time Attention (USTA)**; **Crossmodal Space-Time Attention (CSTA)**
 fuses the modalities while keeping each one's content; USTA and CSTA are integrated
 **hierarchically**; reported gain of about 3 % on CASME3 seven-class. geomer evaluates it
-**subject-independently** (LOSO over global subject keys, DESIGN.md §6) whatever split the paper
+**subject-independently** (LOSO over global subject keys, docs/architecture.md, "Evaluation") whatever split the paper
 used, so its numbers are not comparable with the paper's.
 
 How geomer builds it (reimplementation choices are marked *choice*):
@@ -35,7 +35,7 @@ How geomer builds it (reimplementation choices are marked *choice*):
 * ``relations``: the shared rule (:func:`geomer.models.attention.attention_relations`) applied
   to each branch's self-attention layers (frame tokens keep their node's component), the two
   [B, K, K] averaged. Standard synthetic dataset, LOSO, seeds 0/1/2
-  (``GEOMER_CACHE=/tmp/gcache geomer train --model hsta --seeds 0 --jobs 2``, seeds 1,2
+  (``geomer train --model hsta --seeds 0 --jobs 2``, seeds 1,2
   likewise): UF1 0.975 / 0.981 / 0.962 (mean 0.973), relations vs ground truth Spearman
   0.723 / 0.731 / 0.723 (exact permutation p < 0.001); the former rule without the prior gave
   ≈ 0.0–0.1.

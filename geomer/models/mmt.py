@@ -31,7 +31,7 @@ Reimplementation choices (not from the paper):
   importance, lean toward the patches that move; ``False`` restores plain attention;
 * ``relations``: the shared rule (:func:`geomer.models.attention.attention_relations`) applied to
   each modality's encoder, the two [B, K, K] averaged. Standard synthetic dataset, LOSO, seeds
-  0/1/2 (``GEOMER_CACHE=/tmp/gcache geomer train --model mmt --seeds 0 --jobs 2``, seeds 1,2
+  0/1/2 (``geomer train --model mmt --seeds 0 --jobs 2``, seeds 1,2
   likewise): UF1 0.975 / 0.938 / 0.956 (mean 0.956), relations vs ground truth Spearman
   0.726 / 0.734 / 0.735 (exact permutation p < 0.001); the former rule without the prior gave
   ≈ 0.0–0.1.

@@ -33,7 +33,7 @@ How geomer builds it (reimplementation choices are marked *choice*):
   ``False`` restores plain attention;
 * ``relations``: the shared rule (:func:`geomer.models.attention.attention_relations`) on the
   encoder's self-attention over the apex frame. Standard synthetic dataset, LOSO, seeds 0/1/2
-  (``GEOMER_CACHE=/tmp/gcache geomer train --model mubert --seeds 0 --jobs 2``, seeds 1,2
+  (``geomer train --model mubert --seeds 0 --jobs 2``, seeds 1,2
   likewise): UF1 0.969 / 0.981 / 0.963 (mean 0.971), relations vs ground truth Spearman
   0.716 / 0.713 / 0.735 (exact permutation p < 0.001); the former rule without the prior gave
   ≈ 0.0–0.1.

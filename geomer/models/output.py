@@ -10,7 +10,7 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class ModelOutput:
-    """The one output type of all four models (DESIGN.md section 4).
+    """The one output type of all four models (docs/architecture.md, "Where things go").
 
     ``relations`` holds non-negative weights between the K facial components whose rows sum to 1;
     how a model derives them is part of its design and documented on the model class.
@@ -58,15 +58,6 @@ class ModelOutput:
     def num_components(self) -> int:
         """K, the number of facial components the relations are over."""
         return int(self.relations.shape[-1])
-
-    def detach(self) -> ModelOutput:
-        """The same output cut from the autograd graph (for logging and evaluation)."""
-        return ModelOutput(
-            logits=self.logits.detach(),
-            relations=self.relations.detach(),
-            embedding=self.embedding.detach(),
-            aux_loss=None if self.aux_loss is None else self.aux_loss.detach(),
-        )
 
 
 def row_normalise(weights: Tensor, eps: float = 1e-12) -> Tensor:

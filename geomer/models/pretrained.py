@@ -8,7 +8,7 @@ A pretraining checkpoint (``geomer pretrain``) is a ``torch.save`` dict::
               frames outside a known dataset are recorded as "external/<folder>"),
     sources (the videos / frame folders used), feature_settings, settings (epochs, …), history.
 
-Pretraining must never see the test subjects of the evaluation it feeds (DESIGN.md §6). Two ways
+Pretraining must never see the test subjects of the evaluation it feeds (docs/architecture.md, "Evaluation"). Two ways
 are leak-free: pretrain on **external data** (no subject of the evaluated dataset), or pretrain
 **per fold** (``geomer pretrain --dataset NAME --root PATH --exclude-subjects KEYS``, once per
 test fold). :func:`check_pretraining` refuses a checkpoint that saw a test subject;
@@ -72,7 +72,9 @@ def read_pretrained(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise GeomerError(f"{path}: pretrained checkpoint not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a pretraining checkpoint is a file a user brings from elsewhere, and a
+        # full pickle could run code on loading
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise GeomerError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geomer.errors import GeomerError
+from landmarks.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ _DISGUST = _c("disgust", "IV", ("9", 0.3), ("10", 0.3), ("4+9", 0.2), ("7+10", 0
 _REPRESSION = _c("repression", "V", ("15", 0.15), ("17", 0.2), ("15+17", 0.25), ("14", 0.2), ("17+24", 0.2))
 _OTHERS = _c("others", "III", ("4", 0.35), ("4+7", 0.4), ("4+23", 0.25))
 
-SCHEMES: dict[str, tuple[EmotionClass, ...]] = {
+SCHEMES: Registry[tuple[EmotionClass, ...]] = Registry("class scheme", GeomerError, {
     "casme2": (_HAPPINESS, _SURPRISE, _DISGUST, _REPRESSION, _OTHERS),
     "samm": (
         _HAPPINESS,
@@ -78,15 +79,9 @@ SCHEMES: dict[str, tuple[EmotionClass, ...]] = {
         _c("positive", "I", *((("+".join(c), w) for c, w in _HAPPINESS.combinations))),
         _c("surprise", "II", *((("+".join(c), w) for c, w in _SURPRISE.combinations))),
     ),
-}
-
-#: The class scheme each layout labels its clips with.
-LAYOUT_SCHEME = {"casme2": "casme2", "samm": "samm", "megc2019-flow": "megc3"}
+})
 
 
 def class_table(scheme: str) -> tuple[EmotionClass, ...]:
     """The classes of ``scheme`` (casme2, samm, megc3)."""
-    try:
-        return SCHEMES[scheme]
-    except KeyError:
-        raise GeomerError(f"unknown class scheme {scheme!r}; known: {', '.join(SCHEMES)}") from None
+    return SCHEMES[scheme]

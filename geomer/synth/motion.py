@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geomer.errors import GeomerError
+from landmarks.registry import Registry
 from geomer.synth.face import EYE_MIDPOINT
 
 
@@ -48,18 +49,15 @@ class Difficulty:
     expressivity_sd: float
 
 
-DIFFICULTIES: dict[str, Difficulty] = {
+DIFFICULTIES: Registry[Difficulty] = Registry("difficulty", GeomerError, {
     "easy": Difficulty("easy", (2.5, 4.0), 0.3, 0.1, 0.0, (0.3, 0.5), 0.2, 0.5, 0.1),
     "standard": Difficulty("standard", (1.5, 3.0), 0.6, 0.25, 0.15, (0.3, 0.5), 0.4, 1.0, 0.2),
     "hard": Difficulty("hard", (1.0, 2.0), 1.2, 0.5, 0.4, (0.3, 0.7), 0.7, 2.0, 0.3),
-}
+})
 
 
 def difficulty(name: str) -> Difficulty:
-    try:
-        return DIFFICULTIES[name]
-    except KeyError:
-        raise GeomerError(f"unknown difficulty {name!r}; known: {', '.join(DIFFICULTIES)}") from None
+    return DIFFICULTIES[name]
 
 
 def _smooth_step(x: np.ndarray) -> np.ndarray:

@@ -101,10 +101,10 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
     metrics["per_seed"] = per_seed
 
     metrics = _finite(metrics)
-    run_dir.write_metrics(metrics)
-    run_dir.save_relations(
-        class_averaged_relations(np.concatenate(all_relations), np.concatenate(all_true), len(class_names))
-    )
+    relations = class_averaged_relations(np.concatenate(all_relations), np.concatenate(all_true), len(class_names))
+    with run_dir.lock():
+        run_dir.write_metrics(metrics)
+        run_dir.save_relations(relations)
     return json.loads(json.dumps(metrics))
 
 

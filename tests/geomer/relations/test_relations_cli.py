@@ -34,7 +34,7 @@ def test_plot_writes_every_figure(run_dir, capsys):
 
 
 def test_plot_on_the_photo_into_another_folder(run_dir, tmp_path):
-    pytest.importorskip("landmarks.render", reason="needs landmarks.render.photo_face (issue 2)")
+    pytest.importorskip("landmarks.render", reason="needs landmarks.render.photo_face")
     out = tmp_path / "figs"
     assert main(["plot", str(run_dir), "-o", str(out), "--quiet"]) == 0
     assert (out / "graph-positive.png").is_file()
