@@ -56,8 +56,9 @@ SEED_PREFIX = "seed-"
 
 #: Relation arrays a run keeps: ``<kind>.npy`` per run [C, K, K] and per fold [n_test, K, K].
 #: "relations" are the model's intrinsic relations; "occlusion_relations" are measured by
-#: neutralising components (same shapes, same order).
-RELATION_KINDS = ("relations", "occlusion_relations")
+#: neutralising components (same shapes, same order); "baseline_relations" is the input-only
+#: baseline of the run's dataset (per run only; geomer.relations.input_baseline).
+RELATION_KINDS = ("relations", "occlusion_relations", "baseline_relations")
 
 #: The fixed leading columns of predictions.csv; one ``prob_<class>`` column per class follows.
 PREDICTION_COLUMNS = ("sample", "subject", "dataset", "true", "predicted")

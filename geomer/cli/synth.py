@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     parser.add_argument("--clips", type=int, default=5, help="clips per subject")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--difficulty", choices=DIFFICULTIES.names(), default="standard",
-                        help="expression amplitude vs distractors (head motion, blinks, noise)")
+                        help="expression amplitude vs distractors (distractor AUs, head motion, blinks, noise)")
     parser.add_argument("--fps", type=float, default=200.0, help="frame rate of the clips")
     parser.add_argument("--jobs", type=int, default=1, help="subjects rendered in parallel processes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

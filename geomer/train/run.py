@@ -147,6 +147,11 @@ def run_loso(
     run_dir = RunDir(out_dir)
     with run_dir.lock():
         run_dir.open(run_config)
+        if all(getattr(g, "flow_stats", None) is not None for g in graphs):
+            from geomer.relations import input_baseline
+
+            run_dir.save_relations(input_baseline(graphs, len(class_names), len(component_names)),
+                                   kind="baseline_relations")
         tasks, skipped = [], 0
         for seed in config.seeds:
             for fold, name in zip(fold_list, names):
