@@ -22,6 +22,9 @@ def check_output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
     from geomer.errors import GeomerError
 
     path = Path(path)
+    # before any stat: the file system refuses a too-long name with a less helpful error
+    if any(len(os.fsencode(part)) > 255 for part in path.parts):
+        raise GeomerError(f"{path}: a file name in it is too long")
     if path.exists() and not path.is_dir():
         raise GeomerError(f"{path}: exists and is not a directory; choose another {option}")
     existing = path
@@ -31,6 +34,4 @@ def check_output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
         raise GeomerError(f"{path}: cannot create it ({existing} is not a directory)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise GeomerError(f"{path}: cannot write in {existing} (permission denied)")
-    if any(len(os.fsencode(part)) > 255 for part in path.parts):
-        raise GeomerError(f"{path}: a file name in it is too long")
     return path

@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from geomer.errors import GeomerError
+from geomer.paths import check_output_folder
 from geomer.graph import FaceGraph
 from geomer.synth.aus import action_unit
 from geomer.synth.emotions import class_table
@@ -131,12 +132,54 @@ def _check_args(subjects: int, clips: int, fps: float) -> None:
         raise GeomerError(f"--fps must be between 10 and 1000, got {fps}")
 
 
+_TEMP_SUFFIX = ".tmp-"
+
+
+def _temp_name(out: Path, pid: int) -> Path:
+    """Where the process ``pid`` builds ``out`` before publishing it."""
+    return out.parent / f"{out.name}{_TEMP_SUFFIX}{pid}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_temp_folders(out: Path) -> None:
+    """Remove the temp folders that killed runs (pids no longer alive) left beside ``out``;
+    a live run's folder is left alone."""
+    prefix = f"{out.name}{_TEMP_SUFFIX}"
+    if not out.parent.is_dir():
+        return
+    for entry in out.parent.iterdir():
+        pid = entry.name[len(prefix):]
+        if entry.name.startswith(prefix) and pid.isdigit() and entry.is_dir() and not _pid_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def _temp_folder(out: Path) -> Path:
-    temp = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    _remove_stale_temp_folders(out)
+    temp = _temp_name(out, os.getpid())
     if temp.exists():
         shutil.rmtree(temp)
     temp.mkdir(parents=True)
     return temp
+
+
+def _check_output(out: Path) -> None:
+    """One-line GeomerError, before any work, unless ``out`` (and the temp folder beside it) can
+    be created: no file in the way, a writable parent, names the file system accepts."""
+    check_output_folder(out, "output folder")
+    if out.exists() and any(out.iterdir()):
+        raise GeomerError(f"{out}: already exists and is not empty; remove it or choose another folder")
+    # the temp name is the longest name written; pid_max is at most 2**22 (7 digits)
+    if len(os.fsencode(_temp_name(out, 4_194_304).name)) > 255:
+        raise GeomerError(f"{out}: the folder name is too long (at most {255 - 7 - len(_TEMP_SUFFIX)} bytes)")
 
 
 def _publish(temp: Path, out: Path) -> None:
@@ -273,8 +316,7 @@ def generate(
     _check_args(subjects, clips, fps)
     if jobs < 1:
         raise GeomerError(f"--jobs must be at least 1, got {jobs}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise GeomerError(f"{out}: already exists and is not empty; remove it or choose another folder")
+    _check_output(out)
     classes = [c.name for c in class_table(writer.scheme)]
     texture_face()  # detect the photo's landmarks once, before worker processes fork
 
