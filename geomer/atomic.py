@@ -15,12 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _umask() -> int:
-    """The process's file-creation mask (read by setting it, then restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+from landmarks.track import FILE_MODE
 
 
 @contextmanager
@@ -35,7 +30,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # mkstemp makes the file private (0600); a cache or run shared with others must stay
         # readable to them as any other file this user writes would be
         if Path(temporary).exists():
-            os.chmod(temporary, 0o666 & ~_umask())
+            os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)

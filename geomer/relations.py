@@ -72,7 +72,7 @@ import pandas as pd
 from scipy import stats
 
 from geomer.errors import GeomerError
-from geomer.rundir import Run, load_run, read_json_object
+from geomer.rundir import Run, class_averaged_relations, load_run, read_json_object
 
 __all__ = [
     "GROUND_TRUTH_NAME",
@@ -514,17 +514,6 @@ def occlusion_relations(model, graphs: Sequence, *, num_components: int, target:
     )
 
 
-def class_means(matrices: np.ndarray, labels: Sequence[int], num_classes: int) -> np.ndarray:
-    """Mean of per-clip matrices [n, K, K] per class index → [C, K, K] (NaN for a class with no clip)."""
-    matrices = np.asarray(matrices, np.float64)
-    labels = np.asarray(labels, np.int64)
-    out = np.full((num_classes, *matrices.shape[1:]), np.nan)
-    for c in range(num_classes):
-        if np.any(labels == c):
-            out[c] = matrices[labels == c].mean(axis=0)
-    return out.astype(np.float32)
-
-
 # --------------------------------------------------------------------------------------------
 # input-only baseline
 
@@ -555,7 +544,7 @@ def input_baseline(graphs: Sequence, num_classes: int, num_components: int) -> n
         labels.append(int(data.y.view(-1)[0]))
     if not shares:
         raise GeomerError("no clips to compute the input-only baseline from")
-    return class_means(np.stack(shares), labels, num_classes)
+    return class_averaged_relations(np.stack(shares), np.asarray(labels), num_classes)
 
 
 # --------------------------------------------------------------------------------------------

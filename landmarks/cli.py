@@ -156,9 +156,13 @@ def _extract_one(job: tuple[str, str, dict]) -> str | None:
     debug = options.pop("debug", False)
     try:
         result = track(source, **options)
-        dataclasses.replace(result, settings=_settings(source, options)).save(out)
+        try:
+            dataclasses.replace(result, settings=_settings(source, options)).save(out)
+        except OSError as error:
+            raise LandmarksError(f"{out}: cannot write ({error.strerror or error})") from error
     except (LandmarksError, OSError) as error:
-        message = str(error) if isinstance(error, LandmarksError) else f"{out}: cannot write ({error})"
+        # an OSError out of tracking is about an input file: name it
+        message = str(error) if isinstance(error, LandmarksError) else f"{error.filename or source}: {error.strerror or error}"
         return traceback.format_exc() + message if debug else message
     return None
 
@@ -187,6 +191,10 @@ def _extract(args) -> int:
 
     for item in args.inputs:
         open_frames(item, fps=args.fps)  # an unreadable input is named before any work
+    # Construct the backend before any output folder is made: a missing optional backend fails first.
+    from landmarks.backends import get_backend
+
+    get_backend(args.backend)
     outputs = _output_paths(args.inputs, args.out)
     for out in outputs:
         check_output_file(out)
@@ -200,10 +208,6 @@ def _extract(args) -> int:
         progress=single and not args.quiet,
         debug=args.debug,
     )
-    # Construct the backend once up front so a missing optional backend fails before any work.
-    from landmarks.backends import get_backend
-
-    get_backend(args.backend)
     jobs, kept = [], 0
     for item, out in zip(args.inputs, outputs):
         if out.exists() and not args.overwrite:

@@ -1,5 +1,5 @@
-"""The one idiom for looking things up by name (landmark backends; in geomer: models, datasets,
-protocols, class schemes, synthetic layouts, bench entries).
+"""The one idiom for looking things up by name (here: the landmark backends; packages built on
+``landmarks`` use it for their own registries).
 
 A :class:`Registry` maps names to things in registration order. Things are added with
 :meth:`Registry.register` (directly or as a decorator); ``modules`` are imported on the first

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-HEADLINE = ("uf1", "uar", "acc")
+from geomer.train.pool import HEADLINE
 
 
 def add_command(subparsers, name: str, help: str, func) -> argparse.ArgumentParser:

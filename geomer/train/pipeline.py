@@ -123,9 +123,21 @@ def train_dataset(
             "root": str(Path(root).resolve()) if not isinstance(root, dict) else str(root),
             "skipped_rows": [str(row) for row in index.skipped],
         },
-        sample_details=[(s.onset, s.apex, s.offset) for s in index.samples],
+        sample_details=[_sample_details(s, index.name) for s in index.samples],
         progress=progress,
     )
+
+
+def _sample_details(sample, dataset: str) -> tuple:
+    """What a finished fold's validity depends on beyond key, subject and label: the clip's
+    frame numbers, its resolved source files and their size+mtime fingerprint (replaced frames or
+    another copy at the same root change it)."""
+    from geomer.data.cache import clip_identity
+    from geomer.data.prepare import feature_job
+
+    identity = clip_identity(feature_job(sample, dataset))
+    return (sample.onset, sample.apex, sample.offset, identity["source"], identity["apex_image"],
+            identity["flow_image"], identity["fingerprint"])
 
 
 def _check_pretraining_sources(init, index) -> None:

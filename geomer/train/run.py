@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from geomer.data.protocols import Fold, check_folds, fold_name, loso_folds
 from geomer.errors import GeomerError
 from geomer.rundir import FoldDir, RunDir, samples_fingerprint
 from geomer.train.config import TrainConfig
-from geomer.train.executors import run_tasks
+from geomer.train.executors import ray_session, run_tasks
 from geomer.train.fit import FitContext, FoldSummary, FoldTask, sample_key, slim_graphs
 from geomer.train.pool import pool_run
 
@@ -145,7 +146,8 @@ def run_loso(
         model_origin=spec.origin,
     )
     run_dir = RunDir(out_dir)
-    with run_dir.lock():
+    # Ray is reached before the run directory is touched: an unreachable cluster writes nothing
+    with ray_session(config) if config.executor == "ray" else nullcontext(), run_dir.lock():
         run_dir.open(run_config)
         if all(getattr(g, "flow_stats", None) is not None for g in graphs):
             from geomer.relations import input_baseline
@@ -191,6 +193,10 @@ def _finished_fold_problem(fold: FoldDir, model: str, class_names, components: i
         relations = fold.load_relations(components=components)
         if len(relations) != len(predictions):
             return f"{fold.relations_path()}: {len(relations)} rows for {len(predictions)} predictions"
+        if fold.relations_path("occlusion_relations").is_file():
+            occlusion = fold.load_relations("occlusion_relations", components=components)
+            if occlusion.shape != relations.shape:
+                return f"{fold.relations_path('occlusion_relations')}: shape {list(occlusion.shape)}, expected {list(relations.shape)}"
         load_checkpoint(fold.checkpoint_path, model=model, classes=class_names)
     except GeomerError as error:
         return str(error)

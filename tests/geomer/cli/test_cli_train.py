@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import cv2
@@ -326,3 +327,28 @@ def test_an_unusable_cache_is_one_line_before_any_work(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and str(a_file) in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+
+@pytest.mark.parametrize("error, shown", [
+    (OSError(28, "No space left on device"), "No space left on device"),
+    (BrokenProcessPool("worker gone"), "a worker process died"),
+])
+def test_errors_without_a_file_are_one_line(monkeypatch, capsys, error, shown):
+    """A full disk (an OSError naming no file) and a killed worker process end in one line, status 2."""
+    from geomer import cli
+
+    def fail(args):
+        raise error
+
+    build = cli.build_parser
+
+    def parser_whose_models_command_fails():
+        parser = build()
+        parser._subparsers._group_actions[0].choices["models"].set_defaults(func=fail)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", parser_whose_models_command_fails)
+    assert main(["models"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and shown in err[0]

@@ -180,7 +180,7 @@ def test_trained_model_occlusion_finds_the_planted_pairs_and_an_untrained_one_do
 
 
 def _class_means(model, clips) -> np.ndarray:
-    from geomer.relations import class_means
+    from geomer.rundir import class_averaged_relations
 
     result = occlusion_relations(model, clips, num_components=7)
-    return class_means(result.pairwise, [int(c.y) for c in clips], 3)
+    return class_averaged_relations(result.pairwise, np.array([int(c.y) for c in clips]), 3)
