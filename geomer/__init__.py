@@ -4,4 +4,6 @@ The package is organised by concept (see DESIGN.md section 2): ``graph`` → ``f
 ``data`` → ``synth`` → ``models`` → ``train`` → ``viz``; the ``cli`` only calls public functions.
 """
 
-__version__ = "0.1.0"
+from geomer.version import __version__
+
+__all__ = ["__version__"]

@@ -4,7 +4,8 @@ Every model emits ``relations`` [B,K,K] (row-normalised weights between the K fa
 A training run stores them per test sample (``seed-<s>/<fold>/relations.npy`` in the order of
 ``predictions.csv``) and class-averaged (``relations.npy`` [C,K,K]). This module
 
-- reads a run directory (:func:`load_run`) and a synthetic ground truth (:func:`load_ground_truth`);
+- reads a synthetic ground truth (:func:`load_ground_truth`); a run directory is read by
+  :func:`geomer.rundir.load_run` (re-exported here);
 - averages per-sample relations by class, subject or dataset (:func:`aggregate_relations`);
 - measures how much two sets of relation matrices agree (:func:`compare_relations`,
   :func:`agreement_table`): Spearman and Pearson correlation over the OFF-DIAGONAL entries (the
@@ -24,10 +25,9 @@ the identity included in the null, so p is never 0.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,22 @@ import pandas as pd
 from scipy import stats
 
 from geomer.errors import GeomerError
+from geomer.rundir import Run, load_run, read_json_object
+
+__all__ = [
+    "GROUND_TRUTH_NAME",
+    "GroundTruth",
+    "RelationAgreement",
+    "Run",
+    "agreement_table",
+    "aggregate_relations",
+    "compare_relations",
+    "load_ground_truth",
+    "load_run",
+    "off_diagonal",
+    "run_labels",
+    "run_relations_by",
+]
 
 GROUND_TRUTH_NAME = "ground truth"
 
@@ -57,195 +73,12 @@ class GroundTruth:
     path: str = ""
 
 
-@dataclass(frozen=True)
-class Run:
-    """A training run directory, read.
-
-    Shapes:
-        predictions: n rows (every seed and fold concatenated; columns sample, subject, dataset,
-            true, predicted, prob_<class>…, plus ``seed`` and ``fold``); ``true`` and
-            ``predicted`` are class NAMES.
-        sample_relations: [n, K, K] float32, row i belongs to ``predictions`` row i.
-        class_relations: [C, K, K] float32, class-averaged (the run's ``relations.npy``); all NaN
-            for a class no test clip belongs to.
-    """
-
-    path: str
-    model: str
-    config: dict
-    classes: tuple[str, ...]
-    component_names: tuple[str, ...]
-    predictions: pd.DataFrame
-    sample_relations: np.ndarray
-    class_relations: np.ndarray
-    metrics: dict | None = None
-    history_files: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def num_components(self) -> int:
-        return len(self.component_names)
-
-    @property
-    def graph_settings(self) -> tuple[str, object]:
-        """(partition, nodes) of the run's FaceGraph: config.json's "graph" record, else the
-        feature settings, else ("k7", None)."""
-        for section in ("graph", "feature_settings", "features", "cfg"):
-            value = self.config.get(section)
-            if isinstance(value, Mapping) and isinstance(value.get("partition"), str):
-                return value["partition"], value.get("nodes")
-        return "k7", None
-
-    @property
-    def partition(self) -> str:
-        return self.graph_settings[0]
-
-    def confusion(self) -> np.ndarray:
-        """[C, C] int64 counts (rows true, columns predicted) over every prediction row."""
-        index = {name: i for i, name in enumerate(self.classes)}
-        matrix = np.zeros((len(self.classes), len(self.classes)), dtype=np.int64)
-        for true, predicted in zip(self.predictions["true"], self.predictions["predicted"]):
-            matrix[index[true], index[predicted]] += 1
-        return matrix
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise GeomerError(f"{path}: missing")
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise GeomerError(f"{path}: not readable JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise GeomerError(f"{path}: expected a JSON object")
-    return value
-
-
-def _load_matrix(path: Path, ndim: int, components: int | None = None, allow_nan_rows: bool = False) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise GeomerError(f"{path}: not a readable .npy array ({error})") from None
-    if array.ndim != ndim or array.shape[-1] != array.shape[-2]:
-        raise GeomerError(f"{path}: expected shape [{'n,' if ndim == 3 else ''}K,K], got {list(array.shape)}")
-    if components is not None and array.shape[-1] != components:
-        raise GeomerError(f"{path}: {array.shape[-1]} components, the run's config names {components}")
-    finite = np.isfinite(array)
-    # a class-averaged file holds NaN for a class no test clip had: whole matrices, never parts
-    acceptable = np.all(finite | np.isnan(array).all(axis=(-2, -1), keepdims=True)) if allow_nan_rows else np.all(finite)
-    if not acceptable:
-        raise GeomerError(f"{path}: contains NaN or infinite values")
-    return array.astype(np.float32)
-
-
-def _class_names(column: pd.Series, classes: Sequence[str], path: Path, name: str) -> pd.Series:
-    """Map a ``true``/``predicted`` column to class names (it may hold names or indices)."""
-    if pd.api.types.is_integer_dtype(column):
-        bad = column[(column < 0) | (column >= len(classes))]
-        if len(bad):
-            raise GeomerError(f"{path}: row {bad.index[0] + 2}: {name} index {bad.iloc[0]} outside 0..{len(classes) - 1}")
-        return column.map(lambda i: classes[int(i)])
-    column = column.astype(str)
-    unknown = column[~column.isin(classes)]
-    if len(unknown):
-        raise GeomerError(f"{path}: row {unknown.index[0] + 2}: unknown {name} class {unknown.iloc[0]!r}")
-    return column
-
-
-def load_run(run_dir: str | Path) -> Run:
-    """Read a run directory written by ``geomer train`` (format: config.json, metrics.json,
-    relations.npy, seed-<s>/<fold>/{predictions.csv, relations.npy, history.csv}).
-
-    Raises :class:`GeomerError` (one line naming the file) when it is not a readable run.
-    """
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise GeomerError(f"{root}: not a directory")
-    config = _read_json(root / "config.json")
-    try:
-        classes = tuple(str(c) for c in config["classes"])
-        component_names = tuple(str(c) for c in config["component_names"])
-    except (KeyError, TypeError):
-        raise GeomerError(f"{root / 'config.json'}: needs 'classes' and 'component_names'") from None
-    if not classes or not component_names:
-        raise GeomerError(f"{root / 'config.json'}: empty 'classes' or 'component_names'")
-    components = len(component_names)
-
-    frames: list[pd.DataFrame] = []
-    relations: list[np.ndarray] = []
-    history_files: list[str] = []
-    for seed_dir in sorted(root.glob("seed-*")):
-        if not seed_dir.is_dir():
-            continue
-        for fold_dir in sorted(p for p in seed_dir.iterdir() if p.is_dir()):
-            csv = fold_dir / "predictions.csv"
-            if (fold_dir / "history.csv").is_file():
-                history_files.append(str(fold_dir / "history.csv"))
-            if not csv.is_file():
-                continue  # a fold not finished yet
-            try:
-                frame = pd.read_csv(csv)
-            except (OSError, ValueError) as error:
-                raise GeomerError(f"{csv}: not a readable CSV ({error})") from None
-            missing = [c for c in ("sample", "true", "predicted") if c not in frame.columns]
-            if missing:
-                raise GeomerError(f"{csv}: missing column(s) {', '.join(missing)}")
-            frame["true"] = _class_names(frame["true"], classes, csv, "true")
-            frame["predicted"] = _class_names(frame["predicted"], classes, csv, "predicted")
-            fold_relations = _load_matrix(fold_dir / "relations.npy", 3, components) if (
-                fold_dir / "relations.npy"
-            ).is_file() else None
-            if fold_relations is None:
-                raise GeomerError(f"{fold_dir / 'relations.npy'}: missing")
-            if len(fold_relations) != len(frame):
-                raise GeomerError(
-                    f"{fold_dir / 'relations.npy'}: {len(fold_relations)} matrices for {len(frame)} rows of predictions.csv"
-                )
-            frame["seed"] = seed_dir.name.removeprefix("seed-")
-            frame["fold"] = fold_dir.name
-            frames.append(frame)
-            relations.append(fold_relations)
-
-    if frames:
-        predictions = pd.concat(frames, ignore_index=True)
-        sample_relations = np.concatenate(relations).astype(np.float32)
-    else:
-        predictions = pd.DataFrame(columns=["sample", "subject", "dataset", "true", "predicted", "seed", "fold"])
-        sample_relations = np.zeros((0, components, components), np.float32)
-
-    top = root / "relations.npy"
-    if top.is_file():
-        class_relations = _load_matrix(top, 3, components, allow_nan_rows=True)
-        if len(class_relations) != len(classes):
-            raise GeomerError(f"{top}: {len(class_relations)} classes, config.json names {len(classes)}")
-    elif frames:
-        grouped = aggregate_relations(predictions, sample_relations, by="true")
-        class_relations = np.stack(
-            [grouped.get(c, np.full((components, components), np.nan, np.float32)) for c in classes]
-        ).astype(np.float32)
-    else:
-        raise GeomerError(f"{root}: no relations.npy and no finished fold (seed-*/<fold>/predictions.csv)")
-
-    metrics = _read_json(root / "metrics.json") if (root / "metrics.json").is_file() else None
-    return Run(
-        path=str(root),
-        model=str(config.get("model", root.name)),
-        config=config,
-        classes=classes,
-        component_names=component_names,
-        predictions=predictions,
-        sample_relations=sample_relations,
-        class_relations=class_relations,
-        metrics=metrics,
-        history_files=tuple(history_files),
-    )
-
-
 def load_ground_truth(path: str | Path) -> GroundTruth:
     """Read ``ground_truth.json`` from a synthetic dataset (a file, or the dataset folder)."""
     path = Path(path)
     if path.is_dir():
         path = path / "ground_truth.json"
-    data = _read_json(path)
+    data = read_json_object(path)
     try:
         classes = tuple(str(c) for c in data["classes"])
         components = tuple(str(c) for c in data["components"])

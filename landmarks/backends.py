@@ -1,7 +1,10 @@
 """Face detection + 68-point landmark backends behind one small interface.
 
-``Backend``: ``.name``; ``.detect(gray) -> [F, 4]`` float32 boxes (x0, y0, x1, y1), largest first;
-``.predict(gray, box) -> [68, 2]`` float32 points (x, y) in pixels.
+``Backend``: ``.name``; ``.detect(gray, upsample=None) -> [F, 4]`` float32 boxes (x0, y0, x1, y1),
+largest first; ``.predict(gray, box) -> [68, 2]`` float32 points (x, y) in pixels (a box may reach
+outside the image). ``find_faces(gray, backend, thorough=True)`` is the search used where a face
+must not be missed (a single image, a clip's first frame): more scales, then retries for face crops
+with no margin around the face.
 
 - ``dlib`` (default): dlib's HOG frontal detector (or its CNN "mmod" detector with
   ``detector="cnn"``) and the 68-point shape predictor; the weights ship in the
@@ -21,8 +24,6 @@ import cv2
 import numpy as np
 
 from landmarks.errors import LandmarksError
-
-BACKENDS = ("dlib", "fan")
 
 
 def _models_folder() -> Path:
@@ -67,6 +68,21 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
+def crop_padded(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """``gray[y0:y1, x0:x1]`` where the bounds may lie outside the image: the outside is filled by
+    repeating the border pixels (a detector or predictor sees a plausible continuation, not a
+    black frame). Shape [y1 - y0, x1 - x0]."""
+    height, width = gray.shape
+    inner = gray[max(0, y0) : max(0, min(height, y1)), max(0, x0) : max(0, min(width, x1))]
+    if inner.size == 0:  # the region misses the image: nothing to continue
+        return np.zeros((max(0, y1 - y0), max(0, x1 - x0)), dtype=gray.dtype)
+    top, left = max(0, -y0), max(0, -x0)
+    bottom, right = max(0, y1 - height), max(0, x1 - width)
+    if top or left or bottom or right:
+        inner = cv2.copyMakeBorder(inner, top, bottom, left, right, cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(inner)
+
+
 def _largest_first(boxes: np.ndarray) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -96,12 +112,9 @@ class DlibBackend:
         self._predictor = _dlib_predictor()
         self.name = "dlib" if detector == "hog" else f"dlib-{detector}"
 
-    def detect(self, gray: np.ndarray) -> np.ndarray:
-        found = self._detector(gray, self.upsample)
-        if self.detector_kind == "cnn":
-            found = [item.rect for item in found]
-        boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in found]
-        return _largest_first(np.array(boxes, dtype=np.float32))
+    def detect(self, gray: np.ndarray, upsample: int | None = None) -> np.ndarray:
+        """Boxes [F, 4] largest first; ``upsample`` overrides the backend's upsampling count."""
+        return _dlib_boxes(self._detector, gray, self.upsample if upsample is None else upsample)
 
     def predict(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
         import dlib
@@ -114,9 +127,12 @@ class DlibBackend:
         else:
             margin = self.CROP_MARGIN * (box[2] - box[0])
             height, width = gray.shape
-            x0, y0 = int(max(0, box[0] - margin)), int(max(0, box[1] - margin))
-            x1, y1 = int(min(width, box[2] + margin + 1)), int(min(height, box[3] + margin + 1))
-            image = cv2.resize(gray[y0:y1, x0:x1], None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+            # A box found in a tight face crop reaches outside the image: the crop is padded there.
+            x0, y0 = int(min(max(0, box[0] - margin), box[0])), int(min(max(0, box[1] - margin), box[1]))
+            x1 = int(max(min(width, box[2] + margin + 1), box[2] + 1))
+            y1 = int(max(min(height, box[3] + margin + 1), box[3] + 1))
+            image = cv2.resize(crop_padded(gray, x0, y0, x1, y1), None, fx=factor, fy=factor,
+                               interpolation=cv2.INTER_LINEAR)
             box = (box - (x0, y0, x0, y0)) * factor
         left, top, right, bottom = (int(round(value)) for value in box)
         shape = self._predictor(image, dlib.rectangle(left, top, right, bottom))
@@ -167,9 +183,8 @@ class FanBackend:
         except (ImportError, AttributeError, KeyError):
             return cls.FALLBACK_FAN_URL.rsplit("/", 1)[-1]
 
-    def detect(self, gray: np.ndarray) -> np.ndarray:
-        boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in self._detector(gray, 0)]
-        return _largest_first(np.array(boxes, dtype=np.float32))
+    def detect(self, gray: np.ndarray, upsample: int | None = None) -> np.ndarray:
+        return _dlib_boxes(self._detector, gray, 0 if upsample is None else upsample)
 
     def predict(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
         rgb = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
@@ -177,6 +192,123 @@ class FanBackend:
         if not result:
             return np.full((68, 2), np.nan, dtype=np.float32)
         return np.asarray(result[0][:, :2], dtype=np.float32)
+
+
+def _dlib_boxes(detector, gray: np.ndarray, upsample: int) -> np.ndarray:
+    found = detector(np.ascontiguousarray(gray), int(upsample))
+    rects = [getattr(item, "rect", item) for item in found]  # the CNN detector wraps its rects
+    boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
+    return _largest_first(np.array(boxes, dtype=np.float32))
+
+
+#: A face crop with no margin gives the HOG window no context: the retry pads each side by this
+#: fraction of the image width (repeating the border) and upsamples once.
+CROP_PAD = 0.25
+#: The padded retries run on a copy whose longer side is at most this (a face that fills an
+#: image is large at any resolution; the CNN detector's cost grows with the area).
+CROP_RETRY_SIDE = 640
+
+
+def find_faces(gray: np.ndarray, backend, *, thorough: bool = True) -> np.ndarray:
+    """Face boxes [F, 4] float32 (x0, y0, x1, y1) in ``gray``'s pixels, largest first.
+
+    ``thorough=False``: one pass of the backend's detector. ``thorough=True`` (a single image, a
+    clip's first detection, re-acquiring a lost face), stopping at the first step that finds a face:
+
+    1. the detector with one more upsampling than the backend's own: it finds faces smaller than
+       HOG's 80 px window, and large faces that the coarser pyramid misses (on a 1080p photo of
+       two faces the plain pass can find only the smaller one); it costs about 4× a plain pass.
+       Then, if nothing was found, the plain pass (the two pyramids sample different scales).
+    2. the image padded by ``CROP_PAD`` of its width on each side (repeating the border),
+       upsampled once: face crops with no margin, e.g. the 224×224 crops of preprocessed datasets;
+    3. dlib's CNN ("mmod") detector on that padded image.
+
+    Boxes from steps 2-3 are mapped back to the unpadded image and may reach outside it; the
+    predictors handle such boxes.
+    """
+    backend = resolve_backend(backend)
+    gray = to_gray(gray)
+    base = int(getattr(backend, "upsample", 0))
+    if not thorough:
+        return backend.detect(gray, upsample=base)
+    for upsample in (base + 1, base):
+        boxes = backend.detect(gray, upsample=upsample)
+        if len(boxes):
+            return boxes
+    height, width = gray.shape
+    pad = int(round(CROP_PAD * width))
+    padded = crop_padded(gray, -pad, -pad, width + pad, height + pad)
+    scale = min(1.0, CROP_RETRY_SIDE / max(padded.shape))
+    if scale < 1.0:
+        padded = cv2.resize(padded, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    to_image = lambda found: (found / scale - pad).astype(np.float32)  # noqa: E731
+    boxes = backend.detect(padded, upsample=base + 1)
+    if len(boxes):
+        return to_image(boxes)
+    boxes = _dlib_boxes(_dlib_detector("cnn"), padded, 0)
+    return to_image(boxes) if len(boxes) else boxes
+
+
+#: Searches near a known box run on a copy scaled so the face is about this wide.
+DETECT_FACE_PX = 100
+#: The side of dlib's HOG detection window: smaller faces are not found at their own size.
+HOG_WINDOW_PX = 80
+#: A search near a box covers this many box widths on each side of it.
+NEAR_MARGIN = 0.75
+#: Minimum IoU between two boxes for them to be the same face.
+SAME_FACE_IOU = 0.3
+
+
+def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Intersection over union of ``box`` [4] with each of ``others`` [N, 4] → [N]."""
+    x0 = np.maximum(box[0], others[:, 0])
+    y0 = np.maximum(box[1], others[:, 1])
+    x1 = np.minimum(box[2], others[:, 2])
+    y1 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / np.maximum(area(box) + area(others) - inter, 1e-6)
+
+
+def detect_near(gray: np.ndarray, box: np.ndarray, backend) -> np.ndarray:
+    """Face boxes [F, 4] (largest first, in ``gray``'s pixels) in the region of ``NEAR_MARGIN``
+    box widths around ``box``: the cheap search of a face whose place is known (a few ms)."""
+    box_width = box[2] - box[0]
+    margin = NEAR_MARGIN * box_width
+    # Where the region leaves the image (a face at the edge, a face crop's box) it is padded,
+    # so the detector always sees the margin around the face that it needs.
+    x0, y0 = int(np.floor(box[0] - margin)), int(np.floor(box[1] - margin))
+    x1, y1 = int(np.ceil(box[2] + margin)), int(np.ceil(box[3] + margin))
+    region = crop_padded(gray, x0, y0, x1, y1)
+    # Scaled down so a large face is DETECT_FACE_PX wide (fast); a face below HOG's window is
+    # scaled up to that width, as the detector would not find it at its own size. Faces in
+    # between keep their size, so the box comes out as a full-image detection's would.
+    scale = DETECT_FACE_PX / max(box_width, 1.0)
+    if box_width >= HOG_WINDOW_PX:
+        scale = min(1.0, scale)
+    if scale != 1.0:
+        interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+        region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=interpolation)
+    boxes = resolve_backend(backend).detect(np.ascontiguousarray(region))
+    if len(boxes) == 0:
+        return boxes
+    return (boxes / scale + np.array([x0, y0, x0, y0], dtype=np.float32)).astype(np.float32)
+
+
+def refit_box(gray: np.ndarray, box: np.ndarray, backend) -> np.ndarray:
+    """``box`` as ``detect_near`` fits it (the same face, IoU >= ``SAME_FACE_IOU``), else as given.
+
+    A box from the thorough search (upsampled, padded) and one from a plain search differ by up
+    to a pyramid step, and the predicted points follow the box by a fraction of a pixel: a
+    tracker that re-detects near its box, and a single image meant to give the same points as a
+    one-frame track, both start from the re-fitted box.
+    """
+    found = detect_near(gray, box, backend)
+    if len(found):
+        overlap = box_iou(box, found)
+        if overlap.max() >= SAME_FACE_IOU:
+            return found[int(overlap.argmax())]
+    return np.asarray(box, dtype=np.float32)
 
 
 def get_backend(name: str = "dlib", **options):
@@ -197,10 +329,12 @@ def resolve_backend(backend) -> object:
 
 
 def landmarks_on_image(image: np.ndarray, backend="dlib") -> np.ndarray:
-    """68 points [68, 2] float32 of the largest face in one image (grey, BGR)."""
+    """68 points [68, 2] float32 of the largest face in one image (grey, BGR), found by the
+    thorough ``find_faces`` (so tight face crops work), its box re-fitted by ``refit_box`` (so
+    the points equal those of a one-frame track)."""
     backend = resolve_backend(backend)
     gray = to_gray(image)
-    boxes = backend.detect(gray)
+    boxes = find_faces(gray, backend, thorough=True)
     if len(boxes) == 0:
-        raise LandmarksError("no face found in the image")
-    return backend.predict(gray, boxes[0])
+        raise LandmarksError("no face found in the image (also padded, upsampled and by the CNN detector)")
+    return backend.predict(gray, refit_box(gray, boxes[0], backend))

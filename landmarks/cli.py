@@ -1,21 +1,26 @@
 """The ``landmarks`` command: ``extract`` tracks, ``show`` a tracked frame.
 
-Bad input → one line on stderr and exit status 2 (a traceback only with ``--debug``); outputs are
-written atomically, so a failed run leaves no partial file.
+Bad input, bad options and unusable outputs → one line on stderr and exit status 2 (a traceback
+only with ``--debug``), checked before any tracking or writing where possible; Ctrl-C → one line,
+exit status 130. Outputs are written atomically, so a failed run leaves no partial file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
 from landmarks.errors import LandmarksError
 
-# FFmpeg's own console messages (e.g. "moov atom not found") would add lines to our one-line errors.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+#: What the folder-of-frames reading rule is, for --help.
+INPUTS_HELP = (
+    "video files, images (one-frame tracks) or frame folders; a folder's frames are ordered by the "
+    "number in their file names, or, when no name holds a number, in natural sort order "
+    "(side2 before side10) and numbered from 0"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,21 +31,23 @@ def _parser() -> argparse.ArgumentParser:
     formatter = argparse.ArgumentDefaultsHelpFormatter
 
     extract = commands.add_parser(
-        "extract", help="track landmarks; one .npz per input", description="track landmarks; one .npz per input",
+        "extract", help="track landmarks; one .npz per input",
+        description="track landmarks; one .npz per input",
         formatter_class=formatter,
     )
-    extract.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or frame folders")
+    extract.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUTS_HELP)
     extract.add_argument("-o", "--out", required=True, help="output .npz (one input) or folder (several)")
     extract.add_argument("--backend", default="dlib", choices=("dlib", "dlib-cnn", "fan"), help="landmark backend")
     extract.add_argument("--redetect-every", type=int, default=30, help="frames between re-detections")
     extract.add_argument("--smooth", type=int, default=0, help="odd running-median window over frames (0: off)")
     extract.add_argument("--min-valid-fraction", type=float, default=0.5, help="fewer frames with a face is an error")
     extract.add_argument("--fps", type=float, default=None, help="frame rate of frame folders")
-    extract.add_argument("--jobs", type=int, default=1, help="parallel processes over inputs")
+    extract.add_argument("--jobs", type=int, default=1, help="parallel processes over inputs (>= 1)")
     extract.add_argument("--quiet", action="store_true", help="no progress bars")
     extract.add_argument(
         "--overwrite", action="store_true",
-        help="re-extract inputs whose .npz exists (default: keep them, so an interrupted run resumes)",
+        help="re-extract inputs whose .npz exists (default: keep those that load and were made from the "
+        "same input and options, so an interrupted run resumes)",
     )
     extract.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     extract.set_defaults(func=_extract)
@@ -75,25 +82,113 @@ def _output_paths(inputs: list[str], out: str) -> list[Path]:
     return paths
 
 
-def _extract_one(job: tuple[str, str, dict]) -> str | None:
-    """Worker: track one input and save it; returns an error line or None."""
-    source, out, options = job
-    from landmarks.tracker import track
+def check_writable_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and prove that a file can be written there (a probe file,
+    removed at once); raise ``LandmarksError`` naming the folder otherwise."""
+    import tempfile
 
     try:
-        track(source, **options).save(out)
-    except LandmarksError as error:
-        return str(error)
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(prefix=".landmarks-probe-", dir=folder):
+            pass
+    except FileExistsError:
+        raise LandmarksError(f"{folder}: cannot be an output folder, a file of that name exists") from None
+    except NotADirectoryError:
+        raise LandmarksError(f"{folder}: cannot be an output folder, a part of the path is a file") from None
+    except OSError as error:
+        raise LandmarksError(f"{folder}: cannot write there ({error.strerror or error})") from None
+
+
+def check_output_file(path: Path) -> None:
+    """An output file can be made at ``path``: its folder is writable, the name fits the file
+    system, and it is not a folder."""
+    check_writable_folder(path.parent)
+    if path.is_dir():
+        raise LandmarksError(f"{path}: is a folder, an output file is needed")
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(os.fsencode(path.name)) > limit:
+        raise LandmarksError(f"{path}: file name too long ({len(os.fsencode(path.name))} bytes, the limit is {limit})")
+
+
+def _fingerprint(source: str) -> list:
+    """Cheap identity of an input: size and modification time of the file or of a folder's files."""
+    path = Path(source)
+    files = sorted(path.iterdir()) if path.is_dir() else [path]
+    stats = [file.stat() for file in files if file.is_file()]
+    return [len(stats), sum(stat.st_size for stat in stats), max((stat.st_mtime_ns for stat in stats), default=0)]
+
+
+def _settings(source: str, options: dict) -> str:
+    """What determines a track besides the backend: the tracking options and the input's fingerprint."""
+    keys = ("redetect_every", "smooth", "min_valid_fraction", "fps")
+    return json.dumps({"options": {key: options[key] for key in keys}, "input": _fingerprint(source)}, sort_keys=True)
+
+
+def _reusable(out: Path, source: str, options: dict) -> str | None:
+    """None when the existing output ``out`` loads and was made from ``source`` with these
+    options; otherwise why it is not (it is then extracted again)."""
+    from landmarks.track import LandmarkTrack
+
+    try:
+        track = LandmarkTrack.load(out)
+    except LandmarksError:
+        return "cannot be read (truncated or corrupt)"
+    if track.source != os.path.abspath(source) or track.backend != options["backend"]:
+        return "was made from another input or backend"
+    if track.settings != _settings(source, options):
+        return "was made with other options or the input has changed"
     return None
 
 
+def _extract_one(job: tuple[str, str, dict]) -> str | None:
+    """Worker: track one input and save it; returns an error line (a traceback with --debug) or None."""
+    source, out, options = job
+    import dataclasses
+    import traceback
+
+    from landmarks.tracker import track
+
+    options = dict(options)
+    debug = options.pop("debug", False)
+    try:
+        result = track(source, **options)
+        dataclasses.replace(result, settings=_settings(source, options)).save(out)
+    except (LandmarksError, OSError) as error:
+        message = str(error) if isinstance(error, LandmarksError) else f"{out}: cannot write ({error})"
+        return traceback.format_exc() + message if debug else message
+    return None
+
+
+def _check_extract_options(args) -> None:
+    from landmarks.tracker import check_track_options
+
+    if args.jobs < 1:
+        raise LandmarksError(f"--jobs must be >= 1, got {args.jobs}")
+    try:
+        check_track_options(
+            redetect_every=args.redetect_every, smooth=args.smooth,
+            min_valid_fraction=args.min_valid_fraction, fps=args.fps,
+        )
+    except LandmarksError as error:  # name the flag the user typed
+        option = str(error).split(" ", 1)[0]
+        raise LandmarksError(f"--{option.replace('_', '-')} {str(error).split(' ', 1)[1]}") from None
+
+
 def _extract(args) -> int:
+    _check_extract_options(args)
     for item in args.inputs:
         if not Path(item).exists():
             raise LandmarksError(f"{item}: no such file or folder")
+    from landmarks.io import open_frames
+
+    for item in args.inputs:
+        open_frames(item, fps=args.fps)  # an unreadable input is named before any work
     outputs = _output_paths(args.inputs, args.out)
-    if len(outputs) > 1:
-        outputs[0].parent.mkdir(parents=True, exist_ok=True)
+    for out in outputs:
+        check_output_file(out)
     single = len(args.inputs) == 1
     options = dict(
         backend=args.backend,
@@ -102,23 +197,27 @@ def _extract(args) -> int:
         min_valid_fraction=args.min_valid_fraction,
         fps=args.fps,
         progress=single and not args.quiet,
+        debug=args.debug,
     )
     # Construct the backend once up front so a missing optional backend fails before any work.
     from landmarks.backends import get_backend
 
     get_backend(args.backend)
-    jobs = [
-        (item, str(out), options)
-        for item, out in zip(args.inputs, outputs)
-        if args.overwrite or not out.is_file()  # outputs are written atomically: present = complete
-    ]
-    if len(jobs) < len(outputs) and not args.quiet:
-        print(f"landmarks: kept {len(outputs) - len(jobs)} existing output(s); --overwrite re-extracts them",
-              file=sys.stderr)
+    jobs, kept = [], 0
+    for item, out in zip(args.inputs, outputs):
+        if out.exists() and not args.overwrite:
+            reason = _reusable(out, item, options)
+            if reason is None:
+                kept += 1
+                continue
+            print(f"landmarks: {out} {reason}: extracting it again", file=sys.stderr)
+        jobs.append((item, str(out), options))
+    if kept and not args.quiet:
+        print(f"landmarks: kept {kept} existing output(s); --overwrite re-extracts them", file=sys.stderr)
     if args.jobs > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
+        from landmarks.pool import process_pool
 
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        with process_pool(min(args.jobs, len(jobs))) as pool:
             results = pool.map(_extract_one, jobs)
             errors = _collect(results, len(jobs), args.quiet)
     else:
@@ -141,13 +240,14 @@ def _show(args) -> int:
     from landmarks.io import read_frames
     from landmarks.track import LandmarkTrack
 
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
+        raise LandmarksError(f"{out}: output must be an image (.png, .jpg, .bmp)")
     track = LandmarkTrack.load(args.track)
     position = track.position(args.frame)
     if not Path(track.source).exists():
         raise LandmarksError(f"{args.track}: its source {track.source} no longer exists")
-    out = Path(args.out)
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
-        raise LandmarksError(f"{out}: output must be an image (.png, .jpg, .bmp)")
+    check_output_file(out)
     (image,) = read_frames(track.source, [position])
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
@@ -159,13 +259,16 @@ def _show(args) -> int:
         cv2.rectangle(image, (x0, y0), (x1, y1), (255, 128, 0), 1)
     else:
         print(f"landmarks: frame {args.frame} of {track.source} has no face (valid=False)", file=sys.stderr)
-    out.parent.mkdir(parents=True, exist_ok=True)
     ok, encoded = cv2.imencode(out.suffix, image)
     if not ok:
         raise LandmarksError(f"{out}: cannot encode the image")
-    temp = out.with_name(f".{out.name}.tmp")
-    temp.write_bytes(np.asarray(encoded).tobytes())
-    os.replace(temp, out)
+    temp = out.with_name(f".{out.name[:40]}.{os.getpid()}.tmp")
+    try:
+        temp.write_bytes(np.asarray(encoded).tobytes())
+        os.replace(temp, out)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     return 0
 
 
@@ -173,7 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except LandmarksError as error:
+    except KeyboardInterrupt:
+        print("landmarks: interrupted", file=sys.stderr)
+        return 130
+    except (LandmarksError, OSError) as error:
+        # OSError: a file system failure on an output not foreseen by the checks (disk full, a
+        # folder made read-only meanwhile); its message names the path.
         if args.debug:
             raise
         print(f"landmarks: error: {error}", file=sys.stderr)

@@ -1,25 +1,41 @@
-"""Frame readers: video files and frame folders, streamed one frame at a time.
+"""Frame readers: video files, frame folders and single images, streamed one frame at a time.
 
 Frames come out as uint8 ``H×W`` (grey) or ``H×W×3`` BGR (OpenCV's order). Folder frames are
 ordered by the number in their file name (``img2.jpg`` before ``img10.jpg``), never by listing
-order. Every problem raises ``LandmarksError`` naming the file (and frame).
+order; a folder in which no file name holds a number is read in natural sort order (``a2.png``
+before ``a10.png``: digits inside a name compare by value) and numbered from 0. A single image is a one-frame source.
+Every problem raises ``LandmarksError`` naming the file (and frame). The decoders print nothing:
+FFmpeg is set quiet, and an image whose decoder complains (libjpeg's "Premature end of JPEG
+file" for a truncated frame) is a bad frame, named in the error, not a silently damaged one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
+import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import cv2
-import numpy as np
+# FFmpeg's own console messages ("moov atom not found", "overread 8") would add lines to our
+# one-line errors; read when OpenCV first opens a video, so set before any capture exists.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
-from landmarks.errors import LandmarksError
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv"})
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+from landmarks.errors import LandmarksError  # noqa: E402
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"})
+#: Every still-image format OpenCV's imread reads (formats missing from a build fail per file).
+IMAGE_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".bmp", ".dib", ".webp", ".avif", ".tif", ".tiff",
+    ".pbm", ".pgm", ".ppm", ".pnm", ".pfm", ".pxm", ".sr", ".ras", ".hdr", ".pic", ".exr",
+})
 
 _NUMBER = re.compile(r"\d+")
 
@@ -35,30 +51,97 @@ def frame_number(path: str | os.PathLike) -> int:
     return int(numbers[-1])
 
 
-def list_frame_files(folder: str | os.PathLike) -> list[Path]:
-    """Image files (jpg/jpeg/png/bmp) in ``folder``, ordered by their frame number."""
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a still image by its suffix (see ``IMAGE_SUFFIXES``)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def natural_key(path: str | os.PathLike) -> tuple:
+    """Sort key of a file name: runs of digits by value (``a2`` before ``a10``), letters without
+    case, the stem before the suffix (``left`` before ``left-up``)."""
+    path = Path(path)
+    stem = tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.stem))
+    return stem, path.suffix.lower(), path.name
+
+
+def list_frames(folder: str | os.PathLike) -> tuple[list[Path], list[int]]:
+    """The image files in ``folder`` in frame order, and their frame numbers.
+
+    When every name holds a number, the numbers are the frame numbers and give the order (a
+    repeated number is an error); when no name does, the files are in natural sort order,
+    numbered from 0. A mix is an error naming a file without a number (a stray file among
+    numbered frames would otherwise shift every frame number).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise LandmarksError(f"{folder}: no such folder")
     files = [
-        entry
-        for entry in folder.iterdir()
-        if entry.suffix.lower() in IMAGE_SUFFIXES and entry.is_file() and not entry.name.startswith(".")
+        entry for entry in folder.iterdir()
+        if is_image_file(entry) and entry.is_file() and not entry.name.startswith(".")
     ]
     if not files:
-        raise LandmarksError(f"{folder}: no image files (jpg, jpeg, png, bmp) in the folder")
-    numbered = sorted((frame_number(file), file.name, file) for file in files)
+        raise LandmarksError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder")
+    unnumbered = sorted((file for file in files if not _NUMBER.search(file.stem)), key=natural_key)
+    if len(unnumbered) == len(files):
+        return unnumbered, list(range(len(files)))
+    if unnumbered:
+        raise LandmarksError(f"{unnumbered[0]}: no frame number in the file name, while other frames in the folder have one")
+    numbered = sorted((frame_number(file), natural_key(file), file) for file in files)
     for (number, _, first), (next_number, _, second) in zip(numbered, numbered[1:]):
         if number == next_number:
             raise LandmarksError(f"{second}: frame number {number} repeats {first.name}")
-    return [file for _, _, file in numbered]
+    return [file for _, _, file in numbered], [number for number, _, _ in numbered]
+
+
+def list_frame_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files in ``folder`` in frame order (see ``list_frames``)."""
+    return list_frames(folder)[0]
+
+
+@contextlib.contextmanager
+def _decoder_messages() -> Iterator[list[str]]:
+    """Capture what C decoders print on the process's stderr (file descriptor 2) while inside;
+    the list receives the captured lines on exit. Nothing reaches the console."""
+    lines: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to capture or silence
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip())
+
+
+def decode_image(path: str | os.PathLike, where: str | None = None) -> np.ndarray:
+    """One image file decoded as uint8 grey ``H×W`` or BGR ``H×W×3``; ``where`` names it in
+    errors (default: the path). A decoder warning (a truncated JPEG still decodes, with grey
+    rows) makes it a bad frame."""
+    where = where or str(path)
+    with _decoder_messages() as messages:
+        try:
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            image = None
+    if messages:
+        raise LandmarksError(f"{where}: the image decodes with an error ({messages[0]})")
+    return _as_uint8_image(image, where)
 
 
 def _as_uint8_image(image: np.ndarray | None, where: str) -> np.ndarray:
     if image is None:
         raise LandmarksError(f"{where}: cannot decode the image (corrupt or not an image)")
-    if image.dtype == np.uint16:  # 16-bit PNGs: keep the top 8 bits
+    if image.dtype == np.uint16:  # 16-bit PNGs, TIFFs: keep the top 8 bits
         image = (image >> 8).astype(np.uint8)
+    elif image.dtype in (np.float32, np.float64):  # HDR, PFM: nominal range 0..1
+        image = np.clip(np.nan_to_num(image) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if image.dtype != np.uint8:
         raise LandmarksError(f"{where}: unsupported pixel type {image.dtype}")
     if image.ndim == 3 and image.shape[2] == 1:
@@ -75,15 +158,15 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise LandmarksError(f"{path}: no such file")
-    return _as_uint8_image(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), str(path))
+    return decode_image(path)
 
 
 class FrameSource:
-    """A video file or a frame folder; iterate for ``(frame_number, image)`` pairs.
+    """A video file, a frame folder or one image; iterate for ``(frame_number, image)`` pairs.
 
     Frames are decoded lazily, so memory stays flat. ``len()`` is the number of frames (a video's
-    container count), ``fps`` the frame rate (NaN for a folder opened without ``fps``), ``path``
-    the source path. Video frame numbers count from 0.
+    container count), ``fps`` the frame rate (NaN for a folder or image opened without ``fps``),
+    ``path`` the source path. Video frame numbers count from 0; a single image is frame 0.
     """
 
     #: A video may decode at most this many frames fewer than its container announces (counts in
@@ -92,16 +175,20 @@ class FrameSource:
 
     def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
         self.path = Path(path)
-        if self.path.is_dir():
+        if self.path.is_dir() or is_image_file(self.path):
             self.is_video = False
-            self.files = list_frame_files(self.path)
-            self.numbers = [frame_number(file) for file in self.files]
+            if self.path.is_dir():
+                self.files, self.numbers = list_frames(self.path)
+            elif self.path.is_file():
+                self.files, self.numbers = [self.path], [0]
+            else:
+                raise LandmarksError(f"{self.path}: no such file or folder")
             self.fps = float(fps) if fps is not None else math.nan
             self._length = len(self.files)
         elif self.path.is_file():
             if self.path.suffix.lower() not in VIDEO_SUFFIXES:
                 raise LandmarksError(
-                    f"{self.path}: not a video ({', '.join(sorted(VIDEO_SUFFIXES))}) or a frame folder"
+                    f"{self.path}: not a video ({', '.join(sorted(VIDEO_SUFFIXES))}), an image or a frame folder"
                 )
             self.is_video = True
             capture = self._open_capture()
@@ -133,7 +220,8 @@ class FrameSource:
     def _iter_folder(self) -> Iterator[tuple[int, np.ndarray]]:
         shape = None
         for number, file in zip(self.numbers, self.files):
-            image = _as_uint8_image(cv2.imread(str(file), cv2.IMREAD_UNCHANGED), str(file))
+            where = str(file) if file == self.path else f"{file} (frame {number})"
+            image = decode_image(file, where)
             if shape is None:
                 shape = image.shape[:2]
             elif image.shape[:2] != shape:
@@ -166,7 +254,8 @@ class FrameSource:
 
 
 def open_frames(path: str | os.PathLike, fps: float | None = None) -> FrameSource:
-    """Open a video file (mp4, mov, avi, …) or a frame folder for streaming; see ``FrameSource``."""
+    """Open a video file (mp4, mov, avi, …), a frame folder or one image for streaming; see
+    ``FrameSource``."""
     return FrameSource(path, fps=fps)
 
 
@@ -182,7 +271,7 @@ def read_frames(path: str | os.PathLike, positions: Sequence[int]) -> list[np.nd
         if not 0 <= position < len(source):
             raise LandmarksError(f"{source.path}: frame position {position} is outside 0..{len(source) - 1}")
     if not source.is_video:
-        return [read_image(source.files[position]) for position in positions]
+        return [decode_image(source.files[position]) for position in positions]
     wanted = set(positions)
     found: dict[int, np.ndarray] = {}
     last = max(positions, default=-1)

@@ -17,6 +17,14 @@ from landmarks.template import CANONICAL_TEMPLATE
 ALIGNMENT_FRAMES = 5
 
 _KEYS = ("points", "valid", "fps", "frame_index", "box", "source", "backend")
+#: Keys written since later versions; a track without them loads with their defaults.
+_OPTIONAL_KEYS = {"settings": ""}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,7 +39,9 @@ class LandmarkTrack:
         box: [T, 4] float32 (x0, y0, x1, y1), the face box the points were predicted in; NaN where
             not valid.
     ``fps`` is the source's frame rate (NaN for a frame folder given without one); ``source`` the
-    path (or a description); ``backend`` the backend name.
+    absolute path (or a description); ``backend`` the backend name; ``settings`` what else made
+    it (the ``landmarks extract`` options and a fingerprint of the source, as JSON; "" if unknown),
+    so a kept output can be checked against the command that would remake it.
     """
 
     points: np.ndarray
@@ -41,6 +51,7 @@ class LandmarkTrack:
     fps: float
     source: str
     backend: str
+    settings: str = ""
 
     def __post_init__(self) -> None:
         points = np.asarray(self.points, dtype=np.float32)
@@ -65,6 +76,7 @@ class LandmarkTrack:
         object.__setattr__(self, "fps", float(self.fps))
         object.__setattr__(self, "source", str(self.source))
         object.__setattr__(self, "backend", str(self.backend))
+        object.__setattr__(self, "settings", str(self.settings))
 
     def __len__(self) -> int:
         return len(self.valid)
@@ -99,11 +111,14 @@ class LandmarkTrack:
         return int(hits[0])
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a ``.npz`` atomically (temp file in the same folder, then rename)."""
+        """Write a ``.npz`` atomically (temp file in the same folder, then rename); the file gets
+        the permissions of any new file (0666 less the umask), not a temp file's 0600."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # a short temp name: the final name may already be as long as the file system allows
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
         try:
+            os.fchmod(handle, 0o666 & ~_umask())
             with os.fdopen(handle, "wb") as file:
                 np.savez(
                     file,
@@ -114,6 +129,7 @@ class LandmarkTrack:
                     box=self.box,
                     source=np.str_(self.source),
                     backend=np.str_(self.backend),
+                    settings=np.str_(self.settings),
                 )
             os.replace(temp, path)
         except BaseException:
@@ -132,6 +148,8 @@ class LandmarkTrack:
                 if missing:
                     raise LandmarksError(f"{path}: not a landmark track (missing {', '.join(missing)})")
                 fields = {key: archive[key] for key in _KEYS}
+                for key, default in _OPTIONAL_KEYS.items():
+                    fields[key] = archive[key] if key in archive.files else default
         except LandmarksError:
             raise
         except Exception as error:  # zip/format errors from a corrupt or foreign file
@@ -145,6 +163,7 @@ class LandmarkTrack:
                 fps=float(fields["fps"]),
                 source=str(fields["source"]),
                 backend=str(fields["backend"]),
+                settings=str(fields["settings"]),
             )
         except ValueError as error:
             raise LandmarksError(f"{path}: {error}") from None

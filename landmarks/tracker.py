@@ -3,17 +3,22 @@
 Design (the expensive part is face detection, 15-35 ms per 640×360 frame with dlib's HOG; the
 68-point predictor costs about 2.5 ms):
 
-1. Detect once on the first frame (full resolution) and follow the LARGEST face.
+1. Detect once on the first frame with the thorough search (``find_faces``: upsampled, then
+   retries for tight face crops) and follow the LARGEST face; its box is re-fitted by the
+   re-detection of step 4, so that later re-detections agree with it.
 2. Carry that face box from frame to frame and predict 68 points in it every frame.
 3. The box is NOT re-fitted to every frame's points: dlib's predictor output depends on the box it
    is given, so a box following each frame's noisy points feeds noise back (jitter as large as a
    micro-expression). The box stays fixed and is translated only when the face has moved more
    than ``move_fraction`` of the box width since the box was set.
-4. Every ``redetect_every`` frames the detector runs on a region around the box, downscaled so
-   the face is about ``DETECT_FACE_PX`` pixels wide (a few ms); the detection that overlaps the box
+4. Every ``redetect_every`` frames the detector runs on a region around the box, scaled so the
+   face is about ``backends.DETECT_FACE_PX`` pixels wide (``detect_near``, a few ms); the detection that overlaps the box
    is the followed face. It replaces the box only when it differs materially (centre or size by
    more than ``move_fraction``). No overlapping detection there nor on the full frame → the face
-   is lost: ``valid=False``, and every following frame runs a full detection until it returns.
+   is lost: ``valid=False``, and every following frame runs a full detection until it returns
+   (the thorough search on the first lost frame and every ``redetect_every`` frames after it, the
+   plain one in between, so a clip without a face stays affordable). Regions reaching outside the
+   frame (a face crop's box) are padded by repeating the border.
 5. Two cheap per-frame loss tests force an early re-detection: the box's content, shrunk to
    16×16 grey, against the same thumbnail at the last detection (a face leaving, an occlusion or a
    cut changes it by tens of grey levels, a micro-expression by a few), and the predicted shape's
@@ -25,72 +30,54 @@ Design (the expensive part is face detection, 15-35 ms per 640×360 frame with d
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
 
-from landmarks.backends import resolve_backend, to_gray
+from landmarks.backends import (
+    SAME_FACE_IOU,
+    box_iou,
+    detect_near,
+    find_faces,
+    refit_box,
+    resolve_backend,
+    to_gray,
+)
 from landmarks.errors import LandmarksError
 from landmarks.io import open_frames
 from landmarks.track import LandmarkTrack
 
-#: Re-detections run on a copy scaled so the face is about this wide (HOG's window is 80 px).
-DETECT_FACE_PX = 100
-#: The re-detection region extends this many box widths on each side of the box.
-REDETECT_MARGIN = 0.75
-#: Minimum IoU between a re-detection and the tracked box for it to be the same face.
-SAME_FACE_IOU = 0.3
 #: Side of the grey thumbnail of the box content compared frame to frame.
 THUMBNAIL_PX = 16
 #: Mean absolute thumbnail change (grey levels) that triggers a re-detection.
 CHANGE_LEVELS = 20.0
 
 
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(box[0], others[:, 0])
-    y0 = np.maximum(box[1], others[:, 1])
-    x1 = np.minimum(box[2], others[:, 2])
-    y1 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / np.maximum(area(box) + area(others) - inter, 1e-6)
-
-
 class _Tracker:
     def __init__(self, backend, redetect_every: int, move_fraction: float) -> None:
         self.backend = backend
-        self.redetect_every = max(1, int(redetect_every))
+        self.redetect_every = int(redetect_every)
         self.move_fraction = float(move_fraction)
         self.box: np.ndarray | None = None  # float32 (x0, y0, x1, y1), integer-valued
         self.last_box: np.ndarray | None = None  # where the face was before it was lost
         self.reference: np.ndarray | None = None  # points' centroid when the box was set
         self.since_detection = 0
         self.thumbnail: np.ndarray | None = None  # box content at the last detection
+        self.lost_frames = 0  # consecutive frames searched without finding the face
         self.redetections = 0
         self.full_detections = 0
 
     # -- detection -------------------------------------------------------------------------
-    def _detect_full(self, gray: np.ndarray) -> np.ndarray:
+    def _detect_full(self, gray: np.ndarray, thorough: bool = False) -> np.ndarray:
         self.full_detections += 1
-        return self.backend.detect(gray)
+        return find_faces(gray, self.backend, thorough=thorough)
 
     def _detect_near(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
         self.redetections += 1
-        height, width = gray.shape
-        box_width = box[2] - box[0]
-        margin = REDETECT_MARGIN * box_width
-        x0, y0 = int(max(0, box[0] - margin)), int(max(0, box[1] - margin))
-        x1, y1 = int(min(width, box[2] + margin)), int(min(height, box[3] + margin))
-        region = gray[y0:y1, x0:x1]
-        scale = min(1.0, DETECT_FACE_PX / max(box_width, 1.0))
-        if scale < 1.0:
-            region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        boxes = self.backend.detect(np.ascontiguousarray(region))
-        if len(boxes) == 0:
-            return boxes
-        return (boxes / scale + np.array([x0, y0, x0, y0], dtype=np.float32)).astype(np.float32)
+        return detect_near(gray, box, self.backend)
 
     @staticmethod
     def _pick(boxes: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
@@ -99,7 +86,7 @@ class _Tracker:
         if len(boxes) == 0:
             return None
         if previous is not None:
-            overlap = _iou(previous, boxes)
+            overlap = box_iou(previous, boxes)
             if overlap.max() >= SAME_FACE_IOU:
                 return boxes[int(overlap.argmax())]
         return boxes[0]
@@ -146,11 +133,18 @@ class _Tracker:
     def step(self, gray: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Points [68, 2] and the box used for one frame, or (None, None) when the face is lost."""
         if self.box is None:
-            # re-acquire: prefer the face where the lost one was, else the largest
-            found = self._pick(self._detect_full(gray), self.last_box)
+            # (re-)acquire: prefer the face where the lost one was, else the largest
+            thorough = self.lost_frames % self.redetect_every == 0
+            found = self._pick(self._detect_full(gray, thorough=thorough), self.last_box)
             if found is None:
+                self.lost_frames += 1
                 return None, None
-            self._set_box(found)
+            self.lost_frames = 0
+            # The box as the later re-detections near it will fit it: a box from another search
+            # (upsampled, padded) would be replaced at the first re-detection, and every box
+            # change moves the predicted points by a fraction of a pixel.
+            self.redetections += 1
+            self._set_box(refit_box(gray, found, self.backend))
         elif self.since_detection >= self.redetect_every or self._changed(gray):
             if not self._redetect(gray):
                 return None, None
@@ -182,11 +176,11 @@ class _Tracker:
     def _redetect(self, gray: np.ndarray) -> bool:
         previous = self.box
         found = self._pick(self._detect_near(gray, previous), previous)
-        if found is not None and _iou(previous, found[None])[0] < SAME_FACE_IOU:
+        if found is not None and box_iou(previous, found[None])[0] < SAME_FACE_IOU:
             found = None
         if found is None:
             candidate = self._pick(self._detect_full(gray), previous)
-            if candidate is not None and _iou(previous, candidate[None])[0] >= SAME_FACE_IOU:
+            if candidate is not None and box_iou(previous, candidate[None])[0] >= SAME_FACE_IOU:
                 found = candidate
         if found is None:
             self._lose()
@@ -218,6 +212,23 @@ def smooth_points(points: np.ndarray, valid: np.ndarray, window: int) -> np.ndar
     return out
 
 
+def check_track_options(
+    *, redetect_every: int = 30, smooth: int = 0, min_valid_fraction: float = 0.5,
+    move_fraction: float = 0.1, fps: float | None = None,
+) -> None:
+    """Raise ``LandmarksError`` for an option of ``track`` out of its range (before any work)."""
+    if not (isinstance(redetect_every, numbers.Integral) and redetect_every >= 1):
+        raise LandmarksError(f"redetect_every must be an integer >= 1, got {redetect_every!r}")
+    if not (isinstance(smooth, numbers.Integral) and smooth >= 0 and (smooth <= 1 or smooth % 2 == 1)):
+        raise LandmarksError(f"smooth must be 0 (off) or an odd window >= 1, got {smooth!r}")
+    if not 0.0 <= float(min_valid_fraction) <= 1.0:
+        raise LandmarksError(f"min_valid_fraction must be within 0..1, got {min_valid_fraction!r}")
+    if not 0.0 < float(move_fraction) < 1.0:
+        raise LandmarksError(f"move_fraction must be within 0..1 (exclusive), got {move_fraction!r}")
+    if fps is not None and not (math.isfinite(float(fps)) and float(fps) > 0):
+        raise LandmarksError(f"fps must be a positive number, got {fps!r}")
+
+
 def track(
     source: str | os.PathLike | Sequence[np.ndarray],
     *,
@@ -238,20 +249,27 @@ def track(
     ``move_fraction``: how far (fraction of the box width) the face must move before the box
     follows it. ``fps`` overrides (or, for folders and image lists, supplies) the frame rate.
     ``stats``, when given a dict, receives counts (``redetections``, ``full_detections``).
+    A path source is recorded as an absolute path, so the track finds its frames from anywhere.
 
     Raises ``LandmarksError`` naming the source when no face is ever found or too few frames have
-    one.
+    one, and for options out of range (``check_track_options``).
     """
+    check_track_options(
+        redetect_every=redetect_every, smooth=smooth, min_valid_fraction=min_valid_fraction,
+        move_fraction=move_fraction, fps=fps,
+    )
     backend = resolve_backend(backend)
     if isinstance(source, (str, os.PathLike)):
         frames = open_frames(source, fps=fps)
         name, rate, total = str(frames.path), frames.fps, len(frames)
+        recorded = os.path.abspath(name)
         items: Iterable[tuple[int, np.ndarray]] = frames
     else:
         images = list(source)
         if not images:
             raise LandmarksError("track: the image sequence is empty")
         name, rate, total = "<images>", (float(fps) if fps is not None else math.nan), len(images)
+        recorded = name
         items = enumerate(images)
     if progress:
         from tqdm import tqdm
@@ -295,6 +313,6 @@ def track(
         frame_index=np.array(numbers, dtype=np.int64),
         box=np.stack(boxes),
         fps=rate,
-        source=name,
+        source=recorded,
         backend=getattr(backend, "name", str(backend)),
     )

@@ -1,18 +1,109 @@
-"""Helpers shared by the sub-command modules."""
+"""Helpers shared by the sub-command modules: adding a command, printing tables."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+HEADLINE = ("uf1", "uar", "acc")
 
 
 def add_command(subparsers, name: str, help: str, func) -> argparse.ArgumentParser:
-    """Add sub-command ``name`` that runs ``func(args)``; defaults show in ``--help``."""
+    """Add sub-command ``name`` that runs ``func(args)``; defaults show in ``--help``.
+
+    ``--debug`` is accepted before and after the command name (``geomer --debug train`` and
+    ``geomer train --debug``); SUPPRESS keeps the sub-parser from overwriting the main one's value.
+    """
     parser = subparsers.add_parser(
         name,
         help=help,
         description=help,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks for errors")
     parser.set_defaults(func=func)
     return parser
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """The results table printed by ``geomer train`` and ``geomer evaluate``."""
+    seeds = metrics["seeds"]
+    lines = [
+        f"{metrics['model']} on {metrics.get('dataset') or 'the given graphs'}: "
+        f"{metrics['num_samples']} clips, {metrics['num_folds']} folds, "
+        f"seeds {', '.join(map(str, seeds))}"
+        + ("  [LEAKY: best test epoch]" if metrics.get("leaky") else ""),
+        "",
+        f"{'':<16}{'UF1':>20}{'UAR':>20}{'acc':>20}",
+        f"{'pooled':<16}" + "".join(_pm(metrics[n], metrics[f"{n}_std"]) for n in HEADLINE),
+    ]
+    for dataset, part in metrics.get("per_dataset", {}).items():
+        if len(metrics["per_dataset"]) > 1:
+            lines.append(f"{dataset:<16}" + "".join(_pm(part[n], part[f"{n}_std"]) for n in HEADLINE))
+    lines += ["", f"{'class':<16}{'F1':>20}{'recall':>20}"]
+    for name, values in metrics["per_class"].items():
+        lines.append(
+            f"{name:<16}"
+            + _pm(values["f1"]["mean"], values["f1"]["std"])
+            + _pm(values["recall"]["mean"], values["recall"]["std"])
+        )
+    return "\n".join(lines)
+
+
+def _pm(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return f"{'n/a':>20}"
+    return f"{mean:.4f} ± {std or 0:.4f}".rjust(20)
+
+
+def print_rows(rows: list[tuple[str, float, str]]) -> None:
+    """Rows ``(what, value, unit)`` as an aligned table (``geomer bench``)."""
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, unit in rows:
+        print(f"{name:<{width}}  {value:>12.2f}  {unit}")
+
+
+def summarise_run(run_dir, metrics: dict[str, Any], *, figures: bool = True) -> None:
+    """Print a pooled run's table (and its relations' agreement with a synthetic ground truth,
+    when the run was trained on one), and draw its summary figures."""
+    from geomer.rundir import load_run
+
+    print(format_table(metrics))
+    run = load_run(run_dir)
+    agreement = relation_agreement_line(run)
+    if agreement:
+        print(agreement)
+    if figures:
+        from geomer.viz.run import write_run_figures
+
+        write_run_figures(run, per_class=False)
+
+
+def relation_agreement_line(run) -> str | None:
+    """Spearman agreement of a run's class-averaged relations with a synthetic ground truth
+    (the ``ground_truth.json`` of the dataset root it was trained on), or None."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from geomer.relations import compare_relations, load_ground_truth
+
+    root = run.config.get("root")
+    if not root:
+        return None
+    truth_path = Path(root) / "ground_truth.json"
+    if not truth_path.is_file():
+        return None
+    truth = load_ground_truth(truth_path)
+    relations = run.class_relations
+    classes = list(run.classes)
+    same_components = tuple(truth.component_names) == tuple(run.component_names)
+    if not same_components or not set(classes) <= set(truth.classes) or not np.isfinite(relations).all():
+        return None
+    expected = np.stack([truth.relations[truth.classes.index(name)] for name in classes])
+    result = compare_relations(relations, expected)
+    return (
+        f"\nrelations vs synthetic ground truth: Spearman {result.spearman:.3f} "
+        f"(permutation p = {result.p_value:.3g}; off-diagonal entries of all classes)"
+    )

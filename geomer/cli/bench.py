@@ -7,7 +7,7 @@ as a table. Entries: ``landmarks`` (issue 2), ``features`` (issue 3), ``synth`` 
 
 from __future__ import annotations
 
-from geomer.cli._common import add_command
+from geomer.cli._common import add_command, print_rows
 
 
 def register(subparsers) -> None:
@@ -53,9 +53,3 @@ def _run(args) -> int:
         rows = bench_train(args.model, epochs=args.epochs, jobs=args.jobs)
     print_rows(rows)
     return 0
-
-
-def print_rows(rows: list[tuple[str, float, str]]) -> None:
-    width = max(len(name) for name, _, _ in rows)
-    for name, value, unit in rows:
-        print(f"{name:<{width}}  {value:>12.2f}  {unit}")

@@ -14,12 +14,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from geomer.cli.train import relation_agreement_line
-    from geomer.train.pool import format_table, pool_run
+    from geomer.cli._common import summarise_run
+    from geomer.rundir import RunDir
+    from geomer.train.pool import pool_run
 
-    metrics = pool_run(args.run_dir, figures=not args.no_figures)
-    print(format_table(metrics))
-    agreement = relation_agreement_line(args.run_dir)
-    if agreement:
-        print(agreement)
+    run_dir = RunDir(args.run_dir)
+    summarise_run(run_dir, pool_run(run_dir), figures=not args.no_figures)
     return 0

@@ -22,7 +22,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from geomer.atomic import atomic_write_text
-    from geomer.train.predict import predict_clip, relation_figure
+    from geomer.train.predict import predict_clip
+    from geomer.viz import plot_relation_matrix, save_figure
 
     prediction = predict_clip(
         args.source, args.checkpoint, onset=args.onset, apex=args.apex, offset=args.offset,
@@ -31,13 +32,9 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path(f"{Path(args.source).name}-prediction")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "prediction.json", json.dumps(prediction.to_dict(), indent=2) + "\n")
-    figure = relation_figure(prediction)
-    try:
-        from geomer.viz import save_figure
-    except ImportError:
-        figure.savefig(out / "relations.png", dpi=120, bbox_inches="tight")
-    else:
-        save_figure(figure, out / "relations.png")
+    title = f"{Path(prediction.source).name}: {prediction.predicted}"
+    figure = plot_relation_matrix(prediction.relations, list(prediction.component_names), title=title)
+    save_figure(figure, out / "relations.png")
 
     spotted = " (spotted)" if prediction.apex_spotted else ""
     print(f"{prediction.source}: frames {prediction.onset}–{prediction.offset}, apex {prediction.apex}{spotted}")

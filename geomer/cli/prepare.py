@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     parser.add_argument("--cache", default=None, help="feature-cache root; None: $GEOMER_CACHE/features")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--backend", default="dlib", help="landmark backend (dlib, fan)")
-    parser.add_argument("--skip-bad", action="store_true", help="leave bad sheet rows out (listed) instead of refusing the dataset")
+    parser.add_argument("--skip-bad", action="store_true", help="leave bad sheet rows and clips that fail (no face) out, listed, instead of refusing the dataset")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -62,7 +62,7 @@ def run(args) -> int:
           f"classes {', '.join(index.classes)}")
     for line in summary.lines():
         print(line)
-    if summary.failures:
+    if summary.failures and not args.skip_bad:
         print(
             f"geomer prepare: error: {len(summary.failures)} clip(s) failed (the others are cached)",
             file=sys.stderr,

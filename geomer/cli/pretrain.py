@@ -15,7 +15,7 @@ def register(subparsers) -> None:
         "test subject: pretrain per fold (--dataset/--root/--exclude-subjects) or on external data.",
         run,
     )
-    parser.add_argument("--model", default="mubert", choices=("mubert", "mubert-base"), help="model to pretrain")
+    parser.add_argument("--model", default="mubert", help="model to pretrain (one with pretraining: mubert, mubert-base)")
     parser.add_argument(
         "--frames", nargs="+", default=None, metavar="PATH",
         help="videos, frame folders or folders of them (subjects recorded as external/<parent>); "
@@ -46,6 +46,7 @@ def run(args) -> int:
     from geomer.models.pretrained import pretraining_record
     from geomer.train.pretrain import (
         PretrainConfig,
+        check_pretrainable,
         default_sources,
         pretrain,
         sources_from_dataset,
@@ -54,6 +55,7 @@ def run(args) -> int:
 
     if args.epochs < 1:
         raise GeomerError(f"--epochs must be at least 1 (got {args.epochs})")
+    check_pretrainable(args.model)
     exclude = [s.strip() for s in args.exclude_subjects.split(",") if s.strip()]
     progress = not args.quiet
     if args.frames and args.dataset:

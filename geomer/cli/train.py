@@ -2,7 +2,7 @@
 
 Without ``--root`` it runs on the standard synthetic dataset (generated once, cached): the main
 job on a fresh machine. Epochs, batch size, learning rate and weight decay default to the model's
-``train_defaults`` (a class attribute, when the model declares one), else to TrainConfig's.
+registered ``train_defaults`` (when it declares them), else to TrainConfig's.
 """
 
 from __future__ import annotations
@@ -82,25 +82,18 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def build_config(args):
-    """The TrainConfig of parsed arguments (model defaults filled in)."""
-    from geomer.models import get_spec
+    """The TrainConfig of parsed arguments (the model's registered recipe filled in)."""
     from geomer.train.config import TrainConfig
 
-    defaults = dict(getattr(get_spec(args.model).factory, "train_defaults", {}))
-    chosen = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "weight_decay": args.weight_decay,
-    }
-    for key, value in chosen.items():
-        if value is not None:
-            defaults[key] = value
-    return TrainConfig(
-        model=args.model,
-        cfg={**dict(defaults.pop("cfg", {})), **parse_settings(args.settings)},
+    return TrainConfig.for_model(
+        args.model,
+        cfg=parse_settings(args.settings),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        class_weighted=False if args.no_class_weights else None,
         seeds=parse_seeds(args.seeds),
-        class_weighted=not args.no_class_weights and defaults.pop("class_weighted", True),
         val_fraction=args.val_fraction,
         leaky_best_epoch=args.leaky_best_epoch,
         jobs=args.jobs if args.jobs is not None else default_jobs(args.device),
@@ -108,14 +101,12 @@ def build_config(args):
         ray_address=args.ray_address,
         device=args.device,
         progress=not args.quiet,
-        **{k: v for k, v in defaults.items() if k in ("epochs", "batch_size", "lr", "weight_decay")},
     )
 
 
 def run(args) -> int:
+    from geomer.cli._common import summarise_run
     from geomer.train.pipeline import train_dataset
-    from geomer.train.pool import format_table
-    from geomer.train.run import read_run_config
 
     config = build_config(args)
     result = train_dataset(
@@ -130,44 +121,8 @@ def run(args) -> int:
         skip_bad=args.skip_bad,
         progress=not args.quiet,
     )
-    print(format_table(result.metrics))
-    for row in read_run_config(result.out_dir).get("skipped_rows", []):
+    summarise_run(result.run_dir, result.metrics)
+    for row in result.config.get("skipped_rows", []):
         print(f"skipped: {row}")
-    agreement = relation_agreement_line(result.out_dir)
-    if agreement:
-        print(agreement)
     print(f"\nrun directory: {result.out_dir}")
     return 0
-
-
-def relation_agreement_line(run_dir) -> str | None:
-    """Spearman agreement of the run's class-averaged relations with a synthetic ground truth."""
-    import numpy as np
-
-    from geomer.train.run import read_run_config
-
-    config = read_run_config(run_dir)
-    root = config.get("root")
-    if not root:
-        return None
-    from pathlib import Path
-
-    truth_path = Path(root) / "ground_truth.json"
-    if not truth_path.is_file():
-        return None
-    try:
-        from geomer.relations import compare_relations, load_ground_truth
-    except ImportError:
-        return None
-    truth = load_ground_truth(truth_path)
-    relations = np.load(Path(run_dir) / "relations.npy")
-    classes = list(config["classes"])
-    same_components = list(truth.component_names) == list(config.get("component_names", []))
-    if not same_components or not set(classes) <= set(truth.classes) or not np.isfinite(relations).all():
-        return None
-    expected = np.stack([truth.relations[truth.classes.index(name)] for name in classes])
-    result = compare_relations(relations, expected)
-    return (
-        f"\nrelations vs synthetic ground truth: Spearman {result.spearman:.3f} "
-        f"(permutation p = {result.p_value:.3g}; off-diagonal entries of all classes)"
-    )

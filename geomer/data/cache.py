@@ -1,16 +1,27 @@
-"""The feature cache: one ``.npz`` per clip, in a folder named by the feature settings' hash.
+"""The feature cache: one ``.npz`` per clip entry, in a folder named by the feature settings' hash.
 
 Layout under a root (default ``geomer.paths.cache_root() / "features"``)::
 
-    root/<settings.key()>/manifest.json     settings.to_dict(), geomer version, key
-    root/<settings.key()>/<safe clip key>.npz
-    root/tracks/<backend>/<safe clip key>.npz   landmark tracks (LandmarkTrack.save)
+    root/<settings.key()>/manifest.json                 settings, geomer version, cache format, key
+    root/<settings.key()>/<safe clip key>-<entry>.npz   a clip's features + the identity they were made from
+    root/tracks/<backend>/<safe source>-<track>.npz     landmark tracks (LandmarkTrack.save)
 
-A changed setting gives another key, hence another folder: stale features are never read.
-Tracks depend on the backend only, so changing a flow setting does not re-track (tracking is the
-slow part). Every file is written to a temp file in the same folder and renamed (``os.replace``),
-so a crash mid-write leaves no readable partial file, and an interrupted build resumes by skipping
-the keys already present. Clips that fail are reported (key, one-line message), never cached.
+A clip's entry is keyed by everything that determines its features (:func:`clip_identity`): the
+dataset name, the clip key, the resolved source path(s), onset/apex/offset and a cheap fingerprint
+of the source files (name, size and modification time of every frame file, of the video, or of
+the apex and flow images). Two datasets whose clips share a key, a raw and a cropped copy of one
+dataset, or a sheet whose apex was corrected therefore get different entries. The identity is
+also stored inside the file and compared on load, so a file is used only for the clip it was made
+from. A changed feature setting (or :data:`CACHE_FORMAT`) gives another folder.
+
+Tracks depend on the source and the tracker only (source fingerprint, backend, tracker settings),
+so correcting an apex or a flow setting does not re-track (tracking is the slow part).
+
+Every file is written to a temp file in the same folder and renamed (``os.replace``), so a crash
+mid-write leaves no readable partial file, and an interrupted build resumes by skipping the entries
+already present. A present entry is verified by loading it: one that fails to load (truncated,
+older format, another clip's identity) is extracted again with a one-line notice on stderr, never
+used. Clips that fail are reported (key, one-line message), never cached.
 """
 
 from __future__ import annotations
@@ -19,7 +30,8 @@ import hashlib
 import json
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
+import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -32,6 +44,14 @@ from geomer.errors import GeomerError
 from geomer.features.types import ClipFeatures, FeatureSettings
 
 MANIFEST = "manifest.json"
+#: Bumped whenever the layout or the meaning of cached files changes: an older cache is rebuilt.
+CACHE_FORMAT = 2
+#: The stored identity of an entry (a JSON string inside the ``.npz``).
+IDENTITY_ARRAY = "cache_identity"
+#: Tracker settings that change a track (``landmarks.track``'s defaults, used by ``geomer prepare``).
+TRACKER_SETTINGS = {"redetect_every": 30, "smooth": 0, "min_valid_fraction": 0.5, "move_fraction": 0.1}
+# What np.load / zipfile / json raise for a truncated, foreign or older file.
+_LOAD_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, GeomerError)
 
 
 def safe_name(key: str) -> str:
@@ -41,13 +61,47 @@ def safe_name(key: str) -> str:
     return f"{readable[:120]}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
+def _digest(payload: dict) -> str:
+    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def source_files(source: Path | str) -> list[Path]:
+    """The files a clip source consists of: every frame image of a folder (by frame number), or
+    the file itself (a video, an image)."""
+    from geomer.data.frames import index_frames
+
+    source = Path(source)
+    if source.is_dir():
+        return list(index_frames(source).values())
+    return [source]
+
+
+def fingerprint(paths: Sequence[Path | str]) -> str:
+    """A cheap fingerprint of files: a hash of each file's name, size and modification time
+    (nanoseconds). A missing file is part of the fingerprint (so it changes when the file appears)."""
+    parts = []
+    for path in paths:
+        path = Path(path)
+        try:
+            stat = path.stat()
+            parts.append([path.name, stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            parts.append([path.name, None, None])
+    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()
+
+
+def _resolved(path: Path | str | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
 @dataclass(frozen=True)
 class FeatureJob:
     """One clip to extract.
 
     ``kind="frames"``: ``source`` is the clip's video or frame folder and onset/apex/offset are
     frame NUMBERS (apex None → spotted). ``kind="flow_image"`` (megc2019-flow): ``apex_image`` and
-    ``flow_image`` paths; source/onset/offset may be None.
+    ``flow_image`` paths; source/onset/offset may be None. ``dataset`` is the name of the dataset read (part of the
+    cache key: two datasets never share an entry).
     """
 
     key: str
@@ -58,30 +112,74 @@ class FeatureJob:
     kind: str = "frames"
     apex_image: Path | str | None = None
     flow_image: Path | str | None = None
+    dataset: str = ""
+
+    def files(self) -> list[Path]:
+        """The source files whose fingerprint is part of the cache key."""
+        if self.kind == "flow_image":
+            return [Path(p) for p in (self.apex_image, self.flow_image) if p is not None]
+        return source_files(self.source) if self.source is not None else []
+
+
+def clip_identity(job: FeatureJob) -> dict:
+    """Everything that determines a clip's features apart from the settings (JSON-ready)."""
+    return {
+        "format": CACHE_FORMAT,
+        "dataset": job.dataset,
+        "clip": job.key,
+        "kind": job.kind,
+        "source": _resolved(job.source),
+        "apex_image": _resolved(job.apex_image),
+        "flow_image": _resolved(job.flow_image),
+        "onset": job.onset,
+        "apex": job.apex,
+        "offset": job.offset,
+        "fingerprint": fingerprint(job.files()),
+    }
+
+
+def track_identity(source: Path | str, backend: str) -> dict:
+    """Everything that determines a landmark track: the resolved source, its fingerprint, the
+    backend and the tracker settings (and the landmarks package version)."""
+    import landmarks
+
+    return {
+        "format": CACHE_FORMAT,
+        "source": _resolved(source),
+        "fingerprint": fingerprint(source_files(source)),
+        "backend": backend,
+        "tracker": TRACKER_SETTINGS,
+        "landmarks": getattr(landmarks, "__version__", ""),
+    }
 
 
 @dataclass
 class BuildReport:
     """What :func:`build_cache` did: clips extracted now (``done``), found in the cache
-    (``cached``), failures (key, one-line message), and frames tracked / with a face found over
-    the clips processed now."""
+    (``cached``), failures (key, one-line message), cache files that failed to load and were
+    extracted again (``rebuilt``: key, one-line reason), and frames tracked / with a face found
+    over the clips processed now."""
 
     done: int = 0
     cached: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    rebuilt: list[tuple[str, str]] = field(default_factory=list)
     frames: int = 0
     faces_found: int = 0
 
 
 class FeatureCache:
-    """Cached :class:`ClipFeatures` for one :class:`FeatureSettings`."""
+    """Cached :class:`ClipFeatures` for one :class:`FeatureSettings`.
+
+    Entries are addressed by :class:`FeatureJob` (see the module docstring for the key).
+    """
 
     def __init__(self, root: str | os.PathLike | None = None, settings: FeatureSettings | None = None):
         from geomer.paths import cache_root
 
         self.root = Path(root) if root is not None else cache_root() / "features"
         self.settings = settings if settings is not None else FeatureSettings()
-        self.key = self.settings.key()
+        self.key = f"v{CACHE_FORMAT}-{self.settings.key()}"
         self.folder = self.root / self.key
 
     @property
@@ -89,8 +187,11 @@ class FeatureCache:
         return self.folder / MANIFEST
 
     def manifest(self) -> dict:
-        """The manifest this cache writes: settings, version and key."""
-        return {"settings": self.settings.to_dict(), "version": geomer.__version__, "key": self.key}
+        """The manifest this cache writes: settings, version, cache format and key."""
+        return {
+            "settings": self.settings.to_dict(), "version": geomer.__version__,
+            "format": CACHE_FORMAT, "key": self.key,
+        }
 
     def _ensure_manifest(self) -> None:
         if self.manifest_path.is_file():
@@ -108,53 +209,76 @@ class FeatureCache:
         text = json.dumps(self.manifest(), indent=2, sort_keys=True)
         atomic_write_text(self.manifest_path, text)
 
-    def path(self, key: str) -> Path:
-        """The ``.npz`` file of sample ``key``."""
-        return self.folder / f"{safe_name(key)}.npz"
+    def path(self, job: FeatureJob, identity: dict | None = None) -> Path:
+        """The ``.npz`` file of ``job``'s entry (``identity``: its :func:`clip_identity`, when
+        already computed)."""
+        identity = identity if identity is not None else clip_identity(job)
+        return self.folder / f"{safe_name(job.key)}-{_digest(identity)}.npz"
 
-    def track_path(self, key: str) -> Path:
-        """Where the landmark track of sample ``key`` is cached (depends on the backend only)."""
-        return self.root / "tracks" / self.settings.backend / f"{safe_name(key)}.npz"
+    def track_path(self, source: Path | str) -> Path:
+        """Where the landmark track of a video or frame folder is cached (see :func:`track_identity`)."""
+        identity = track_identity(source, self.settings.backend)
+        stem = safe_name("/".join(Path(_resolved(source)).parts[-3:]))
+        return self.root / "tracks" / self.settings.backend / f"{stem}-{_digest(identity)}.npz"
 
-    def has(self, key: str) -> bool:
-        return self.path(key).is_file()
-
-    def get(self, key: str) -> ClipFeatures | None:
-        """The cached features of ``key``, or None when absent or unreadable (then rebuilt)."""
-        path = self.path(key)
+    def load(self, job: FeatureJob, identity: dict | None = None) -> tuple[ClipFeatures | None, str]:
+        """(features, "") for a good entry; (None, "") when there is none; (None, reason) when the
+        file exists but fails to load or was made from another identity (rebuild it)."""
+        identity = identity if identity is not None else clip_identity(job)
+        path = self.path(job, identity)
         if not path.is_file():
-            return None
+            return None, ""
         try:
             with np.load(path, allow_pickle=False) as arrays:
-                return ClipFeatures.from_arrays(arrays)
-        except (OSError, ValueError, KeyError, GeomerError):
-            return None
+                if IDENTITY_ARRAY not in arrays.files:
+                    return None, f"{path}: no cache identity (older cache format)"
+                if json.loads(str(arrays[IDENTITY_ARRAY])) != identity:
+                    return None, f"{path}: made from another source or frame numbers"
+                return ClipFeatures.from_arrays(arrays), ""
+        except _LOAD_ERRORS as error:
+            return None, f"{path}: cannot be read ({' '.join(str(error).split()) or type(error).__name__})"
 
-    def put(self, key: str, features: ClipFeatures) -> Path:
-        """Store ``features`` under ``key`` atomically (and the manifest, once)."""
+    def has(self, job: FeatureJob) -> bool:
+        """True when ``job``'s entry exists and loads."""
+        return self.get(job) is not None
+
+    def get(self, job: FeatureJob) -> ClipFeatures | None:
+        """The cached features of ``job``, or None when absent or unusable (then rebuilt)."""
+        return self.load(job)[0]
+
+    def put(self, job: FeatureJob, features: ClipFeatures, identity: dict | None = None) -> Path:
+        """Store ``features`` as ``job``'s entry atomically (and the manifest, once)."""
+        identity = identity if identity is not None else clip_identity(job)
         self._ensure_manifest()
-        path = self.path(key)
+        path = self.path(job, identity)
         arrays = features.to_arrays()
+        arrays[IDENTITY_ARRAY] = np.array(json.dumps(identity, sort_keys=True))
         with atomic_path(path) as temporary, open(temporary, "wb") as stream:
             np.savez(stream, **arrays)
         return path
 
-    def keys(self) -> list[Path]:
-        """The feature files present."""
-        return sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []
+
+def notice(message: str) -> None:
+    """One line on stderr (above any progress bar)."""
+    from tqdm import tqdm
+
+    tqdm.write(f"geomer: {' '.join(message.split())}", file=sys.stderr)
 
 
 def _load_or_track(job: FeatureJob, cache: FeatureCache):
     import landmarks
     from landmarks import LandmarkTrack
 
-    path = cache.track_path(job.key)
+    path = cache.track_path(job.source)
     if path.is_file():
         try:
-            return LandmarkTrack.load(path)
-        except landmarks.LandmarksError:
-            pass  # unreadable: track again and overwrite
-    track = landmarks.track(job.source, backend=cache.settings.backend)
+            track = LandmarkTrack.load(path)
+            if Path(track.source).resolve() == Path(job.source).resolve():
+                return track
+            notice(f"cached track {path} is of {track.source}: tracking {job.source} again")
+        except landmarks.LandmarksError as error:
+            notice(f"cached track unusable ({error}): tracking {job.source} again")
+    track = landmarks.track(job.source, backend=cache.settings.backend, **TRACKER_SETTINGS)
     track.save(path)
     return track
 
@@ -166,6 +290,7 @@ def process_job(job: FeatureJob, root: str, settings: dict) -> tuple[str, str | 
     from landmarks.errors import LandmarksError
 
     cache = FeatureCache(root, FeatureSettings.from_dict(settings))
+    identity = clip_identity(job)
     try:
         if job.kind == "flow_image":
             features = extract_flow_image_clip(
@@ -186,7 +311,7 @@ def process_job(job: FeatureJob, root: str, settings: dict) -> tuple[str, str | 
     except (GeomerError, LandmarksError) as error:
         message = " ".join(str(error).split())  # one line
         return job.key, message, 0, 0
-    cache.put(job.key, features)
+    cache.put(job, features, identity)
     return job.key, None, frames, faces
 
 
@@ -198,23 +323,29 @@ def build_cache(
 ) -> BuildReport:
     """Extract every job not yet cached; ``n_jobs > 1`` uses a process pool.
 
-    Resumable: keys already in the cache are skipped. Per-clip failures (bad input, no face) are
-    collected in the report and nothing is cached for them.
+    Resumable: entries already in the cache are verified by loading them and skipped; an entry
+    that fails to load is extracted again with a one-line notice (``BuildReport.rebuilt``).
+    Per-clip failures (bad input, no face) are collected in the report and nothing is cached for
+    them.
     """
     from tqdm import tqdm
 
     jobs = list(jobs)
-    keys = [job.key for job in jobs]
+    keys = [(job.dataset, job.key) for job in jobs]
     if len(set(keys)) != len(keys):
         duplicate = next(key for key in keys if keys.count(key) > 1)
-        raise GeomerError(f"duplicated clip key {duplicate!r} in the feature jobs")
+        raise GeomerError(f"duplicated clip key {duplicate[1]!r} in the feature jobs")
     report = BuildReport()
     todo = []
     for job in jobs:
-        if cache.has(job.key):
+        features, problem = cache.load(job)
+        if features is not None:
             report.cached += 1
-        else:
-            todo.append(job)
+            continue
+        if problem:
+            notice(f"cached features unusable, extracting {job.key} again: {problem}")
+            report.rebuilt.append((job.key, problem))
+        todo.append(job)
     settings = cache.settings.to_dict()
     bar = tqdm(total=len(todo), desc="features", unit="clip", disable=not progress)
 
@@ -230,7 +361,9 @@ def build_cache(
 
     try:
         if n_jobs > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(max_workers=min(n_jobs, len(todo))) as pool:
+            from landmarks.pool import process_pool
+
+            with process_pool(min(n_jobs, len(todo))) as pool:
                 futures = [pool.submit(process_job, job, str(cache.root), settings) for job in todo]
                 for future in futures:
                     record(future.result())

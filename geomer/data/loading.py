@@ -16,32 +16,31 @@ def load_graphs(index: DatasetIndex, cache, graph=None, progress: bool = False) 
 
     Each graph has ``y`` = ``sample.label_index`` and the strings ``clip`` = ``sample.key``,
     ``subject`` = ``sample.subject_key`` and ``dataset`` = ``sample.dataset``. A clip missing
-    from the cache raises GeomerError naming it (run ``geomer prepare`` first).
+    from the cache, or whose cache file fails to load or was made from another source, raises
+    GeomerError naming it (run ``geomer prepare`` first).
     """
     from tqdm import tqdm
 
+    from geomer.data.prepare import feature_job
     from geomer.data.pyg import to_pyg
 
     graph = graph if graph is not None else cache.settings.graph()
-    missing = [s.key for s in index.samples if not cache.has(s.key)]
-    if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise GeomerError(
-            f"clip {missing[0]}{more} not in the feature cache {cache.folder}: run "
-            f"`geomer prepare --dataset {index.name} --root {index.root}` first"
-        )
-    graphs = []
+    graphs, missing = [], []
     for sample in tqdm(index.samples, desc="graphs", unit="clip", disable=not progress):
-        features = cache.get(sample.key)
+        features, problem = cache.load(feature_job(sample, index.name))
         if features is None:
-            raise GeomerError(
-                f"clip {sample.key}: cached features {cache.path(sample.key)} are unreadable: "
-                f"run `geomer prepare --dataset {index.name} --root {index.root}` again"
-            )
+            missing.append(f"{sample.key}: {problem}" if problem else sample.key)
+            continue
         graphs.append(
             to_pyg(
                 features, graph, sample.label_index,
                 clip=sample.key, subject=sample.subject_key, dataset=sample.dataset,
             )
+        )
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise GeomerError(
+            f"clip {missing[0]}{more} not (or not usably) in the feature cache {cache.folder}: "
+            f"run `geomer prepare --dataset {index.name} --root {index.root}` first"
         )
     return graphs

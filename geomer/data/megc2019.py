@@ -6,14 +6,29 @@ Layout: ROOT holds the three datasets' roots as subfolders, named (case-insensit
 also be given explicitly: ``read(root={"casme2": P1, "samm": P2, "smic": P3})`` or, from the
 command line, ``--root casme2=P1,samm=P2,smic=P3``.
 
-Classes (scheme ``composite-3``): negative, positive, surprise; CASME II "others" and SAMM
-"other" are excluded (the composite's 442 clips, 68 subjects). Subject keys stay per dataset
-("casme2/sub01", "samm/006", "smic/s1"), so subjects never collide; bad rows of all three parts
-are reported together.
+Which clips and classes (``scheme``):
+
+- ``megc2019`` (the default): exactly the published MEGC 2019 composite — 442 clips of 68
+  subjects; casme2 88/32/25, samm 92/26/15, smic 70/51/43 negative/positive/surprise — from the
+  shipped list ``megc2019_composite.csv`` (dataset, subject, clip, label: clip ids and 3-class
+  labels only, as published with the challenge). The label sheets' versions differ (the 2019
+  CASME II coding sheet gives 95/32/28 by the rules below, and 69 subjects), so the rules alone
+  cannot reproduce the composite; the list fixes membership and classes, the parts' sheets and
+  folders supply the frames and onset/apex/offset. A listed clip that is not found is a bad row
+  of the list; clips not listed are recorded in ``excluded``.
+- ``composite-3``: the MEGC 2019 rules applied to whatever the sheets say: negative ← anger,
+  contempt, disgust, fear, repression, sadness; positive ← happiness; surprise; CASME II
+  "others" and SAMM "other" excluded.
+
+Subject keys stay per dataset ("casme2/sub01", "samm/006", "smic/s1"), so subjects never collide;
+bad rows of all three parts are reported together.
 """
 
 from __future__ import annotations
 
+import csv
+from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 from geomer.data import casme2, samm, smic
@@ -23,7 +38,9 @@ from geomer.data.sheets import SampleCollector
 from geomer.errors import GeomerError
 
 NAME = "megc2019"
-DEFAULT_SCHEME = "composite-3"
+#: The published composite (the shipped clip list); "composite-3" applies the rules to the sheets.
+DEFAULT_SCHEME = "megc2019"
+COMPOSITE_LIST = Path(__file__).with_name("megc2019_composite.csv")
 LAYOUT = "ROOT/CASME2 + ROOT/SAMM + ROOT/SMIC (each in its own layout), or casme2=P,samm=P,smic=P"
 PARTS = {"casme2": casme2, "samm": samm, "smic": smic}
 _FOLDER_NAMES = {
@@ -65,6 +82,13 @@ def parse_roots(root: str | Path | dict) -> dict[str, Path]:
     return given
 
 
+@lru_cache(maxsize=1)
+def composite_clips() -> dict[str, str]:
+    """The published composite: clip key ("casme2/sub01/EP02_01f") → class name, in list order."""
+    with open(COMPOSITE_LIST, newline="") as file:
+        return {f"{r['dataset']}/{r['subject']}/{r['clip']}": r["label"] for r in csv.DictReader(file)}
+
+
 def read(
     root: str | Path | dict,
     scheme: str | ClassScheme = DEFAULT_SCHEME,
@@ -76,7 +100,14 @@ def read(
     display_root = Path(root) if not isinstance(root, dict) and "=" not in str(root) else Path(
         roots["casme2"]
     ).parent
-    collector = SampleCollector(NAME, get_scheme(scheme), skip_bad, display_root)
+    if scheme == DEFAULT_SCHEME:
+        classes = replace(get_scheme("composite-3"), name=DEFAULT_SCHEME)
+        collector = SampleCollector(
+            NAME, classes, skip_bad, display_root,
+            selection=composite_clips(), selection_file=str(COMPOSITE_LIST),
+        )
+    else:
+        collector = SampleCollector(NAME, get_scheme(scheme), skip_bad, display_root)
     for part, module in PARTS.items():
         module.collect(roots[part], collector, part)
     return collector.finish()

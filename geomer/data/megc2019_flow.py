@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from geomer.data import casme2, samm
+from geomer.data import casme2, samm, smic
 from geomer.data.sample import DatasetIndex
 from geomer.data.schemes import ClassScheme, get_scheme
 from geomer.data.sheets import SampleCollector, cell_text, read_table
@@ -128,6 +128,8 @@ def collect(
             if re.fullmatch(r"\d+", label_text) and int(label_text) < len(label_names)
             else f"label {label_text}"
         )
+        # the shared CSV writes SMIC clips "s01_ne_01"; the HS folders (and megc2019) "s1_ne_01"
+        clip = smic.clip_id(filename) if part == "smic" and dataset is None else filename
         apex_image = apex_folder / cell_text(record["imagename"])
         flow_image = flow_folder / f"{sub}_{filename} .png"
         if not flow_image.is_file() and (flow_folder / f"{sub}_{filename}.png").is_file():
@@ -142,7 +144,7 @@ def collect(
             row=row,
             dataset=part,
             subject=subject,
-            clip=filename,
+            clip=clip,
             label=label,
             onset=0,
             apex=None,

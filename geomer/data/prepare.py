@@ -1,7 +1,8 @@
 """Landmarks + features for every clip of a dataset, into the feature cache (``geomer prepare``).
 
-Resumable: clips already in the cache are not extracted again. Clips that fail (no face, a frame
-that cannot be read) are reported and nothing is cached for them; the good ones are cached.
+Resumable: clips already in the cache (verified by loading) are not extracted again. Clips that
+fail (no face, a frame that cannot be read) are reported and nothing is cached for them; the good
+ones are cached. :func:`without_failures` leaves the failed clips out of an index (``--skip-bad``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class PrepareSummary:
         failures: (clip key, one-line message) for clips that failed (nothing cached for them).
         skipped: bad rows the reader left out (with ``skip_bad``).
         cache_folder: the folder holding the features of these settings.
+        rebuilt: (clip key, reason) for cache files that failed to load and were extracted again.
     """
 
     clips: int
@@ -34,6 +36,7 @@ class PrepareSummary:
     failures: tuple[tuple[str, str], ...]
     skipped: tuple[BadRow, ...]
     cache_folder: Path
+    rebuilt: tuple[tuple[str, str], ...] = ()
 
     def lines(self) -> list[str]:
         """A human summary, one fact per line (the CLI prints these)."""
@@ -48,9 +51,9 @@ class PrepareSummary:
         return lines
 
 
-def feature_job(sample: Sample):
-    """The :class:`geomer.data.cache.FeatureJob` of one sample (flow-image clips for
-    megc2019-flow, frame clips otherwise)."""
+def feature_job(sample: Sample, dataset: str):
+    """The :class:`geomer.data.cache.FeatureJob` of one sample of dataset ``dataset`` (the name
+    it was read as; flow-image clips for megc2019-flow, frame clips otherwise)."""
     from geomer.data.cache import FeatureJob
 
     if "flow_image" in sample.extra:
@@ -63,9 +66,11 @@ def feature_job(sample: Sample):
             kind="flow_image",
             apex_image=sample.extra["apex_image"],
             flow_image=sample.extra["flow_image"],
+            dataset=dataset,
         )
     return FeatureJob(
-        key=sample.key, source=sample.source, onset=sample.onset, apex=sample.apex, offset=sample.offset
+        key=sample.key, source=sample.source, onset=sample.onset, apex=sample.apex,
+        offset=sample.offset, dataset=dataset,
     )
 
 
@@ -89,7 +94,7 @@ def prepare_dataset(
     from geomer.features.types import FeatureSettings
 
     cache = FeatureCache(cache_dir, settings if settings is not None else FeatureSettings())
-    report = build_cache([feature_job(s) for s in index.samples], cache, n_jobs=jobs, progress=progress)
+    report = build_cache([feature_job(s, index.name) for s in index.samples], cache, n_jobs=jobs, progress=progress)
     return PrepareSummary(
         clips=len(index.samples),
         done=report.done,
@@ -99,4 +104,23 @@ def prepare_dataset(
         failures=tuple(report.failures),
         skipped=tuple(index.skipped),
         cache_folder=cache.folder,
+        rebuilt=tuple(report.rebuilt),
     )
+
+
+def without_failures(index: DatasetIndex, failures) -> DatasetIndex:
+    """``index`` without the clips that failed to extract, each recorded in ``skipped`` as a bad
+    row naming the clip and the reason (what ``--skip-bad`` does with clips in which no face is
+    found). ``failures``: (clip key, one-line message) pairs, as in :class:`PrepareSummary`."""
+    from dataclasses import replace
+
+    from geomer.errors import GeomerError
+
+    failed = dict(failures)
+    if not failed:
+        return index
+    kept = tuple(s for s in index.samples if s.key not in failed)
+    if not kept:
+        raise GeomerError(f"{index.name}: every clip under {index.root} failed to extract")
+    rows = tuple(BadRow(str(s.source), s.key, failed[s.key]) for s in index.samples if s.key in failed)
+    return replace(index, samples=kept, skipped=tuple(index.skipped) + rows)

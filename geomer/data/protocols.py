@@ -1,12 +1,15 @@
-"""Evaluation protocols: leave-one-subject-out over global subject keys (DESIGN.md §6).
+"""Evaluation protocols: leave-one-subject-out over global subject keys (docs/architecture.md).
 
 A composite (``megc2019``) is LOSO over the union of its datasets' subjects; because subject keys
 are global ("casme2/sub01", "smic/s1"), subjects of different datasets never merge. Every fold
-checks that no subject is on both sides (:func:`check_disjoint` raises :class:`LeakError`).
+checks that no subject is on both sides (:func:`check_disjoint` raises :class:`LeakError`), and
+:func:`check_folds` checks a whole fold list before training (disjoint sides, every sample tested
+exactly once, fold names distinct as folder names).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -104,18 +107,54 @@ class LOSO(Protocol):
     name = "loso"
 
     def _splits(self):
-        by_subject: dict[str, list[int]] = {}
-        for i, sample in enumerate(self.samples):
-            by_subject.setdefault(sample.subject_key, []).append(i)
-        for subject, test in by_subject.items():
-            test_set = set(test)
-            train = [i for i in range(len(self.samples)) if i not in test_set]
-            yield fold_name(subject), train, test, (subject,)
+        for fold in loso_folds([sample.subject_key for sample in self.samples]):
+            yield fold.name, fold.train, fold.test, fold.test_subjects
 
 
-def fold_name(subject_key: str) -> str:
-    """A subject key as a folder-safe fold name: "casme2/sub01" → "casme2_sub01"."""
-    return subject_key.replace("/", "_").replace("\\", "_")
+def loso_folds(subject_keys: Sequence[str]) -> list[Fold]:
+    """LOSO over a list of global subject keys (one per sample, in sample order)."""
+    by_subject: dict[str, list[int]] = {}
+    for i, subject in enumerate(subject_keys):
+        by_subject.setdefault(str(subject), []).append(i)
+    folds = []
+    for subject, test in by_subject.items():
+        test_set = set(test)
+        train = tuple(i for i in range(len(subject_keys)) if i not in test_set)
+        folds.append(Fold(fold_name(subject), train, tuple(test), (subject,)))
+    return folds
+
+
+def fold_name(name: str) -> str:
+    """A fold name made safe as a folder name: "casme2/sub01" → "casme2_sub01" (every run of
+    characters other than letters, digits, ``.``, ``_`` and ``-`` becomes one ``_``)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))
+    return f"_{safe}" if safe in ("", ".", "..") else safe
+
+
+def check_folds(folds: Sequence[Fold], subject_keys: Sequence[str]) -> None:
+    """Check a fold list over samples with ``subject_keys`` before anything is trained.
+
+    Every fold: train and test subjects disjoint (:class:`LeakError`); all folds together: every
+    sample tested exactly once (pooled metrics need it) and fold names distinct as folder names.
+    """
+    tested: dict[int, str] = {}
+    for fold in folds:
+        shared = {subject_keys[i] for i in fold.train} & {subject_keys[i] for i in fold.test}
+        if shared:
+            raise LeakError(f"fold {fold.name}: subject(s) {', '.join(sorted(shared))} on both train and test sides")
+        for i in fold.test:
+            if i in tested:
+                raise GeomerError(
+                    f"sample {i} is tested in folds {tested[i]} and {fold.name}; "
+                    "pooled metrics need every sample tested once"
+                )
+            tested[i] = fold.name
+    missing = len(subject_keys) - len(tested)
+    if missing:
+        raise GeomerError(f"{missing} samples are never tested by the protocol's folds")
+    names = [fold_name(fold.name) for fold in folds]
+    if len(set(names)) != len(names):
+        raise GeomerError("fold names collide once made into folder names")
 
 
 PROTOCOLS = {"loso": LOSO}

@@ -56,7 +56,8 @@ def to_pyg(features: ClipFeatures, graph, label: int, **meta):
         its reverse the negative), component [N] long, y [1] long; when the clip has them:
         geometry [N, T, 2], flow_stats [N, S, 12], flow_patches [N, S, 3, P, P],
         texture [N, S, 2, P, P] (onset, apex), texture_apex [N, S, P, P],
-        sequence [N, Tseq, P, P].
+        sequence [N, Tseq, P, P]; flow_image [1, 3, F, F] (a per-clip image, not per node: a
+        batch holds [B, 3, F, F]).
     """
     import torch
     from torch_geometric.data import Data
@@ -85,6 +86,8 @@ def to_pyg(features: ClipFeatures, graph, label: int, **meta):
     data.texture_apex = tensor(features.texture_apex)
     if features.sequence is not None:
         data.sequence = tensor(features.sequence.transpose(1, 0, 2, 3))
+    if features.flow_image is not None:
+        data.flow_image = tensor(features.flow_image[None])
     data.clip = str(meta.pop("clip", features.clip))
     for name, value in meta.items():
         if "index" in name:

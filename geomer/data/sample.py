@@ -13,8 +13,9 @@ class Sample:
 
     Frame numbers (``onset``, ``apex``, ``offset``) are the numbers used by the label sheet and
     the frame file names (``img46.jpg`` → 46), not positions in a list. ``apex`` is None where the
-    dataset has none (SMIC: spotted downstream); ``offset`` is None where the clip has no frame
-    sequence (``megc2019-flow``).
+    dataset has none (SMIC) or the sheet says it was not annotated ("/", "-", blank): it is then
+    spotted when the features are extracted and recorded as ``ClipFeatures.apex_spotted``;
+    ``offset`` is None where the clip has no frame sequence (``megc2019-flow``).
 
     Attributes:
         dataset: the dataset the clip comes from ("casme2"), also inside a composite.
@@ -41,6 +42,11 @@ class Sample:
     source: Path
     extra: dict[str, Path] = field(default_factory=dict, hash=False, compare=False)
     raw_label: str = ""
+
+    @property
+    def apex_annotated(self) -> bool:
+        """False where the apex is spotted (SMIC, an apex cell "/" or blank, a flow-image clip)."""
+        return self.apex is not None
 
     @property
     def subject(self) -> str:

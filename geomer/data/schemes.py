@@ -152,6 +152,3 @@ def get_scheme(scheme: str | ClassScheme) -> ClassScheme:
         raise GeomerError(f"unknown class scheme {scheme!r} (known: {', '.join(SCHEMES)})")
     return SCHEMES[scheme]
 
-
-def list_schemes() -> tuple[str, ...]:
-    return tuple(SCHEMES)

@@ -115,6 +115,15 @@ def is_blank(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
 
 
+#: Apex cells that say "not annotated" (the real CASME II sheet has "/"): the apex is spotted.
+APEX_NOT_ANNOTATED = ("", "/", "-", "–", "n/a", "na", "none")
+
+
+def apex_not_annotated(value: object) -> bool:
+    """True for an apex cell that is blank or says the apex was not annotated."""
+    return is_blank(value) or str(value).strip().lower() in APEX_NOT_ANNOTATED
+
+
 def frame_value(value: object, what: str) -> int:
     """A frame number cell as int; ``ValueError`` naming ``what`` for blanks and non-numbers."""
     if is_blank(value):
@@ -142,9 +151,16 @@ def cell_text(value: object) -> str:
 class SampleCollector:
     """Validates rows one by one and builds the :class:`DatasetIndex`, reporting every bad row.
 
-    A row is bad for: unknown label, non-numeric or blank frame numbers, onset > apex, apex
-    outside [onset, offset], a missing frames folder, a missing onset/apex/offset frame file, or a
-    clip id already seen. Labels the scheme excludes are recorded in ``excluded``, not checked.
+    A row is bad for: unknown label, non-numeric or blank onset/offset, a non-numeric apex,
+    onset > apex, apex outside [onset, offset], a missing frames folder, a missing onset/apex/offset
+    frame file, or a clip id already seen. An apex that is not annotated (blank, "/", "-") is None:
+    it is spotted when the features are extracted (``ClipFeatures.apex_spotted``). Labels the scheme
+    excludes are recorded in ``excluded``, not checked.
+
+    ``selection`` (clip key → class name, read from ``selection_file``) fixes which clips exist and
+    their classes (the published MEGC 2019 composite): a clip not in it is recorded in
+    ``excluded`` and not checked, its class is the selection's (the sheet's label is kept as
+    ``raw_label``), and a selected clip no row produced is a bad row of ``selection_file``.
     """
 
     name: str
@@ -154,6 +170,8 @@ class SampleCollector:
     samples: list[Sample] = field(default_factory=list)
     bad: list[BadRow] = field(default_factory=list)
     excluded: list[tuple[str, str]] = field(default_factory=list)
+    selection: dict[str, str] | None = None
+    selection_file: str = ""
     _seen: dict[str, str] = field(default_factory=dict)
 
     def add(
@@ -189,11 +207,17 @@ class SampleCollector:
         subject_key = f"{dataset}/{subject}"
         key = f"{subject_key}/{clip}"
         reasons: list[str] = list(problems)
-        try:
-            class_name = self.scheme.classify(label)
-        except UnknownLabel as error:
-            reasons.append(str(error))
-            class_name = ""
+        if self.selection is not None:
+            if key not in self.selection:
+                self.excluded.append((key, f"not in {Path(self.selection_file).name}"))
+                return None
+            class_name = self.selection[key]
+        else:
+            try:
+                class_name = self.scheme.classify(label)
+            except UnknownLabel as error:
+                reasons.append(str(error))
+                class_name = ""
         if class_name is None:
             self.excluded.append((key, str(label).strip()))
             return None
@@ -201,6 +225,9 @@ class SampleCollector:
         for what, value in (("onset", onset), ("apex", apex), ("offset", offset)):
             if what not in required_frames and is_blank(value):
                 numbers[what] = None
+                continue
+            if what == "apex" and apex_not_annotated(value):
+                numbers[what] = None  # spotted downstream, as for SMIC
                 continue
             try:
                 numbers[what] = frame_value(value, what)
@@ -214,11 +241,7 @@ class SampleCollector:
             reasons.append(f"onset {on} > apex {ap}")
         elif ap is not None and on is not None and off is not None and not on <= ap <= off:
             reasons.append(f"apex {ap} outside [onset {on}, offset {off}]")
-        try:
-            parsed_aus = parse_aus(aus)
-        except ValueError as error:
-            reasons.append(str(error))
-            parsed_aus = ()
+        parsed_aus = parse_aus(aus)  # never refuses a row: unknown parts are kept as uncertain
         if check_frames:
             if folder is None or not Path(folder).is_dir():
                 reasons.append(folder_problem or f"frames folder {folder} is missing")
@@ -260,6 +283,10 @@ class SampleCollector:
 
     def finish(self) -> DatasetIndex:
         """The index; raises one GeomerError listing every bad row unless ``skip_bad``."""
+        if self.selection is not None:
+            for key in self.selection:
+                if key not in self._seen:
+                    self.reject(self.selection_file, key, f"clip {key} not found under {self.root}")
         if self.bad and not self.skip_bad:
             lines = "\n".join(str(b) for b in self.bad)
             raise GeomerError(

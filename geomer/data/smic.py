@@ -24,6 +24,11 @@ DEFAULT_SCHEME = "composite-3"
 LAYOUT = "HS/s1/micro/negative/s1_ne_01/image*.bmp (labels from the folders; no apex: spotted)"
 
 
+def clip_id(name: str) -> str:
+    """A SMIC clip id as the HS folders write it: "s01_ne_01" (zero-padded copies) → "s1_ne_01"."""
+    return re.sub(r"^s0*(\d+)_", r"s\1_", name)
+
+
 def hs_folder(root: Path) -> Path:
     root = Path(root)
     for candidate in (root / "HS", root):

@@ -16,6 +16,8 @@ import numpy as np
 from geomer.errors import GeomerError
 from geomer.features.apex import spot_apex
 from geomer.features.crop import canonical_to_crop, compose, pixel_to_crop, to_grey, warp_to_crop
+from geomer.features.flow import compute_flow
+from geomer.features.flow_image import flow_image_of_decoded, flow_image_of_field
 from geomer.features.flow_nodes import flow_at_nodes
 from geomer.features.geometry import edge_displacement, resample_displacement
 from geomer.features.sampling import sample_patches
@@ -129,9 +131,12 @@ def extract_clip(
     crops = {p: warp_to_crop(to_grey(images[p]), transform, settings.face_size) for p in needed}
     centres = _apply(track.points[start, graph.node_ids], transform)
 
+    # One dense flow of the whole crop: the whole-face flow image, and the node samples in the
+    # dense mode (the patches mode computes its own windows' flow).
+    dense = compute_flow(crops[start], crops[peak], settings.flow_method)
     flow_stats, flow_patches = flow_at_nodes(
         crops[start], crops[peak], centres, settings.scales, settings.patch_size,
-        settings.flow_method, settings.flow_mode,
+        settings.flow_method, settings.flow_mode, dense_flow=dense,
     )
     pair = np.stack([crops[start], crops[peak]], axis=-1).astype(np.float32) / 255.0
     texture = sample_patches(pair, centres, settings.scales, settings.patch_size)
@@ -154,6 +159,7 @@ def extract_clip(
         texture_onset=texture[:, :, 0],
         texture_apex=texture[:, :, 1],
         sequence=sequence.transpose(1, 0, 2, 3),
+        flow_image=flow_image_of_field(dense, settings.flow_image_size),
     )
 
 
@@ -179,7 +185,7 @@ def decode_flow_image(flow_image: np.ndarray) -> np.ndarray:
     values = flow_image.astype(np.float32) / 255.0
     values[..., 0] -= np.median(values[..., 0])
     values[..., 1] -= np.median(values[..., 1])
-    return values
+    return values  # the convention of geomer.features.flow_image.normalise_flow_image
 
 
 def extract_flow_image_clip(
@@ -199,9 +205,12 @@ def extract_flow_image_clip(
         apex_frame: the apex frame number when known (-1: unknown).
 
     Landmarks are detected on the apex crop (``landmarks.landmarks_on_image`` with
-    ``settings.backend``); the flow image is decoded (:func:`decode_flow_image`), upsampled to the
-    apex crop's size (bilinear), warped with the apex crop into the aligned face crop and sampled
-    at the apex landmarks. There is no onset: geometry, texture_onset and sequence are None, and
+    ``settings.backend``: the shared composite's crops have no margin, and the landmarks package
+    searches again on the image padded, upsampled and with the CNN detector before it reports no
+    face; then a GeomerError names the clip and the image). The flow image is decoded
+    (:func:`decode_flow_image`), upsampled to the apex crop's size (bilinear), warped with the apex
+    crop into the aligned face crop and sampled at the apex landmarks; it is also kept whole as
+    ``flow_image``. There is no onset: geometry, texture_onset and sequence are None, and
     ``points`` are the aligned apex landmarks.
     """
     from landmarks.align import estimate_similarity
@@ -220,14 +229,15 @@ def extract_flow_image_clip(
     try:
         points = landmarks_on_image(image, backend=settings.backend)
     except LandmarksError as error:
-        raise GeomerError(f"clip {name}: apex image: {error}") from None
+        where = apex_image if isinstance(apex_image, (str, os.PathLike)) else "apex image"
+        raise GeomerError(f"clip {name}: {where}: {error}") from None
     if not np.isfinite(points).all():
         raise GeomerError(f"clip {name}: apex landmarks contain NaN")
     alignment = estimate_similarity(points, CANONICAL_TEMPLATE)
     transform = compose(canonical_to_crop(settings.face_size), alignment)
     height, width = image.shape[:2]
-    field = cv2.resize(decode_flow_image(np.ascontiguousarray(flow_pixels)), (width, height),
-                       interpolation=cv2.INTER_LINEAR)
+    decoded = decode_flow_image(np.ascontiguousarray(flow_pixels))
+    field = cv2.resize(decoded, (width, height), interpolation=cv2.INTER_LINEAR)
     field = warp_to_crop(field, transform, settings.face_size)
     crop = warp_to_crop(to_grey(image), transform, settings.face_size)
     centres = _apply(points[graph.node_ids], transform)
@@ -253,4 +263,5 @@ def extract_flow_image_clip(
         texture_onset=None,
         texture_apex=texture_apex,
         sequence=None,
+        flow_image=flow_image_of_decoded(decoded, settings.flow_image_size),
     )

@@ -29,15 +29,20 @@ def flow_at_nodes(
     patch_size: int,
     method: str = "farneback",
     mode: str = "dense",
+    dense_flow: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flow statistics and (u, v, strain) patches around ``centres``.
 
+    ``dense_flow``: the flow of ``first`` → ``second`` when the caller has it already (used in
+    the dense mode instead of computing it again).
+
     Shapes:
         first, second: [H, W] uint8 aligned grey crops; centres: [N, 2] (x, y) crop pixels.
+        dense_flow: [H, W, 2] or None.
         returns: stats [N, S, 12], patches [N, S, 3, P, P] (float32).
     """
     if mode == "dense":
-        flow = compute_flow(first, second, method)
+        flow = dense_flow if dense_flow is not None else compute_flow(first, second, method)
         strain = optical_strain(flow)
         canvas_centres = centres
     else:

@@ -41,6 +41,8 @@ class FeatureSettings:
             on a window around each node's largest patch).
         steps: T, time steps the onset..offset landmark trajectory is resampled to.
         sequence_steps: Tseq, frames (evenly spaced onset..offset) whose grey patches are kept.
+        flow_image_size: F, the side of the whole-face flow image (``ClipFeatures.flow_image``;
+            28 as the widely shared STSTNet inputs).
         partition, nodes: the :class:`geomer.graph.FaceGraph` the features live on.
     """
 
@@ -52,6 +54,7 @@ class FeatureSettings:
     flow_mode: str = "dense"
     steps: int = 16
     sequence_steps: int = 8
+    flow_image_size: int = 28
     partition: str = "k7"
     nodes: str | tuple[int, ...] | None = None
 
@@ -69,10 +72,11 @@ class FeatureSettings:
             )
         if not self.scales or min(self.scales) < 2:
             raise GeomerError(f"feature scales must be patch sides ≥ 2 px, got {self.scales}")
-        if self.face_size < 32 or self.patch_size < 1 or self.steps < 2 or self.sequence_steps < 1:
+        if (self.face_size < 32 or self.patch_size < 1 or self.steps < 2 or self.sequence_steps < 1
+                or self.flow_image_size < 4):
             raise GeomerError(
                 "feature settings out of range: face_size ≥ 32, patch_size ≥ 1, steps ≥ 2, "
-                "sequence_steps ≥ 1"
+                "sequence_steps ≥ 1, flow_image_size ≥ 4"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +124,7 @@ ARRAY_FIELDS = (
     "texture_onset",
     "texture_apex",
     "sequence",
+    "flow_image",
 )
 _REQUIRED = ("points", "flow_stats", "flow_patches", "texture_apex")
 
@@ -145,6 +150,10 @@ class ClipFeatures:
         texture_apex: [N, S, P, P] grey patches at apex (0..1).
         sequence: [Tseq, N, P, P] | None grey patches at the middle scale, Tseq frames evenly
             spaced onset..offset (0..1).
+        flow_image: [3, F, F] | None the whole face's onset→apex flow (u, v, optical strain),
+            each channel min-max normalised per image with u and v re-centred on their median
+            (:func:`geomer.features.flow_image.normalise_flow_image`, the convention of the
+            shared composite's flow images).
     """
 
     clip: str
@@ -161,6 +170,7 @@ class ClipFeatures:
     texture_onset: np.ndarray | None
     texture_apex: np.ndarray
     sequence: np.ndarray | None
+    flow_image: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name in ARRAY_FIELDS:
@@ -174,7 +184,7 @@ class ClipFeatures:
         expected = {
             "points": 2, "geometry": 3, "apex_displacement": 2, "edge_displacement": 2,
             "flow_stats": 3, "flow_patches": 5, "texture_onset": 4, "texture_apex": 4,
-            "sequence": 4,
+            "sequence": 4, "flow_image": 3,
         }
         for name, ndim in expected.items():
             value = getattr(self, name)

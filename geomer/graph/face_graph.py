@@ -22,8 +22,7 @@ Partitions (component names index the rows/columns of every model's ``relations`
 ==========  ==================================================================================
 
 Node subsets: ``nodes=None`` (the partition's default), ``"all68"``, ``"inner51"`` (17–67) or a
-sequence of iBUG ids. Components left without nodes by a subset are dropped (so every row of the
-pooling matrix sums to 1) and ``component_names`` lists only the components present.
+sequence of iBUG ids. Components left without nodes by a subset are dropped (every component has a node) and ``component_names`` lists only the components present.
 """
 
 from __future__ import annotations
@@ -112,7 +111,7 @@ class FaceGraph:
     Shapes:
         node_ids [N] int64 iBUG ids, ascending; component [N] int64 in 0..K-1; template [N, 2]
         float32 canonical positions (inter-ocular distance 1); edges [E, 2] int64 local indices with
-        i < j; edge_index torch.long [2, 2E] (both directions); pooling_matrix() [K, N] float32.
+        i < j; edge_index torch.long [2, 2E] (both directions).
     """
 
     def __init__(self, partition: str = "k7", nodes: str | Sequence[int] | None = None):
@@ -190,12 +189,6 @@ class FaceGraph:
         both = np.concatenate([self.edges, self.edges[:, ::-1]], axis=0).T
         return torch.from_numpy(np.ascontiguousarray(both))
 
-    def pooling_matrix(self) -> np.ndarray:
-        """[K, N] float32: row k averages the nodes of component k (rows sum to 1)."""
-        matrix = np.zeros((self.num_components, self.num_nodes), dtype=np.float32)
-        matrix[self.component, np.arange(self.num_nodes)] = 1.0
-        return matrix / matrix.sum(axis=1, keepdims=True)
-
     def node_position(self, ibug_id: int) -> int:
         """Local index of iBUG landmark ``ibug_id`` (GeomerError when not in the graph)."""
         hits = np.nonzero(self.node_ids == ibug_id)[0]
@@ -219,6 +212,18 @@ class FaceGraph:
             )
         graph.add_edges_from((int(i), int(j)) for i, j in self.edges)
         return graph
+
+    def to_record(self) -> dict:
+        """What rebuilds this graph, JSON-ready: ``{"partition", "nodes" (iBUG ids), "name"}``."""
+        return {"partition": self.partition, "nodes": [int(i) for i in self.node_ids], "name": self.name}
+
+    @classmethod
+    def from_record(cls, record: dict) -> FaceGraph:
+        """The graph :meth:`to_record` described (``nodes`` None: the partition's default)."""
+        try:
+            return cls(partition=record["partition"], nodes=record.get("nodes"))
+        except (KeyError, TypeError, AttributeError):
+            raise GeomerError(f"not a graph record (needs 'partition'): {record!r}") from None
 
     def __repr__(self) -> str:
         return (

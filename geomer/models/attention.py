@@ -182,19 +182,6 @@ def attention_rollout(attn_per_layer: Sequence[torch.Tensor]) -> torch.Tensor:
     return rollout
 
 
-def component_pooling(token_component: torch.Tensor, num_components: int) -> torch.Tensor:
-    """The [B, K, L] matrix whose row k averages the tokens of component k (id -1: no component).
-
-    Shapes: token_component ``[L]`` or ``[B, L]`` long → ``[B, K, L]`` (``[1, K, L]`` for ``[L]``).
-    """
-    ids = token_component if token_component.dim() == 2 else token_component[None]
-    valid = ids >= 0
-    onehot = F.one_hot(ids.clamp_min(0), num_components).to(torch.float32)
-    onehot = onehot * valid[..., None]
-    membership = onehot.transpose(1, 2)  # [B, K, L]
-    return membership / membership.sum(dim=-1, keepdim=True).clamp_min(1.0)
-
-
 def attention_relations(
     attn_per_layer: Sequence[torch.Tensor],
     token_component: torch.Tensor,

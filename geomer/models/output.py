@@ -59,15 +59,6 @@ class ModelOutput:
         """K, the number of facial components the relations are over."""
         return int(self.relations.shape[-1])
 
-    def detach(self) -> ModelOutput:
-        """The same output cut from the autograd graph (for logging and evaluation)."""
-        return ModelOutput(
-            logits=self.logits.detach(),
-            relations=self.relations.detach(),
-            embedding=self.embedding.detach(),
-            aux_loss=None if self.aux_loss is None else self.aux_loss.detach(),
-        )
-
 
 def row_normalise(weights: Tensor, eps: float = 1e-12) -> Tensor:
     """Scale non-negative ``weights`` so that each row (last dimension) sums to 1.

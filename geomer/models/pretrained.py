@@ -72,7 +72,9 @@ def read_pretrained(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise GeomerError(f"{path}: pretrained checkpoint not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a pretraining checkpoint is a file a user brings from elsewhere, and a
+        # full pickle could run code on loading
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise GeomerError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -11,7 +11,17 @@ What a registered class declares (class attributes, all optional except ``paper`
 - ``requires_any``: groups of attributes of which at least one must be present, e.g.
   ``(("geometry", "flow_stats"),)``;
 - ``small_config``: settings for a small, fast instance (the contract tests build every model
-  with it).
+  with it);
+- ``inputs``: EVERY ``Data`` attribute its forward reads (the engine then drops the others before
+  training, which makes batching and shipping graphs to worker processes cheaper);
+- ``train_defaults``: the model's own training recipe (``epochs``, ``batch_size``, ``lr``,
+  ``weight_decay``, optionally ``cfg`` and ``class_weighted``), used where the user gives none;
+- a ``pretraining_losses`` method: the model can be pretrained (``geomer pretrain``).
+
+All of it is read once, at registration, into the model's :class:`ModelSpec`, together with where
+the model was defined (``origin``): worker processes (a process pool, Ray) start with a fresh
+interpreter and import that module to know a model registered outside geomer
+(:func:`ensure_registered`).
 
 The model modules are imported lazily, on the first call that needs the registry, so that
 ``import geomer.models`` stays cheap and the modules can import this one without a cycle.
@@ -21,8 +31,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -30,7 +42,7 @@ from torch import nn
 from geomer.errors import GeomerError
 
 # The modules that hold registered models, imported in this order by ``_import_models``.
-_MODEL_MODULES = ("dere_grl", "mmt", "mubert", "hsta")
+_MODEL_MODULES = ("dere_grl", "mmt", "mubert", "hsta", "ststnet")
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _imported = False
@@ -51,6 +63,10 @@ class ModelSpec:
     requires: tuple[str, ...] = ()
     requires_any: tuple[tuple[str, ...], ...] = ()
     small_config: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[str, ...] | None = None
+    train_defaults: dict[str, Any] = field(default_factory=dict)
+    pretrainable: bool = False
+    origin: tuple[str, str | None] = ("", None)
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -67,18 +83,57 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
             if getattr(known.factory, "__qualname__", None) != getattr(factory, "__qualname__", ""):
                 raise ValueError(f"model name {name!r} is already registered by {known.factory!r}")
         doc = inspect.getdoc(factory) or ""
+        # A sized variant (a factory function) declares through the class it builds.
+        declared = getattr(factory, "model_class", factory)
+
+        def attribute(key: str, default: Any) -> Any:
+            return getattr(factory, key, getattr(declared, key, default))
+
+        inputs = attribute("inputs", None)
         _REGISTRY[name] = ModelSpec(
             name=name,
             factory=factory,
-            paper=str(getattr(factory, "paper", "")),
+            paper=str(attribute("paper", "")),
             summary=doc.splitlines()[0] if doc else "",
-            requires=tuple(getattr(factory, "requires", ())),
-            requires_any=tuple(tuple(group) for group in getattr(factory, "requires_any", ())),
-            small_config=dict(getattr(factory, "small_config", {})),
+            requires=tuple(attribute("requires", ())),
+            requires_any=tuple(tuple(group) for group in attribute("requires_any", ())),
+            small_config=dict(attribute("small_config", {})),
+            inputs=None if inputs is None else tuple(inputs),
+            train_defaults=dict(attribute("train_defaults", {})),
+            pretrainable=callable(getattr(declared, "pretraining_losses", None)),
+            origin=_origin(factory),
         )
         return factory
 
     return decorate
+
+
+def _origin(factory: Callable[..., nn.Module]) -> tuple[str, str | None]:
+    """(module name, folder to put on sys.path or None) of the module defining ``factory``."""
+    module_name = factory.__module__
+    module = sys.modules.get(module_name)
+    file = getattr(module, "__file__", None)
+    if module_name.startswith("geomer.") or file is None:
+        return module_name, None
+    # The folder that makes ``import <module name>`` find the file (one level per dot).
+    folder = Path(file).resolve().parent
+    for _ in range(module_name.count(".")):
+        folder = folder.parent
+    return module_name, str(folder)
+
+
+def ensure_registered(name: str, origin: tuple[str, str | None]) -> None:
+    """Import the module that registers model ``name`` (its spec's ``origin``) if this process
+    does not know the model yet (a fresh worker process)."""
+    _import_models()
+    if name in _REGISTRY:
+        return
+    module_name, folder = origin
+    if folder is not None and folder not in sys.path:
+        sys.path.insert(0, folder)
+    importlib.import_module(module_name)
+    if name not in _REGISTRY:
+        raise GeomerError(f"model {name!r} is not registered by module {module_name!r}")
 
 
 def _import_models() -> None:

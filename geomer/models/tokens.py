@@ -204,4 +204,5 @@ def sized_variant(model_class: type[nn.Module], name: str, **defaults) -> Callab
     for attribute in ("requires", "requires_any", "paper"):
         if hasattr(model_class, attribute):
             setattr(factory, attribute, getattr(model_class, attribute))
+    factory.model_class = model_class  # the registry reads the rest of the declarations there
     return factory

@@ -80,9 +80,6 @@ SCHEMES: dict[str, tuple[EmotionClass, ...]] = {
     ),
 }
 
-#: The class scheme each layout labels its clips with.
-LAYOUT_SCHEME = {"casme2": "casme2", "samm": "samm", "megc2019-flow": "megc3"}
-
 
 def class_table(scheme: str) -> tuple[EmotionClass, ...]:
     """The classes of ``scheme`` (casme2, samm, megc3)."""

@@ -211,9 +211,9 @@ def generate(
     ``out`` must not exist or be an empty folder. See the module docstring for what is drawn.
     ``jobs`` > 1 renders subjects in that many processes; the output is identical either way.
     """
-    from concurrent.futures import ProcessPoolExecutor
-
     from tqdm import tqdm
+
+    from landmarks.pool import process_pool
 
     out = Path(out)
     writer = get_layout(layout)
@@ -235,7 +235,7 @@ def generate(
                     per_subject.append(_render_subject(temp, layout, s, clips, seed, difficulty, fps))
                     bar.update(clips)
             else:
-                with ProcessPoolExecutor(max_workers=min(jobs, subjects)) as pool:
+                with process_pool(min(jobs, subjects)) as pool:
                     futures = [
                         pool.submit(_render_subject, temp, layout, s, clips, seed, difficulty, fps)
                         for s in range(subjects)

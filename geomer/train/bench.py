@@ -70,22 +70,11 @@ def bench_train(model: str = "dere-grl", epochs: int | None = None, jobs: int = 
     import torch
 
     from geomer.features.types import FeatureSettings
-    from geomer.models import get_spec
     from geomer.train.config import TrainConfig
 
-    defaults = dict(getattr(get_spec(model).factory, "train_defaults", {}))
+    config = TrainConfig.for_model(model, epochs=epochs, seeds=(0,), jobs=jobs, device="cpu", progress=False)
     settings = FeatureSettings()
     graphs = composite_graphs(settings)
-    base = TrainConfig(
-        model=model,
-        cfg=dict(defaults.get("cfg", {})),
-        seeds=(0,),
-        jobs=jobs,
-        device="cpu",
-        progress=False,
-        **{k: v for k, v in defaults.items() if k in ("epochs", "batch_size", "lr", "weight_decay")},
-    )
-    config = base if epochs is None else base.replace(epochs=epochs)
     rows = _timed_rows(graphs, config, settings, f"{jobs} CPU processes" if jobs > 1 else "CPU")
     if torch.cuda.is_available():
         rows += _timed_rows(graphs, config.replace(jobs=1, device="cuda"), settings, "GPU")

@@ -12,26 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geomer import __version__
 from geomer.atomic import atomic_path
 from geomer.errors import GeomerError
+from geomer.version import __version__, check_version
 
 CHECKPOINT_FORMAT = "geomer-checkpoint/1"
-
-
-def compatible_version(version: str, current: str = __version__) -> bool:
-    """Whether files written by geomer ``version`` can be read by ``current``.
-
-    Semantic versioning: the same major version; before 1.0, the same minor version too.
-    """
-    try:
-        theirs = [int(part) for part in version.split(".")[:2]]
-        ours = [int(part) for part in current.split(".")[:2]]
-    except (AttributeError, ValueError):
-        return False
-    if len(theirs) < 2 or theirs[0] != ours[0]:
-        return False
-    return ours[0] > 0 or theirs[1] == ours[1]
 
 
 @dataclass(frozen=True)
@@ -50,9 +35,9 @@ class Checkpoint:
 
     def build_model(self):
         """A model of the recorded kind and size with the saved weights, in eval mode."""
-        from geomer.train._models import create_model
+        from geomer.models import create
 
-        model = create_model(self.model, len(self.classes), self.face_graph(), self.cfg)
+        model = create(self.model, len(self.classes), self.face_graph(), **self.cfg)
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as error:
@@ -64,17 +49,7 @@ class Checkpoint:
         """The region graph the model was trained on."""
         from geomer.graph import FaceGraph
 
-        return FaceGraph(partition=self.graph["partition"], nodes=self.graph.get("nodes"))
-
-
-def graph_record(graph) -> dict[str, Any]:
-    """What identifies a :class:`~geomer.graph.FaceGraph`: partition, node ids, name."""
-    nodes = getattr(graph, "node_ids", None)
-    return {
-        "partition": getattr(graph, "partition", None) or str(graph.name).split("-")[0],
-        "nodes": None if nodes is None else [int(node) for node in nodes],
-        "name": str(graph.name),
-    }
+        return FaceGraph.from_record(self.graph)
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
@@ -123,10 +98,7 @@ def load_checkpoint(
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise GeomerError(f"{path}: not a geomer checkpoint (format {CHECKPOINT_FORMAT} expected)")
     version = str(payload.get("geomer_version"))
-    if not compatible_version(version):
-        raise GeomerError(
-            f"{path}: written by geomer {version}, incompatible with geomer {__version__}"
-        )
+    check_version(path, version, "checkpoint")
     if model is not None and payload["model"] != model:
         raise GeomerError(f"{path}: a checkpoint of model {payload['model']!r}, not {model!r}")
     if classes is not None and list(classes) != list(payload["classes"]):

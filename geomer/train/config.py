@@ -75,3 +75,14 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
+
+    @classmethod
+    def for_model(cls, model: str, *, cfg: dict | None = None, **settings: Any) -> TrainConfig:
+        """The model's own recipe (its registered ``train_defaults``) with ``settings`` given as
+        not-None over it; ``cfg`` entries go over the recipe's model settings."""
+        from geomer.models import get_spec
+
+        recipe = dict(get_spec(model).train_defaults)
+        chosen = {key: value for key, value in settings.items() if value is not None}
+        merged_cfg = {**dict(recipe.pop("cfg", {})), **dict(cfg or {})}
+        return cls(model=model, cfg=merged_cfg, **{**recipe, **chosen})

@@ -7,9 +7,8 @@ its own files, so the executor never changes the results (see ``fit``'s determin
 
 from __future__ import annotations
 
-import multiprocessing
 import pickle
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 
 from geomer.errors import GeomerError
 from geomer.train.fit import FitContext, FoldSummary, FoldTask, fit_fold
@@ -49,14 +48,6 @@ _WORKER_CONTEXT: FitContext | None = None
 _PRELOAD = ["torch", "torch_geometric", "geomer.models", "geomer.train.fit", "geomer.train.executors"]
 
 
-def _pool_context():
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
-    return context
-
-
 def _init_worker(context_bytes: bytes) -> None:
     import pickle
 
@@ -75,19 +66,18 @@ def _fit_in_worker(task: FoldTask) -> FoldSummary:
 def run_process_pool(tasks, context, *, jobs: int, progress=True) -> list[FoldSummary]:
     """A pool of ``jobs`` processes, one thread each, fed with fold × seed tasks.
 
-    Workers come from a fork server (spawned elsewhere): forking the engine's own process is not
-    safe, since a lock held by one of its threads (OpenCV's or torch's pools, after feature
-    extraction) stays locked forever in the child. The fork server is a clean single-threaded
-    process that imports torch, PyG and the engine once, so each worker still starts in a fraction
-    of a second.
+    Workers come from :func:`landmarks.pool.process_pool` (a fork server that imports torch, PyG
+    and the engine once; workers die with the caller).
     """
+    from landmarks.pool import process_pool
+
     worker_context = context
     if context.device != "cpu":
         worker_context = FitContext(**{**context.__dict__, "device": "cpu"})
     summaries: dict[int, FoldSummary] = {}
-    with ProcessPoolExecutor(
-        max_workers=min(jobs, len(tasks)),
-        mp_context=_pool_context(),
+    with process_pool(
+        min(jobs, len(tasks)),
+        preload=_PRELOAD,
         initializer=_init_worker,
         # Plain pickle bytes: multiprocessing's own pickler would share every tensor through a
         # file descriptor, and a dataset's thousands of tensors exceed what a fork server passes.

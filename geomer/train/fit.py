@@ -1,6 +1,6 @@
 """Training and testing one model on one fold with one seed.
 
-The recipe is fixed (DESIGN.md section 6): AdamW, a cosine learning-rate schedule over the whole
+The recipe is fixed (docs/architecture.md, "Evaluation"): AdamW, a cosine learning-rate schedule over the whole
 budget (per optimiser step), a fixed number of epochs, cross-entropy (optionally weighted by the
 inverse class frequency of the TRAINING fold) plus the model's ``aux_loss``. The model of the last
 epoch is tested, unless a validation split of training subjects picks the epoch, or the explicitly
@@ -10,26 +10,25 @@ Determinism: every random source is seeded from the seed (and the fold for the v
 deterministic algorithms are requested, and training runs on one CPU thread, so the same seed gives
 the same numbers whether the fold runs in-process, in a process pool or on a Ray worker.
 
-Per fold it writes, each file atomically, ``history.csv``, ``relations.npy``, ``checkpoint.pt``
-and last ``predictions.csv`` — whose presence marks the fold as finished (resume).
+Per fold it writes, through :class:`geomer.rundir.FoldDir` (each file atomically), the history,
+the relations, the checkpoint and last the predictions, whose presence marks the fold as finished
+(resume).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 import time
 import zlib
 from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from geomer.atomic import atomic_save_npy, atomic_write_text
-from geomer.train.checkpoint import Checkpoint, graph_record, save_checkpoint
+from geomer.rundir import FoldDir
+from geomer.train.checkpoint import Checkpoint, save_checkpoint
 from geomer.train.config import TrainConfig
 from geomer.train.metrics import classification_metrics
 
@@ -42,7 +41,7 @@ class FoldTask:
     seed: int
     train: tuple[int, ...]
     test: tuple[int, ...]
-    out_dir: str
+    out: FoldDir
 
 
 @dataclass(frozen=True)
@@ -57,11 +56,11 @@ class FitContext:
     class_names: tuple[str, ...]
     config: TrainConfig
     face_graph: Any
-    model_origin: tuple[str, str | None]
     component_names: tuple[str, ...]
     feature_settings: dict = field(default_factory=dict)
     init: str | None = None
     device: str = "cpu"
+    model_origin: tuple[str, str | None] = ("", None)
 
 
 @dataclass(frozen=True)
@@ -73,6 +72,24 @@ class FoldSummary:
     seconds: float
     epochs_run: int
     selected_epoch: int
+
+
+# What the engine always keeps on a graph: labels, batching structure and the meta strings.
+_ALWAYS_KEPT = ("y", "edge_index", "component", "clip", "subject", "dataset")
+
+
+def slim_graphs(inputs: Sequence[str] | None, graphs: list) -> list:
+    """The graphs reduced to a model's declared ``inputs`` (its spec's) plus what the engine
+    needs; unchanged when the model declares none."""
+    from torch_geometric.data import Data
+
+    if inputs is None:
+        return graphs
+    keep = set(inputs) | set(_ALWAYS_KEPT)
+    return [
+        Data(**{key: graph[key] for key in graph.keys() if key in keep}, num_nodes=graph.num_nodes)
+        for graph in graphs
+    ]
 
 
 def sample_key(data) -> str:
@@ -129,7 +146,8 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
     import torch
     from torch_geometric.loader import DataLoader
 
-    from geomer.train._models import create_model, ensure_registered
+    from geomer.models import create
+    from geomer.models.registry import ensure_registered
 
     started = time.perf_counter()
     config = context.config
@@ -148,7 +166,7 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
 
     with _deterministic_cpu():
         _seed_everything(task.seed)
-        model = create_model(config.model, num_classes, context.face_graph, config.cfg).to(device)
+        model = create(config.model, num_classes, context.face_graph, **config.cfg).to(device)
         if context.init:
             from geomer.models.pretrained import load_pretrained
 
@@ -205,18 +223,18 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             model.load_state_dict(best_state)
         probabilities, relations = _predict(model, test_graphs, config.batch_size, device)
 
-    out = Path(task.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_history(out / "history.csv", history)
-    atomic_save_npy(out / "relations.npy", relations.astype(np.float32))
+    out = task.out
+    out.path.mkdir(parents=True, exist_ok=True)
+    out.write_history(history)
+    out.save_relations(relations)
     save_checkpoint(
-        out / "checkpoint.pt",
+        out.checkpoint_path,
         Checkpoint(
             model=config.model,
             cfg=config.cfg,
             classes=context.class_names,
             component_names=context.component_names,
-            graph=graph_record(context.face_graph),
+            graph=context.face_graph.to_record(),
             state_dict=model.state_dict(),
             feature_settings=context.feature_settings,
             extra={
@@ -229,7 +247,14 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             },
         ),
     )
-    _write_predictions(out / "predictions.csv", test_graphs, probabilities, context.class_names)
+    out.write_predictions(
+        [sample_key(g) for g in test_graphs],
+        [str(g.subject) for g in test_graphs],
+        [str(getattr(g, "dataset", "")) for g in test_graphs],
+        [int(g.y.view(-1)[0]) for g in test_graphs],
+        probabilities,
+        context.class_names,
+    )
     return FoldSummary(
         fold=task.fold,
         seed=task.seed,
@@ -255,39 +280,3 @@ def _predict(model, graphs: list, batch_size: int, device) -> tuple[np.ndarray, 
             relations.append(output.relations.cpu().numpy())
     model.train()
     return np.concatenate(probabilities).astype(np.float64), np.concatenate(relations)
-
-
-def predictions_header(class_names) -> list[str]:
-    return ["sample", "subject", "dataset", "true", "predicted"] + [
-        f"prob_{name}" for name in class_names
-    ]
-
-
-def _write_predictions(path: Path, graphs: list, probabilities: np.ndarray, class_names) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(predictions_header(class_names))
-    for data, row in zip(graphs, probabilities):
-        writer.writerow(
-            [
-                sample_key(data),
-                str(data.subject),
-                str(getattr(data, "dataset", "")),
-                class_names[int(data.y.view(-1)[0])],
-                class_names[int(row.argmax())],
-                *(f"{p:.6f}" for p in row),
-            ]
-        )
-    atomic_write_text(path, buffer.getvalue())
-
-
-def _write_history(path: Path, history: list[dict[str, float]]) -> None:
-    columns = list(dict.fromkeys(key for row in history for key in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
-
-

@@ -49,10 +49,10 @@ def train_dataset(
     from geomer.data.prepare import prepare_dataset
     from geomer.data.protocols import get_protocol
     from geomer.features.types import FeatureSettings
-    from geomer.train._models import model_requires
+    from geomer.models import check_inputs, get_spec
 
     # Fail on a bad model name before any expensive step.
-    model_requires(config.model)
+    get_spec(config.model)
     if root is None:
         if dataset not in (None, "synth"):
             raise GeomerError(f"--dataset {dataset} needs --root PATH (the dataset's folder)")
@@ -81,16 +81,21 @@ def train_dataset(
     # model asking for a modality the dataset lacks fails at the start.
     probe = replace(index, samples=index.samples[:1])
     if not prepare_dataset(probe, cache, settings, jobs=1, progress=False).failures:
-        from geomer.train._models import check_model_inputs
-
-        check_model_inputs(config.model, load_graphs(probe, feature_cache, face_graph)[0])
+        check_inputs(config.model, load_graphs(probe, feature_cache, face_graph)[0])
     summary = prepare_dataset(
         index, cache, settings, jobs=prepare_jobs or config.jobs, progress=progress
     )
-    if summary.failures:
+    if summary.failures and skip_bad:  # e.g. clips in which no face is found: listed, left out
+        from geomer.data.prepare import without_failures
+
+        index = without_failures(index, summary.failures)
+        folds = list(get_protocol(protocol, index).folds())
+    elif summary.failures:
         key, message = summary.failures[0]
         more = f" (and {len(summary.failures) - 1} more)" if len(summary.failures) > 1 else ""
-        raise GeomerError(f"feature extraction failed for {key}: {message}{more}")
+        raise GeomerError(
+            f"feature extraction failed for {key}: {message}{more} (--skip-bad leaves them out)"
+        )
     graphs = load_graphs(index, feature_cache, face_graph, progress=progress)
 
     out = Path(out) if out is not None else default_out_dir(config.model, index.name)

@@ -1,85 +1,59 @@
 """Pooling a run directory's per-fold predictions into ``metrics.json`` and ``relations.npy``.
 
 For each seed, the predictions of ALL folds are concatenated and UF1, UAR and accuracy are computed
-once on them (DESIGN.md section 6); the headline is the mean ± std of these pooled values over the
-seeds. Per-dataset parts (composites) are the pooled predictions restricted to one dataset.
-``relations.npy`` is the mean relation matrix of the test clips of each TRUE class, over all folds
-and seeds: [C, K, K] (NaN for a class without clips).
+once on them (docs/architecture.md, "Evaluation"); the headline is the mean ± std of these pooled
+values over the seeds. Per-dataset parts (composites) are the pooled predictions restricted to one
+dataset. ``relations.npy`` is the mean relation matrix of the test clips of each TRUE class, over
+all folds and seeds: [C, K, K] (NaN for a class without clips).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from geomer import __version__
 from geomer.errors import GeomerError
-from geomer.atomic import atomic_save_npy, atomic_write_text
-from geomer.train.fit import predictions_header
+from geomer.rundir import RunDir, class_averaged_relations
 from geomer.train.metrics import classification_metrics, mean_std
+from geomer.version import __version__
 
 HEADLINE = ("uf1", "uar", "acc")
 
 
-def read_predictions(path: Path, class_names: list[str]) -> dict[str, np.ndarray]:
-    """One ``predictions.csv``: sample/subject/dataset strings, true/predicted indices, probabilities."""
-    index = {name: i for i, name in enumerate(class_names)}
-    with open(path, newline="", encoding="utf-8") as stream:
-        rows = list(csv.reader(stream))
-    if not rows or rows[0] != predictions_header(class_names):
-        raise GeomerError(f"{path}: header does not match the run's classes {class_names}")
-    body = rows[1:]
-    try:
-        return {
-            "sample": np.array([r[0] for r in body], dtype=object),
-            "subject": np.array([r[1] for r in body], dtype=object),
-            "dataset": np.array([r[2] for r in body], dtype=object),
-            "true": np.array([index[r[3]] for r in body], dtype=np.int64),
-            "predicted": np.array([index[r[4]] for r in body], dtype=np.int64),
-            "probabilities": np.array([[float(v) for v in r[5:]] for r in body]).reshape(
-                len(body), len(class_names)
-            ),
-        }
-    except (KeyError, ValueError, IndexError) as error:
-        raise GeomerError(f"{path}: malformed row ({error})") from None
-
-
-def pool_run(run_dir: str | Path, *, figures: bool = True) -> dict[str, Any]:
-    """(Re)compute ``metrics.json`` and ``relations.npy`` of a finished run directory.
+def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
+    """(Re)compute ``metrics.json`` and ``relations.npy`` of a finished run directory; returns
+    the metrics (JSON-ready, as written).
 
     Raises GeomerError when the run is incomplete (a fold without ``predictions.csv``) or was
     written by an incompatible geomer version.
     """
-    from geomer.train.run import read_run_config
-
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    class_names = list(config["classes"])
-    num_classes = len(class_names)
+    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    config = run_dir.require_engine_config()
+    class_names = [str(c) for c in config["classes"]]
+    index = {name: i for i, name in enumerate(class_names)}
     per_seed: dict[str, dict] = {}
-    relation_sums, relation_counts = None, np.zeros(num_classes)
+    all_relations, all_true = [], []
     pooled_by_seed = {}
     for seed in config["seeds"]:
         parts = []
-        for fold in config["folds"]:
-            fold_dir = run_dir / f"seed-{seed}" / fold
-            path = fold_dir / "predictions.csv"
-            if not path.is_file():
-                raise GeomerError(f"{path}: missing; the run is incomplete (train again to resume)")
-            predictions = read_predictions(path, class_names)
-            relations = np.load(fold_dir / "relations.npy")
-            if len(relations) != len(predictions["true"]):
-                raise GeomerError(f"{fold_dir / 'relations.npy'}: {len(relations)} rows, "
-                                  f"{len(predictions['true'])} predictions")
-            if relation_sums is None:
-                relation_sums = np.zeros((num_classes, *relations.shape[1:]), dtype=np.float64)
-            np.add.at(relation_sums, predictions["true"], relations.astype(np.float64))
-            relation_counts += np.bincount(predictions["true"], minlength=num_classes)
-            parts.append(predictions)
+        for fold_name in config["folds"]:
+            fold = run_dir.fold(seed, fold_name)
+            frame = fold.read_predictions(class_names)
+            relations = fold.load_relations()
+            if len(relations) != len(frame):
+                raise GeomerError(f"{fold.relations_path()}: {len(relations)} rows, {len(frame)} predictions")
+            true = frame["true"].map(index).to_numpy(dtype=np.int64)
+            all_relations.append(relations)
+            all_true.append(true)
+            parts.append({
+                "true": true,
+                "predicted": frame["predicted"].map(index).to_numpy(dtype=np.int64),
+                "dataset": frame["dataset"].astype(str).to_numpy(dtype=object)
+                if "dataset" in frame else np.full(len(frame), "", dtype=object),
+            })
         pooled = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
         pooled_by_seed[str(seed)] = pooled
         per_seed[str(seed)] = _seed_metrics(pooled, class_names)
@@ -126,15 +100,12 @@ def pool_run(run_dir: str | Path, *, figures: bool = True) -> dict[str, Any]:
     }
     metrics["per_seed"] = per_seed
 
-    atomic_write_text(run_dir / "metrics.json", json.dumps(_finite(metrics), indent=2) + "\n")
-    if relation_sums is not None:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            averaged = relation_sums / relation_counts[:, None, None]
-        averaged[relation_counts == 0] = np.nan
-        atomic_save_npy(run_dir / "relations.npy", averaged.astype(np.float32))
-        if figures:
-            _write_figures(run_dir, averaged, np.array(metrics["confusion"]), config)
-    return json.loads(json.dumps(_finite(metrics)))
+    metrics = _finite(metrics)
+    run_dir.write_metrics(metrics)
+    run_dir.save_relations(
+        class_averaged_relations(np.concatenate(all_relations), np.concatenate(all_true), len(class_names))
+    )
+    return json.loads(json.dumps(metrics))
 
 
 def _seed_metrics(pooled: dict[str, np.ndarray], class_names: list[str]) -> dict[str, Any]:
@@ -170,58 +141,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, np.floating | np.integer):
         return _finite(value.item())
     return value
-
-
-def _write_figures(run_dir: Path, relations: np.ndarray, confusion: np.ndarray, config) -> None:
-    """Relations per class, the confusion matrix and training curves via geomer.viz, if present."""
-    try:
-        import geomer.viz as viz
-    except ImportError:
-        return
-    figures = run_dir / "figures"
-    classes = list(config["classes"])
-    components = list(config.get("component_names") or [])
-    panel = getattr(viz, "plot_relation_panel", None)
-    confusion_plot = getattr(viz, "plot_confusion_matrix", None)
-    if panel is not None and components:
-        matrices = {name: relations[i] for i, name in enumerate(classes) if np.isfinite(relations[i]).all()}
-        if matrices:
-            figure = panel({config["model"]: matrices}, components, title="class-averaged relations")
-            viz.save_figure(figure, figures / "relations.png")
-    if confusion_plot is not None:
-        viz.save_figure(confusion_plot(confusion, classes), figures / "confusion.png")
-    curves = getattr(viz, "plot_training_curves", None)
-    histories = sorted(run_dir.glob("seed-*/*/history.csv"))
-    if curves is not None and histories:
-        viz.save_figure(curves(histories, title="training"), figures / "training.png")
-
-
-def format_table(metrics: dict[str, Any]) -> str:
-    """The results table printed by ``geomer train`` and ``geomer evaluate``."""
-    seeds = metrics["seeds"]
-    lines = [
-        f"{metrics['model']} on {metrics.get('dataset') or 'the given graphs'}: "
-        f"{metrics['num_samples']} clips, {metrics['num_folds']} folds, "
-        f"seeds {', '.join(map(str, seeds))}"
-        + ("  [LEAKY: best test epoch]" if metrics.get("leaky") else ""),
-        "",
-        f"{'':<16}{'UF1':>20}{'UAR':>20}{'acc':>20}",
-        f"{'pooled':<16}" + "".join(_pm(metrics[n], metrics[f"{n}_std"]) for n in HEADLINE),
-    ]
-    for dataset, part in metrics.get("per_dataset", {}).items():
-        if len(metrics["per_dataset"]) > 1:
-            lines.append(f"{dataset:<16}" + "".join(_pm(part[n], part[f"{n}_std"]) for n in HEADLINE))
-    lines += ["", f"{'class':<16}{'F1':>20}{'recall':>20}"]
-    for name, values in metrics["per_class"].items():
-        lines.append(
-            f"{name:<16}"
-            + _pm(values["f1"]["mean"], values["f1"]["std"])
-            + _pm(values["recall"]["mean"], values["recall"]["std"])
-        )
-    return "\n".join(lines)
-
-
-def _pm(mean: float | None, std: float | None) -> str:
-    if mean is None:
-        return f"{'n/a':>20}"
-    return f"{mean:.4f} ± {std or 0:.4f}".rjust(20)

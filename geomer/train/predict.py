@@ -71,7 +71,7 @@ def predict_clip(
     from geomer.data.pyg import to_pyg
     from geomer.features.extract import extract_clip
     from geomer.features.types import FeatureSettings
-    from geomer.train._models import check_model_inputs
+    from geomer.models import check_inputs
     from geomer.train.checkpoint import load_checkpoint
 
     source = Path(source)
@@ -93,7 +93,7 @@ def predict_clip(
         raise GeomerError(f"{source}: frames must satisfy onset <= apex <= offset")
     features = extract_clip(source, track, onset, apex, offset, settings=settings, clip=source.name)
     data = to_pyg(features, face_graph, 0, clip=source.name, subject="predict", dataset="")
-    check_model_inputs(saved.model, data)
+    check_inputs(saved.model, data)
     from torch_geometric.data import Batch
 
     with torch.no_grad():
@@ -109,25 +109,3 @@ def predict_clip(
         offset=int(features.offset),
         apex_spotted=bool(features.apex_spotted),
     )
-
-
-def relation_figure(prediction: Prediction):
-    """The clip's relation heatmap (geomer.viz when available, else a plain matplotlib one)."""
-    title = f"{Path(prediction.source).name}: {prediction.predicted}"
-    try:
-        from geomer.viz import plot_relation_matrix
-    except ImportError:
-        plot_relation_matrix = None
-    if plot_relation_matrix is not None:
-        return plot_relation_matrix(prediction.relations, list(prediction.component_names), title=title)
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5, 4.5))
-    ax = figure.add_subplot()
-    image = ax.imshow(prediction.relations, cmap="viridis")
-    names = list(prediction.component_names)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_title(title)
-    figure.colorbar(image, ax=ax)
-    return figure

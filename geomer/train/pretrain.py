@@ -31,8 +31,6 @@ import torch.distributed as dist
 from geomer.errors import GeomerError
 from geomer.features.types import FeatureSettings
 
-PRETRAINABLE = ("mubert", "mubert-base")
-
 
 @dataclass(frozen=True)
 class PretrainSource:
@@ -139,7 +137,7 @@ def _cached_track(source: Path, backend: str, key: str | None = None):
     from geomer.paths import cache_root
 
     if key is not None:
-        prepared = FeatureCache(None, FeatureSettings(backend=backend)).track_path(key)
+        prepared = FeatureCache(None, FeatureSettings(backend=backend)).track_path(source)
         if prepared.is_file():
             try:
                 return LandmarkTrack.load(prepared)
@@ -252,6 +250,15 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
+def check_pretrainable(model: str) -> None:
+    """GeomerError naming the pretrainable models when ``model`` has no pretraining."""
+    from geomer.models import get_spec, list_models
+
+    if not get_spec(model).pretrainable:
+        known = [name for name in list_models() if get_spec(name).pretrainable]
+        raise GeomerError(f"model {model!r} has no pretraining; pretrainable: {', '.join(known)}")
+
+
 def train_on_pairs(pairs: torch.Tensor, graph, config: PretrainConfig, device: torch.device | None = None):
     """Pretrain ``config.model`` on frame-pair patches; DDP when a process group is initialised.
 
@@ -267,8 +274,7 @@ def train_on_pairs(pairs: torch.Tensor, graph, config: PretrainConfig, device: t
 
     from geomer.models import create
 
-    if config.model not in PRETRAINABLE:
-        raise GeomerError(f"model {config.model!r} has no pretraining; pretrainable: {', '.join(PRETRAINABLE)}")
+    check_pretrainable(config.model)
     device = device or _device()
     distributed = dist.is_available() and dist.is_initialized()
     rank = dist.get_rank() if distributed else 0

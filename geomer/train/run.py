@@ -3,88 +3,45 @@
 :func:`run_loso` is the engine's entry point; it needs only a list of PyG ``Data`` (with ``y`` and
 the meta strings ``clip``, ``subject``, ``dataset``), the class names and a :class:`TrainConfig`.
 :func:`geomer.train.pipeline.train_dataset` puts a dataset (or the synthetic default) in front.
+The files it leaves are described and written by :mod:`geomer.rundir`.
 
-Run directory (the contract shared with ``geomer evaluate``/``plot``/``compare``)::
-
-    config.json                       settings, classes, components, folds, geomer version
-    seed-<s>/<fold>/checkpoint.pt     trained model of that fold (see geomer.train.checkpoint)
-    seed-<s>/<fold>/predictions.csv   sample, subject, dataset, true, predicted, prob_<class>…
-    seed-<s>/<fold>/relations.npy     [n_test, K, K] in predictions order
-    seed-<s>/<fold>/history.csv       epoch, loss, acc (+ val_uf1 / test_uf1 when selecting)
-    metrics.json                      pooled metrics (geomer.train.pool)
-    relations.npy                     [C, K, K] class-averaged relations
-    figures/                          when geomer.viz is available
-
-A run directory resumes: a fold whose ``predictions.csv`` exists is not trained again, provided
+A run directory resumes: a fold whose predictions exist is not trained again, provided
 ``config.json`` describes the same run (otherwise GeomerError: use another ``--out``).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from geomer import __version__
-from geomer.data.protocols import LOSO, Fold, check_disjoint
+from geomer.data.protocols import Fold, check_folds, fold_name, loso_folds
 from geomer.errors import GeomerError
-from geomer.train.checkpoint import compatible_version, graph_record
+from geomer.rundir import RunDir
 from geomer.train.config import TrainConfig
-from geomer.atomic import atomic_write_text
-from geomer.train.fit import FitContext, FoldSummary, FoldTask, sample_key
+from geomer.train.executors import run_tasks
+from geomer.train.fit import FitContext, FoldSummary, FoldTask, sample_key, slim_graphs
+from geomer.train.pool import pool_run
 
 
 @dataclass(frozen=True)
 class RunResult:
-    out_dir: Path
+    """What :func:`run_loso` did: the run directory (its config loaded), the pooled metrics, the
+    folds trained now and the number of finished folds kept."""
+
+    run_dir: RunDir
     metrics: dict[str, Any]
     trained: list[FoldSummary]
     skipped: int
 
+    @property
+    def out_dir(self) -> Path:
+        return self.run_dir.path
 
-@dataclass(frozen=True)
-class _Clip:
-    """The part of a ``Sample`` the protocols look at, for graphs that come without samples."""
-
-    subject_key: str
-    label_index: int
-    dataset: str
-
-
-def _clips(graphs: Sequence) -> list[_Clip]:
-    return [_Clip(str(g.subject), int(g.y.view(-1)[0]), str(getattr(g, "dataset", ""))) for g in graphs]
-
-
-def loso_folds(graphs: Sequence, class_names: Sequence[str]) -> list[Fold]:
-    """``geomer.data.protocols.LOSO`` over the graphs' global subject keys."""
-    return list(LOSO(_clips(graphs), class_names).folds())
-
-
-def check_folds(folds: Sequence[Fold], graphs: Sequence) -> None:
-    """Every fold: train and test subjects disjoint (the protocols' ``check_disjoint``, raising
-    ``LeakError``); all folds together: every sample tested exactly once (pooling needs it)."""
-    clips = _clips(graphs)
-    tested: dict[int, str] = {}
-    for fold in folds:
-        check_disjoint([clips[i] for i in fold.train], [clips[i] for i in fold.test], fold.name)
-        for i in fold.test:
-            if i in tested:
-                raise GeomerError(
-                    f"sample {i} is tested in folds {tested[i]} and {fold.name}; "
-                    "pooled metrics need every sample tested once"
-                )
-            tested[i] = fold.name
-    missing = len(clips) - len(tested)
-    if missing:
-        raise GeomerError(f"{missing} samples are never tested by the protocol's folds")
-
-
-def fold_dir_name(fold_name: str) -> str:
-    """A folder name for a fold (subject keys such as ``casme2/sub01`` contain slashes)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", fold_name)
+    @property
+    def config(self) -> dict:
+        return self.run_dir.config
 
 
 def _as_fold(fold: Any) -> Fold:
@@ -119,9 +76,7 @@ def run_loso(
     loaded into every fold's model before fine-tuning (``pretraining`` describes them for
     metrics.json; the caller checks that they never saw a test subject).
     """
-    from geomer.train._models import check_model_inputs, model_origin, slim_graphs
-    from geomer.train.executors import run_tasks
-    from geomer.train.pool import pool_run
+    from geomer.models import check_inputs, get_spec
 
     progress = config.progress if progress is None else progress
     class_names = tuple(str(name) for name in class_names)
@@ -131,7 +86,8 @@ def run_loso(
         from geomer.graph import FaceGraph
 
         face_graph = FaceGraph()
-    check_model_inputs(config.model, graphs[0])
+    spec = get_spec(config.model)
+    check_inputs(config.model, graphs[0])
     labels = [int(g.y.view(-1)[0]) for g in graphs]
     if min(labels) < 0 or max(labels) >= len(class_names):
         raise GeomerError(f"labels must lie in 0..{len(class_names) - 1} ({', '.join(class_names)})")
@@ -139,22 +95,20 @@ def run_loso(
     if len(set(keys)) != len(keys):
         duplicated = sorted({k for k in keys if keys.count(k) > 1})[0]
         raise GeomerError(f"sample {duplicated} appears more than once")
-    fold_list = [_as_fold(f) for f in (folds if folds is not None else loso_folds(graphs, class_names))]
-    check_folds(fold_list, graphs)
-    names = [fold_dir_name(f.name) for f in fold_list]
-    if len(set(names)) != len(names):
-        raise GeomerError("fold names collide once made into folder names")
+    subjects = [str(g.subject) for g in graphs]
+    fold_list = [_as_fold(f) for f in (folds if folds is not None else loso_folds(subjects))]
+    check_folds(fold_list, subjects)
+    names = [fold_name(f.name) for f in fold_list]
 
-    out_dir = Path(out_dir)
-    component_names = tuple(str(c) for c in getattr(face_graph, "component_names", ()))
-    run_config = {
-        "geomer_version": __version__,
+    component_names = tuple(str(c) for c in face_graph.component_names)
+    run_dir = RunDir(out_dir)
+    run_dir.open({
         "model": config.model,
         "cfg": config.cfg,
         "dataset": dataset,
         "classes": list(class_names),
         "component_names": list(component_names),
-        "graph": graph_record(face_graph),
+        "graph": face_graph.to_record(),
         "feature_settings": feature_settings or {},
         "seeds": list(config.seeds),
         "epochs": config.epochs,
@@ -166,32 +120,30 @@ def run_loso(
         "init": None if init is None else str(init),
         "pretraining": pretraining,
         **(extra or {}),
-    }
-    _open_run_dir(out_dir, run_config)
+    })
 
-    device = _resolve_device(config)
     context = FitContext(
-        graphs=slim_graphs(config.model, graphs),
+        graphs=slim_graphs(spec.inputs, graphs),
         class_names=class_names,
         config=config,
         face_graph=face_graph,
-        model_origin=model_origin(config.model),
         component_names=component_names,
         feature_settings=feature_settings or {},
         init=None if init is None else str(init),
-        device=device,
+        device=_resolve_device(config),
+        model_origin=spec.origin,
     )
     tasks, skipped = [], 0
     for seed in config.seeds:
         for fold, name in zip(fold_list, names):
-            fold_out = out_dir / f"seed-{seed}" / name
-            if (fold_out / "predictions.csv").is_file():
+            fold_dir = run_dir.fold(seed, name)
+            if fold_dir.has_predictions():
                 skipped += 1
                 continue
-            tasks.append(FoldTask(name, seed, fold.train, fold.test, str(fold_out)))
+            tasks.append(FoldTask(name, seed, fold.train, fold.test, fold_dir))
     trained = run_tasks(tasks, context, progress=progress)
-    metrics = pool_run(out_dir)
-    return RunResult(out_dir=out_dir, metrics=metrics, trained=trained, skipped=skipped)
+    metrics = pool_run(run_dir)
+    return RunResult(run_dir=run_dir, metrics=metrics, trained=trained, skipped=skipped)
 
 
 def _resolve_device(config: TrainConfig) -> str:
@@ -200,44 +152,3 @@ def _resolve_device(config: TrainConfig) -> str:
     if config.device == "auto":
         return "cuda" if torch.cuda.is_available() and config.jobs == 1 else "cpu"
     return config.device
-
-
-# Settings that may change between a run and its resumption without changing any result.
-_RESUMABLE_KEYS = ("execution",)
-
-
-def _open_run_dir(out_dir: Path, run_config: dict) -> None:
-    """Create the run directory, or check that an existing one holds the same run."""
-    path = out_dir / "config.json"
-    if path.is_file():
-        existing = read_run_config(out_dir)
-        wanted = json.loads(json.dumps(run_config))
-        differing = sorted(
-            key
-            for key in set(existing) | set(wanted)
-            if key not in _RESUMABLE_KEYS and existing.get(key) != wanted.get(key)
-        )
-        if differing:
-            raise GeomerError(
-                f"{path}: the run directory holds a different run (differs in "
-                f"{', '.join(differing)}); choose another --out"
-            )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(run_config, indent=2, sort_keys=True) + "\n")
-
-
-def read_run_config(run_dir: str | Path) -> dict:
-    """``config.json`` of a run directory; GeomerError if missing, broken or incompatible."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise GeomerError(f"{path}: missing; not a geomer run directory")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise GeomerError(f"{path}: unreadable ({error})") from None
-    version = str(config.get("geomer_version"))
-    if not compatible_version(version):
-        raise GeomerError(
-            f"{path}: a run of geomer {version}, incompatible with geomer {__version__}"
-        )
-    return config

@@ -15,7 +15,6 @@ from matplotlib.lines import Line2D
 
 from geomer.errors import GeomerError
 
-COMPONENT_CMAP = "tab10"
 EDGE_CMAP = "plasma"
 
 

@@ -75,3 +75,45 @@ def test_fan_without_weights_says_which_file_goes_where(monkeypatch, tmp_path):
     message = str(error.value)
     assert "\n" not in message
     assert ".zip" in message and str(tmp_path / "hub" / "checkpoints") in message
+
+
+def _tight_crop(image: np.ndarray, points: np.ndarray, side: int, fraction: float = 0.88):
+    """A square crop ``fraction`` × the landmarks' extent around their centre (no margin: the jaw
+    and brow ends fall outside), resized to ``side``; returns it and the points mapped into it."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    size = int(round(fraction * (high - low).max()))
+    x0, y0 = (np.round((low + high) / 2) - size // 2).astype(int)
+    crop = cv2.resize(image[y0 : y0 + size, x0 : x0 + size], (side, side), interpolation=cv2.INTER_LINEAR)
+    return crop, (points - (x0, y0) + 0.5) * (side / size) - 0.5
+
+
+@pytest.mark.parametrize("side", [224, 112])
+@pytest.mark.parametrize("colour", [True, False], ids=["colour", "grey"])
+def test_tight_face_crops_are_found_and_fitted(side, colour):
+    rgb, points = photo_face()
+    image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR if colour else cv2.COLOR_RGB2GRAY)
+    crop, expected = _tight_crop(image, points, side)
+    gray = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    backend = get_backend("dlib")
+    # the plain detector, even upsampled, finds nothing in such a crop: the padded retry does
+    assert len(backend.detect(gray, upsample=0)) == 0 and len(backend.detect(gray, upsample=1)) == 0
+    found = landmarks_on_image(crop)
+    inside = ((expected >= 0) & (expected < side)).all(axis=1)
+    distance = np.linalg.norm(found - expected, axis=1)[inside]
+    assert inside.sum() > 40 and np.median(distance) < 2.0
+
+
+def test_cnn_detector_is_the_last_retry():
+    from landmarks.backends import DlibBackend, find_faces
+
+    class NoHog(DlibBackend):  # a HOG detector that never finds anything: only the CNN retry can
+        def detect(self, gray, upsample=None):
+            return np.zeros((0, 4), np.float32)
+
+    rgb, points = photo_face()
+    crop, expected = _tight_crop(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), points, 224)
+    boxes = find_faces(crop, NoHog())
+    assert boxes.shape == (1, 4)
+    centre = (boxes[0, :2] + boxes[0, 2:]) / 2
+    assert np.abs(centre - expected.mean(axis=0)).max() < 30  # on the face, in the crop's pixels
+    assert find_faces(crop, NoHog(), thorough=False).shape == (0, 4)

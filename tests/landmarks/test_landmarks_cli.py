@@ -13,7 +13,7 @@ import pytest
 
 from landmarks import LandmarkTrack
 from landmarks.cli import main
-from landmarks.render import shifted_photo_clip
+from landmarks.render import photo_face, shifted_photo_clip
 
 
 def _video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
@@ -140,3 +140,114 @@ def test_a_rerun_keeps_finished_outputs_and_overwrite_redoes_them(tmp_path, face
     assert LandmarkTrack.load(out / "second.npz").points.shape == (6, 68, 2)
     assert main(["extract", str(face_video), "-o", str(out / "face.npz"), "--quiet", "--overwrite"]) == 0
     assert (out / "face.npz").stat().st_ino != finished.st_ino  # atomic writes: a new file
+
+
+def test_extract_a_single_image_then_show_it_from_another_folder(tmp_path, monkeypatch, capsys):
+    rgb, _ = photo_face()
+    (tmp_path / "data").mkdir()
+    cv2.imwrite(str(tmp_path / "data" / "portrait.webp"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    monkeypatch.chdir(tmp_path / "data")
+    assert main(["extract", "portrait.webp", "-o", "portrait.npz", "--quiet"]) == 0
+    track = LandmarkTrack.load(tmp_path / "data" / "portrait.npz")
+    assert len(track) == 1 and track.valid.all() and track.frame_index.tolist() == [0]
+    assert track.source == str(tmp_path / "data" / "portrait.webp")  # absolute
+    monkeypatch.chdir(tmp_path)
+    assert main(["show", "data/portrait.npz", "--frame", "0", "-o", "drawn.png"]) == 0
+    assert cv2.imread(str(tmp_path / "drawn.png")).shape == (512, 512, 3)
+
+
+def _no_tracking(monkeypatch):
+    """Make any tracking fail the test: the checks must come before the work."""
+    import landmarks.tracker
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tracking started before the outputs and options were checked")
+
+    monkeypatch.setattr(landmarks.tracker, "track", refuse)
+
+
+@pytest.mark.parametrize("case", ["under_a_file", "file_for_a_folder", "name_too_long", "folder_for_a_file"])
+def test_unusable_outputs_are_refused_before_tracking(tmp_path, face_video, capsys, monkeypatch, case):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("x")
+    inputs = [str(face_video)]
+    if case == "under_a_file":  # a read-only place: a folder cannot be made under a file
+        out = blocker / "tracks" / "face.npz"
+    elif case == "file_for_a_folder":  # several inputs need a folder, -o names a file
+        inputs.append(str(face_video.parent))
+        out = blocker
+    elif case == "name_too_long":
+        out = tmp_path / ("x" * 300 + ".npz")
+    else:  # the output file's place is taken by a folder
+        out = tmp_path / "tracks"
+        (out / "face.npz").mkdir(parents=True)
+    _no_tracking(monkeypatch)
+    assert main(["extract", *inputs, "-o", str(out), "--quiet"]) == 2
+    _one_error_line(capsys)
+    assert blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize("option", [["--jobs", "0"], ["--fps", "-5"], ["--smooth", "-3"], ["--smooth", "4"],
+                                    ["--redetect-every", "0"], ["--min-valid-fraction", "1.5"], ["--fps", "nan"]])
+def test_bad_option_values_are_refused_before_anything_is_written(tmp_path, face_video, capsys, monkeypatch, option):
+    _no_tracking(monkeypatch)
+    out = tmp_path / "new" / "face.npz"
+    assert main(["extract", str(face_video), "-o", str(out), *option]) == 2
+    _one_error_line(capsys, option[0])
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_truncated_or_foreign_output_is_extracted_again(tmp_path, face_video, capsys):
+    out = tmp_path / "face.npz"
+    assert main(["extract", str(face_video), "-o", str(out), "--quiet"]) == 0
+    good = out.read_bytes()
+    out.write_bytes(good[: len(good) // 2])
+    capsys.readouterr()
+    assert main(["extract", str(face_video), "-o", str(out), "--quiet"]) == 0
+    notice = capsys.readouterr().err.strip().splitlines()
+    assert len(notice) == 1 and "face.npz" in notice[0] and "extracting it again" in notice[0]
+    assert LandmarkTrack.load(out).valid.all()
+    # other options make another track: not kept either
+    assert main(["extract", str(face_video), "-o", str(out), "--quiet", "--smooth", "3"]) == 0
+    assert "other options" in capsys.readouterr().err
+    assert '"smooth": 3' in LandmarkTrack.load(out).settings
+    # the same command again keeps it
+    before = out.stat().st_ino
+    assert main(["extract", str(face_video), "-o", str(out), "--quiet", "--smooth", "3"]) == 0
+    assert out.stat().st_ino == before
+
+
+def test_debug_shows_the_traceback_of_an_input_error(tmp_path, capsys):
+    wall = _video(tmp_path / "wall.avi", [np.full((120, 160, 3), 90, np.uint8)] * 3)
+    out = tmp_path / "wall.npz"
+    assert main(["extract", str(wall), "-o", str(out), "--quiet"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["extract", str(wall), "-o", str(out), "--quiet", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "no face found" in err
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path, face_video, capsys, monkeypatch):
+    import landmarks.tracker
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(landmarks.tracker, "track", interrupted)
+    assert main(["extract", str(face_video), "-o", str(tmp_path / "face.npz"), "--quiet"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["landmarks: interrupted"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_truncated_jpeg_frame_is_named_with_its_frame(tmp_path, capfd):
+    frames = tmp_path / "EP01"
+    frames.mkdir()
+    for k, frame in enumerate(shifted_photo_clip(np.zeros((3, 2)))):
+        cv2.imwrite(str(frames / f"img{k + 1}.jpg"), frame)
+    data = (frames / "img2.jpg").read_bytes()
+    (frames / "img2.jpg").write_bytes(data[: len(data) * 2 // 3])
+    capfd.readouterr()
+    assert main(["extract", str(frames), "-o", str(tmp_path / "EP01.npz"), "--quiet"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "img2.jpg" in err[0] and "frame 2" in err[0], err
+    assert not (tmp_path / "EP01.npz").exists()

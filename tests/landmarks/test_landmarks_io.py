@@ -144,3 +144,60 @@ def test_read_frames_position_out_of_range(tmp_path):
     cv2.imwrite(str(tmp_path / "f1.png"), _pattern(1))
     with pytest.raises(LandmarksError, match="position 3"):
         read_frames(tmp_path, [3])
+
+
+def test_folder_without_numbers_is_read_in_natural_order(tmp_path):
+    names = ["right.png", "left-up.png", "Left.png", "front.png"]
+    for k, name in enumerate(names):
+        cv2.imwrite(str(tmp_path / name), _pattern(k))
+    source = open_frames(tmp_path)
+    frames = list(source)
+    assert [file.name for file in source.files] == ["front.png", "Left.png", "left-up.png", "right.png"]
+    assert [number for number, _ in frames] == [0, 1, 2, 3]
+    assert [int(image[0, -1, 0]) for _, image in frames] == [10 + 6 * 3, 10 + 6 * 2, 10 + 6 * 1, 10]
+
+
+def test_a_single_image_is_a_one_frame_source(tmp_path):
+    path = tmp_path / "photo.jpg"
+    cv2.imwrite(str(path), _pattern(5))
+    source = open_frames(path)
+    assert len(source) == 1 and not source.is_video
+    ((number, image),) = list(source)
+    assert number == 0 and image.shape == (48, 64, 3)
+    assert read_frames(path, [0])[0].shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize("suffix", [".ppm", ".pgm", ".tif", ".tiff", ".webp", ".png", ".bmp", ".jpg", ".jp2", ".pnm", ".sr", ".ras", ".hdr"])
+def test_still_image_formats_opencv_reads(tmp_path, suffix):
+    frame = _pattern(3)
+    if suffix == ".pgm":
+        frame = frame[:, :, 1]
+    if suffix == ".hdr":  # a float format: values 0..1
+        frame = frame.astype(np.float32) / 255.0
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k in (2, 1):
+        assert cv2.imwrite(str(folder / f"img{k}{suffix}"), frame)
+    frames = list(open_frames(folder))
+    assert [number for number, _ in frames] == [1, 2]
+    image = frames[0][1]
+    assert image.dtype == np.uint8 and image.shape[:2] == (48, 64)
+    assert abs(int(image[0, -1].max()) - 28) <= 3  # the pattern's brightness survives (lossy codecs ±3)
+    assert open_frames(folder / f"img1{suffix}").files == [folder / f"img1{suffix}"]
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_truncated_frame_is_a_bad_frame_and_the_decoder_says_nothing(tmp_path, capfd, suffix):
+    rng = np.random.default_rng(0)
+    for k in (1, 2, 3):
+        cv2.imwrite(str(tmp_path / f"img{k}{suffix}"), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    damaged = tmp_path / f"img2{suffix}"
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[: len(data) // 2])
+    capfd.readouterr()
+    with pytest.raises(LandmarksError) as error:
+        list(open_frames(tmp_path))
+    message = str(error.value)
+    assert "\n" not in message and f"img2{suffix}" in message and "frame 2" in message
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""  # libjpeg / libpng printed nothing

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -50,7 +53,7 @@ def test_npz_round_trip(tmp_path):
     path = track.save(tmp_path / "clip.npz")
     assert [p.name for p in tmp_path.iterdir()] == ["clip.npz"]  # no temp file left behind
     with np.load(path) as archive:
-        assert set(archive.files) == {"points", "valid", "fps", "frame_index", "box", "source", "backend"}
+        assert set(archive.files) == {"points", "valid", "fps", "frame_index", "box", "source", "backend", "settings"}
     loaded = LandmarkTrack.load(path)
     np.testing.assert_array_equal(loaded.points, track.points)
     np.testing.assert_array_equal(loaded.valid, track.valid)
@@ -58,6 +61,23 @@ def test_npz_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.box, track.box)
     assert (loaded.fps, loaded.source, loaded.backend) == (200.0, "sub01/EP02_01f", "dlib")
     assert loaded.points.dtype == np.float32 and loaded.frame_index.dtype == np.int64
+
+
+def test_saved_track_has_the_permissions_of_a_new_file(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = _track().save(tmp_path / "clip.npz")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not a temp file's 0600
+
+
+def test_a_track_written_before_settings_existed_loads(tmp_path):
+    track = _track()
+    path = tmp_path / "old.npz"
+    np.savez(path, points=track.points, valid=track.valid, fps=np.float64(track.fps), frame_index=track.frame_index,
+             box=track.box, source=np.str_(track.source), backend=np.str_(track.backend))
+    assert LandmarkTrack.load(path).settings == ""
 
 
 def test_load_rejects_foreign_and_corrupt_files(tmp_path):

@@ -107,7 +107,9 @@ def test_lost_face_is_invalid_then_recovered():
     result = track(clip, redetect_every=5, min_valid_fraction=0.5)
     np.testing.assert_array_equal(result.valid, np.r_[np.ones(10), np.zeros(10), np.ones(10)].astype(bool))
     assert np.isnan(result.points[10:20]).all() and np.isfinite(result.points[20:]).all()
-    np.testing.assert_allclose(result.points[25], result.points[5], atol=0.5)
+    # Re-acquired by the plain or the upsampled detector, whose boxes differ by up to a pyramid
+    # step: the points of the same face agree within a pixel.
+    np.testing.assert_allclose(result.points[25], result.points[5], atol=1.0)
 
 
 def test_follows_the_largest_face_among_several():
@@ -183,3 +185,58 @@ size), max 0.03 IOD."""
     step_a = _displacement(a)[3:, 0].mean()
     step_b = _displacement(b)[3:].mean(axis=0)
     assert step_a > 0.01 and np.linalg.norm(step_b) == pytest.approx(np.linalg.norm(_displacement(a)[3:].mean(0)), abs=0.01)
+
+
+def _place_face(canvas: np.ndarray, scale: float, centre, mirror: bool = False) -> np.ndarray:
+    """Warp the grey astronaut photo onto ``canvas`` (in place) with its landmarks' centre at
+    ``centre`` and ``scale``; returns the moved landmarks [68, 2]."""
+    rgb, points = photo_face()
+    photo = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if mirror:
+        photo = np.ascontiguousarray(photo[:, ::-1])
+        points = points.copy()
+        points[:, 0] = photo.shape[1] - 1 - points[:, 0]
+    shift = np.asarray(centre, float) - scale * points.mean(axis=0)
+    matrix = np.array([[scale, 0.0, shift[0]], [0.0, scale, shift[1]]])
+    cv2.warpAffine(photo, matrix, canvas.shape[::-1], dst=canvas, flags=cv2.INTER_LINEAR,
+                   borderMode=cv2.BORDER_TRANSPARENT)
+    return apply_transform(points, matrix)
+
+
+def test_first_detection_takes_the_largest_face_of_a_1080p_frame():
+    canvas = np.full((1080, 1920), 128, np.uint8)
+    _place_face(canvas, 1.6, (1500, 400), mirror=True)  # a face about 150 px wide
+    large = _place_face(canvas, 4.3, (650, 560))  # about 400 px wide
+    result = track([canvas])
+    assert result.valid.all()
+    assert np.abs(result.points[0] - large).mean() < 2.0
+
+
+def test_first_detection_upsamples_then_later_redetections_stay_cheap():
+    canvas = np.full((360, 640), 128, np.uint8)
+    small = _place_face(canvas, 0.5, (320, 180))  # about 46 px wide: below HOG's 80 px window
+    from landmarks import get_backend
+
+    assert len(get_backend().detect(canvas)) == 0  # the plain detector misses it
+    stats: dict = {}
+    result = track([canvas] * 8, redetect_every=2, stats=stats)
+    assert result.valid.all()
+    assert np.abs(result.points - small).mean() < 1.0
+    assert stats["full_detections"] == 1 and stats["redetections"] >= 3
+
+
+def test_a_clip_of_tight_face_crops_is_tracked_throughout():
+    rgb, points = photo_face()
+    low, high = points.min(axis=0), points.max(axis=0)
+    size = int(round(0.88 * (high - low).max()))
+    x0, y0 = (np.round((low + high) / 2) - size // 2).astype(int)
+    frames, truths = [], []
+    for dx in np.linspace(0.0, 2.0, 6):  # the face drifts by 2 px inside a fixed crop window
+        matrix = np.array([[224 / size, 0, (dx - x0) * 224 / size], [0, 224 / size, -y0 * 224 / size]])
+        frames.append(cv2.warpAffine(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), matrix, (224, 224), flags=cv2.INTER_LINEAR))
+        truths.append(apply_transform(points, matrix))
+    stats: dict = {}
+    result = track(frames, redetect_every=2, stats=stats)
+    assert result.valid.all() and stats["full_detections"] == 1  # re-detections near the box succeed
+    moved = _displacement(result.points)[:, 0]
+    assert np.abs(moved[-1] - 2.0 * 224 / size) < 1.0

@@ -64,6 +64,9 @@ def test_train_writes_the_run_and_prints_the_table(trained_run, tiny_root):
     config = json.loads((run / "config.json").read_text())
     assert config["feature_settings"]["face_size"] == 256 and config["protocol"] == "loso"
     assert np.load(run / "relations.npy").shape == (5, 7, 7)
+    # the summary figures, drawn by the one figure writer (geomer.viz.run) under its names
+    assert sorted(p.name for p in (run / "figures").iterdir()) == [
+        "confusion.png", "relations.png", "training-curves.png"]
 
 
 @pytest.mark.slow
@@ -106,7 +109,7 @@ def test_predict_a_clip_folder(trained_run, tiny_root, tmp_path, capsys):
 def untrained_checkpoint(tmp_path):
     from geomer.graph import FaceGraph
     from geomer.models import create
-    from geomer.train.checkpoint import Checkpoint, graph_record, save_checkpoint
+    from geomer.train.checkpoint import Checkpoint, save_checkpoint
 
     graph = FaceGraph()
     cfg = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}
@@ -114,7 +117,7 @@ def untrained_checkpoint(tmp_path):
     return save_checkpoint(
         tmp_path / "model.pt",
         Checkpoint("dere-grl", cfg, ("negative", "positive", "surprise"), graph.component_names,
-                   graph_record(graph), model.state_dict()),
+                   graph.to_record(), model.state_dict()),
     )
 
 
@@ -222,3 +225,28 @@ def test_a_model_input_the_data_lack_fails_at_the_start(trained_run, tiny_root, 
     err = capsys.readouterr().err
     assert status == 2 and "'depth_map'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_debug_before_or_after_the_command_shows_the_traceback(tmp_path, capsys):
+    from geomer.errors import GeomerError
+
+    missing = str(tmp_path / "missing")
+    assert main(["evaluate", missing]) == 2
+    assert "missing" in capsys.readouterr().err
+    for argv in (["--debug", "evaluate", missing], ["evaluate", missing, "--debug"]):
+        with pytest.raises(GeomerError, match="missing"):
+            main(argv)
+
+
+def test_a_broken_video_gives_one_line_without_ffmpeg_noise(untrained_checkpoint, tmp_path):
+    video = tmp_path / "broken.mp4"
+    video.write_bytes(b"\x00\x00\x00\x20ftypisom" + bytes(2000))  # an MP4 header without a moov atom
+    done = subprocess.run(
+        [sys.executable, "-m", "geomer.cli", "predict", str(video), "--checkpoint", str(untrained_checkpoint),
+         "-o", str(tmp_path / "p"), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "broken.mp4" in done.stderr
+    assert not (tmp_path / "p").exists()

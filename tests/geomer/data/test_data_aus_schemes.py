@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from geomer.data.aus import au_numbers, parse_aus
+from geomer.data.aus import au_numbers, is_uncertain, parse_aus
 from geomer.data.schemes import SCHEMES, UnknownLabel, get_scheme, identity_scheme, normalise_label
 from geomer.errors import GeomerError
 
@@ -14,12 +14,12 @@ from geomer.errors import GeomerError
     [
         ("R12+L14", ("R12", "L14")),
         ("4+7+L10", ("4", "7", "L10")),
-        ("12?", ("12",)),
+        ("12?", ("12?",)),
         ("AU4+AU7", ("4", "7")),
         ("AU4 AU7", ("4", "7")),
         ("L1 + L2", ("L1", "L2")),
-        ("4B+R12C", ("4", "R12")),
-        ("R2(?)", ("R2",)),
+        ("4B+R12C", ("4B", "R12C")),
+        ("R2(?)", ("R2?",)),
         ("12+12", ("12",)),
         (12.0, ("12",)),
         (4, ("4",)),
@@ -27,19 +27,30 @@ from geomer.errors import GeomerError
         (None, ()),
         (math.nan, ()),
         ("/", ()),
+        ("-", ()),
+        # notations of SAMM's v2 FACS codes and CASME II's coding sheet
+        ("(R6 or R12)+R15", ("R6|R12", "R15")),
+        ("ref(7B)+43", ("ref(7B)", "43")),
+        ("ref(43)", ("ref(43)",)),
+        ("43C", ("43C",)),
+        ("U14+B7", ("U14", "B7")),
+        ("r12 and l14", ("R12", "L14")),
+        ("4+(L10 or R10)+ref(R12B?)", ("4", "L10|R10", "ref(R12B?)")),
     ],
 )
 def test_parse_aus(text, expected):
     assert parse_aus(text) == expected
 
 
-def test_unreadable_au_is_an_error():
-    with pytest.raises(ValueError, match="cannot read action unit 'smile'"):
-        parse_aus("12+smile")
+def test_unknown_au_is_kept_as_uncertain():
+    assert parse_aus("12+smile") == ("12", "?smile")
+    assert parse_aus("(6 or grin)") == ("?(6 or grin)",)
+    assert [is_uncertain(t) for t in parse_aus("12+smile+4?+ref(43)")] == [False, True, True, False]
 
 
 def test_au_numbers():
     assert au_numbers(("L10", "4", "R4")) == (4, 10)
+    assert au_numbers(parse_aus("(R6 or R12)+ref(7B)+43C+smile")) == (6, 7, 12, 43)
 
 
 def test_label_normalisation():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import geomer.data.cache as cache_module
-from geomer.data.cache import FeatureCache, FeatureJob, build_cache, safe_name
+from geomer.data.cache import CACHE_FORMAT, FeatureCache, FeatureJob, build_cache, safe_name
 from geomer.errors import GeomerError
 from geomer.features import ClipFeatures, FeatureSettings
 from landmarks import LandmarkTrack
@@ -31,47 +31,85 @@ def fake_features(clip="c", seed=0, n=68):
     )
 
 
+def job_of(tmp_path, key="casme2/sub01/EP02_01f", dataset="casme2", apex=3, name="clip"):
+    """A frames job on a small frame folder (the files only matter for the fingerprint)."""
+    folder = tmp_path / name
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        for k in range(1, 6):
+            (folder / f"img{k}.jpg").write_bytes(bytes([k]) * 10)
+    return FeatureJob(key, folder, onset=1, apex=apex, offset=5, dataset=dataset)
+
+
 def test_hit_miss_and_manifest(tmp_path):
-    cache = FeatureCache(tmp_path, SETTINGS)
-    key = "casme2/sub01/EP02_01f"
-    assert not cache.has(key) and cache.get(key) is None  # miss
-    path = cache.put(key, fake_features(key))
-    assert path.parent == tmp_path / SETTINGS.key() and "/" not in path.name
-    hit = cache.get(key)
-    assert hit is not None and hit.clip == key and hit.apex == 3
-    np.testing.assert_array_equal(hit.flow_patches, fake_features(key).flow_patches)
+    cache = FeatureCache(tmp_path / "cache", SETTINGS)
+    job = job_of(tmp_path)
+    assert not cache.has(job) and cache.get(job) is None  # miss
+    path = cache.put(job, fake_features(job.key))
+    assert path.parent == tmp_path / "cache" / f"v{CACHE_FORMAT}-{SETTINGS.key()}"
+    assert path.name.startswith(safe_name(job.key)) and "/" not in path.name
+    hit = cache.get(job)
+    assert hit is not None and hit.clip == job.key and hit.apex == 3
+    np.testing.assert_array_equal(hit.flow_patches, fake_features(job.key).flow_patches)
     manifest = json.loads(cache.manifest_path.read_text())
-    assert manifest["settings"] == SETTINGS.to_dict() and manifest["key"] == SETTINGS.key()
-    assert "version" in manifest
+    assert manifest["settings"] == SETTINGS.to_dict() and manifest["key"] == cache.key
+    assert manifest["format"] == CACHE_FORMAT and "version" in manifest
     # keys differing only in unsafe characters do not collide
     assert safe_name("a/b") != safe_name("a_b")
+
+
+def test_entry_is_keyed_by_dataset_source_frames_and_files(tmp_path):
+    """The same clip key from another dataset, another copy of the frames, another apex or
+    changed frame files is another entry; the original entry is never served for it."""
+    cache = FeatureCache(tmp_path / "cache", SETTINGS)
+    job = job_of(tmp_path)
+    cache.put(job, fake_features(job.key, seed=1))
+    others = [
+        job_of(tmp_path, dataset="synth"),                   # the same files read as another dataset
+        job_of(tmp_path, name="cropped-copy"),               # another copy of the clip
+        job_of(tmp_path, apex=4),                            # the sheet's apex corrected
+    ]
+    for other in others:
+        assert cache.path(other) != cache.path(job) and cache.get(other) is None
+    assert cache.get(job) is not None
+    frame = job.source / "img3.jpg"
+    frame.write_bytes(b"re-encoded frame")                  # a frame file changed
+    assert cache.get(job) is None
+    # two datasets with overlapping keys keep distinct features
+    a, b = job_of(tmp_path, dataset="a"), job_of(tmp_path, dataset="b")
+    cache.put(a, fake_features(a.key, seed=2))
+    cache.put(b, fake_features(b.key, seed=3))
+    np.testing.assert_array_equal(cache.get(a).points, fake_features(seed=2).points)
+    np.testing.assert_array_equal(cache.get(b).points, fake_features(seed=3).points)
 
 
 def test_default_root_honours_geomer_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GEOMER_CACHE", str(tmp_path))
     cache = FeatureCache(settings=SETTINGS)
-    cache.put("k", fake_features())
-    assert (tmp_path / "features" / SETTINGS.key() / "manifest.json").is_file()
+    cache.put(job_of(tmp_path), fake_features())
+    assert (tmp_path / "features" / cache.key / "manifest.json").is_file()
 
 
 def test_changed_setting_never_reads_stale_features(tmp_path):
-    FeatureCache(tmp_path, SETTINGS).put("k", fake_features())
+    job = job_of(tmp_path)
+    FeatureCache(tmp_path, SETTINGS).put(job, fake_features())
     changed = FeatureCache(tmp_path, FeatureSettings(**{**SETTINGS.to_dict(), "steps": 8}))
     assert changed.folder != FeatureCache(tmp_path, SETTINGS).folder
-    assert not changed.has("k") and changed.get("k") is None
+    assert not changed.has(job) and changed.get(job) is None
 
 
 def test_manifest_mismatch_is_refused(tmp_path):
     cache = FeatureCache(tmp_path, SETTINGS)
-    cache.put("k", fake_features())
+    cache.put(job_of(tmp_path), fake_features())
     cache.manifest_path.write_text(json.dumps({"settings": {"steps": 99}}))
     with pytest.raises(GeomerError, match="manifest does not match"):
-        cache.put("k2", fake_features())
+        cache.put(job_of(tmp_path, key="k2"), fake_features())
 
 
 def test_crash_mid_write_leaves_nothing_and_resumes(tmp_path, monkeypatch):
-    cache = FeatureCache(tmp_path, SETTINGS)
-    cache.put("first", fake_features("first"))
+    cache = FeatureCache(tmp_path / "cache", SETTINGS)
+    first, second = job_of(tmp_path, key="first"), job_of(tmp_path, key="second")
+    cache.put(first, fake_features("first"))
     manifest = cache.manifest_path.read_text()
 
     def crash(src, dst):
@@ -79,22 +117,34 @@ def test_crash_mid_write_leaves_nothing_and_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cache_module.os, "replace", crash)
     with pytest.raises(OSError):
-        cache.put("second", fake_features("second"))
+        cache.put(second, fake_features("second"))
     monkeypatch.undo()
-    assert not cache.has("second") and cache.get("second") is None
+    assert not cache.has(second) and cache.get(second) is None
     assert sorted(p.name for p in cache.folder.iterdir()) == sorted(
-        ["manifest.json", cache.path("first").name]
+        ["manifest.json", cache.path(first).name]
     )  # no temp file left behind
     assert cache.manifest_path.read_text() == manifest
-    cache.put("second", fake_features("second"))
-    assert cache.get("second").clip == "second"
+    cache.put(second, fake_features("second"))
+    assert cache.get(second).clip == "second"
 
 
-def test_unreadable_file_is_a_miss(tmp_path):
-    cache = FeatureCache(tmp_path, SETTINGS)
-    cache.put("k", fake_features())
-    cache.path("k").write_bytes(b"not a zip")
-    assert cache.get("k") is None
+def test_unreadable_or_foreign_file_is_not_used(tmp_path):
+    cache = FeatureCache(tmp_path / "cache", SETTINGS)
+    job = job_of(tmp_path)
+    path = cache.put(job, fake_features())
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])  # truncated
+    features, problem = cache.load(job)
+    assert features is None and str(path) in problem and "\n" not in problem
+    # an older-format file (no stored identity) under the entry's name
+    np.savez(path, **fake_features().to_arrays())
+    features, problem = cache.load(job)
+    assert features is None and "older cache format" in problem
+    # another clip's file under this entry's name
+    other = job_of(tmp_path, key="casme2/sub09/EP09_09")
+    path.write_bytes(cache.put(other, fake_features()).read_bytes())
+    features, problem = cache.load(job)
+    assert features is None and "another source" in problem
 
 
 @pytest.fixture()
@@ -114,29 +164,42 @@ def clip_folders(tmp_path):
             points=np.repeat(truth[:1], 6, axis=0), valid=np.ones(6, bool),
             frame_index=np.arange(10, 16), box=np.zeros((6, 4)), fps=30.0,
             source=str(folder), backend="truth",
-        ).save(cache.track_path(f"test/{name}"))
-        jobs.append(FeatureJob(f"test/{name}", folder, onset=10, apex=13, offset=15))
+        ).save(cache.track_path(folder))
+        jobs.append(FeatureJob(f"test/{name}", folder, onset=10, apex=13, offset=15, dataset="test"))
     return cache, jobs
 
 
 def test_build_cache_resumes_and_reports_failures(clip_folders):
     cache, jobs = clip_folders
-    broken = FeatureJob("test/s1/broken", jobs[0].source, onset=10, apex=40, offset=15)
-    cache.track_path(broken.key).parent.mkdir(parents=True, exist_ok=True)
-    os.link(cache.track_path(jobs[0].key), cache.track_path(broken.key))
+    broken = FeatureJob("test/s1/broken", jobs[0].source, onset=10, apex=40, offset=15, dataset="test")
 
     report = build_cache([jobs[0], broken], cache, progress=False)
     assert (report.done, report.cached, report.frames, report.faces_found) == (1, 0, 6, 6)
     assert len(report.failures) == 1
     key, message = report.failures[0]
     assert key == broken.key and "apex frame 40" in message and "\n" not in message
-    assert not cache.has(broken.key)
+    assert not cache.has(broken)
 
     # an interrupted build resumes: the first clip is not redone
     report = build_cache(jobs, cache, progress=False)
     assert (report.done, report.cached) == (1, 1)
-    features = cache.get(jobs[1].key)
+    features = cache.get(jobs[1])
     assert features.flow_stats.shape == (68, 2, 12) and features.apex == 13
+
+
+def test_build_cache_rebuilds_a_truncated_file_with_a_notice(clip_folders, capsys):
+    cache, jobs = clip_folders
+    build_cache(jobs, cache, progress=False)
+    path = cache.path(jobs[0])
+    expected = cache.get(jobs[0]).flow_stats
+    path.write_bytes(path.read_bytes()[:200])
+    capsys.readouterr()
+    report = build_cache(jobs, cache, progress=False)
+    assert (report.done, report.cached) == (1, 1)
+    assert [key for key, _ in report.rebuilt] == [jobs[0].key]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and jobs[0].key in err[0] and str(path) in err[0]
+    np.testing.assert_allclose(cache.get(jobs[0]).flow_stats, expected)
 
 
 def test_build_cache_process_pool_matches_serial(clip_folders, tmp_path):
@@ -145,15 +208,16 @@ def test_build_cache_process_pool_matches_serial(clip_folders, tmp_path):
     assert report.done == 2 and not report.failures
     serial = FeatureCache(tmp_path / "serial", SETTINGS)
     for job in jobs:
-        serial.track_path(job.key).parent.mkdir(parents=True, exist_ok=True)
-        os.link(cache.track_path(job.key), serial.track_path(job.key))
+        serial.track_path(job.source).parent.mkdir(parents=True, exist_ok=True)
+        os.link(cache.track_path(job.source), serial.track_path(job.source))
     build_cache(jobs, serial, n_jobs=1, progress=False)
     for job in jobs:
-        np.testing.assert_allclose(cache.get(job.key).flow_stats, serial.get(job.key).flow_stats)
+        np.testing.assert_allclose(cache.get(job).flow_stats, serial.get(job).flow_stats)
 
 
 def test_build_cache_tracks_and_caches_the_track(tmp_path):
-    """Without a cached track, build_cache tracks the source with landmarks.track (dlib)."""
+    """Without a cached track, build_cache tracks the source with landmarks.track (dlib); the
+    track is keyed by the source's files, not by the clip key or frame numbers."""
     frames, _ = transformed_photo_clip(shift_transforms(np.zeros((4, 2))))
     folder = tmp_path / "clip"
     folder.mkdir()
@@ -164,8 +228,14 @@ def test_build_cache_tracks_and_caches_the_track(tmp_path):
     missing = FeatureJob("t/missing", tmp_path / "nope", onset=0, apex=2, offset=3)
     report = build_cache([job, missing], cache, progress=False)
     assert report.done == 1 and report.faces_found == 4
-    assert cache.track_path(job.key).is_file()
-    assert cache.track_path(job.key).parent == tmp_path / "cache" / "tracks" / "dlib"
+    track = cache.track_path(folder)
+    assert track.is_file() and track.parent == tmp_path / "cache" / "tracks" / "dlib"
     assert [key for key, _ in report.failures] == ["t/missing"]
     with pytest.raises(GeomerError, match="duplicated"):
         build_cache([job, job], cache, progress=False)
+    # a corrected apex re-extracts from the cached track (no re-tracking: no frames tracked)
+    report = build_cache([FeatureJob("t/clip", folder, onset=0, apex=1, offset=3)], cache, progress=False)
+    assert report.done == 1 and cache.track_path(folder) == track
+    # a changed frame file changes the track's key
+    cv2.imwrite(str(folder / "3.png"), frames[0])
+    assert cache.track_path(folder) != track

@@ -23,7 +23,7 @@ def test_reads_every_row_with_its_quirks(tmp_path):
     assert by_clip["EP03_02"].label == "others" and by_clip["EP03_02"].label_index == 4
     assert by_clip["EP03_02"].aus == ("R12", "L14")
     assert by_clip["EP01_11f"].aus == ("4", "7", "L10")
-    assert by_clip["EP05_02"].aus == ("12",) and by_clip["EP05_02"].label == "happiness"
+    assert by_clip["EP05_02"].aus == ("12?",) and by_clip["EP05_02"].label == "happiness"
     assert by_clip["EP07_01"].aus == ("4", "7")
     assert by_clip["EP08_04"].aus == ()
     assert index.subjects == ("casme2/sub01", "casme2/sub02", "casme2/sub03")
@@ -49,7 +49,7 @@ def test_every_bad_row_reported_at_once(tmp_path):
         (5, "EP10_01", 9, 5, 12, "4", "disgust"),          # onset > apex
         (5, "EP10_02", 1, 9, 5, "4", "disgust"),           # apex outside [onset, offset]
         (5, "EP10_03", 1, 2, 3, "4", "joy"),                # unknown label
-        (5, "EP10_04", 1, "/", 3, "4", "disgust"),          # non-numeric frame
+        (5, "EP10_04", 1, "x", 3, "4", "disgust"),          # non-numeric frame
         (1, "EP02_01f", 46, 59, 86, "12", "happiness"),     # duplicated clip id
     ]
     root = write_casme2(tmp_path / "c2", rows=rows)
@@ -65,7 +65,7 @@ def test_every_bad_row_reported_at_once(tmp_path):
     assert all(line.startswith(sheet + ": row ") for line in lines)
     text = "\n".join(lines)
     for reason in ("onset 9 > apex 5", "apex 9 outside [onset 1, offset 5]", "unknown label 'joy'",
-                   "apex frame '/' is not a number", "duplicated clip id 'EP02_01f'",
+                   "apex frame 'x' is not a number", "duplicated clip id 'EP02_01f'",
                    "EP10_06 is missing", "offset frame 3 missing"):
         assert reason in text, reason
     # the spreadsheet row of the first bad row: header is row 1, data starts at row 2
@@ -91,3 +91,22 @@ def test_empty_after_filtering(tmp_path):
         read_dataset("casme2", root)
     with pytest.raises(GeomerError, match="unknown dataset 'casme9'"):
         read_dataset("casme9", root)
+
+
+def test_apex_not_annotated_is_spotted_and_aus_of_real_sheets_are_kept(tmp_path):
+    """The real sheets' quirks: apex cells "/", "-" or blank (not annotated) and the FACS
+    notations of SAMM's codes are read, not refused."""
+    rows = [
+        (1, "EP02_01f", 46, "/", 86, "(R6 or R12)+R15", "happiness"),
+        (1, "EP03_02", 10, "-", 20, "ref(7B)+43", "disgust"),
+        (2, "EP01_11f", 5, None, 12, "ref(43)", "disgust"),
+        (2, "EP05_02", 3, 4, 9, "43C+12?+smile", "happiness"),
+    ]
+    root = write_casme2(tmp_path / "c2", rows=rows)
+    index = read_dataset("casme2", root)
+    assert [s.apex for s in index.samples] == [None, None, None, 4]
+    assert [s.apex_annotated for s in index.samples] == [False, False, False, True]
+    assert [s.aus for s in index.samples] == [
+        ("R6|R12", "R15"), ("ref(7B)", "43"), ("ref(43)",), ("43C", "12?", "?smile"),
+    ]
+    assert not index.skipped

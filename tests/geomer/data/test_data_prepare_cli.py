@@ -15,7 +15,7 @@ from geomer.data import read_dataset
 from geomer.data.cache import FeatureCache
 from geomer.data.datasets import list_datasets
 from geomer.data.loading import load_graphs
-from geomer.data.prepare import feature_job, prepare_dataset
+from geomer.data.prepare import feature_job, prepare_dataset, without_failures
 from geomer.errors import GeomerError
 from geomer.features.types import FeatureSettings
 from geomer.synth.generate import generate
@@ -67,12 +67,64 @@ def test_failed_clip_exits_2_after_caching_the_good_ones(flow_root, tmp_path, ca
                    "--cache", str(tmp_path / "cache"), "--quiet"])
     captured = capsys.readouterr()
     assert status == 2
-    assert f"failed: {victim.key}: " in captured.out
+    failed = [line for line in captured.out.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and failed[0].startswith(f"failed: {victim.key}: ")
+    assert str(victim.extra["apex_image"]) in failed[0] and "no face" in failed[0]
     assert "1 clip(s) failed" in captured.err
     cache = FeatureCache(tmp_path / "cache", FeatureSettings())
-    assert [cache.has(s.key) for s in index.samples] == [True, False, True, True]
-    with pytest.raises(GeomerError, match=f"clip {victim.key} not in the feature cache.*geomer prepare"):
+    assert [cache.has(feature_job(s, index.name)) for s in index.samples] == [True, False, True, True]
+    with pytest.raises(GeomerError, match=f"clip {victim.key} not .*in the feature cache.*geomer prepare"):
         load_graphs(index, cache)
+    # --skip-bad: the failed clip is listed and left out
+    status = main(["prepare", "--dataset", "synth", "--root", str(broken),
+                   "--cache", str(tmp_path / "cache"), "--quiet", "--skip-bad"])
+    captured = capsys.readouterr()
+    assert status == 0 and f"failed: {victim.key}: " in captured.out
+    kept = without_failures(index, [(victim.key, "no face")])
+    assert [s.key for s in kept.samples] == [s.key for s in index.samples if s.key != victim.key]
+    assert kept.skipped[-1].row == victim.key and len(load_graphs(kept, cache)) == 3
+
+
+def test_overlapping_clip_keys_keep_distinct_features(flow_root, tmp_path, capsys):
+    """The standard and the hard synthetic dataset of one seed share every clip key; prepared
+    into one cache, each keeps its own features."""
+    from geomer.features.extract import extract_flow_image_clip
+
+    hard = generate(tmp_path / "hard", layout="megc2019-flow", subjects=2, clips=2, seed=3,
+                    difficulty="hard", progress=False)
+    standard_index, hard_index = read_dataset("synth", flow_root), read_dataset("synth", hard)
+    assert [s.key for s in standard_index.samples] == [s.key for s in hard_index.samples]
+    cache_dir = tmp_path / "cache"
+    for root in (flow_root, hard):
+        assert main(["prepare", "--dataset", "synth", "--root", str(root), "--cache", str(cache_dir),
+                     "--quiet"]) == 0
+        assert "clips: 4 (4 extracted now, 0 already cached, 0 failed)" in capsys.readouterr().out
+    cache = FeatureCache(cache_dir, FeatureSettings())
+    for index in (standard_index, hard_index):
+        graphs = load_graphs(index, cache)
+        for sample, graph in zip(index.samples, graphs):
+            own = extract_flow_image_clip(sample.extra["apex_image"], sample.extra["flow_image"],
+                                          FeatureSettings())
+            np.testing.assert_allclose(graph.flow_patches.numpy(), own.flow_patches, atol=1e-6)
+    first = (load_graphs(standard_index, cache)[0], load_graphs(hard_index, cache)[0])
+    assert not np.allclose(first[0].flow_patches.numpy(), first[1].flow_patches.numpy())
+
+
+def test_truncated_cache_file_is_rebuilt_with_a_notice(flow_root, tmp_path, capsys):
+    argv = ["prepare", "--dataset", "synth", "--root", str(flow_root), "--cache",
+            str(tmp_path / "cache"), "--quiet"]
+    assert main(argv) == 0
+    index = read_dataset("synth", flow_root)
+    cache = FeatureCache(tmp_path / "cache", FeatureSettings())
+    path = cache.path(feature_job(index.samples[2], index.name))
+    path.write_bytes(path.read_bytes()[:100])
+    capsys.readouterr()
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "clips: 4 (1 extracted now, 3 already cached, 0 failed)" in captured.out
+    notices = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(notices) == 1 and index.samples[2].key in notices[0] and str(path) in notices[0]
+    assert len(load_graphs(index, cache)) == 4
 
 
 def test_prepare_bad_dataset_is_one_line_exit_2(tmp_path, capsys):
@@ -86,8 +138,8 @@ def test_prepare_bad_dataset_is_one_line_exit_2(tmp_path, capsys):
 
 def test_feature_jobs_by_kind(flow_root):
     sample = read_dataset("synth", flow_root).samples[0]
-    job = feature_job(sample)
-    assert job.kind == "flow_image" and job.key == sample.key
+    job = feature_job(sample, "synth")
+    assert job.kind == "flow_image" and job.key == sample.key and job.dataset == "synth"
     assert Path(job.flow_image).name.endswith(" .png")
 
 
@@ -127,6 +179,32 @@ def test_prepare_frame_clips_and_skip_bad(tmp_path, monkeypatch):
     assert graphs[0].geometry.shape == (68, 16, 2)
     assert graphs[0].sequence.shape[:2] == (68, 8)
 
+    # the sheet's apex of one clip corrected: that clip is extracted again, no other
+    edited = pd.read_excel(sheet)
+    first = index.samples[0]
+    row = edited.index[edited["Filename"].astype(str) == first.clip][0]
+    edited.loc[row, "ApexFrame"] = first.apex - 1
+    edited.to_excel(sheet, index=False)
+    index = read_dataset("synth", root, skip_bad=True)
+    assert index.samples[0].apex == first.apex - 1
+    summary = prepare_dataset(index, tmp_path / "cache", FeatureSettings(), progress=False)
+    assert (summary.done, summary.cached, summary.failures) == (1, 1, ())
+    cache = FeatureCache(tmp_path / "cache", FeatureSettings())
+    features = cache.get(feature_job(index.samples[0], "synth"))
+    assert features.apex == first.apex - 1 and not features.apex_spotted
+
+    # an apex marked "/" (not annotated): spotted, and recorded as spotted
+    second = index.samples[1]
+    edited["ApexFrame"] = edited["ApexFrame"].astype(object)
+    edited.loc[edited.index[edited["Filename"].astype(str) == second.clip][0], "ApexFrame"] = "/"
+    edited.to_excel(sheet, index=False)
+    index = read_dataset("synth", root, skip_bad=True)
+    assert index.samples[1].apex is None
+    summary = prepare_dataset(index, tmp_path / "cache", FeatureSettings(), progress=False)
+    assert (summary.done, summary.cached, summary.failures) == (1, 1, ())
+    features = cache.get(feature_job(index.samples[1], "synth"))
+    assert features.apex_spotted and second.onset < features.apex <= second.offset
+
 
 def test_synth_samples_agree_with_ground_truth(flow_root):
     import json
@@ -142,3 +220,29 @@ def test_synth_samples_agree_with_ground_truth(flow_root):
     assert [s.key for s in read_dataset("megc2019-flow", flow_root).samples] == [
         s.key for s in index.samples
     ]
+
+
+@pytest.mark.slow
+def test_train_refuses_a_dataset_with_failed_clips_unless_skip_bad(flow_root, tmp_path):
+    """A clip that fails to extract refuses training at the start of the run; with skip_bad it
+    is left out and listed in the run's config."""
+    import json
+    import shutil
+
+    from geomer.train.config import TrainConfig
+    from geomer.train.pipeline import train_dataset
+
+    broken = tmp_path / "broken"
+    shutil.copytree(flow_root, broken)
+    victim = read_dataset("synth", broken).samples[0]
+    victim.extra["apex_image"].write_bytes(b"not a JPEG")
+    config = TrainConfig(model="dere-grl", epochs=1, seeds=(0,), jobs=1, progress=False)
+    options = dict(dataset="synth", root=broken, cache=tmp_path / "cache", progress=False)
+    with pytest.raises(GeomerError, match=f"failed for {victim.key}.*--skip-bad"):
+        train_dataset(config, out=tmp_path / "refused", **options)
+    assert not (tmp_path / "refused").exists()
+    result = train_dataset(config, out=tmp_path / "run", skip_bad=True, **options)
+    written = json.dumps(json.loads((result.out_dir / "config.json").read_text()))
+    assert victim.key in written
+    predictions = "".join(p.read_text() for p in result.out_dir.rglob("predictions.csv"))
+    assert victim.key not in predictions and predictions.count("\n") >= 3

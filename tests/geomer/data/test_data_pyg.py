@@ -26,6 +26,7 @@ def features_for(graph, seed, with_onset=True, steps=4, scales=2, patch=4, tseq=
         texture_onset=onset(rng.random((n, scales, patch, patch))),
         texture_apex=rng.random((n, scales, patch, patch)),
         sequence=onset(rng.random((tseq, n, patch, patch))),
+        flow_image=rng.random((3, 28, 28)),
     )
 
 
@@ -82,6 +83,9 @@ def test_batching_several_graphs(partition):
     assert batch.batch.tolist() == sum(([k] * n for k in range(3)), [])
     assert batch.subject == ["s0", "s1", "s2"] and batch.clip == ["clip0", "clip1", "clip2"]
     assert torch.equal(batch.get_example(1).sequence, graphs[1].sequence)
+    # the whole-face flow image is per clip: [1, 3, F, F] per graph, [B, 3, F, F] per batch
+    assert graphs[0].flow_image.shape == (1, 3, 28, 28) and batch.flow_image.shape == (3, 3, 28, 28)
+    assert torch.equal(batch.flow_image[1], graphs[1].flow_image[0])
 
 
 def test_bad_input():

@@ -26,7 +26,7 @@ def test_samm_title_rows_above_header(tmp_path):
     assert (first.subject_key, first.onset, first.apex, first.offset) == ("samm/006", 5562, 5588, 5619)
     assert first.source == root / "006" / "006_1_2"
     assert [s.label for s in index.samples] == ["anger", "happiness", "surprise", "other"]
-    assert index.samples[3].aus == ("R12",)
+    assert index.samples[3].aus == ("R12?",)
 
 
 def test_samm_bad_row_numbers_count_the_title_block(tmp_path):
@@ -104,9 +104,9 @@ def _composite_root(tmp_path):
     return root
 
 
-def test_megc2019_composite(tmp_path):
+def test_megc2019_composite_by_the_rules(tmp_path):
     root = _composite_root(tmp_path)
-    index = read_dataset("megc2019", root)
+    index = read_dataset("megc2019", root, scheme="composite-3")
     assert index.classes == ("negative", "positive", "surprise")
     assert index.datasets == ("casme2", "samm", "smic")
     # CASME II "Others" and SAMM "Other" are excluded; fear and disgust become negative
@@ -120,7 +120,8 @@ def test_megc2019_composite(tmp_path):
     assert len({s.key for s in index.samples}) == len(index.samples)
     # explicit part roots give the same index
     explicit = read_dataset(
-        "megc2019", f"casme2={root / 'CASME2'},samm={root / 'SAMM'},smic={root / 'SMIC'}"
+        "megc2019", f"casme2={root / 'CASME2'},samm={root / 'SAMM'},smic={root / 'SMIC'}",
+        scheme="composite-3",
     )
     assert [s.key for s in explicit.samples] == [s.key for s in index.samples]
     shutil.rmtree(root / "SAMM")
@@ -131,7 +132,7 @@ def test_megc2019_composite(tmp_path):
 def test_composite_subject_keys_never_collide(tmp_path):
     """CASME II sub01 and a CAS(ME)^3/SMIC/SAMM subject 1 stay distinct subjects."""
     root = _composite_root(tmp_path)
-    index = read_dataset("megc2019", root)
+    index = read_dataset("megc2019", root, scheme="composite-3")
     assert {"casme2/sub01", "smic/s1"} <= set(index.subjects)
     per_part = {d: {s.subject for s in index.samples if s.dataset == d} for d in index.datasets}
     assert per_part["casme2"] & {"sub01"} and per_part["smic"] & {"s1"}
@@ -144,10 +145,67 @@ def test_megc2019_bad_rows_of_all_parts_together(tmp_path):
                  frames=False)
     write_samm(root / "SAMM", rows=SAMM_ROWS + [(9, "009_1_1", 1, 2, 3, "", "Anger")], frames=False)
     with pytest.raises(GeomerError) as caught:
-        read_dataset("megc2019", root)
+        read_dataset("megc2019", root, scheme="composite-3")
     lines = str(caught.value).splitlines()[1:]
     assert len(lines) == 2
     assert "CASME2-coding" in lines[0] and "SAMM_Micro" in lines[1]
+
+
+def _published_composite_root(tmp_path):
+    """Hand-made sheets and folders holding every clip of the shipped MEGC 2019 list plus clips
+    the composite leaves out, with the real sheets' quirks: an apex "/" (not annotated), SAMM's
+    FACS notations, a listed clip whose sheet label is "Others" (sheet versions differ)."""
+    from geomer.data.megc2019 import composite_clips
+
+    clips = composite_clips()
+    parts = {"casme2": [], "samm": [], "smic": []}
+    for key, label in clips.items():
+        dataset, subject, clip = key.split("/")
+        parts[dataset].append((subject, clip, label))
+    emotion = {"negative": "disgust", "positive": "happiness", "surprise": "surprise"}
+    casme2_rows = [(s, c, 1, 2, 3, "4+7", emotion[label]) for s, c, label in parts["casme2"]]
+    casme2_rows[0] = (*casme2_rows[0][:3], "/", *casme2_rows[0][4:])   # apex not annotated
+    casme2_rows[1] = (*casme2_rows[1][:6], "Others")                   # another sheet version
+    casme2_rows += [("sub01", "EP99_01f", 1, 2, 3, "", "others"),      # not in the composite
+                    ("sub26", "EP99_02", 1, 2, 3, "", "fear")]
+    notations = ["(R6 or R12)+R15", "ref(7B)+43", "ref(43)", "43C", "12?"]
+    samm_rows = [(s, c, 1, 2, 3, notations[k % 5], emotion[label].title())
+                 for k, (s, c, label) in enumerate(parts["samm"])]
+    samm_rows.append(("006", "006_9_9", 1, 2, 3, "4", "Other"))
+    folder = {"negative": "negative", "positive": "positive", "surprise": "surprise"}
+    smic_clips = [(s, folder[label], c, 1, 3) for s, c, label in parts["smic"]]
+    root = tmp_path / "megc"
+    write_casme2(root / "CASME2", rows=casme2_rows)
+    write_samm(root / "SAMM", rows=samm_rows)
+    write_smic(root / "SMIC", clips=smic_clips)
+    return root
+
+
+def test_megc2019_reproduces_the_published_composite(tmp_path):
+    root = _published_composite_root(tmp_path)
+    index = read_dataset("megc2019", root)
+    assert len(index.samples) == 442 and len(index.subjects) == 68 and index.scheme == "megc2019"
+    counts = {
+        dataset: tuple(sum(1 for s in index.samples if s.dataset == dataset and s.label == c)
+                       for c in index.classes)
+        for dataset in index.datasets
+    }
+    assert counts == {"casme2": (88, 32, 25), "samm": (92, 26, 15), "smic": (70, 51, 43)}
+    assert {key for key, _ in index.excluded} == {
+        "casme2/sub01/EP99_01f", "casme2/sub26/EP99_02", "samm/006/006_9_9"
+    }
+    first, second = index.samples[0], index.samples[1]
+    assert first.apex is None and not first.apex_annotated           # spotted later
+    assert second.raw_label == "Others" and second.label == "negative"  # the list's class
+    samm = [s for s in index.samples if s.dataset == "samm"]
+    assert samm[0].aus == ("R6|R12", "R15") and samm[1].aus == ("ref(7B)", "43")
+    assert not index.skipped
+
+    # a listed clip missing from the folders: a bad row of the list, refused unless skip_bad
+    shutil.rmtree(root / "SMIC" / "HS" / "s1" / "micro" / "negative" / "s1_ne_01")
+    with pytest.raises(GeomerError, match="megc2019_composite.csv: row smic/s1/s1_ne_01: clip "):
+        read_dataset("megc2019", root)
+    assert len(read_dataset("megc2019", root, skip_bad=True).samples) == 441
 
 
 @pytest.mark.parametrize("under_datasets", [False, True])
@@ -233,3 +291,17 @@ def test_frames_are_ordered_by_the_number_in_their_names(tmp_path):
     assert list(index_frames(tmp_path)) == [1, 9, 10, 100]
     assert frame_number_of(tmp_path / "006_05562.jpg") == 5562
     assert frame_number_of(tmp_path / "image0106005.bmp") == 106005
+
+
+def test_megc2019_flow_keys_agree_with_megc2019(tmp_path):
+    """The shared CSV writes SMIC subjects and clips zero-padded (s01, s01_ne_01); keys follow the
+    HS folders, as in megc2019 and its shipped list."""
+    from geomer.data.megc2019 import composite_clips
+
+    rows = [("smic", "s01", "s01_ne_01", 0, "s01_s1_ne_01.jpg"),
+            ("casme2", "sub01", "EP02_01f", 1, "sub01_EP02_01f.jpg"),
+            ("samm", "006", "006_1_2", 0, "006_006_1_2.jpg")]
+    index = read_dataset("megc2019-flow", write_megc2019_flow(tmp_path / "flow", rows=rows))
+    assert [s.key for s in index.samples] == ["smic/s1/s1_ne_01", "casme2/sub01/EP02_01f", "samm/006/006_1_2"]
+    assert all(composite_clips()[s.key] == s.label for s in index.samples)
+    assert index.samples[0].extra["flow_image"].name == "s01_s01_ne_01 .png"

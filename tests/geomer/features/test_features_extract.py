@@ -97,9 +97,13 @@ def test_feature_shapes_and_ranges(shifted_clip):
     assert np.abs(f.texture_onset - f.texture_apex).mean() > 1e-3
     # (OpenCV's remap quantises sample positions to 1/32 px: equal up to that)
     np.testing.assert_allclose(f.sequence[0], f.texture_onset[:, 1], atol=5e-3)
+    # the whole-face flow image: F×F (u, v, strain), u and v centred on no motion
+    assert f.flow_image.shape == (3, 28, 28) and np.isfinite(f.flow_image).all()
+    assert abs(np.median(f.flow_image[0])) < 1e-6 and f.flow_image[2].min() >= 0
     # the whole flow record round-trips through its array form
     again = ClipFeatures.from_arrays(f.to_arrays())
     np.testing.assert_array_equal(again.flow_patches, f.flow_patches)
+    np.testing.assert_array_equal(again.flow_image, f.flow_image)
     assert again.apex == 104 and again.clip == "shapes"
 
 
@@ -255,10 +259,33 @@ def test_settings_key_changes_with_every_field():
         FeatureSettings(patch_size=4), FeatureSettings(flow_method="dis"),
         FeatureSettings(flow_mode="patches"), FeatureSettings(steps=8),
         FeatureSettings(sequence_steps=4), FeatureSettings(partition="k9"),
-        FeatureSettings(nodes="inner51"),
+        FeatureSettings(nodes="inner51"), FeatureSettings(flow_image_size=14),
     ]
     keys = {base.key()} | {v.key() for v in variants}
     assert len(keys) == len(variants) + 1
     assert FeatureSettings.from_dict(base.to_dict()) == base
     with bad("flow method"):
         FeatureSettings(flow_method="lucas")
+
+
+def test_flow_image_of_a_moving_region_and_one_convention_with_the_composite():
+    """A field whose right half moves right: u is high there and zero (the median) on the
+    still half, strain marks the boundary; encoded as the composite's PNGs (per-channel min-max
+    to 0..255) and decoded, it gives the same image up to the 8-bit quantisation."""
+    from geomer.features import decode_flow_image
+    from geomer.features.flow import optical_strain
+    from geomer.features.flow_image import flow_image_of_decoded, flow_image_of_field
+
+    field = np.zeros((112, 112, 2), np.float32)
+    field[:, 70:, 0] = 2.0
+    field[:, :, 1] = np.linspace(-0.1, 0.1, 112)[:, None]
+    image = flow_image_of_field(field, 28)
+    assert image.shape == (3, 28, 28)
+    assert image[0, :, 20:].min() > 0.9 and np.abs(image[0, :, :15]).max() < 1e-6
+    assert image[2, :, 16:19].mean() > 5 * image[2, :, :10].mean()
+    small = cv2.resize(np.dstack([field, optical_strain(field)]), (28, 28), interpolation=cv2.INTER_AREA)
+    low, high = small.reshape(-1, 3).min(0), small.reshape(-1, 3).max(0)
+    png = np.round((small - low) / (high - low) * 255).astype(np.uint8)
+    decoded = flow_image_of_decoded(decode_flow_image(png), 28)
+    np.testing.assert_allclose(decoded, image, atol=1 / 255 + 1e-6)
+    assert flow_image_of_decoded(decode_flow_image(png), 14).shape == (3, 14, 14)

@@ -54,6 +54,9 @@ def test_flow_image_sampled_at_apex_landmarks(tmp_path, apex_crop_and_points):
     # arrays in (u, v, strain) order give the same result as the file
     same = extract_flow_image_clip(crop, flow, settings, clip="megc/sub01/EP01")
     np.testing.assert_allclose(same.flow_stats, f.flow_stats, atol=1e-5)
+    # the whole flow image is kept as decoded (28×28, channels first)
+    np.testing.assert_allclose(f.flow_image, decode_flow_image(flow).transpose(2, 0, 1))
+
 
 
 def test_decode_recentres_u_and_v_on_median():

@@ -61,6 +61,22 @@ def _warp(texture: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.clip(texture - u[..., None, None] * gx - v[..., None, None] * gy, 0.0, 1.0)
 
 
+def _flow_image(points: np.ndarray, uv: np.ndarray, rng: np.random.Generator, size: int = 28):
+    """The whole-face flow image [3, F, F] of node motions ``uv`` [N, 2] (px) at canonical
+    ``points`` [N, 2]: Gaussian splats on an F×F face crop plus noise, in the features'
+    convention (``geomer.features.flow_image``)."""
+    from geomer.features.crop import canonical_to_crop
+    from geomer.features.flow_image import flow_image_of_field
+
+    affine = canonical_to_crop(size)
+    centres = points @ affine[:, :2].T + affine[:, 2]  # [N, 2] pixels of the F×F crop
+    grid = np.stack(np.meshgrid(np.arange(size), np.arange(size), indexing="xy"), axis=-1)
+    distance = ((grid[None] - centres[:, None, None, :]) ** 2).sum(-1)  # [N, F, F]
+    weight = np.exp(-distance / (2 * 1.5**2))
+    field = np.einsum("nhw,nc->hwc", weight, uv) + rng.normal(0.0, 0.05, size=(size, size, 2))
+    return flow_image_of_field(field.astype(np.float32), size)
+
+
 def make_features(
     graph: FaceGraph,
     label: int,
@@ -131,13 +147,14 @@ def make_features(
         ]
     )  # [Tseq, N, P, P]
     points = graph.template + rng.normal(0.0, 0.01, size=graph.template.shape)
+    flow_image = _flow_image(points, uv.mean(axis=1), rng)
 
     if kind == "flow_image":  # megc2019-flow: no onset landmarks, no frames
         return ClipFeatures(
             clip=clip, onset=None, apex=10, offset=None, apex_spotted=False,
             points=points + apex, geometry=None, apex_displacement=None, edge_displacement=None,
             flow_stats=flow_stats, flow_patches=flow_patches, texture_onset=None,
-            texture_apex=apex_texture, sequence=None,
+            texture_apex=apex_texture, sequence=None, flow_image=flow_image,
         )
     if kind != "frames":
         raise ValueError(f"unknown clip kind {kind!r}")
@@ -145,7 +162,7 @@ def make_features(
         clip=clip, onset=0, apex=apex_step, offset=t - 1, apex_spotted=False, points=points,
         geometry=geometry, apex_displacement=apex, edge_displacement=edge,
         flow_stats=flow_stats, flow_patches=flow_patches, texture_onset=onset_texture,
-        texture_apex=apex_texture, sequence=sequence,
+        texture_apex=apex_texture, sequence=sequence, flow_image=flow_image,
     )
 
 

@@ -9,7 +9,6 @@ from geomer.models.attention import (
     TransformerEncoder,
     attention_relations,
     attention_rollout,
-    component_pooling,
     movement_key_bias,
 )
 
@@ -108,11 +107,6 @@ def test_key_bias_shifts_attention_in_both_paths():
     assert torch.all(weights[0, :, :, 4] < 1e-9)
     _, plain = attention(tokens, need_weights=True)
     assert torch.all(weights[1, :, :, 1] > plain[1, :, :, 1])
-
-
-def test_component_pooling_equals_the_graphs_pooling_matrix(face_graph):
-    pooling = component_pooling(torch.as_tensor(face_graph.component), face_graph.num_components)
-    torch.testing.assert_close(pooling[0], torch.as_tensor(face_graph.pooling_matrix(), dtype=torch.float32))
 
 
 def test_kept_weights_path_equals_fused_path_and_masks_padding():

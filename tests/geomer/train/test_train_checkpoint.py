@@ -10,13 +10,8 @@ from torch_geometric.data import Batch
 from geomer.errors import GeomerError
 from geomer.graph import FaceGraph
 from geomer.models import create
-from geomer.train.checkpoint import (
-    Checkpoint,
-    compatible_version,
-    graph_record,
-    load_checkpoint,
-    save_checkpoint,
-)
+from geomer.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from geomer.version import compatible_version
 
 CLASSES = ("a", "b", "c")
 
@@ -31,7 +26,7 @@ def saved(tmp_path):
         cfg={"hidden": 5},
         classes=CLASSES,
         component_names=graph.component_names,
-        graph=graph_record(graph),
+        graph=graph.to_record(),
         state_dict=model.state_dict(),
         feature_settings={"face_size": 256, "scales": [8, 16, 32]},
         extra={"fold": "x"},
@@ -89,3 +84,24 @@ def test_version_compatibility_rule():
     assert compatible_version("1.0.0", "1.4.2")
     assert not compatible_version("2.0.0", "1.4.2")
     assert not compatible_version("garbage", "0.1.0")
+
+
+class _RunsCode:
+    """A pickle that runs code on loading (what a hostile checkpoint would carry)."""
+
+    def __reduce__(self):
+        import os
+
+        return os.system, ("echo pwned > /dev/null",)
+
+
+def test_checkpoints_with_code_in_their_pickle_are_refused(tmp_path):
+    from geomer.models.pretrained import read_pretrained
+
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"format": "geomer-pretrained", "format_version": 1, "payload": _RunsCode()}, hostile)
+    with pytest.raises(GeomerError, match="hostile.pt: not a readable checkpoint"):
+        read_pretrained(hostile)
+    torch.save({"format": "geomer-checkpoint/1", "payload": _RunsCode()}, hostile)
+    with pytest.raises(GeomerError, match="hostile.pt: not a geomer checkpoint"):
+        load_checkpoint(hostile)

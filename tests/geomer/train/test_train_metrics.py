@@ -84,7 +84,7 @@ def test_pooled_metric_is_reported_not_the_mean_of_folds(tmp_path):
         "s2": [("a", "a"), ("b", "a")],
     }
     _write_run(tmp_path / "run", folds)
-    metrics = pool_run(tmp_path / "run", figures=False)
+    metrics = pool_run(tmp_path / "run")
     assert metrics["uf1"] == pytest.approx(5 / 11)
     assert metrics["uar"] == pytest.approx((1.0 + 0.0) / 2)
     assert metrics["acc"] == pytest.approx(5 / 6)
@@ -109,4 +109,4 @@ def test_pooling_an_incomplete_run_names_the_missing_fold(tmp_path):
     _write_run(tmp_path / "run", {"s1": [("a", "a")], "s2": [("b", "b")]})
     (tmp_path / "run" / "seed-0" / "s2" / "predictions.csv").unlink()
     with pytest.raises(GeomerError, match="s2"):
-        pool_run(tmp_path / "run", figures=False)
+        pool_run(tmp_path / "run")

@@ -1,6 +1,7 @@
 """A tiny registered model and hand-made graphs for the engine tests (not collected: no test_ prefix).
 
-The engine imports this module by name in worker processes (see geomer.train._models), which is
+The engine imports this module by name in worker processes (the registry records where a model
+was registered: ``ModelSpec.origin``), which is
 also how a user's own registered model reaches a process pool or Ray.
 """
 

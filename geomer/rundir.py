@@ -1,0 +1,477 @@
+"""The run directory: the one owner of every file a training run leaves (writer and reader).
+
+Layout (every name below is spelled once, here)::
+
+    config.json                         what the run is: settings, classes, components, graph,
+                                        folds, samples fingerprint, geomer version (written first)
+    metrics.json                        pooled metrics (geomer.train.pool)
+    relations.npy                       [C, K, K] class-averaged intrinsic relations
+    <kind>.npy                          other per-run relation arrays of the same shape, one file per
+                                        kind in RELATION_KINDS (e.g. occlusion_relations.npy)
+    figures/                            the run's figures (geomer.viz.run is their one writer)
+    seed-<s>/<fold>/checkpoint.pt       the fold's trained model (geomer.train.checkpoint)
+    seed-<s>/<fold>/predictions.csv     PREDICTION_COLUMNS + prob_<class>…; written last, so its
+                                        presence (and a clean read) marks the fold as finished
+    seed-<s>/<fold>/relations.npy       [n_test, K, K] in predictions order (and <kind>.npy the same)
+    seed-<s>/<fold>/history.csv         epoch, loss, acc (+ val_uf1 / test_uf1 when selecting)
+
+:class:`RunDir` writes and reads these files; :class:`Run` is a finished (or partly finished)
+run read back as one object (:func:`load_run`), which ``geomer evaluate/plot/compare`` and the
+notebooks use. Every file is written atomically (``geomer.atomic``).
+
+Adding a per-run or per-fold relation array: add its kind to :data:`RELATION_KINDS` and write it
+with :meth:`RunDir.save_relations` / :meth:`FoldDir.save_relations` (``kind=``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geomer.atomic import atomic_save_npy, atomic_write_text
+from geomer.errors import GeomerError
+from geomer.version import __version__, check_version
+
+CONFIG = "config.json"
+METRICS = "metrics.json"
+FIGURES = "figures"
+CHECKPOINT = "checkpoint.pt"
+PREDICTIONS = "predictions.csv"
+HISTORY = "history.csv"
+SEED_PREFIX = "seed-"
+
+#: Relation arrays a run keeps: ``<kind>.npy`` per run [C, K, K] and per fold [n_test, K, K].
+#: "relations" are the model's intrinsic relations; "occlusion_relations" are measured by
+#: neutralising components (same shapes, same order).
+RELATION_KINDS = ("relations", "occlusion_relations")
+
+#: The fixed leading columns of predictions.csv; one ``prob_<class>`` column per class follows.
+PREDICTION_COLUMNS = ("sample", "subject", "dataset", "true", "predicted")
+
+# Settings that may change between a run and its resumption without changing any result.
+RESUMABLE_KEYS = ("execution",)
+
+
+def predictions_header(class_names: Sequence[str]) -> list[str]:
+    """The header row of ``predictions.csv`` for these classes."""
+    return [*PREDICTION_COLUMNS, *(f"prob_{name}" for name in class_names)]
+
+
+def _relations_file(kind: str) -> str:
+    if kind not in RELATION_KINDS:
+        raise ValueError(f"unknown relation kind {kind!r}; known: {', '.join(RELATION_KINDS)}")
+    return f"{kind}.npy"
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON object from ``path``; one-line GeomerError naming the file otherwise."""
+    if not path.is_file():
+        raise GeomerError(f"{path}: missing")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise GeomerError(f"{path}: not readable JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise GeomerError(f"{path}: expected a JSON object")
+    return value
+
+
+def load_relation_array(
+    path: Path, ndim: int, components: int | None = None, allow_nan_matrices: bool = False
+) -> np.ndarray:
+    """A relation array ``[..., K, K]`` of ``ndim`` dimensions, checked; float32.
+
+    ``allow_nan_matrices``: whole matrices may be NaN (a class-averaged file holds NaN for a class
+    no test clip had), never parts of one.
+    """
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise GeomerError(f"{path}: not a readable .npy array ({error})") from None
+    if array.ndim != ndim or array.shape[-1] != array.shape[-2]:
+        raise GeomerError(f"{path}: expected shape [{'n,' if ndim == 3 else ''}K,K], got {list(array.shape)}")
+    if components is not None and array.shape[-1] != components:
+        raise GeomerError(f"{path}: {array.shape[-1]} components, the run's config names {components}")
+    finite = np.isfinite(array)
+    if allow_nan_matrices:
+        acceptable = np.all(finite | np.isnan(array).all(axis=(-2, -1), keepdims=True))
+    else:
+        acceptable = np.all(finite)
+    if not acceptable:
+        raise GeomerError(f"{path}: contains NaN or infinite values")
+    return array.astype(np.float32)
+
+
+def class_averaged_relations(relations: np.ndarray, true: np.ndarray, num_classes: int) -> np.ndarray:
+    """Mean relation matrix of the samples of each true class; NaN for a class without samples.
+
+    Shapes: relations [n, K, K], true [n] class indices → [C, K, K] float32.
+    """
+    relations = np.asarray(relations, dtype=np.float64)
+    sums = np.zeros((num_classes, *relations.shape[1:]), dtype=np.float64)
+    np.add.at(sums, np.asarray(true, dtype=np.int64), relations)
+    counts = np.bincount(np.asarray(true, dtype=np.int64), minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        averaged = sums / counts[:, None, None]
+    averaged[counts == 0] = np.nan
+    return averaged.astype(np.float32)
+
+
+def _class_names(column: pd.Series, classes: Sequence[str], path: Path, name: str) -> pd.Series:
+    """Map a ``true``/``predicted`` column to class names (it may hold names or indices)."""
+    if pd.api.types.is_integer_dtype(column):
+        bad = column[(column < 0) | (column >= len(classes))]
+        if len(bad):
+            raise GeomerError(f"{path}: row {bad.index[0] + 2}: {name} index {bad.iloc[0]} outside 0..{len(classes) - 1}")
+        return column.map(lambda i: classes[int(i)])
+    column = column.astype(str)
+    unknown = column[~column.isin(classes)]
+    if len(unknown):
+        raise GeomerError(f"{path}: row {unknown.index[0] + 2}: unknown {name} class {unknown.iloc[0]!r}")
+    return column
+
+
+@dataclass(frozen=True)
+class FoldDir:
+    """``seed-<s>/<fold>/`` of a run directory: one fold under one seed."""
+
+    path: Path
+    seed: int | str
+    name: str
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.path / PREDICTIONS
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / HISTORY
+
+    def relations_path(self, kind: str = "relations") -> Path:
+        return self.path / _relations_file(kind)
+
+    def has_predictions(self) -> bool:
+        return self.predictions_path.is_file()
+
+    def write_history(self, history: list[dict[str, float]]) -> None:
+        """One row per epoch (floats with 6 decimals)."""
+        columns = list(dict.fromkeys(key for row in history for key in row))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+        atomic_write_text(self.history_path, buffer.getvalue())
+
+    def save_relations(self, relations: np.ndarray, kind: str = "relations") -> None:
+        """[n_test, K, K] in the order of the fold's predictions."""
+        atomic_save_npy(self.relations_path(kind), np.asarray(relations, dtype=np.float32))
+
+    def load_relations(self, kind: str = "relations", components: int | None = None) -> np.ndarray:
+        path = self.relations_path(kind)
+        if not path.is_file():
+            raise GeomerError(f"{path}: missing")
+        return load_relation_array(path, 3, components)
+
+    def write_predictions(
+        self,
+        samples: Sequence[str],
+        subjects: Sequence[str],
+        datasets: Sequence[str],
+        true: Sequence[int],
+        probabilities: np.ndarray,
+        class_names: Sequence[str],
+    ) -> None:
+        """One row per test clip: keys, true and predicted class names, probabilities [n, C]."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(predictions_header(class_names))
+        for sample, subject, dataset, label, row in zip(samples, subjects, datasets, true, probabilities):
+            writer.writerow(
+                [sample, subject, dataset, class_names[int(label)], class_names[int(np.argmax(row))],
+                 *(f"{p:.6f}" for p in row)]
+            )
+        atomic_write_text(self.predictions_path, buffer.getvalue())
+
+    def read_predictions(self, classes: Sequence[str]) -> pd.DataFrame:
+        """The fold's predictions; ``true``/``predicted`` as class names (indices are mapped).
+
+        Raises GeomerError naming the file (and row) for a missing, unreadable or malformed file.
+        """
+        path = self.predictions_path
+        if not path.is_file():
+            raise GeomerError(f"{path}: missing; the run is incomplete (train again to resume)")
+        try:
+            frame = pd.read_csv(path, dtype={"sample": str, "subject": str, "dataset": str}, keep_default_na=False)
+        except (OSError, ValueError, UnicodeDecodeError) as error:
+            raise GeomerError(f"{path}: not a readable CSV ({error})") from None
+        missing = [c for c in ("sample", "true", "predicted") if c not in frame.columns]
+        if missing:
+            raise GeomerError(f"{path}: missing column(s) {', '.join(missing)}")
+        for column in ("true", "predicted"):
+            if frame[column].dtype == object and frame[column].eq("").any():
+                raise GeomerError(f"{path}: row {int(frame.index[frame[column].eq('')][0]) + 2}: empty {column}")
+        frame["true"] = _class_names(frame["true"], classes, path, "true")
+        frame["predicted"] = _class_names(frame["predicted"], classes, path, "predicted")
+        return frame
+
+
+class RunDir:
+    """A run directory: paths of every file, and the one reader and writer of each.
+
+    ``config`` is read from disk once per ``RunDir`` object (or set by :meth:`open`), so code
+    that passes the object along never re-reads it.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._config: dict | None = None
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # ---------------------------------------------------------------------------- paths
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.path / FIGURES
+
+    def relations_path(self, kind: str = "relations") -> Path:
+        return self.path / _relations_file(kind)
+
+    def fold(self, seed: int | str, name: str) -> FoldDir:
+        return FoldDir(self.path / f"{SEED_PREFIX}{seed}" / name, seed, name)
+
+    def folds(self) -> list[FoldDir]:
+        """Every seed × fold the config names; a config without a fold list (a run written by
+        other tools): the ``seed-*/<fold>`` folders present on disk."""
+        config = self.config
+        if isinstance(config.get("folds"), list) and isinstance(config.get("seeds"), list):
+            return [self.fold(seed, name) for seed in config["seeds"] for name in config["folds"]]
+        found = []
+        for seed_dir in sorted(self.path.glob(f"{SEED_PREFIX}*")):
+            if seed_dir.is_dir():
+                seed = seed_dir.name.removeprefix(SEED_PREFIX)
+                found += [FoldDir(p, seed, p.name) for p in sorted(seed_dir.iterdir()) if p.is_dir()]
+        return found
+
+    def history_paths(self) -> list[Path]:
+        return [fold.history_path for fold in self.folds() if fold.history_path.is_file()]
+
+    # ---------------------------------------------------------------------------- config
+
+    @property
+    def config(self) -> dict:
+        """``config.json`` (read once); GeomerError if missing, broken or of another version."""
+        if self._config is None:
+            if not self.path.is_dir():
+                raise GeomerError(f"{self.path}: not a directory (a run directory holds {CONFIG})")
+            config = read_json_object(self.config_path)
+            if "geomer_version" in config:
+                check_version(self.config_path, config["geomer_version"], "run")
+            self._config = config
+        return self._config
+
+    def require_engine_config(self) -> dict:
+        """The config, insisting on what the engine wrote (a version, seeds, folds, classes)."""
+        config = self.config
+        missing = [key for key in ("geomer_version", "seeds", "folds", "classes") if key not in config]
+        if missing:
+            raise GeomerError(f"{self.config_path}: not written by geomer train (no {', '.join(missing)})")
+        return config
+
+    def open(self, config: dict) -> None:
+        """Start or resume the run described by ``config``: write it, or check that the existing
+        ``config.json`` describes the same run (only RESUMABLE_KEYS may differ)."""
+        wanted = json.loads(json.dumps({"geomer_version": __version__, **config}))
+        if self.config_path.is_file():
+            existing = RunDir(self.path).config
+            differing = sorted(
+                key
+                for key in set(existing) | set(wanted)
+                if key not in RESUMABLE_KEYS and existing.get(key) != wanted.get(key)
+            )
+            if differing:
+                raise GeomerError(
+                    f"{self.config_path}: the run directory holds a different run (differs in "
+                    f"{', '.join(differing)}); choose another --out"
+                )
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config_path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+        self._config = wanted
+
+    # ---------------------------------------------------------------------------- results
+
+    def write_metrics(self, metrics: dict) -> None:
+        atomic_write_text(self.metrics_path, json.dumps(metrics, indent=2) + "\n")
+
+    def read_metrics(self) -> dict | None:
+        """``metrics.json``, or None when the run was not pooled yet."""
+        return read_json_object(self.metrics_path) if self.metrics_path.is_file() else None
+
+    def save_relations(self, relations: np.ndarray, kind: str = "relations") -> None:
+        """[C, K, K] per-class relations of the whole run (NaN for a class without test clips)."""
+        atomic_save_npy(self.relations_path(kind), np.asarray(relations, dtype=np.float32))
+
+    def load_relations(self, kind: str = "relations", components: int | None = None) -> np.ndarray | None:
+        """The per-class array of ``kind``, or None when the run has none."""
+        path = self.relations_path(kind)
+        if not path.is_file():
+            return None
+        return load_relation_array(path, 3, components, allow_nan_matrices=True)
+
+
+# -------------------------------------------------------------------------------- read back
+
+
+@dataclass(frozen=True)
+class Run:
+    """A training run directory, read.
+
+    Shapes:
+        predictions: n rows (every seed and fold concatenated; columns sample, subject, dataset,
+            true, predicted, prob_<class>…, plus ``seed`` and ``fold``); ``true`` and
+            ``predicted`` are class NAMES.
+        sample_relations: [n, K, K] float32, row i belongs to ``predictions`` row i.
+        class_relations: [C, K, K] float32, class-averaged (the run's ``relations.npy``); all NaN
+            for a class no test clip belongs to.
+    """
+
+    path: str
+    model: str
+    config: dict
+    classes: tuple[str, ...]
+    component_names: tuple[str, ...]
+    predictions: pd.DataFrame
+    sample_relations: np.ndarray
+    class_relations: np.ndarray
+    metrics: dict | None = None
+    history_files: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def num_components(self) -> int:
+        return len(self.component_names)
+
+    @property
+    def graph_record(self) -> dict:
+        """The run's region-graph record (``FaceGraph.to_record``): config.json's "graph", else
+        the feature settings' partition and nodes, else k7 with its default nodes."""
+        for section in ("graph", "feature_settings"):
+            value = self.config.get(section)
+            if isinstance(value, Mapping) and isinstance(value.get("partition"), str):
+                return {"partition": value["partition"], "nodes": value.get("nodes")}
+        return {"partition": "k7", "nodes": None}
+
+    @property
+    def partition(self) -> str:
+        return self.graph_record["partition"]
+
+    def face_graph(self):
+        """The :class:`~geomer.graph.FaceGraph` the run used, checked against its components."""
+        from geomer.graph import FaceGraph
+
+        graph = FaceGraph.from_record(self.graph_record)
+        if tuple(graph.component_names) != tuple(self.component_names):
+            raise GeomerError(
+                f"{Path(self.path) / CONFIG}: component names {', '.join(self.component_names)} do not "
+                f"match the {graph.name} graph ({', '.join(graph.component_names)})"
+            )
+        return graph
+
+    def confusion(self) -> np.ndarray:
+        """[C, C] int64 counts (rows true, columns predicted) over every prediction row."""
+        index = {name: i for i, name in enumerate(self.classes)}
+        matrix = np.zeros((len(self.classes), len(self.classes)), dtype=np.int64)
+        for true, predicted in zip(self.predictions["true"], self.predictions["predicted"]):
+            matrix[index[true], index[predicted]] += 1
+        return matrix
+
+
+def load_run(run_dir: str | Path | RunDir) -> Run:
+    """Read a run directory (see the module docstring); finished folds only.
+
+    Raises :class:`GeomerError` (one line naming the file) when it is not a readable run.
+    """
+    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    config = run_dir.config
+    try:
+        classes = tuple(str(c) for c in config["classes"])
+        component_names = tuple(str(c) for c in config["component_names"])
+    except (KeyError, TypeError):
+        raise GeomerError(f"{run_dir.config_path}: needs 'classes' and 'component_names'") from None
+    if not classes or not component_names:
+        raise GeomerError(f"{run_dir.config_path}: empty 'classes' or 'component_names'")
+    components = len(component_names)
+
+    frames: list[pd.DataFrame] = []
+    relations: list[np.ndarray] = []
+    for fold in run_dir.folds():
+        if not fold.has_predictions():
+            continue  # a fold not finished yet
+        frame = fold.read_predictions(classes)
+        fold_relations = fold.load_relations(components=components)
+        if len(fold_relations) != len(frame):
+            raise GeomerError(
+                f"{fold.relations_path()}: {len(fold_relations)} matrices for {len(frame)} rows of {PREDICTIONS}"
+            )
+        frame["seed"] = str(fold.seed)
+        frame["fold"] = fold.name
+        frames.append(frame)
+        relations.append(fold_relations)
+
+    if frames:
+        predictions = pd.concat(frames, ignore_index=True)
+        sample_relations = np.concatenate(relations).astype(np.float32)
+    else:
+        predictions = pd.DataFrame(columns=[*PREDICTION_COLUMNS, "seed", "fold"])
+        sample_relations = np.zeros((0, components, components), np.float32)
+
+    class_relations = run_dir.load_relations(components=components)
+    if class_relations is not None:
+        if len(class_relations) != len(classes):
+            raise GeomerError(
+                f"{run_dir.relations_path()}: {len(class_relations)} classes, {CONFIG} names {len(classes)}"
+            )
+    elif frames:
+        index = {name: i for i, name in enumerate(classes)}
+        true = predictions["true"].map(index).to_numpy()
+        class_relations = class_averaged_relations(sample_relations, true, len(classes))
+    else:
+        raise GeomerError(
+            f"{run_dir.path}: no {run_dir.relations_path().name} and no finished fold "
+            f"({SEED_PREFIX}*/<fold>/{PREDICTIONS})"
+        )
+
+    return Run(
+        path=str(run_dir.path),
+        model=str(config.get("model", run_dir.path.name)),
+        config=config,
+        classes=classes,
+        component_names=component_names,
+        predictions=predictions,
+        sample_relations=sample_relations,
+        class_relations=class_relations,
+        metrics=run_dir.read_metrics(),
+        history_files=tuple(str(p) for p in run_dir.history_paths()),
+    )
+

@@ -1,0 +1,75 @@
+"""The one writer of a training run's figures (``geomer train``, ``evaluate``, ``plot`` and the
+library all go through :func:`write_run_figures`).
+
+Into ``figures/`` of the run (or another folder): ``relations.png`` (all classes),
+``relations-<class>.png``, ``graph-<class>.png`` (the region graph on a face, edges coloured by the
+class's relations), ``confusion.png`` (pooled over folds) and ``training-curves.png`` (when the run
+has per-fold histories). Adding a figure: draw it with a function of ``geomer.viz`` and save it
+here under a name added to the list above.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+RELATIONS = "relations.png"
+CONFUSION = "confusion.png"
+TRAINING_CURVES = "training-curves.png"
+
+
+def file_stem(name: str) -> str:
+    """A class name made safe for a file name ("Happiness/positive" → "happiness-positive")."""
+    return re.sub(r"[^a-z0-9_.]+", "-", name.lower()).strip("-") or "class"
+
+
+def write_run_figures(
+    run, out: str | Path | None = None, *, face: str = "photo", per_class: bool = True
+) -> list[Path]:
+    """Write the figures of ``run`` (a :class:`geomer.rundir.Run`); returns the paths written.
+
+    ``out``: the folder (default: the run's ``figures/``); ``face``: draw the graphs on the
+    bundled photo ("photo") or at the canonical template positions ("template"); ``per_class``
+    False: only the summary figures (relations, confusion, training curves), as ``geomer train``
+    draws them.
+    """
+    from geomer.rundir import RunDir
+    from geomer.viz import (
+        face_points_for,
+        plot_confusion_matrix,
+        plot_graph_on_face,
+        plot_relation_matrix,
+        plot_relation_panel,
+        plot_training_curves,
+        save_figure,
+    )
+
+    out = Path(out) if out is not None else RunDir(run.path).figures_dir
+    written: list[Path] = []
+
+    def save(figure, name: str) -> None:
+        save_figure(figure, out / name)
+        written.append(out / name)
+
+    by_class = {
+        name: matrix for name, matrix in zip(run.classes, run.class_relations) if np.all(np.isfinite(matrix))
+    }
+    if by_class:
+        save(plot_relation_panel({run.model: by_class}, run.component_names,
+                                 title=f"{run.model}: relations by class"), RELATIONS)
+    graph = run.face_graph()
+    image, points = face_points_for(graph) if face == "photo" and per_class else (None, None)
+    for name, matrix in by_class.items() if per_class else ():
+        title = f"{run.model}: {name}"
+        save(plot_relation_matrix(matrix, run.component_names, title=title), f"relations-{file_stem(name)}.png")
+        save(plot_graph_on_face(graph, matrix, image=image, points=points, title=title),
+             f"graph-{file_stem(name)}.png")
+    if len(run.predictions):
+        seeds = run.predictions["seed"].nunique()
+        note = f" (pooled over folds, {seeds} seeds summed)" if seeds > 1 else " (pooled over folds)"
+        save(plot_confusion_matrix(run.confusion(), run.classes, title=f"{run.model}: confusion{note}"), CONFUSION)
+    if run.history_files:
+        save(plot_training_curves(run.history_files, title=f"{run.model}: training"), TRAINING_CURVES)
+    return written

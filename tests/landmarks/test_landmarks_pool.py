@@ -1,0 +1,67 @@
+"""The one process-pool helper: workers die with their parent and see the caller's current state."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from landmarks.pool import _alive, process_pool
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _gone_within(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(_alive(pid) for pid in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_workers_and_fork_server_die_when_the_parent_is_killed():
+    script = textwrap.dedent(
+        """
+        import os, time
+        from multiprocessing import forkserver
+        from landmarks.pool import process_pool
+
+        pool = process_pool(2)
+        pids = {pool.submit(os.getpid).result() for _ in range(6)}
+        pids.add(forkserver._forkserver._forkserver_pid)
+        print(" ".join(map(str, pids)), flush=True)
+        time.sleep(120)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) >= 2 and all(_alive(pid) for pid in pids)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        assert _gone_within(pids, 10), f"left behind: {[p for p in pids if _alive(p)]}"
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def _state(name: str) -> tuple[str | None, str]:
+    return os.environ.get(name), os.getcwd()
+
+
+def test_workers_see_the_callers_current_environment_and_folder(tmp_path, monkeypatch):
+    # The fork server may have been started earlier, with another environment and folder.
+    with process_pool(1) as pool:
+        pool.submit(os.getpid).result()
+    monkeypatch.setenv("GEOMER_POOL_PROBE", "now")
+    monkeypatch.chdir(tmp_path)
+    with process_pool(1) as pool:
+        assert pool.submit(_state, "GEOMER_POOL_PROBE").result() == ("now", str(tmp_path))
