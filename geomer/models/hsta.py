@@ -133,6 +133,8 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         "arXiv:2405.03202 (2024)"
     )
     requires: tuple[str, ...] = ("sequence", "flow_patches", "texture")
+    # every Data attribute forward() reads: the engine drops the rest before collating
+    inputs: tuple[str, ...] = requires
     small_config = dict(dim=16, heads=2, stages=1)
 
     def __init__(

@@ -177,6 +177,8 @@ class MicronBERT(nn.Module):
         "CVPR 2023 (arXiv:2304.03195)"
     )
     requires: tuple[str, ...] = ("texture",)
+    # every Data attribute forward() reads: the engine drops the rest before collating
+    inputs: tuple[str, ...] = requires
     small_config = dict(dim=16, depth=1, heads=2)
 
     def __init__(

@@ -109,6 +109,7 @@ class PatchProjection(nn.Module):
 
     * ``"patch"``: each patch to zero mean, unit variance (grey texture whose brightness differs
       between clips);
+    * ``"asinh"``: signs and magnitudes kept, large values compressed (optical flow as it is);
     * ``"fold"``: each channel (every dimension of ``patch_shape`` but the last two, e.g. flow's
       u, v, strain) standardised with the training fold's statistics (:class:`FoldStandardiser`):
       signs, magnitudes and the differences between nodes and clips are kept, on a scale the
@@ -121,7 +122,7 @@ class PatchProjection(nn.Module):
 
     def __init__(self, patch_shape: tuple[int, ...], dim: int, normalise: str = "patch") -> None:
         super().__init__()
-        if normalise not in ("patch", "fold", "none"):
+        if normalise not in ("patch", "asinh", "fold", "none"):
             raise ValueError(f"unknown patch normalisation {normalise!r}")
         self.patch_shape = tuple(int(s) for s in patch_shape)
         self.normalise = normalise
@@ -137,6 +138,8 @@ class PatchProjection(nn.Module):
             mean = flat.mean(dim=-1, keepdim=True)
             std = flat.std(dim=-1, keepdim=True, unbiased=False)
             return (flat - mean) / (std + 1e-3)
+        if self.normalise == "asinh":
+            return torch.asinh(flat)
         if self.normalise == "fold":
             channels = self.standardiser.norm.num_features
             rows = flat.reshape(-1, channels, flat.shape[-1] // channels)
