@@ -25,10 +25,10 @@ Reimplementation choices (not from the paper):
   texture embeddings of the same clip, the other clips of the batch as negatives
   (``temperature``), scaled by ``contrastive_weight`` and returned as ``aux_loss``;
 * the classifier sees both modality embeddings, concatenated (also the ``embedding`` output);
-* motion tokens: the flow patches, ``asinh``-compressed (signs and magnitudes kept), projected;
-  the component embedding starts small (std 0.02, as in ViT; :mod:`geomer.models.tokens`). With
-  these inputs the model learns the synthetic task without any hand-made attention bias, so it
-  needs neither the training-fold standardisation nor the magnitude feature that ``hsta`` has
+* motion tokens: the flow patches, ``asinh``-compressed (signs and magnitudes kept), projected,
+  with N(0, 1) component embeddings (``nn.Embedding``'s start). With these inputs the model learns
+  the synthetic task without any hand-made attention bias, so it does not use the training-fold
+  standardisation, the magnitude feature or the small component embeddings that ``hsta`` has
   (the README's models section has the measurements);
 * movement prior (``movement_prior``, *choice*, **off by default**): the motion encoder's
   attention logits get the log relative excess optical-flow magnitude of each key node
@@ -43,8 +43,8 @@ Reimplementation choices (not from the paper):
 
 Sizes (68 nodes, 3 scales, 8×8 patches, 5 classes; counted with ``sum(p.numel() for p in
 model.parameters())``): ``mmt`` (dim 48, depth 2, 4 heads, one multi-scale token per node)
-126 053 parameters; ``mmt-base`` (dim 256, depth 6, 8 heads, a token per node and scale)
-9 957 893. The paper does not give its size (its abstract does not, and we have no other source),
+125 957 parameters; ``mmt-base`` (dim 256, depth 6, 8 heads, a token per node and scale)
+9 957 381. The paper does not give its size (its abstract does not, and we have no other source),
 so ``mmt-base`` is geomer's larger configuration, not the paper's.
 """
 
@@ -120,7 +120,8 @@ class ModalityEncoder(nn.Module):
         super().__init__()
         self.num_scales = num_scales
         self.scale_tokens = scale_tokens
-        self.nodes = NodeTokenEmbedding(graph, dim)
+        # N(0, 1) component embeddings, as nn.Embedding starts them (see the module docstring)
+        self.nodes = NodeTokenEmbedding(graph, dim, component_std=1.0)
         self.projections = nn.ModuleList(
             PatchProjection(patch_shape, dim, normalise) for _ in range(num_scales)
         )

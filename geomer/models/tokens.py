@@ -60,7 +60,7 @@ class NodeTokenEmbedding(nn.Module):
     Shapes: ``forward()`` → ``[N, D]``; ``component`` buffer ``[N]``.
     """
 
-    def __init__(self, graph, dim: int, frequencies: int = 4) -> None:
+    def __init__(self, graph, dim: int, frequencies: int = 4, component_std: float = 0.02) -> None:
         super().__init__()
         template = torch.as_tensor(np.asarray(graph.template, dtype=np.float32))
         component = torch.as_tensor(np.asarray(graph.component), dtype=torch.long)
@@ -69,9 +69,10 @@ class NodeTokenEmbedding(nn.Module):
         self.register_buffer("component", component, persistent=False)
         self.frequencies = frequencies
         self.component_embedding = nn.Embedding(self.num_components, dim)
-        # ViT-style small start (nn.Embedding's default is N(0, 1)): embeddings that start ~30×
-        # larger than the content projection drown a small motion signal in every token.
-        nn.init.trunc_normal_(self.component_embedding.weight, std=0.02)
+        # ViT-style small start by default (nn.Embedding's own is N(0, 1)): embeddings that start
+        # ~30× larger than the content projection drown a small motion signal in every token.
+        if component_std != 1.0:
+            nn.init.trunc_normal_(self.component_embedding.weight, std=component_std)
         self.position = nn.Linear(4 * frequencies, dim)
 
     def forward(self) -> torch.Tensor:
