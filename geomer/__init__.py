@@ -1,6 +1,6 @@
 """geomer: facial micro-expression recognition on facial-landmark region graphs.
 
-The package is organised by concept (see DESIGN.md section 2): ``graph`` → ``features`` →
+The package is organised by concept (see docs/architecture.md, "Layers"): ``graph`` → ``features`` →
 ``data`` → ``synth`` → ``models`` → ``train`` → ``viz``; the ``cli`` only calls public functions.
 """
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from landmarks.track import FILE_MODE
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -25,6 +27,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        # mkstemp makes the file private (0600); a cache or run shared with others must stay
+        # readable to them as any other file this user writes would be
+        if Path(temporary).exists():
+            os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)

@@ -1,8 +1,45 @@
-"""Component-relation analysis: load runs, aggregate relations, compare them across models.
+"""Component-relation analysis: three kinds of relations, loading runs, comparing relations.
 
-Every model emits ``relations`` [B,K,K] (row-normalised weights between the K facial components).
-A training run stores them per test sample (``seed-<s>/<fold>/relations.npy`` in the order of
-``predictions.csv``) and class-averaged (``relations.npy`` [C,K,K]). This module
+A component relation says how two of the K facial components (contour, brows, nose, eyes, mouth)
+matter together. Three kinds are kept apart and named:
+
+- **intrinsic** relations: what a model's own mechanism says — every model's ``relations``
+  [B,K,K] (row-normalised; DeRe-GRL's RRM weights, the transformers' attention rollout). A run
+  stores them per test sample (``seed-<s>/<fold>/relations.npy`` in the order of
+  ``predictions.csv``) and class-averaged (``relations.npy`` [C,K,K]).
+- **occlusion** relations (:func:`occlusion_relations`), one definition for every model: each
+  component, and each pair, is neutralised to "no movement" (:func:`neutralise`) and the drop of
+  the model's log-probability of the clip's class is measured (the true class; the predicted one
+  for unlabelled clips): ``e_i`` for component i alone, ``e_ij`` for the pair (the joint effect).
+  From these K + K(K−1)/2 passes per clip, a component's **relevance** is its largest effect,
+  alone or once any one other component is neutralised,
+  ``ρ_i = max(e_i, max_j (e_ij − e_j))``, and the pairwise relation (**co-relevance**) of i ≠ j
+  is ``min(ρ_i, ρ_j)``: a pair relates as strongly as the weaker of its two components matters
+  (diagonal: ``ρ_i``). A run stores it as ``occlusion_relations.npy`` (per fold [n,K,K], and
+  [C,K,K] averaged per true class).
+- the **input-only baseline** (:func:`input_baseline`): the component co-activation read straight
+  from the features' motion, with no model (the form of the synthetic ground truth). A model's
+  relations tell something only where they differ from it and agree better with the ground truth.
+
+Why co-relevance, and not the joint effect or the interaction (``e_ij − e_i − e_j``) themselves:
+
+- the joint effect of a pair is large whenever ONE of the two matters, so a class-defining
+  component relates to every other component; the relation is meant to say that two components
+  act together in the class (the ground truth's co-activation is zero for a pair with a component
+  the class does not use);
+- the interaction is negative for two components that each carry the class alone (redundant),
+  positive for two needed together and zero for two whose evidence adds up, so it cancels when
+  averaged over clips and changes sign with how a model combines evidence;
+- a single-component effect alone misses redundancy: the brows and eyes are two components each,
+  moved together by bilateral AUs, so neutralising the left brow costs a model little while the
+  right brow still moves; ``e_ij − e_j`` (left brow's effect once the right one is gone) finds it.
+  The same term finds components that matter only jointly (an OR of two components).
+
+Co-relevance is large exactly when both components matter to the model's evidence, whether they
+act additively, synergistically (AND) or redundantly (OR); ``OcclusionRelations.joint`` keeps the
+raw joint effects for anyone who wants the interaction.
+
+This module also
 
 - reads a synthetic ground truth (:func:`load_ground_truth`); a run directory is read by
   :func:`geomer.rundir.load_run` (re-exported here);
@@ -35,7 +72,7 @@ import pandas as pd
 from scipy import stats
 
 from geomer.errors import GeomerError
-from geomer.rundir import Run, load_run, read_json_object
+from geomer.rundir import Run, class_averaged_relations, load_run, read_json_object
 
 __all__ = [
     "GROUND_TRUTH_NAME",
@@ -61,16 +98,21 @@ GROUND_TRUTH_NAME = "ground truth"
 
 @dataclass(frozen=True)
 class GroundTruth:
-    """The synthetic generator's ground-truth component co-activation.
+    """The synthetic generator's ground truth (see ``geomer.synth.generate``).
+
+    ``relations`` is the relevance (what each class is defined by: the share of the
+    class-defining motion each component and pair carries); ``motion_relations`` the same form
+    over everything that moved, distractors included (None for a file written before it existed).
 
     Shapes:
-        relations: [C, K, K] float32, class order = ``classes``.
+        relations, motion_relations: [C, K, K] float32, class order = ``classes``.
     """
 
     classes: tuple[str, ...]
     component_names: tuple[str, ...]
     relations: np.ndarray
     path: str = ""
+    motion_relations: np.ndarray | None = None
 
 
 def load_ground_truth(path: str | Path) -> GroundTruth:
@@ -86,9 +128,19 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
         matrices = np.asarray([relations[c] for c in classes], dtype=np.float32)
     except (KeyError, TypeError, ValueError) as error:
         raise GeomerError(f"{path}: needs 'classes', 'components' and a K×K 'relations' matrix per class ({error})") from None
-    if matrices.shape != (len(classes), len(components), len(components)):
-        raise GeomerError(f"{path}: relations have shape {list(matrices.shape)}, expected [{len(classes)},{len(components)},{len(components)}]")
-    return GroundTruth(classes=classes, component_names=components, relations=matrices, path=str(path))
+    expected = (len(classes), len(components), len(components))
+    if matrices.shape != expected:
+        raise GeomerError(f"{path}: relations have shape {list(matrices.shape)}, expected {list(expected)}")
+    motion = None
+    if "motion_relations" in data:
+        try:
+            motion = np.asarray([data["motion_relations"][c] for c in classes], dtype=np.float32)
+        except (KeyError, TypeError, ValueError) as error:
+            raise GeomerError(f"{path}: 'motion_relations' needs a K×K matrix per class ({error})") from None
+        if motion.shape != expected:
+            raise GeomerError(f"{path}: motion_relations have shape {list(motion.shape)}, expected {list(expected)}")
+    return GroundTruth(classes=classes, component_names=components, relations=matrices, path=str(path),
+                       motion_relations=motion)
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,3 +345,280 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
     """Display names for runs: the model name, with the folder name added where models repeat."""
     models = [run.model for run in runs]
     return [run.model if models.count(run.model) == 1 else f"{run.model} ({Path(run.path).name})" for run in runs]
+
+
+# --------------------------------------------------------------------------------------------
+# occlusion relations
+
+
+def component_subsets(k: int) -> list[tuple[int, ...]]:
+    """The occluded sets, in pass order: each component alone, then each pair (i < j).
+    K + K(K−1)/2 of them (28 for K = 7)."""
+    return [(i,) for i in range(k)] + list(itertools.combinations(range(k), 2))
+
+
+def neutralise(batch, components: Sequence[int]):
+    """A copy of a PyG batch in which the nodes of ``components`` show no movement.
+
+    What "no movement" is, per input (absent inputs are skipped):
+
+    - ``geometry`` (displacements from onset), ``flow_stats``, ``flow_patches`` and the node
+      feature matrix ``x`` (onset→apex displacement and flow statistics): zero;
+    - ``edge_attr`` (relative motion along edges): recomputed with the neutralised nodes' motion
+      set to zero (edges inside the component carry none; an edge to a moving node keeps that
+      node's part);
+    - ``texture`` (onset, apex patches): the apex patch becomes the onset patch; ``texture_apex``
+      too; ``sequence`` (frames onset..offset): every frame becomes the first (the onset);
+    - for a clip without an onset (flow-image data such as the preprocessed MEGC2019 composite),
+      ``texture_apex`` has no neutral frame: each patch is replaced by its own mean grey level
+      (the texture detail — wrinkles, edges — goes, the brightness stays).
+
+    Shapes: every node attribute [N_total, ...] as in ``geomer.data.to_pyg``; ``batch.component``
+    [N_total] gives each node's component.
+    """
+    import torch
+
+    out = batch.clone()
+    mask = torch.isin(out.component, torch.as_tensor(list(components), dtype=out.component.dtype, device=out.component.device))
+    if not bool(mask.any()):
+        return out
+    geometry = getattr(out, "geometry", None)
+    flow_stats = getattr(out, "flow_stats", None)
+    edge_attr = getattr(out, "edge_attr", None)
+    if edge_attr is not None and getattr(out, "edge_index", None) is not None:
+        # edge (i, j) carries motion[j] − motion[i] (geomer.data.pyg.edge_motion); motion is the
+        # onset→apex displacement (x[:, :2]) where the clip has an onset, else the mean flow
+        x = getattr(out, "x", None)
+        if geometry is not None and x is not None:
+            motion = x[:, :2]
+        elif geometry is None and flow_stats is not None:
+            motion = flow_stats[:, 0, :2]
+        else:
+            raise GeomerError("cannot neutralise edge_attr: the graphs lack the node motion it is made of "
+                              "(x for clips with an onset, flow_stats for flow-image clips)")
+        change = torch.where(mask[:, None], -motion, torch.zeros_like(motion))
+        source, target = out.edge_index
+        out.edge_attr = edge_attr + change[target] - change[source]
+    for name in ("x", "geometry", "flow_stats", "flow_patches"):
+        value = getattr(out, name, None)
+        if value is not None:
+            value = value.clone()
+            value[mask] = 0
+            out[name] = value
+    texture = getattr(out, "texture", None)
+    if texture is not None:
+        texture = texture.clone()
+        texture[mask, :, 1] = texture[mask, :, 0]
+        out.texture = texture
+    apex = getattr(out, "texture_apex", None)
+    if apex is not None:
+        apex = apex.clone()
+        if texture is not None:
+            apex[mask] = texture[mask, :, 0]
+        else:
+            apex[mask] = apex[mask].mean(dim=(-2, -1), keepdim=True).expand_as(apex[mask])
+        out.texture_apex = apex
+    sequence = getattr(out, "sequence", None)
+    if sequence is not None:
+        sequence = sequence.clone()
+        sequence[mask] = sequence[mask][:, :1].expand_as(sequence[mask])
+        out.sequence = sequence
+    return out
+
+
+@dataclass(frozen=True)
+class OcclusionRelations:
+    """Occlusion relations of a set of clips (module docstring).
+
+    ``target`` is the class whose log-probability was measured (the true class by default).
+
+    Shapes:
+        importance: [B, K], ``e_i``: drop of log p(target) when component i is neutralised;
+        joint: [B, K, K], ``e_ij``: drop when components i and j are both neutralised
+            (symmetric), ``e_i`` on the diagonal;
+        relevance: [B, K], ``ρ_i = max(e_i, max_j (e_ij − e_j))``;
+        pairwise: [B, K, K], co-relevance ``min(ρ_i, ρ_j)`` (symmetric), ``ρ_i`` on the diagonal —
+            THE occlusion relation;
+        target: [B] int64.
+    """
+
+    importance: np.ndarray
+    joint: np.ndarray
+    relevance: np.ndarray
+    pairwise: np.ndarray
+    target: np.ndarray
+
+
+def co_relevance(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(relevance ρ [..., K], co-relevance [..., K, K]) from joint effects (module docstring).
+
+    Shapes: joint [..., K, K] symmetric with the single effects on the diagonal.
+    """
+    joint = np.asarray(joint, np.float64)
+    k = joint.shape[-1]
+    single = np.diagonal(joint, axis1=-2, axis2=-1)
+    conditional = joint - single[..., None, :]  # [.., i, j]: i's effect once j is neutralised
+    conditional = np.where(np.eye(k, dtype=bool), -np.inf, conditional)
+    relevance = np.maximum(single, conditional.max(axis=-1))
+    pairwise = np.minimum(relevance[..., :, None], relevance[..., None, :])
+    return relevance, pairwise
+
+
+def occlusion_relations(model, graphs: Sequence, *, num_components: int, target: str = "true",
+                        batch_size: int = 64, device=None) -> OcclusionRelations:
+    """Occlusion relations of ``model`` on ``graphs`` (PyG ``Data`` with ``component`` and, for
+    ``target="true"``, ``y``): for each of the K + K(K−1)/2 sets of :func:`component_subsets`, one
+    pass over every clip (in batches of ``batch_size``) with that set neutralised.
+
+    ``target``: "true" (log-probability of the labelled class) or "predicted" (of the class the
+    unoccluded model predicts; for clips without a label). Positive values: the model loses
+    evidence without the component(s). The model is evaluated in ``eval()`` mode and left so.
+    """
+    import torch
+    from torch_geometric.loader import DataLoader
+
+    if target not in ("true", "predicted"):
+        raise GeomerError(f"occlusion target must be 'true' or 'predicted', got {target!r}")
+    if num_components < 1:
+        raise GeomerError(f"num_components must be at least 1, got {num_components}")
+    model.eval()
+    subsets = component_subsets(num_components)
+    importance, joints, targets = [], [], []
+    with torch.no_grad():
+        for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
+            if device is not None:
+                batch = batch.to(device)
+            base = torch.log_softmax(model(batch).logits.float(), dim=1)
+            chosen = batch.y.view(-1) if target == "true" else base.argmax(dim=1)
+            reference = base.gather(1, chosen[:, None])[:, 0]
+            drops = torch.empty(len(subsets), base.shape[0], dtype=torch.float64)
+            for s, subset in enumerate(subsets):
+                logp = torch.log_softmax(model(neutralise(batch, subset)).logits.float(), dim=1)
+                drops[s] = (reference - logp.gather(1, chosen[:, None])[:, 0]).double().cpu()
+            matrix = torch.zeros(base.shape[0], num_components, num_components, dtype=torch.float64)
+            for s, subset in enumerate(subsets):
+                i, j = subset if len(subset) == 2 else (subset[0], subset[0])
+                matrix[:, i, j] = drops[s]
+                matrix[:, j, i] = drops[s]
+            importance.append(drops[:num_components].T.numpy())
+            joints.append(matrix.numpy())
+            targets.append(chosen.cpu().numpy())
+    joint = np.concatenate(joints)
+    relevance, pairwise = co_relevance(joint)
+    return OcclusionRelations(
+        importance=np.concatenate(importance).astype(np.float32),
+        joint=joint.astype(np.float32),
+        relevance=relevance.astype(np.float32),
+        pairwise=pairwise.astype(np.float32),
+        target=np.concatenate(targets).astype(np.int64),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# input-only baseline
+
+
+def motion_activation(flow_stats: np.ndarray, component: np.ndarray, num_components: int) -> np.ndarray:
+    """[K] motion read from one clip's features: the node flow magnitude (smallest scale) above the
+    clip's median node magnitude (what moves against the still face), summed per component.
+
+    Shapes: flow_stats [N, S, 12] (channel 2 = mean magnitude), component [N] → [K].
+    """
+    magnitude = np.asarray(flow_stats, np.float64)[:, 0, 2]
+    above = np.clip(magnitude - np.median(magnitude), 0.0, None)
+    return np.bincount(np.asarray(component, np.int64), weights=above, minlength=num_components)[:num_components]
+
+
+def input_baseline(graphs: Sequence, num_classes: int, num_components: int) -> np.ndarray:
+    """The input-only baseline [C, K, K]: per clip, the co-activation of :func:`motion_activation`
+    (``geomer.synth.generate.coactivation``: outer product of the components' motion shares, the
+    form of the synthetic ground truth), averaged per class (``y``). No model, no labels beyond
+    grouping: what reading the motion alone gives.
+    """
+    from geomer.synth.generate import coactivation
+
+    shares, labels = [], []
+    for data in graphs:
+        activation = motion_activation(data.flow_stats.numpy(), data.component.numpy(), num_components)
+        shares.append(coactivation(activation))
+        labels.append(int(data.y.view(-1)[0]))
+    if not shares:
+        raise GeomerError("no clips to compute the input-only baseline from")
+    return class_averaged_relations(np.stack(shares), np.asarray(labels), num_classes)
+
+
+# --------------------------------------------------------------------------------------------
+# a run's three kinds of relations, side by side
+
+#: Display names of the relation kinds a run directory holds, and their ``geomer.rundir`` kinds.
+RELATION_FILES = {
+    "intrinsic": "relations",
+    "occlusion": "occlusion_relations",
+    "input-only baseline": "baseline_relations",
+}
+
+
+def load_run_relations(run_dir, classes: Sequence[str], num_components: int) -> dict[str, np.ndarray]:
+    """The class-averaged relations [C, K, K] of every kind a run directory holds (keys of
+    :data:`RELATION_FILES`; a kind whose file is absent — a run from before it existed — is left
+    out). Classes without test clips are NaN."""
+    from geomer.rundir import RunDir
+
+    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    found = {}
+    for name, kind in RELATION_FILES.items():
+        matrices = run_dir.load_relations(kind, components=num_components)
+        if matrices is not None:
+            if len(matrices) != len(classes):
+                raise GeomerError(f"{run_dir.relations_path(kind)}: {len(matrices)} classes, config.json names {len(classes)}")
+            found[name] = matrices
+    return found
+
+
+def synthetic_ground_truth(run) -> GroundTruth | None:
+    """The ground truth of the synthetic dataset a run was trained on (``ground_truth.json`` at
+    its root, with the run's components and classes), else None."""
+    root = run.config.get("root")
+    path = Path(root) / "ground_truth.json" if root else None
+    if path is None or not path.is_file():
+        return None
+    truth = load_ground_truth(path)
+    if tuple(truth.component_names) != tuple(run.component_names) or not set(run.classes) <= set(truth.classes):
+        return None
+    return truth
+
+
+def faithfulness(intrinsic: np.ndarray, occlusion: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    """Per class, Spearman between a model's intrinsic and its own occlusion relations over the
+    off-diagonal entries (NaN where a class has no clips or a side is constant).
+
+    Shapes: intrinsic, occlusion [C, K, K].
+    """
+    result = {}
+    for name, a, b in zip(classes, intrinsic, occlusion):
+        x, y = off_diagonal(a), off_diagonal(b)
+        ok = np.all(np.isfinite(x)) and np.all(np.isfinite(y)) and np.ptp(x) > 0 and np.ptp(y) > 0
+        result[name] = float(stats.spearmanr(x, y).statistic) if ok else float("nan")
+    return result
+
+
+def ground_truth_agreement(kinds: Mapping[str, np.ndarray], classes: Sequence[str], truth: GroundTruth,
+                           *, permutations: int = 5040, seed: int = 0) -> pd.DataFrame:
+    """Agreement of each kind of relations [C, K, K] (and the ground truth's own
+    ``motion_relations``) with the relevance ground truth, over the off-diagonal entries of the
+    classes that every side has: one row per kind (relation, spearman, p_value, classes)."""
+    missing = [c for c in classes if c not in truth.classes]
+    if missing:
+        raise GeomerError(f"{truth.path}: no class {missing[0]!r}")
+    order = [truth.classes.index(c) for c in classes]
+    relevance = truth.relations[order]
+    sides = dict(kinds)
+    if truth.motion_relations is not None:
+        sides["motion_relations (ground truth)"] = truth.motion_relations[order]
+    present = np.all([np.isfinite(m).all(axis=(-2, -1)) for m in sides.values()], axis=0)
+    rows = []
+    for kind, matrices in sides.items():
+        result = compare_relations(matrices[present], relevance[present], permutations=permutations, seed=seed)
+        rows.append({"relation": kind, "spearman": result.spearman, "p_value": result.p_value,
+                     "classes": int(present.sum())})
+    return pd.DataFrame(rows, columns=["relation", "spearman", "p_value", "classes"])

@@ -4,6 +4,7 @@ Layout (every name below is spelled once, here)::
 
     config.json                         what the run is: settings, classes, components, graph,
                                         folds, samples fingerprint, geomer version (written first)
+    .geomer.lock                        the pid of the one process writing the run (flock-held)
     metrics.json                        pooled metrics (geomer.train.pool)
     relations.npy                       [C, K, K] class-averaged intrinsic relations
     <kind>.npy                          other per-run relation arrays of the same shape, one file per
@@ -26,9 +27,13 @@ with :meth:`RunDir.save_relations` / :meth:`FoldDir.save_relations` (``kind=``).
 from __future__ import annotations
 
 import csv
+import errno
+import hashlib
 import io
 import json
-from collections.abc import Mapping, Sequence
+import os
+from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,7 @@ from geomer.errors import GeomerError
 from geomer.version import __version__, check_version
 
 CONFIG = "config.json"
+LOCK = ".geomer.lock"
 METRICS = "metrics.json"
 FIGURES = "figures"
 CHECKPOINT = "checkpoint.pt"
@@ -50,8 +56,9 @@ SEED_PREFIX = "seed-"
 
 #: Relation arrays a run keeps: ``<kind>.npy`` per run [C, K, K] and per fold [n_test, K, K].
 #: "relations" are the model's intrinsic relations; "occlusion_relations" are measured by
-#: neutralising components (same shapes, same order).
-RELATION_KINDS = ("relations", "occlusion_relations")
+#: neutralising components (same shapes, same order); "baseline_relations" is the input-only
+#: baseline of the run's dataset (per run only; geomer.relations.input_baseline).
+RELATION_KINDS = ("relations", "occlusion_relations", "baseline_relations")
 
 #: The fixed leading columns of predictions.csv; one ``prob_<class>`` column per class follows.
 PREDICTION_COLUMNS = ("sample", "subject", "dataset", "true", "predicted")
@@ -69,6 +76,16 @@ def _relations_file(kind: str) -> str:
     if kind not in RELATION_KINDS:
         raise ValueError(f"unknown relation kind {kind!r}; known: {', '.join(RELATION_KINDS)}")
     return f"{kind}.npy"
+
+
+def samples_fingerprint(records: Iterable[Sequence[Any]]) -> str:
+    """A digest of what identifies the samples a run trains on, one record per sample in order
+    (key, subject, dataset, label, onset, apex, offset, …): a relabelled sheet changes it."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(json.dumps([None if v is None else str(v) for v in record]).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
 
 
 def read_json_object(path: Path) -> dict:
@@ -238,6 +255,8 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._config: dict | None = None
+        self._lock_depth = 0
+        self._lock_stream = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -277,6 +296,60 @@ class RunDir:
 
     def history_paths(self) -> list[Path]:
         return [fold.history_path for fold in self.folds() if fold.history_path.is_file()]
+
+    # ---------------------------------------------------------------------------- writing
+
+    def check_writable(self) -> None:
+        """One-line GeomerError unless the run directory can be created or written: checked
+        before any work, so a bad ``--out`` costs nothing."""
+        from geomer.paths import check_output_folder
+
+        check_output_folder(self.path)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory for this process (re-entrant for this object).
+
+        A second writer gets a one-line GeomerError naming the holder's pid; a lock left by a
+        killed process is stale (the kernel released its ``flock``) and simply taken over.
+        """
+        import fcntl
+
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        self.check_writable()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            stream = open(self.path / LOCK, "a+", encoding="utf-8")
+        except OSError as error:
+            raise GeomerError(f"{self.path}: cannot write the run directory ({error.strerror})") from None
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            stream.seek(0)
+            holder = stream.read().strip() or "unknown"
+            stream.close()
+            if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise GeomerError(
+                    f"{self.path}: another geomer process (pid {holder}) is writing this run directory"
+                ) from None
+            raise GeomerError(f"{self.path / LOCK}: cannot lock ({error.strerror})") from None
+        stream.seek(0)
+        stream.truncate()
+        stream.write(f"{os.getpid()}\n")
+        stream.flush()
+        self._lock_stream, self._lock_depth = stream, 1
+        try:
+            yield
+        finally:
+            self._lock_depth = 0
+            self._lock_stream = None
+            stream.close()  # releases the flock
 
     # ---------------------------------------------------------------------------- config
 

@@ -3,7 +3,9 @@
 One scheme for every file geomer writes and reads back (run directories, training checkpoints,
 pretraining checkpoints, the feature cache): the file records ``geomer_version``, and it is
 readable when :func:`compatible_version` says so. A file from an incompatible version is refused
-with a one-line :class:`~geomer.errors.GeomerError` naming it (a cache entry is rebuilt instead).
+with a one-line :class:`~geomer.errors.GeomerError` naming it. The feature cache is the exception:
+each entry records its cache format (``geomer.data.cache.CACHE_FORMAT``) in its identity and is
+rebuilt when that differs, whatever geomer version wrote it.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from landmarks.backends import BACKENDS
 from landmarks.errors import LandmarksError
 
 #: What the folder-of-frames reading rule is, for --help.
@@ -37,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     extract.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUTS_HELP)
     extract.add_argument("-o", "--out", required=True, help="output .npz (one input) or folder (several)")
-    extract.add_argument("--backend", default="dlib", choices=("dlib", "dlib-cnn", "fan"), help="landmark backend")
+    extract.add_argument("--backend", default="dlib", choices=BACKENDS.names(), help="landmark backend")
     extract.add_argument("--redetect-every", type=int, default=30, help="frames between re-detections")
     extract.add_argument("--smooth", type=int, default=0, help="odd running-median window over frames (0: off)")
     extract.add_argument("--min-valid-fraction", type=float, default=0.5, help="fewer frames with a face is an error")
@@ -155,9 +156,13 @@ def _extract_one(job: tuple[str, str, dict]) -> str | None:
     debug = options.pop("debug", False)
     try:
         result = track(source, **options)
-        dataclasses.replace(result, settings=_settings(source, options)).save(out)
+        try:
+            dataclasses.replace(result, settings=_settings(source, options)).save(out)
+        except OSError as error:
+            raise LandmarksError(f"{out}: cannot write ({error.strerror or error})") from error
     except (LandmarksError, OSError) as error:
-        message = str(error) if isinstance(error, LandmarksError) else f"{out}: cannot write ({error})"
+        # an OSError out of tracking is about an input file: name it
+        message = str(error) if isinstance(error, LandmarksError) else f"{error.filename or source}: {error.strerror or error}"
         return traceback.format_exc() + message if debug else message
     return None
 
@@ -186,6 +191,10 @@ def _extract(args) -> int:
 
     for item in args.inputs:
         open_frames(item, fps=args.fps)  # an unreadable input is named before any work
+    # Construct the backend before any output folder is made: a missing optional backend fails first.
+    from landmarks.backends import get_backend
+
+    get_backend(args.backend)
     outputs = _output_paths(args.inputs, args.out)
     for out in outputs:
         check_output_file(out)
@@ -199,10 +208,6 @@ def _extract(args) -> int:
         progress=single and not args.quiet,
         debug=args.debug,
     )
-    # Construct the backend once up front so a missing optional backend fails before any work.
-    from landmarks.backends import get_backend
-
-    get_backend(args.backend)
     jobs, kept = [], 0
     for item, out in zip(args.inputs, outputs):
         if out.exists() and not args.overwrite:

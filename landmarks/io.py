@@ -101,7 +101,9 @@ def list_frame_files(folder: str | os.PathLike) -> list[Path]:
 @contextlib.contextmanager
 def _decoder_messages() -> Iterator[list[str]]:
     """Capture what C decoders print on the process's stderr (file descriptor 2) while inside;
-    the list receives the captured lines on exit. Nothing reaches the console."""
+    the list receives the captured lines on exit. Nothing reaches the console. The descriptor is
+    the process's: another thread writing to stderr in that instant (a decode takes about a
+    millisecond) would be taken for the decoder; the readers write nothing from threads."""
     lines: list[str] = []
     try:
         sys.stderr.flush()

@@ -1,5 +1,5 @@
-"""The one process-pool helper: every parallel stage (landmark extraction, feature preparation,
-synthetic rendering, fold × seed training) gets its workers from :func:`process_pool`.
+"""The one process-pool helper: every parallel stage (here: landmark extraction; packages built on
+``landmarks`` use it for theirs) gets its workers from :func:`process_pool`.
 
 Two rules, both learnt the hard way:
 

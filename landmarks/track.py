@@ -21,10 +21,23 @@ _KEYS = ("points", "valid", "fps", "frame_index", "box", "source", "backend")
 _OPTIONAL_KEYS = {"settings": ""}
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    """The process's file-creation mask. Linux states it in /proc (no change to the mask, so no
+    race with other threads); elsewhere it is read once, at import, by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+#: The mode of a file written by ``open`` under this process's umask (tempfile makes 0600 files).
+FILE_MODE = 0o666 & ~_read_umask()
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,7 +131,7 @@ class LandmarkTrack:
         # a short temp name: the final name may already be as long as the file system allows
         handle, temp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
         try:
-            os.fchmod(handle, 0o666 & ~_umask())
+            os.fchmod(handle, FILE_MODE)
             with os.fdopen(handle, "wb") as file:
                 np.savez(
                     file,

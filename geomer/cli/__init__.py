@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+from concurrent.futures.process import BrokenProcessPool
 
 from landmarks.errors import LandmarksError
 
@@ -54,15 +55,37 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"geomer {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"geomer {args.command}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # the reader closed the pipe (`geomer models | head`): not an error; keep the interpreter
         # from failing again while flushing stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as error:
+        # A file the command reads or writes (an unwritable folder, an output path naming an
+        # existing file, a name too long, a full disk): the user's to fix, one line naming it.
+        if args.debug:
+            raise
+        print(f"geomer {args.command}: error: {os_error_line(error)}", file=sys.stderr)
+        return 2
+    except BrokenProcessPool:
+        if args.debug:
+            raise
+        print(f"geomer {args.command}: error: a worker process died (killed or out of memory); "
+              "finished work is kept: run the command again, with fewer --jobs", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"geomer {args.command}: interrupted", file=sys.stderr)
+        return 130
     return int(status or 0)
+
+
+def os_error_line(error: OSError) -> str:
+    """``path: reason`` (and ``→ other path`` for a rename) of an operating-system error; the
+    reason alone when the error names no file."""
+    if error.filename is None:
+        return str(error.strerror or error)
+    where = str(error.filename) + (f" → {error.filename2}" if error.filename2 else "")
+    return f"{where}: {error.strerror or error}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-HEADLINE = ("uf1", "uar", "acc")
+from geomer.train.pool import HEADLINE
 
 
 def add_command(subparsers, name: str, help: str, func) -> argparse.ArgumentParser:
@@ -81,29 +81,24 @@ def summarise_run(run_dir, metrics: dict[str, Any], *, figures: bool = True) -> 
 
 
 def relation_agreement_line(run) -> str | None:
-    """Spearman agreement of a run's class-averaged relations with a synthetic ground truth
-    (the ``ground_truth.json`` of the dataset root it was trained on), or None."""
-    from pathlib import Path
+    """The run's relations in words: faithfulness (intrinsic vs occlusion, Spearman per class) and,
+    on a synthetic dataset (the ``ground_truth.json`` of the root it was trained on), each kind's
+    agreement with the relevance ground truth beside the input-only baseline and the ground
+    truth's motion_relations; None when there is nothing to say."""
+    from geomer.relations import faithfulness, ground_truth_agreement, load_run_relations, synthetic_ground_truth
 
-    import numpy as np
-
-    from geomer.relations import compare_relations, load_ground_truth
-
-    root = run.config.get("root")
-    if not root:
-        return None
-    truth_path = Path(root) / "ground_truth.json"
-    if not truth_path.is_file():
-        return None
-    truth = load_ground_truth(truth_path)
-    relations = run.class_relations
     classes = list(run.classes)
-    same_components = tuple(truth.component_names) == tuple(run.component_names)
-    if not same_components or not set(classes) <= set(truth.classes) or not np.isfinite(relations).all():
-        return None
-    expected = np.stack([truth.relations[truth.classes.index(name)] for name in classes])
-    result = compare_relations(relations, expected)
-    return (
-        f"\nrelations vs synthetic ground truth: Spearman {result.spearman:.3f} "
-        f"(permutation p = {result.p_value:.3g}; off-diagonal entries of all classes)"
-    )
+    kinds = load_run_relations(run.path, classes, run.num_components)
+    lines = []
+    if "intrinsic" in kinds and "occlusion" in kinds:
+        per_class = faithfulness(kinds["intrinsic"], kinds["occlusion"], classes)
+        lines.append("faithfulness (intrinsic vs occlusion relations, Spearman per class): "
+                     + ", ".join(f"{name} {value:.2f}" for name, value in per_class.items()))
+    truth = synthetic_ground_truth(run)
+    if truth is not None:
+        table = ground_truth_agreement(kinds, classes, truth)
+        lines.append("relations vs the relevance ground truth (Spearman over off-diagonal entries of all "
+                     "classes; permutation p): "
+                     + ", ".join(f"{row.relation} {row.spearman:.3f} (p = {row.p_value:.2g})"
+                                 for row in table.itertuples()))
+    return "\n" + "\n".join(lines) if lines else None

@@ -1,13 +1,15 @@
 """``geomer bench ENTRY``: the project's own speed measurements.
 
 Each entry is a library function returning rows ``(what, value, unit)``; this module prints them
-as a table. Entries: ``landmarks`` (issue 2), ``features`` (issue 3), ``synth`` (the renderer, issue 4),
-``train`` (issues 5, 6).
+as a table. Entries: ``landmarks`` (the tracker), ``features`` (flow and node sampling), ``synth``
+(the renderer), ``train`` (LOSO training).
 """
 
 from __future__ import annotations
 
 from geomer.cli._common import add_command, print_rows
+from geomer.errors import GeomerError
+from landmarks.registry import Registry
 
 
 def register(subparsers) -> None:
@@ -34,22 +36,35 @@ def register(subparsers) -> None:
     train.add_argument("--jobs", type=int, default=2, help="parallel folds")
 
 
+def _landmarks(args):
+    from landmarks.bench import bench_landmarks
+
+    return bench_landmarks(args.video, frames=args.frames)
+
+
+def _features(args):
+    from geomer.features.bench import bench_features
+
+    return bench_features(repeats=args.repeats)
+
+
+def _synth(args):
+    from geomer.synth.bench import bench_synth
+
+    return bench_synth(frames=args.frames)
+
+
+def _train(args):
+    from geomer.train.bench import bench_train
+
+    return bench_train(args.model, epochs=args.epochs, jobs=args.jobs)
+
+
+ENTRIES = Registry("bench entry", GeomerError, {
+    "landmarks": _landmarks, "features": _features, "synth": _synth, "train": _train,
+})
+
+
 def _run(args) -> int:
-    if args.entry == "landmarks":
-        from landmarks.bench import bench_landmarks
-
-        rows = bench_landmarks(args.video, frames=args.frames)
-    elif args.entry == "features":
-        from geomer.features.bench import bench_features
-
-        rows = bench_features(repeats=args.repeats)
-    elif args.entry == "synth":
-        from geomer.synth.bench import bench_synth
-
-        rows = bench_synth(frames=args.frames)
-    else:
-        from geomer.train.bench import bench_train
-
-        rows = bench_train(args.model, epochs=args.epochs, jobs=args.jobs)
-    print_rows(rows)
+    print_rows(ENTRIES[args.entry](args))
     return 0

@@ -1,10 +1,13 @@
 """``geomer compare RUN_DIR... -o FIG [--ground-truth GT.json]``: relations of several runs side by
-side, and how much they agree.
+side, beside the input-only baseline, and how much they agree.
 
-Writes FIG (one column per run, plus the ground truth; one row per class) and FIG's stem + ``.csv``
-beside it: the agreement table (rows: run pairs and run vs ground truth; Spearman and Pearson
-over off-diagonal entries, one-sided component-label permutation p-values; see
-``geomer.relations``), which is also printed.
+Writes FIG (a grid: one row per run's intrinsic relations and one per run's occlusion relations,
+then the input-only baseline, the ground truth's ``motion_relations`` and its relevance
+``relations``; one column per class) and FIG's stem + ``.csv`` beside it: the agreement table
+(rows: pairs of those and each vs the ground truth; Spearman and Pearson over off-diagonal
+entries, one-sided component-label permutation p-values; see ``geomer.relations``), which is also
+printed. The baseline is read from the runs' ``baseline_relations.npy`` (one row when the runs
+share it, one per run otherwise).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
 
     from geomer.atomic import atomic_write_text
     from geomer.errors import GeomerError
-    from geomer.relations import agreement_table, load_ground_truth, load_run, run_labels
+    from geomer.relations import agreement_table, load_ground_truth, load_run, load_run_relations, run_labels
     from geomer.viz import plot_relation_panel, save_figure
 
     runs = [load_run(path) for path in run_dirs]
@@ -42,17 +45,35 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
     if truth is not None and truth.component_names != components:
         raise GeomerError(f"{truth.path}: components {', '.join(truth.component_names)} differ from the runs' ({', '.join(components)})")
 
+    def by_class(classes, matrices):
+        return {c: m for c, m in zip(classes, matrices) if np.all(np.isfinite(m))}
+
     labels = run_labels(runs)
-    columns = {
-        label: {c: m for c, m in zip(run.classes, run.class_relations) if np.all(np.isfinite(m))}
-        for label, run in zip(labels, runs)
-    }
-    table = agreement_table(columns, truth, per_class=per_class, permutations=permutations, seed=seed)
+    columns, baselines = {}, []
+    for label, run in zip(labels, runs):
+        kinds = load_run_relations(run.path, run.classes, len(components))
+        columns[label] = by_class(run.classes, run.class_relations)
+        if "occlusion" in kinds:
+            columns[f"{label} occlusion"] = by_class(run.classes, kinds["occlusion"])
+        if "input-only baseline" in kinds:
+            matrices = by_class(run.classes, kinds["input-only baseline"])
+            if not any(b.keys() == matrices.keys() and all(np.allclose(b[c], matrices[c]) for c in b) for _, b in baselines):
+                baselines.append((label, matrices))
+    rows = dict(columns)
+    baseline = None
+    for label, matrices in baselines:
+        name = "input-only baseline" if len(baselines) == 1 else f"input-only baseline ({label})"
+        rows[name] = matrices
+        baseline = matrices if len(baselines) == 1 else baseline
+    if truth is not None and truth.motion_relations is not None:
+        rows["motion_relations (ground truth)"] = dict(zip(truth.classes, truth.motion_relations))
+    table = agreement_table(rows, truth, per_class=per_class, permutations=permutations, seed=seed)
 
     out = Path(out)
     figure = plot_relation_panel(
-        columns, components, ground_truth=dict(zip(truth.classes, truth.relations)) if truth is not None else None,
-        title="component relations",
+        {k: v for k, v in rows.items() if k != "input-only baseline"}, components,
+        ground_truth=dict(zip(truth.classes, truth.relations)) if truth is not None else None,
+        baseline=baseline, title="component relations",
     )
     save_figure(figure, out)
     csv = out.with_suffix(".csv")
@@ -67,6 +88,9 @@ def _run(args) -> int:
         from geomer.errors import GeomerError
 
         raise GeomerError(f"--permutations must be at least 1, got {args.permutations}")
+    from geomer.paths import check_output_folder
+
+    check_output_folder(Path(args.out).parent, "-o")
     table = compare_runs(args.run_dirs, args.out, ground_truth=args.ground_truth, per_class=args.per_class,
                          permutations=args.permutations, seed=args.seed)
     shown = table[["model_a", "model_b", "scope", "spearman", "pearson", "p_value"]]

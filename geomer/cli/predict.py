@@ -22,24 +22,26 @@ def run(args) -> int:
     from pathlib import Path
 
     from geomer.atomic import atomic_write_text
+    from geomer.paths import check_output_folder
     from geomer.train.predict import predict_clip
     from geomer.viz import plot_relation_matrix, save_figure
 
+    out = check_output_folder(Path(args.out) if args.out else Path(f"{Path(args.source).name}-prediction"), "-o")
     prediction = predict_clip(
         args.source, args.checkpoint, onset=args.onset, apex=args.apex, offset=args.offset,
         progress=not args.quiet,
     )
-    out = Path(args.out) if args.out else Path(f"{Path(args.source).name}-prediction")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "prediction.json", json.dumps(prediction.to_dict(), indent=2) + "\n")
     title = f"{Path(prediction.source).name}: {prediction.predicted}"
     figure = plot_relation_matrix(prediction.relations, list(prediction.component_names), title=title)
-    save_figure(figure, out / "relations.png")
+    figure_path = out / "relations.png"
+    save_figure(figure, figure_path)
 
     spotted = " (spotted)" if prediction.apex_spotted else ""
     print(f"{prediction.source}: frames {prediction.onset}–{prediction.offset}, apex {prediction.apex}{spotted}")
     width = max(len(c) for c in prediction.classes)
     for name, probability in sorted(zip(prediction.classes, prediction.probabilities), key=lambda x: -x[1]):
         print(f"  {name:<{width}}  {probability:.3f}")
-    print(f"predicted: {prediction.predicted}; relation figure: {out / 'relations.png'}")
+    print(f"predicted: {prediction.predicted}; relation figure: {figure_path}")
     return 0

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from geomer.cli._common import add_command
-
-LAYOUTS = ("casme2", "samm", "megc2019-flow")
-DIFFICULTIES = ("easy", "standard", "hard")
+from geomer.synth.layouts import LAYOUTS
+from geomer.synth.motion import DIFFICULTIES
 
 
 def register(subparsers) -> None:
@@ -20,8 +19,8 @@ def register(subparsers) -> None:
     parser.add_argument("--subjects", type=int, default=4, help="number of subjects")
     parser.add_argument("--clips", type=int, default=5, help="clips per subject")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--difficulty", choices=DIFFICULTIES, default="standard",
-                        help="expression amplitude vs distractors (head motion, blinks, noise)")
+    parser.add_argument("--difficulty", choices=DIFFICULTIES.names(), default="standard",
+                        help="expression amplitude vs distractors (distractor AUs, head motion, blinks, noise)")
     parser.add_argument("--fps", type=float, default=200.0, help="frame rate of the clips")
     parser.add_argument("--jobs", type=int, default=1, help="subjects rendered in parallel processes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

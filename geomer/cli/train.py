@@ -7,8 +7,6 @@ registered ``train_defaults`` (when it declares them), else to TrainConfig's.
 
 from __future__ import annotations
 
-import json
-
 from geomer.cli._common import add_command
 
 
@@ -56,20 +54,19 @@ def default_jobs(device: str = "auto") -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def parse_settings(items: list[str]) -> dict:
-    """``["hidden=32", "rrm=matrix"]`` → ``{"hidden": 32, "rrm": "matrix"}``."""
+def parse_settings(model: str, items: list[str]) -> dict:
+    """``["hidden=32", "rrm=matrix"]`` → ``{"hidden": 32, "rrm": "matrix"}``, each value parsed by
+    the model setting's declared type."""
     from geomer.errors import GeomerError
+    from geomer.models.registry import parse_settings as parse_model_settings
 
-    settings = {}
+    texts = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise GeomerError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            settings[key] = json.loads(value)
-        except json.JSONDecodeError:
-            settings[key] = value
-    return settings
+        texts[key] = value
+    return parse_model_settings(model, texts)
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -87,7 +84,7 @@ def build_config(args):
 
     return TrainConfig.for_model(
         args.model,
-        cfg=parse_settings(args.settings),
+        cfg=parse_settings(args.model, args.settings),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

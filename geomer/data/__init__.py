@@ -1,5 +1,5 @@
 """Dataset readers, ``Sample`` records, class schemes, protocols, the feature cache and conversion
-to PyTorch Geometric graphs (DESIGN.md sections 5–6).
+to PyTorch Geometric graphs (docs/architecture.md, "Data sources" and "Evaluation").
 
 Importing this package stays light (no torch); :mod:`geomer.data.loading` and
 :mod:`geomer.data.pyg` pull in torch when used.

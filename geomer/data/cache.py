@@ -201,7 +201,10 @@ class FeatureCache:
                 existing = None
             if existing == self.manifest():
                 return
-            if existing is not None:
+            # entries carry their own identity (cache format included) and are verified on load, so
+            # a manifest of another geomer version is updated; other settings are another cache
+            same_settings = isinstance(existing, dict) and {**existing, "version": None} == {**self.manifest(), "version": None}
+            if existing is not None and not same_settings:
                 raise GeomerError(
                     f"{self.manifest_path}: manifest does not match the feature settings "
                     "(delete the folder to rebuild)"

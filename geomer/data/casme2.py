@@ -1,6 +1,6 @@
 """CASME II reader.
 
-Layout (DESIGN.md §5)::
+Layout::
 
     ROOT/CASME2-coding-*.xlsx        Subject, Filename, OnsetFrame, ApexFrame, OffsetFrame,
                                      Action Units, Estimated Emotion

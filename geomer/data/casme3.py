@@ -1,6 +1,6 @@
 """CAS(ME)^3 Part A reader.
 
-Layout (DESIGN.md §5)::
+Layout::
 
     ROOT/<…part_A…>.xlsx     Part A label sheet: Subject, Filename, Onset, Apex, Offset, AU,
                              Objective class, emotion

@@ -14,8 +14,10 @@ from geomer.data.sample import DatasetIndex
 from geomer.data.schemes import ClassScheme, get_scheme
 from geomer.data.sheets import SampleCollector
 from geomer.errors import GeomerError
+from landmarks.registry import Registry
 
-_READERS = {
+# Dataset name → its reader module (imported when first read).
+_READERS: Registry[str] = Registry("dataset", GeomerError, {
     "casme2": "geomer.data.casme2",
     "samm": "geomer.data.samm",
     "smic": "geomer.data.smic",
@@ -23,18 +25,16 @@ _READERS = {
     "megc2019": "geomer.data.megc2019",
     "megc2019-flow": "geomer.data.megc2019_flow",
     "synth": "geomer.data.synth_reader",
-}
+})
 
 
 def list_datasets() -> tuple[str, ...]:
     """The dataset names :func:`read_dataset` knows."""
-    return tuple(_READERS)
+    return _READERS.names()
 
 
 def reader(name: str) -> ModuleType:
     """The reader module of a dataset name; GeomerError listing the known names otherwise."""
-    if name not in _READERS:
-        raise GeomerError(f"unknown dataset {name!r} (known: {', '.join(_READERS)})")
     return importlib.import_module(_READERS[name])
 
 

@@ -1,6 +1,6 @@
 """Reader of the widely shared preprocessed MEGC 2019 composite (apex crops + flow images).
 
-Layout (DESIGN.md §5)::
+Layout::
 
     ROOT/<any>.csv                      columns dataset, sub, filename_o, label, imagename
                                         (label 0 negative, 1 positive, 2 surprise)

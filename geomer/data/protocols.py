@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from geomer.data.sample import DatasetIndex, Sample
 from geomer.errors import GeomerError
+from landmarks.registry import Registry
 
 
 class LeakError(GeomerError):
@@ -157,11 +158,9 @@ def check_folds(folds: Sequence[Fold], subject_keys: Sequence[str]) -> None:
         raise GeomerError("fold names collide once made into folder names")
 
 
-PROTOCOLS = {"loso": LOSO}
+PROTOCOLS: Registry[type[Protocol]] = Registry("protocol", GeomerError, {"loso": LOSO})
 
 
 def get_protocol(name: str, index: DatasetIndex) -> Protocol:
     """The protocol ``name`` over a dataset index; GeomerError listing the known ones otherwise."""
-    if name not in PROTOCOLS:
-        raise GeomerError(f"unknown protocol {name!r} (known: {', '.join(PROTOCOLS)})")
     return PROTOCOLS[name](index)

@@ -1,6 +1,6 @@
 """SAMM reader.
 
-Layout (DESIGN.md §5)::
+Layout::
 
     ROOT/SAMM_Micro_FACS_Codes_v2.xlsx   a title block, then the header row: Subject, Filename,
                                          Inducement Code, Onset Frame, Apex Frame, Offset Frame,

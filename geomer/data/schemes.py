@@ -20,6 +20,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from geomer.errors import GeomerError
+from landmarks.registry import Registry
+
 # Spellings seen in the sheets, folded onto one name per emotion.
 _SYNONYMS = {
     "happy": "happiness",
@@ -83,7 +86,7 @@ def _identity(name: str, classes: tuple[str, ...], extra: dict[str, str | None])
 
 _NEGATIVE = ("anger", "contempt", "disgust", "fear", "repression", "sadness", "negative")
 
-SCHEMES: dict[str, ClassScheme] = {
+SCHEMES: Registry[ClassScheme] = Registry("class scheme", GeomerError, {
     "composite-3": ClassScheme(
         "composite-3",
         ("negative", "positive", "surprise"),
@@ -133,7 +136,7 @@ SCHEMES: dict[str, ClassScheme] = {
             "other": None,
         },
     ),
-}
+})
 
 
 def identity_scheme(classes: tuple[str, ...] | list[str], name: str = "identity") -> ClassScheme:
@@ -146,9 +149,5 @@ def get_scheme(scheme: str | ClassScheme) -> ClassScheme:
     """Look a scheme up by name (a :class:`ClassScheme` passes through)."""
     if isinstance(scheme, ClassScheme):
         return scheme
-    from geomer.errors import GeomerError
-
-    if scheme not in SCHEMES:
-        raise GeomerError(f"unknown class scheme {scheme!r} (known: {', '.join(SCHEMES)})")
     return SCHEMES[scheme]
 

@@ -1,6 +1,6 @@
 """SMIC-HS reader (labels from the folders, no label sheet, no apex).
 
-Layout (DESIGN.md §5)::
+Layout::
 
     ROOT/HS/s1/micro/negative/s1_ne_01/image0106005.bmp
 

@@ -2,7 +2,7 @@
 
 ``create(name, num_classes, graph, **cfg)`` builds a registered model; every model's
 ``forward(batch)`` returns :class:`ModelOutput` (logits [B, C], relations [B, K, K],
-embedding [B, D]). See DESIGN.md section 4 and each model's docstring.
+embedding [B, D]). See docs/architecture.md and each model's docstring.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ What its abstract fixes: ME video frames and special frames/data are processed i
 cascaded **Unimodal Space-Time Attention (USTA)**; **Crossmodal Space-Time Attention (CSTA)**
 fuses the modalities while keeping each one's content; USTA and CSTA are integrated
 **hierarchically**; reported gain of about 3 % on CASME3 seven-class. geomer evaluates it
-**subject-independently** (LOSO over global subject keys, DESIGN.md §6) whatever split the paper
+**subject-independently** (LOSO over global subject keys, docs/architecture.md, "Evaluation") whatever split the paper
 used, so its numbers are not comparable with the paper's.
 
 How geomer builds it (reimplementation choices are marked *choice*):

@@ -10,7 +10,7 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class ModelOutput:
-    """The one output type of all four models (DESIGN.md section 4).
+    """The one output type of all four models (docs/architecture.md, "Where things go").
 
     ``relations`` holds non-negative weights between the K facial components whose rows sum to 1;
     how a model derives them is part of its design and documented on the model class.

@@ -8,7 +8,7 @@ A pretraining checkpoint (``geomer pretrain``) is a ``torch.save`` dict::
               frames outside a known dataset are recorded as "external/<folder>"),
     sources (the videos / frame folders used), feature_settings, settings (epochs, …), history.
 
-Pretraining must never see the test subjects of the evaluation it feeds (DESIGN.md §6). Two ways
+Pretraining must never see the test subjects of the evaluation it feeds (docs/architecture.md, "Evaluation"). Two ways
 are leak-free: pretrain on **external data** (no subject of the evaluated dataset), or pretrain
 **per fold** (``geomer pretrain --dataset NAME --root PATH --exclude-subjects KEYS``, once per
 test fold). :func:`check_pretraining` refuses a checkpoint that saw a test subject;

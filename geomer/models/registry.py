@@ -23,14 +23,17 @@ the model was defined (``origin``): worker processes (a process pool, Ray) start
 interpreter and import that module to know a model registered outside geomer
 (:func:`ensure_registered`).
 
-The model modules are imported lazily, on the first call that needs the registry, so that
-``import geomer.models`` stays cheap and the modules can import this one without a cycle.
+The model modules are imported lazily, on the first lookup in :data:`MODELS` (a
+``landmarks.registry.Registry``, the one name → thing idiom), so that ``import geomer.models``
+stays cheap and the modules can import this one without a cycle.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import json
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,12 +43,12 @@ from typing import Any
 from torch import nn
 
 from geomer.errors import GeomerError
+from landmarks.registry import Registry
 
-# The modules that hold registered models, imported in this order by ``_import_models``.
+# The modules that hold registered models, imported (in this order) on the first lookup.
 _MODEL_MODULES = ("dere_grl", "mmt", "mubert", "hsta", "ststnet")
 
-_REGISTRY: dict[str, ModelSpec] = {}
-_imported = False
+MODELS: Registry[ModelSpec] = Registry("model", GeomerError, modules=[f"geomer.models.{m}" for m in _MODEL_MODULES])
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     """
 
     def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        known = _REGISTRY.get(name)
+        known = MODELS.registered(name)
         if known is not None and known.factory is not factory:
             # Re-importing the same module (e.g. importlib.reload) re-registers an equal
             # qualname; anything else is two models fighting for one name.
@@ -90,7 +93,7 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
             return getattr(factory, key, getattr(declared, key, default))
 
         inputs = attribute("inputs", None)
-        _REGISTRY[name] = ModelSpec(
+        MODELS.register(name, ModelSpec(
             name=name,
             factory=factory,
             paper=str(attribute("paper", "")),
@@ -102,7 +105,7 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
             train_defaults=dict(attribute("train_defaults", {})),
             pretrainable=callable(getattr(declared, "pretraining_losses", None)),
             origin=_origin(factory),
-        )
+        ), replace=True)
         return factory
 
     return decorate
@@ -125,41 +128,24 @@ def _origin(factory: Callable[..., nn.Module]) -> tuple[str, str | None]:
 def ensure_registered(name: str, origin: tuple[str, str | None]) -> None:
     """Import the module that registers model ``name`` (its spec's ``origin``) if this process
     does not know the model yet (a fresh worker process)."""
-    _import_models()
-    if name in _REGISTRY:
+    if name in MODELS:
         return
     module_name, folder = origin
     if folder is not None and folder not in sys.path:
         sys.path.insert(0, folder)
     importlib.import_module(module_name)
-    if name not in _REGISTRY:
+    if name not in MODELS:
         raise GeomerError(f"model {name!r} is not registered by module {module_name!r}")
-
-
-def _import_models() -> None:
-    """Import every model module once so that its ``@register_model`` calls have run."""
-    global _imported
-    if _imported:
-        return
-    for module in _MODEL_MODULES:
-        importlib.import_module(f"{__package__}.{module}")
-    _imported = True
 
 
 def list_models() -> list[str]:
     """The registered model names, sorted."""
-    _import_models()
-    return sorted(_REGISTRY)
+    return sorted(MODELS)
 
 
 def get_spec(name: str) -> ModelSpec:
     """The :class:`ModelSpec` registered under ``name``; unknown names raise GeomerError."""
-    _import_models()
-    spec = _REGISTRY.get(name)
-    if spec is None:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise GeomerError(f"unknown model {name!r}; known models: {known}")
-    return spec
+    return MODELS[name]
 
 
 def create(name: str, num_classes: int, graph: Any, **cfg: Any) -> nn.Module:
@@ -173,33 +159,94 @@ def create(name: str, num_classes: int, graph: Any, **cfg: Any) -> nn.Module:
     spec = get_spec(name)
     if int(num_classes) < 2:
         raise GeomerError(f"model {name!r} needs at least 2 classes, got {num_classes}")
-    accepted = _settings_of(spec.factory)
-    if accepted is not None:
-        unknown = sorted(set(cfg) - accepted)
-        if unknown:
-            raise GeomerError(
-                f"model {name!r} has no setting {', '.join(map(repr, unknown))}; "
-                f"its settings: {', '.join(sorted(accepted)) or 'none'}"
-            )
+    declared = _check_known_settings(name, spec.factory, cfg)
+    for key, value in cfg.items():
+        kind = declared.get(key)
+        if kind is not None and not _is_of(value, kind):
+            raise GeomerError(f"model {name!r} setting {key}={value!r}: expected {kind.__name__}")
     model = spec.factory(int(num_classes), graph, **cfg)
     model.model_name = name
     model.model_cfg = dict(cfg)
     return model
 
 
-def _settings_of(factory: Callable[..., nn.Module]) -> set[str] | None:
-    """The keyword settings ``factory`` accepts, or None when it takes ``**kwargs``."""
+def _declared_settings(factory: Callable[..., nn.Module]) -> dict[str, type | None] | None:
+    """Setting name → declared type (bool, int, float or str; None: anything) of ``factory``'s
+    keyword settings, or None when it takes ``**kwargs``. The type is the default value's, else
+    the annotation's."""
     target = factory.__init__ if inspect.isclass(factory) else factory
     parameters = list(inspect.signature(target).parameters.values())
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
     skip = {"self", "num_classes", "graph"}
-    return {
-        p.name
-        for p in parameters
-        if p.name not in skip
-        and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    }
+    declared: dict[str, type | None] = {}
+    for p in parameters:
+        if p.name in skip or p.kind not in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            continue
+        kind = type(p.default) if p.default is not inspect.Parameter.empty and p.default is not None else None
+        if kind is None and p.annotation is not inspect.Parameter.empty:
+            text = str(getattr(p.annotation, "__name__", p.annotation)).replace(" ", "")
+            text = text.removesuffix("|None").removeprefix("Optional[").removesuffix("]")
+            kind = _SCALARS.get(text)
+        declared[p.name] = kind if kind in _SCALARS.values() else None
+    return declared
+
+
+_SCALARS = {"bool": bool, "int": int, "float": float, "str": str}
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def _check_known_settings(name: str, factory, settings) -> dict[str, type | None]:
+    declared = _declared_settings(factory)
+    if declared is None:
+        return {}
+    unknown = sorted(set(settings) - set(declared))
+    if unknown:
+        raise GeomerError(
+            f"model {name!r} has no setting {', '.join(map(repr, unknown))}; "
+            f"its settings: {', '.join(sorted(declared)) or 'none'}"
+        )
+    return declared
+
+
+def _is_of(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def parse_settings(name: str, texts: dict[str, str]) -> dict[str, Any]:
+    """Model settings given as text (``geomer train --set KEY=VALUE``), parsed by each setting's
+    declared type: ``16.7`` for an int, ``maybe`` for a bool or ``nan`` for a float are
+    GeomerErrors; a setting of undeclared type is parsed as JSON when it parses, else kept as text."""
+    spec = get_spec(name)
+    declared = _check_known_settings(name, spec.factory, texts)
+    settings: dict[str, Any] = {}
+    for key, text in texts.items():
+        kind = declared.get(key)
+        try:
+            if kind is bool:
+                settings[key] = _BOOLEANS[text.strip().lower()]
+            elif kind is int:
+                settings[key] = int(text)
+            elif kind is float:
+                settings[key] = float(text)
+                if not math.isfinite(settings[key]):
+                    raise ValueError(text)
+            elif kind is str:
+                settings[key] = text
+            else:
+                try:
+                    settings[key] = json.loads(text)
+                except json.JSONDecodeError:
+                    settings[key] = text
+        except (KeyError, ValueError):
+            raise GeomerError(f"--set {key}={text}: expected {kind.__name__} for model {name!r}") from None
+    return settings
 
 
 def _has(data: Any, attribute: str) -> bool:

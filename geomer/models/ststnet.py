@@ -19,8 +19,9 @@ classifier; the engine's recipe (AdamW, class-weighted cross-entropy, a fixed ep
 set a priori, not tuned on any test fold).
 
 Relations: STSTNet has no notion of facial components, so it has no intrinsic relations; it emits
-the uniform matrix (every entry 1/K), which says "no information". Compare it with the other models
-through the occlusion relations, which are defined for every model.
+the uniform matrix (every entry 1/K), which says "no information". Its occlusion relations are zero
+as yet: the occlusion rule (``geomer.relations.neutralise``) neutralises per-node inputs, and the
+whole flow image is not split by component.
 """
 
 from __future__ import annotations

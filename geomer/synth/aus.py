@@ -79,6 +79,10 @@ _RIGHT_HALF_MOVES: dict[str, dict[int, tuple[float, float]]] = {
            66: _v(0, -0.6), 67: _v(0, -0.6), 49: _v(0, 0.5), 59: _v(0, -0.5)},
     # lips part: lower lip down, upper inner lip slightly up
     "25": {57: DOWN, 58: DOWN, 66: DOWN, 67: DOWN, 59: _v(0, 0.6), 61: _v(0, -0.3), 62: _v(0, -0.3)},
+    # jaw clencher: the masseter bulges, the lower jaw line pushed outwards
+    "31": {4: _v(-1.0, 0), 5: _v(-0.8, 0.1), 3: _v(-0.6, 0), 6: _v(-0.4, 0.1)},
+    # nostril dilator: the nose wings flare outwards
+    "38": {31: _v(-1.0, 0.1), 32: _v(-0.5, 0), 30: _v(0, 0)},
 }
 # Midline points (x == 0) that an AU moves, listed once (not mirrored).
 _MIDLINE_POINTS = {8, 27, 28, 29, 30, 33, 51, 57, 62, 66}
@@ -88,7 +92,8 @@ _AU_NAMES = {
     "5": "upper lid raiser", "6": "cheek raiser", "7": "lid tightener", "9": "nose wrinkler",
     "10": "upper lip raiser", "12": "lip corner puller", "14": "dimpler",
     "15": "lip corner depressor", "17": "chin raiser", "20": "lip stretcher",
-    "23": "lip tightener", "24": "lip pressor", "25": "lips part",
+    "23": "lip tightener", "24": "lip pressor", "25": "lips part", "31": "jaw clencher",
+    "38": "nostril dilator",
 }
 AU_NUMBERS: tuple[str, ...] = tuple(_AU_NAMES)
 

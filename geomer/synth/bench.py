@@ -1,4 +1,4 @@
-"""Speed of the synthetic renderer (an entry the lead's ``geomer bench`` can print)."""
+"""Speed of the synthetic renderer (an entry of ``geomer bench``)."""
 
 from __future__ import annotations
 

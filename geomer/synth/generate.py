@@ -4,8 +4,9 @@ Per subject (seeded by ``(seed, subject index)``, so adding subjects leaves earl
 unchanged): a face shape, an appearance of the texture, an expressivity factor. Per clip (seeded
 by ``(seed, subject index, clip index)``): a class (classes rotate through the subject's clips,
 so every subject shows every class about equally often — LOSO folds stay balanced), an AU
-combination of that class, an amplitude per AU, frame numbers, head motion, maybe a blink, image
-noise. Clip timing: onset→offset lasts 0.15–0.4 s (apex at 30–60 % of it), with 2–8 frames before
+combination of that class, an amplitude per AU, distractor AUs with their amplitudes (they follow
+the expression's time course), frame numbers, head motion (rigid, plus the residual of an
+out-of-plane turn), maybe a blink, image noise. Clip timing: onset→offset lasts 0.15–0.4 s (apex at 30–60 % of it), with 2–8 frames before
 the onset and after the offset; at the default 200 fps that is 38–96 frames per clip.
 
 ``ground_truth.json`` at the dataset root::
@@ -13,24 +14,32 @@ the onset and after the offset; at the default 200 fps that is 38–96 frames pe
     {"layout", "dataset", "fps", "seed", "difficulty", "subjects", "clips_per_subject",
      "classes": [...], "components": k7 names,
      "clips": {"<dataset>/<subject>/<clip>": {"subject", "label", "aus", "amplitudes_px",
-               "components", "onset", "apex", "offset", "blink"}},
-     "relations": {class: K×K}}
+               "components", "distractor_aus", "distractor_amplitudes_px", "blink", "blink_px",
+               "residual_head_px", "onset", "apex", "offset"}},
+     "relations": {class: K×K},          # relevance: what the class is defined by
+     "motion_relations": {class: K×K}}   # co-activation of everything that moved
 
-Ground-truth relations (the definition models are compared to, with Spearman over the
-off-diagonal entries): for an AU ``u`` let ``m_u[k]`` = Σ_{i∈k} |field_u(i)| / Σ_i |field_u(i)|,
-the share of its landmark motion in component k. A clip's component activation is
-``a[k] = Σ_{u in clip} amplitude_u · m_u[k]`` (amplitudes in px, expressivity included); a class's
-co-activation is ``C = Σ_{clips of the class} a aᵀ`` (so components i, j score high when they move
-together, strongly, often), then each row is divided by its sum. A component that never moves in
-the class gets the identity row (it relates only to itself).
+Two ground truths, one construction. For a displacement field ``f`` (an AU's, the blink's, the
+residual head motion's) let ``m_f[k]`` = Σ_{i∈k} |f(i)| / Σ_i |f(i)|, the share of its landmark
+motion in component k. A clip's component activation is ``a[k] = Σ_f amplitude_f · m_f[k]``
+(amplitude = the px displacement of the field's strongest landmark at its peak, expressivity
+included). Its K×K co-activation (:func:`coactivation`) is ``s sᵀ`` with the shares ``s = a / Σ a``:
+entry (i, j) is large when components i and j both carry much of the clip's motion. A class's
+matrix is the mean over its clips (symmetric; entries sum to 1).
+
+- ``relations`` (**relevance**, what models are scored against): ``a`` sums the class-defining AUs
+  only — the component pairs the class is defined by. A pair with a component the class never
+  uses scores 0.
+- ``motion_relations``: ``a`` sums everything that moved non-rigidly — class AUs, distractor AUs,
+  the blink, the residual head motion (the rigid head motion is left out: alignment removes it).
+  It is what a read-out of the input motion can see at best; a model's relations add something
+  only where they agree with ``relations`` better than this does.
 
 The standard dataset (``standard_dataset()``): casme2 layout, 16 subjects × 10 clips (each
-subject shows each of the 5 classes twice), standard difficulty, 200 fps, seed 0 — about 10 500
-frames, 300 MB of JPEG, ≈ 26 s of CPU to generate (≈ 2.5 ms per frame including JPEG writing;
-rendered by 2 processes). With tracking (~250 frames/s) and feature extraction it stays within the
-2–3 minute budget on 2 cores. Checked separability: a linear classifier on onset→apex
-displacements of dlib-tracked landmarks reaches LOSO UF1 0.95 on it (0.975 on the noisy
-ground-truth landmark series).
+subject shows each of the 5 classes twice), standard difficulty (distractors in 75 % of the clips,
+blinks in 15 %, residual head motion up to 0.5 px), 200 fps, seed 0 — about 10 500 frames,
+300 MB of JPEG, ≈ 26 s of CPU to generate (≈ 2.5 ms per frame including JPEG writing; rendered by
+2 processes).
 
 ``ground_truth_landmarks/<key>.npz`` holds each clip's landmark series as a
 :class:`landmarks.LandmarkTrack` (backend "synth": the rendered positions plus landmark noise).
@@ -46,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from geomer.errors import GeomerError
+from geomer.paths import check_output_folder
 from geomer.graph import FaceGraph
 from geomer.synth.aus import action_unit
 from geomer.synth.emotions import class_table
@@ -58,34 +68,59 @@ from geomer.synth.motion import (
     difficulty as get_difficulty,
     expression_course,
     head_motion,
+    residual_head_motion,
 )
 from geomer.synth.render import Appearance, FaceRenderer, texture_face
 
-STANDARD_VERSION = "standard-v1"
+STANDARD_VERSION = "standard-v2"
 STANDARD_SIZE = {"subjects": 16, "clips": 10}
 
 
-def _component_shares(code: str) -> np.ndarray:
-    """[K] share of AU ``code``'s landmark motion in each k7 component."""
+def field_shares(field: np.ndarray) -> np.ndarray:
+    """[K] share of a [68, 2] displacement field's landmark motion in each k7 component (zeros
+    for a still field)."""
     graph = FaceGraph("k7")
-    norms = np.linalg.norm(action_unit(code).field, axis=1)
+    norms = np.linalg.norm(field, axis=1)
     shares = np.array([norms[graph.node_ids[graph.component == k]].sum() for k in range(graph.num_components)])
-    return shares / shares.sum()
+    total = shares.sum()
+    return shares / total if total > 0 else shares
 
 
-def relation_matrices(plans: list[ClipPlan], classes: list[str]) -> dict[str, np.ndarray]:
-    """Per-class K×K ground-truth co-activation, row-normalised (see the module docstring)."""
+def au_activation(codes, amplitudes_px) -> np.ndarray:
+    """[K] component activation ``Σ amplitude · m_u`` of AUs (module docstring)."""
+    k = FaceGraph("k7").num_components
+    return sum((a * field_shares(action_unit(u).field) for u, a in zip(codes, amplitudes_px)), np.zeros(k))
+
+
+def coactivation(activation: np.ndarray) -> np.ndarray:
+    """A clip's component co-activation: the outer product of its motion shares.
+
+    Shapes: activation [..., K] (non-negative) → [..., K, K] symmetric, entry (i, j) =
+    ``s_i · s_j`` with ``s = a / Σ a`` (so entries sum to 1); all zero when nothing moved.
+    """
+    activation = np.asarray(activation, np.float64)
+    total = activation.sum(axis=-1, keepdims=True)
+    share = np.divide(activation, total, out=np.zeros_like(activation), where=total > 0)
+    return share[..., :, None] * share[..., None, :]
+
+
+def relation_matrices(activations, classes: list[str]) -> dict[str, np.ndarray]:
+    """Per-class K×K ground truth: the clips' :func:`coactivation`, averaged over the class.
+
+    ``activations``: (class name, [K] activation) per clip; a ``ClipPlan`` counts its own AUs.
+    A class without clips gets all zeros.
+    """
     k = FaceGraph("k7").num_components
     totals = {name: np.zeros((k, k)) for name in classes}
-    for plan in plans:
-        activation = sum(a * _component_shares(u) for u, a in zip(plan.aus, plan.amplitudes_px))
-        totals[plan.label] += np.outer(activation, activation)
-    result = {}
-    for name, matrix in totals.items():
-        rows = matrix.sum(axis=1, keepdims=True)
-        normalised = np.where(rows > 0, matrix / np.where(rows > 0, rows, 1.0), np.eye(k))
-        result[name] = normalised.astype(np.float32)
-    return result
+    counts = dict.fromkeys(classes, 0)
+    for item in activations:
+        if isinstance(item, ClipPlan):
+            label, activation = item.label, au_activation(item.aus, item.amplitudes_px)
+        else:
+            label, activation = item
+        totals[label] += coactivation(activation)
+        counts[label] += 1
+    return {name: (totals[name] / max(counts[name], 1)).astype(np.float32) for name in classes}
 
 
 def _check_args(subjects: int, clips: int, fps: float) -> None:
@@ -97,12 +132,54 @@ def _check_args(subjects: int, clips: int, fps: float) -> None:
         raise GeomerError(f"--fps must be between 10 and 1000, got {fps}")
 
 
+_TEMP_SUFFIX = ".tmp-"
+
+
+def _temp_name(out: Path, pid: int) -> Path:
+    """Where the process ``pid`` builds ``out`` before publishing it."""
+    return out.parent / f"{out.name}{_TEMP_SUFFIX}{pid}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_temp_folders(out: Path) -> None:
+    """Remove the temp folders that killed runs (pids no longer alive) left beside ``out``;
+    a live run's folder is left alone."""
+    prefix = f"{out.name}{_TEMP_SUFFIX}"
+    if not out.parent.is_dir():
+        return
+    for entry in out.parent.iterdir():
+        pid = entry.name[len(prefix):]
+        if entry.name.startswith(prefix) and pid.isdigit() and entry.is_dir() and not _pid_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def _temp_folder(out: Path) -> Path:
-    temp = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    _remove_stale_temp_folders(out)
+    temp = _temp_name(out, os.getpid())
     if temp.exists():
         shutil.rmtree(temp)
     temp.mkdir(parents=True)
     return temp
+
+
+def _check_output(out: Path) -> None:
+    """One-line GeomerError, before any work, unless ``out`` (and the temp folder beside it) can
+    be created: no file in the way, a writable parent, names the file system accepts."""
+    check_output_folder(out, "output folder")
+    if out.exists() and any(out.iterdir()):
+        raise GeomerError(f"{out}: already exists and is not empty; remove it or choose another folder")
+    # the temp name is the longest name written; pid_max is at most 2**22 (7 digits)
+    if len(os.fsencode(_temp_name(out, 4_194_304).name)) > 255:
+        raise GeomerError(f"{out}: the folder name is too long (at most {255 - 7 - len(_TEMP_SUFFIX)} bytes)")
 
 
 def _publish(temp: Path, out: Path) -> None:
@@ -118,8 +195,9 @@ def _publish(temp: Path, out: Path) -> None:
 
 def _render_subject(
     temp: Path, layout: str, s: int, clips: int, seed: int, difficulty: str, fps: float
-) -> list[tuple[ClipPlan, dict]]:
-    """Render subject ``s``'s clips into ``temp``; returns (plan, ground truth) per clip."""
+) -> list[tuple[ClipPlan, dict, np.ndarray]]:
+    """Render subject ``s``'s clips into ``temp``; returns (plan, ground truth, [K] activation of
+    everything that moved) per clip."""
     from landmarks.track import LandmarkTrack
 
     writer = get_layout(layout)
@@ -143,6 +221,10 @@ def _render_subject(
         emotion = table[class_order[c % len(table)]]
         aus = emotion.sample(rng)
         amplitudes = tuple(round(float(rng.uniform(*level.amplitude_px)) * expressivity, 3) for _ in aus)
+        distractors = emotion.sample_distractors(rng, level.distractor_probability)
+        distractor_amplitudes = tuple(
+            round(float(rng.uniform(*level.amplitude_px)) * expressivity, 3) for _ in distractors
+        )
         name = writer.clip_name(subject, c, rng, emotion.name)
         while name in used_names:  # drawn suffixes may repeat; clip ids must not
             name = writer.clip_name(subject, c, rng, emotion.name)
@@ -161,16 +243,27 @@ def _render_subject(
         # fields peak at PEAK_IOD; rescaled so each AU's strongest landmark moves its amplitude (px)
         apex_displacement = sum(
             action_unit(u).field / np.linalg.norm(action_unit(u).field, axis=1).max() * a
-            for u, a in zip(aus, amplitudes)
+            for u, a in zip(aus + distractors, amplitudes + distractor_amplitudes)
         )
         course = expression_course(n_frames, onset_pos, apex_pos, offset_pos)
         closure = blink_course(rng, n_frames, fps, level)
+        residual = residual_head_motion(rng, n_frames, shape.points, level)
         points = (
             shape.points[None]
             + course[:, None, None] * apex_displacement[None]
             + closure[:, None, None] * blink[None]
+            + residual
         )
         points = apply_rigid(points, head_motion(rng, n_frames, level)).astype(np.float32)
+        blink_peak = float(closure.max()) * blink
+        residual_peak = residual[int(np.argmax(np.linalg.norm(residual, axis=2).max(axis=1)))]
+        blink_px = float(np.linalg.norm(blink_peak, axis=1).max())
+        residual_px = float(np.linalg.norm(residual_peak, axis=1).max())
+        moved = (
+            au_activation(aus + distractors, amplitudes + distractor_amplitudes)
+            + blink_px * field_shares(blink_peak)
+            + residual_px * field_shares(residual_peak)
+        )
         noise_order = rng.integers(0, 2**16, n_frames)
 
         def render_at(position: int, points=points, noise_order=noise_order) -> np.ndarray:
@@ -188,10 +281,12 @@ def _render_subject(
         truth = {
             "subject": f"{dataset}/{subject}", "label": emotion.name, "aus": list(aus),
             "amplitudes_px": list(amplitudes), "components": components,
+            "distractor_aus": list(distractors), "distractor_amplitudes_px": list(distractor_amplitudes),
+            "blink": bool(closure.max() > 0), "blink_px": round(blink_px, 3),
+            "residual_head_px": round(residual_px, 3),
             "onset": plan.onset, "apex": plan.apex, "offset": plan.offset,
-            "blink": bool(closure.max() > 0),
         }
-        results.append((plan, truth))
+        results.append((plan, truth, moved))
     return results
 
 
@@ -221,14 +316,13 @@ def generate(
     _check_args(subjects, clips, fps)
     if jobs < 1:
         raise GeomerError(f"--jobs must be at least 1, got {jobs}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise GeomerError(f"{out}: already exists and is not empty; remove it or choose another folder")
+    _check_output(out)
     classes = [c.name for c in class_table(writer.scheme)]
     texture_face()  # detect the photo's landmarks once, before worker processes fork
 
     temp = _temp_folder(out)
     try:
-        per_subject: list[list[tuple[ClipPlan, dict]]] = []
+        per_subject: list[list[tuple[ClipPlan, dict, np.ndarray]]] = []
         with tqdm(total=subjects * clips, desc=f"synth {layout}", unit="clip", disable=not progress) as bar:
             if jobs == 1 or subjects == 1:
                 for s in range(subjects):
@@ -243,10 +337,13 @@ def generate(
                     for future in futures:
                         per_subject.append(future.result())
                         bar.update(clips)
-        plans = [plan for results in per_subject for plan, _ in results]
-        clip_truth = {plan.key: truth for results in per_subject for plan, truth in results}
+        plans = [plan for results in per_subject for plan, _, _ in results]
+        clip_truth = {plan.key: truth for results in per_subject for plan, truth, _ in results}
         writer.finish(temp, plans)
         relations = relation_matrices(plans, classes)
+        motion_relations = relation_matrices(
+            [(plan.label, moved) for results in per_subject for plan, _, moved in results], classes
+        )
         truth = {
             "layout": layout,
             # megc2019-flow is a composite: keys and subjects follow each clip's part (casme2/samm/smic)
@@ -261,6 +358,7 @@ def generate(
             "components": list(FaceGraph("k7").component_names),
             "clips": clip_truth,
             "relations": {name: m.round(6).tolist() for name, m in relations.items()},
+            "motion_relations": {name: m.round(6).tolist() for name, m in motion_relations.items()},
         }
         (temp / "ground_truth.json").write_text(json.dumps(truth, indent=1))
     except BaseException:
@@ -272,7 +370,7 @@ def generate(
 
 def standard_dataset(progress: bool = True, jobs: int = 2) -> Path:
     """The standard synthetic dataset (casme2 layout, 16 subjects × 10 clips, standard
-    difficulty, 200 fps, seed 0), generated once under ``cache_root()/synth/standard-v1``."""
+    difficulty, 200 fps, seed 0), generated once under ``cache_root()/synth/standard-v2``."""
     from geomer.paths import cache_root
 
     out = cache_root() / "synth" / STANDARD_VERSION

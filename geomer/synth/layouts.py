@@ -1,4 +1,4 @@
-"""Writers for the on-disk layouts of the synthetic dataset (DESIGN.md §5).
+"""Writers for the on-disk layouts of the synthetic dataset.
 
 * ``casme2``: ``CASME2-coding-20140508.xlsx`` (Subject, Filename, OnsetFrame, ApexFrame,
   OffsetFrame, Action Units, Estimated Emotion) + colour frames ``sub01/EP03_02f/img<N>.jpg``;
@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 
 from geomer.errors import GeomerError
+from landmarks.registry import Registry
 
-LAYOUTS = ("casme2", "samm", "megc2019-flow")
 CASME2_SHEET = "CASME2-coding-20140508.xlsx"
 SAMM_SHEET = "SAMM_Micro_FACS_Codes_v2.xlsx"
 MEGC_CSV = "combined_3class_gt.csv"
@@ -229,10 +229,14 @@ class MegcFlowLayout:
                 writer.writerow([p.dataset, p.subject, p.clip, MEGC_LABELS[p.label], self.image_name(p)])
 
 
+LAYOUT_WRITERS: Registry[Callable[[], object]] = Registry(
+    "synthetic layout", GeomerError,
+    {"casme2": Casme2Layout, "samm": SammLayout, "megc2019-flow": MegcFlowLayout},
+)
+LAYOUTS = LAYOUT_WRITERS.names()
+
+
 def get_layout(name: str):
-    layouts = {"casme2": Casme2Layout, "samm": SammLayout, "megc2019-flow": MegcFlowLayout}
-    try:
-        return layouts[name]()
-    except KeyError:
-        raise GeomerError(f"unknown synthetic layout {name!r}; known: {', '.join(LAYOUTS)}") from None
+    """A writer of the named on-disk layout (one of :data:`LAYOUTS`)."""
+    return LAYOUT_WRITERS[name]()
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import math
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -59,6 +62,13 @@ class TrainConfig:
             raise GeomerError(f"unknown executor {self.executor!r}; known: {', '.join(EXECUTORS)}")
         if self.jobs < 1:
             raise GeomerError(f"jobs must be at least 1, got {self.jobs}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise GeomerError(f"learning rate must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise GeomerError(f"weight decay must be a number >= 0, got {self.weight_decay}")
+        _check_device(self.device)
+        if self.executor == "ray" and importlib.util.find_spec("ray") is None:
+            raise GeomerError("--executor ray needs Ray: pip install 'geomer[ray]'")
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting, JSON-ready (tuples become lists)."""
@@ -86,3 +96,18 @@ class TrainConfig:
         chosen = {key: value for key, value in settings.items() if value is not None}
         merged_cfg = {**dict(recipe.pop("cfg", {})), **dict(cfg or {})}
         return cls(model=model, cfg=merged_cfg, **{**recipe, **chosen})
+
+
+def _check_device(device: str) -> None:
+    """``auto``, ``cpu``, or ``cuda``/``cuda:N`` on a machine where torch sees that GPU."""
+    if device in ("auto", "cpu"):
+        return
+    match = re.fullmatch(r"cuda(?::(\d+))?", str(device))
+    if match is None:
+        raise GeomerError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(match.group(1) or 0)
+    if index >= count:
+        raise GeomerError(f"device {device!r} is not available (torch sees {count} CUDA device(s))")

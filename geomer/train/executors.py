@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 from concurrent.futures import as_completed
+from contextlib import contextmanager
 
 from geomer.errors import GeomerError
 from geomer.train.fit import FitContext, FoldSummary, FoldTask, fit_fold
@@ -96,19 +97,10 @@ def run_ray(tasks, context, *, progress=True) -> list[FoldSummary]:
     A local Ray is started with ``jobs`` CPUs and shut down afterwards; a cluster given by
     address is only connected to.
     """
-    try:
-        import ray
-    except ImportError:
-        raise GeomerError("--executor ray needs Ray: pip install 'geomer[ray]'") from None
     config = context.config
-    started_here = not ray.is_initialized()
-    if started_here:
-        options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        if config.ray_address:
-            ray.init(address=config.ray_address, **options)
-        else:
-            ray.init(num_cpus=config.jobs, **options)
-    try:
+    with ray_session(config):
+        import ray
+
         worker_context = FitContext(**{**context.__dict__, "device": "cpu"})
         context_ref = ray.put(worker_context)
         remote_fit = ray.remote(num_cpus=1)(_fit_on_ray)
@@ -122,9 +114,6 @@ def run_ray(tasks, context, *, progress=True) -> list[FoldSummary]:
                     summaries[pending[ref]] = ray.get(ref)
                     bar.update()
         return [summaries[i] for i in range(len(tasks))]
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def _fit_on_ray(context: FitContext, task: FoldTask) -> FoldSummary:
@@ -132,3 +121,31 @@ def _fit_on_ray(context: FitContext, task: FoldTask) -> FoldSummary:
 
     torch.set_num_threads(1)
     return fit_fold(context, task)
+
+
+@contextmanager
+def ray_session(config):
+    """Connect to ``config.ray_address`` (or start a local Ray with ``config.jobs`` CPUs) for the
+    duration of the block; a Ray already connected is used and left as it is. Entered before a
+    run directory is written, so an unreachable cluster is refused with nothing written."""
+    try:
+        import ray
+    except ImportError:
+        raise GeomerError("--executor ray needs Ray: pip install 'geomer[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        try:
+            if config.ray_address:
+                ray.init(address=config.ray_address, **options)
+            else:
+                ray.init(num_cpus=config.jobs, **options)
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            where = config.ray_address or "a local Ray"
+            raise GeomerError(f"--executor ray: cannot start or reach {where} ({first})") from None
+    try:
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()

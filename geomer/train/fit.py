@@ -11,8 +11,9 @@ deterministic algorithms are requested, and training runs on one CPU thread, so 
 the same numbers whether the fold runs in-process, in a process pool or on a Ray worker.
 
 Per fold it writes, through :class:`geomer.rundir.FoldDir` (each file atomically), the history,
-the relations, the checkpoint and last the predictions, whose presence marks the fold as finished
-(resume).
+the relations, the occlusion relations (``geomer.relations.occlusion_relations`` of the fold's
+model on its test clips, true class), the checkpoint and last the predictions, whose presence
+marks the fold as finished (resume).
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ class FoldSummary:
     selected_epoch: int
 
 
-# What the engine always keeps on a graph: labels, batching structure and the meta strings.
-_ALWAYS_KEPT = ("y", "edge_index", "component", "clip", "subject", "dataset")
+# What the engine always keeps on a graph: labels, batching structure and the meta strings, and
+# the node motion x from which occlusion relations recompute a neutralised clip's edge_attr.
+_ALWAYS_KEPT = ("y", "edge_index", "component", "clip", "subject", "dataset", "x")
 
 
 def slim_graphs(inputs: Sequence[str] | None, graphs: list) -> list:
@@ -222,11 +224,17 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
         if best_state is not None:
             model.load_state_dict(best_state)
         probabilities, relations = _predict(model, test_graphs, config.batch_size, device)
+        from geomer.relations import occlusion_relations
+
+        occlusion = occlusion_relations(model, test_graphs, num_components=len(context.component_names),
+                                        batch_size=config.batch_size, device=device)
+        model.train()
 
     out = task.out
     out.path.mkdir(parents=True, exist_ok=True)
     out.write_history(history)
     out.save_relations(relations)
+    out.save_relations(occlusion.pairwise, kind="occlusion_relations")
     save_checkpoint(
         out.checkpoint_path,
         Checkpoint(

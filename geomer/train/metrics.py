@@ -1,7 +1,7 @@
 """Classification metrics on pooled predictions: UF1 (macro F1), UAR (macro recall), accuracy.
 
 The headline of a LOSO evaluation is computed ONCE on the predictions of all folds pooled together
-(DESIGN.md section 6), never as the mean of per-fold values: a fold of a subject with two clips of
+(docs/architecture.md, "Evaluation"), never as the mean of per-fold values: a fold of a subject with two clips of
 one class makes per-fold F1 meaningless, and MEGC reports the pooled figures.
 
 Conventions (the ones MEGC and scikit-learn's ``zero_division=0`` give on full label sets):

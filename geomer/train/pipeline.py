@@ -1,7 +1,7 @@
 """A dataset (or the synthetic default) in front of the engine: read → prepare → graphs → LOSO.
 
 ``train_dataset`` is what ``geomer train`` runs. With ``root`` it reads the named dataset
-(engineer D's readers); without, it uses the standard synthetic dataset of :mod:`geomer.synth`
+(``geomer.data``'s readers); without, it uses the standard synthetic dataset of :mod:`geomer.synth`
 (generated once into the cache). Features are prepared into the feature cache (resumable, only
 missing clips are extracted), loaded as PyG graphs in sample order, and handed to
 :func:`geomer.train.run.run_loso` with the protocol's folds.
@@ -14,7 +14,9 @@ from pathlib import Path
 
 from geomer.errors import GeomerError
 from geomer.train.config import TrainConfig
-from geomer.train.run import RunResult, run_loso
+from geomer.paths import cache_root, check_output_folder
+from geomer.rundir import RunDir
+from geomer.train.run import RunResult, check_model_settings, run_loso
 
 
 def default_out_dir(model: str, dataset: str) -> Path:
@@ -51,8 +53,15 @@ def train_dataset(
     from geomer.features.types import FeatureSettings
     from geomer.models import check_inputs, get_spec
 
-    # Fail on a bad model name before any expensive step.
+    # Everything that can be refused is refused before any expensive step or any file written:
+    # the model and its settings (their validity does not depend on the class count), the output.
     get_spec(config.model)
+    settings = settings if settings is not None else FeatureSettings()
+    face_graph = settings.graph()
+    check_model_settings(config, 2, face_graph)
+    if out is not None:
+        RunDir(out).check_writable()
+    check_output_folder(cache if cache is not None else cache_root() / "features", "--cache")
     if root is None:
         if dataset not in (None, "synth"):
             raise GeomerError(f"--dataset {dataset} needs --root PATH (the dataset's folder)")
@@ -66,6 +75,8 @@ def train_dataset(
 
     index = read_dataset(dataset, root, scheme=scheme, skip_bad=skip_bad)
     folds = list(get_protocol(protocol, index).folds())
+    out = Path(out) if out is not None else default_out_dir(config.model, index.name)
+    RunDir(out).check_writable()
     pretraining = None
     if init is not None:
         from geomer.models.pretrained import check_pretraining, pretraining_record
@@ -73,10 +84,9 @@ def train_dataset(
         # Checked before any feature extraction. Every subject is tested in some fold, so one
         # checkpoint for all folds must not have seen any of them (external data).
         check_pretraining(init, [s for fold in folds for s in fold.test_subjects])
+        _check_pretraining_sources(init, index)
         pretraining = pretraining_record(init)
-    settings = settings if settings is not None else FeatureSettings()
     feature_cache = FeatureCache(cache, settings)
-    face_graph = settings.graph()
     # Check the model's inputs on one prepared clip before extracting the whole dataset, so a
     # model asking for a modality the dataset lacks fails at the start.
     probe = replace(index, samples=index.samples[:1])
@@ -97,8 +107,6 @@ def train_dataset(
             f"feature extraction failed for {key}: {message}{more} (--skip-bad leaves them out)"
         )
     graphs = load_graphs(index, feature_cache, face_graph, progress=progress)
-
-    out = Path(out) if out is not None else default_out_dir(config.model, index.name)
     return run_loso(
         graphs,
         index.classes,
@@ -115,5 +123,35 @@ def train_dataset(
             "root": str(Path(root).resolve()) if not isinstance(root, dict) else str(root),
             "skipped_rows": [str(row) for row in index.skipped],
         },
+        sample_details=[_sample_details(s, index.name) for s in index.samples],
         progress=progress,
     )
+
+
+def _sample_details(sample, dataset: str) -> tuple:
+    """What a finished fold's validity depends on beyond key, subject and label: the clip's
+    frame numbers, its resolved source files and their size+mtime fingerprint (replaced frames or
+    another copy at the same root change it)."""
+    from geomer.data.cache import clip_identity
+    from geomer.data.prepare import feature_job
+
+    identity = clip_identity(feature_job(sample, dataset))
+    return (sample.onset, sample.apex, sample.offset, identity["source"], identity["apex_image"],
+            identity["flow_image"], identity["fingerprint"])
+
+
+def _check_pretraining_sources(init, index) -> None:
+    """GeomerError when the pretraining saw a clip of the evaluated dataset under another subject
+    name (``geomer pretrain --frames`` pointed at the dataset's own clips records them as external)."""
+    from geomer.models.pretrained import read_pretrained
+
+    def resolved(path) -> str:
+        return str(Path(path).expanduser().resolve())
+
+    seen = {resolved(source) for source in read_pretrained(init).get("sources", [])}
+    for sample in index.samples:
+        if sample.source and resolved(sample.source) in seen:
+            raise GeomerError(
+                f"{init}: pretraining saw the frames of clip {sample.key} ({sample.source}), which "
+                "this evaluation tests; pretrain per fold (geomer pretrain --exclude-subjects) or on external data"
+            )

@@ -36,6 +36,7 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
     index = {name: i for i, name in enumerate(class_names)}
     per_seed: dict[str, dict] = {}
     all_relations, all_true = [], []
+    all_occlusion: list[np.ndarray] | None = []  # None once a fold lacks them (trained before they existed)
     pooled_by_seed = {}
     for seed in config["seeds"]:
         parts = []
@@ -47,6 +48,14 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
                 raise GeomerError(f"{fold.relations_path()}: {len(relations)} rows, {len(frame)} predictions")
             true = frame["true"].map(index).to_numpy(dtype=np.int64)
             all_relations.append(relations)
+            if all_occlusion is not None and fold.relations_path("occlusion_relations").is_file():
+                occlusion = fold.load_relations("occlusion_relations")
+                if occlusion.shape != relations.shape:
+                    raise GeomerError(f"{fold.relations_path('occlusion_relations')}: shape {list(occlusion.shape)}, "
+                                      f"{fold.relations_path().name} has {list(relations.shape)}")
+                all_occlusion.append(occlusion)
+            else:
+                all_occlusion = None
             all_true.append(true)
             parts.append({
                 "true": true,
@@ -101,10 +110,16 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
     metrics["per_seed"] = per_seed
 
     metrics = _finite(metrics)
-    run_dir.write_metrics(metrics)
-    run_dir.save_relations(
-        class_averaged_relations(np.concatenate(all_relations), np.concatenate(all_true), len(class_names))
+    relations = class_averaged_relations(np.concatenate(all_relations), np.concatenate(all_true), len(class_names))
+    occlusion = (
+        class_averaged_relations(np.concatenate(all_occlusion), np.concatenate(all_true), len(class_names))
+        if all_occlusion else None
     )
+    with run_dir.lock():
+        run_dir.write_metrics(metrics)
+        run_dir.save_relations(relations)
+        if occlusion is not None:
+            run_dir.save_relations(occlusion, kind="occlusion_relations")
     return json.loads(json.dumps(metrics))
 
 

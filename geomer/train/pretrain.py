@@ -361,7 +361,7 @@ def pretrain(
                 model_name=config.model,
                 model_cfg=config.model_cfg,
                 subjects=[s.subject for s in used],
-                sources=[str(s.path) for s in used],
+                sources=[str(s.path.resolve()) for s in used],
                 feature_settings=settings.to_dict(),
                 settings={**asdict(config), "pairs": int(len(pairs)), "world_size": dist.get_world_size() if distributed else 1},
                 history=history,

@@ -11,16 +11,18 @@ A run directory resumes: a fold whose predictions exist is not trained again, pr
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from geomer.data.protocols import Fold, check_folds, fold_name, loso_folds
 from geomer.errors import GeomerError
-from geomer.rundir import RunDir
+from geomer.rundir import FoldDir, RunDir, samples_fingerprint
 from geomer.train.config import TrainConfig
-from geomer.train.executors import run_tasks
+from geomer.train.executors import ray_session, run_tasks
 from geomer.train.fit import FitContext, FoldSummary, FoldTask, sample_key, slim_graphs
 from geomer.train.pool import pool_run
 
@@ -66,6 +68,7 @@ def run_loso(
     init: str | Path | None = None,
     pretraining: dict | None = None,
     extra: dict | None = None,
+    sample_details: Sequence[Sequence[Any]] | None = None,
     progress: bool | None = None,
 ) -> RunResult:
     """Train and test ``config.model`` on every fold × seed and pool the predictions.
@@ -74,7 +77,12 @@ def run_loso(
     ``train`` and ``test`` (index lists) work, e.g. a ``geomer.data.protocols`` protocol's folds.
     ``face_graph`` defaults to ``FaceGraph()`` (k7 over 68 points). ``init``: pretrained weights
     loaded into every fold's model before fine-tuning (``pretraining`` describes them for
-    metrics.json; the caller checks that they never saw a test subject).
+    metrics.json; the caller checks that they never saw a test subject). ``sample_details``: per
+    sample, what else identifies it (onset, apex, offset, source), fingerprinted with the keys and
+    labels into config.json so a changed dataset is never resumed into old folds.
+
+    Everything is checked (folds, model inputs, model settings, the run directory) before anything
+    is written; one process writes a run directory at a time.
     """
     from geomer.models import check_inputs, get_spec
 
@@ -87,7 +95,6 @@ def run_loso(
 
         face_graph = FaceGraph()
     spec = get_spec(config.model)
-    check_inputs(config.model, graphs[0])
     labels = [int(g.y.view(-1)[0]) for g in graphs]
     if min(labels) < 0 or max(labels) >= len(class_names):
         raise GeomerError(f"labels must lie in 0..{len(class_names) - 1} ({', '.join(class_names)})")
@@ -100,9 +107,14 @@ def run_loso(
     check_folds(fold_list, subjects)
     names = [fold_name(f.name) for f in fold_list]
 
+    check_inputs(config.model, graphs[0])
+    check_model_settings(config, len(class_names), face_graph)
+    records = [
+        (key, g.subject, getattr(g, "dataset", ""), class_names[label], *(sample_details[i] if sample_details else ()))
+        for i, (key, g, label) in enumerate(zip(keys, graphs, labels))
+    ]
     component_names = tuple(str(c) for c in face_graph.component_names)
-    run_dir = RunDir(out_dir)
-    run_dir.open({
+    run_config = {
         "model": config.model,
         "cfg": config.cfg,
         "dataset": dataset,
@@ -116,12 +128,12 @@ def run_loso(
         "execution": {"jobs": config.jobs, "executor": config.executor},
         "leaky": bool(config.leaky_best_epoch),
         "num_samples": len(graphs),
+        "samples": samples_fingerprint(records),
         "folds": names,
         "init": None if init is None else str(init),
         "pretraining": pretraining,
         **(extra or {}),
-    })
-
+    }
     context = FitContext(
         graphs=slim_graphs(spec.inputs, graphs),
         class_names=class_names,
@@ -133,17 +145,62 @@ def run_loso(
         device=_resolve_device(config),
         model_origin=spec.origin,
     )
-    tasks, skipped = [], 0
-    for seed in config.seeds:
-        for fold, name in zip(fold_list, names):
-            fold_dir = run_dir.fold(seed, name)
-            if fold_dir.has_predictions():
-                skipped += 1
-                continue
-            tasks.append(FoldTask(name, seed, fold.train, fold.test, fold_dir))
-    trained = run_tasks(tasks, context, progress=progress)
-    metrics = pool_run(run_dir)
+    run_dir = RunDir(out_dir)
+    # Ray is reached before the run directory is touched: an unreachable cluster writes nothing
+    with ray_session(config) if config.executor == "ray" else nullcontext(), run_dir.lock():
+        run_dir.open(run_config)
+        if all(getattr(g, "flow_stats", None) is not None for g in graphs):
+            from geomer.relations import input_baseline
+
+            run_dir.save_relations(input_baseline(graphs, len(class_names), len(component_names)),
+                                   kind="baseline_relations")
+        tasks, skipped = [], 0
+        for seed in config.seeds:
+            for fold, name in zip(fold_list, names):
+                fold_dir = run_dir.fold(seed, name)
+                if fold_dir.has_predictions():
+                    problem = _finished_fold_problem(fold_dir, config.model, class_names, len(component_names))
+                    if problem is None:
+                        skipped += 1
+                        continue
+                    print(f"geomer: {problem}; training fold {name} (seed {seed}) again", file=sys.stderr)
+                tasks.append(FoldTask(name, seed, fold.train, fold.test, fold_dir))
+        trained = run_tasks(tasks, context, progress=progress)
+        metrics = pool_run(run_dir)
     return RunResult(run_dir=run_dir, metrics=metrics, trained=trained, skipped=skipped)
+
+
+def check_model_settings(config: TrainConfig, num_classes: int, face_graph) -> None:
+    """Build ``config.model`` once with its settings: a bad setting is a one-line GeomerError
+    before anything is written."""
+    from geomer.models import create
+
+    try:
+        create(config.model, num_classes, face_graph, **config.cfg)
+    except GeomerError:
+        raise
+    except (TypeError, ValueError, RuntimeError, AssertionError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise GeomerError(f"model {config.model!r} cannot be built with settings {config.cfg}: {first}") from None
+
+
+def _finished_fold_problem(fold: FoldDir, model: str, class_names, components: int) -> str | None:
+    """None when every file of a finished fold reads back cleanly, else what is wrong with it."""
+    from geomer.train.checkpoint import load_checkpoint
+
+    try:
+        predictions = fold.read_predictions(class_names)
+        relations = fold.load_relations(components=components)
+        if len(relations) != len(predictions):
+            return f"{fold.relations_path()}: {len(relations)} rows for {len(predictions)} predictions"
+        if fold.relations_path("occlusion_relations").is_file():
+            occlusion = fold.load_relations("occlusion_relations", components=components)
+            if occlusion.shape != relations.shape:
+                return f"{fold.relations_path('occlusion_relations')}: shape {list(occlusion.shape)}, expected {list(relations.shape)}"
+        load_checkpoint(fold.checkpoint_path, model=model, classes=class_names)
+    except GeomerError as error:
+        return str(error)
+    return None
 
 
 def _resolve_device(config: TrainConfig) -> str:

@@ -1,9 +1,10 @@
-"""Component-relation heatmaps: one matrix, and side-by-side panels of several models."""
+"""Component-relation heatmaps: one matrix, and a grid of relations (rows) by class (columns)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -11,6 +12,9 @@ from matplotlib.figure import Figure
 from geomer.errors import GeomerError
 
 RELATION_CMAP = "viridis"
+DIAGONAL_COLOUR = "#d9d9d9"
+BASELINE_LABEL = "input-only baseline"
+GROUND_TRUTH_LABEL = "ground truth (relevance)"
 
 
 def _check_matrix(matrix: np.ndarray, component_names: Sequence[str], what: str) -> np.ndarray:
@@ -73,58 +77,91 @@ def plot_relation_matrix(
     return figure
 
 
+def _draw_off_diagonal(ax: Axes, matrix: np.ndarray, component_names: Sequence[str], *, vmin: float, vmax: float,
+                       annotate: bool, show_row_labels: bool, show_column_labels: bool):
+    """A heatmap of the off-diagonal entries on [vmin, vmax]; the diagonal is greyed out and its
+    values are written in grey italics (they live on another scale)."""
+    k = len(component_names)
+    off = np.ma.masked_where(np.eye(k, dtype=bool), matrix)
+    cmap = matplotlib.colormaps[RELATION_CMAP].with_extremes(bad=DIAGONAL_COLOUR)
+    image = ax.imshow(off, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks(range(k), labels=list(component_names) if show_column_labels else [], rotation=45, ha="right",
+                  rotation_mode="anchor", fontsize=7)
+    ax.set_yticks(range(k), labels=list(component_names) if show_row_labels else [], fontsize=7)
+    if annotate and np.all(np.isfinite(matrix)):
+        middle = (vmin + vmax) / 2
+        for i in range(k):
+            for j in range(k):
+                if i == j:
+                    ax.text(j, i, f"{matrix[i, i]:.2f}", ha="center", va="center", fontsize=5, color="dimgray",
+                            fontstyle="italic")
+                else:
+                    ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=5,
+                            color="black" if matrix[i, j] > middle else "white")
+    return image
+
+
 def plot_relation_panel(
     models: Mapping[str, np.ndarray | Mapping[str, np.ndarray]],
     component_names: Sequence[str],
     *,
     ground_truth: Mapping[str, np.ndarray] | np.ndarray | None = None,
+    baseline: Mapping[str, np.ndarray] | np.ndarray | None = None,
     title: str | None = None,
-    annotate: bool = False,
+    annotate: bool = True,
 ) -> Figure:
-    """Side-by-side relation heatmaps: one column per model (plus "ground truth", last, when
-    given), one row per class.
+    """Relation matrices as a grid: one row per relation (each entry of ``models``, then the
+    input-only ``baseline`` and the ``ground_truth`` when given), one column per class.
 
-    ``models`` maps a column label to a [K,K] matrix or to a mapping class name → [K,K]; rows are
-    the union of class names in order of appearance (a cell a model lacks stays empty). Each
-    column has its own colour scale (models and the ground truth scale relations differently;
-    the comparison is about pattern, see ``geomer.relations``).
+    ``models`` maps a row label (a model, "dere-grl occlusion", …) to a [K,K] matrix or to a
+    mapping class name → [K,K]; columns are the union of class names in order of appearance (a
+    cell a row lacks stays empty). The diagonal (a component with itself) is greyed out with its
+    value written in grey: it is on another scale and would take the colour range. The
+    off-diagonal entries of each row share one colour scale, with a colour bar at the row's end
+    (models, the baseline and the ground truth scale relations differently; the comparison is
+    about pattern, see ``geomer.relations``). ``annotate`` writes every value.
     """
-    columns: dict[str, dict[str, np.ndarray]] = {}
+    rows: dict[str, dict[str, np.ndarray]] = {}
     for name, value in models.items():
-        columns[name] = dict(value) if isinstance(value, Mapping) else {"": value}
-    if ground_truth is not None:
-        columns["ground truth"] = dict(ground_truth) if isinstance(ground_truth, Mapping) else {"": ground_truth}
-    if not columns:
+        rows[name] = dict(value) if isinstance(value, Mapping) else {"": value}
+    for name, value in ((BASELINE_LABEL, baseline), (GROUND_TRUTH_LABEL, ground_truth)):
+        if value is not None:
+            rows[name] = dict(value) if isinstance(value, Mapping) else {"": value}
+    if not rows:
         raise GeomerError("no relation matrices to plot")
-    classes = list(dict.fromkeys(c for column in columns.values() for c in column))
-    for name, column in columns.items():
-        for c, matrix in column.items():
-            column[c] = _check_matrix(matrix, component_names, f"{name} {c}".strip())
+    classes = list(dict.fromkeys(c for row in rows.values() for c in row))
+    for name, row in rows.items():
+        for c, matrix in row.items():
+            row[c] = _check_matrix(matrix, component_names, f"{name} {c}".strip())
 
     k = len(component_names)
-    cell = 0.45 * k + 0.6
-    figure = Figure(figsize=(cell * len(columns) + 1.0, cell * len(classes) + 1.0), layout="constrained")
-    axes = figure.subplots(len(classes), len(columns), squeeze=False)
-    for col, (name, column) in enumerate(columns.items()):
-        values = np.concatenate([m.ravel() for m in column.values()])
-        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    cell = 0.32 * k + 0.5
+    figure = Figure(figsize=(cell * len(classes) + 1.8, cell * len(rows) + 0.9), layout="constrained")
+    axes = figure.subplots(len(rows), len(classes), squeeze=False)
+    off = ~np.eye(k, dtype=bool)
+    for r, (name, row) in enumerate(rows.items()):
+        values = np.concatenate([m[off] for m in row.values()]) if row else np.zeros(1)
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if high <= low:
+            high = low + 1e-6
         image = None
-        for row, class_name in enumerate(classes):
-            ax = axes[row, col]
-            if class_name not in column:
+        for col, class_name in enumerate(classes):
+            ax = axes[r, col]
+            heading = f"{class_name}" if r == 0 and class_name else ""
+            if class_name not in row:
                 ax.set_axis_off()
-                ax.set_title(f"{name}\n{class_name}: n/a" if row == 0 else f"{class_name}: n/a", fontsize=8)
+                ax.set_title(f"{heading}\n(n/a)" if heading else "n/a", fontsize=8)
                 continue
-            heading = name if row == 0 else ""
-            if class_name:
-                heading = f"{heading}\n{class_name}" if heading else class_name
-            image = _draw_heatmap(ax, column[class_name], component_names, title=heading, vmin=low, vmax=high,
-                                  annotate=annotate, show_row_labels=col == 0)
-            if row != len(classes) - 1:
-                ax.set_xticks(range(k), labels=[])
-                ax.set_xlabel("")
+            image = _draw_off_diagonal(ax, row[class_name], component_names, vmin=low, vmax=high, annotate=annotate,
+                                       show_row_labels=col == 0, show_column_labels=r == len(rows) - 1)
+            if heading:
+                ax.set_title(heading, fontsize=9)
+            if col == 0:
+                ax.set_ylabel(name, fontsize=9, fontweight="bold")
         if image is not None:
-            figure.colorbar(image, ax=axes[:, col].tolist(), location="bottom", shrink=0.8, aspect=15)
-    if title:
-        figure.suptitle(title)
+            figure.colorbar(image, ax=axes[r, :].tolist(), location="right", shrink=0.9, aspect=12,
+                            label="off-diagonal")
+    figure.suptitle((title + "\n" if title else "") + "diagonal (grey, own scale) apart; each row's colours span its "
+                    "off-diagonal range", fontsize=9)
     return figure

@@ -57,7 +57,19 @@ def write_run_figures(
         name: matrix for name, matrix in zip(run.classes, run.class_relations) if np.all(np.isfinite(matrix))
     }
     if by_class:
-        save(plot_relation_panel({run.model: by_class}, run.component_names,
+        from geomer.relations import load_run_relations, synthetic_ground_truth
+
+        def finite(matrices) -> dict:
+            return {name: m for name, m in zip(run.classes, matrices) if np.all(np.isfinite(m))}
+
+        kinds = load_run_relations(run.path, run.classes, run.num_components)
+        rows = {f"{run.model} intrinsic": by_class}
+        if "occlusion" in kinds:
+            rows[f"{run.model} occlusion"] = finite(kinds["occlusion"])
+        baseline = finite(kinds["input-only baseline"]) if "input-only baseline" in kinds else None
+        truth = synthetic_ground_truth(run)
+        save(plot_relation_panel(rows, run.component_names, baseline=baseline,
+                                 ground_truth=dict(zip(truth.classes, truth.relations)) if truth else None,
                                  title=f"{run.model}: relations by class"), RELATIONS)
     graph = run.face_graph()
     image, points = face_points_for(graph) if face == "photo" and per_class else (None, None)

@@ -251,3 +251,26 @@ def test_a_truncated_jpeg_frame_is_named_with_its_frame(tmp_path, capfd):
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "img2.jpg" in err[0] and "frame 2" in err[0], err
     assert not (tmp_path / "EP01.npz").exists()
+
+
+@pytest.mark.slow
+def test_a_real_ctrl_c_during_extraction(tmp_path):
+    import os
+    import signal
+    import time
+
+    long_video = _video(tmp_path / "long.avi", shifted_photo_clip(np.zeros((400, 2))))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "landmarks.cli", "extract", str(long_video), "-o", str(tmp_path / "long.npz")],
+        stderr=subprocess.PIPE, start_new_session=True,
+    )
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"frame/s" not in seen and time.monotonic() < deadline:  # the progress bar: tracking runs
+        seen += os.read(process.stderr.fileno(), 256)
+    os.killpg(process.pid, signal.SIGINT)
+    _, rest = process.communicate(timeout=60)
+    err = (seen + rest).decode()
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1].endswith("landmarks: interrupted") and "Traceback" not in err
+    assert not (tmp_path / "long.npz").exists()

@@ -38,11 +38,16 @@ def test_notebook_trains_compares_and_tables_every_model(tmp_path, monkeypatch):
 
     table = pd.read_csv(out / "agreement.csv")
     assert list(table["model"]) == MODELS
-    assert table["spearman"].between(-1, 1).all() and table["p_value"].between(0, 1).all()
+    # per model: UF1, agreement with the relevance ground truth, the baseline's agreement, faithfulness
+    for column in ("intrinsic vs truth", "occlusion vs truth", "baseline vs truth", "motion_relations vs truth",
+                   "faithfulness"):
+        assert table[column].between(-1, 1).all(), column
+    assert table["UF1"].between(0, 1).all() and table["occlusion p"].between(0, 1).all()
+    assert table["baseline vs truth"].nunique() == 1  # one dataset, one baseline, shown beside every model
     last = notebook.cells[-1]
     assert last.outputs and "text/plain" in last.outputs[0]["data"]
     shown = last.outputs[0]["data"]["text/plain"]
     assert all(model in shown for model in MODELS)
     figures = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs if "image/png" in o.get("data", {})]
     assert len(figures) >= 3  # relation panel, graph on the face, motion arrows
-    assert all((out / model / "relations.npy").is_file() for model in MODELS)
+    assert all((out / model / "occlusion_relations.npy").is_file() for model in MODELS)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import cv2
@@ -163,14 +164,29 @@ def test_models_lists_every_registered_model(capsys):
             assert needed in line
 
 
-def _pretrained(path, subjects):
+def _pretrained(path, subjects, sources=()):
     from geomer.graph import FaceGraph
     from geomer.models import create
     from geomer.models.pretrained import save_pretrained
 
     cfg = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}
     model = create("dere-grl", 5, FaceGraph(), **cfg)
-    return save_pretrained(path, model, model_name="dere-grl", model_cfg=cfg, subjects=subjects)
+    return save_pretrained(path, model, model_name="dere-grl", model_cfg=cfg, subjects=subjects, sources=sources)
+
+
+@pytest.mark.slow
+def test_init_that_saw_the_evaluated_clips_as_external_frames_is_refused(trained_run, tiny_root, tmp_path, capsys):
+    from geomer.data import read_dataset
+
+    _, _, run = trained_run
+    sample = read_dataset("synth", tiny_root).samples[0]
+    init = _pretrained(tmp_path / "frames.pt", ["external/sub01"], sources=[str(sample.source)])
+    status = main(["train", "--model", "dere-grl", "--dataset", "synth", "--root", str(tiny_root),
+                   "--cache", str(run.parent / "features"), "--init", str(init),
+                   "--out", str(tmp_path / "run"), "--quiet", *SMALL])
+    err = capsys.readouterr().err
+    assert status == 2 and sample.key in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
@@ -208,7 +224,7 @@ def test_a_model_input_the_data_lack_fails_at_the_start(trained_run, tiny_root, 
     from geomer.models import register_model, registry
 
     # Register into a copy of the registry, so other tests never see this model.
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.MODELS, "_entries", dict(registry.MODELS.items()))
 
     @register_model("cli-test-needs-depth")
     class NeedsDepth(nn.Module):
@@ -250,3 +266,89 @@ def test_a_broken_video_gives_one_line_without_ffmpeg_noise(untrained_checkpoint
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "broken.mp4" in done.stderr
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--lr", "-1"], "learning rate"), (["--lr", "nan"], "learning rate"),
+    (["--weight-decay", "-1"], "weight decay"), (["--device", "tpu"], "unknown device"),
+    (["--set", "hidden=abc"], "expected int"), (["--set", "hidden=16.7"], "expected int"),
+    (["--set", "use_flow=maybe"], "expected bool"), (["--set", "dropout=nan"], "expected float"),
+    (["--set", "nosuch=1"], "no setting"),
+])
+def test_bad_options_are_one_line_and_nothing_is_written(tmp_path, monkeypatch, capsys, options, message):
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    status = main(["train", "--model", "dere-grl", "--out", str(tmp_path / "run"), "--quiet", *options])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1 and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_on_a_cpu_machine_is_refused(tmp_path, capsys):
+    assert main(["train", "--model", "dere-grl", "--device", "cuda", "--out", str(tmp_path / "run")]) == 2
+    assert "not available" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_unusable_outputs_are_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    a_file = tmp_path / "taken"
+    a_file.write_text("")
+    for out, message in ((a_file, "not a directory"), (a_file / "run", "cannot create")):
+        assert main(["train", "--model", "dere-grl", "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err and str(out) in err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_an_output_under_a_file_is_one_line_in_every_command(tmp_path, capsys):
+    a_file = tmp_path / "taken"
+    a_file.write_text("")
+    assert main(["synth", str(a_file / "data"), "--subjects", "1", "--clips", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(a_file) in err and "Traceback" not in err
+    # checked before any work: no clip is tracked, no run is read
+    for argv, message in (
+        (["predict", str(tmp_path), "--checkpoint", str(tmp_path / "none.pt"), "-o", str(a_file)], "not a directory"),
+        (["plot", str(tmp_path), "-o", str(a_file / "figures")], "cannot create"),
+        (["compare", str(tmp_path), "-o", str(a_file / "c.png")], "not a directory"),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err and str(a_file) in err
+
+
+def test_an_unusable_cache_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    a_file = tmp_path / "taken"
+    a_file.write_text("")
+    assert main(["prepare", "--dataset", "synth", "--cache", str(a_file), "--quiet"]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    monkeypatch.setenv("GEOMER_CACHE", str(a_file / "cache"))
+    assert main(["train", "--model", "dere-grl", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(a_file) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+
+@pytest.mark.parametrize("error, shown", [
+    (OSError(28, "No space left on device"), "No space left on device"),
+    (BrokenProcessPool("worker gone"), "a worker process died"),
+])
+def test_errors_without_a_file_are_one_line(monkeypatch, capsys, error, shown):
+    """A full disk (an OSError naming no file) and a killed worker process end in one line, status 2."""
+    from geomer import cli
+
+    def fail(args):
+        raise error
+
+    build = cli.build_parser
+
+    def parser_whose_models_command_fails():
+        parser = build()
+        parser._subparsers._group_actions[0].choices["models"].set_defaults(func=fail)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", parser_whose_models_command_fails)
+    assert main(["models"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and shown in err[0]

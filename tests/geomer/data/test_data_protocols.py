@@ -26,7 +26,7 @@ def composite(tmp_path_factory):
     write_casme2(root / "CASME2")
     write_samm(root / "SAMM")
     write_smic(root / "SMIC")
-    return read_dataset("megc2019", root)
+    return read_dataset("megc2019", root, scheme="composite-3")
 
 
 def test_loso_invariants_on_a_composite(composite):

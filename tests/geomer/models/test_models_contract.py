@@ -66,7 +66,7 @@ def test_register_model_refuses_a_second_model_under_a_taken_name():
 
 
 def test_register_model_records_a_spec_and_create_builds_it(face_graph, monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.MODELS, "_entries", dict(registry.MODELS.items()))
 
     @register_model("tiny-test-model")
     class Tiny(nn.Module):

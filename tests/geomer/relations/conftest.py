@@ -1,4 +1,4 @@
-"""A hand-made run directory in the format ``geomer train`` writes (see COMMON.md's contract)."""
+"""A hand-made run directory in the format ``geomer train`` writes (the contract of ``geomer.rundir``)."""
 
 from __future__ import annotations
 

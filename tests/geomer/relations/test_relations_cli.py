@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -34,7 +35,7 @@ def test_plot_writes_every_figure(run_dir, capsys):
 
 
 def test_plot_on_the_photo_into_another_folder(run_dir, tmp_path):
-    pytest.importorskip("landmarks.render", reason="needs landmarks.render.photo_face (issue 2)")
+    pytest.importorskip("landmarks.render", reason="needs landmarks.render.photo_face")
     out = tmp_path / "figs"
     assert main(["plot", str(run_dir), "-o", str(out), "--quiet"]) == 0
     assert (out / "graph-positive.png").is_file()
@@ -97,3 +98,27 @@ def test_installed_command_reports_a_bad_run_dir(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"geomer compare: error: {tmp_path / 'config.json'}: missing"]
+
+
+def test_compare_shows_occlusion_relations_the_baseline_and_motion_relations(tmp_path, make_run, ground_truth_file, patterns):
+    import json
+
+    runs = [make_run(tmp_path / "run-dere"), make_run(tmp_path / "run-mmt", model="mmt", seed=2)]
+    rng = np.random.default_rng(11)  # not the patterns' seed
+    baseline = rng.random((3, 7, 7)).astype(np.float32)
+    symmetric = (patterns + patterns.transpose(0, 2, 1)) / 2  # the ground truth's pattern
+    for run in runs:  # both runs on one dataset: one baseline
+        np.save(run / "occlusion_relations.npy", (symmetric + 0.01 * rng.random(patterns.shape)).astype(np.float32))
+        np.save(run / "baseline_relations.npy", baseline)
+    truth = json.loads(ground_truth_file.read_text())
+    truth["motion_relations"] = {c: baseline[i].tolist() for i, c in enumerate(truth["classes"])}
+    ground_truth_file.write_text(json.dumps(truth))
+    figure = tmp_path / "compare.png"
+    assert main(["compare", *map(str, runs), "-o", str(figure), "--ground-truth", str(ground_truth_file)]) == 0
+    table = pd.read_csv(figure.with_suffix(".csv"))
+    versus_truth = table[table.model_b == "ground truth"].set_index("model_a")["spearman"]
+    assert list(versus_truth.index) == ["dere-grl", "dere-grl occlusion", "mmt", "mmt occlusion",
+                                        "input-only baseline", "motion_relations (ground truth)"]
+    # the occlusion relations were planted on the ground truth's pattern, the baseline at random
+    assert versus_truth["dere-grl occlusion"] > 0.9 and abs(versus_truth["input-only baseline"]) < 0.5
+    assert versus_truth["input-only baseline"] == pytest.approx(versus_truth["motion_relations (ground truth)"])

@@ -78,14 +78,33 @@ def test_ground_truth_json_contract(casme2_root):
     assert truth["components"] == k7
     assert truth["classes"] == ["happiness", "surprise", "disgust", "repression", "others"]
     assert len(truth["clips"]) == 4
+    from geomer.synth.aus import action_unit
+    from geomer.synth.generate import au_activation
+
     for key, clip in truth["clips"].items():
         assert key == f"{clip['subject']}/{key.rsplit('/', 1)[1]}"
         assert set(clip["components"]) <= set(k7) and clip["aus"]
         assert clip["onset"] < clip["apex"] < clip["offset"]
+        assert len(clip["distractor_aus"]) == len(clip["distractor_amplitudes_px"]) <= 2
+        for code in clip["distractor_aus"]:  # a distractor never moves a class-defining component
+            assert not set(action_unit(code).components) & set(clip["components"])
+    labelled = {clip["label"] for clip in truth["clips"].values()}
     for name in truth["classes"]:
-        matrix = np.array(truth["relations"][name])
-        assert matrix.shape == (7, 7)
-        assert np.allclose(matrix.sum(axis=1), 1.0, atol=1e-5)
+        if name not in labelled:  # a class without clips: no motion, all zero
+            assert not np.any(truth["relations"][name]) and not np.any(truth["motion_relations"][name])
+            continue
+        for field in ("relations", "motion_relations"):
+            matrix = np.array(truth[field][name])
+            assert matrix.shape == (7, 7) and np.allclose(matrix, matrix.T, atol=1e-5)
+            # co-activation of motion shares: non-negative, entries sum to 1
+            assert matrix.min() >= 0 and matrix.sum() == pytest.approx(1.0, abs=1e-4)
+        # the relevance is zero for every pair with a component no class AU of the class moves,
+        # while the motion ground truth also counts the distractors
+        class_motion = sum(au_activation(c["aus"], c["amplitudes_px"]) for c in truth["clips"].values() if c["label"] == name)
+        unused = class_motion == 0
+        relevance, motion = np.array(truth["relations"][name]), np.array(truth["motion_relations"][name])
+        assert unused.any() and np.all(relevance[unused] == 0) and np.all(relevance[:, unused] == 0)
+        assert np.all(motion[unused][:, unused].diagonal() > 0)  # residual head motion moves everything a little
 
 
 def test_dataset_reader_reads_what_was_written(casme2_root):
@@ -169,7 +188,7 @@ def test_standard_dataset_is_made_once_in_the_cache(tmp_path, monkeypatch):
     monkeypatch.setitem(STANDARD_SIZE, "subjects", 1)
     monkeypatch.setitem(STANDARD_SIZE, "clips", 1)
     root = standard_dataset(progress=False)
-    assert root == tmp_path / "cache" / "synth" / "standard-v1"
+    assert root == tmp_path / "cache" / "synth" / "standard-v2"
     stamp = (root / "ground_truth.json").stat().st_mtime_ns
     assert standard_dataset(progress=False) == root
     assert (root / "ground_truth.json").stat().st_mtime_ns == stamp  # reused, not regenerated
@@ -177,7 +196,9 @@ def test_standard_dataset_is_made_once_in_the_cache(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_tracked_landmarks_move_where_the_aus_say(tmp_path):
-    """Track the rendered frames with dlib: the AUs' components move more than the rest."""
+    """Track the rendered frames with dlib: the components of the class AUs and of the distractor
+    AUs move more than the rest, and distractors move exactly the components they name."""
+    from geomer.synth.aus import action_unit
     from landmarks import track
 
     root = generate(tmp_path / "easy", layout="casme2", subjects=2, clips=5, seed=1,
@@ -196,9 +217,11 @@ def test_tracked_landmarks_move_where_the_aus_say(tmp_path):
         per_component = {
             n: moved[graph.node_ids[graph.component == k]].max() for k, n in enumerate(graph.component_names)
         }
-        named = np.mean([per_component[n] for n in clip["components"]])
-        others = np.mean([v for n, v in per_component.items() if n not in clip["components"]])
-        ratios.append(named / others)
+        moving = set(clip["components"]) | {k for u in clip["distractor_aus"] for k in action_unit(u).components}
+        named = np.mean([per_component[n] for n in moving])
+        others = [v for n, v in per_component.items() if n not in moving]
+        if others:
+            ratios.append(named / np.mean(others))
     ratios = np.array(ratios)
     assert np.median(ratios) > 2.0, ratios
     assert (ratios > 1.3).mean() >= 0.8, ratios

@@ -9,7 +9,7 @@ from geomer.errors import GeomerError
 from geomer.graph import FaceGraph
 from geomer.synth.aus import PEAK_IOD, action_unit, au_library
 from geomer.synth.emotions import SCHEMES, class_table
-from geomer.synth.generate import relation_matrices
+from geomer.synth.generate import coactivation, relation_matrices
 from geomer.synth.layouts import ClipPlan
 from geomer.synth.motion import DIFFICULTIES, expression_course, head_motion
 from landmarks.template import CANONICAL_TEMPLATE
@@ -85,19 +85,63 @@ def _plan(label: str, aus: tuple[str, ...], amplitudes: tuple[float, ...]) -> Cl
     return ClipPlan("casme2", "sub01", f"c{len(aus)}", label, aus, amplitudes, 10, 20, 12, 15, 25)
 
 
-def test_relations_are_row_normalised_kxk_with_identity_for_still_components():
+def test_relations_are_the_co_activation_of_the_class_motion():
     plans = [_plan("happiness", ("12",), (2.0,)), _plan("surprise", ("1", "2"), (2.0, 3.0))]
-    relations = relation_matrices(plans, ["happiness", "surprise"])
+    relations = relation_matrices(plans, ["happiness", "surprise", "others"])
     k = len(K7)
-    mouth = K7.index("mouth")
-    for matrix in relations.values():
-        assert matrix.shape == (k, k)
-        assert np.allclose(matrix.sum(axis=1), 1.0, atol=1e-6)
-    # AU12 moves only the mouth: its row is all on the mouth, the other rows are identity rows
-    assert relations["happiness"][mouth, mouth] == pytest.approx(1.0)
-    assert np.allclose(relations["happiness"], np.eye(k), atol=1e-6)
+    mouth, nose = K7.index("mouth"), K7.index("nose")
     brows = [K7.index("right_brow"), K7.index("left_brow")]
-    assert relations["surprise"][brows[0], brows[1]] == pytest.approx(0.5, abs=1e-5)  # symmetric AUs
+    # AU12 moves only the mouth: all of the co-activation is mouth with mouth
+    happiness = relations["happiness"]
+    assert happiness[mouth, mouth] == pytest.approx(1.0) and happiness[mouth, nose] == 0
+    # AU1+2 move both brows alike: a quarter for each brow pair entry
+    surprise = relations["surprise"]
+    assert surprise[brows[0], brows[1]] == pytest.approx(0.25, abs=1e-5)
+    assert surprise[brows[0], mouth] == 0
+    assert np.allclose(relations["others"], 0)  # a class without clips
+    for matrix in relations.values():
+        assert matrix.shape == (k, k) and np.allclose(matrix, matrix.T)
+
+
+def test_coactivation_of_an_activation():
+    matrix = coactivation(np.array([1.0, 0.0, 3.0]))
+    assert np.allclose(matrix, np.outer([0.25, 0, 0.75], [0.25, 0, 0.75]))
+    assert np.allclose(coactivation(np.zeros(3)), 0)
+
+
+def test_distractors_never_touch_class_components_and_are_drawn_alike_in_every_class():
+    import collections
+
+    from geomer.synth.aus import action_unit
+    from geomer.synth.emotions import class_table
+
+    for emotion in class_table("casme2"):
+        rng = np.random.default_rng(0)
+        counts = collections.Counter(len(emotion.sample_distractors(rng, 0.75)) for _ in range(2000))
+        # two draws at 0.75: the number of distractors does not depend on the class
+        assert counts[2] / 2000 == pytest.approx(0.5625, abs=0.04) and counts[0] / 2000 < 0.1
+        for code in emotion.distractor_pool():
+            assert not set(action_unit(code).components) & emotion.components
+
+
+def test_repression_and_others_differ_only_in_how_brows_and_mouth_act_together():
+    from geomer.synth.aus import action_unit
+    from geomer.synth.emotions import class_table
+
+    table = {e.name: e for e in class_table("casme2")}
+    repression, others = table["repression"], table["others"]
+    assert repression.components == others.components == {"right_brow", "left_brow", "mouth", "contour"}
+
+    def vertical(emotion, part):  # P(component moves up), per the AU fields
+        ids = {"brows": [19, 24], "mouth": [48, 54]}[part]
+        up = sum(w for combo, w in emotion.combinations
+                 if sum(action_unit(u).field[ids, 1].sum() for u in combo) < 0)
+        return up
+
+    for part in ("brows", "mouth"):  # each component alone: up half the time in both classes
+        assert vertical(repression, part) == pytest.approx(0.5) == vertical(others, part)
+    same = lambda e: sum(w for combo, w in e.combinations if ("12" in combo) == ("1" in combo))  # noqa: E731
+    assert same(repression) == pytest.approx(1.0) and same(others) == pytest.approx(0.0)
 
 
 def test_bench_reports_renderer_speed():

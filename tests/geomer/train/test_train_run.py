@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -180,3 +181,48 @@ def test_graphs_are_slimmed_to_the_declared_model_inputs(graphs):
     assert set(slim[0].keys()) - {"num_nodes"} == {"x", "component", "y", "edge_index", "clip", "subject", "dataset"}
     assert slim[0].subject == extended[0].subject and torch.equal(slim[0].x, extended[0].x)
     assert slim[0].num_nodes == extended[0].num_nodes
+
+
+def test_a_truncated_checkpoint_is_trained_again_on_resume(tmp_path, graphs, face_graph, capfd):
+    run = tmp_path / "run"
+    first = run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    folds = json.loads((run / "config.json").read_text())["folds"]
+    broken = run / "seed-0" / folds[1] / "checkpoint.pt"
+    broken.write_bytes(broken.read_bytes()[:100])
+    second = run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    assert [t.fold for t in second.trained] == [folds[1]] and second.skipped == 5
+    assert "checkpoint.pt" in capfd.readouterr().err
+    assert load_checkpoint(broken).model == "train-tiny"
+    assert second.metrics == first.metrics
+
+
+def test_a_relabelled_dataset_is_not_resumed_into_the_old_folds(tmp_path, graphs, face_graph):
+    run_loso(graphs, CLASSES, _config(), tmp_path / "run", face_graph=face_graph)
+    relabelled = [g.clone() for g in graphs]
+    relabelled[0].y = (relabelled[0].y + 1) % len(CLASSES)
+    with pytest.raises(GeomerError, match="differs in samples"):
+        run_loso(relabelled, CLASSES, _config(), tmp_path / "run", face_graph=face_graph)
+
+
+def test_one_writer_per_run_directory_and_stale_locks_are_taken_over(tmp_path, graphs, face_graph):
+    from geomer.rundir import LOCK, RunDir
+
+    run = tmp_path / "run"
+    with RunDir(run).lock():  # another writer holds it (flock on its own open file)
+        with pytest.raises(GeomerError, match=rf"another geomer process \(pid {os.getpid()}\)"):
+            run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    assert not (run / "config.json").exists()
+    (run / LOCK).write_text("999999999\n")  # left behind by a killed process: no flock held
+    assert run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph).skipped == 0
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(lr=-1.0), "learning rate"), (dict(lr=float("nan")), "learning rate"),
+    (dict(weight_decay=-1.0), "weight decay"), (dict(device="tpu"), "unknown device"),
+    (dict(cfg={"hidden": "abc"}), "expected int"), (dict(cfg={"hidden": 16.7}), "expected int"),
+    (dict(cfg={"hidden": -3}), "cannot be built"),
+])
+def test_bad_options_are_refused_before_anything_is_written(tmp_path, graphs, face_graph, changes, message):
+    with pytest.raises(GeomerError, match=message):
+        run_loso(graphs, CLASSES, _config(**changes), tmp_path / "run", face_graph=face_graph)
+    assert not (tmp_path / "run").exists()

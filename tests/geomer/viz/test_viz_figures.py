@@ -59,19 +59,34 @@ def test_relation_matrix_labels_and_values():
         plot_relation_matrix(np.ones((5, 5)), NAMES)
 
 
-def test_relation_panel_grid_with_ground_truth():
+def test_relation_panel_grid_rows_are_relations_columns_are_classes():
     models = {"dere-grl": {"negative": _relation(0), "positive": _relation(1)}, "mmt": {"negative": _relation(2)}}
     truth = {"negative": _relation(3), "positive": _relation(4)}
-    figure = plot_relation_panel(models, NAMES, ground_truth=truth, title="relations")
+    baseline = {"negative": _relation(5) * 10, "positive": _relation(6) * 10}
+    figure = plot_relation_panel(models, NAMES, ground_truth=truth, baseline=baseline, title="relations")
     _render(figure)
-    heatmaps = [ax for ax in figure.axes if any(isinstance(i, AxesImage) for i in ax.get_images())]
-    assert len(heatmaps) == 5  # mmt has no "positive" cell
-    titles = [ax.get_title() for ax in heatmaps]
-    assert "dere-grl\nnegative" in titles and "ground truth\nnegative" in titles and "mmt\nnegative" in titles
-    assert figure.get_suptitle() == "relations"
+    heatmaps = [ax for ax in figure.axes if ax.get_images()]
+    assert len(heatmaps) == 7  # 4 rows × 2 classes, mmt has no "positive" cell
+    assert [ax.get_title() for ax in heatmaps[:2]] == ["negative", "positive"]
+    row_labels = [ax.get_ylabel() for ax in heatmaps if ax.get_ylabel()]
+    assert row_labels == ["dere-grl", "mmt", "input-only baseline", "ground truth (relevance)"]
+    assert figure.get_suptitle().startswith("relations")
+    # the diagonal is masked out of the colours; its values are written apart
+    image = heatmaps[0].get_images()[0]
+    assert np.ma.getmaskarray(image.get_array())[np.eye(7, dtype=bool)].all()
+    matrix = models["dere-grl"]["negative"]
+    texts = [t.get_text() for t in heatmaps[0].texts]
+    assert f"{matrix[3, 3]:.2f}" in texts and f"{matrix[6, 0]:.2f}" in texts
+    # each row's colour scale spans its own off-diagonal entries (the baseline's are 10× larger)
+    off = ~np.eye(7, dtype=bool)
+    low, high = image.get_clim()
+    assert low == pytest.approx(min(matrix[off].min(), models["dere-grl"]["positive"][off].min()))
+    baseline_image = heatmaps[4].get_images()[0]
+    assert baseline_image.get_clim()[1] == pytest.approx(max(m[off].max() for m in baseline.values()))
     # component names label the left column's rows and the bottom row's columns
-    bottom_left = next(ax for ax in heatmaps if ax.get_title() == "positive" and _ticks(ax.get_yticklabels()))
+    bottom_left = heatmaps[5]
     assert _ticks(bottom_left.get_xticklabels()) == NAMES and _ticks(bottom_left.get_yticklabels()) == NAMES
+    assert not any(_ticks(heatmaps[0].get_xticklabels()))
 
 
 def test_graph_on_template_colours_cross_component_edges_by_relation():
