@@ -10,30 +10,23 @@ component-relation matrix with :func:`attention_relations`, so their ``relations
 3. the summary token's row of ``R`` over the component tokens, normalised, is each token's
    **importance** ``w`` (what the model reads out; the patch importance of ``mmt``);
 4. importance-weighted token→token flow ``w_i R[i, j]`` is **summed** per component pair
-   ``(k, l)`` over ``i ∈ k, j ∈ l`` (``Sᵀ diag(w) R S`` with the [L, K] 0/1 membership ``S``) and
-   scaled to total 1: the co-activation of the tokens the model reads, in the spirit of the
-   synthetic ground truth ``Σ a aᵀ``. Tokens without a component (summary tokens, padding) carry
-   id -1 and are left out;
-5. ``1/K`` (a component's share under uniform co-activation) is added on the diagonal, so a
-   component that takes little part relates mainly to itself, and each row is normalised to sum
-   to 1.
+   ``(k, l)`` over ``i ∈ k, j ∈ l`` (``Sᵀ diag(w) R S`` with the [L, K] 0/1 membership ``S``),
+   and each row is scaled to sum to 1 (a component without tokens, or one the model gives no
+   importance, gets a uniform row). Tokens without a component (summary tokens, padding) carry
+   id -1 and are left out.
 
-The **movement prior** (:func:`movement_key_bias`, a ``movement_prior`` setting of every
-transformer, on by default) adds ``log`` of each node's relative excess movement energy (computed
-from the clip's own input: optical-flow magnitude for ``mmt``/``hsta``, onset→apex grey-level
-change for ``mubert``) to the attention logits of that node's tokens as keys. Without it the
-attention is dominated by the component/position embeddings and the rollout is nearly the same
-for every clip and class.
+These relations are **intrinsic**: nothing but the model's own attention goes into them. No
+constant is added on the diagonal and no input statistic is mixed in (an earlier version added
+``1/K`` on the diagonal, a value picked by scoring against the synthetic ground truth; it is gone).
 
-Measured on the standard synthetic dataset (LOSO, class-averaged relations vs the generator's
-ground truth, Spearman over off-diagonal entries; ``geomer train --model
-NAME --seeds 0 --jobs 2``): the former rule (mean-pooled ``P R Pᵀ`` of the rollout, no prior)
-gave Spearman ≈ 0.0–0.1 for all three models. On a fixed 11/5-subject split (seed 0, one run
-each), rules compared on the same trained ``mmt``: no prior, any rule ≤ 0.34; with the prior,
-mean-pooled rollout 0.45, last layer only 0.45, rollout without ``I`` 0.45, importance-weighted
-summed flow 0.47, + diagonal ``1/K²`` 0.57, + ``1/K`` (this rule) 0.64 (``hsta`` 0.64). The
-ceiling of a rule that sees only the input (flow-magnitude co-activation) is ≈ 0.6–0.7 there.
-Per-model LOSO figures are in each model's docstring.
+The **movement prior** (:func:`movement_key_bias`, the ``movement_prior`` setting of every
+transformer, **off by default**) adds ``log`` of each node's relative excess optical-flow
+magnitude (or, for ``mubert``, onset→apex grey-level change) to the attention logits of that
+node's tokens as keys. It is a hand-made input statistic: with it on, the attention — and so the
+relations — partly restate how the input moved rather than what the model learned. It is kept as
+an explicit, opt-in setting for comparison, and only ever biases the encoder of the modality it
+is computed from (the flow-derived bias never reaches ``mmt``'s texture encoder or ``hsta``'s frame
+branch).
 
 Blocks use :func:`torch.nn.functional.scaled_dot_product_attention` unless asked to keep the
 weights (``need_weights=True``), where the softmax is computed explicitly.
@@ -46,6 +39,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from geomer.models.output import row_normalise
 
 
 class MultiHeadAttention(nn.Module):
@@ -204,7 +199,8 @@ def attention_relations(
         summary_token: index of the summary token whose rollout row weights the query tokens
             (the tokens' importance); None weights every component token equally.
 
-    Shapes: → ``[B, K, K]``, every row non-negative and summing to 1.
+    Shapes: → ``[B, K, K]``, every row non-negative and summing to 1 (uniform for a component
+    without tokens or importance).
     """
     rollout = attention_rollout(attn_per_layer).to(torch.float32)
     k = num_components
@@ -219,9 +215,7 @@ def attention_relations(
     membership = F.one_hot(ids.clamp_min(0), k).to(torch.float32) * member[..., None]  # [B, L, K]
     flow = importance[..., None] * rollout  # row i scaled by token i's importance
     pooled = membership.transpose(1, 2) @ flow @ membership  # [B, K, K], summed per pair
-    pooled = pooled / pooled.sum(dim=(-1, -2), keepdim=True).clamp_min(1e-12)
-    pooled = pooled + torch.eye(k, dtype=pooled.dtype, device=pooled.device) / k
-    return pooled / pooled.sum(dim=-1, keepdim=True)
+    return row_normalise(pooled)
 
 
 def movement_key_bias(

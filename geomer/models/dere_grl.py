@@ -30,49 +30,34 @@ could not read them):
   symmetric non-negative N×N weight, :class:`LearnableAdjacency`): the *node* stream starts from
   each node's own movement, the *edge* stream from relative movement along the graph's edges
   (``x_j - x_i`` of the node signals, displacement trajectories and flow statistics alike, plus
-  ``edge_attr`` when the data have it) averaged into the receiving node (relative flow is worth
-  keeping: dropping it cost ≈ 0.03 UF1 on the standard synthetic dataset); the two streams are
+  ``edge_attr`` when the data have it) averaged into the receiving node; the two streams are
   concatenated and projected, and a learned per-node embedding tells nodes apart;
 - ADM: one map matrix M_k [m × n_k] per component (``actions`` = m), as a masked block matrix;
 - RRM: ``"vector"`` (one input-conditioned weight per action feature, a softmax over all K·m
   actions) or ``"matrix"`` (a (K·m)×(K·m) relation matrix = learned static part +
   input-conditioned attention), see :class:`RelationReconstruction`;
-- movement prior (``movement_prior=True``): the RRM scores get each action's *movement
-  evidence*, ``log(activity_a / mean_a activity)``, and the learned vector-form score is bounded
-  (``learned_bound·tanh``, default 0.5, i.e. a re-weighting by at most e^±0.5), so the weights
-  are (nearly) proportional to how much each action moves and the learned part only re-weights
-  them. The activity (:meth:`DeReGRL.node_activity`) of a node is linear in the movement's
-  amplitude (the ground truth is): the optical-flow magnitude at the node averaged over scales
+- **relations** (intrinsic: the RRM's own weights, nothing else by default): the action-level
+  relation matrix P (vector form: ``P = w wᵀ``, the co-activation of the weighted actions;
+  matrix form: the attention matrix, rows summing to 1) is averaged over each component pair's
+  block of actions and each row is scaled to sum to 1
+  (:func:`~geomer.models.dere_grl_modules.component_relations`). For the vector form the block
+  mean is ``W_k W_l / m²`` (``W_k`` the component's total weight), so every row is the
+  distribution of the RRM weight over the components. ``self_relation`` (default 0, a display
+  setting) adds ``self_relation / m²`` on the diagonal before the rows are normalised, which
+  keeps the row of a component the RRM does not weight on itself; it is not tuned;
+- **movement prior** (``movement_prior``, an explicit setting, **off by default**): the RRM
+  scores get each action's *movement evidence*, ``log(activity_a / mean_a activity)``
+  (:meth:`DeReGRL.action_prior`: the optical-flow magnitude at the node averaged over scales
   when the model reads flow, else the RMS over time of the landmark displacement with the
-  residual head motion (per-step translation, rotation and scaling about the template) removed;
-  minus a per-node **noise floor** (the running median over training clips, kept like
-  BatchNorm's statistics; dlib's contour points jitter about twice as much as the inner ones,
-  so without it the contour looks as active as a moving mouth), clipped at 0. Actions pool
-  their component's node activities by their absolute ADM map weights (a weighted mean).
-  Without the prior the softmax weights go to whichever actions the classifier finds most
-  discriminative (often one component per class), and the relations then mark where the
-  classifier looks rather than which components act together;
-- **relations rule**: the action-level relation matrix P (vector form: ``P = w wᵀ``, the
-  co-activation of the weighted actions; matrix form: the attention matrix, rows summing to 1) is
-  averaged over each component pair's block of actions, which for the vector form is
-  ``W_k W_l / m²`` with ``W_k`` the component's total weight; the vector form adds
-  ``self_relation / m²`` on the diagonal (default 1: a component with ``W_k ≪ 1`` relates mainly
-  to itself, one that moves relates to the other moving ones in proportion to their weights);
-  each row is then scaled to sum to 1
-  (:func:`~geomer.models.dere_grl_modules.component_relations`).
-
-  Measured agreement with the synthetic generator's ground truth (class-averaged relations vs
-  ``ground_truth.json`` ``relations``, Spearman over the off-diagonal entries of all classes;
-  ``geomer train --model dere-grl --jobs 2``, seeds 0, 1, 2, 20
-  epochs, the defaults): **Spearman 0.668** (Pearson 0.685, permutation p ≈ 0.001), with
-  pooled LOSO **UF1 0.946 ± 0.010** (seeds 0.950, 0.956, 0.932). How the choices moved it
-  (LOSO with the model's own loop, seed 0 unless said): the earlier rule (landmark movement
-  *energy* prior, learned bound e^±2) ≈ 0.26; landmark RMS above the noise floor, bound e^±2:
-  0.44, no learned part: 0.57 (a direct read-out of that evidence without any model tops out at
-  ≈ 0.58); flow magnitude above the floor: bound e^±2 0.60, e^±1 0.68 (seeds 0–2: 0.68, 0.60,
-  0.66), e^±0.5 0.70, 0.63, 0.68, no learned part 0.69 (UF1 0.95). Training the RRM weights
-  towards the evidence with an auxiliary loss instead of adding it (a noise2noise-style
-  denoiser) raised UF1 to ≈ 0.96 but left Spearman at ≈ 0.45, so it was dropped;
+  residual head motion removed; minus a per-node noise floor, the running median over training
+  clips; pooled per action by the absolute ADM map weights), and the learned vector-form score is
+  bounded (``learned_bound·tanh``, so it re-weights the evidence by at most e^±learned_bound).
+  With the prior on, the RRM weights — and so the relations — are mostly that hand-made input
+  statistic rather than what the model learned, which is why it is off; ``learned_bound`` (0.5)
+  only acts with the prior on, and its value was chosen by scoring relations against the
+  synthetic ground truth of an earlier generator, so prior-on relations are not an independent
+  measurement. Without the prior the model needs nothing else to learn: its inputs are
+  standardised by BatchNorm with training-fold statistics (above);
 - layout: node-first tensors ``[N, B, d]`` so that a batch sharing one adjacency is propagated
   with one matrix product (:class:`~geomer.models.dere_grl_modules.SharedGraphConv`, the
   ``DenseGCNConv`` parameters and arithmetic);
@@ -167,11 +152,13 @@ class DeReGRL(nn.Module):
         center: remove the per-step mean displacement over nodes (residual head translation).
         learn_adjacency: add the learned N×N weight to the prior adjacency.
         movement_prior: add each action's log movement evidence (activity above the noise
-            floor, relative to the clip's mean) to the RRM scores.
+            floor, relative to the clip's mean) to the RRM scores (off by default: a hand-made
+            input statistic, see the module docstring).
         learned_bound: the vector-form learned score is ``learned_bound·tanh(·)`` when the
-            prior is on (re-weights the evidence by at most e^±learned_bound).
+            prior is on (re-weights the evidence by at most e^±learned_bound); unused without it.
         self_relation: the vector-form self term on the diagonal, relative to a component
-            that carries all the weight (see the module docstring).
+            that carries all the weight (a display setting, default 0; see the module
+            docstring).
 
     Shapes:
         - batch.geometry: [B·N, T, 2] (optional), batch.flow_stats: [B·N, S, 12] (optional),
@@ -187,8 +174,8 @@ class DeReGRL(nn.Module):
     requires: tuple[str, ...] = ()
     requires_any: tuple[tuple[str, ...], ...] = (("geometry", "flow_stats"),)
     small_config = {"hidden": 16, "actions": 2, "layers": 2, "embedding": 32}
-    # The engine's recipe for this model (``geomer train`` / ``bench train`` read it): 20 epochs
-    # reach LOSO UF1 0.946 ± 0.010 on the standard synthetic dataset (3 seeds, geomer train).
+    # The engine's recipe for this model (``geomer train`` / ``bench train`` read it; measured
+    # figures are in the README's models table).
     train_defaults = {"epochs": 20, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2}
     # Data attributes forward() reads when present (the engine may drop the others before
     # collating; texture and sequence tensors dominate collation time).
@@ -211,9 +198,9 @@ class DeReGRL(nn.Module):
         scales: int = 3,
         center: bool = True,
         learn_adjacency: bool = True,
-        movement_prior: bool = True,
+        movement_prior: bool = False,
         learned_bound: float = 0.5,
-        self_relation: float = 1.0,
+        self_relation: float = 0.0,
     ):
         super().__init__()
         streams = tuple(streams)
@@ -419,10 +406,8 @@ class DeReGRL(nn.Module):
         landmark displacement after the residual head motion is removed
         (:meth:`_rigid_residual`).
 
-        Flow first because it is the cleaner evidence: on the standard synthetic dataset the
-        per-component flow magnitude correlates with the generator's component activation at
-        r ≈ 0.67–0.95 (brows, nose ≈ 0.94), the tracked-landmark RMS at r ≈ 0.34–0.75 (dlib
-        jitter, the contour worst).
+        Flow first because it is the cleaner evidence (tracked landmarks jitter, the contour
+        most).
 
         Shapes:
             - output: [B, N]

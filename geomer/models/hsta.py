@@ -24,27 +24,41 @@ How geomer builds it (reimplementation choices are marked *choice*):
 * **CSTA** (:class:`CrossmodalSpaceTimeAttention`): each branch's summary token, projected,
   queries the other branch's tokens; the result is added to the summary token and written back;
 * a stage = ``special_blocks`` USTA blocks on special data, ``frame_blocks`` USTA blocks on
-  frames, then CSTA; ``stages`` stages are stacked. Published configuration (``hsta-base``):
+  frames, then CSTA; ``stages`` stages are stacked. Published layout (``hsta-base``):
   4 stages of 1 block on special data and 2 on frames; the small default ``hsta`` has 2 stages
   of 1 + 1 blocks;
 * head over both summary tokens, concatenated (also the ``embedding``);
-* movement prior (``movement_prior=True``, *choice*): every USTA block's attention logits get
-  the log relative excess optical-flow magnitude of each key node
-  (:func:`geomer.models.attention.movement_key_bias`; a node's frame tokens share its value);
-  ``False`` restores plain attention;
-* ``relations``: the shared rule (:func:`geomer.models.attention.attention_relations`) applied
-  to each branch's self-attention layers (frame tokens keep their node's component), the two
-  [B, K, K] averaged. Standard synthetic dataset, LOSO, seeds 0/1/2
-  (``geomer train --model hsta --seeds 0 --jobs 2``, seeds 1,2
-  likewise): UF1 0.975 / 0.981 / 0.962 (mean 0.973), relations vs ground truth Spearman
-  0.723 / 0.731 / 0.723 (exact permutation p < 0.001); the former rule without the prior gave
-  ≈ 0.0–0.1.
+* **motion reaches the tokens** (*choice*): the special branch's flow patches are standardised
+  per channel with the training fold's statistics (``PatchProjection(normalise="fold")``) and
+  each special token gets the node's mean flow magnitude per scale as an explicit feature
+  (:class:`geomer.models.tokens.MagnitudeEmbedding`); each frame token adds the projection of
+  the frames' change from the node's first frame, also standardised with the training fold's
+  statistics (a 1–3 px motion changes the grey levels by a few per cent of the texture's
+  contrast, too little to survive in the standardised frames alone). Why: without a hand-made
+  attention bias the model did not learn the task on the synthetic data before these changes;
+* movement prior (``movement_prior``, *choice*, **off by default**): the special-data branch's
+  USTA attention logits get the log relative excess optical-flow magnitude of each key node
+  (:func:`geomer.models.attention.movement_key_bias`). The frame branch's attention never gets
+  it: it sees frames only (modality-clean); the branches meet only in CSTA. It is a hand-made
+  input statistic that steers the attention, so relations measured with it on are not the
+  model's own;
+* ``relations`` (intrinsic): the shared rule
+  (:func:`geomer.models.attention.attention_relations`) applied to each branch's self-attention
+  layers (frame tokens keep their node's component), the two [B, K, K] averaged. Measured figures
+  are in the README's models table, with the commands.
 
 Missing modality: ``megc2019-flow`` has no frame sequence and no onset patches, so ``hsta``
 fails at the start naming ``sequence`` (``requires``); use ``mmt`` or ``dere-grl`` there.
 
-Sizes (68 nodes, 3 scales, 8×8 patches, Tseq 8): ``hsta`` (dim 48, 4 heads, 2 stages, tubelet 4)
-≈ 0.18 M parameters; ``hsta-base`` (dim 256, 8 heads, 4 stages, tubelet 1) ≈ 12.4 M parameters.
+Sizes (68 nodes, 3 scales, 8×8 patches, Tseq 8, 5 classes; ``sum(p.numel() for p in
+model.parameters())``): ``hsta`` (dim 48, 4 heads, 2 stages, tubelet 4) 196 613 parameters;
+``hsta-base`` (dim 256 in both branches, 8 heads, 4 stages of 1 + 2 blocks, tubelet 1)
+12 409 349. ``hsta-base`` has the published stage layout but not the official widths: the
+official code's ``VisionTransformer`` (``hsta_model_core/_model_hsta.py``) defaults to
+``embed_dim=(384, 768)``, ``num_heads=(6, 12)``, one width per branch, and its training scripts
+add macro-expression data (``use_macro_exp_train_fold_*.csv``); geomer's branches share one width
+and it has neither the official initialisation nor that data. So ``hsta-base`` is geomer's larger
+configuration, not the paper's model.
 """
 
 from __future__ import annotations
@@ -61,9 +75,16 @@ from geomer.models.attention import (
 )
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
-from geomer.models.tokens import NodeTokenEmbedding, PatchProjection, dense_nodes, sized_variant
+from geomer.models.tokens import (
+    MagnitudeEmbedding,
+    NodeTokenEmbedding,
+    PatchProjection,
+    dense_nodes,
+    sized_variant,
+)
 
-#: The published configuration registered as ``hsta-base`` (the class defaults are ``hsta``).
+#: The published stage layout at one width, registered as ``hsta-base`` (the class defaults are
+#: ``hsta``; the official widths differ, see the module docstring).
 BASE_CONFIG = dict(
     dim=256, heads=8, stages=4, special_blocks=1, frame_blocks=2, mlp_ratio=4.0, tubelet=1
 )
@@ -112,6 +133,8 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         "arXiv:2405.03202 (2024)"
     )
     requires: tuple[str, ...] = ("sequence", "flow_patches", "texture")
+    # every Data attribute forward() reads: the engine drops the rest before collating
+    inputs: tuple[str, ...] = requires
     small_config = dict(dim=16, heads=2, stages=1)
 
     def __init__(
@@ -129,7 +152,7 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         patch_size: int = 8,
         sequence_steps: int = 8,
         tubelet: int = 4,
-        movement_prior: bool = True,
+        movement_prior: bool = False,
     ) -> None:
         super().__init__()
         self.movement_prior = movement_prior
@@ -139,8 +162,13 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         p = patch_size
         self.nodes = NodeTokenEmbedding(graph, dim)
         self.texture = PatchProjection((num_scales, 2, p, p), dim, "patch")
-        self.flow = PatchProjection((num_scales, 3, p, p), dim, "asinh")
+        self.flow = PatchProjection((num_scales, 3, p, p), dim, "fold")
+        self.flow_magnitude = MagnitudeEmbedding(num_scales, dim)
         self.frame_patches = PatchProjection((tubelet, p, p), dim, "none")
+        # each frame's change from the node's first frame, scaled by the training fold's
+        # statistics: the grey-level change of a 1–3 px motion is a few % of the texture's
+        # contrast, too small to survive in the standardised frames alone
+        self.frame_changes = PatchProjection((tubelet, p, p), dim, "fold")
         self.time_embedding = nn.Parameter(torch.zeros(self.time_tokens, dim))
         self.special_summary = nn.Parameter(torch.zeros(1, 1, dim))
         self.frame_summary = nn.Parameter(torch.zeros(1, 1, dim))
@@ -178,15 +206,18 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         # changes over time stay.
         flat = (flat - flat.mean(-1, keepdim=True)) / (flat.std(-1, keepdim=True) + 1e-3)
         sequence = flat.view(sequence.shape)
+        change = sequence - sequence[:, :, :1]
         missing = self.time_tokens * self.tubelet - t
         if missing > 0:  # repeat the last frame so the tubelets tile the sequence
             sequence = torch.cat([sequence, sequence[:, :, -1:].expand(-1, -1, missing, -1, -1)], 2)
+            change = torch.cat([change, change[:, :, -1:].expand(-1, -1, missing, -1, -1)], 2)
         elif missing < 0:
             raise ValueError(
                 f"hsta was built for {self.time_tokens * self.tubelet} sequence steps, got {t}"
             )
         tubelets = sequence.reshape(b, n, self.time_tokens, self.tubelet, *sequence.shape[-2:])
-        tokens = self.frame_patches(tubelets) + self.time_embedding
+        changes = change.reshape(b, n, self.time_tokens, self.tubelet, *change.shape[-2:])
+        tokens = self.frame_patches(tubelets) + self.frame_changes(changes) + self.time_embedding
         return (tokens + self.nodes()[None, :, None, :]).flatten(1, 2)
 
     def forward(self, batch) -> ModelOutput:
@@ -196,19 +227,17 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         flow, _ = dense_nodes(batch, "flow_patches")
         b = sequence.shape[0]
         special = self.texture(texture) + self.flow(flow) + self.nodes()[None]
+        special = special + self.flow_magnitude(flow).sum(dim=2)
         special = torch.cat([self.special_summary.expand(b, 1, -1), special], dim=1)
         frames = torch.cat([self.frame_summary.expand(b, 1, -1), self._frame_tokens(sequence)], 1)
         keep = torch.cat([node_mask.new_ones(b, 1), node_mask], dim=1)
         special_padding = None if keep.all() else ~keep
         frame_keep = torch.cat([keep[:, :1], node_mask.repeat_interleave(self.time_tokens, 1)], 1)
         frame_padding = None if frame_keep.all() else ~frame_keep
-        special_bias = frame_bias = None
+        special_bias = None
         if self.movement_prior:  # node energy: mean optical-flow magnitude over scales and pixels
-            energy = flow[:, :, :, :2].float().pow(2).sum(dim=3).sqrt().flatten(2).mean(dim=-1)
-            bias = movement_key_bias(energy, node_mask)
-            zero = bias.new_zeros(b, 1)  # summary tokens
-            special_bias = torch.cat([zero, bias], dim=1)
-            frame_bias = torch.cat([zero, bias.repeat_interleave(self.time_tokens, 1)], dim=1)
+            bias = movement_key_bias(MagnitudeEmbedding.magnitude(flow).mean(dim=-1), node_mask)
+            special_bias = torch.cat([bias.new_zeros(b, 1), bias], dim=1)  # summary: none
         special_attention, frame_attention = [], []
         for special_blocks, frame_blocks, crossmodal in zip(
             self.special_stages, self.frame_stages, self.crossmodal
@@ -217,7 +246,7 @@ class HierarchicalSpaceTimeAttention(nn.Module):
                 special, weights = block(special, special_padding, True, special_bias)
                 special_attention.append(weights)
             for block in frame_blocks:
-                frames, weights = block(frames, frame_padding, True, frame_bias)
+                frames, weights = block(frames, frame_padding, True)  # frames only
                 frame_attention.append(weights)
             special, frames = crossmodal(special, frames)
         embedding = torch.cat(

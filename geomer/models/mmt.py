@@ -25,20 +25,27 @@ Reimplementation choices (not from the paper):
   texture embeddings of the same clip, the other clips of the batch as negatives
   (``temperature``), scaled by ``contrastive_weight`` and returned as ``aux_loss``;
 * the classifier sees both modality embeddings, concatenated (also the ``embedding`` output);
-* movement prior (``movement_prior=True``, *choice*): both encoders' attention logits get the
-  log relative excess optical-flow magnitude of each key node
-  (:func:`geomer.models.attention.movement_key_bias`), so tokens, and the summary token's patch
-  importance, lean toward the patches that move; ``False`` restores plain attention;
-* ``relations``: the shared rule (:func:`geomer.models.attention.attention_relations`) applied to
-  each modality's encoder, the two [B, K, K] averaged. Standard synthetic dataset, LOSO, seeds
-  0/1/2 (``geomer train --model mmt --seeds 0 --jobs 2``, seeds 1,2
-  likewise): UF1 0.975 / 0.938 / 0.956 (mean 0.956), relations vs ground truth Spearman
-  0.726 / 0.734 / 0.735 (exact permutation p < 0.001); the former rule without the prior gave
-  ≈ 0.0–0.1.
+* motion tokens: the flow patches, ``asinh``-compressed (signs and magnitudes kept), projected,
+  with N(0, 1) component embeddings (``nn.Embedding``'s start). With these inputs the model learns
+  the synthetic task without any hand-made attention bias, so it does not use the training-fold
+  standardisation, the magnitude feature or the small component embeddings that ``hsta`` has
+  (the README's models section has the measurements);
+* movement prior (``movement_prior``, *choice*, **off by default**): the motion encoder's
+  attention logits get the log relative excess optical-flow magnitude of each key node
+  (:func:`geomer.models.attention.movement_key_bias`). It never reaches the texture encoder,
+  whose attention and features see the apex texture only (modality-clean: each modality's
+  importance is its own encoder's). It is a hand-made input statistic that steers the
+  attention, so relations measured with it on are not the model's own;
+* ``relations`` (intrinsic): the shared rule
+  (:func:`geomer.models.attention.attention_relations`) applied to each modality's encoder, the
+  two [B, K, K] averaged. Measured figures (LOSO UF1, relations) are in the README's models table,
+  with the commands.
 
-Sizes (68 nodes, 3 scales, 8×8 patches, 3 classes): ``mmt`` (dim 48, depth 2, 4 heads)
-≈ 0.13 M parameters; ``mmt-base`` (dim 256, depth 6, 8 heads, a token per node and scale)
-≈ 10.0 M parameters.
+Sizes (68 nodes, 3 scales, 8×8 patches, 5 classes; counted with ``sum(p.numel() for p in
+model.parameters())``): ``mmt`` (dim 48, depth 2, 4 heads, one multi-scale token per node)
+125 957 parameters; ``mmt-base`` (dim 256, depth 6, 8 heads, a token per node and scale)
+9 957 381. The paper does not give its size (its abstract does not, and we have no other source),
+so ``mmt-base`` is geomer's larger configuration, not the paper's.
 """
 
 from __future__ import annotations
@@ -56,9 +63,16 @@ from geomer.models.attention import (
 )
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
-from geomer.models.tokens import NodeTokenEmbedding, PatchProjection, dense_nodes, sized_variant
+from geomer.models.tokens import (
+    MagnitudeEmbedding,
+    NodeTokenEmbedding,
+    PatchProjection,
+    dense_nodes,
+    sized_variant,
+)
 
-#: The paper-size configuration registered as ``mmt-base`` (the class defaults are ``mmt``).
+#: geomer's larger configuration, registered as ``mmt-base`` (the class defaults are ``mmt``;
+#: the paper's size is not known to us).
 BASE_CONFIG = dict(dim=256, depth=6, heads=8, mlp_ratio=4.0, scale_tokens=True)
 
 
@@ -84,7 +98,8 @@ class ModalityEncoder(nn.Module):
     per-scale projections into one multi-scale token (L = 1 + N).
 
     Shapes: patches ``[B, N, S, *patch_shape]``, node mask ``[B, N]``, node_bias ``[B, N]`` or
-    None (attention logit bias for each node's tokens as keys) →
+    None (attention logit bias for each node's tokens as keys), extra ``[B, N, S, D]`` or None
+    (further per-patch token features, e.g. the flow magnitude) →
     embedding ``[B, D]``, attention per layer ``[B, H, L, L]``, token components ``[L]``
     (-1 for the summary token), patch importance ``[B, L - 1]``.
     """
@@ -105,7 +120,8 @@ class ModalityEncoder(nn.Module):
         super().__init__()
         self.num_scales = num_scales
         self.scale_tokens = scale_tokens
-        self.nodes = NodeTokenEmbedding(graph, dim)
+        # N(0, 1) component embeddings, as nn.Embedding starts them (see the module docstring)
+        self.nodes = NodeTokenEmbedding(graph, dim, component_std=1.0)
         self.projections = nn.ModuleList(
             PatchProjection(patch_shape, dim, normalise) for _ in range(num_scales)
         )
@@ -122,7 +138,11 @@ class ModalityEncoder(nn.Module):
         )
 
     def forward(
-        self, patches: torch.Tensor, node_mask: torch.Tensor, node_bias: torch.Tensor | None = None
+        self,
+        patches: torch.Tensor,
+        node_mask: torch.Tensor,
+        node_bias: torch.Tensor | None = None,
+        extra: torch.Tensor | None = None,
     ):
         b, n, s = patches.shape[:3]
         if s != self.num_scales:
@@ -131,6 +151,8 @@ class ModalityEncoder(nn.Module):
             [proj(patches[:, :, k]) for k, proj in enumerate(self.projections)], dim=2
         )  # [B, N, S, D]
         per_scale = per_scale + self.scale_embedding
+        if extra is not None:
+            per_scale = per_scale + extra
         if self.scale_tokens:
             tokens = (per_scale + self.nodes()[None, :, None, :]).flatten(1, 2)
             padding = ~node_mask.repeat_interleave(s, dim=1)
@@ -166,6 +188,8 @@ class MultiModalMultiScaleTransformer(nn.Module):
         "arXiv:2301.02969 (2023)"
     )
     requires: tuple[str, ...] = ("flow_patches", "texture_apex")
+    # every Data attribute forward() reads: the engine drops the rest before collating
+    inputs: tuple[str, ...] = requires
     small_config = dict(dim=16, depth=1, heads=2)
 
     def __init__(
@@ -182,7 +206,7 @@ class MultiModalMultiScaleTransformer(nn.Module):
         scale_tokens: bool = False,
         temperature: float = 0.1,
         contrastive_weight: float = 0.1,
-        movement_prior: bool = True,
+        movement_prior: bool = False,
     ) -> None:
         super().__init__()
         self.movement_prior = movement_prior
@@ -206,10 +230,10 @@ class MultiModalMultiScaleTransformer(nn.Module):
         texture, _ = dense_nodes(batch, "texture_apex")
         bias = None
         if self.movement_prior:  # node energy: mean optical-flow magnitude over scales and pixels
-            energy = flow[:, :, :, :2].float().pow(2).sum(dim=3).sqrt().flatten(2).mean(dim=-1)
-            bias = movement_key_bias(energy, mask)
+            bias = movement_key_bias(MagnitudeEmbedding.magnitude(flow).mean(dim=-1), mask)
         motion, motion_attn, motion_tokens, _ = self.motion(flow, mask, bias)
-        appearance, texture_attn, texture_tokens, _ = self.texture(texture, mask, bias)
+        # the texture encoder sees texture only: no flow-derived bias or feature reaches it
+        appearance, texture_attn, texture_tokens, _ = self.texture(texture, mask)
         embedding = torch.cat([motion, appearance], dim=-1)
         contrastive = info_nce(
             self.motion_projection(motion), self.texture_projection(appearance), self.temperature

@@ -27,20 +27,22 @@ How geomer builds it (reimplementation choices are marked *choice*):
   patches at the same positions; pretraining reconstructs the original apex patches from the
   encoded pair (:meth:`MicronBERT.pretraining_losses`, ``geomer pretrain``);
 * classifier on the PoI-weighted mean of the DMA features;
-* movement prior (``movement_prior=True``, *choice*): the encoder's attention logits get the
-  log relative excess onset→apex grey-level change of each key node
-  (:func:`geomer.models.attention.movement_key_bias`), the same bias for both frames' passes;
-  ``False`` restores plain attention;
-* ``relations``: the shared rule (:func:`geomer.models.attention.attention_relations`) on the
-  encoder's self-attention over the apex frame. Standard synthetic dataset, LOSO, seeds 0/1/2
-  (``geomer train --model mubert --seeds 0 --jobs 2``, seeds 1,2
-  likewise): UF1 0.969 / 0.981 / 0.963 (mean 0.971), relations vs ground truth Spearman
-  0.716 / 0.713 / 0.735 (exact permutation p < 0.001); the former rule without the prior gave
-  ≈ 0.0–0.1.
+* movement prior (``movement_prior``, *choice*, **off by default**): the encoder's attention
+  logits get the log relative excess onset→apex grey-level change of each key node
+  (:func:`geomer.models.attention.movement_key_bias`), the same bias for both frames' passes. It
+  is a hand-made input statistic that steers the attention, so relations measured with it on
+  are not the model's own. Without it the model learns from its own input: DMA's values are the
+  token difference ``h_apex − h_onset``, which carries the change;
+* ``relations`` (intrinsic): the shared rule
+  (:func:`geomer.models.attention.attention_relations`) on the encoder's self-attention over the
+  apex frame. Measured figures are in the README's models table, with the commands.
 
-Sizes (68 nodes, 3 scales, 8×8 patches): ``mubert`` (dim 48, depth 2, 4 heads) ≈ 0.075 M
-parameters; ``mubert-base`` (dim 384, depth 8, 6 heads, ViT-S-like) ≈ 14.9 M parameters (the paper
-uses a ViT-B-size encoder pretrained on up to 8 M images; geomer does not ship such weights).
+Sizes (68 nodes, 3 scales, 8×8 patches, 5 classes; ``sum(p.numel() for p in
+model.parameters())``): ``mubert`` (dim 48, depth 2, 4 heads) 74 695 parameters; ``mubert-base``
+has the encoder width, depth and heads of the official code's ``mae_vit_small_patch8``
+(``models/mae.py`` of github.com/uark-cviu/Micron-BERT: dim 512, depth 4, 4 heads, MLP ratio 4)
+on geomer's 68 node tokens, with geomer's one-layer decoder instead of the official 512-wide,
+4-deep one: 13 712 583 parameters. geomer ships no pretrained weights.
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
 from geomer.models.tokens import NodeTokenEmbedding, PatchProjection, dense_nodes, sized_variant
 
-#: The paper-size configuration registered as ``mubert-base`` (the class defaults are ``mubert``).
-BASE_CONFIG = dict(dim=384, depth=8, heads=6, mlp_ratio=4.0)
+#: The official encoder's size (``mae_vit_small_patch8``), registered as ``mubert-base`` (the
+#: class defaults are ``mubert``).
+BASE_CONFIG = dict(dim=512, depth=4, heads=4, mlp_ratio=4.0)
 
 
 def diagonal_micro_attention(
@@ -174,6 +177,8 @@ class MicronBERT(nn.Module):
         "CVPR 2023 (arXiv:2304.03195)"
     )
     requires: tuple[str, ...] = ("texture",)
+    # every Data attribute forward() reads: the engine drops the rest before collating
+    inputs: tuple[str, ...] = requires
     small_config = dict(dim=16, depth=1, heads=2)
 
     def __init__(
@@ -190,7 +195,7 @@ class MicronBERT(nn.Module):
         swap_ratio: float = 0.3,
         swap_block: int = 4,
         crop_keep: float = 0.5,
-        movement_prior: bool = True,
+        movement_prior: bool = False,
     ) -> None:
         super().__init__()
         self.movement_prior = movement_prior

@@ -60,7 +60,7 @@ class NodeTokenEmbedding(nn.Module):
     Shapes: ``forward()`` → ``[N, D]``; ``component`` buffer ``[N]``.
     """
 
-    def __init__(self, graph, dim: int, frequencies: int = 4) -> None:
+    def __init__(self, graph, dim: int, frequencies: int = 4, component_std: float = 0.02) -> None:
         super().__init__()
         template = torch.as_tensor(np.asarray(graph.template, dtype=np.float32))
         component = torch.as_tensor(np.asarray(graph.component), dtype=torch.long)
@@ -69,6 +69,10 @@ class NodeTokenEmbedding(nn.Module):
         self.register_buffer("component", component, persistent=False)
         self.frequencies = frequencies
         self.component_embedding = nn.Embedding(self.num_components, dim)
+        # ViT-style small start by default (nn.Embedding's own is N(0, 1)): embeddings that start
+        # ~30× larger than the content projection drown a small motion signal in every token.
+        if component_std != 1.0:
+            nn.init.trunc_normal_(self.component_embedding.weight, std=component_std)
         self.position = nn.Linear(4 * frequencies, dim)
 
     def forward(self) -> torch.Tensor:
@@ -76,13 +80,42 @@ class NodeTokenEmbedding(nn.Module):
         return position + self.component_embedding(self.component)
 
 
+class FoldStandardiser(nn.Module):
+    """Standardise each channel with statistics of the training fold (BatchNorm without affine).
+
+    In training, each batch is standardised with its own per-channel mean and variance (over
+    every other dimension) and running estimates are kept (BatchNorm's, momentum 0.1: they
+    forget their initial value of 1 after ~100 training steps); in evaluation the running
+    estimates are used. So the scale comes from training clips only, never from the test fold, and a
+    1-px optical flow becomes an O(1) input instead of a perturbation the embeddings swamp.
+
+    Shapes: values ``[M, C, ...]`` → the same shape.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(channels, affine=False)
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        flat = values.reshape(values.shape[0], values.shape[1], -1)
+        if flat.shape[-1] == 1:
+            flat = flat[..., 0]  # BatchNorm1d takes [M, C] or [M, C, L]
+        return self.norm(flat).reshape(values.shape)
+
+
 class PatchProjection(nn.Module):
     """Flattened node patches → token features.
 
-    ``normalise="patch"`` standardises each patch (zero mean, unit variance: grey texture whose
-    brightness differs between clips); ``"asinh"`` keeps signs and magnitudes but compresses
-    large values (optical flow, whose magnitude is the signal); ``"none"`` leaves it to the caller
-    (e.g. ``hsta`` normalises a node's whole frame sequence at once to keep temporal change).
+    ``normalise`` says how a patch is scaled before the linear map:
+
+    * ``"patch"``: each patch to zero mean, unit variance (grey texture whose brightness differs
+      between clips);
+    * ``"asinh"``: signs and magnitudes kept, large values compressed (optical flow as it is);
+    * ``"fold"``: each channel (every dimension of ``patch_shape`` but the last two, e.g. flow's
+      u, v, strain) standardised with the training fold's statistics (:class:`FoldStandardiser`):
+      signs, magnitudes and the differences between nodes and clips are kept, on a scale the
+      model can see (optical flow, frame differences: their magnitude is the signal);
+    * ``"none"``: left to the caller.
 
     Shapes: patches ``[..., *patch_shape]`` → ``[..., D]`` (the trailing ``len(patch_shape)``
     dimensions are flattened).
@@ -90,26 +123,64 @@ class PatchProjection(nn.Module):
 
     def __init__(self, patch_shape: tuple[int, ...], dim: int, normalise: str = "patch") -> None:
         super().__init__()
-        if normalise not in ("patch", "asinh", "none"):
+        if normalise not in ("patch", "asinh", "fold", "none"):
             raise ValueError(f"unknown patch normalisation {normalise!r}")
         self.patch_shape = tuple(int(s) for s in patch_shape)
         self.normalise = normalise
+        channels = int(np.prod(self.patch_shape[:-2])) if len(self.patch_shape) > 2 else 1
+        self.standardiser = FoldStandardiser(channels) if normalise == "fold" else None
         self.linear = nn.Linear(int(np.prod(self.patch_shape)), dim)
 
     def prepare(self, patches: torch.Tensor) -> torch.Tensor:
         """The normalised flat patch the linear layer sees, ``[..., prod(patch_shape)]``."""
-        flat = patches.reshape(*patches.shape[: patches.dim() - len(self.patch_shape)], -1)
-        flat = flat.to(self.linear.weight.dtype)
+        lead = patches.shape[: patches.dim() - len(self.patch_shape)]
+        flat = patches.reshape(*lead, -1).to(self.linear.weight.dtype)
         if self.normalise == "patch":
             mean = flat.mean(dim=-1, keepdim=True)
             std = flat.std(dim=-1, keepdim=True, unbiased=False)
             return (flat - mean) / (std + 1e-3)
         if self.normalise == "asinh":
             return torch.asinh(flat)
+        if self.normalise == "fold":
+            channels = self.standardiser.norm.num_features
+            rows = flat.reshape(-1, channels, flat.shape[-1] // channels)
+            return self.standardiser(rows).reshape(flat.shape)
         return flat
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         return self.linear(self.prepare(patches))
+
+
+class MagnitudeEmbedding(nn.Module):
+    """How much a node moves, as an explicit token feature.
+
+    The mean optical-flow magnitude of each node patch, ``mean_pixels sqrt(u² + v²)``, one value
+    per scale, standardised with the training fold's statistics (:class:`FoldStandardiser`) and
+    mapped linearly to the token width. A linear map of the flow patch alone cannot compute a
+    magnitude (a moving node's u, v can have either sign), and the magnitude is what separates
+    moving from still nodes; unlike the movement prior, this feeds the model an input, it does
+    not steer its attention.
+
+    Shapes: flow patches ``[..., S, C >= 2, P, P]`` (u, v first) → ``[..., S, D]`` (one embedding
+    per scale; sum over S for one multi-scale token).
+    """
+
+    def __init__(self, num_scales: int, dim: int) -> None:
+        super().__init__()
+        self.num_scales = num_scales
+        self.standardiser = FoldStandardiser(num_scales)
+        self.linear = nn.Linear(1, dim)
+
+    @staticmethod
+    def magnitude(flow: torch.Tensor) -> torch.Tensor:
+        """``[..., S, C, P, P]`` → mean flow magnitude per scale ``[..., S]``."""
+        return flow[..., :2, :, :].float().pow(2).sum(dim=-3).sqrt().flatten(-2).mean(dim=-1)
+
+    def forward(self, flow: torch.Tensor) -> torch.Tensor:
+        magnitude = self.magnitude(flow)
+        lead = magnitude.shape[:-1]
+        scaled = self.standardiser(magnitude.reshape(-1, self.num_scales)).reshape(*lead, -1)
+        return self.linear(scaled.to(self.linear.weight.dtype)[..., None])
 
 
 def sized_variant(model_class: type[nn.Module], name: str, **defaults) -> Callable[..., nn.Module]:

@@ -247,7 +247,7 @@ def test_residual_head_motion_is_not_movement(face_graph):
 
 
 def test_noise_floor_is_a_running_median_of_training_batches(face_graph, batch, make_batch):
-    model = build(face_graph)
+    model = build(face_graph, movement_prior=True)
     assert torch.equal(model.noise_floor, torch.zeros(face_graph.num_nodes))
     model.train()
     model(batch)
@@ -268,9 +268,10 @@ def test_noise_floor_is_a_running_median_of_training_batches(face_graph, batch, 
 
 
 def test_relations_follow_the_moving_components(face_graph, make_batch):
-    # with the learned re-weighting off, a clip whose mouth alone moves above the floor relates
-    # the mouth to nothing else and every other component to itself
-    model = build(face_graph, learned_bound=0.0)
+    # with the prior on and the learned re-weighting off, a clip whose brows and mouth alone move
+    # above the floor relates them to each other and (with a self term) every other component to
+    # itself
+    model = build(face_graph, movement_prior=True, learned_bound=0.0, self_relation=1.0)
     model.eval()
     still = make_batch(4, seed=3)
     model.noise_floor.copy_(still.flow_stats[..., 2].abs().mean(-1).reshape(4, -1).max(dim=0).values)
@@ -383,3 +384,25 @@ def test_relations_depend_on_the_clip_after_training(face_graph, separable_batch
         assert (means[label] - uniform).abs().max() > 0.1
         for other in range(label):
             assert (means[label] - means[other]).abs().max() > 0.05, (label, other)
+
+
+def test_the_prior_is_off_by_default_and_the_relations_are_the_rrm_weights(face_graph, batch):
+    model = build(face_graph).eval()
+    assert model.movement_prior is False
+    with torch.no_grad():
+        relations = model(batch).relations
+        nodes = model.backbone(batch)
+        actions = model.adm(nodes, node_first=True).transpose(0, 1)
+        weights = model.rrm.action_weights(actions)  # no prior
+    # vector form, no self term: every row is the RRM weight of each component
+    per_component = weights.reshape(weights.shape[0], face_graph.num_components, -1).sum(-1)
+    for row in range(face_graph.num_components):
+        torch.testing.assert_close(relations[:, row], per_component)
+    # changing the flow magnitude alone, which the prior would read, leaves the weights to the model
+    louder = batch.clone()
+    louder.flow_stats = batch.flow_stats.clone()
+    louder.flow_stats[:, :, 2] += 5.0
+    floor_before = model.noise_floor.clone()
+    model.train()
+    model(louder)
+    assert torch.equal(model.noise_floor, floor_before)  # the prior's statistics are not even read

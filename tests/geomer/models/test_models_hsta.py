@@ -46,10 +46,45 @@ def test_forward_tiles_the_sequence_into_tubelets(batch, face_graph, tubelet):
     torch.testing.assert_close(output.relations.sum(-1), torch.ones(4, 7))
 
 
-def test_movement_prior_changes_the_attention_and_nothing_else(batch, face_graph):
+def test_movement_prior_is_off_by_default_and_changes_the_attention_and_nothing_else(batch, face_graph):
     torch.manual_seed(0)
-    with_prior = create("hsta", 3, face_graph, dim=16, heads=2, stages=1).eval()
+    with_prior = create("hsta", 3, face_graph, dim=16, heads=2, stages=1, movement_prior=True).eval()
     torch.manual_seed(0)
-    without = create("hsta", 3, face_graph, dim=16, heads=2, stages=1, movement_prior=False).eval()
-    assert sum(p.numel() for p in with_prior.parameters()) == sum(p.numel() for p in without.parameters())
-    assert not torch.allclose(with_prior(batch).relations, without(batch).relations)
+    default = create("hsta", 3, face_graph, dim=16, heads=2, stages=1).eval()
+    assert default.movement_prior is False
+    assert sum(p.numel() for p in with_prior.parameters()) == sum(p.numel() for p in default.parameters())
+    assert not torch.allclose(with_prior(batch).relations, default(batch).relations)
+
+
+def test_the_frame_branch_attention_sees_frames_only(batch, face_graph):
+    # modality-clean: with the prior on, changing only the flow leaves the frame branch's
+    # self-attention of the first stage (before any crossmodal step) untouched
+    torch.manual_seed(0)
+    model = create("hsta", 3, face_graph, dim=16, heads=2, stages=1, movement_prior=True).eval()
+    seen = []
+    model.frame_stages[0][0].register_forward_hook(lambda module, args, out: seen.append(out[1]))
+    changed = batch.clone()
+    changed.flow_patches = changed.flow_patches * 3.0 + torch.randn_like(changed.flow_patches)
+    with torch.no_grad():
+        model(batch), model(changed)
+    torch.testing.assert_close(seen[0], seen[1], rtol=0, atol=0)
+
+
+def test_frame_tokens_carry_the_change_from_the_first_frame(batch, face_graph):
+    # a frame sequence that changes by a few % of its contrast must change the frame tokens by
+    # far more than the standardised frames alone would
+    torch.manual_seed(0)
+    model = create("hsta", 3, face_graph, dim=16, heads=2, stages=1, tubelet=1)
+    sequence = torch.rand(4, 68, 1, 8, 8).expand(-1, -1, 8, -1, -1)  # one texture, 8 frames
+    for _ in range(150):  # training statistics of typical, still-ish clips (running estimates)
+        model._frame_tokens(sequence + 0.01 * torch.randn_like(sequence))
+    model.eval()
+    moved = sequence.clone()
+    moved[:, :, 4:] += 0.03 * torch.randn(4, 68, 1, 8, 8)
+    with torch.no_grad():
+        still_tokens = model._frame_tokens(sequence)
+        moved_tokens = model._frame_tokens(moved)
+        delta_all = (moved_tokens - still_tokens).norm(dim=-1).mean()
+        model.frame_changes.linear.weight.zero_()
+        delta_frames = (model._frame_tokens(moved) - model._frame_tokens(sequence)).norm(dim=-1).mean()
+    assert delta_all > 3 * delta_frames

@@ -41,10 +41,8 @@ def test_aux_loss_is_the_weighted_contrastive_loss(batch, face_graph):
     model.contrastive_weight = 2.0
     output = model(batch)
     patches, mask = _dense(batch, "flow_patches")
-    energy = patches[:, :, :, :2].pow(2).sum(3).sqrt().flatten(2).mean(-1)
-    bias = movement_key_bias(energy, mask)
-    flow = model.motion(patches, mask, bias)[0]
-    texture = model.texture(*_dense(batch, "texture_apex"), bias)[0]
+    flow = model.motion(patches, mask)[0]
+    texture = model.texture(*_dense(batch, "texture_apex"))[0]
     expected = 2.0 * info_nce(model.motion_projection(flow), model.texture_projection(texture), 0.1)
     torch.testing.assert_close(output.aux_loss, expected)
     assert output.embedding.shape == (4, 32)
@@ -58,19 +56,35 @@ def test_patch_importance_is_a_distribution_over_tokens(batch, face_graph):
     assert len(attention) == 2
 
 
-def test_movement_prior_draws_the_summary_to_moving_nodes(batch, face_graph):
+def test_movement_prior_is_off_by_default_and_draws_the_summary_to_moving_nodes(batch, face_graph):
     torch.manual_seed(0)
     patches, mask = _dense(batch, "flow_patches")
     still = torch.zeros_like(patches)
     still[:, 48:68, :, :2] = 1.0  # only the mouth moves
-    with_prior = create("mmt", 3, face_graph, dim=16, depth=1, heads=2).eval()
+    with_prior = create("mmt", 3, face_graph, dim=16, depth=1, heads=2, movement_prior=True).eval()
     energy = still[:, :, :, :2].norm(dim=3).flatten(2).mean(-1)
     importance = with_prior.motion(still, mask, movement_key_bias(energy, mask))[3]
     assert importance[:, 48:68].sum(-1).min() > 0.9
     torch.manual_seed(0)
-    without = create("mmt", 3, face_graph, dim=16, depth=1, heads=2, movement_prior=False).eval()
-    batch_relations = with_prior(batch).relations
-    assert not torch.allclose(batch_relations, without(batch).relations)
+    default = create("mmt", 3, face_graph, dim=16, depth=1, heads=2).eval()
+    assert default.movement_prior is False
+    assert not torch.allclose(with_prior(batch).relations, default(batch).relations)
+
+
+def test_the_texture_encoder_never_sees_the_flow(batch, face_graph):
+    # modality-clean: with the prior on, changing only the flow leaves the texture encoder's
+    # output and attention untouched
+    torch.manual_seed(0)
+    model = create("mmt", 3, face_graph, dim=16, depth=1, heads=2, movement_prior=True).eval()
+    seen = []
+    model.texture.register_forward_hook(lambda module, args, out: seen.append(out))
+    changed = batch.clone()
+    changed.flow_patches = changed.flow_patches * 3.0 + torch.randn_like(changed.flow_patches)
+    with torch.no_grad():
+        first, second = model(batch), model(changed)
+    torch.testing.assert_close(seen[0][0], seen[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(seen[0][1][0], seen[1][1][0], rtol=0, atol=0)
+    assert not torch.allclose(first.logits, second.logits)  # the motion encoder did see it
 
 
 def test_runs_on_megc2019_flow_like_data(flow_batch, face_graph):

@@ -74,8 +74,9 @@ def test_missing_onset_texture_fails_naming_the_input(flow_batch, face_graph):
         model(flow_batch)
 
 
-def test_movement_prior_follows_the_onset_to_apex_change(face_graph):
-    model = create("mubert", 3, face_graph, dim=16, depth=1, heads=2).eval()
+def test_movement_prior_is_off_by_default_and_follows_the_onset_to_apex_change(face_graph):
+    assert create("mubert", 3, face_graph, dim=16, depth=1, heads=2).movement_prior is False
+    model = create("mubert", 3, face_graph, dim=16, depth=1, heads=2, movement_prior=True).eval()
     onset = torch.zeros(2, 68, 3, 8, 8)
     apex = onset.clone()
     apex[:, 36:48] = 1.0  # only the eyes change
