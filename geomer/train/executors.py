@@ -7,7 +7,9 @@ its own files, so the executor never changes the results (see ``fit``'s determin
 
 from __future__ import annotations
 
+import os
 import pickle
+import sys
 from concurrent.futures import as_completed
 from contextlib import contextmanager
 
@@ -136,10 +138,11 @@ def ray_session(config):
     if started_here:
         options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
-            if config.ray_address:
-                ray.init(address=config.ray_address, **options)
-            else:
-                ray.init(num_cpus=config.jobs, **options)
+            with _stderr_silenced():  # Ray's C++ client logs every failed connection attempt
+                if config.ray_address:
+                    ray.init(address=config.ray_address, **options)
+                else:
+                    ray.init(num_cpus=config.jobs, **options)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             where = config.ray_address or "a local Ray"
@@ -149,3 +152,17 @@ def ray_session(config):
     finally:
         if started_here:
             ray.shutdown()
+
+
+@contextmanager
+def _stderr_silenced():
+    """Route file descriptor 2 to /dev/null for the block (native libraries write there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
