@@ -280,19 +280,23 @@ def track(
     numbers, all_points, boxes, valid = [], [], [], []
     shape = None
     missing = np.full((68, 2), np.nan, dtype=np.float32)
-    for number, image in items:
-        if shape is None:
-            shape = image.shape[:2]
-        elif image.shape[:2] != shape:
-            raise LandmarksError(
-                f"{name}: frame {number} is {image.shape[1]}x{image.shape[0]}, "
-                f"the first frame is {shape[1]}x{shape[0]}"
-            )
-        points, box = tracker.step(to_gray(image))
-        numbers.append(number)
-        valid.append(points is not None)
-        all_points.append(missing if points is None else points)
-        boxes.append(np.full(4, np.nan, np.float32) if box is None else box.copy())
+    try:
+        for number, image in items:
+            if shape is None:
+                shape = image.shape[:2]
+            elif image.shape[:2] != shape:
+                raise LandmarksError(
+                    f"{name}: frame {number} is {image.shape[1]}x{image.shape[0]}, "
+                    f"the first frame is {shape[1]}x{shape[0]}"
+                )
+            points, box = tracker.step(to_gray(image))
+            numbers.append(number)
+            valid.append(points is not None)
+            all_points.append(missing if points is None else points)
+            boxes.append(np.full(4, np.nan, np.float32) if box is None else box.copy())
+    finally:
+        if progress:  # the bar ends before any message about why the loop ended
+            items.close()
 
     valid_mask = np.array(valid, dtype=bool)
     if not valid_mask.any():
