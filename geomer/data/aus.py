@@ -119,11 +119,6 @@ def parse_aus(value: object) -> tuple[str, ...]:
     return tuple(tokens)
 
 
-def is_uncertain(token: str) -> bool:
-    """True for tokens the sheet marks uncertain (``12?``) and unknown parts (``?smile``)."""
-    return token.startswith("?") or token.endswith("?")
-
-
 def au_numbers(aus: tuple[str, ...]) -> tuple[int, ...]:
     """The AU numbers of the readable tokens (alternatives and ``ref(...)`` contents included,
     unknown parts left out), sorted and unique: ("L10", "4", "R6|R12") → (4, 6, 10, 12)."""
