@@ -17,7 +17,8 @@ def register(subparsers) -> None:
     parser.add_argument("--root", default=None, help="the dataset's folder; omitted: the standard synthetic dataset")
     parser.add_argument("--scheme", default=None, help="class scheme (default: the dataset's)")
     parser.add_argument("--skip-bad", action="store_true", help="leave out bad label-sheet rows (listed in config.json)")
-    parser.add_argument("--protocol", default="loso", help="evaluation protocol")
+    parser.add_argument("--protocol", default="loso",
+                        help="evaluation protocol: loso (default) or holdout-dataset (a composite: train on the other datasets, test on each in turn)")
     parser.add_argument("--epochs", type=int, default=None, help="fixed epoch budget (default: the model's)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the model's)")
