@@ -45,7 +45,7 @@ from geomer.features.types import ClipFeatures, FeatureSettings
 
 MANIFEST = "manifest.json"
 #: Bumped whenever the layout or the meaning of cached files changes: an older cache is rebuilt.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 #: The stored identity of an entry (a JSON string inside the ``.npz``).
 IDENTITY_ARRAY = "cache_identity"
 #: Tracker settings that change a track (``landmarks.track``'s defaults, used by ``geomer prepare``).

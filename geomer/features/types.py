@@ -125,6 +125,7 @@ ARRAY_FIELDS = (
     "texture_apex",
     "sequence",
     "flow_image",
+    "flow_image_points",
 )
 _REQUIRED = ("points", "flow_stats", "flow_patches", "texture_apex")
 
@@ -154,6 +155,9 @@ class ClipFeatures:
             each channel min-max normalised per image with u and v re-centred on their median
             (:func:`geomer.features.flow_image.normalise_flow_image`, the convention of the
             shared composite's flow images).
+        flow_image_points: [N, 2] | None the nodes' positions (x, y) in the flow image's pixels
+            (0..F−1, pixel centres): where each node's region of the flow image lies
+            (:func:`geomer.features.flow_image.flow_image_regions`).
     """
 
     clip: str
@@ -171,6 +175,7 @@ class ClipFeatures:
     texture_apex: np.ndarray
     sequence: np.ndarray | None
     flow_image: np.ndarray | None = None
+    flow_image_points: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name in ARRAY_FIELDS:
@@ -184,7 +189,7 @@ class ClipFeatures:
         expected = {
             "points": 2, "geometry": 3, "apex_displacement": 2, "edge_displacement": 2,
             "flow_stats": 3, "flow_patches": 5, "texture_onset": 4, "texture_apex": 4,
-            "sequence": 4, "flow_image": 3,
+            "sequence": 4, "flow_image": 3, "flow_image_points": 2,
         }
         for name, ndim in expected.items():
             value = getattr(self, name)
@@ -193,7 +198,7 @@ class ClipFeatures:
                     f"clip {self.clip}: {name} has shape {value.shape}, expected {ndim} dims"
                 )
         for name in ("flow_stats", "flow_patches", "texture_apex", "texture_onset",
-                     "apex_displacement"):
+                     "apex_displacement", "flow_image_points"):
             value = getattr(self, name)
             if value is not None and value.shape[0] != n:
                 raise GeomerError(f"clip {self.clip}: {name} has {value.shape[0]} nodes, not {n}")

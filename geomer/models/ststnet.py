@@ -19,9 +19,10 @@ classifier; the engine's recipe (AdamW, class-weighted cross-entropy, a fixed ep
 set a priori, not tuned on any test fold).
 
 Relations: STSTNet has no notion of facial components, so it has no intrinsic relations; it emits
-the uniform matrix (every entry 1/K), which says "no information". Its occlusion relations are zero
-as yet: the occlusion rule (``geomer.relations.neutralise``) neutralises per-node inputs, and the
-whole flow image is not split by component.
+the uniform matrix (every entry 1/K), which says "no information". Its occlusion relations are
+measured like every model's: the occlusion rule (``geomer.relations.neutralise``) neutralises a
+component's region of the flow image (the pixels whose nearest landmark belongs to it: u, v to 0,
+strain to the image's still level), so they say which facial regions its evidence comes from.
 """
 
 from __future__ import annotations

@@ -76,8 +76,9 @@ class FoldSummary:
 
 
 # What the engine always keeps on a graph: labels, batching structure and the meta strings, and
-# the node motion x from which occlusion relations recompute a neutralised clip's edge_attr.
-_ALWAYS_KEPT = ("y", "edge_index", "component", "clip", "subject", "dataset", "x")
+# the node motion x from which occlusion relations recompute a neutralised clip's edge_attr, and
+# the flow image's component regions by which they neutralise it.
+_ALWAYS_KEPT = ("y", "edge_index", "component", "clip", "subject", "dataset", "x", "flow_image_component")
 
 
 def slim_graphs(inputs: Sequence[str] | None, graphs: list) -> list:
