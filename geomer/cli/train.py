@@ -29,6 +29,9 @@ def register(subparsers) -> None:
                         help="fraction of TRAINING subjects held out to pick the epoch (0: last epoch)")
     parser.add_argument("--leaky-best-epoch", action="store_true",
                         help="pick the best TEST epoch as some papers do; the run is marked leaky")
+    parser.add_argument("--augment", default="", metavar="SPEC",
+                        help="small-data recipe, e.g. flip,rotate=5,scale=0.05,jitter=0.1,smooth=0.1,ema=0.99 "
+                             "(geomer.train.augment; off by default)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="a model setting (VALUE parsed as JSON when possible); repeatable")
     parser.add_argument("--jobs", type=int, default=None,
@@ -99,6 +102,7 @@ def build_config(args):
         ray_address=args.ray_address,
         device=args.device,
         progress=not args.quiet,
+        augment=args.augment,
     )
 
 
