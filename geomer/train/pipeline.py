@@ -58,7 +58,7 @@ def train_dataset(
     get_spec(config.model)
     settings = settings if settings is not None else FeatureSettings()
     face_graph = settings.graph()
-    check_model_settings(config, 2, face_graph)
+    check_model_settings(config, 2, face_graph, settings.to_dict())
     if out is not None:
         RunDir(out).check_writable()
     check_output_folder(cache if cache is not None else cache_root() / "features", "--cache")
