@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from geomer.atomic import atomic_save_npy, atomic_write_text
-from geomer.errors import GeomerError
+from geomer.errors import GeomerError, check_shape
 from geomer.version import __version__, check_version
 
 CONFIG = "config.json"
@@ -113,10 +113,9 @@ def load_relation_array(
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise GeomerError(f"{path}: not a readable .npy array ({error})") from None
-    if array.ndim != ndim or array.shape[-1] != array.shape[-2]:
-        raise GeomerError(f"{path}: expected shape [{'n,' if ndim == 3 else ''}K,K], got {list(array.shape)}")
-    if components is not None and array.shape[-1] != components:
-        raise GeomerError(f"{path}: {array.shape[-1]} components, the run's config names {components}")
+    check_shape(array, ("n", "K", "K")[3 - ndim:], f"{path}: relations",
+                sizes=None if components is None else {"K": components},
+                hint="" if components is None else " (K: the components the run's config names)")
     finite = np.isfinite(array)
     if allow_nan_matrices:
         acceptable = np.all(finite | np.isnan(array).all(axis=(-2, -1), keepdims=True))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from geomer.errors import GeomerError
+from geomer.errors import GeomerError, check_shape
 from geomer.rundir import RunDir, class_averaged_relations
 from geomer.train.metrics import classification_metrics, mean_std
 from geomer.version import __version__
@@ -50,9 +50,8 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
             all_relations.append(relations)
             if all_occlusion is not None and fold.relations_path("occlusion_relations").is_file():
                 occlusion = fold.load_relations("occlusion_relations")
-                if occlusion.shape != relations.shape:
-                    raise GeomerError(f"{fold.relations_path('occlusion_relations')}: shape {list(occlusion.shape)}, "
-                                      f"{fold.relations_path().name} has {list(relations.shape)}")
+                check_shape(occlusion, relations.shape, str(fold.relations_path("occlusion_relations")),
+                            hint=f" (as {fold.relations_path().name})")
                 all_occlusion.append(occlusion)
             else:
                 all_occlusion = None

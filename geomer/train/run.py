@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from geomer.data.protocols import Fold, check_folds, fold_name, loso_folds
-from geomer.errors import GeomerError
+from geomer.errors import GeomerError, check_shape
 from geomer.rundir import FoldDir, RunDir, samples_fingerprint
 from geomer.train.config import TrainConfig
 from geomer.train.executors import ray_session, run_tasks
@@ -200,8 +200,8 @@ def _finished_fold_problem(fold: FoldDir, model: str, class_names, components: i
             return f"{fold.relations_path()}: {len(relations)} rows for {len(predictions)} predictions"
         if fold.relations_path("occlusion_relations").is_file():
             occlusion = fold.load_relations("occlusion_relations", components=components)
-            if occlusion.shape != relations.shape:
-                return f"{fold.relations_path('occlusion_relations')}: shape {list(occlusion.shape)}, expected {list(relations.shape)}"
+            check_shape(occlusion, relations.shape, str(fold.relations_path("occlusion_relations")),
+                        hint=f" (as {fold.relations_path().name})")
         load_checkpoint(fold.checkpoint_path, model=model, classes=class_names)
     except GeomerError as error:
         return str(error)
