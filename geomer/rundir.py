@@ -301,9 +301,9 @@ class RunDir:
     def check_writable(self) -> None:
         """One-line GeomerError unless the run directory can be created or written: checked
         before any work, so a bad ``--out`` costs nothing."""
-        from geomer.paths import check_output_folder
+        from landmarks.files import check_output_folder
 
-        check_output_folder(self.path)
+        check_output_folder(self.path, "--out", GeomerError)
 
     @contextmanager
     def lock(self) -> Iterator[None]:
