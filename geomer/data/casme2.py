@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from geomer.data.frames import find_frames_root
-from geomer.data.sheets import SampleCollector, cell_text, clip_rows
+from geomer.data.sheets import SampleCollector, clip_rows, subject_number
 
 NAME = "casme2"
 DEFAULT_SCHEME = "casme2-5"
@@ -41,10 +41,7 @@ COLUMNS = {
 
 def subject_folder_name(value: object) -> str:
     """1, "1", "01", "sub01", 1.0 → "sub01"; ``ValueError`` when there is no number."""
-    digits = re.findall(r"\d+", cell_text(value))
-    if not digits:
-        raise ValueError(f"subject {value!r} has no number")
-    return f"sub{int(digits[-1]):02d}"
+    return f"sub{subject_number(value):02d}"
 
 
 def frames_root(root: Path) -> Path:

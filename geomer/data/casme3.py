@@ -15,11 +15,10 @@ be written "spNO.1" or 1. Class schemes: ``casme3-7`` (default), ``casme3-4``, `
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from geomer.data.frames import find_frames_root
-from geomer.data.sheets import SampleCollector, cell_text, clip_rows
+from geomer.data.sheets import SampleCollector, cell_text, clip_rows, subject_number
 
 NAME = "casme3"
 DEFAULT_SCHEME = "casme3-7"
@@ -39,10 +38,7 @@ COLUMNS = {
 
 def subject_folder_name(value: object) -> str:
     """"spNO.1", "spno.1", 1 → "spNO.1"."""
-    digits = re.findall(r"\d+", cell_text(value))
-    if not digits:
-        raise ValueError(f"subject {value!r} has no number")
-    return f"spNO.{int(digits[-1])}"
+    return f"spNO.{subject_number(value)}"
 
 
 def frames_root(root: Path) -> Path:

@@ -194,6 +194,15 @@ def cell_text(value: object) -> str:
     return str(value).strip()
 
 
+def subject_number(value: object) -> int:
+    """The last number in a subject cell (``"sub01"``, ``"spNO.1"``, ``1.0`` → 1); ``ValueError``
+    when it has none."""
+    digits = re.findall(r"\d+", cell_text(value))
+    if not digits:
+        raise ValueError(f"subject {value!r} has no number")
+    return int(digits[-1])
+
+
 @dataclass
 class SampleCollector:
     """Validates rows one by one and builds the :class:`DatasetIndex`, reporting every bad row.
