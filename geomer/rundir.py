@@ -113,9 +113,9 @@ def load_relation_array(
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise GeomerError(f"{path}: not a readable .npy array ({error})") from None
-    check_shape(array, ("n", "K", "K")[3 - ndim:], f"{path}: relations",
-                sizes=None if components is None else {"K": components},
-                hint="" if components is None else " (K: the components the run's config names)")
+    k = check_shape(array, ("n", "K", "K")[3 - ndim:], f"{path}: relations")["K"]
+    if components is not None and k != components:
+        raise GeomerError(f"{path}: {k} components, the run's config names {components}")
     finite = np.isfinite(array)
     if allow_nan_matrices:
         acceptable = np.all(finite | np.isnan(array).all(axis=(-2, -1), keepdims=True))
@@ -200,6 +200,25 @@ class FoldDir:
         if not path.is_file():
             raise GeomerError(f"{path}: missing")
         return load_relation_array(path, 3, components)
+
+    def read_results(
+        self, class_names: Sequence[str], components: int | None = None, occlusion: bool = True
+    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+        """A finished fold's predictions, its relations ``[n, K, K]`` (matrix i for prediction row
+        i) and, with ``occlusion``, its occlusion relations (the same shape; None when the fold has
+        none). One-line GeomerError naming the file that is missing, unreadable or does not match."""
+        frame = self.read_predictions(class_names)
+        relations = self.load_relations(components=components)
+        if len(relations) != len(frame):
+            raise GeomerError(
+                f"{self.relations_path()}: {len(relations)} matrices for {len(frame)} rows of {PREDICTIONS}"
+            )
+        occluded = None
+        if occlusion and self.relations_path("occlusion_relations").is_file():
+            occluded = self.load_relations("occlusion_relations", components=components)
+            check_shape(occluded, relations.shape, str(self.relations_path("occlusion_relations")),
+                        hint=f" (as {self.relations_path().name})")
+        return frame, relations, occluded
 
     def write_predictions(
         self,
@@ -500,12 +519,7 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
     for fold in run_dir.folds():
         if not fold.has_predictions():
             continue  # a fold not finished yet
-        frame = fold.read_predictions(classes)
-        fold_relations = fold.load_relations(components=components)
-        if len(fold_relations) != len(frame):
-            raise GeomerError(
-                f"{fold.relations_path()}: {len(fold_relations)} matrices for {len(frame)} rows of {PREDICTIONS}"
-            )
+        frame, fold_relations, _ = fold.read_results(classes, components, occlusion=False)
         frame["seed"] = str(fold.seed)
         frame["fold"] = fold.name
         frames.append(frame)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from geomer.data.protocols import Fold, check_folds, fold_name, loso_folds
-from geomer.errors import GeomerError, check_shape
+from geomer.errors import GeomerError
 from geomer.rundir import FoldDir, RunDir, samples_fingerprint
 from geomer.train.config import TrainConfig
 from geomer.train.executors import ray_session, run_tasks
@@ -194,14 +194,7 @@ def _finished_fold_problem(fold: FoldDir, model: str, class_names, components: i
     from geomer.train.checkpoint import load_checkpoint
 
     try:
-        predictions = fold.read_predictions(class_names)
-        relations = fold.load_relations(components=components)
-        if len(relations) != len(predictions):
-            return f"{fold.relations_path()}: {len(relations)} rows for {len(predictions)} predictions"
-        if fold.relations_path("occlusion_relations").is_file():
-            occlusion = fold.load_relations("occlusion_relations", components=components)
-            check_shape(occlusion, relations.shape, str(fold.relations_path("occlusion_relations")),
-                        hint=f" (as {fold.relations_path().name})")
+        fold.read_results(class_names, components)
         load_checkpoint(fold.checkpoint_path, model=model, classes=class_names)
     except GeomerError as error:
         return str(error)
