@@ -61,7 +61,8 @@ class ModelSpec:
     """One registered model: its name, how to build it, and what it needs.
 
     ``factory(num_classes, graph, **cfg)`` returns the ``nn.Module``; ``requires`` /
-    ``requires_any`` name the ``Data`` attributes it consumes (see the module docstring).
+    ``requires_any`` name the ``Data`` attributes it consumes (see the module docstring);
+    ``reads_features``: the factory takes ``features`` (the FeatureSettings it is sized by).
     """
 
     name: str
