@@ -464,21 +464,47 @@ def co_relevance(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return relevance, pairwise
 
 
+EVIDENCE = ("log_odds", "log_prob")
+
+
+def class_evidence(logits, chosen, evidence: str = "log_odds"):
+    """The model's evidence for class ``chosen`` of each clip.
+
+    ``"log_odds"``: ``log p − log(1 − p)`` = the class's logit minus the log-sum-exp of the other
+    classes' logits (unbounded both ways); ``"log_prob"``: ``log p`` (bounded above by 0).
+
+    Shapes: logits [B, C] (C ≥ 2), chosen [B] int64 → [B].
+    """
+    import torch
+
+    if evidence not in EVIDENCE:
+        raise GeomerError(f"occlusion evidence must be one of {', '.join(EVIDENCE)}, got {evidence!r}")
+    own = logits.gather(1, chosen[:, None])[:, 0]
+    if evidence == "log_prob":
+        return own - torch.logsumexp(logits, dim=1)
+    others = logits.scatter(1, chosen[:, None], float("-inf"))
+    return own - torch.logsumexp(others, dim=1)
+
+
 def occlusion_relations(model, graphs: Sequence, *, num_components: int, target: str = "true",
-                        batch_size: int = 64, device=None) -> OcclusionRelations:
+                        evidence: str = "log_odds", batch_size: int = 64, device=None) -> OcclusionRelations:
     """Occlusion relations of ``model`` on ``graphs`` (PyG ``Data`` with ``component`` and, for
     ``target="true"``, ``y``): for each of the K + K(K−1)/2 sets of :func:`component_subsets`, one
     pass over every clip (in batches of ``batch_size``) with that set neutralised.
 
-    ``target``: "true" (log-probability of the labelled class) or "predicted" (of the class the
-    unoccluded model predicts; for clips without a label). Positive values: the model loses
-    evidence without the component(s). The model is evaluated in ``eval()`` mode and left so.
+    ``target``: "true" (the labelled class) or "predicted" (the class the unoccluded model
+    predicts; for clips without a label). ``evidence``: what is measured for that class,
+    :func:`class_evidence` — the log-odds by default (module docstring: why not the
+    log-probability). Positive values: the model loses evidence without the component(s). The
+    model is evaluated in ``eval()`` mode and left so.
     """
     import torch
     from torch_geometric.loader import DataLoader
 
     if target not in ("true", "predicted"):
         raise GeomerError(f"occlusion target must be 'true' or 'predicted', got {target!r}")
+    if evidence not in EVIDENCE:
+        raise GeomerError(f"occlusion evidence must be one of {', '.join(EVIDENCE)}, got {evidence!r}")
     if num_components < 1:
         raise GeomerError(f"num_components must be at least 1, got {num_components}")
     model.eval()
@@ -488,14 +514,14 @@ def occlusion_relations(model, graphs: Sequence, *, num_components: int, target:
         for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
             if device is not None:
                 batch = batch.to(device)
-            base = torch.log_softmax(model(batch).logits.float(), dim=1)
-            chosen = batch.y.view(-1) if target == "true" else base.argmax(dim=1)
-            reference = base.gather(1, chosen[:, None])[:, 0]
-            drops = torch.empty(len(subsets), base.shape[0], dtype=torch.float64)
+            logits = model(batch).logits.float()
+            chosen = batch.y.view(-1) if target == "true" else logits.argmax(dim=1)
+            reference = class_evidence(logits, chosen, evidence)
+            drops = torch.empty(len(subsets), logits.shape[0], dtype=torch.float64)
             for s, subset in enumerate(subsets):
-                logp = torch.log_softmax(model(neutralise(batch, subset)).logits.float(), dim=1)
-                drops[s] = (reference - logp.gather(1, chosen[:, None])[:, 0]).double().cpu()
-            matrix = torch.zeros(base.shape[0], num_components, num_components, dtype=torch.float64)
+                occluded = class_evidence(model(neutralise(batch, subset)).logits.float(), chosen, evidence)
+                drops[s] = (reference - occluded).double().cpu()
+            matrix = torch.zeros(logits.shape[0], num_components, num_components, dtype=torch.float64)
             for s, subset in enumerate(subsets):
                 i, j = subset if len(subset) == 2 else (subset[0], subset[0])
                 matrix[:, i, j] = drops[s]
