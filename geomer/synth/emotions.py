@@ -34,7 +34,7 @@ an amplitude from the same range as the class-defining AUs'. The draw probabilit
 every class; only *which* AUs a class may receive differs, because a distractor never moves a
 class-defining component (the ground truth's relevance stays what the class is defined by). A
 model can therefore learn from a distractor's presence by exclusion, and classifiers do: the mouth
-distractors (AU14, 17, 20, 25) only ever occur in surprise clips, so a trained classifier's
+distractors AU14, 20 and 25 occur in surprise clips only, so a trained classifier's
 occlusion relations give surprise's mouth and contour a relevance the ground truth does not
 count (README, "Relations").
 
