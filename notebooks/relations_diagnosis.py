@@ -187,6 +187,16 @@ def reference(root: Path) -> None:
         for rule, matrices in _rule_variants(joint).items():
             agreement = compare_relations(class_averaged_relations(matrices, labels, classes), relevance)
             print(f"{'trained' if trained else 'untrained'} {evidence} {rule}: {agreement.spearman:.3f}")
+    _print_relevance(co_relevance(joints["log_odds", True])[0], labels, index.classes, truth)
+
+
+def _print_relevance(relevance_rho: np.ndarray, labels: np.ndarray, classes, truth) -> None:
+    """Mean relevance ρ [n, K] per class and component, beside the ground truth's motion shares."""
+    for c, name in enumerate(classes):
+        shares = np.sqrt(np.diagonal(truth.relations[truth.classes.index(name)]))
+        print(f"  mean ρ {name}: " + ", ".join(
+            f"{component} {value:.1f} ({share:.2f})"
+            for component, value, share in zip(truth.component_names, relevance_rho[labels == c].mean(0), shares)))
 
 
 def run(run_dir: Path) -> None:
@@ -220,9 +230,7 @@ def run(run_dir: Path) -> None:
         agreement = compare_relations(class_averaged_relations(pairwise, labels, len(index.classes)), relevance)
         print(f"{'trained' if trained else 'untrained'} {evidence}: {agreement.spearman:.3f} (p = {agreement.p_value:.2g})")
         if trained and evidence == "log_odds":
-            for c, name in enumerate(index.classes):
-                print(f"  mean ρ {name}: " + ", ".join(
-                    f"{component} {value:.1f}" for component, value in zip(truth.component_names, relevance_rho[labels == c].mean(0))))
+            _print_relevance(relevance_rho, labels, index.classes, truth)
 
 
 if __name__ == "__main__":
