@@ -28,9 +28,9 @@ evidence changes ``log p`` by almost nothing until the decision flips; the class
 come from the few uncertain clips, and a component that is one of several sufficient pieces of
 evidence (redundancy, which trained classifiers have) reads as irrelevant. The log-odds is the
 class's logit against the log-sum-exp of the others: it keeps falling as evidence is removed, is
-linear in the evidence of an additive model, and for two classes is the logit difference. (This
-was chosen on that reason, and checked on simulations and the synthetic tuning seed 1, never on
-the dataset whose figures the README reports.)
+linear in the evidence of an additive model, and for two classes is the logit difference. (Chosen
+for this reason; the README's "Relations" section has its check on a synthetic tuning seed, not
+on the dataset whose figures it reports.)
 
 Why co-relevance, and not the joint effect or the interaction (``e_ij − e_i − e_j``) themselves:
 
