@@ -82,7 +82,6 @@ def ceilings(root: Path) -> None:
     import json
 
     from geomer.data.prepare import feature_job
-    from geomer.features.extract import _apply
     from geomer.synth.aus import AU_NUMBERS
     from landmarks.track import LandmarkTrack
 
@@ -100,7 +99,8 @@ def ceilings(root: Path) -> None:
             row[AU_NUMBERS.index(unit)] += amplitude
         amplitudes.append(row)
         track = LandmarkTrack.load(root / "ground_truth_landmarks" / f"{sample.key}.npz")
-        aligned = _apply(track.points[:, graph.node_ids], track.alignment())
+        matrix = track.alignment()  # [2, 3] affine to the canonical face
+        aligned = track.points[:, graph.node_ids] @ matrix[:, :2].T + matrix[:, 2]
         onset, apex = (int(np.searchsorted(track.frame_index, clip[k])) for k in ("onset", "apex"))
         moved = aligned[apex] - aligned[onset]
         landmarks.append((moved - moved.mean(0)).ravel())
