@@ -9,8 +9,9 @@ matter together. Three kinds are kept apart and named:
   ``predictions.csv``) and class-averaged (``relations.npy`` [C,K,K]).
 - **occlusion** relations (:func:`occlusion_relations`), one definition for every model: each
   component, and each pair, is neutralised to "no movement" (:func:`neutralise`) and the drop of
-  the model's log-probability of the clip's class is measured (the true class; the predicted one
-  for unlabelled clips): ``e_i`` for component i alone, ``e_ij`` for the pair (the joint effect).
+  the model's evidence for the clip's class is measured (the true class; the predicted one for
+  unlabelled clips): ``e_i`` for component i alone, ``e_ij`` for the pair (the joint effect). The
+  evidence is the class's **log-odds**, ``log p − log(1 − p)`` (:func:`class_evidence`).
   From these K + K(K−1)/2 passes per clip, a component's **relevance** is its largest effect,
   alone or once any one other component is neutralised,
   ``ρ_i = max(e_i, max_j (e_ij − e_j))``, and the pairwise relation (**co-relevance**) of i ≠ j
@@ -20,6 +21,16 @@ matter together. Three kinds are kept apart and named:
 - the **input-only baseline** (:func:`input_baseline`): the component co-activation read straight
   from the features' motion, with no model (the form of the synthetic ground truth). A model's
   relations tell something only where they differ from it and agree better with the ground truth.
+
+Why the log-odds and not the log-probability: ``log p`` is bounded by 0, so for a clip the model
+classifies confidently (p ≈ 1, most training-set-like clips) removing a component that carries
+evidence changes ``log p`` by almost nothing until the decision flips; the class's effects then
+come from the few uncertain clips, and a component that is one of several sufficient pieces of
+evidence (redundancy, which trained classifiers have) reads as irrelevant. The log-odds is the
+class's logit against the log-sum-exp of the others: it keeps falling as evidence is removed, is
+linear in the evidence of an additive model, and for two classes is the logit difference. (Chosen
+for this reason; the README's "Relations" section has its check on a synthetic tuning seed, not
+on the dataset whose figures it reports.)
 
 Why co-relevance, and not the joint effect or the interaction (``e_ij − e_i − e_j``) themselves:
 
@@ -461,10 +472,11 @@ def _neutralise_flow_image(batch, components: Sequence[int]) -> None:
 class OcclusionRelations:
     """Occlusion relations of a set of clips (module docstring).
 
-    ``target`` is the class whose log-probability was measured (the true class by default).
+    ``target`` is the class whose evidence (:func:`class_evidence`) was measured (the true class
+    by default).
 
     Shapes:
-        importance: [B, K], ``e_i``: drop of log p(target) when component i is neutralised;
+        importance: [B, K], ``e_i``: drop of the target's evidence when component i is neutralised;
         joint: [B, K, K], ``e_ij``: drop when components i and j are both neutralised
             (symmetric), ``e_i`` on the diagonal;
         relevance: [B, K], ``ρ_i = max(e_i, max_j (e_ij − e_j))``;
@@ -495,21 +507,47 @@ def co_relevance(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return relevance, pairwise
 
 
+EVIDENCE = ("log_odds", "log_prob")
+
+
+def class_evidence(logits, chosen, evidence: str = "log_odds"):
+    """The model's evidence for class ``chosen`` of each clip.
+
+    ``"log_odds"``: ``log p − log(1 − p)`` = the class's logit minus the log-sum-exp of the other
+    classes' logits (unbounded both ways); ``"log_prob"``: ``log p`` (bounded above by 0).
+
+    Shapes: logits [B, C] (C ≥ 2), chosen [B] int64 → [B].
+    """
+    import torch
+
+    if evidence not in EVIDENCE:
+        raise GeomerError(f"occlusion evidence must be one of {', '.join(EVIDENCE)}, got {evidence!r}")
+    own = logits.gather(1, chosen[:, None])[:, 0]
+    if evidence == "log_prob":
+        return own - torch.logsumexp(logits, dim=1)
+    others = logits.scatter(1, chosen[:, None], float("-inf"))
+    return own - torch.logsumexp(others, dim=1)
+
+
 def occlusion_relations(model, graphs: Sequence, *, num_components: int, target: str = "true",
-                        batch_size: int = 64, device=None) -> OcclusionRelations:
+                        evidence: str = "log_odds", batch_size: int = 64, device=None) -> OcclusionRelations:
     """Occlusion relations of ``model`` on ``graphs`` (PyG ``Data`` with ``component`` and, for
     ``target="true"``, ``y``): for each of the K + K(K−1)/2 sets of :func:`component_subsets`, one
     pass over every clip (in batches of ``batch_size``) with that set neutralised.
 
-    ``target``: "true" (log-probability of the labelled class) or "predicted" (of the class the
-    unoccluded model predicts; for clips without a label). Positive values: the model loses
-    evidence without the component(s). The model is evaluated in ``eval()`` mode and left so.
+    ``target``: "true" (the labelled class) or "predicted" (the class the unoccluded model
+    predicts; for clips without a label). ``evidence``: what is measured for that class,
+    :func:`class_evidence` — the log-odds by default (module docstring: why not the
+    log-probability). Positive values: the model loses evidence without the component(s). The
+    model is evaluated in ``eval()`` mode and left so.
     """
     import torch
     from torch_geometric.loader import DataLoader
 
     if target not in ("true", "predicted"):
         raise GeomerError(f"occlusion target must be 'true' or 'predicted', got {target!r}")
+    if evidence not in EVIDENCE:
+        raise GeomerError(f"occlusion evidence must be one of {', '.join(EVIDENCE)}, got {evidence!r}")
     if num_components < 1:
         raise GeomerError(f"num_components must be at least 1, got {num_components}")
     model.eval()
@@ -519,14 +557,14 @@ def occlusion_relations(model, graphs: Sequence, *, num_components: int, target:
         for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
             if device is not None:
                 batch = batch.to(device)
-            base = torch.log_softmax(model(batch).logits.float(), dim=1)
-            chosen = batch.y.view(-1) if target == "true" else base.argmax(dim=1)
-            reference = base.gather(1, chosen[:, None])[:, 0]
-            drops = torch.empty(len(subsets), base.shape[0], dtype=torch.float64)
+            logits = model(batch).logits.float()
+            chosen = batch.y.view(-1) if target == "true" else logits.argmax(dim=1)
+            reference = class_evidence(logits, chosen, evidence)
+            drops = torch.empty(len(subsets), logits.shape[0], dtype=torch.float64)
             for s, subset in enumerate(subsets):
-                logp = torch.log_softmax(model(neutralise(batch, subset)).logits.float(), dim=1)
-                drops[s] = (reference - logp.gather(1, chosen[:, None])[:, 0]).double().cpu()
-            matrix = torch.zeros(base.shape[0], num_components, num_components, dtype=torch.float64)
+                occluded = class_evidence(model(neutralise(batch, subset)).logits.float(), chosen, evidence)
+                drops[s] = (reference - occluded).double().cpu()
+            matrix = torch.zeros(logits.shape[0], num_components, num_components, dtype=torch.float64)
             for s, subset in enumerate(subsets):
                 i, j = subset if len(subset) == 2 else (subset[0], subset[0])
                 matrix[:, i, j] = drops[s]

@@ -33,8 +33,10 @@ drawn uniformly from the pool AUs that move no component the class uses (the las
 an amplitude from the same range as the class-defining AUs'. The draw probability is the same in
 every class; only *which* AUs a class may receive differs, because a distractor never moves a
 class-defining component (the ground truth's relevance stays what the class is defined by). A
-model can therefore learn a little from a distractor's presence by exclusion (an AU9 clip is not
-disgust); the relevance ground truth does not count that.
+model can therefore learn from a distractor's presence by exclusion, and classifiers do: the mouth
+distractors AU14, 20 and 25 occur in surprise clips only, so a trained classifier's
+occlusion relations give surprise's mouth and contour a relevance the ground truth does not
+count (README, "Relations").
 
 Deviations from CASME II, on purpose: repression and others are the constructed pair above
 (CASME II repression is AU14/15/17, others a catch-all); disgust always includes AU9 or AU10 and

@@ -73,6 +73,39 @@ def test_planted_pair_classifier_relation_peaks_at_its_pair(rule):
         assert mean[2, 6] > 3 * max(result.importance[:, 2].mean(), result.importance[:, 6].mean())
 
 
+class ConfidentClassifier(nn.Module):
+    """Three classes; class 1's logit is 10·(s2 + s6): two components that each carry the class
+    alone, with a confidence at which p(class 1) ≈ 1 whichever of them moves."""
+
+    def forward(self, batch) -> ModelOutput:
+        size, k = int(batch.num_graphs), GRAPH.num_components
+        motion = scatter(batch.flow_stats[:, 0, 2], batch.batch * k + batch.component, dim=0,
+                         dim_size=size * k, reduce="mean").view(size, k)
+        logits = torch.stack([torch.zeros(size), 10 * (motion[:, 2] + motion[:, 6]), torch.zeros(size)], dim=1)
+        return ModelOutput(logits=logits, relations=torch.full((size, k, k), 1 / k), embedding=motion)
+
+
+def test_log_odds_evidence_sees_what_a_saturated_log_probability_hides():
+    from geomer.relations import class_evidence
+
+    rng = np.random.default_rng(3)
+    clips = [make_clip(GRAPH, 1, {2: rng.uniform(1, 2), 6: rng.uniform(1, 2)}, rng) for _ in range(4)]
+    strength = np.array([[float(c.flow_stats[GRAPH.component == k, 0, 2].mean()) for k in (2, 6)] for c in clips])
+    odds = occlusion_relations(ConfidentClassifier(), clips, num_components=7)  # the default evidence
+    prob = occlusion_relations(ConfidentClassifier(), clips, num_components=7, evidence="log_prob")
+    # log-odds of class 1 = 10·(s2 + s6) − log 2: removing one component drops exactly its own part
+    assert np.allclose(odds.importance[:, [2, 6]], 10 * strength, rtol=1e-3)
+    assert np.allclose(odds.joint[:, 2, 6], 10 * strength.sum(axis=1), rtol=1e-3)
+    # log p stays ≈ 0 while the other component still moves: each looks irrelevant alone
+    assert np.abs(prob.importance[:, [2, 6]]).max() < 1e-3 and prob.joint[:, 2, 6].min() > 1.0
+    logits = torch.tensor([[0.0, 2.0, 1.0]])
+    assert float(class_evidence(logits, torch.tensor([1]))) == pytest.approx(2 - np.log(1 + np.e))
+    assert float(class_evidence(logits, torch.tensor([1]), "log_prob")) == pytest.approx(
+        float(torch.log_softmax(logits, 1)[0, 1]))
+    with pytest.raises(GeomerError, match="evidence"):
+        occlusion_relations(ConfidentClassifier(), clips, num_components=7, evidence="probability")
+
+
 def test_co_relevance_of_hand_made_joint_effects():
     from geomer.relations import co_relevance
 
