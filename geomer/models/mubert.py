@@ -25,7 +25,7 @@ How geomer builds it (reimplementation choices are marked *choice*):
 * **blockwise swapping** (:func:`blockwise_swap`): a fraction ``swap_ratio`` of the apex frame's
   patches, in spatially contiguous blocks of neighbouring nodes, is replaced by the onset
   patches at the same positions; pretraining reconstructs the original apex patches from the
-  encoded pair (:meth:`MicronBERT.pretraining_losses`, ``geomer pretrain``);
+  encoded pair (:class:`MicronBERTPretraining`, ``geomer pretrain``);
 * classifier on the PoI-weighted mean of the DMA features;
 * movement prior (``movement_prior``, *choice*, **off by default**): the encoder's attention
   logits get the log relative excess onset→apex grey-level change of each key node
@@ -60,7 +60,7 @@ from geomer.models.tokens import NodeTokenEmbedding, PatchProjection, dense_node
 
 #: The official encoder's size (``mae_vit_small_patch8``), registered as ``mubert-base`` (the
 #: class defaults are ``mubert``).
-BASE_CONFIG = dict(dim=512, depth=4, heads=4, mlp_ratio=4.0)
+BASE_CONFIG = dict(dim=512, depth=4, heads=4, mlp_ratio=4.0, decoder_dim=512, decoder_depth=4)
 
 
 def diagonal_micro_attention(
@@ -146,21 +146,61 @@ def blockwise_swap(
     return torch.where(mask.view(shape), source, target), mask
 
 
-def crop_mask(
+def crop_indices(
     positions: torch.Tensor, batch_size: int, keep: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """A random "crop" of the face per sample: the ``keep`` fraction of nodes nearest a random node.
+    """A random local "crop" of the face per sample: the ``keep`` fraction of nodes nearest a
+    random node (the DINO local view on the region graph).
 
-    Shapes: positions ``[N, 2]`` → ``[B, N]`` bool, True for the nodes inside the crop.
+    Shapes: positions ``[N, 2]`` → ``[B, round(keep · N)]`` long node indices, ascending.
     """
     n = positions.shape[0]
     count = max(1, int(round(keep * n)))
     distances = torch.cdist(positions.float(), positions.float())
     centres = torch.randint(n, (batch_size,), generator=generator)
-    nearest = distances[centres].argsort(dim=-1)[:, :count]
-    mask = torch.zeros(batch_size, n, dtype=torch.bool)
-    mask.scatter_(1, nearest, True)
-    return mask
+    return distances[centres].argsort(dim=-1)[:, :count].sort(dim=-1).values
+
+
+class DinoHead(nn.Module):
+    """DINO projection head: MLP (GELU) → L2-normalised bottleneck → cosine layer to ``out_dim``
+    prototypes (DINO's weight-normalised last layer with its norm fixed to 1).
+
+    Shapes: ``[B, D]`` → ``[B, out_dim]`` logits in [-1, 1].
+    """
+
+    def __init__(self, dim: int, out_dim: int, hidden: int, bottleneck: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+            nn.Linear(hidden, bottleneck),
+        )
+        self.prototypes = nn.Parameter(torch.empty(out_dim, bottleneck))
+        nn.init.trunc_normal_(self.prototypes, std=0.02)
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.mlp(context), dim=-1) @ F.normalize(self.prototypes, dim=-1).T
+
+
+def dino_loss(
+    student: torch.Tensor, teacher: torch.Tensor, centre: torch.Tensor, same_view: list[tuple[int, int]],
+    student_temperature: float, teacher_temperature: float,
+) -> torch.Tensor:
+    """DINO's cross-entropy between the centred, sharpened teacher distribution and the student's.
+
+    ``H(t, s) = −Σ_k softmax((t − centre) / τ_t)_k · log softmax(s / τ_s)_k``, averaged over the
+    batch and over every (teacher view, student view) pair except those in ``same_view``.
+
+    Shapes: student ``[V_s, B, K]``, teacher ``[V_t, B, K]`` (no gradient), centre ``[K]`` → scalar.
+    """
+    targets = F.softmax((teacher - centre) / teacher_temperature, dim=-1)
+    log_student = F.log_softmax(student / student_temperature, dim=-1)
+    terms = [
+        -(targets[t] * log_student[s]).sum(dim=-1).mean()
+        for t in range(teacher.shape[0])
+        for s in range(student.shape[0])
+        if (t, s) not in same_view
+    ]
+    return torch.stack(terms).mean()
 
 
 @register_model("mubert")
@@ -196,8 +236,18 @@ class MicronBERT(nn.Module):
         swap_block: int = 4,
         crop_keep: float = 0.5,
         movement_prior: bool = False,
+        decoder_dim: int = 48,
+        decoder_depth: int = 1,
     ) -> None:
         super().__init__()
+        if not 0.0 < crop_keep <= 1.0:
+            raise ValueError(f"crop_keep must be in (0, 1], got {crop_keep}")
+        if decoder_depth < 1 or decoder_dim < 1 or decoder_dim % heads:
+            raise ValueError(
+                f"decoder_depth must be >= 1 and decoder_dim a positive multiple of heads ({heads}), "
+                f"got {decoder_depth} and {decoder_dim}"
+            )
+        self.dim = dim
         self.movement_prior = movement_prior
         self.num_components = int(graph.num_components)
         self.swap_ratio = swap_ratio
@@ -211,10 +261,13 @@ class MicronBERT(nn.Module):
         self.dma = DiagonalMicroAttention(dim)
         self.poi = PatchOfInterest()
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, num_classes))
-        # Pretraining only: reconstructs a frame's standardised patches from the DMA features.
-        self.decoder = nn.Sequential(
-            nn.LayerNorm(2 * dim), nn.Linear(2 * dim, num_scales * patch_size * patch_size)
-        )
+        # Pretraining only (built last, so the fine-tuned parts start from the same weights
+        # whatever the decoder's size): a transformer over the node tokens, as the official
+        # MAE-style decoder, reconstructing a frame's standardised patches from the DMA features.
+        # The input tokens already carry each node's position (the encoder's embedding).
+        self.decoder_embed = nn.Linear(2 * dim, decoder_dim)
+        self.decoder = TransformerEncoder(decoder_dim, decoder_depth, heads, mlp_ratio, 0.0)
+        self.decoder_predict = nn.Linear(decoder_dim, num_scales * patch_size * patch_size)
         component = self.nodes.component
         self.register_buffer(
             "token_component", torch.cat([component.new_full((1,), -1), component]), persistent=False
@@ -226,15 +279,22 @@ class MicronBERT(nn.Module):
         node_mask: torch.Tensor,
         need_weights: bool = False,
         node_bias: torch.Tensor | None = None,
+        nodes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Encode one frame's node patches.
+        """Encode one frame's node patches, all nodes or the subset ``nodes`` (a local crop:
+        only its tokens enter the encoder, so a crop costs what its size costs).
 
-        Shapes: frame ``[B, N, S, P, P]``, node_mask ``[B, N]`` (False: padding or cropped out),
-        node_bias ``[B, N]`` or None (attention logit bias of each node token as a key)
-        → context ``[B, D]``, tokens ``[B, N, D]``, attention per layer ``[B, H, 1+N, 1+N]``.
+        Shapes: frame ``[B, N, S, P, P]``, node_mask ``[B, N]`` (False: padding),
+        node_bias ``[B, N]`` or None (attention logit bias of each node token as a key),
+        nodes ``[B, M]`` long or None → context ``[B, D]``, tokens ``[B, M or N, D]``,
+        attention per layer ``[B, H, 1+M, 1+M]``.
         """
         b = frame.shape[0]
         tokens = self.patches(frame) + self.nodes()[None]
+        if nodes is not None:
+            tokens = tokens.gather(1, nodes[..., None].expand(-1, -1, tokens.shape[-1]))
+            node_mask = node_mask.gather(1, nodes)
+            node_bias = None if node_bias is None else node_bias.gather(1, nodes)
         tokens = torch.cat([self.context.expand(b, 1, -1), tokens], dim=1)
         padding = torch.cat([node_mask.new_zeros(b, 1), ~node_mask], dim=1)
         key_bias = None if node_bias is None else torch.cat([node_bias.new_zeros(b, 1), node_bias], 1)
@@ -254,14 +314,14 @@ class MicronBERT(nn.Module):
         energy = (apex.float() - onset.float()).abs().flatten(2).mean(dim=-1)
         return movement_key_bias(energy, node_mask)
 
-    def _pair(self, onset: torch.Tensor, apex: torch.Tensor, node_mask: torch.Tensor):
+    def _pair(self, onset: torch.Tensor, apex: torch.Tensor, node_mask: torch.Tensor, need_weights: bool = True):
         """Both frames through the shared encoder in one pass; the apex pass keeps its attention."""
         b = onset.shape[0]
         bias = self.movement_bias(onset, apex, node_mask)
         context, tokens, attention = self.encode(
             torch.cat([onset, apex]),
             torch.cat([node_mask, node_mask]),
-            need_weights=True,
+            need_weights=need_weights,
             node_bias=None if bias is None else torch.cat([bias, bias]),
         )
         apex_attention = [layer[b:] for layer in attention]
@@ -283,40 +343,153 @@ class MicronBERT(nn.Module):
         relations = attention_relations(attention, self.token_component, self.num_components)
         return ModelOutput(logits=self.head(embedding), relations=relations, embedding=embedding)
 
-    def pretraining_losses(
+    def pretraining_objective(self, **settings) -> "MicronBERTPretraining":
+        """The self-supervised objective of this model (``geomer pretrain``); see
+        :class:`MicronBERTPretraining` for ``settings``."""
+        return MicronBERTPretraining(self, **settings)
+
+    def decode(self, changed: torch.Tensor, apex_tokens: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
+        """Pretraining decoder: the standardised apex patches from the DMA features.
+
+        Shapes: changed, apex_tokens ``[B, N, D]``, node_mask ``[B, N]`` → ``[B, N, S·P·P]``.
+        """
+        tokens = self.decoder_embed(torch.cat([changed, apex_tokens], dim=-1))
+        padding = ~node_mask
+        decoded, _ = self.decoder(tokens, padding if padding.any() else None)
+        return self.decoder_predict(decoded)
+
+
+class MicronBERTPretraining(nn.Module):
+    """Micron-BERT's self-supervised objective on frame pairs: blockwise-swap reconstruction plus
+    DINO self-distillation of the contextual (PoI) token.
+
+    * ``reconstruction``: the apex frame with ``swap_ratio`` of its patches swapped, in blocks,
+      for the onset's is encoded with the onset; DMA compares the two; the decoder reconstructs
+      the ORIGINAL apex patches (standardised, as the encoder sees them); mean squared error.
+    * ``context``: DINO (Caron et al., ICCV 2021). A teacher — an exponential moving average of
+      the student's encoder and head (:meth:`update_teacher`), never trained by gradients — sees
+      the two global views (onset and apex, all nodes); the student sees its own global views
+      (the onset and the swapped apex of the reconstruction pass, no extra cost) and
+      ``local_crops`` local views (the ``crop_keep`` fraction of nodes around a random node,
+      alternately of the apex and the onset frame). The loss is the cross-entropy between the
+      teacher's centred, sharpened distribution over ``out_dim`` prototypes and the student's,
+      for every teacher/student view pair except a frame against its own global view; the
+      centre is a running mean of the teacher's outputs. Centring stops one prototype from
+      winning, sharpening stops the uniform distribution, so the context token cannot collapse to
+      one vector (the cosine agreement with a stop-gradient used before did: tokens of different
+      clips reached cosine 0.999 within 300 steps).
+
+    What the official code (github.com/uark-cviu/Micron-BERT ``models/mae.py``) does and geomer
+    follows: a separate EMA teacher backbone and ``DINOHead`` (3-layer MLP, bottleneck 256 for
+    dim 512, weight-normalised last layer to 128 outputs), teacher temperature 0.04, student 0.1,
+    centre momentum 0.9; two global views for the teacher, global and local views for the
+    student. Where geomer differs (*choices*): its views are the two frames of the pair (the
+    official code uses augmented crops of one frame) and node-subset crops of the region graph;
+    the head's hidden width is ``4·dim`` and its bottleneck ``dim / 2`` (2048 and 256 at dim 512,
+    as the official head); the teacher momentum rises from ``teacher_momentum`` (0.99, DINO's
+    default is 0.996 for runs of hundreds of epochs; geomer's runs are hundreds of steps) to 1 on
+    a cosine schedule; the official swap is of random patches, geomer's of blocks of
+    neighbouring nodes, as the paper describes it.
+
+    Shapes: onset, apex ``[B, N, S, P, P]``, node_mask ``[B, N]`` → dict of scalar losses.
+    """
+
+    def __init__(
+        self,
+        model: MicronBERT,
+        out_dim: int = 128,
+        local_crops: int = 2,
+        teacher_temperature: float = 0.04,
+        student_temperature: float = 0.1,
+        centre_momentum: float = 0.9,
+        teacher_momentum: float = 0.99,
+    ) -> None:
+        super().__init__()
+        import copy
+
+        self.student = model
+        dim = model.dim
+        self.student_head = DinoHead(dim, out_dim, hidden=4 * dim, bottleneck=max(1, dim // 2))
+        # The teacher copies the whole model for simplicity; only its encoding parts are used.
+        self.teacher = copy.deepcopy(model).requires_grad_(False)
+        self.teacher_head = copy.deepcopy(self.student_head).requires_grad_(False)
+        self.local_crops = local_crops
+        self.teacher_temperature = teacher_temperature
+        self.student_temperature = student_temperature
+        self.centre_momentum = centre_momentum
+        self.teacher_momentum = teacher_momentum
+        self.register_buffer("centre", torch.zeros(out_dim))
+
+    def _ema_pairs(self):
+        """(student, teacher) parameters of what the teacher uses: encoder parts and head."""
+        used = ("nodes.", "patches.", "context", "encoder.")
+        student = dict(self.student.named_parameters())
+        for name, teacher in self.teacher.named_parameters():
+            if name.startswith(used):
+                yield student[name], teacher
+        yield from zip(self.student_head.parameters(), self.teacher_head.parameters())
+
+    @torch.no_grad()
+    def update_teacher(self, progress: float) -> None:
+        """EMA step of the teacher; ``progress`` in [0, 1] (step / total) sets the momentum on
+        DINO's cosine schedule from ``teacher_momentum`` to 1."""
+        m = 1.0 - (1.0 - self.teacher_momentum) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1) / 2
+        for student, teacher in self._ema_pairs():
+            teacher.mul_(m).add_(student.detach(), alpha=1.0 - m)
+
+    def forward(
         self,
         onset: torch.Tensor,
         apex: torch.Tensor,
         node_mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Self-supervised losses on a frame pair: blockwise-swap reconstruction + PoI agreement.
-
-        ``reconstruction``: the apex frame with ``swap_ratio`` of its patches swapped for the
-        onset's is encoded with the onset; the decoder reconstructs the original apex patches
-        (standardised, as the encoder sees them) from the DMA features and the apex tokens.
-        ``context``: ``1 − cos`` between the contextual token of a crop of the apex frame and
-        that of the full apex frame (stop-gradient on the full view).
-
-        Shapes: onset, apex ``[B, N, S, P, P]``, node_mask ``[B, N]`` → scalars.
-        """
+        model = self.student
         b, n = onset.shape[:2]
         if node_mask is None:
             node_mask = torch.ones(b, n, dtype=torch.bool, device=onset.device)
-        template = self.nodes.template.cpu()
-        swapped, _ = blockwise_swap(apex, onset, self.swap_ratio, template, self.swap_block, generator)
-        (_, onset_tokens), (context, apex_tokens), _ = self._pair(onset, swapped, node_mask)
-        weighted, _ = self._dma_features(onset_tokens, apex_tokens, context, node_mask)
-        predicted = self.decoder(torch.cat([weighted, apex_tokens], dim=-1))
-        target = self.patches.prepare(apex)
+        template = model.nodes.template.cpu()
+        swapped, _ = blockwise_swap(apex, onset, model.swap_ratio, template, model.swap_block, generator)
+        (onset_context, onset_tokens), (swapped_context, swapped_tokens), _ = model._pair(
+            onset, swapped, node_mask, need_weights=False
+        )
+        changed, _ = model._dma_features(onset_tokens, swapped_tokens, swapped_context, node_mask)
+        predicted = model.decode(changed, swapped_tokens, node_mask)
+        target = model.patches.prepare(apex)
         per_node = ((predicted - target) ** 2).mean(dim=-1)
         reconstruction = (per_node * node_mask).sum() / node_mask.sum().clamp_min(1)
-        crop = crop_mask(template, b, self.crop_keep, generator).to(onset.device) & node_mask
-        bias = self.movement_bias(onset, apex, node_mask)
-        full_context, _, _ = self.encode(apex, node_mask, node_bias=bias)
-        crop_context, _, _ = self.encode(apex, crop, node_bias=bias)
-        agreement = 1.0 - F.cosine_similarity(crop_context, full_context.detach(), dim=-1).mean()
-        return {"reconstruction": reconstruction, "context": agreement}
+
+        bias = model.movement_bias(onset, apex, node_mask)
+        frames = (onset, apex)
+        with torch.no_grad():
+            teacher_context, _, _ = self.teacher.encode(
+                torch.cat(frames), torch.cat([node_mask, node_mask]),
+                node_bias=None if bias is None else torch.cat([bias, bias]),
+            )
+            teacher = self.teacher_head(teacher_context).view(2, b, -1)
+        student_views = [onset_context, swapped_context]
+        for crop in range(self.local_crops):
+            nodes = crop_indices(template, b, model.crop_keep, generator).to(onset.device)
+            context, _, _ = model.encode(frames[(crop + 1) % 2], node_mask, node_bias=bias, nodes=nodes)
+            student_views.append(context)
+        student = self.student_head(torch.cat(student_views)).view(len(student_views), b, -1)
+        context_loss = dino_loss(
+            student, teacher, self.centre, [(0, 0), (1, 1)],
+            self.student_temperature, self.teacher_temperature,
+        )
+        if self.training:
+            self._update_centre(teacher.flatten(0, 1))
+        return {"reconstruction": reconstruction, "context": context_loss}
+
+    @torch.no_grad()
+    def _update_centre(self, teacher: torch.Tensor) -> None:
+        mean = teacher.mean(dim=0)
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(mean)
+            mean /= dist.get_world_size()
+        self.centre.mul_(self.centre_momentum).add_(mean, alpha=1.0 - self.centre_momentum)
 
 
 mubert_base = register_model("mubert-base")(sized_variant(MicronBERT, "mubert-base", **BASE_CONFIG))

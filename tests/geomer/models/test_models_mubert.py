@@ -1,4 +1,4 @@
-"""mubert: DMA by hand, blockwise swapping ratio, PoI crops, pretraining losses, missing input."""
+"""mubert: DMA by hand, blockwise swapping ratio, PoI crops, the DINO loss and teacher, pretraining losses, missing input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from geomer.errors import GeomerError
 from geomer.models import create
-from geomer.models.mubert import blockwise_swap, crop_mask, diagonal_micro_attention
+from geomer.models.mubert import blockwise_swap, crop_indices, diagonal_micro_attention, dino_loss
 
 
 def test_dma_equals_hand_computed_diagonal():
@@ -48,24 +48,61 @@ def test_swapped_blocks_are_spatially_contiguous(face_graph):
     assert distances < 0.3 * typical  # one block of 4 neighbours, not scattered nodes
 
 
-def test_crop_keeps_the_requested_fraction(face_graph):
-    mask = crop_mask(torch.as_tensor(face_graph.template), 5, 0.5, torch.Generator().manual_seed(0))
-    assert mask.sum(dim=1).tolist() == [34] * 5
+def test_crop_keeps_the_requested_fraction_of_neighbouring_nodes(face_graph):
+    positions = torch.as_tensor(face_graph.template)
+    nodes = crop_indices(positions, 5, 0.5, torch.Generator().manual_seed(0))
+    assert nodes.shape == (5, 34) and all(len(set(row.tolist())) == 34 for row in nodes)
+    spread = torch.cdist(positions[nodes[0]], positions[nodes[0]]).max()
+    assert spread < torch.cdist(positions, positions).max()  # a local crop, not the whole face
 
 
-def test_pretraining_losses_are_finite_and_train_the_encoder(batch, face_graph):
+def test_dino_loss_is_lowest_when_the_student_matches_the_sharpened_centred_teacher():
+    teacher = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])  # [V=1, B=2, K=3]
+    centre = torch.zeros(3)
+    matching = dino_loss(teacher * 10, teacher, centre, [], 0.1, 0.04)
+    opposite = dino_loss(teacher.flip(-1) * 10, teacher, centre, [], 0.1, 0.04)
+    assert matching < 0.01 < opposite
+    # centring: a prototype every teacher output favours no longer dominates the target
+    shared = torch.tensor([[[1.0, 0.5, 0.0], [1.0, 0.0, 0.5]]])
+    uncentred = dino_loss(torch.tensor([[[10.0, 0, 0], [10.0, 0, 0]]]), shared, centre, [], 0.1, 0.04)
+    centred = dino_loss(torch.tensor([[[10.0, 0, 0], [10.0, 0, 0]]]), shared, shared.mean(dim=(0, 1)), [], 0.1, 0.04)
+    assert centred > uncentred
+    # the excluded (teacher view, student view) pairs do not count
+    two_views = torch.stack([teacher[0], teacher[0].flip(-1)])
+    assert dino_loss(two_views * 10, two_views, centre, [(0, 1), (1, 0)], 0.1, 0.04) < 0.01
+
+
+def test_pretraining_losses_are_finite_and_train_the_student_not_the_teacher(batch, face_graph):
     torch.manual_seed(0)
-    model = create("mubert", 3, face_graph, dim=16, depth=1, heads=2)
+    model = create("mubert", 3, face_graph, dim=16, depth=1, heads=2, decoder_dim=16)
     from geomer.models.tokens import dense_nodes
 
+    objective = model.pretraining_objective()
     texture, mask = dense_nodes(batch, "texture")
-    losses = model.pretraining_losses(texture[:, :, :, 0], texture[:, :, :, 1], mask)
+    losses = objective(texture[:, :, :, 0], texture[:, :, :, 1], mask)
     assert set(losses) == {"reconstruction", "context"}
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
     assert model.patches.linear.weight.grad.abs().sum() > 0
-    assert model.decoder[1].weight.grad.abs().sum() > 0
+    assert model.decoder_predict.weight.grad.abs().sum() > 0
+    assert objective.student_head.prototypes.grad.abs().sum() > 0
+    assert all(p.grad is None for p in objective.teacher.parameters())
+    assert objective.centre.abs().sum() > 0  # the centre follows the teacher's outputs
+    # the EMA step moves the teacher toward the student, and only the encoding parts
+    with torch.no_grad():
+        model.patches.linear.weight.add_(1.0)
+    before = objective.teacher.patches.linear.weight.clone()
+    objective.update_teacher(0.0)
+    moved = objective.teacher.patches.linear.weight - before
+    torch.testing.assert_close(moved, 0.01 * (model.patches.linear.weight - before))
+    objective.update_teacher(1.0)  # the momentum reaches 1 at the end of the schedule
+    torch.testing.assert_close(objective.teacher.patches.linear.weight, before + moved)
+
+
+def test_decoder_settings_are_validated(face_graph):
+    with pytest.raises(ValueError, match="decoder_dim"):
+        create("mubert", 3, face_graph, dim=16, depth=1, heads=2, decoder_dim=15)
 
 
 def test_missing_onset_texture_fails_naming_the_input(flow_batch, face_graph):
