@@ -278,8 +278,8 @@ def build_pairs(
 class PretrainingObjective(torch.nn.Module):
     """Wraps a model's pretraining objective so that DDP sees the losses as its forward
     (``model.pretraining_objective()``; for Micron-BERT
-    :class:`geomer.models.mubert.MicronBERTPretraining`: blockwise-swap reconstruction + DINO
-    self-distillation of the contextual token, whose EMA teacher lives here, not in the model).
+    :class:`geomer.models.mubert.MicronBERTPretraining`: blockwise-swap reconstruction + a
+    variance–covariance-regularised contextual token).
 
     Shapes: pairs ``[B, N, S, 2, P, P]`` → (total loss, dict of detached parts).
     """
@@ -319,7 +319,7 @@ def train_on_pairs(pairs: torch.Tensor, graph, config: PretrainConfig, device: t
 
     Every rank must call it with the same ``pairs``; the ``DistributedSampler`` gives each rank
     its share. Returns (the unwrapped model, history: list of per-epoch mean losses and the
-    optimiser steps taken so far). The model is the student (the EMA teacher is dropped).
+    optimiser steps taken so far).
 
     Shapes: pairs ``[M, N, S, 2, P, P]``.
     """
@@ -353,12 +353,11 @@ def train_on_pairs(pairs: torch.Tensor, graph, config: PretrainConfig, device: t
         generator=torch.Generator().manual_seed(config.seed) if sampler is None else None,
         drop_last=False,
     )
-    inner = objective.module if distributed else objective
     optimiser = torch.optim.AdamW(
         [p for p in objective.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
     )
     swap_generator = torch.Generator().manual_seed(config.seed * 1000 + rank)
-    total_steps, step = config.epochs * len(loader), 0
+    step = 0
     history = []
     epochs = tqdm(range(config.epochs), desc="pretrain", disable=not config.progress or rank != 0)
     for epoch in epochs:
@@ -373,7 +372,6 @@ def train_on_pairs(pairs: torch.Tensor, graph, config: PretrainConfig, device: t
             loss.backward()
             optimiser.step()
             step += 1
-            inner.losses.update_teacher(step / total_steps)
             for key, value in {"loss": float(loss.detach()), **parts}.items():
                 sums[key] = sums.get(key, 0.0) + value
             batches += 1

@@ -1,4 +1,4 @@
-"""mubert: DMA by hand, blockwise swapping ratio, PoI crops, the DINO loss and teacher, pretraining losses, missing input."""
+"""mubert: DMA by hand, blockwise swapping ratio, PoI crops, the variance–covariance terms, pretraining losses, missing input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from geomer.errors import GeomerError
 from geomer.models import create
-from geomer.models.mubert import blockwise_swap, crop_indices, diagonal_micro_attention, dino_loss
+from geomer.models.mubert import blockwise_swap, crop_indices, diagonal_micro_attention, variance_covariance
 
 
 def test_dma_equals_hand_computed_diagonal():
@@ -56,23 +56,22 @@ def test_crop_keeps_the_requested_fraction_of_neighbouring_nodes(face_graph):
     assert spread < torch.cdist(positions, positions).max()  # a local crop, not the whole face
 
 
-def test_dino_loss_is_lowest_when_the_student_matches_the_sharpened_centred_teacher():
-    teacher = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])  # [V=1, B=2, K=3]
-    centre = torch.zeros(3)
-    matching = dino_loss(teacher * 10, teacher, centre, [], 0.1, 0.04)
-    opposite = dino_loss(teacher.flip(-1) * 10, teacher, centre, [], 0.1, 0.04)
-    assert matching < 0.01 < opposite
-    # centring: a prototype every teacher output favours no longer dominates the target
-    shared = torch.tensor([[[1.0, 0.5, 0.0], [1.0, 0.0, 0.5]]])
-    uncentred = dino_loss(torch.tensor([[[10.0, 0, 0], [10.0, 0, 0]]]), shared, centre, [], 0.1, 0.04)
-    centred = dino_loss(torch.tensor([[[10.0, 0, 0], [10.0, 0, 0]]]), shared, shared.mean(dim=(0, 1)), [], 0.1, 0.04)
-    assert centred > uncentred
-    # the excluded (teacher view, student view) pairs do not count
-    two_views = torch.stack([teacher[0], teacher[0].flip(-1)])
-    assert dino_loss(two_views * 10, two_views, centre, [(0, 1), (1, 0)], 0.1, 0.04) < 0.01
+def test_variance_term_penalises_a_collapsed_batch_and_covariance_copied_dimensions():
+    torch.manual_seed(0)
+    collapsed = torch.randn(1, 8).expand(16, 8)
+    variance, covariance = variance_covariance(collapsed)
+    assert variance > 0.98 and covariance < 1e-6  # every clip the same vector: the full penalty
+    spread, _ = variance_covariance(3.0 * torch.randn(256, 8))
+    assert spread == 0  # std above 1 in every dimension: nothing to pay
+    copied = torch.randn(256, 1).expand(256, 8) * 3.0
+    _, copies = variance_covariance(copied)
+    _, independent = variance_covariance(3.0 * torch.randn(256, 8))
+    assert copies > 50 * independent
+    single, _ = variance_covariance(torch.randn(1, 8))
+    assert single == 0
 
 
-def test_pretraining_losses_are_finite_and_train_the_student_not_the_teacher(batch, face_graph):
+def test_pretraining_losses_are_finite_and_train_every_pretrained_part(batch, face_graph):
     torch.manual_seed(0)
     model = create("mubert", 3, face_graph, dim=16, depth=1, heads=2, decoder_dim=16)
     from geomer.models.tokens import dense_nodes
@@ -80,24 +79,15 @@ def test_pretraining_losses_are_finite_and_train_the_student_not_the_teacher(bat
     objective = model.pretraining_objective()
     texture, mask = dense_nodes(batch, "texture")
     losses = objective(texture[:, :, :, 0], texture[:, :, :, 1], mask)
-    assert set(losses) == {"reconstruction", "context"}
-    total = sum(losses.values())
-    assert torch.isfinite(total)
+    assert {"reconstruction", "context", "invariance", "variance", "covariance"} <= set(losses)
+    total = losses["reconstruction"] + losses["context"]
+    assert torch.isfinite(total) and losses["variance"] > 0
     total.backward()
     assert model.patches.linear.weight.grad.abs().sum() > 0
+    assert model.context.grad.abs().sum() > 0
     assert model.decoder_predict.weight.grad.abs().sum() > 0
-    assert objective.student_head.prototypes.grad.abs().sum() > 0
-    assert all(p.grad is None for p in objective.teacher.parameters())
-    assert objective.centre.abs().sum() > 0  # the centre follows the teacher's outputs
-    # the EMA step moves the teacher toward the student, and only the encoding parts
-    with torch.no_grad():
-        model.patches.linear.weight.add_(1.0)
-    before = objective.teacher.patches.linear.weight.clone()
-    objective.update_teacher(0.0)
-    moved = objective.teacher.patches.linear.weight - before
-    torch.testing.assert_close(moved, 0.01 * (model.patches.linear.weight - before))
-    objective.update_teacher(1.0)  # the momentum reaches 1 at the end of the schedule
-    torch.testing.assert_close(objective.teacher.patches.linear.weight, before + moved)
+    assert model.dma.query.weight.grad.abs().sum() > 0
+    assert model.head[-1].weight.grad is None  # the classifier takes no part
 
 
 def test_decoder_settings_are_validated(face_graph):
