@@ -543,3 +543,52 @@ def pretrain_fold(
               "epochs": int(settings["epochs"]), "pairs": int(settings["pairs"]),
               "subjects": len(subjects), "seed": int(seed)}
     return path, record
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def bench_pretrain(
+    dim: int = 512, depth: int = 4, heads: int = 4, decoder_depth: int = 4,
+    batch_size: int = 16, steps: int = 5, settings: FeatureSettings = FeatureSettings(),
+) -> list[tuple[str, float, str]]:
+    """Rows ``(what, value, unit)``: pretraining throughput (frame pairs/s) of ``mubert`` at the
+    given width and depth (decoder as wide as the encoder), on random frame-pair patches of the
+    default feature settings' shapes, with the full objective (blockwise swap, DMA,
+    reconstruction, context views) and AdamW steps on the CPU (torch's thread count as set).
+    The defaults are the official ``mae_vit_small_patch8`` encoder and decoder size.
+    """
+    import time
+
+    from geomer.models import create
+
+    if min(dim, depth, heads, decoder_depth, batch_size, steps) < 1:
+        raise GeomerError("--dim, --depth, --heads, --decoder-depth, --batch-size and --steps must be at least 1")
+    if dim % heads:
+        raise GeomerError(f"--dim {dim} must be a multiple of --heads {heads}")
+    graph = settings.graph()
+    torch.manual_seed(0)
+    model = create("mubert", 2, graph, dim=dim, depth=depth, heads=heads, decoder_dim=dim,
+                   decoder_depth=decoder_depth, mlp_ratio=4.0)
+    objective = PretrainingObjective(model, PretrainConfig().context_weight)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    shape = (batch_size, graph.num_nodes, len(settings.scales), 2, settings.patch_size, settings.patch_size)
+    pairs = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        loss, _ = objective(pairs, generator)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+    step()  # warm-up: allocations, first-call overheads
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = (time.perf_counter() - started) / steps
+    parameters = sum(p.numel() for p in model.parameters())
+    what = (f"pretraining mubert dim {dim}, depth {depth}, {heads} heads, decoder depth {decoder_depth}, "
+            f"{graph.num_nodes} node tokens, {parameters / 1e6:.1f} M parameters, batch {batch_size}, "
+            f"{torch.get_num_threads()} threads")
+    return [(what, batch_size / seconds, "pairs/s"), ("seconds per optimiser step", seconds, "s")]
