@@ -20,12 +20,14 @@ How geomer builds it (reimplementation choices are marked *choice*):
   are projected from the token difference ``h_apex − h_onset`` so the output carries what changed;
 * **PoI** (:class:`PatchOfInterest`): a patch-to-contextual-token similarity
   ``s_i = σ(α cos(h_i, c) + β)`` gates the DMA output (restricting it to face patches); the
-  contextual token is trained in pretraining to agree between the full face and a crop (a random
-  contiguous subset of nodes; cosine agreement with a stop-gradient on the full view, *choice*);
+  contextual token is pretrained with a variance–covariance (VICReg) objective over whole-face
+  and local-crop views (:class:`MicronBERTPretraining`; the official code uses DINO, *choice*
+  and why: see there), so the tokens of different clips cannot collapse to one vector;
 * **blockwise swapping** (:func:`blockwise_swap`): a fraction ``swap_ratio`` of the apex frame's
   patches, in spatially contiguous blocks of neighbouring nodes, is replaced by the onset
   patches at the same positions; pretraining reconstructs the original apex patches from the
-  encoded pair (:class:`MicronBERTPretraining`, ``geomer pretrain``);
+  encoded pair with a transformer decoder (:class:`MicronBERTPretraining`, ``geomer pretrain``,
+  ``geomer train --pretrain per-fold``);
 * classifier on the PoI-weighted mean of the DMA features;
 * movement prior (``movement_prior``, *choice*, **off by default**): the encoder's attention
   logits get the log relative excess onset→apex grey-level change of each key node
@@ -38,11 +40,12 @@ How geomer builds it (reimplementation choices are marked *choice*):
   apex frame. Measured figures are in the README's models table, with the commands.
 
 Sizes (68 nodes, 3 scales, 8×8 patches, 5 classes; ``sum(p.numel() for p in
-model.parameters())``): ``mubert`` (dim 48, depth 2, 4 heads) 74 695 parameters; ``mubert-base``
-has the encoder width, depth and heads of the official code's ``mae_vit_small_patch8``
-(``models/mae.py`` of github.com/uark-cviu/Micron-BERT: dim 512, depth 4, 4 heads, MLP ratio 4)
-on geomer's 68 node tokens, with geomer's one-layer decoder instead of the official 512-wide,
-4-deep one: 13 712 583 parameters. geomer ships no pretrained weights.
+model.parameters())``; the pretraining decoder, part of :class:`MicronBERTPretraining`, apart):
+``mubert`` (dim 48, depth 2, 4 heads; decoder 48 wide, 1 deep) 55 879 parameters (decoder
+33 120); ``mubert-base`` has the encoder and decoder sizes of the official code's only model,
+``mae_vit_small_patch8`` (``models/mae.py`` of github.com/uark-cviu/Micron-BERT: dim 512, depth
+4, 4 heads, MLP ratio 4; decoder 512 wide, 4 deep, 4 heads) on geomer's 68 node tokens instead of
+784 grid patches: 13 513 735 parameters (decoder 13 233 856). geomer ships no pretrained weights.
 """
 
 from __future__ import annotations
@@ -240,13 +243,9 @@ class MicronBERT(nn.Module):
         self.dma = DiagonalMicroAttention(dim)
         self.poi = PatchOfInterest()
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, num_classes))
-        # Pretraining only (built last, so the fine-tuned parts start from the same weights
-        # whatever the decoder's size): a transformer over the node tokens, as the official
-        # MAE-style decoder, reconstructing a frame's standardised patches from the DMA features.
-        # The input tokens already carry each node's position (the encoder's embedding).
-        self.decoder_embed = nn.Linear(2 * dim, decoder_dim)
-        self.decoder = TransformerEncoder(decoder_dim, decoder_depth, heads, mlp_ratio, 0.0)
-        self.decoder_predict = nn.Linear(decoder_dim, num_scales * patch_size * patch_size)
+        # The pretraining decoder's size; the decoder itself belongs to the pretraining objective
+        # (MicronBERTPretraining), so the classifier carries no unused weights.
+        self.decoder_size = (decoder_dim, decoder_depth, heads, mlp_ratio)
         component = self.nodes.component
         self.register_buffer(
             "token_component", torch.cat([component.new_full((1,), -1), component]), persistent=False
@@ -327,15 +326,6 @@ class MicronBERT(nn.Module):
         :class:`MicronBERTPretraining` for ``settings``."""
         return MicronBERTPretraining(self, **settings)
 
-    def decode(self, changed: torch.Tensor, apex_tokens: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
-        """Pretraining decoder: the standardised apex patches from the DMA features.
-
-        Shapes: changed, apex_tokens ``[B, N, D]``, node_mask ``[B, N]`` → ``[B, N, S·P·P]``.
-        """
-        tokens = self.decoder_embed(torch.cat([changed, apex_tokens], dim=-1))
-        padding = ~node_mask
-        decoded, _ = self.decoder(tokens, padding if padding.any() else None)
-        return self.decoder_predict(decoded)
 
 
 class MicronBERTPretraining(nn.Module):
@@ -384,8 +374,24 @@ class MicronBERTPretraining(nn.Module):
         if local_crops < 1:
             raise ValueError(f"local_crops must be at least 1, got {local_crops}")
         self.student = model
+        # A transformer over the node tokens, as the official MAE-style decoder; its input tokens
+        # already carry each node's position (the encoder's embedding).
+        decoder_dim, decoder_depth, heads, mlp_ratio = model.decoder_size
+        self.decoder_embed = nn.Linear(2 * model.dim, decoder_dim)
+        self.decoder = TransformerEncoder(decoder_dim, decoder_depth, heads, mlp_ratio, 0.0)
+        self.decoder_predict = nn.Linear(decoder_dim, math.prod(model.patches.patch_shape))
         self.local_crops = local_crops
         self.weights = (invariance_weight, variance_weight, covariance_weight)
+
+    def decode(self, changed: torch.Tensor, apex_tokens: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
+        """The standardised apex patches from the DMA features and the (swapped) apex tokens.
+
+        Shapes: changed, apex_tokens ``[B, N, D]``, node_mask ``[B, N]`` → ``[B, N, S·P·P]``.
+        """
+        tokens = self.decoder_embed(torch.cat([changed, apex_tokens], dim=-1))
+        padding = ~node_mask
+        decoded, _ = self.decoder(tokens, padding if padding.any() else None)
+        return self.decoder_predict(decoded)
 
     def forward(
         self,
@@ -404,7 +410,7 @@ class MicronBERTPretraining(nn.Module):
             onset, swapped, node_mask, need_weights=False
         )
         changed, _ = model._dma_features(onset_tokens, swapped_tokens, swapped_context, node_mask)
-        predicted = model.decode(changed, swapped_tokens, node_mask)
+        predicted = self.decode(changed, swapped_tokens, node_mask)
         target = model.patches.prepare(apex)
         per_node = ((predicted - target) ** 2).mean(dim=-1)
         reconstruction = (per_node * node_mask).sum() / node_mask.sum().clamp_min(1)
