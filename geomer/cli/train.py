@@ -42,8 +42,8 @@ def register(subparsers) -> None:
                         help="pretrained weights from external data (geomer pretrain); refused when they saw an evaluated clip")
     parser.add_argument("--pretrain", choices=("per-fold",), default=None,
                         help="per-fold: pretrain each fold's model (mubert) on its TRAINING clips' frames, then fine-tune")
-    parser.add_argument("--pretrain-epochs", type=int, default=10,
-                        help="passes over each fold's training frame pairs (--pretrain per-fold)")
+    parser.add_argument("--pretrain-epochs", type=int, default=None,
+                        help="passes over each fold's training frame pairs (--pretrain per-fold; default 10)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -115,7 +115,11 @@ def run(args) -> int:
     if args.pretrain == "per-fold":
         from geomer.train.pretrain import PretrainConfig
 
-        pretrain = PretrainConfig(epochs=args.pretrain_epochs, progress=False)
+        pretrain = PretrainConfig(epochs=10 if args.pretrain_epochs is None else args.pretrain_epochs, progress=False)
+    elif args.pretrain_epochs is not None:
+        from geomer.errors import GeomerError
+
+        raise GeomerError("--pretrain-epochs needs --pretrain per-fold")
     result = train_dataset(
         config,
         dataset=args.dataset,

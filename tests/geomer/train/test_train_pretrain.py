@@ -243,6 +243,13 @@ def test_init_and_per_fold_pretraining_are_exclusive_and_refused_before_writing(
                    "--pretrain", "per-fold", "--out", str(out), "--quiet"])
     assert status == 2 and "has no pretraining" in capsys.readouterr().err
     assert not out.exists()
+    status = main(["train", "--model", "mubert", "--dataset", "synth", "--root", str(tiny_root),
+                   "--pretrain-epochs", "3", "--out", str(out), "--quiet"])
+    assert status == 2 and "needs --pretrain per-fold" in capsys.readouterr().err
+    status = main(["train", "--model", "mubert", "--dataset", "synth", "--root", str(tiny_root),
+                   "--pretrain", "per-fold", "--pretrain-epochs", "0", "--out", str(out), "--quiet"])
+    assert status == 2 and "epochs must be at least 1" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_the_frame_guard_compares_content_not_names(tmp_path):
