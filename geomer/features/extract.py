@@ -13,7 +13,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from geomer.errors import GeomerError
+from geomer.errors import GeomerError, check_shape
 from geomer.features.apex import spot_apex
 from geomer.features.crop import canonical_to_crop, compose, pixel_to_crop, to_grey, warp_to_crop
 from geomer.features.flow import compute_flow
@@ -224,8 +224,7 @@ def extract_flow_image_clip(
     flow_pixels = _read_image(flow_image, name, "flow image", cv2.IMREAD_COLOR)
     if isinstance(flow_image, (str, os.PathLike)):
         flow_pixels = flow_pixels[..., ::-1]  # OpenCV reads BGR; the file's RGB is (u, v, strain)
-    if flow_pixels.ndim != 3 or flow_pixels.shape[2] != 3:
-        raise GeomerError(f"clip {name}: flow image must have 3 channels (u, v, strain)")
+    check_shape(flow_pixels, ("H", "W", 3), f"clip {name}: flow image", hint=" (channels u, v, strain)")
     try:
         points = landmarks_on_image(image, backend=settings.backend)
     except LandmarksError as error:

@@ -66,6 +66,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from geomer.features.types import FeatureSettings
 from geomer.models.attention import (
     MultiHeadAttention,
     TransformerBlock,
@@ -141,6 +142,7 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         self,
         num_classes: int,
         graph,
+        features: FeatureSettings = FeatureSettings(),
         dim: int = 48,
         heads: int = 4,
         stages: int = 2,
@@ -148,9 +150,6 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         frame_blocks: int = 1,
         mlp_ratio: float = 2.0,
         dropout: float = 0.1,
-        num_scales: int = 3,
-        patch_size: int = 8,
-        sequence_steps: int = 8,
         tubelet: int = 4,
         movement_prior: bool = False,
     ) -> None:
@@ -158,8 +157,8 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         self.movement_prior = movement_prior
         self.num_components = int(graph.num_components)
         self.tubelet = tubelet
-        self.time_tokens = -(-sequence_steps // tubelet)
-        p = patch_size
+        num_scales, p = len(features.scales), features.patch_size
+        self.time_tokens = -(-features.sequence_steps // tubelet)
         self.nodes = NodeTokenEmbedding(graph, dim)
         self.texture = PatchProjection((num_scales, 2, p, p), dim, "patch")
         self.flow = PatchProjection((num_scales, 3, p, p), dim, "fold")

@@ -21,6 +21,7 @@ frame file of an evaluated clip (by content, so a copy or another folder name do
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -124,6 +125,23 @@ def check_pretraining(path: str | os.PathLike, test_subjects: Iterable[str]) -> 
         )
 
 
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """``"<size>:<sha1 of the bytes>"`` of a file: what a frame IS, whatever its path."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"{os.path.getsize(path)}:{digest.hexdigest()}"
+
+
+def frame_files(source: str | os.PathLike) -> list[Path]:
+    """The files holding a source's frames: a folder's frames in order, or the video itself."""
+    from landmarks.io import list_frame_files
+
+    source = Path(source)
+    return list_frame_files(source) if source.is_dir() else [source]
+
+
 def check_pretraining_frames(path: str | os.PathLike, samples: Iterable[Any]) -> None:
     """Raise GeomerError when the pretraining read a frame file whose content (size and SHA-1)
     equals one of the evaluated ``samples``' frame files (``Sample.source``: a frame folder or
@@ -134,8 +152,6 @@ def check_pretraining_frames(path: str | os.PathLike, samples: Iterable[Any]) ->
     evaluated frame file.
     """
     from landmarks.errors import LandmarksError
-
-    from geomer.train.pretrain import file_fingerprint, frame_files
 
     payload = read_pretrained(path)
     recorded = set(payload.get("frame_fingerprints") or ())

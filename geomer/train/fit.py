@@ -69,6 +69,14 @@ class FitContext:
     device: str = "cpu"
     model_origin: tuple[str, str | None] = ("", None)
 
+    @property
+    def features(self):
+        """The :class:`~geomer.features.FeatureSettings` the graphs were made with (the model
+        reads its input geometry there)."""
+        from geomer.features.types import FeatureSettings
+
+        return FeatureSettings.from_dict(self.feature_settings)
+
 
 @dataclass(frozen=True)
 class FoldSummary:
@@ -183,7 +191,7 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
                 seed=task.seed, feature_settings=context.feature_settings, device=device,
             )
         _seed_everything(task.seed)
-        model = create(config.model, num_classes, context.face_graph, **config.cfg).to(device)
+        model = create(config.model, num_classes, context.face_graph, context.features, **config.cfg).to(device)
         if init:
             from geomer.models.pretrained import load_pretrained
 

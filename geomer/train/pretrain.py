@@ -31,6 +31,7 @@ import torch.distributed as dist
 
 from geomer.errors import GeomerError
 from geomer.features.types import FeatureSettings
+from geomer.models.pretrained import file_fingerprint, frame_files
 
 
 @dataclass(frozen=True)
@@ -169,23 +170,6 @@ def _cached_track(source: Path, backend: str, key: str | None = None):
     return track
 
 
-def file_fingerprint(path: str | os.PathLike) -> str:
-    """``"<size>:<sha1 of the bytes>"`` of a file: what a frame IS, whatever its path."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"{os.path.getsize(path)}:{digest.hexdigest()}"
-
-
-def frame_files(source: str | os.PathLike) -> list[Path]:
-    """The files holding a source's frames: a folder's frames in order, or the video itself."""
-    from landmarks.io import list_frame_files
-
-    source = Path(source)
-    return list_frame_files(source) if source.is_dir() else [source]
-
-
 def frame_pair_patches(
     source: Path, settings: FeatureSettings, pairs: int, gap: int | None = None,
     key: str | None = None,
@@ -314,12 +298,16 @@ def check_pretrainable(model: str) -> None:
         raise GeomerError(f"model {model!r} has no pretraining; pretrainable: {', '.join(known)}")
 
 
-def train_on_pairs(pairs: torch.Tensor, graph, config: PretrainConfig, device: torch.device | None = None):
+def train_on_pairs(
+    pairs: torch.Tensor, graph, config: PretrainConfig, device: torch.device | None = None,
+    features: FeatureSettings | None = None,
+):
     """Pretrain ``config.model`` on frame-pair patches; DDP when a process group is initialised.
 
     Every rank must call it with the same ``pairs``; the ``DistributedSampler`` gives each rank
-    its share. Returns (the unwrapped model, history: list of per-epoch mean losses and the
-    optimiser steps taken so far).
+    its share. ``features``: the settings the pairs were sampled with (defaults when None).
+    Returns (the unwrapped model, history: list of per-epoch mean losses and the optimiser
+    steps taken so far).
 
     Shapes: pairs ``[M, N, S, 2, P, P]``.
     """
@@ -335,7 +323,7 @@ def train_on_pairs(pairs: torch.Tensor, graph, config: PretrainConfig, device: t
     distributed = dist.is_available() and dist.is_initialized()
     rank = dist.get_rank() if distributed else 0
     torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts)
-    model = create(config.model, 2, graph, **config.model_cfg).to(device)
+    model = create(config.model, 2, graph, features, **config.model_cfg).to(device)
     objective: torch.nn.Module = PretrainingObjective(model, config.context_weight)
     if distributed:
         objective = DistributedDataParallel(
@@ -411,7 +399,7 @@ def pretrain(
             dist.broadcast_object_list(payload, src=0)
         pairs, used, fingerprints = payload[0]
         graph = settings.graph()
-        model, history = train_on_pairs(torch.from_numpy(pairs), graph, config)
+        model, history = train_on_pairs(torch.from_numpy(pairs), graph, config, features=settings)
         path = Path(out) / "pretrained.pt"
         if rank == 0:
             save_pretrained(
@@ -530,7 +518,8 @@ def pretrain_fold(
     else:
         pairs = torch.from_numpy(np.concatenate([pretraining.pairs[i] for i in used]))
         config = replace(pretraining.config, model=model, model_cfg=dict(model_cfg), seed=int(seed), progress=False)
-        trained, history = train_on_pairs(pairs, graph, config, torch.device(device))
+        features = FeatureSettings.from_dict(feature_settings) if feature_settings else None
+        trained, history = train_on_pairs(pairs, graph, config, torch.device(device), features=features)
         settings = {**asdict(config), "pairs": int(len(pairs)), "steps": history[-1]["steps"], "key": key}
         save_pretrained(
             path, trained, model_name=model, model_cfg=model_cfg, subjects=subjects,
@@ -568,7 +557,7 @@ def bench_pretrain(
         raise GeomerError(f"--dim {dim} must be a multiple of --heads {heads}")
     graph = settings.graph()
     torch.manual_seed(0)
-    model = create("mubert", 2, graph, dim=dim, depth=depth, heads=heads, decoder_dim=dim,
+    model = create("mubert", 2, graph, settings, dim=dim, depth=depth, heads=heads, decoder_dim=dim,
                    decoder_depth=decoder_depth, mlp_ratio=4.0)
     objective = PretrainingObjective(model, PretrainConfig().context_weight)
     optimiser = torch.optim.AdamW(objective.parameters(), lr=1e-4)

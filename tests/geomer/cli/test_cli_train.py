@@ -169,7 +169,7 @@ def _pretrained(path, subjects, sources=(), frames=()):
     from geomer.graph import FaceGraph
     from geomer.models import create
     from geomer.models.pretrained import save_pretrained
-    from geomer.train.pretrain import file_fingerprint
+    from geomer.models.pretrained import file_fingerprint
 
     if not frames:
         frames = [path.parent / "external-frame.png"]
@@ -185,7 +185,7 @@ def test_init_that_saw_the_evaluated_clips_as_external_frames_is_refused(trained
     from geomer.data import read_dataset
 
     _, _, run = trained_run
-    from geomer.train.pretrain import frame_files
+    from geomer.models.pretrained import frame_files
 
     sample = read_dataset("synth", tiny_root).samples[0]
     copy = tmp_path / "renamed.png"  # the clip's frame under another name: refused by content

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from geomer.errors import GeomerError
+from geomer.features import FeatureSettings
 from geomer.models import create
 
 
@@ -20,10 +21,13 @@ def test_paper_size_and_uniform_relations(face_graph, batch):
 
 
 def test_image_size_follows_the_features_and_is_checked(face_graph, batch):
-    with pytest.raises(GeomerError, match=r"flow_image must be \[B, 3, 14, 14\].*image_size"):
-        create("ststnet", 3, face_graph, image_size=14)(batch)
+    features = FeatureSettings(flow_image_size=14)
+    with pytest.raises(GeomerError, match=r"flow_image must be \[B, 3, 14, 14\].*flow_image_size"):
+        create("ststnet", 3, face_graph, features)(batch)
     small = batch.clone()
     small.flow_image = torch.nn.functional.avg_pool2d(batch.flow_image, 2)
-    assert create("ststnet", 3, face_graph, image_size=14)(small).embedding.shape[1] == 16 * 9
+    assert create("ststnet", 3, face_graph, features)(small).embedding.shape[1] == 16 * 9
+    with pytest.raises(GeomerError, match="no setting 'image_size'"):
+        create("ststnet", 3, face_graph, image_size=14)
     with pytest.raises(GeomerError, match="dropout"):
         create("ststnet", 3, face_graph, dropout=1.5)

@@ -257,7 +257,7 @@ def test_the_frame_guard_compares_content_not_names(tmp_path):
     from types import SimpleNamespace
 
     from geomer.models.pretrained import check_pretraining_frames
-    from geomer.train.pretrain import file_fingerprint
+    from geomer.models.pretrained import file_fingerprint
 
     clip = tmp_path / "data" / "sub01" / "EP01"
     clip.mkdir(parents=True)
