@@ -2,7 +2,7 @@
 
 Each entry is a library function returning rows ``(what, value, unit)``; this module prints them
 as a table. Entries: ``landmarks`` (the tracker), ``features`` (flow and node sampling), ``synth``
-(the renderer), ``train`` (LOSO training).
+(the renderer), ``train`` (LOSO training), ``pretrain`` (Micron-BERT pretraining pairs/s).
 """
 
 from __future__ import annotations
@@ -35,6 +35,16 @@ def register(subparsers) -> None:
     train.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's)")
     train.add_argument("--jobs", type=int, default=2, help="parallel folds")
 
+    pretrain = entries.add_parser(
+        "pretrain", help="frame pairs/s of Micron-BERT pretraining at a chosen width and depth"
+    )
+    pretrain.add_argument("--dim", type=int, default=512, help="encoder and decoder width (official small: 512)")
+    pretrain.add_argument("--depth", type=int, default=4, help="encoder depth (official small: 4)")
+    pretrain.add_argument("--heads", type=int, default=4, help="attention heads (official small: 4)")
+    pretrain.add_argument("--decoder-depth", type=int, default=4, help="decoder depth (official small: 4)")
+    pretrain.add_argument("--batch-size", type=int, default=16, help="frame pairs per step")
+    pretrain.add_argument("--steps", type=int, default=5, help="timed optimiser steps (after one warm-up)")
+
 
 def _landmarks(args):
     from landmarks.bench import bench_landmarks
@@ -54,6 +64,13 @@ def _synth(args):
     return bench_synth(frames=args.frames)
 
 
+def _pretrain(args):
+    from geomer.train.pretrain import bench_pretrain
+
+    return bench_pretrain(dim=args.dim, depth=args.depth, heads=args.heads, decoder_depth=args.decoder_depth,
+                          batch_size=args.batch_size, steps=args.steps)
+
+
 def _train(args):
     from geomer.train.bench import bench_train
 
@@ -62,6 +79,7 @@ def _train(args):
 
 ENTRIES = Registry("bench entry", GeomerError, {
     "landmarks": _landmarks, "features": _features, "synth": _synth, "train": _train,
+    "pretrain": _pretrain,
 })
 
 

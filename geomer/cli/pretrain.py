@@ -12,7 +12,8 @@ def register(subparsers) -> None:
         "Pretrain Micron-BERT (blockwise swapping + Patch of Interest) on unlabeled face frames; "
         "runs unchanged under `torchrun --nproc_per_node N` (DDP; gloo on CPU, nccl on GPU). "
         "The checkpoint records the subjects it saw, so a LOSO run refuses it when it saw a "
-        "test subject: pretrain per fold (--dataset/--root/--exclude-subjects) or on external data.",
+        "test subject or read a frame of an evaluated clip: pretrain on external data here, or per fold "
+        "inside the evaluation (geomer train --pretrain per-fold).",
         run,
     )
     parser.add_argument("--model", default="mubert", help="model to pretrain (one with pretraining: mubert, mubert-base)")

@@ -42,7 +42,12 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (in-process runs)")
     parser.add_argument("--out", default=None, help="run directory (default: runs/<model>-<dataset>; re-running resumes)")
     parser.add_argument("--cache", default=None, help="feature cache folder (default: the geomer cache)")
-    parser.add_argument("--init", default=None, metavar="PRETRAINED.pt", help="pretrained weights (geomer pretrain)")
+    parser.add_argument("--init", default=None, metavar="PRETRAINED.pt",
+                        help="pretrained weights from external data (geomer pretrain); refused when they saw an evaluated clip")
+    parser.add_argument("--pretrain", choices=("per-fold",), default=None,
+                        help="per-fold: pretrain each fold's model (mubert) on its TRAINING clips' frames, then fine-tune")
+    parser.add_argument("--pretrain-epochs", type=int, default=None,
+                        help="passes over each fold's training frame pairs (--pretrain per-fold; default 10)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -111,6 +116,15 @@ def run(args) -> int:
     from geomer.train.pipeline import train_dataset
 
     config = build_config(args)
+    pretrain = None
+    if args.pretrain == "per-fold":
+        from geomer.train.pretrain import PretrainConfig
+
+        pretrain = PretrainConfig(epochs=10 if args.pretrain_epochs is None else args.pretrain_epochs, progress=False)
+    elif args.pretrain_epochs is not None:
+        from geomer.errors import GeomerError
+
+        raise GeomerError("--pretrain-epochs needs --pretrain per-fold")
     result = train_dataset(
         config,
         dataset=args.dataset,
@@ -119,6 +133,7 @@ def run(args) -> int:
         cache=args.cache,
         out=args.out,
         init=args.init,
+        pretrain=pretrain,
         scheme=args.scheme,
         skip_bad=args.skip_bad,
         progress=not args.quiet,

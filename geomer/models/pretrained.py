@@ -6,17 +6,22 @@ A pretraining checkpoint (``geomer pretrain``) is a ``torch.save`` dict::
     model (registered name), model_cfg, state_dict,
     subjects (sorted global subject keys whose frames were used, e.g. "casme2/sub01";
               frames outside a known dataset are recorded as "external/<folder>"),
-    sources (the videos / frame folders used), feature_settings, settings (epochs, …), history.
+    sources (the videos / frame folders used),
+    frame_fingerprints ("<size>:<sha1>" of every frame file read; a video's file), format 2 on,
+    feature_settings, settings (epochs, steps, …), history.
 
 Pretraining must never see the test subjects of the evaluation it feeds (docs/architecture.md, "Evaluation"). Two ways
 are leak-free: pretrain on **external data** (no subject of the evaluated dataset), or pretrain
 **per fold** (``geomer pretrain --dataset NAME --root PATH --exclude-subjects KEYS``, once per
-test fold). :func:`check_pretraining` refuses a checkpoint that saw a test subject;
+test fold; ``geomer train --pretrain per-fold`` does this inside the run). :func:`check_pretraining`
+refuses a checkpoint that saw a test subject, :func:`check_pretraining_frames` one that read any
+frame file of an evaluated clip (by content, so a copy or another folder name does not hide it);
 :func:`pretraining_record` is what a run records in ``metrics.json``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -28,7 +33,7 @@ from geomer.atomic import atomic_path
 from geomer.errors import GeomerError
 
 FORMAT = "geomer-pretrained"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def save_pretrained(
@@ -39,6 +44,7 @@ def save_pretrained(
     model_cfg: dict | None = None,
     subjects: Iterable[str] = (),
     sources: Iterable[str] = (),
+    frame_fingerprints: Iterable[str] = (),
     feature_settings: dict | None = None,
     settings: dict | None = None,
     history: list[dict] | None = None,
@@ -57,6 +63,7 @@ def save_pretrained(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "subjects": sorted(set(subjects)),
         "sources": [str(s) for s in sources],
+        "frame_fingerprints": sorted(set(frame_fingerprints)),
         "feature_settings": dict(feature_settings or {}),
         "settings": dict(settings or {}),
         "history": list(history or []),
@@ -116,6 +123,58 @@ def check_pretraining(path: str | os.PathLike, test_subjects: Iterable[str]) -> 
             f"{path}: pretraining saw test subject(s) {listed}; pretrain per fold "
             f"(geomer pretrain --exclude-subjects) or on external data"
         )
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """``"<size>:<sha1 of the bytes>"`` of a file: what a frame IS, whatever its path."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"{os.path.getsize(path)}:{digest.hexdigest()}"
+
+
+def frame_files(source: str | os.PathLike) -> list[Path]:
+    """The files holding a source's frames: a folder's frames in order, or the video itself."""
+    from landmarks.io import list_frame_files
+
+    source = Path(source)
+    return list_frame_files(source) if source.is_dir() else [source]
+
+
+def check_pretraining_frames(path: str | os.PathLike, samples: Iterable[Any]) -> None:
+    """Raise GeomerError when the pretraining read a frame file whose content (size and SHA-1)
+    equals one of the evaluated ``samples``' frame files (``Sample.source``: a frame folder or
+    a video), whatever folder or name it had; a checkpoint without fingerprints (made before
+    they were recorded) cannot be checked and is refused too.
+
+    Only files whose size matches a recorded one are hashed, so the check costs a ``stat`` per
+    evaluated frame file.
+    """
+    from landmarks.errors import LandmarksError
+
+    payload = read_pretrained(path)
+    recorded = set(payload.get("frame_fingerprints") or ())
+    if not recorded:
+        raise GeomerError(
+            f"{path}: the checkpoint records no frame fingerprints (made by an older geomer), so "
+            "it cannot be checked against the evaluated clips; pretrain it again"
+        )
+    sizes = {int(fingerprint.split(":", 1)[0]) for fingerprint in recorded}
+    for sample in samples:
+        if not sample.source or not Path(sample.source).exists():
+            continue
+        try:
+            files = frame_files(sample.source)
+        except LandmarksError:  # a clip folder without frames: nothing to compare
+            continue
+        for file in files:
+            if file.stat().st_size in sizes and file_fingerprint(file) in recorded:
+                raise GeomerError(
+                    f"{path}: pretraining read frame {file} of clip {sample.key} (same content), "
+                    "which this evaluation tests; pretrain per fold (geomer train --pretrain "
+                    "per-fold) or on external data"
+                )
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:

@@ -20,7 +20,7 @@ What a registered class declares (class attributes, all optional except ``paper`
   training, which makes batching and shipping graphs to worker processes cheaper);
 - ``train_defaults``: the model's own training recipe (``epochs``, ``batch_size``, ``lr``,
   ``weight_decay``, optionally ``cfg`` and ``class_weighted``), used where the user gives none;
-- a ``pretraining_losses`` method: the model can be pretrained (``geomer pretrain``).
+- a ``pretraining_objective`` method: the model can be pretrained (``geomer pretrain``).
 
 All of it is read once, at registration, into the model's :class:`ModelSpec`, together with where
 the model was defined (``origin``): worker processes (a process pool, Ray) start with a fresh
@@ -110,7 +110,7 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
             small_config=dict(attribute("small_config", {})),
             inputs=None if inputs is None else tuple(inputs),
             train_defaults=dict(attribute("train_defaults", {})),
-            pretrainable=callable(getattr(declared, "pretraining_losses", None)),
+            pretrainable=callable(getattr(declared, "pretraining_objective", None)),
             origin=_origin(factory),
             reads_features=_takes_keyword(factory, "features"),
         ), replace=True)

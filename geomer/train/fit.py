@@ -18,6 +18,7 @@ marks the fold as finished (resume).
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import zlib
@@ -32,6 +33,10 @@ from geomer.rundir import FoldDir
 from geomer.train.checkpoint import Checkpoint, save_checkpoint
 from geomer.train.config import TrainConfig
 from geomer.train.metrics import classification_metrics
+
+
+#: A fold's per-fold pretraining record (``--pretrain per-fold``), pooled into metrics.json.
+FOLD_PRETRAINING = "pretraining.json"
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class FitContext:
     component_names: tuple[str, ...]
     feature_settings: dict = field(default_factory=dict)
     init: str | None = None
+    pretraining: Any = None  # geomer.train.pretrain.FoldPretraining: pretrain each fold first
     device: str = "cpu"
     model_origin: tuple[str, str | None] = ("", None)
 
@@ -176,12 +182,21 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
     train_graphs = [g for g in train_graphs if str(g.subject) not in held_out]
 
     with _deterministic_cpu():
+        init, pretraining = context.init, None
+        if context.pretraining is not None:
+            from geomer.train.pretrain import pretrain_fold
+
+            init, pretraining = pretrain_fold(
+                context.pretraining, task.train, sorted({str(g.subject) for g in test_graphs}),
+                task.out.path, model=config.model, model_cfg=config.cfg, graph=context.face_graph,
+                seed=task.seed, feature_settings=context.feature_settings, device=device,
+            )
         _seed_everything(task.seed)
         model = create(config.model, num_classes, context.face_graph, context.features, **config.cfg).to(device)
-        if context.init:
+        if init:
             from geomer.models.pretrained import load_pretrained
 
-            load_pretrained(model, context.init)
+            load_pretrained(model, init)
         labels = np.array([int(g.y.view(-1)[0]) for g in train_graphs], dtype=np.int64)
         weight = (
             torch.from_numpy(class_weights(labels, num_classes)).to(device)
@@ -252,6 +267,10 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
 
     out = task.out
     out.path.mkdir(parents=True, exist_ok=True)
+    if pretraining is not None:
+        from geomer.atomic import atomic_write_text
+
+        atomic_write_text(out.path / FOLD_PRETRAINING, json.dumps(pretraining, indent=2))
     out.write_history(history)
     out.save_relations(relations)
     out.save_relations(occlusion.pairwise, kind="occlusion_relations")
@@ -271,7 +290,8 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
                 "epoch": best_epoch,
                 "test_subjects": sorted({str(g.subject) for g in test_graphs}),
                 "validation_subjects": sorted(held_out),
-                "init": context.init,
+                "init": None if init is None else str(init),
+                "pretraining": pretraining,
             },
         ),
     )

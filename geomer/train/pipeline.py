@@ -34,6 +34,7 @@ def train_dataset(
     cache: str | Path | None = None,
     out: str | Path | None = None,
     init: str | Path | None = None,
+    pretrain=None,
     settings=None,
     scheme: str | None = None,
     skip_bad: bool = False,
@@ -44,7 +45,9 @@ def train_dataset(
 
     ``settings``: :class:`geomer.features.FeatureSettings` (defaults when None). ``init``: a
     pretraining checkpoint (``geomer pretrain``) loaded into every fold's model; it must not have
-    seen any test subject of the protocol (GeomerError otherwise).
+    seen any test subject of the protocol nor read any frame of an evaluated clip (GeomerError
+    otherwise). ``pretrain``: a :class:`geomer.train.pretrain.PretrainConfig` for per-fold
+    pretraining (each fold × seed pretrained on its training clips' frames), exclusive with ``init``.
     """
     from geomer.data import list_datasets, read_dataset
     from geomer.data.cache import FeatureCache
@@ -60,6 +63,12 @@ def train_dataset(
     settings = settings if settings is not None else FeatureSettings()
     face_graph = settings.graph()
     check_model_settings(config, 2, face_graph, settings.to_dict())
+    if pretrain is not None:
+        from geomer.train.pretrain import check_pretrainable
+
+        if init is not None:
+            raise GeomerError("give either --init (external pretraining) or --pretrain per-fold, not both")
+        check_pretrainable(config.model)
     if out is not None:
         RunDir(out).check_writable()
     check_output_folder(cache if cache is not None else cache_root() / "features", "--cache", GeomerError)
@@ -80,12 +89,12 @@ def train_dataset(
     RunDir(out).check_writable()
     pretraining = None
     if init is not None:
-        from geomer.models.pretrained import check_pretraining, pretraining_record
+        from geomer.models.pretrained import check_pretraining, check_pretraining_frames, pretraining_record
 
         # Checked before any feature extraction. Every subject is tested in some fold, so one
         # checkpoint for all folds must not have seen any of them (external data).
         check_pretraining(init, [s for fold in folds for s in fold.test_subjects])
-        _check_pretraining_sources(init, index)
+        check_pretraining_frames(init, index.samples)
         pretraining = pretraining_record(init)
     feature_cache = FeatureCache(cache, settings)
     # Check the model's inputs on one prepared clip before extracting the whole dataset, so a
@@ -108,6 +117,11 @@ def train_dataset(
             f"feature extraction failed for {key}: {message}{more} (--skip-bad leaves them out)"
         )
     graphs = load_graphs(index, feature_cache, face_graph, progress=progress)
+    fold_pretraining = None
+    if pretrain is not None:
+        from geomer.train.pretrain import fold_pretraining as build_fold_pretraining
+
+        fold_pretraining = build_fold_pretraining(index.samples, settings, pretrain, progress=progress)
     return run_loso(
         graphs,
         index.classes,
@@ -119,6 +133,7 @@ def train_dataset(
         feature_settings=settings.to_dict(),
         init=init,
         pretraining=pretraining,
+        fold_pretraining=fold_pretraining,
         extra={
             "protocol": protocol,
             "root": str(Path(root).resolve()) if not isinstance(root, dict) else str(root),
@@ -139,20 +154,3 @@ def _sample_details(sample, dataset: str) -> tuple:
     identity = clip_identity(feature_job(sample, dataset))
     return (sample.onset, sample.apex, sample.offset, identity["source"], identity["apex_image"],
             identity["flow_image"], identity["fingerprint"])
-
-
-def _check_pretraining_sources(init, index) -> None:
-    """GeomerError when the pretraining saw a clip of the evaluated dataset under another subject
-    name (``geomer pretrain --frames`` pointed at the dataset's own clips records them as external)."""
-    from geomer.models.pretrained import read_pretrained
-
-    def resolved(path) -> str:
-        return str(Path(path).expanduser().resolve())
-
-    seen = {resolved(source) for source in read_pretrained(init).get("sources", [])}
-    for sample in index.samples:
-        if sample.source and resolved(sample.source) in seen:
-            raise GeomerError(
-                f"{init}: pretraining saw the frames of clip {sample.key} ({sample.source}), which "
-                "this evaluation tests; pretrain per fold (geomer pretrain --exclude-subjects) or on external data"
-            )

@@ -74,7 +74,7 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
         "cfg": config.get("cfg", {}),
         "feature_settings": config.get("feature_settings", {}),
         "init": config.get("init"),
-        "pretraining": config.get("pretraining"),
+        "pretraining": _pretraining(run_dir, config),
     }
     for name in HEADLINE:
         mean, std = mean_std([per_seed[s][name] for s in per_seed])
@@ -135,6 +135,21 @@ def _nan_mean_std(values: list[float | None]) -> dict[str, float | None]:
     defined = [v for v in values if v is not None]
     mean, std = mean_std(defined)
     return {"mean": mean, "std": std}
+
+
+def _pretraining(run_dir: RunDir, config: dict) -> dict | None:
+    """The run's pretraining (None: none; external: the checkpoint's record); per-fold runs add
+    each fold's record (``seed-<s>/<fold>``: steps, pairs, subjects) under ``folds``."""
+    from geomer.train.fit import FOLD_PRETRAINING
+
+    record = config.get("pretraining")
+    if not record or record.get("mode") != "per-fold":
+        return record
+    folds = {}
+    for fold in run_dir.folds():
+        path = fold.path / FOLD_PRETRAINING
+        folds[f"seed-{fold.seed}/{fold.name}"] = json.loads(path.read_text()) if path.is_file() else None
+    return {**record, "folds": folds}
 
 
 def _finite(value: Any) -> Any:

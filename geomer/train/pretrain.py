@@ -19,8 +19,9 @@ the checkpoint::
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -30,6 +31,7 @@ import torch.distributed as dist
 
 from geomer.errors import GeomerError
 from geomer.features.types import FeatureSettings
+from geomer.models.pretrained import file_fingerprint, frame_files
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,17 @@ class PretrainConfig:
     pairs_per_source: int = 4
     gap: int | None = None  # frames between the two frames of a pair; None → a quarter clip
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "pairs_per_source"):
+            if int(getattr(self, name)) < 1:
+                raise GeomerError(f"pretraining {name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and np.isfinite(self.lr)):
+            raise GeomerError(f"pretraining learning rate must be a positive number, got {self.lr}")
+        if self.gap is not None and self.gap < 1:
+            raise GeomerError(f"pretraining gap must be at least 1 frame, got {self.gap}")
+        if not self.context_weight >= 0:
+            raise GeomerError(f"pretraining context weight must be >= 0, got {self.context_weight}")
 
 
 # ----------------------------------------------------------------------------- sources
@@ -160,8 +173,10 @@ def _cached_track(source: Path, backend: str, key: str | None = None):
 def frame_pair_patches(
     source: Path, settings: FeatureSettings, pairs: int, gap: int | None = None,
     key: str | None = None,
-) -> np.ndarray:
-    """Node-centred grey patches of ``pairs`` frame pairs of one video or frame folder.
+) -> tuple[np.ndarray, list[str]]:
+    """Node-centred grey patches of ``pairs`` frame pairs of one video or frame folder, and the
+    content fingerprints (:func:`file_fingerprint`) of the frame files they were read from (the
+    video file for a video).
 
     Both frames of a pair are warped with the clip's one alignment onto the face crop and
     sampled at the first frame's landmarks, as ``geomer.features`` samples onset and apex.
@@ -185,7 +200,7 @@ def frame_pair_patches(
     starts = [s for s in range(length - gap) if track.valid[s] and track.valid[s + gap]]
     if not starts:
         return np.zeros((0, graph.num_nodes, len(settings.scales), 2, settings.patch_size,
-                         settings.patch_size), np.float32)
+                         settings.patch_size), np.float32), []
     chosen = [starts[i] for i in np.linspace(0, len(starts) - 1, min(pairs, len(starts))).round().astype(int)]
     positions = sorted({p for s in chosen for p in (s, s + gap)})
     images = dict(zip(positions, read_frames(source, positions)))
@@ -199,7 +214,25 @@ def frame_pair_patches(
         points = track.points[start, graph.node_ids].astype(np.float64)
         centres = (points @ transform[:, :2].T + transform[:, 2]).astype(np.float32)
         out.append(sample_patches(np.stack(crops, axis=-1), centres, settings.scales, settings.patch_size))
-    return np.stack(out).astype(np.float32)
+    files = frame_files(source)
+    used = files if len(files) == 1 else [files[p] for p in positions]
+    return np.stack(out).astype(np.float32), [file_fingerprint(f) for f in used]
+
+
+def source_pairs(
+    sources: Sequence[PretrainSource],
+    settings: FeatureSettings,
+    pairs_per_source: int,
+    gap: int | None = None,
+    progress: bool = True,
+) -> list[tuple[np.ndarray, list[str]]]:
+    """Frame-pair patches ``[M, N, S, 2, P, P]`` and frame fingerprints of each source, in order."""
+    from tqdm import tqdm
+
+    return [
+        frame_pair_patches(source.path, settings, pairs_per_source, gap, source.key)
+        for source in tqdm(sources, desc="frame pairs", disable=not progress, unit="clip")
+    ]
 
 
 def build_pairs(
@@ -208,38 +241,44 @@ def build_pairs(
     pairs_per_source: int,
     gap: int | None = None,
     progress: bool = True,
-) -> tuple[np.ndarray, list[PretrainSource]]:
-    """Frame-pair patches of every source; returns them ``[M, N, S, 2, P, P]`` and the sources
-    that gave at least one pair (only those are recorded as seen)."""
-    from tqdm import tqdm
-
-    chunks, used = [], []
-    for source in tqdm(sources, desc="frame pairs", disable=not progress, unit="clip"):
-        patches = frame_pair_patches(source.path, settings, pairs_per_source, gap, source.key)
+) -> tuple[np.ndarray, list[PretrainSource], list[str]]:
+    """Frame-pair patches of every source; returns them ``[M, N, S, 2, P, P]``, the sources
+    that gave at least one pair (only those are recorded as seen) and the fingerprints of the
+    frame files read."""
+    chunks, used, fingerprints = [], [], []
+    for source, (patches, prints) in zip(sources, source_pairs(sources, settings, pairs_per_source, gap, progress)):
         if len(patches):
             chunks.append(patches)
             used.append(source)
+            fingerprints += prints
     if not chunks:
         raise GeomerError("no frame pair with a face in both frames in the given sources")
-    return np.concatenate(chunks), used
+    return np.concatenate(chunks), used, fingerprints
 
 
 # ----------------------------------------------------------------------------- training
 
 
 class PretrainingObjective(torch.nn.Module):
-    """Wraps a model so that DDP sees the pretraining losses as its forward.
+    """Wraps a model's pretraining objective so that DDP sees the losses as its forward
+    (``model.pretraining_objective()``; for Micron-BERT
+    :class:`geomer.models.mubert.MicronBERTPretraining`: blockwise-swap reconstruction + a
+    variance–covariance-regularised contextual token).
 
     Shapes: pairs ``[B, N, S, 2, P, P]`` → (total loss, dict of detached parts).
     """
 
     def __init__(self, model: torch.nn.Module, context_weight: float) -> None:
         super().__init__()
-        self.model = model
+        self.losses = model.pretraining_objective()
         self.context_weight = context_weight
 
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.losses.student
+
     def forward(self, pairs: torch.Tensor, generator: torch.Generator | None = None):
-        losses = self.model.pretraining_losses(pairs[:, :, :, 0], pairs[:, :, :, 1], generator=generator)
+        losses = self.losses(pairs[:, :, :, 0], pairs[:, :, :, 1], generator=generator)
         total = losses["reconstruction"] + self.context_weight * losses["context"]
         return total, {k: float(v.detach()) for k, v in losses.items()}
 
@@ -267,7 +306,8 @@ def train_on_pairs(
 
     Every rank must call it with the same ``pairs``; the ``DistributedSampler`` gives each rank
     its share. ``features``: the settings the pairs were sampled with (defaults when None).
-    Returns (the unwrapped model, history: list of per-epoch mean losses).
+    Returns (the unwrapped model, history: list of per-epoch mean losses and the optimiser
+    steps taken so far).
 
     Shapes: pairs ``[M, N, S, 2, P, P]``.
     """
@@ -301,8 +341,11 @@ def train_on_pairs(
         generator=torch.Generator().manual_seed(config.seed) if sampler is None else None,
         drop_last=False,
     )
-    optimiser = torch.optim.AdamW(objective.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimiser = torch.optim.AdamW(
+        [p for p in objective.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
     swap_generator = torch.Generator().manual_seed(config.seed * 1000 + rank)
+    step = 0
     history = []
     epochs = tqdm(range(config.epochs), desc="pretrain", disable=not config.progress or rank != 0)
     for epoch in epochs:
@@ -316,10 +359,11 @@ def train_on_pairs(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            step += 1
             for key, value in {"loss": float(loss.detach()), **parts}.items():
                 sums[key] = sums.get(key, 0.0) + value
             batches += 1
-        row = {"epoch": epoch + 1, **{k: v / max(batches, 1) for k, v in sums.items()}}
+        row = {"epoch": epoch + 1, "steps": step, **{k: v / max(batches, 1) for k, v in sums.items()}}
         history.append(row)
         epochs.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}")
     return model, history
@@ -350,11 +394,10 @@ def pretrain(
     try:
         payload = [None]
         if rank == 0:
-            pairs, used = build_pairs(sources, settings, config.pairs_per_source, config.gap, config.progress)
-            payload = [(pairs, used)]
+            payload = [build_pairs(sources, settings, config.pairs_per_source, config.gap, config.progress)]
         if distributed:
             dist.broadcast_object_list(payload, src=0)
-        pairs, used = payload[0]
+        pairs, used, fingerprints = payload[0]
         graph = settings.graph()
         model, history = train_on_pairs(torch.from_numpy(pairs), graph, config, features=settings)
         path = Path(out) / "pretrained.pt"
@@ -366,8 +409,10 @@ def pretrain(
                 model_cfg=config.model_cfg,
                 subjects=[s.subject for s in used],
                 sources=[str(s.path.resolve()) for s in used],
+                frame_fingerprints=fingerprints,
                 feature_settings=settings.to_dict(),
-                settings={**asdict(config), "pairs": int(len(pairs)), "world_size": dist.get_world_size() if distributed else 1},
+                settings={**asdict(config), "pairs": int(len(pairs)), "steps": history[-1]["steps"],
+                          "world_size": dist.get_world_size() if distributed else 1},
                 history=history,
             )
         if distributed:
@@ -376,3 +421,169 @@ def pretrain(
     finally:
         if created:
             dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------- per fold
+
+
+@dataclass(frozen=True)
+class FoldPretraining:
+    """Per-fold pretraining inside a LOSO run (``geomer train --pretrain per-fold``): before each
+    fold × seed is fine-tuned, its model is pretrained on the frame pairs of that fold's TRAINING
+    clips only (never a test subject's), with the run's seed.
+
+    ``pairs`` / ``fingerprints`` / ``subjects`` are per sample, in the run's sample order (the
+    graphs' order); ``config`` holds the pretraining settings (its model, model settings and
+    seed are the run's).
+    """
+
+    config: PretrainConfig
+    pairs: tuple[np.ndarray, ...]
+    fingerprints: tuple[tuple[str, ...], ...]
+    subjects: tuple[str, ...]
+    keys: tuple[str, ...]
+
+    def record(self) -> dict:
+        """What determines every fold's pretraining apart from its clips: ``config.json`` and
+        ``metrics.json`` record it, so a changed setting is never resumed into old folds."""
+        settings = asdict(self.config)
+        for key in ("model", "model_cfg", "seed", "progress"):
+            settings.pop(key)
+        return {"mode": "per-fold", "settings": settings}
+
+
+def fold_pretraining(samples, settings: FeatureSettings, config: PretrainConfig, progress: bool = True) -> FoldPretraining:
+    """Frame pairs of every sample (``geomer.data`` ``Sample`` records, the run's order) for
+    :func:`pretrain_fold`; GeomerError when a sample has no frames (e.g. ``megc2019-flow``)."""
+    sources = []
+    for sample in samples:
+        path = Path(sample.source) if sample.source else None
+        if path is None or not (path.is_dir() or path.suffix.lower() in (".mp4", ".mov", ".avi", ".mkv")):
+            raise GeomerError(f"{sample.source or sample.key}: clip {sample.key} has no frames to pretrain on (--pretrain per-fold)")
+        sources.append(PretrainSource(path, sample.subject_key, sample.key))
+    built = source_pairs(sources, settings, config.pairs_per_source, config.gap, progress)
+    return FoldPretraining(
+        config=config,
+        pairs=tuple(pairs for pairs, _ in built),
+        fingerprints=tuple(tuple(prints) for _, prints in built),
+        subjects=tuple(source.subject for source in sources),
+        keys=tuple(str(sample.key) for sample in samples),
+    )
+
+
+def pretrain_fold(
+    pretraining: FoldPretraining,
+    train: Sequence[int],
+    test_subjects: Sequence[str],
+    out_dir: Path,
+    *,
+    model: str,
+    model_cfg: dict,
+    graph,
+    seed: int,
+    feature_settings: dict,
+    device: torch.device | str = "cpu",
+) -> tuple[Path, dict]:
+    """Pretrain ``model`` on the frame pairs of the samples ``train`` into
+    ``out_dir/pretrained-<key>.pt``, or reuse that file when it exists, reads back and records
+    the same key. The key hashes everything that determines the weights: the pretraining
+    settings, the model and its settings, the seed, the feature settings and the training clips'
+    frame fingerprints. Returns the checkpoint's path and the fold's record for ``metrics.json``.
+    """
+    from geomer.models.pretrained import check_pretraining, read_pretrained, save_pretrained
+
+    used = [i for i in train if len(pretraining.pairs[i])]
+    if not used:
+        raise GeomerError(f"{out_dir}: no training clip of this fold gave a frame pair to pretrain on")
+    subjects = sorted({pretraining.subjects[i] for i in used})
+    leaked = set(subjects) & set(test_subjects)
+    if leaked:  # the folds guarantee it; checked again because a leak here would be silent
+        raise GeomerError(f"{out_dir}: per-fold pretraining would see test subject {sorted(leaked)[0]}")
+    identity = {
+        **pretraining.record(), "model": model, "model_cfg": model_cfg, "seed": int(seed),
+        "feature_settings": feature_settings,
+        "frames": [list(pretraining.fingerprints[i]) for i in used],
+    }
+    key = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(out_dir) / f"pretrained-{key}.pt"
+    reused = False
+    if path.is_file():
+        try:
+            payload = read_pretrained(path)
+            reused = payload.get("settings", {}).get("key") == key
+        except GeomerError:  # unreadable: pretrain again
+            reused = False
+    if reused:
+        settings = payload["settings"]
+    else:
+        pairs = torch.from_numpy(np.concatenate([pretraining.pairs[i] for i in used]))
+        config = replace(pretraining.config, model=model, model_cfg=dict(model_cfg), seed=int(seed), progress=False)
+        features = FeatureSettings.from_dict(feature_settings) if feature_settings else None
+        trained, history = train_on_pairs(pairs, graph, config, torch.device(device), features=features)
+        settings = {**asdict(config), "pairs": int(len(pairs)), "steps": history[-1]["steps"], "key": key}
+        save_pretrained(
+            path, trained, model_name=model, model_cfg=model_cfg, subjects=subjects,
+            sources=[pretraining.keys[i] for i in used],
+            frame_fingerprints=[f for i in used for f in pretraining.fingerprints[i]],
+            feature_settings=feature_settings, settings=settings, history=history,
+        )
+    check_pretraining(path, test_subjects)
+    record = {"mode": "per-fold", "file": path.name, "steps": int(settings["steps"]),
+              "epochs": int(settings["epochs"]), "pairs": int(settings["pairs"]),
+              "subjects": len(subjects), "seed": int(seed)}
+    return path, record
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def bench_pretrain(
+    dim: int = 512, depth: int = 4, heads: int = 4, decoder_depth: int = 4,
+    batch_size: int = 16, steps: int = 5, settings: FeatureSettings = FeatureSettings(),
+) -> list[tuple[str, float, str]]:
+    """Rows ``(what, value, unit)``: pretraining throughput (frame pairs/s) of ``mubert`` at the
+    given width and depth (decoder as wide as the encoder), on random frame-pair patches of the
+    default feature settings' shapes, with the full objective (blockwise swap, DMA,
+    reconstruction, context views) and AdamW steps on the CPU (torch's thread count as set).
+    The defaults are the official ``mae_vit_small_patch8`` encoder and decoder size.
+    """
+    import time
+
+    from geomer.models import create
+
+    if min(dim, depth, heads, decoder_depth, batch_size, steps) < 1:
+        raise GeomerError("--dim, --depth, --heads, --decoder-depth, --batch-size and --steps must be at least 1")
+    if dim % heads:
+        raise GeomerError(f"--dim {dim} must be a multiple of --heads {heads}")
+    graph = settings.graph()
+    torch.manual_seed(0)
+    model = create("mubert", 2, graph, settings, dim=dim, depth=depth, heads=heads, decoder_dim=dim,
+                   decoder_depth=decoder_depth, mlp_ratio=4.0)
+    objective = PretrainingObjective(model, PretrainConfig().context_weight)
+    optimiser = torch.optim.AdamW(objective.parameters(), lr=1e-4)
+    shape = (batch_size, graph.num_nodes, len(settings.scales), 2, settings.patch_size, settings.patch_size)
+    pairs = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        loss, _ = objective(pairs, generator)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+    step()  # warm-up: allocations, first-call overheads
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        step()
+    seconds = (time.perf_counter() - started) / steps
+    cpu_seconds = (time.process_time() - cpu_started) / steps
+    parameters = sum(p.numel() for p in objective.parameters())
+    what = (f"pretraining mubert dim {dim}, depth {depth}, {heads} heads, decoder depth {decoder_depth}, "
+            f"{graph.num_nodes} node tokens, {parameters / 1e6:.1f} M parameters with the decoder, batch {batch_size}, "
+            f"{torch.get_num_threads()} threads")
+    return [
+        (what, batch_size / seconds, "pairs/s"),
+        ("seconds per optimiser step", seconds, "s"),
+        # CPU time of this process: on a shared machine the wall-clock rate follows the load
+        ("frame pairs per CPU second (all threads together)", batch_size / cpu_seconds, "pairs/s"),
+    ]

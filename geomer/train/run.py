@@ -67,6 +67,7 @@ def run_loso(
     feature_settings: dict | None = None,
     init: str | Path | None = None,
     pretraining: dict | None = None,
+    fold_pretraining: Any = None,
     extra: dict | None = None,
     sample_details: Sequence[Sequence[Any]] | None = None,
     progress: bool | None = None,
@@ -77,7 +78,9 @@ def run_loso(
     ``train`` and ``test`` (index lists) work, e.g. a ``geomer.data.protocols`` protocol's folds.
     ``face_graph`` defaults to ``FaceGraph()`` (k7 over 68 points). ``init``: pretrained weights
     loaded into every fold's model before fine-tuning (``pretraining`` describes them for
-    metrics.json; the caller checks that they never saw a test subject). ``sample_details``: per
+    metrics.json; the caller checks that they never saw a test subject). ``fold_pretraining``
+    (:class:`geomer.train.pretrain.FoldPretraining`, exclusive with ``init``): pretrain each
+    fold × seed on its training clips' frames first. ``sample_details``: per
     sample, what else identifies it (onset, apex, offset, source), fingerprinted with the keys and
     labels into config.json so a changed dataset is never resumed into old folds.
 
@@ -107,6 +110,12 @@ def run_loso(
     check_folds(fold_list, subjects)
     names = [fold_name(f.name) for f in fold_list]
 
+    if fold_pretraining is not None:
+        if init is not None:
+            raise GeomerError("give either pretrained weights (--init) or per-fold pretraining (--pretrain per-fold), not both")
+        if len(fold_pretraining.pairs) != len(graphs):
+            raise GeomerError(f"per-fold pretraining has frame pairs of {len(fold_pretraining.pairs)} clips, the run {len(graphs)}")
+        pretraining = fold_pretraining.record()
     check_inputs(config.model, graphs[0])
     check_model_settings(config, len(class_names), face_graph, feature_settings)
     records = [
@@ -142,6 +151,7 @@ def run_loso(
         component_names=component_names,
         feature_settings=feature_settings or {},
         init=None if init is None else str(init),
+        pretraining=fold_pretraining,
         device=_resolve_device(config),
         model_origin=spec.origin,
     )

@@ -164,14 +164,20 @@ def test_models_lists_every_registered_model(capsys):
             assert needed in line
 
 
-def _pretrained(path, subjects, sources=()):
+def _pretrained(path, subjects, sources=(), frames=()):
+    """A pretraining checkpoint that read the frame files ``frames`` (default: one unrelated image)."""
     from geomer.graph import FaceGraph
     from geomer.models import create
     from geomer.models.pretrained import save_pretrained
+    from geomer.models.pretrained import file_fingerprint
 
+    if not frames:
+        frames = [path.parent / "external-frame.png"]
+        cv2.imwrite(str(frames[0]), np.full((8, 8), 3, np.uint8))
     cfg = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}
     model = create("dere-grl", 5, FaceGraph(), **cfg)
-    return save_pretrained(path, model, model_name="dere-grl", model_cfg=cfg, subjects=subjects, sources=sources)
+    return save_pretrained(path, model, model_name="dere-grl", model_cfg=cfg, subjects=subjects, sources=sources,
+                           frame_fingerprints=[file_fingerprint(frame) for frame in frames])
 
 
 @pytest.mark.slow
@@ -179,8 +185,12 @@ def test_init_that_saw_the_evaluated_clips_as_external_frames_is_refused(trained
     from geomer.data import read_dataset
 
     _, _, run = trained_run
+    from geomer.models.pretrained import frame_files
+
     sample = read_dataset("synth", tiny_root).samples[0]
-    init = _pretrained(tmp_path / "frames.pt", ["external/sub01"], sources=[str(sample.source)])
+    copy = tmp_path / "renamed.png"  # the clip's frame under another name: refused by content
+    copy.write_bytes(frame_files(sample.source)[1].read_bytes())
+    init = _pretrained(tmp_path / "frames.pt", ["external/sub01"], frames=[copy])
     status = main(["train", "--model", "dere-grl", "--dataset", "synth", "--root", str(tiny_root),
                    "--cache", str(run.parent / "features"), "--init", str(init),
                    "--out", str(tmp_path / "run"), "--quiet", *SMALL])

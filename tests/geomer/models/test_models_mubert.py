@@ -1,4 +1,4 @@
-"""mubert: DMA by hand, blockwise swapping ratio, PoI crops, pretraining losses, missing input."""
+"""mubert: DMA by hand, blockwise swapping ratio, PoI crops, the variance–covariance terms, pretraining losses, missing input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from geomer.errors import GeomerError
 from geomer.models import create
-from geomer.models.mubert import blockwise_swap, crop_mask, diagonal_micro_attention
+from geomer.models.mubert import blockwise_swap, crop_indices, diagonal_micro_attention, variance_covariance
 
 
 def test_dma_equals_hand_computed_diagonal():
@@ -48,24 +48,52 @@ def test_swapped_blocks_are_spatially_contiguous(face_graph):
     assert distances < 0.3 * typical  # one block of 4 neighbours, not scattered nodes
 
 
-def test_crop_keeps_the_requested_fraction(face_graph):
-    mask = crop_mask(torch.as_tensor(face_graph.template), 5, 0.5, torch.Generator().manual_seed(0))
-    assert mask.sum(dim=1).tolist() == [34] * 5
+def test_crop_keeps_the_requested_fraction_of_neighbouring_nodes(face_graph):
+    positions = torch.as_tensor(face_graph.template)
+    nodes = crop_indices(positions, 5, 0.5, torch.Generator().manual_seed(0))
+    assert nodes.shape == (5, 34) and all(len(set(row.tolist())) == 34 for row in nodes)
+    spread = torch.cdist(positions[nodes[0]], positions[nodes[0]]).max()
+    assert spread < torch.cdist(positions, positions).max()  # a local crop, not the whole face
 
 
-def test_pretraining_losses_are_finite_and_train_the_encoder(batch, face_graph):
+def test_variance_term_penalises_a_collapsed_batch_and_covariance_copied_dimensions():
     torch.manual_seed(0)
-    model = create("mubert", 3, face_graph, dim=16, depth=1, heads=2)
+    collapsed = torch.randn(1, 8).expand(16, 8)
+    variance, covariance = variance_covariance(collapsed)
+    assert variance > 0.98 and covariance < 1e-6  # every clip the same vector: the full penalty
+    spread, _ = variance_covariance(3.0 * torch.randn(256, 8))
+    assert spread == 0  # std above 1 in every dimension: nothing to pay
+    copied = torch.randn(256, 1).expand(256, 8) * 3.0
+    _, copies = variance_covariance(copied)
+    _, independent = variance_covariance(3.0 * torch.randn(256, 8))
+    assert copies > 50 * independent
+    single, _ = variance_covariance(torch.randn(1, 8))
+    assert single == 0
+
+
+def test_pretraining_losses_are_finite_and_train_every_pretrained_part(batch, face_graph):
+    torch.manual_seed(0)
+    model = create("mubert", 3, face_graph, dim=16, depth=1, heads=2, decoder_dim=16)
     from geomer.models.tokens import dense_nodes
 
+    objective = model.pretraining_objective()
     texture, mask = dense_nodes(batch, "texture")
-    losses = model.pretraining_losses(texture[:, :, :, 0], texture[:, :, :, 1], mask)
-    assert set(losses) == {"reconstruction", "context"}
-    total = sum(losses.values())
-    assert torch.isfinite(total)
+    losses = objective(texture[:, :, :, 0], texture[:, :, :, 1], mask)
+    assert {"reconstruction", "context", "invariance", "variance", "covariance"} <= set(losses)
+    total = losses["reconstruction"] + losses["context"]
+    assert torch.isfinite(total) and losses["variance"] > 0
     total.backward()
     assert model.patches.linear.weight.grad.abs().sum() > 0
-    assert model.decoder[1].weight.grad.abs().sum() > 0
+    assert model.context.grad.abs().sum() > 0
+    assert objective.decoder_predict.weight.grad.abs().sum() > 0
+    assert not any(name.startswith("decoder") for name, _ in model.named_parameters())
+    assert model.dma.query.weight.grad.abs().sum() > 0
+    assert model.head[-1].weight.grad is None  # the classifier takes no part
+
+
+def test_decoder_settings_are_validated(face_graph):
+    with pytest.raises(ValueError, match="decoder_dim"):
+        create("mubert", 3, face_graph, dim=16, depth=1, heads=2, decoder_dim=15)
 
 
 def test_missing_onset_texture_fails_naming_the_input(flow_batch, face_graph):

@@ -129,3 +129,175 @@ def test_load_pretrained_refuses_other_models_and_sizes(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(GeomerError, match="junk.pt"):
         pretrained_subjects(tmp_path / "junk.pt")
+
+
+# ----------------------------------------------------------------------------- the objective
+
+
+def _mean_cosine_between_clips(model, pairs):
+    model.eval()
+    with torch.no_grad():
+        context, _, _ = model.encode(pairs[:, :, :, 1], torch.ones(len(pairs), 68, dtype=torch.bool))
+    unit = torch.nn.functional.normalize(context, dim=-1)
+    similarity = unit @ unit.T
+    n = len(unit)
+    return float((similarity.sum() - similarity.diagonal().sum()) / (n * n - n))
+
+
+@pytest.mark.slow
+def test_contextual_tokens_of_different_clips_stay_apart(tmp_path, monkeypatch):
+    """The cosine agreement used before collapsed here (mean cosine 0.986 → 0.9994 in 100 steps)."""
+    from geomer.features.types import FeatureSettings
+    from geomer.synth import generate
+    from geomer.train.pretrain import build_pairs, sources_from_dataset
+
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    root = generate(tmp_path / "synth", layout="casme2", subjects=6, clips=5, seed=2,
+                    difficulty="easy", fps=50, progress=False)
+    sources = sources_from_dataset("synth", root)
+    pairs, used, fingerprints = build_pairs(sources, FeatureSettings(), 1, None, False)
+    assert len(pairs) == 30 and len(used) == 30 and len(fingerprints) == 60
+    pairs = torch.from_numpy(pairs)
+    torch.manual_seed(0)
+    before = _mean_cosine_between_clips(create("mubert", 2, FaceGraph()), pairs)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, history = train_on_pairs(
+            pairs, FaceGraph(), PretrainConfig(epochs=50, batch_size=16, lr=1e-3, progress=False),
+            torch.device("cpu"),
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert history[-1]["steps"] == 100
+    assert history[-1]["reconstruction"] < history[0]["reconstruction"]
+    after = _mean_cosine_between_clips(model, pairs)
+    assert before > 0.95  # the tokens of different faces start almost parallel
+    assert after < 0.9, f"contextual tokens collapsed: mean cosine {after:.4f}"
+
+
+# ----------------------------------------------------------------------------- in geomer train
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    from geomer.synth import generate
+
+    return generate(tmp_path_factory.mktemp("synth") / "tiny", layout="casme2", subjects=3, clips=2,
+                    seed=1, difficulty="easy", fps=50, progress=False)
+
+
+TINY = ["--set", "dim=16", "--set", "depth=1", "--set", "heads=2", "--set", "decoder_dim=16",
+        "--epochs", "1", "--batch-size", "4", "--jobs", "1", "--quiet"]
+
+
+@pytest.mark.slow
+def test_per_fold_pretraining_sees_only_training_subjects_records_and_resumes(tiny_root, tmp_path, monkeypatch):
+    import json
+
+    from geomer.models.pretrained import read_pretrained
+
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    command = ["train", "--model", "mubert", "--dataset", "synth", "--root", str(tiny_root),
+               "--pretrain", "per-fold", "--pretrain-epochs", "2", "--seeds", "0", "--out", str(run), *TINY]
+    assert main(command) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    pretraining = metrics["pretraining"]
+    assert pretraining["mode"] == "per-fold" and pretraining["settings"]["epochs"] == 2
+    assert sorted(pretraining["folds"]) == [f"seed-0/casme2_sub0{i}" for i in (1, 2, 3)]
+    for name, record in pretraining["folds"].items():
+        fold = run / name
+        payload = read_pretrained(fold / record["file"])
+        test_subject = "casme2/" + name.rsplit("_", 1)[1]
+        assert payload["subjects"] == sorted({"casme2/sub01", "casme2/sub02", "casme2/sub03"} - {test_subject})
+        assert record["steps"] == 2 * 1 and record["pairs"] == 2 * 2 * 4  # 2 epochs of one batch
+        assert torch.load(fold / "checkpoint.pt", weights_only=False)["extra"]["init"].endswith(record["file"])
+
+    # a fold whose fine-tuning did not finish is trained again, its pretraining is reused
+    fold = run / "seed-0" / "casme2_sub02"
+    pretrained = fold / pretraining["folds"]["seed-0/casme2_sub02"]["file"]
+    stamp = pretrained.stat().st_mtime_ns
+    predictions = (fold / "predictions.csv").read_text()
+    (fold / "predictions.csv").unlink()
+    assert main(command) == 0
+    assert pretrained.stat().st_mtime_ns == stamp
+    assert (fold / "predictions.csv").read_text() == predictions
+
+    # pretraining changes what the fold's model starts from
+    plain = tmp_path / "plain"
+    assert main(["train", "--model", "mubert", "--dataset", "synth", "--root", str(tiny_root),
+                 "--seeds", "0", "--out", str(plain), *TINY]) == 0
+    assert json.loads((plain / "metrics.json").read_text())["pretraining"] is None
+    assert (plain / "seed-0" / "casme2_sub02" / "predictions.csv").read_text() != predictions
+
+
+def test_init_and_per_fold_pretraining_are_exclusive_and_refused_before_writing(tiny_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    status = main(["train", "--model", "mubert", "--dataset", "synth", "--root", str(tiny_root),
+                   "--pretrain", "per-fold", "--init", str(tmp_path / "p.pt"), "--out", str(out), "--quiet"])
+    assert status == 2
+    assert "not both" in capsys.readouterr().err
+    assert not out.exists()
+    status = main(["train", "--model", "dere-grl", "--dataset", "synth", "--root", str(tiny_root),
+                   "--pretrain", "per-fold", "--out", str(out), "--quiet"])
+    assert status == 2 and "has no pretraining" in capsys.readouterr().err
+    assert not out.exists()
+    status = main(["train", "--model", "mubert", "--dataset", "synth", "--root", str(tiny_root),
+                   "--pretrain-epochs", "3", "--out", str(out), "--quiet"])
+    assert status == 2 and "needs --pretrain per-fold" in capsys.readouterr().err
+    status = main(["train", "--model", "mubert", "--dataset", "synth", "--root", str(tiny_root),
+                   "--pretrain", "per-fold", "--pretrain-epochs", "0", "--out", str(out), "--quiet"])
+    assert status == 2 and "epochs must be at least 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_frame_guard_compares_content_not_names(tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from geomer.models.pretrained import check_pretraining_frames
+    from geomer.models.pretrained import file_fingerprint
+
+    clip = tmp_path / "data" / "sub01" / "EP01"
+    clip.mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(clip / f"img{i + 1}.png"), np.full((8, 8), 40 * i, np.uint8))
+    elsewhere = tmp_path / "renamed" / "anything"
+    shutil.copytree(clip, elsewhere)  # the same frames under another name
+    other = tmp_path / "other.png"
+    cv2.imwrite(str(other), np.full((8, 8), 7, np.uint8))
+    model = create("mubert", 2, FaceGraph(), **SMALL)
+    sample = SimpleNamespace(key="casme2/sub01/EP01", source=str(clip))
+
+    seen = save_pretrained(tmp_path / "seen.pt", model, model_name="mubert", model_cfg=SMALL,
+                           subjects=["external/renamed"], sources=[str(elsewhere)],
+                           frame_fingerprints=[file_fingerprint(elsewhere / "img2.png")])
+    with pytest.raises(GeomerError, match=r"img2.png of clip casme2/sub01/EP01"):
+        check_pretraining_frames(seen, [sample])
+    unseen = save_pretrained(tmp_path / "unseen.pt", model, model_name="mubert", model_cfg=SMALL,
+                             subjects=["external/x"], frame_fingerprints=[file_fingerprint(other)])
+    check_pretraining_frames(unseen, [sample])
+    blind = save_pretrained(tmp_path / "blind.pt", model, model_name="mubert", model_cfg=SMALL,
+                            subjects=["external/x"])
+    with pytest.raises(GeomerError, match="no frame fingerprints"):
+        check_pretraining_frames(blind, [sample])
+
+
+@pytest.mark.slow
+def test_train_refuses_external_pretraining_on_the_evaluated_clips_own_frames(tiny_root, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / "not-the-dataset" / "clips"
+    shutil.copytree(tiny_root / "sub02" / sorted(p.name for p in (tiny_root / "sub02").iterdir())[0], copy)
+    assert main(["pretrain", "--frames", str(copy), "--epochs", "1", "--pairs-per-source", "1",
+                 "--out", str(tmp_path / "pre"), "--quiet", "--model", "mubert"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "run"
+    status = main(["train", "--model", "mubert", "--dataset", "synth", "--root", str(tiny_root),
+                   "--init", str(tmp_path / "pre" / "pretrained.pt"), "--out", str(out), *TINY])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "pretraining read frame" in error and "casme2/sub02" in error
+    assert not (out / "config.json").exists()
