@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from geomer.version import __version__
+
 COMPONENTS = ("contour", "right_brow", "left_brow", "nose", "right_eye", "left_eye", "mouth")
 CLASSES = ("negative", "positive", "surprise")
 
@@ -38,7 +40,7 @@ def write_run(
         "model": model, "cfg": {}, "dataset": "synth", "classes": list(CLASSES),
         "component_names": list(COMPONENTS), "graph": {"partition": "k7", "nodes": None, "name": "k7-68"},
         "feature_settings": {"partition": "k7", "nodes": None},
-        "seeds": list(seeds), "epochs": 3, "version": "0.1.0",
+        "seeds": list(seeds), "epochs": 3, "version": __version__,
     }))
     all_relations, all_true = [], []
     for s in seeds:

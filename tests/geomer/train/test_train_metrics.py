@@ -10,6 +10,7 @@ import pytest
 
 from geomer.train.metrics import classification_metrics, confusion_matrix, mean_std
 from geomer.train.pool import pool_run
+from geomer.version import __version__
 
 
 def test_metrics_match_hand_computed_values():
@@ -52,7 +53,7 @@ def test_mean_std_is_population_std():
 
 def _write_run(run_dir, folds: dict[str, list[tuple[str, str]]], classes=("a", "b")):
     config = {
-        "geomer_version": "0.1.0",
+        "geomer_version": __version__,
         "model": "hand",
         "classes": list(classes),
         "component_names": ["p", "q"],
