@@ -50,6 +50,7 @@ LOCK = ".geomer.lock"
 METRICS = "metrics.json"
 FIGURES = "figures"
 CHECKPOINT = "checkpoint.pt"
+PRETRAINED = "pretrained-{key}.pt"  # per-fold pretraining (geomer.train.pretrain.pretrain_fold)
 PREDICTIONS = "predictions.csv"
 HISTORY = "history.csv"
 SEED_PREFIX = "seed-"
@@ -166,6 +167,10 @@ class FoldDir:
     @property
     def checkpoint_path(self) -> Path:
         return self.path / CHECKPOINT
+
+    def pretrained_path(self, key: str) -> Path:
+        """The fold's own pretraining checkpoint, keyed by what determines its weights."""
+        return self.path / PRETRAINED.format(key=key)
 
     @property
     def predictions_path(self) -> Path:

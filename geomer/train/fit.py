@@ -188,7 +188,7 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
 
             init, pretraining = pretrain_fold(
                 context.pretraining, task.train, sorted({str(g.subject) for g in test_graphs}),
-                task.out.path, model=config.model, model_cfg=config.cfg, graph=context.face_graph,
+                task.out, model=config.model, model_cfg=config.cfg, graph=context.face_graph,
                 seed=task.seed, feature_settings=context.feature_settings, device=device,
             )
         _seed_everything(task.seed)

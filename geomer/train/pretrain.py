@@ -32,6 +32,7 @@ import torch.distributed as dist
 from geomer.errors import GeomerError
 from geomer.features.types import FeatureSettings
 from geomer.models.pretrained import file_fingerprint, frame_files
+from geomer.rundir import FoldDir
 
 
 @dataclass(frozen=True)
@@ -475,7 +476,7 @@ def pretrain_fold(
     pretraining: FoldPretraining,
     train: Sequence[int],
     test_subjects: Sequence[str],
-    out_dir: Path,
+    fold_dir: FoldDir,
     *,
     model: str,
     model_cfg: dict,
@@ -485,7 +486,8 @@ def pretrain_fold(
     device: torch.device | str = "cpu",
 ) -> tuple[Path, dict]:
     """Pretrain ``model`` on the frame pairs of the samples ``train`` into
-    ``out_dir/pretrained-<key>.pt``, or reuse that file when it exists, reads back and records
+    the fold's ``pretrained-<key>.pt`` (:meth:`geomer.rundir.FoldDir.pretrained_path`), or reuse
+    that file when it exists, reads back and records
     the same key. The key hashes everything that determines the weights: the pretraining
     settings, the model and its settings, the seed, the feature settings and the training clips'
     frame fingerprints. Returns the checkpoint's path and the fold's record for ``metrics.json``.
@@ -494,18 +496,18 @@ def pretrain_fold(
 
     used = [i for i in train if len(pretraining.pairs[i])]
     if not used:
-        raise GeomerError(f"{out_dir}: no training clip of this fold gave a frame pair to pretrain on")
+        raise GeomerError(f"{fold_dir.path}: no training clip of this fold gave a frame pair to pretrain on")
     subjects = sorted({pretraining.subjects[i] for i in used})
     leaked = set(subjects) & set(test_subjects)
     if leaked:  # the folds guarantee it; checked again because a leak here would be silent
-        raise GeomerError(f"{out_dir}: per-fold pretraining would see test subject {sorted(leaked)[0]}")
+        raise GeomerError(f"{fold_dir.path}: per-fold pretraining would see test subject {sorted(leaked)[0]}")
     identity = {
         **pretraining.record(), "model": model, "model_cfg": model_cfg, "seed": int(seed),
         "feature_settings": feature_settings,
         "frames": [list(pretraining.fingerprints[i]) for i in used],
     }
     key = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    path = Path(out_dir) / f"pretrained-{key}.pt"
+    path = fold_dir.pretrained_path(key)
     reused = False
     if path.is_file():
         try:
