@@ -78,15 +78,18 @@ def dropout(values: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 class MultiHeadAttention(nn.Module):
     """Multi-head (cross-)attention that returns its weights on request.
 
+    The attention works at width ``D``; ``out_dim`` (default ``D``) is the width of the output
+    projection (e.g. back to the width of the branch the query came from).
+
     Shapes:
         query ``[B, Lq, D]``, context ``[B, Lk, D]`` (defaults to ``query``: self-attention),
         key_padding_mask ``[B, Lk]`` bool, True = ignore that key,
         key_bias ``[B, Lk]`` float added to every query's logit for that key
         (:func:`movement_key_bias`) →
-        output ``[B, Lq, D]``, weights ``[B, H, Lq, Lk]`` or None.
+        output ``[B, Lq, out_dim]``, weights ``[B, H, Lq, Lk]`` or None.
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, out_dim: int | None = None) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
@@ -94,7 +97,7 @@ class MultiHeadAttention(nn.Module):
         self.head_dim = dim // heads
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
-        self.out = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim if out_dim is None else out_dim)
         self.dropout = dropout
 
     def forward(
