@@ -371,14 +371,21 @@ def neutralise(batch, components: Sequence[int]):
       too; ``sequence`` (frames onset..offset): every frame becomes the first (the onset);
     - for a clip without an onset (flow-image data such as the preprocessed MEGC2019 composite),
       ``texture_apex`` has no neutral frame: each patch is replaced by its own mean grey level
-      (the texture detail — wrinkles, edges — goes, the brightness stays).
+      (the texture detail — wrinkles, edges — goes, the brightness stays);
+    - ``flow_image`` (the whole face's u, v, strain image; per clip, not per node): the REGION of
+      the components, i.e. the pixels whose nearest node belongs to one of them
+      (``flow_image_component``, :func:`geomer.features.flow_image.flow_image_regions`; pixels off
+      the face belong to none): u and v become 0 (no motion: the images' convention centres them
+      on their median) and the strain becomes the image's median strain, the level of the face
+      that does not move (the per-image min-max normalisation has no true zero for strain).
 
     Shapes: every node attribute [N_total, ...] as in ``geomer.data.to_pyg``; ``batch.component``
-    [N_total] gives each node's component.
+    [N_total] gives each node's component; flow_image [B, 3, F, F], flow_image_component [B, F, F].
     """
     import torch
 
     out = batch.clone()
+    _neutralise_flow_image(out, components)
     mask = torch.isin(out.component, torch.as_tensor(list(components), dtype=out.component.dtype, device=out.component.device))
     if not bool(mask.any()):
         return out
@@ -424,6 +431,30 @@ def neutralise(batch, components: Sequence[int]):
         sequence[mask] = sequence[mask][:, :1].expand_as(sequence[mask])
         out.sequence = sequence
     return out
+
+
+def _neutralise_flow_image(batch, components: Sequence[int]) -> None:
+    """Neutralise the components' regions of ``batch.flow_image`` in place (see :func:`neutralise`)."""
+    import torch
+
+    image = getattr(batch, "flow_image", None)
+    if image is None:
+        return
+    regions = getattr(batch, "flow_image_component", None)
+    if regions is None:
+        raise GeomerError("cannot neutralise flow_image: the graphs lack flow_image_component (the nodes' "
+                          "regions of the flow image); features cached before it existed are made again by geomer prepare")
+    if regions.shape != image.shape[:1] + image.shape[2:]:
+        raise GeomerError(f"flow_image_component {list(regions.shape)} does not match flow_image {list(image.shape)}")
+    region = torch.isin(regions, torch.as_tensor(list(components), dtype=regions.dtype, device=regions.device))
+    if not bool(region.any()):
+        return
+    image = image.clone()
+    still_strain = image[:, 2].flatten(1).median(dim=1).values  # [B]
+    image[:, 0][region] = 0
+    image[:, 1][region] = 0
+    image[:, 2] = torch.where(region, still_strain[:, None, None], image[:, 2])
+    batch.flow_image = image
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from geomer.atomic import atomic_save_npy, atomic_write_text
-from geomer.errors import GeomerError
+from geomer.errors import GeomerError, check_shape
 from geomer.version import __version__, check_version
 
 CONFIG = "config.json"
@@ -113,10 +113,9 @@ def load_relation_array(
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise GeomerError(f"{path}: not a readable .npy array ({error})") from None
-    if array.ndim != ndim or array.shape[-1] != array.shape[-2]:
-        raise GeomerError(f"{path}: expected shape [{'n,' if ndim == 3 else ''}K,K], got {list(array.shape)}")
-    if components is not None and array.shape[-1] != components:
-        raise GeomerError(f"{path}: {array.shape[-1]} components, the run's config names {components}")
+    k = check_shape(array, ("n", "K", "K")[3 - ndim:], f"{path}: relations")["K"]
+    if components is not None and k != components:
+        raise GeomerError(f"{path}: {k} components, the run's config names {components}")
     finite = np.isfinite(array)
     if allow_nan_matrices:
         acceptable = np.all(finite | np.isnan(array).all(axis=(-2, -1), keepdims=True))
@@ -201,6 +200,25 @@ class FoldDir:
         if not path.is_file():
             raise GeomerError(f"{path}: missing")
         return load_relation_array(path, 3, components)
+
+    def read_results(
+        self, class_names: Sequence[str], components: int | None = None, occlusion: bool = True
+    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+        """A finished fold's predictions, its relations ``[n, K, K]`` (matrix i for prediction row
+        i) and, with ``occlusion``, its occlusion relations (the same shape; None when the fold has
+        none). One-line GeomerError naming the file that is missing, unreadable or does not match."""
+        frame = self.read_predictions(class_names)
+        relations = self.load_relations(components=components)
+        if len(relations) != len(frame):
+            raise GeomerError(
+                f"{self.relations_path()}: {len(relations)} matrices for {len(frame)} rows of {PREDICTIONS}"
+            )
+        occluded = None
+        if occlusion and self.relations_path("occlusion_relations").is_file():
+            occluded = self.load_relations("occlusion_relations", components=components)
+            check_shape(occluded, relations.shape, str(self.relations_path("occlusion_relations")),
+                        hint=f" (as {self.relations_path().name})")
+        return frame, relations, occluded
 
     def write_predictions(
         self,
@@ -302,9 +320,9 @@ class RunDir:
     def check_writable(self) -> None:
         """One-line GeomerError unless the run directory can be created or written: checked
         before any work, so a bad ``--out`` costs nothing."""
-        from geomer.paths import check_output_folder
+        from landmarks.files import check_output_folder
 
-        check_output_folder(self.path)
+        check_output_folder(self.path, "--out", GeomerError)
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -501,12 +519,7 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
     for fold in run_dir.folds():
         if not fold.has_predictions():
             continue  # a fold not finished yet
-        frame = fold.read_predictions(classes)
-        fold_relations = fold.load_relations(components=components)
-        if len(fold_relations) != len(frame):
-            raise GeomerError(
-                f"{fold.relations_path()}: {len(fold_relations)} matrices for {len(frame)} rows of {PREDICTIONS}"
-            )
+        frame, fold_relations, _ = fold.read_results(classes, components, occlusion=False)
         frame["seed"] = str(fold.seed)
         frame["fold"] = fold.name
         frames.append(frame)

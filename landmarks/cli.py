@@ -15,6 +15,7 @@ from pathlib import Path
 
 from landmarks.backends import BACKENDS
 from landmarks.errors import LandmarksError
+from landmarks.files import check_output_file, fingerprint
 
 #: What the folder-of-frames reading rule is, for --help.
 INPUTS_HELP = (
@@ -83,49 +84,13 @@ def _output_paths(inputs: list[str], out: str) -> list[Path]:
     return paths
 
 
-def check_writable_folder(folder: Path) -> None:
-    """Create ``folder`` if needed and prove that a file can be written there (a probe file,
-    removed at once); raise ``LandmarksError`` naming the folder otherwise."""
-    import tempfile
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(prefix=".landmarks-probe-", dir=folder):
-            pass
-    except FileExistsError:
-        raise LandmarksError(f"{folder}: cannot be an output folder, a file of that name exists") from None
-    except NotADirectoryError:
-        raise LandmarksError(f"{folder}: cannot be an output folder, a part of the path is a file") from None
-    except OSError as error:
-        raise LandmarksError(f"{folder}: cannot write there ({error.strerror or error})") from None
-
-
-def check_output_file(path: Path) -> None:
-    """An output file can be made at ``path``: its folder is writable, the name fits the file
-    system, and it is not a folder."""
-    check_writable_folder(path.parent)
-    if path.is_dir():
-        raise LandmarksError(f"{path}: is a folder, an output file is needed")
-    try:
-        limit = os.pathconf(path.parent, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        limit = 255
-    if len(os.fsencode(path.name)) > limit:
-        raise LandmarksError(f"{path}: file name too long ({len(os.fsencode(path.name))} bytes, the limit is {limit})")
-
-
-def _fingerprint(source: str) -> list:
-    """Cheap identity of an input: size and modification time of the file or of a folder's files."""
-    path = Path(source)
-    files = sorted(path.iterdir()) if path.is_dir() else [path]
-    stats = [file.stat() for file in files if file.is_file()]
-    return [len(stats), sum(stat.st_size for stat in stats), max((stat.st_mtime_ns for stat in stats), default=0)]
-
-
 def _settings(source: str, options: dict) -> str:
     """What determines a track besides the backend: the tracking options and the input's fingerprint."""
+    from landmarks.io import list_frame_files
+
     keys = ("redetect_every", "smooth", "min_valid_fraction", "fps")
-    return json.dumps({"options": {key: options[key] for key in keys}, "input": _fingerprint(source)}, sort_keys=True)
+    files = list_frame_files(source) if Path(source).is_dir() else [source]
+    return json.dumps({"options": {key: options[key] for key in keys}, "input": fingerprint(files)}, sort_keys=True)
 
 
 def _reusable(out: Path, source: str, options: dict) -> str | None:
@@ -267,6 +232,7 @@ def _show(args) -> int:
     ok, encoded = cv2.imencode(out.suffix, image)
     if not ok:
         raise LandmarksError(f"{out}: cannot encode the image")
+    out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.with_name(f".{out.name[:40]}.{os.getpid()}.tmp")
     try:
         temp.write_bytes(np.asarray(encoded).tobytes())

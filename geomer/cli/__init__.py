@@ -22,6 +22,7 @@ COMMANDS = (
     "prepare",
     "train",
     "evaluate",
+    "ensemble",
     "predict",
     "plot",
     "compare",

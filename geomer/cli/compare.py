@@ -88,9 +88,10 @@ def _run(args) -> int:
         from geomer.errors import GeomerError
 
         raise GeomerError(f"--permutations must be at least 1, got {args.permutations}")
-    from geomer.paths import check_output_folder
+    from geomer.errors import GeomerError
+    from landmarks.files import check_output_folder
 
-    check_output_folder(Path(args.out).parent, "-o")
+    check_output_folder(Path(args.out).parent, "-o", GeomerError)
     table = compare_runs(args.run_dirs, args.out, ground_truth=args.ground_truth, per_class=args.per_class,
                          permutations=args.permutations, seed=args.seed)
     shown = table[["model_a", "model_b", "scope", "spearman", "pearson", "p_value"]]

@@ -22,12 +22,13 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from geomer.paths import check_output_folder
+    from geomer.errors import GeomerError
+    from landmarks.files import check_output_folder
     from geomer.rundir import RunDir, load_run
     from geomer.viz.run import write_run_figures
 
     run_dir = RunDir(args.run_dir)
-    check_output_folder(args.out if args.out is not None else run_dir.figures_dir, "-o")
+    check_output_folder(args.out if args.out is not None else run_dir.figures_dir, "-o", GeomerError)
     written = write_run_figures(load_run(run_dir), args.out, face=args.face)
     if not args.quiet:
         for path in written:

@@ -22,11 +22,12 @@ def run(args) -> int:
     from pathlib import Path
 
     from geomer.atomic import atomic_write_text
-    from geomer.paths import check_output_folder
+    from geomer.errors import GeomerError
+    from landmarks.files import check_output_folder
     from geomer.train.predict import predict_clip
     from geomer.viz import plot_relation_matrix, save_figure
 
-    out = check_output_folder(Path(args.out) if args.out else Path(f"{Path(args.source).name}-prediction"), "-o")
+    out = check_output_folder(Path(args.out) if args.out else Path(f"{Path(args.source).name}-prediction"), "-o", GeomerError)
     prediction = predict_clip(
         args.source, args.checkpoint, onset=args.onset, apex=args.apex, offset=args.offset,
         progress=not args.quiet,

@@ -50,11 +50,12 @@ def run(args) -> int:
     from geomer.data.prepare import prepare_dataset
     from geomer.errors import GeomerError
     from geomer.features.types import FeatureSettings
-    from geomer.paths import cache_root, check_output_folder
+    from geomer.paths import cache_root
+    from landmarks.files import check_output_folder
 
     if args.jobs < 1:
         raise GeomerError(f"--jobs must be at least 1 (got {args.jobs})")
-    check_output_folder(args.cache if args.cache is not None else cache_root() / "features", "--cache")
+    check_output_folder(args.cache if args.cache is not None else cache_root() / "features", "--cache", GeomerError)
     root = dataset_root(args.dataset, args.root, not args.quiet)
     index = read_dataset(args.dataset, root, scheme=args.scheme, skip_bad=args.skip_bad)
     summary = prepare_dataset(

@@ -17,7 +17,8 @@ def register(subparsers) -> None:
     parser.add_argument("--root", default=None, help="the dataset's folder; omitted: the standard synthetic dataset")
     parser.add_argument("--scheme", default=None, help="class scheme (default: the dataset's)")
     parser.add_argument("--skip-bad", action="store_true", help="leave out bad label-sheet rows (listed in config.json)")
-    parser.add_argument("--protocol", default="loso", help="evaluation protocol")
+    parser.add_argument("--protocol", default="loso",
+                        help="evaluation protocol: loso (default) or holdout-dataset (a composite: train on the other datasets, test on each in turn)")
     parser.add_argument("--epochs", type=int, default=None, help="fixed epoch budget (default: the model's)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the model's)")
@@ -28,6 +29,9 @@ def register(subparsers) -> None:
                         help="fraction of TRAINING subjects held out to pick the epoch (0: last epoch)")
     parser.add_argument("--leaky-best-epoch", action="store_true",
                         help="pick the best TEST epoch as some papers do; the run is marked leaky")
+    parser.add_argument("--augment", default="", metavar="SPEC",
+                        help="small-data recipe, e.g. flip,rotate=5,scale=0.05,jitter=0.1,smooth=0.1,ema=0.99 "
+                             "(geomer.train.augment; off by default)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="a model setting (VALUE parsed as JSON when possible); repeatable")
     parser.add_argument("--jobs", type=int, default=None,
@@ -98,6 +102,7 @@ def build_config(args):
         ray_address=args.ray_address,
         device=args.device,
         progress=not args.quiet,
+        augment=args.augment,
     )
 
 

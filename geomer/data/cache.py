@@ -42,10 +42,11 @@ import geomer
 from geomer.atomic import atomic_path, atomic_write_text
 from geomer.errors import GeomerError
 from geomer.features.types import ClipFeatures, FeatureSettings
+from landmarks.files import fingerprint
 
 MANIFEST = "manifest.json"
 #: Bumped whenever the layout or the meaning of cached files changes: an older cache is rebuilt.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 #: The stored identity of an entry (a JSON string inside the ``.npz``).
 IDENTITY_ARRAY = "cache_identity"
 #: Tracker settings that change a track (``landmarks.track``'s defaults, used by ``geomer prepare``).
@@ -74,20 +75,6 @@ def source_files(source: Path | str) -> list[Path]:
     if source.is_dir():
         return list(index_frames(source).values())
     return [source]
-
-
-def fingerprint(paths: Sequence[Path | str]) -> str:
-    """A cheap fingerprint of files: a hash of each file's name, size and modification time
-    (nanoseconds). A missing file is part of the fingerprint (so it changes when the file appears)."""
-    parts = []
-    for path in paths:
-        path = Path(path)
-        try:
-            stat = path.stat()
-            parts.append([path.name, stat.st_size, stat.st_mtime_ns])
-        except OSError:
-            parts.append([path.name, None, None])
-    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()
 
 
 def _resolved(path: Path | str | None) -> str | None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from geomer.data.sheets import SampleCollector, cell_text, find_sheet, read_table
-from geomer.errors import GeomerError
+from geomer.data.frames import find_frames_root
+from geomer.data.sheets import SampleCollector, clip_rows, subject_number
 
 NAME = "casme2"
 DEFAULT_SCHEME = "casme2-5"
@@ -41,23 +41,12 @@ COLUMNS = {
 
 def subject_folder_name(value: object) -> str:
     """1, "1", "01", "sub01", 1.0 → "sub01"; ``ValueError`` when there is no number."""
-    digits = re.findall(r"\d+", cell_text(value))
-    if not digits:
-        raise ValueError(f"subject {value!r} has no number")
-    return f"sub{int(digits[-1]):02d}"
+    return f"sub{subject_number(value):02d}"
 
 
 def frames_root(root: Path) -> Path:
     """The folder holding sub01, sub02, ... (ROOT itself or one of its known subfolders)."""
-    for candidate in (root, *(root / name for name in FRAME_SUBFOLDERS)):
-        if candidate.is_dir() and any(
-            p.is_dir() and re.fullmatch(r"sub\d+", p.name, re.I) for p in candidate.iterdir()
-        ):
-            return candidate
-    raise GeomerError(
-        f"{root}: not a casme2 root: no sub01… frame folders directly under it or under "
-        f"{', '.join(f + '/' for f in FRAME_SUBFOLDERS)}"
-    )
+    return find_frames_root(root, FRAME_SUBFOLDERS, lambda name: re.fullmatch(r"sub\d+", name, re.I), NAME, "sub01/…")
 
 
 def clip_folder(subject_dir: Path, filename: str) -> tuple[Path | None, str]:
@@ -84,31 +73,9 @@ def clip_folder(subject_dir: Path, filename: str) -> tuple[Path | None, str]:
 def collect(root: Path, collector: SampleCollector, dataset: str = NAME) -> None:
     """Add every row of the CASME II sheet under ``root`` to ``collector``."""
     root = Path(root)
-    sheet = find_sheet(root, SHEET_PATTERNS, NAME)
-    table = read_table(sheet, COLUMNS, key_column="filename")
+    rows = clip_rows(root, SHEET_PATTERNS, COLUMNS, NAME, subject_folder_name, collector)
     frames = frames_root(root)
-    for record, row in zip(table.rows, table.row_numbers):
-        try:
-            subject = subject_folder_name(record["subject"])
-        except ValueError as error:
-            collector.reject(sheet, row, str(error))
-            continue
-        filename = cell_text(record["filename"])
-        if not filename:
-            collector.reject(sheet, row, "Filename is blank")
-            continue
-        folder, problem = clip_folder(frames / subject, filename)
-        collector.add(
-            file=sheet,
-            row=row,
-            dataset=dataset,
-            subject=subject,
-            clip=folder.name if folder is not None else filename,
-            label=record["emotion"],
-            onset=record["onset"],
-            apex=record["apex"],
-            offset=record["offset"],
-            aus=record["aus"],
-            folder=folder,
-            folder_problem=problem,
-        )
+    for entry in rows:
+        folder, problem = clip_folder(frames / entry.subject, entry.filename)
+        clip = folder.name if folder is not None else entry.filename
+        collector.add_clip_row(entry, dataset=dataset, clip=clip, folder=folder, folder_problem=problem)

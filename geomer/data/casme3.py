@@ -15,11 +15,10 @@ be written "spNO.1" or 1. Class schemes: ``casme3-7`` (default), ``casme3-4``, `
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from geomer.data.sheets import SampleCollector, cell_text, find_sheet, read_table
-from geomer.errors import GeomerError
+from geomer.data.frames import find_frames_root
+from geomer.data.sheets import SampleCollector, cell_text, clip_rows, subject_number
 
 NAME = "casme3"
 DEFAULT_SCHEME = "casme3-7"
@@ -39,51 +38,22 @@ COLUMNS = {
 
 def subject_folder_name(value: object) -> str:
     """"spNO.1", "spno.1", 1 → "spNO.1"."""
-    digits = re.findall(r"\d+", cell_text(value))
-    if not digits:
-        raise ValueError(f"subject {value!r} has no number")
-    return f"spNO.{int(digits[-1])}"
+    return f"spNO.{subject_number(value)}"
 
 
 def frames_root(root: Path) -> Path:
-    for candidate in (root, *(root / sub for sub in FRAME_SUBFOLDERS)):
-        if candidate.is_dir() and any(
-            p.is_dir() and p.name.lower().startswith("spno.") for p in candidate.iterdir()
-        ):
-            return candidate
-    raise GeomerError(
-        f"{root}: not a casme3 root: no spNO.1/… frame folders under it or under "
-        f"{', '.join(s + '/' for s in FRAME_SUBFOLDERS)}"
-    )
+    return find_frames_root(root, FRAME_SUBFOLDERS, lambda name: name.lower().startswith("spno."), NAME, "spNO.1/…")
 
 
 def collect(root: Path, collector: SampleCollector, dataset: str = NAME) -> None:
     """Add every row of the Part A sheet under ``root`` to ``collector``."""
     root = Path(root)
-    sheet = find_sheet(root, SHEET_PATTERNS, NAME)
-    table = read_table(sheet, COLUMNS, key_column="filename")
+    rows = clip_rows(root, SHEET_PATTERNS, COLUMNS, NAME, subject_folder_name, collector)
     frames = frames_root(root)
-    for record, row in zip(table.rows, table.row_numbers):
-        try:
-            subject = subject_folder_name(record["subject"])
-        except ValueError as error:
-            collector.reject(sheet, row, str(error))
-            continue
-        filename = cell_text(record["filename"])
-        if not filename:
-            collector.reject(sheet, row, "Filename is blank")
-            continue
-        folder = frames / subject / filename / "color"
-        collector.add(
-            file=sheet,
-            row=row,
+    for entry in rows:
+        collector.add_clip_row(
+            entry,
             dataset=dataset,
-            subject=subject,
-            clip=f"{filename}_{cell_text(record['onset'])}",
-            label=record["emotion"],
-            onset=record["onset"],
-            apex=record["apex"],
-            offset=record["offset"],
-            aus=record["aus"],
-            folder=folder,
+            clip=f"{entry.filename}_{cell_text(entry.record['onset'])}",
+            folder=frames / entry.subject / entry.filename / "color",
         )

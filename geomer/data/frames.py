@@ -10,8 +10,24 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from geomer.errors import GeomerError
 from landmarks.errors import LandmarksError
 from landmarks.io import IMAGE_SUFFIXES, frame_number
+
+
+def find_frames_root(
+    root: Path, subfolders: tuple[str, ...], is_subject_folder, layout: str, example: str
+) -> Path:
+    """The folder holding a dataset's subject frame folders: ``root`` itself or the first of its
+    ``subfolders`` with a folder whose name ``is_subject_folder`` accepts; a one-line GeomerError
+    naming ``root`` (``example`` shows such a folder, e.g. ``"sub01/…"``) otherwise."""
+    for candidate in (root, *(root / name for name in subfolders)):
+        if candidate.is_dir() and any(p.is_dir() and is_subject_folder(p.name) for p in candidate.iterdir()):
+            return candidate
+    raise GeomerError(
+        f"{root}: not a {layout} root: no {example} frame folders directly under it or under "
+        f"{', '.join(name + '/' for name in subfolders)}"
+    )
 
 
 def frame_number_of(path: Path) -> int | None:

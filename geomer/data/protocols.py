@@ -1,7 +1,14 @@
-"""Evaluation protocols: leave-one-subject-out over global subject keys (docs/architecture.md).
+"""Evaluation protocols: leave-one-subject-out over global subject keys (docs/architecture.md),
+and the cross-dataset hold-out of a composite.
 
-A composite (``megc2019``) is LOSO over the union of its datasets' subjects; because subject keys
-are global ("casme2/sub01", "smic/s1"), subjects of different datasets never merge. Every fold
+- ``loso`` (:class:`LOSO`): a composite (``megc2019``) is LOSO over the union of its datasets'
+  subjects; because subject keys are global ("casme2/sub01", "smic/s1"), subjects of different
+  datasets never merge.
+- ``holdout-dataset`` (:class:`HoldoutDataset`): MEB's "hold-out database" protocol on a
+  composite: one fold per source dataset, trained on the other datasets and tested on it (three
+  folds on the MEGC 2019 composite); a measure of transfer to unseen recording conditions.
+
+Every fold
 checks that no subject is on both sides (:func:`check_disjoint` raises :class:`LeakError`), and
 :func:`check_folds` checks a whole fold list before training (disjoint sides, every sample tested
 exactly once, fold names distinct as folder names).
@@ -158,7 +165,39 @@ def check_folds(folds: Sequence[Fold], subject_keys: Sequence[str]) -> None:
         raise GeomerError("fold names collide once made into folder names")
 
 
-PROTOCOLS: Registry[type[Protocol]] = Registry("protocol", GeomerError, {"loso": LOSO})
+class HoldoutDataset(Protocol):
+    """Hold out one source dataset of a composite per fold: train on the others, test on it.
+
+    Folds are named by the held-out dataset ("casme2", "samm", "smic"), in first-appearance order;
+    every sample is tested exactly once. Subject keys carry their dataset, so the two sides never
+    share a subject. Refused (GeomerError) on samples of a single source dataset: there is nothing
+    to hold out.
+    """
+
+    name = "holdout-dataset"
+
+    def __init__(self, samples: Sequence[Sample] | DatasetIndex, class_names: Sequence[str] | None = None):
+        super().__init__(samples, class_names)
+        datasets = tuple(dict.fromkeys(s.dataset for s in self.samples))
+        if len(datasets) < 2:
+            what = getattr(samples, "name", "") or (datasets[0] if datasets else "")
+            raise GeomerError(
+                f"--protocol {self.name}: dataset {what!r} is not a composite (all its clips come from "
+                f"{datasets[0] if datasets else 'one dataset'}); it needs clips of two or more datasets, e.g. "
+                "megc2019 or megc2019-flow"
+            )
+
+    def _splits(self):
+        for dataset, test in self.parts().items():
+            test_set = set(test)
+            train = [i for i in range(len(self.samples)) if i not in test_set]
+            subjects = tuple(dict.fromkeys(self.samples[i].subject_key for i in test))
+            yield fold_name(dataset), train, list(test), subjects
+
+
+PROTOCOLS: Registry[type[Protocol]] = Registry(
+    "protocol", GeomerError, {"loso": LOSO, "holdout-dataset": HoldoutDataset}
+)
 
 
 def get_protocol(name: str, index: DatasetIndex) -> Protocol:

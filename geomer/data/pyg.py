@@ -57,7 +57,9 @@ def to_pyg(features: ClipFeatures, graph, label: int, **meta):
         geometry [N, T, 2], flow_stats [N, S, 12], flow_patches [N, S, 3, P, P],
         texture [N, S, 2, P, P] (onset, apex), texture_apex [N, S, P, P],
         sequence [N, Tseq, P, P]; flow_image [1, 3, F, F] (a per-clip image, not per node: a
-        batch holds [B, 3, F, F]).
+        batch holds [B, 3, F, F]) and, where the features place the nodes in it,
+        flow_image_component [1, F, F] long: each pixel's component, −1 off the face
+        (:func:`geomer.features.flow_image.flow_image_regions`).
     """
     import torch
     from torch_geometric.data import Data
@@ -88,9 +90,20 @@ def to_pyg(features: ClipFeatures, graph, label: int, **meta):
         data.sequence = tensor(features.sequence.transpose(1, 0, 2, 3))
     if features.flow_image is not None:
         data.flow_image = tensor(features.flow_image[None])
+        if features.flow_image_points is not None:
+            data.flow_image_component = torch.from_numpy(_flow_image_component(features, graph)[None])
     data.clip = str(meta.pop("clip", features.clip))
     for name, value in meta.items():
         if "index" in name:
             raise GeomerError(f"meta attribute {name!r}: names containing 'index' are reserved")
         data[name] = str(value)
     return data
+
+
+def _flow_image_component(features: ClipFeatures, graph) -> np.ndarray:
+    """[F, F] int64: the component of each pixel of the clip's flow image (−1 off the face)."""
+    from geomer.features.flow_image import flow_image_regions
+
+    eyes = tuple(np.flatnonzero(np.isin(graph.node_ids, ids)) for ids in (range(36, 42), range(42, 48)))
+    return flow_image_regions(features.flow_image_points, graph.component, features.flow_image.shape[-1],
+                              eyes=eyes if all(len(e) for e in eyes) else None)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from geomer.data.sheets import SampleCollector, cell_text, find_sheet, read_table
-from geomer.errors import GeomerError
+from geomer.data.frames import find_frames_root
+from geomer.data.sheets import SampleCollector, cell_text, clip_rows
 
 NAME = "samm"
 DEFAULT_SCHEME = "samm-5"
 LAYOUT = "SAMM_Micro_FACS_Codes_v2.xlsx (title rows above the header) + 006/006_1_2/006_05562.jpg"
 SHEET_PATTERNS = ("SAMM_Micro_FACS_Codes*.xlsx", "SAMM_Micro_FACS_Codes*.xls", "SAMM_Micro_FACS_Codes*.csv")
+FRAME_SUBFOLDERS = ("SAMM",)
 COLUMNS = {
     "subject": ("Subject",),
     "filename": ("Filename", "File name"),
@@ -44,41 +45,13 @@ def subject_folder_name(value: object) -> str:
 
 def frames_root(root: Path) -> Path:
     """The folder holding 006, 007, ... (ROOT itself or ROOT/SAMM)."""
-    for candidate in (root, root / "SAMM"):
-        if candidate.is_dir() and any(
-            p.is_dir() and re.fullmatch(r"\d{3}", p.name) for p in candidate.iterdir()
-        ):
-            return candidate
-    raise GeomerError(f"{root}: not a samm root: no 006/… subject frame folders under it or SAMM/")
+    return find_frames_root(root, FRAME_SUBFOLDERS, lambda name: re.fullmatch(r"\d{3}", name), NAME, "006/…")
 
 
 def collect(root: Path, collector: SampleCollector, dataset: str = NAME) -> None:
     """Add every row of the SAMM sheet under ``root`` to ``collector``."""
     root = Path(root)
-    sheet = find_sheet(root, SHEET_PATTERNS, NAME)
-    table = read_table(sheet, COLUMNS, key_column="filename")
+    rows = clip_rows(root, SHEET_PATTERNS, COLUMNS, NAME, subject_folder_name, collector)
     frames = frames_root(root)
-    for record, row in zip(table.rows, table.row_numbers):
-        try:
-            subject = subject_folder_name(record["subject"])
-        except ValueError as error:
-            collector.reject(sheet, row, str(error))
-            continue
-        filename = cell_text(record["filename"])
-        if not filename:
-            collector.reject(sheet, row, "Filename is blank")
-            continue
-        folder = frames / subject / filename
-        collector.add(
-            file=sheet,
-            row=row,
-            dataset=dataset,
-            subject=subject,
-            clip=filename,
-            label=record["emotion"],
-            onset=record["onset"],
-            apex=record["apex"],
-            offset=record["offset"],
-            aus=record["aus"],
-            folder=folder,
-        )
+    for entry in rows:
+        collector.add_clip_row(entry, dataset=dataset, clip=entry.filename, folder=frames / entry.subject / entry.filename)

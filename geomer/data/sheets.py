@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,52 @@ def find_sheet(root: Path, patterns: tuple[str, ...], layout: str) -> Path:
         names = ", ".join(p.name for p in matches)
         raise GeomerError(f"{root}: several {layout} label sheets ({names}); keep one")
     return matches[0]
+
+
+@dataclass(frozen=True)
+class ClipRow:
+    """A label-sheet row that names a subject and a clip (see :func:`clip_rows`): its sheet and
+    row number, the subject's folder name, the clip's name in the sheet and every wanted cell."""
+
+    sheet: Path
+    row: int
+    subject: str
+    filename: str
+    record: dict[str, object]
+
+
+def clip_rows(
+    root: Path,
+    patterns: tuple[str, ...],
+    columns: dict[str, tuple[str, ...]],
+    layout: str,
+    subject_folder_name: Callable[[object], str],
+    collector: SampleCollector,
+) -> Iterator[ClipRow]:
+    """The rows of the one label sheet under ``root`` (:func:`find_sheet`, :func:`read_table`
+    keyed by ``filename``) that name a subject and a clip.
+
+    The sheet is read at once (a missing or broken sheet is the first error); a row whose subject
+    ``subject_folder_name`` refuses (``ValueError``) or whose Filename is blank is rejected in
+    ``collector`` as the rows are taken.
+    """
+    sheet = find_sheet(root, patterns, layout)
+    table = read_table(sheet, columns, key_column="filename")
+    return _clip_rows(sheet, table, subject_folder_name, collector)
+
+
+def _clip_rows(sheet: Path, table: Table, subject_folder_name, collector: SampleCollector) -> Iterator[ClipRow]:
+    for record, row in zip(table.rows, table.row_numbers):
+        try:
+            subject = subject_folder_name(record["subject"])
+        except ValueError as error:
+            collector.reject(sheet, row, str(error))
+            continue
+        filename = cell_text(record["filename"])
+        if not filename:
+            collector.reject(sheet, row, "Filename is blank")
+            continue
+        yield ClipRow(sheet, row, subject, filename, record)
 
 
 def _glob_to_regex(pattern: str) -> str:
@@ -145,6 +192,15 @@ def cell_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+def subject_number(value: object) -> int:
+    """The last number in a subject cell (``"sub01"``, ``"spNO.1"``, ``1.0`` → 1); ``ValueError``
+    when it has none."""
+    digits = re.findall(r"\d+", cell_text(value))
+    if not digits:
+        raise ValueError(f"subject {value!r} has no number")
+    return int(digits[-1])
 
 
 @dataclass
@@ -276,6 +332,27 @@ class SampleCollector:
         )
         self.samples.append(sample)
         return sample
+
+    def add_clip_row(
+        self, entry: ClipRow, *, dataset: str, clip: str, folder: Path | None, folder_problem: str = ""
+    ) -> Sample | None:
+        """:meth:`add` for a :class:`ClipRow` of a sheet with the columns emotion, onset, apex,
+        offset and aus."""
+        record = entry.record
+        return self.add(
+            file=entry.sheet,
+            row=entry.row,
+            dataset=dataset,
+            subject=entry.subject,
+            clip=clip,
+            label=record["emotion"],
+            onset=record["onset"],
+            apex=record["apex"],
+            offset=record["offset"],
+            aus=record["aus"],
+            folder=folder,
+            folder_problem=folder_problem,
+        )
 
     def reject(self, file: Path | str, row: object, reason: str) -> None:
         """Record a bad row found outside :meth:`add` (e.g. an unreadable subject)."""

@@ -13,11 +13,11 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from geomer.errors import GeomerError
+from geomer.errors import GeomerError, check_shape
 from geomer.features.apex import spot_apex
 from geomer.features.crop import canonical_to_crop, compose, pixel_to_crop, to_grey, warp_to_crop
 from geomer.features.flow import compute_flow
-from geomer.features.flow_image import flow_image_of_decoded, flow_image_of_field
+from geomer.features.flow_image import flow_image_of_decoded, flow_image_of_field, points_in_flow_image
 from geomer.features.flow_nodes import flow_at_nodes
 from geomer.features.geometry import edge_displacement, resample_displacement
 from geomer.features.sampling import sample_patches
@@ -160,6 +160,8 @@ def extract_clip(
         texture_apex=texture[:, :, 1],
         sequence=sequence.transpose(1, 0, 2, 3),
         flow_image=flow_image_of_field(dense, settings.flow_image_size),
+        # the flow image is the face crop shrunk to F×F: the onset nodes' crop positions, scaled
+        flow_image_points=points_in_flow_image(centres, settings.face_size, settings.flow_image_size),
     )
 
 
@@ -224,8 +226,7 @@ def extract_flow_image_clip(
     flow_pixels = _read_image(flow_image, name, "flow image", cv2.IMREAD_COLOR)
     if isinstance(flow_image, (str, os.PathLike)):
         flow_pixels = flow_pixels[..., ::-1]  # OpenCV reads BGR; the file's RGB is (u, v, strain)
-    if flow_pixels.ndim != 3 or flow_pixels.shape[2] != 3:
-        raise GeomerError(f"clip {name}: flow image must have 3 channels (u, v, strain)")
+    check_shape(flow_pixels, ("H", "W", 3), f"clip {name}: flow image", hint=" (channels u, v, strain)")
     try:
         points = landmarks_on_image(image, backend=settings.backend)
     except LandmarksError as error:
@@ -264,4 +265,8 @@ def extract_flow_image_clip(
         texture_apex=texture_apex,
         sequence=None,
         flow_image=flow_image_of_decoded(decoded, settings.flow_image_size),
+        # the flow image covers the apex crop (not the aligned face): the detected apex points,
+        # scaled from the crop's pixels to the F×F image's
+        flow_image_points=points_in_flow_image(points[graph.node_ids], (width, height),
+                                               settings.flow_image_size),
     )

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 import geomer
-from geomer.errors import GeomerError
+from geomer.errors import GeomerError, check_shape
+from geomer.features.sampling import NUM_FLOW_STATS
 
 FLOW_METHODS = ("farneback", "dis", "tvl1")
 FLOW_MODES = ("dense", "patches")
@@ -125,8 +126,23 @@ ARRAY_FIELDS = (
     "texture_apex",
     "sequence",
     "flow_image",
+    "flow_image_points",
 )
 _REQUIRED = ("points", "flow_stats", "flow_patches", "texture_apex")
+# Each array field's shape (see ClipFeatures); a name stands for one size in all of them.
+_SHAPES = {
+    "points": ("N", 2),
+    "geometry": ("T", "N", 2),
+    "apex_displacement": ("N", 2),
+    "edge_displacement": ("E", 2),
+    "flow_stats": ("N", "S", NUM_FLOW_STATS),
+    "flow_patches": ("N", "S", 3, "P", "P"),
+    "texture_onset": ("N", "S", "P", "P"),
+    "texture_apex": ("N", "S", "P", "P"),
+    "sequence": ("Tseq", "N", "P", "P"),
+    "flow_image": (3, "F", "F"),
+    "flow_image_points": ("N", 2),
+}
 
 
 @dataclass(frozen=True)
@@ -154,6 +170,9 @@ class ClipFeatures:
             each channel min-max normalised per image with u and v re-centred on their median
             (:func:`geomer.features.flow_image.normalise_flow_image`, the convention of the
             shared composite's flow images).
+        flow_image_points: [N, 2] | None the nodes' positions (x, y) in the flow image's pixels
+            (0..F−1, pixel centres): where each node's region of the flow image lies
+            (:func:`geomer.features.flow_image.flow_image_regions`).
     """
 
     clip: str
@@ -171,6 +190,7 @@ class ClipFeatures:
     texture_apex: np.ndarray
     sequence: np.ndarray | None
     flow_image: np.ndarray | None = None
+    flow_image_points: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name in ARRAY_FIELDS:
@@ -180,23 +200,11 @@ class ClipFeatures:
                     raise GeomerError(f"clip {self.clip}: features lack {name}")
                 continue
             object.__setattr__(self, name, np.ascontiguousarray(value, dtype=np.float32))
-        n = self.points.shape[0]
-        expected = {
-            "points": 2, "geometry": 3, "apex_displacement": 2, "edge_displacement": 2,
-            "flow_stats": 3, "flow_patches": 5, "texture_onset": 4, "texture_apex": 4,
-            "sequence": 4, "flow_image": 3,
-        }
-        for name, ndim in expected.items():
+        sizes: dict[str, int] = {}  # N, S, P, ... agree across the arrays
+        for name, shape in _SHAPES.items():
             value = getattr(self, name)
-            if value is not None and value.ndim != ndim:
-                raise GeomerError(
-                    f"clip {self.clip}: {name} has shape {value.shape}, expected {ndim} dims"
-                )
-        for name in ("flow_stats", "flow_patches", "texture_apex", "texture_onset",
-                     "apex_displacement"):
-            value = getattr(self, name)
-            if value is not None and value.shape[0] != n:
-                raise GeomerError(f"clip {self.clip}: {name} has {value.shape[0]} nodes, not {n}")
+            if value is not None:
+                check_shape(value, shape, f"clip {self.clip}: {name}", sizes=sizes)
 
     @property
     def num_nodes(self) -> int:

@@ -1,6 +1,7 @@
 """geomer models: one registry, one output type, four models.
 
-``create(name, num_classes, graph, **cfg)`` builds a registered model; every model's
+``create(name, num_classes, graph, features, **cfg)`` builds a registered model (its input
+geometry read from the ``FeatureSettings`` ``features``); every model's
 ``forward(batch)`` returns :class:`ModelOutput` (logits [B, C], relations [B, K, K],
 embedding [B, D]). See docs/architecture.md and each model's docstring.
 """

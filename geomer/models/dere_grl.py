@@ -74,7 +74,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from geomer.errors import GeomerError
+from geomer.errors import GeomerError, check_shape
+from geomer.features.sampling import NUM_FLOW_STATS as FLOW_STATS
+from geomer.features.types import FeatureSettings
 from geomer.models.dere_grl_modules import (
     RRM_FORMS,
     ActionDecomposition,
@@ -89,7 +91,6 @@ from geomer.models.registry import register_model
 
 STREAMS = ("node", "edge")
 NOISE_MOMENTUM = 0.1  # running per-node noise floor (see DeReGRL.node_activity)
-FLOW_STATS = 12  # mean u, mean v, mean magnitude, 8-bin orientation histogram, mean strain
 
 
 class _Encoder(nn.Module):
@@ -147,8 +148,6 @@ class DeReGRL(nn.Module):
         dropout: dropout on the embedding, before the classifier.
         use_flow: add ``flow_stats`` beside the displacements (always used without geometry).
         streams: which backbone streams run, a subset of ``("node", "edge")``.
-        steps: T the displacement trajectory is resampled to.
-        scales: S, the flow scales the data carry.
         center: remove the per-step mean displacement over nodes (residual head translation).
         learn_adjacency: add the learned N×N weight to the prior adjacency.
         movement_prior: add each action's log movement evidence (activity above the noise
@@ -159,6 +158,9 @@ class DeReGRL(nn.Module):
         self_relation: the vector-form self term on the diagonal, relative to a component
             that carries all the weight (a display setting, default 0; see the module
             docstring).
+
+    Input geometry (from the ``features`` settings): T = ``features.steps``, the displacement
+    trajectory's steps (data of another T are resampled to it); S = ``len(features.scales)``.
 
     Shapes:
         - batch.geometry: [B·N, T, 2] (optional), batch.flow_stats: [B·N, S, 12] (optional),
@@ -186,6 +188,7 @@ class DeReGRL(nn.Module):
         num_classes: int,
         graph,
         *,
+        features: FeatureSettings = FeatureSettings(),
         actions: int = 4,
         rrm: str = "vector",
         hidden: int = 16,
@@ -194,8 +197,6 @@ class DeReGRL(nn.Module):
         dropout: float = 0.2,
         use_flow: bool = True,
         streams: Sequence[str] = STREAMS,
-        steps: int = 16,
-        scales: int = 3,
         center: bool = True,
         learn_adjacency: bool = True,
         movement_prior: bool = False,
@@ -209,7 +210,7 @@ class DeReGRL(nn.Module):
         if not streams or any(s not in STREAMS for s in streams) or len(set(streams)) != len(streams):
             raise GeomerError(f"dere-grl: streams must be a non-empty subset of {STREAMS}, got {streams}")
         for name, value, low in (("actions", actions, 1), ("hidden", hidden, 1), ("layers", layers, 1),
-                                 ("embedding", embedding, 1), ("steps", steps, 2), ("scales", scales, 1)):
+                                 ("embedding", embedding, 1)):
             if int(value) < low:
                 raise GeomerError(f"dere-grl: {name} must be ≥ {low}, got {value}")
         if learned_bound < 0 or self_relation < 0:
@@ -226,8 +227,8 @@ class DeReGRL(nn.Module):
         self.graph_name = str(getattr(graph, "name", ""))
         self.streams = streams
         self.use_flow = bool(use_flow)
-        self.steps = int(steps)
-        self.scales = int(scales)
+        self.steps = features.steps
+        self.scales = len(features.scales)
         self.center = bool(center)
         self.dropout = float(dropout)
         self.movement_prior = bool(movement_prior)
@@ -293,8 +294,7 @@ class DeReGRL(nn.Module):
         self._num_graphs(batch, (geometry if geometry is not None else flow).shape[0])
         if geometry is not None:
             geometry = geometry.float()
-            if geometry.dim() != 3 or geometry.shape[-1] != 2:
-                raise GeomerError(f"dere-grl: geometry must be [B·N, T, 2], got {tuple(geometry.shape)}")
+            check_shape(geometry, ("B·N", "T", 2), "dere-grl: geometry")
             if geometry.shape[1] != self.steps:
                 # Resampling keeps a model usable on data cached with another T.
                 geometry = F.interpolate(
@@ -306,11 +306,8 @@ class DeReGRL(nn.Module):
             signals["geometry"] = geometry.reshape(-1, 2 * self.steps)
         if flow is not None and (self.use_flow or geometry is None):
             flow = flow.float()
-            if flow.dim() != 3 or flow.shape[1:] != (self.scales, FLOW_STATS):
-                raise GeomerError(
-                    f"dere-grl: flow_stats must be [B·N, {self.scales}, {FLOW_STATS}] "
-                    f"(setting scales={self.scales}), got {tuple(flow.shape)}"
-                )
+            check_shape(flow, ("B·N", self.scales, FLOW_STATS), "dere-grl: flow_stats",
+                        hint=f" (built for {self.scales} feature scales)")
             signals["flow"] = flow.reshape(flow.shape[0], -1)
         return signals
 
@@ -373,11 +370,8 @@ class DeReGRL(nn.Module):
             edge_attr = getattr(batch, "edge_attr", None)
             if edge_attr is not None:
                 source, target = batch.edge_index
-                if edge_attr.shape != (source.shape[0], 2):
-                    raise GeomerError(
-                        f"dere-grl: edge_attr must be [E, 2] for {source.shape[0]} edges, "
-                        f"got {tuple(edge_attr.shape)}"
-                    )
+                check_shape(edge_attr, (source.shape[0], 2), "dere-grl: edge_attr",
+                            hint=f" for {source.shape[0]} edges")
                 incoming = scatter(edge_attr.float(), target, dim=0, dim_size=rows, reduce="mean")
                 incoming = incoming.reshape(graphs, self.num_nodes, 2).transpose(0, 1)
                 relative.append(self.edge_encoders["edge_attr"](incoming))

@@ -90,6 +90,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from geomer.features.types import FeatureSettings
 from geomer.models.attention import (
     MultiHeadAttention,
     TransformerBlock,
@@ -171,6 +172,7 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         self,
         num_classes: int,
         graph,
+        features: FeatureSettings = FeatureSettings(),
         special_dim: int = 48,
         frame_dim: int = 48,
         heads: int = 4,
@@ -179,9 +181,6 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         frame_blocks: int = 1,
         mlp_ratio: float = 2.0,
         dropout: float = 0.1,
-        num_scales: int = 3,
-        patch_size: int = 8,
-        sequence_steps: int = 8,
         tubelet: int = 4,
         movement_prior: bool = False,
     ) -> None:
@@ -189,8 +188,8 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         self.movement_prior = movement_prior
         self.num_components = int(graph.num_components)
         self.tubelet = tubelet
-        self.time_tokens = -(-sequence_steps // tubelet)
-        p = patch_size
+        num_scales, p = len(features.scales), features.patch_size
+        self.time_tokens = -(-features.sequence_steps // tubelet)
         # special-data branch, width special_dim
         self.special_nodes = NodeTokenEmbedding(graph, special_dim)
         self.texture = PatchProjection((num_scales, 2, p, p), special_dim, "patch")

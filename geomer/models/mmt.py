@@ -60,6 +60,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geomer.errors import check_shape
+from geomer.features.types import FeatureSettings
 from geomer.models.attention import (
     TransformerEncoder,
     attention_relations,
@@ -166,6 +168,7 @@ class ModalityEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.num_scales = num_scales
+        self.patch_shape = tuple(patch_shape)
         # N(0, 1) component embeddings, as nn.Embedding starts them (see the module docstring)
         self.nodes = NodeTokenEmbedding(graph, dim, component_std=1.0)
         self.projections = nn.ModuleList(
@@ -189,9 +192,9 @@ class ModalityEncoder(nn.Module):
         node_mask: torch.Tensor,
         node_bias: torch.Tensor | None = None,
     ):
+        check_shape(patches, ("B", "N", self.num_scales, *self.patch_shape), "mmt: patches",
+                    error=ValueError, hint=" (node patches at the built feature scales)")
         b, n, s = patches.shape[:3]
-        if s != self.num_scales:
-            raise ValueError(f"expected {self.num_scales} scales, got patches {tuple(patches.shape)}")
         per_scale = torch.stack(
             [proj(patches[:, :, k]) for k, proj in enumerate(self.projections)], dim=2
         )  # [B, N, S, D]
@@ -237,13 +240,12 @@ class MultiModalMultiScaleTransformer(nn.Module):
         self,
         num_classes: int,
         graph,
+        features: FeatureSettings = FeatureSettings(),
         dim: int = 48,
         depth: int = 2,
         heads: int = 4,
         mlp_ratio: float = 2.0,
         dropout: float = 0.1,
-        num_scales: int = 3,
-        patch_size: int = 8,
         temperature: float = 0.1,
         contrastive_weight: float = 0.1,
         movement_prior: bool = False,
@@ -254,7 +256,7 @@ class MultiModalMultiScaleTransformer(nn.Module):
         self.temperature = temperature
         self.contrastive_weight = contrastive_weight
         common = dict(dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout)
-        p = patch_size
+        p, num_scales = features.patch_size, len(features.scales)
         self.motion = ModalityEncoder(graph, (3, p, p), num_scales, "asinh", **common)
         self.texture = ModalityEncoder(graph, (p, p), num_scales, "patch", **common)
         self.motion_projection = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))

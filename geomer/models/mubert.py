@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geomer.features.types import FeatureSettings
 from geomer.models.attention import TransformerEncoder, attention_relations, movement_key_bias
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
@@ -185,13 +186,12 @@ class MicronBERT(nn.Module):
         self,
         num_classes: int,
         graph,
+        features: FeatureSettings = FeatureSettings(),
         dim: int = 48,
         depth: int = 2,
         heads: int = 4,
         mlp_ratio: float = 2.0,
         dropout: float = 0.1,
-        num_scales: int = 3,
-        patch_size: int = 8,
         swap_ratio: float = 0.3,
         swap_block: int = 4,
         crop_keep: float = 0.5,
@@ -203,6 +203,7 @@ class MicronBERT(nn.Module):
         self.swap_ratio = swap_ratio
         self.swap_block = swap_block
         self.crop_keep = crop_keep
+        num_scales, patch_size = len(features.scales), features.patch_size
         self.nodes = NodeTokenEmbedding(graph, dim)
         self.patches = PatchProjection((num_scales, patch_size, patch_size), dim, "patch")
         self.context = nn.Parameter(torch.zeros(1, 1, dim))

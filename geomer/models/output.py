@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from geomer.errors import check_shape
+
 
 @dataclass(frozen=True)
 class ModelOutput:
@@ -32,27 +34,14 @@ class ModelOutput:
     def __post_init__(self) -> None:
         # Checked at the door so that a model breaking the contract fails where it is built,
         # not later inside the engine's pooling code.
-        if self.logits.dim() != 2:
-            raise ValueError(f"ModelOutput.logits must be [B, C], got {tuple(self.logits.shape)}")
-        batch = self.logits.shape[0]
-        if self.relations.dim() != 3 or self.relations.shape[1] != self.relations.shape[2]:
-            raise ValueError(
-                f"ModelOutput.relations must be [B, K, K], got {tuple(self.relations.shape)}"
-            )
-        if self.embedding.dim() != 2:
-            raise ValueError(
-                f"ModelOutput.embedding must be [B, D], got {tuple(self.embedding.shape)}"
-            )
-        if self.relations.shape[0] != batch or self.embedding.shape[0] != batch:
-            raise ValueError(
-                "ModelOutput fields disagree on the batch size: "
-                f"logits {batch}, relations {self.relations.shape[0]}, "
-                f"embedding {self.embedding.shape[0]}"
-            )
-        if self.aux_loss is not None and self.aux_loss.dim() != 0:
-            raise ValueError(
-                f"ModelOutput.aux_loss must be a scalar, got {tuple(self.aux_loss.shape)}"
-            )
+        sizes = check_shape(self.logits, ("B", "C"), "ModelOutput.logits", error=ValueError)
+        batch = " (B: the batch size of the logits)"
+        check_shape(self.relations, ("B", "K", "K"), "ModelOutput.relations", error=ValueError,
+                    hint=batch, sizes=sizes)
+        check_shape(self.embedding, ("B", "D"), "ModelOutput.embedding", error=ValueError,
+                    hint=batch, sizes=sizes)
+        if self.aux_loss is not None:
+            check_shape(self.aux_loss, (), "ModelOutput.aux_loss (a scalar)", error=ValueError)
 
     @property
     def num_components(self) -> int:

@@ -1,8 +1,12 @@
 """The model registry (timm style): ``@register_model``, ``create``, ``list_models``.
 
 A model is a ``torch.nn.Module`` class (or a factory function returning one) registered under a
-name. ``create(name, num_classes, graph, **cfg)`` builds it as ``factory(num_classes, graph,
-**cfg)``; every model's ``forward(batch)`` returns :class:`~geomer.models.output.ModelOutput`.
+name. ``create(name, num_classes, graph, features, **cfg)`` builds it as ``factory(num_classes,
+graph, features=features, **cfg)`` (``features=`` only where the factory takes it); every model's
+``forward(batch)`` returns :class:`~geomer.models.output.ModelOutput`. The feature geometry a model
+is sized by (the patch scales S, the patch side P, the trajectory steps T, the sequence steps Tseq,
+the flow-image side F) is read from that :class:`~geomer.features.FeatureSettings`, the one place
+it is declared; it is not a model setting.
 
 What a registered class declares (class attributes, all optional except ``paper``):
 
@@ -43,6 +47,7 @@ from typing import Any
 from torch import nn
 
 from geomer.errors import GeomerError
+from geomer.features.types import FeatureSettings
 from landmarks.registry import Registry
 
 # The modules that hold registered models, imported (in this order) on the first lookup.
@@ -56,7 +61,8 @@ class ModelSpec:
     """One registered model: its name, how to build it, and what it needs.
 
     ``factory(num_classes, graph, **cfg)`` returns the ``nn.Module``; ``requires`` /
-    ``requires_any`` name the ``Data`` attributes it consumes (see the module docstring).
+    ``requires_any`` name the ``Data`` attributes it consumes (see the module docstring);
+    ``reads_features``: the factory takes ``features`` (the FeatureSettings it is sized by).
     """
 
     name: str
@@ -70,6 +76,7 @@ class ModelSpec:
     train_defaults: dict[str, Any] = field(default_factory=dict)
     pretrainable: bool = False
     origin: tuple[str, str | None] = ("", None)
+    reads_features: bool = True
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -105,10 +112,18 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
             train_defaults=dict(attribute("train_defaults", {})),
             pretrainable=callable(getattr(declared, "pretraining_losses", None)),
             origin=_origin(factory),
+            reads_features=_takes_keyword(factory, "features"),
         ), replace=True)
         return factory
 
     return decorate
+
+
+def _takes_keyword(factory: Callable[..., nn.Module], name: str) -> bool:
+    """Whether ``factory`` (a class: its ``__init__``) accepts the keyword ``name``."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    parameters = inspect.signature(target).parameters.values()
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _origin(factory: Callable[..., nn.Module]) -> tuple[str, str | None]:
@@ -148,15 +163,20 @@ def get_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def create(name: str, num_classes: int, graph: Any, **cfg: Any) -> nn.Module:
+def create(
+    name: str, num_classes: int, graph: Any, features: FeatureSettings | None = None, **cfg: Any
+) -> nn.Module:
     """Build the model registered as ``name`` for ``num_classes`` classes on ``graph``.
 
     ``graph`` is the :class:`geomer.graph.FaceGraph` the data were made on (it fixes the nodes,
-    the components K and the prior edges). ``cfg`` are the model's settings; a setting the
-    model does not have raises GeomerError listing the ones it has. The built module carries
-    ``model_name`` and ``model_cfg`` so checkpoints can record how to rebuild it.
+    the components K and the prior edges); ``features`` the :class:`FeatureSettings` they were
+    extracted with (the default settings when None), from which the model reads its input
+    geometry. ``cfg`` are the model's settings; a setting the model does not have raises
+    GeomerError listing the ones it has. The built module carries ``model_name`` and
+    ``model_cfg`` so checkpoints can record how to rebuild it (with their feature settings).
     """
     spec = get_spec(name)
+    features = FeatureSettings() if features is None else features
     if int(num_classes) < 2:
         raise GeomerError(f"model {name!r} needs at least 2 classes, got {num_classes}")
     declared = _check_known_settings(name, spec.factory, cfg)
@@ -164,7 +184,8 @@ def create(name: str, num_classes: int, graph: Any, **cfg: Any) -> nn.Module:
         kind = declared.get(key)
         if kind is not None and not _is_of(value, kind):
             raise GeomerError(f"model {name!r} setting {key}={value!r}: expected {kind.__name__}")
-    model = spec.factory(int(num_classes), graph, **cfg)
+    geometry = {"features": features} if spec.reads_features else {}
+    model = spec.factory(int(num_classes), graph, **geometry, **cfg)
     model.model_name = name
     model.model_cfg = dict(cfg)
     return model
@@ -178,7 +199,7 @@ def _declared_settings(factory: Callable[..., nn.Module]) -> dict[str, type | No
     parameters = list(inspect.signature(target).parameters.values())
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
-    skip = {"self", "num_classes", "graph"}
+    skip = {"self", "num_classes", "graph", "features"}
     declared: dict[str, type | None] = {}
     for p in parameters:
         if p.name in skip or p.kind not in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):

@@ -19,9 +19,10 @@ classifier; the engine's recipe (AdamW, class-weighted cross-entropy, a fixed ep
 set a priori, not tuned on any test fold).
 
 Relations: STSTNet has no notion of facial components, so it has no intrinsic relations; it emits
-the uniform matrix (every entry 1/K), which says "no information". Its occlusion relations are zero
-as yet: the occlusion rule (``geomer.relations.neutralise``) neutralises per-node inputs, and the
-whole flow image is not split by component.
+the uniform matrix (every entry 1/K), which says "no information". Its occlusion relations are
+measured like every model's: the occlusion rule (``geomer.relations.neutralise``) neutralises a
+component's region of the flow image (the pixels whose nearest landmark belongs to it: u, v to 0,
+strain to the image's still level), so they say which facial regions its evidence comes from.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geomer.errors import GeomerError
+from geomer.errors import GeomerError, check_shape
+from geomer.features.types import FeatureSettings
 from geomer.models.output import ModelOutput
 from geomer.models.registry import register_model
 
@@ -42,11 +44,10 @@ class STSTNet(nn.Module):
     """STSTNet: three shallow conv streams (3, 5, 8 filters) over the whole u/v/strain flow image.
 
     Settings:
-        image_size: F, the side of the flow images (``FeatureSettings.flow_image_size``).
         dropout: dropout on the pooled features, before the classifier.
 
-    Shapes:
-        - batch.flow_image: [B, 3, F, F] (F = 28 by default)
+    Shapes (F = ``features.flow_image_size``, 28 by default):
+        - batch.flow_image: [B, 3, F, F]
         - output: logits [B, C], relations [B, K, K] (uniform), embedding [B, D]
           (D = 16·⌈(⌊(F − 1)/3⌋ + 1)/2⌉², 400 for F = 28)
     """
@@ -62,13 +63,13 @@ class STSTNet(nn.Module):
     train_defaults = {"epochs": 100, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-3}
     inputs: tuple[str, ...] = ("flow_image", "y")
 
-    def __init__(self, num_classes: int, graph, *, image_size: int = 28, dropout: float = 0.5):
+    def __init__(
+        self, num_classes: int, graph, *, features: FeatureSettings = FeatureSettings(), dropout: float = 0.5
+    ):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise GeomerError(f"ststnet: dropout must be in [0, 1), got {dropout}")
-        if int(image_size) < 4:
-            raise GeomerError(f"ststnet: image_size must be ≥ 4, got {image_size}")
-        self.image_size = int(image_size)
+        self.image_size = features.flow_image_size
         self.num_classes = int(num_classes)
         self.num_components = int(graph.num_components)
         self.dropout = float(dropout)
@@ -88,12 +89,8 @@ class STSTNet(nn.Module):
 
     def forward(self, batch) -> ModelOutput:
         image = batch.flow_image
-        expected = (3, self.image_size, self.image_size)
-        if image.dim() != 4 or tuple(image.shape[1:]) != expected:
-            raise GeomerError(
-                f"ststnet: flow_image must be [B, {', '.join(map(str, expected))}], got "
-                f"{tuple(image.shape)} (set image_size to the features' flow_image_size)"
-            )
+        check_shape(image, ("B", 3, self.image_size, self.image_size), "ststnet: flow_image",
+                    hint=" (built for the feature settings' flow_image_size)")
         maps = torch.cat([stream(image) for stream in self.streams], dim=1)
         embedding = self.pool(maps).flatten(1)
         logits = self.classifier(F.dropout(embedding, self.dropout, self.training))

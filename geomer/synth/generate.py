@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from geomer.errors import GeomerError
-from geomer.paths import check_output_folder
+from landmarks.files import check_output_folder
 from geomer.graph import FaceGraph
 from geomer.synth.aus import action_unit
 from geomer.synth.emotions import class_table
@@ -166,7 +166,7 @@ def _temp_folder(out: Path) -> Path:
 def _check_output(out: Path) -> None:
     """One-line GeomerError, before any work, unless ``out`` (and the temp folder beside it) can
     be created: no file in the way, a writable parent, names the file system accepts."""
-    check_output_folder(out, "output folder")
+    check_output_folder(out, "output folder", GeomerError)
     if out.exists() and any(out.iterdir()):
         raise GeomerError(f"{out}: already exists and is not empty; remove it or choose another folder")
     # the temp name is the longest name written; pid_max is at most 2**22 (7 digits)

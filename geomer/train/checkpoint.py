@@ -35,9 +35,11 @@ class Checkpoint:
 
     def build_model(self):
         """A model of the recorded kind and size with the saved weights, in eval mode."""
+        from geomer.features.types import FeatureSettings
         from geomer.models import create
 
-        model = create(self.model, len(self.classes), self.face_graph(), **self.cfg)
+        features = FeatureSettings.from_dict(self.feature_settings)
+        model = create(self.model, len(self.classes), self.face_graph(), features, **self.cfg)
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as error:

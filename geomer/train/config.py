@@ -25,6 +25,8 @@ class TrainConfig:
     ``jobs`` > 1 with ``executor="local"`` runs fold × seed tasks in a process pool;
     ``executor="ray"`` submits one Ray task per fold × seed (``ray_address`` None: a local Ray).
     ``device`` "auto" is CUDA when available for in-process runs, CPU in worker processes.
+    ``augment``: the small-data recipe (augmentation, label smoothing, EMA; off when empty), a
+    SPEC of :mod:`geomer.train.augment`, stored in its canonical form.
     """
 
     model: str = "dere-grl"
@@ -42,6 +44,7 @@ class TrainConfig:
     ray_address: str | None = None
     device: str = "auto"
     progress: bool = True
+    augment: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(seed) for seed in self.seeds))
@@ -67,6 +70,9 @@ class TrainConfig:
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise GeomerError(f"weight decay must be a number >= 0, got {self.weight_decay}")
         _check_device(self.device)
+        from geomer.train.augment import parse_recipe
+
+        object.__setattr__(self, "augment", parse_recipe(self.augment).spec())
         if self.executor == "ray" and importlib.util.find_spec("ray") is None:
             raise GeomerError("--executor ray needs Ray: pip install 'geomer[ray]'")
 
@@ -81,6 +87,8 @@ class TrainConfig:
         data = self.to_dict()
         for key in ("jobs", "executor", "ray_address", "device", "progress"):
             data.pop(key)
+        if not data["augment"]:
+            data.pop("augment")  # runs without the recipe read as before it existed (resume)
         return data
 
     def replace(self, **changes: Any) -> TrainConfig:

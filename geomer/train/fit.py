@@ -63,6 +63,14 @@ class FitContext:
     device: str = "cpu"
     model_origin: tuple[str, str | None] = ("", None)
 
+    @property
+    def features(self):
+        """The :class:`~geomer.features.FeatureSettings` the graphs were made with (the model
+        reads its input geometry there)."""
+        from geomer.features.types import FeatureSettings
+
+        return FeatureSettings.from_dict(self.feature_settings)
+
 
 @dataclass(frozen=True)
 class FoldSummary:
@@ -76,8 +84,9 @@ class FoldSummary:
 
 
 # What the engine always keeps on a graph: labels, batching structure and the meta strings, and
-# the node motion x from which occlusion relations recompute a neutralised clip's edge_attr.
-_ALWAYS_KEPT = ("y", "edge_index", "component", "clip", "subject", "dataset", "x")
+# the node motion x from which occlusion relations recompute a neutralised clip's edge_attr, and
+# the flow image's component regions by which they neutralise it.
+_ALWAYS_KEPT = ("y", "edge_index", "component", "clip", "subject", "dataset", "x", "flow_image_component")
 
 
 def slim_graphs(inputs: Sequence[str] | None, graphs: list) -> list:
@@ -168,7 +177,7 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
 
     with _deterministic_cpu():
         _seed_everything(task.seed)
-        model = create(config.model, num_classes, context.face_graph, **config.cfg).to(device)
+        model = create(config.model, num_classes, context.face_graph, context.features, **config.cfg).to(device)
         if context.init:
             from geomer.models.pretrained import load_pretrained
 
@@ -179,8 +188,14 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             if config.class_weighted
             else None
         )
-        loss_function = torch.nn.CrossEntropyLoss(weight=weight)
+        from geomer.train.augment import Augmenter, averaged_model, parse_recipe
+
+        recipe = parse_recipe(config.augment)
+        loss_function = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=recipe.smooth)
         generator = torch.Generator().manual_seed(task.seed)
+        augmenter = (Augmenter(recipe, context.face_graph, torch.Generator().manual_seed(task.seed + 1))
+                     if recipe.augments else None)
+        averaged = averaged_model(model, recipe.ema) if recipe.ema else None
         loader = DataLoader(
             train_graphs, batch_size=config.batch_size, shuffle=True, generator=generator
         )
@@ -197,7 +212,7 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             model.train()
             total_loss, correct, seen = 0.0, 0, 0
             for batch in loader:
-                batch = batch.to(device)
+                batch = batch.to(device) if augmenter is None else augmenter(batch).to(device)
                 output = model(batch)
                 target = batch.y.view(-1)
                 loss = loss_function(output.logits, target)
@@ -207,20 +222,25 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
                 loss.backward()
                 optimiser.step()
                 schedule.step()
+                if averaged is not None:
+                    averaged.update_parameters(model)
                 total_loss += float(loss.detach()) * target.numel()
                 correct += int((output.logits.argmax(dim=1) == target).sum())
                 seen += target.numel()
             row = {"epoch": epoch, "loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
             selection = val_graphs if val_graphs else (test_graphs if config.leaky_best_epoch else [])
+            evaluated = model if averaged is None else averaged.module
             if selection:
-                probabilities, _ = _predict(model, selection, config.batch_size, device)
+                probabilities, _ = _predict(evaluated, selection, config.batch_size, device)
                 truth = np.array([int(g.y.view(-1)[0]) for g in selection])
                 score = classification_metrics(truth, probabilities.argmax(1), num_classes).uf1
                 row["val_uf1" if val_graphs else "test_uf1"] = score
                 if score > best_score:
                     best_score, best_epoch = score, epoch
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    best_state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
             history.append(row)
+        if averaged is not None:
+            model = averaged.module  # the weight average is the model tested and saved
         if best_state is not None:
             model.load_state_dict(best_state)
         probabilities, relations = _predict(model, test_graphs, config.batch_size, device)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from geomer.errors import GeomerError
 from geomer.train.config import TrainConfig
-from geomer.paths import cache_root, check_output_folder
+from geomer.paths import cache_root
+from landmarks.files import check_output_folder
 from geomer.rundir import RunDir
 from geomer.train.run import RunResult, check_model_settings, run_loso
 
@@ -58,10 +59,10 @@ def train_dataset(
     get_spec(config.model)
     settings = settings if settings is not None else FeatureSettings()
     face_graph = settings.graph()
-    check_model_settings(config, 2, face_graph)
+    check_model_settings(config, 2, face_graph, settings.to_dict())
     if out is not None:
         RunDir(out).check_writable()
-    check_output_folder(cache if cache is not None else cache_root() / "features", "--cache")
+    check_output_folder(cache if cache is not None else cache_root() / "features", "--cache", GeomerError)
     if root is None:
         if dataset not in (None, "synth"):
             raise GeomerError(f"--dataset {dataset} needs --root PATH (the dataset's folder)")

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from geomer.errors import GeomerError
 from geomer.rundir import RunDir, class_averaged_relations
 from geomer.train.metrics import classification_metrics, mean_std
 from geomer.version import __version__
@@ -42,17 +41,10 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
         parts = []
         for fold_name in config["folds"]:
             fold = run_dir.fold(seed, fold_name)
-            frame = fold.read_predictions(class_names)
-            relations = fold.load_relations()
-            if len(relations) != len(frame):
-                raise GeomerError(f"{fold.relations_path()}: {len(relations)} rows, {len(frame)} predictions")
+            frame, relations, occlusion = fold.read_results(class_names, occlusion=all_occlusion is not None)
             true = frame["true"].map(index).to_numpy(dtype=np.int64)
             all_relations.append(relations)
-            if all_occlusion is not None and fold.relations_path("occlusion_relations").is_file():
-                occlusion = fold.load_relations("occlusion_relations")
-                if occlusion.shape != relations.shape:
-                    raise GeomerError(f"{fold.relations_path('occlusion_relations')}: shape {list(occlusion.shape)}, "
-                                      f"{fold.relations_path().name} has {list(relations.shape)}")
+            if all_occlusion is not None and occlusion is not None:
                 all_occlusion.append(occlusion)
             else:
                 all_occlusion = None

@@ -259,11 +259,15 @@ def check_pretrainable(model: str) -> None:
         raise GeomerError(f"model {model!r} has no pretraining; pretrainable: {', '.join(known)}")
 
 
-def train_on_pairs(pairs: torch.Tensor, graph, config: PretrainConfig, device: torch.device | None = None):
+def train_on_pairs(
+    pairs: torch.Tensor, graph, config: PretrainConfig, device: torch.device | None = None,
+    features: FeatureSettings | None = None,
+):
     """Pretrain ``config.model`` on frame-pair patches; DDP when a process group is initialised.
 
     Every rank must call it with the same ``pairs``; the ``DistributedSampler`` gives each rank
-    its share. Returns (the unwrapped model, history: list of per-epoch mean losses).
+    its share. ``features``: the settings the pairs were sampled with (defaults when None).
+    Returns (the unwrapped model, history: list of per-epoch mean losses).
 
     Shapes: pairs ``[M, N, S, 2, P, P]``.
     """
@@ -279,7 +283,7 @@ def train_on_pairs(pairs: torch.Tensor, graph, config: PretrainConfig, device: t
     distributed = dist.is_available() and dist.is_initialized()
     rank = dist.get_rank() if distributed else 0
     torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts)
-    model = create(config.model, 2, graph, **config.model_cfg).to(device)
+    model = create(config.model, 2, graph, features, **config.model_cfg).to(device)
     objective: torch.nn.Module = PretrainingObjective(model, config.context_weight)
     if distributed:
         objective = DistributedDataParallel(
@@ -352,7 +356,7 @@ def pretrain(
             dist.broadcast_object_list(payload, src=0)
         pairs, used = payload[0]
         graph = settings.graph()
-        model, history = train_on_pairs(torch.from_numpy(pairs), graph, config)
+        model, history = train_on_pairs(torch.from_numpy(pairs), graph, config, features=settings)
         path = Path(out) / "pretrained.pt"
         if rank == 0:
             save_pretrained(

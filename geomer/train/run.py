@@ -108,7 +108,7 @@ def run_loso(
     names = [fold_name(f.name) for f in fold_list]
 
     check_inputs(config.model, graphs[0])
-    check_model_settings(config, len(class_names), face_graph)
+    check_model_settings(config, len(class_names), face_graph, feature_settings)
     records = [
         (key, g.subject, getattr(g, "dataset", ""), class_names[label], *(sample_details[i] if sample_details else ()))
         for i, (key, g, label) in enumerate(zip(keys, graphs, labels))
@@ -170,13 +170,18 @@ def run_loso(
     return RunResult(run_dir=run_dir, metrics=metrics, trained=trained, skipped=skipped)
 
 
-def check_model_settings(config: TrainConfig, num_classes: int, face_graph) -> None:
-    """Build ``config.model`` once with its settings: a bad setting is a one-line GeomerError
-    before anything is written."""
+def check_model_settings(
+    config: TrainConfig, num_classes: int, face_graph, feature_settings: dict | None = None
+) -> None:
+    """Build ``config.model`` once with its settings on features of ``feature_settings`` (a
+    :meth:`FeatureSettings.to_dict`; the defaults when None): a bad setting is a one-line
+    GeomerError before anything is written."""
+    from geomer.features.types import FeatureSettings
     from geomer.models import create
 
     try:
-        create(config.model, num_classes, face_graph, **config.cfg)
+        features = FeatureSettings.from_dict(feature_settings or {})
+        create(config.model, num_classes, face_graph, features, **config.cfg)
     except GeomerError:
         raise
     except (TypeError, ValueError, RuntimeError, AssertionError) as error:
@@ -189,14 +194,7 @@ def _finished_fold_problem(fold: FoldDir, model: str, class_names, components: i
     from geomer.train.checkpoint import load_checkpoint
 
     try:
-        predictions = fold.read_predictions(class_names)
-        relations = fold.load_relations(components=components)
-        if len(relations) != len(predictions):
-            return f"{fold.relations_path()}: {len(relations)} rows for {len(predictions)} predictions"
-        if fold.relations_path("occlusion_relations").is_file():
-            occlusion = fold.load_relations("occlusion_relations", components=components)
-            if occlusion.shape != relations.shape:
-                return f"{fold.relations_path('occlusion_relations')}: shape {list(occlusion.shape)}, expected {list(relations.shape)}"
+        fold.read_results(class_names, components)
         load_checkpoint(fold.checkpoint_path, model=model, classes=class_names)
     except GeomerError as error:
         return str(error)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from geomer.errors import GeomerError
+from geomer.errors import check_shape
 
 
 def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], *, title: str | None = None) -> Figure:
@@ -18,8 +18,7 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], *, 
     """
     confusion = np.asarray(confusion)
     c = len(class_names)
-    if confusion.shape != (c, c):
-        raise GeomerError(f"confusion matrix of shape {list(confusion.shape)} for {c} class names")
+    check_shape(confusion, (c, c), "confusion matrix", hint=f" for {c} class names")
     totals = confusion.sum(axis=1, keepdims=True)
     normalised = np.divide(confusion, totals, out=np.zeros(confusion.shape, dtype=np.float64), where=totals > 0)
 

@@ -13,7 +13,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from geomer.errors import GeomerError
+from geomer.errors import GeomerError, check_shape
 
 EDGE_CMAP = "plasma"
 
@@ -40,8 +40,7 @@ def _positions(graph, image, points) -> tuple[np.ndarray, float]:
             raise GeomerError("a face image needs the graph's node positions on it (points [N,2])")
         return template, 1.0
     points = np.asarray(points, dtype=np.float64)
-    if points.shape != template.shape:
-        raise GeomerError(f"points of shape {list(points.shape)} for a graph of {len(template)} nodes")
+    check_shape(points, template.shape, "points", hint=f" for a graph of {len(template)} nodes")
     # RMS spread ratio = the scale of the similarity between the template and the face
     spread = np.sqrt(((points - points.mean(0)) ** 2).sum() / ((template - template.mean(0)) ** 2).sum())
     return points, float(spread)
@@ -87,8 +86,7 @@ def plot_graph_on_face(
     """
     relation = np.asarray(relation, dtype=np.float64)
     k = len(graph.component_names)
-    if relation.shape != (k, k):
-        raise GeomerError(f"relation matrix of shape {list(relation.shape)} for a graph with {k} components")
+    check_shape(relation, (k, k), "relation matrix", hint=f" for a graph with {k} components")
     positions, _ = _positions(graph, image, points)
     edges = np.asarray(graph.edges, dtype=np.int64)
     component = np.asarray(graph.component, dtype=np.int64)
@@ -145,8 +143,7 @@ def plot_component_motion(
     """
     displacement = np.asarray(displacement, dtype=np.float64)
     n = len(np.asarray(graph.component))
-    if displacement.shape != (n, 2):
-        raise GeomerError(f"displacement of shape {list(displacement.shape)} for a graph of {n} nodes")
+    check_shape(displacement, (n, 2), "displacement", hint=f" for a graph of {n} nodes")
     positions, pixels_per_unit = _positions(graph, image, points)
     component = np.asarray(graph.component, dtype=np.int64)
     k = len(graph.component_names)

@@ -8,7 +8,9 @@ import pytest
 from data_layouts import write_casme2, write_samm, write_smic
 
 from geomer.data import read_dataset
-from geomer.data.protocols import LOSO, LeakError, check_disjoint, fold_name, get_protocol
+from geomer.data.protocols import (
+    LOSO, HoldoutDataset, LeakError, check_disjoint, check_folds, fold_name, get_protocol,
+)
 from geomer.data.sample import Sample
 from geomer.errors import GeomerError
 
@@ -85,3 +87,27 @@ def test_a_leaking_split_is_refused():
 def test_label_outside_classes_is_refused():
     with pytest.raises(GeomerError, match="label index 3 outside"):
         LOSO([replace(_sample("s/1", "a"), label_index=3)], ["a", "b"])
+
+
+def test_holdout_dataset_tests_each_source_dataset_once(composite):
+    protocol = get_protocol("holdout-dataset", composite)
+    assert isinstance(protocol, HoldoutDataset)
+    folds = list(protocol.folds())
+    assert [f.name for f in folds] == ["casme2", "samm", "smic"] and len(protocol) == 3
+    check_folds(folds, [s.subject_key for s in composite.samples])
+    for fold in folds:
+        assert {composite.samples[i].dataset for i in fold.test} == {fold.name}
+        assert fold.name not in {composite.samples[i].dataset for i in fold.train}
+        assert sorted(fold.train + fold.test) == list(range(len(composite.samples)))
+        assert set(fold.test_subjects) == {composite.samples[i].subject_key for i in fold.test}
+
+
+def test_holdout_dataset_refuses_a_single_dataset():
+    samples = [_sample("casme2/sub01", "a"), _sample("casme2/sub02", "b")]
+    with pytest.raises(GeomerError, match="not a composite"):
+        HoldoutDataset(samples, ["a"])
+
+
+def test_holdout_dataset_fold_names_are_path_safe():
+    samples = [_sample("odd set/1", "a"), _sample("other/2", "b")]
+    assert [f.name for f in HoldoutDataset(samples, ["a"]).folds()] == ["odd_set", "other"]

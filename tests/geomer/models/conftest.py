@@ -64,7 +64,7 @@ def _warp(texture: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def _flow_image(points: np.ndarray, uv: np.ndarray, rng: np.random.Generator, size: int = 28):
     """The whole-face flow image [3, F, F] of node motions ``uv`` [N, 2] (px) at canonical
     ``points`` [N, 2]: Gaussian splats on an F×F face crop plus noise, in the features'
-    convention (``geomer.features.flow_image``)."""
+    convention (``geomer.features.flow_image``); and the nodes' positions in it [N, 2]."""
     from geomer.features.crop import canonical_to_crop
     from geomer.features.flow_image import flow_image_of_field
 
@@ -74,7 +74,7 @@ def _flow_image(points: np.ndarray, uv: np.ndarray, rng: np.random.Generator, si
     distance = ((grid[None] - centres[:, None, None, :]) ** 2).sum(-1)  # [N, F, F]
     weight = np.exp(-distance / (2 * 1.5**2))
     field = np.einsum("nhw,nc->hwc", weight, uv) + rng.normal(0.0, 0.05, size=(size, size, 2))
-    return flow_image_of_field(field.astype(np.float32), size)
+    return flow_image_of_field(field.astype(np.float32), size), centres.astype(np.float32)
 
 
 def make_features(
@@ -147,7 +147,7 @@ def make_features(
         ]
     )  # [Tseq, N, P, P]
     points = graph.template + rng.normal(0.0, 0.01, size=graph.template.shape)
-    flow_image = _flow_image(points, uv.mean(axis=1), rng)
+    flow_image, flow_image_points = _flow_image(points, uv.mean(axis=1), rng)
 
     if kind == "flow_image":  # megc2019-flow: no onset landmarks, no frames
         return ClipFeatures(
@@ -155,6 +155,7 @@ def make_features(
             points=points + apex, geometry=None, apex_displacement=None, edge_displacement=None,
             flow_stats=flow_stats, flow_patches=flow_patches, texture_onset=None,
             texture_apex=apex_texture, sequence=None, flow_image=flow_image,
+            flow_image_points=flow_image_points,
         )
     if kind != "frames":
         raise ValueError(f"unknown clip kind {kind!r}")
@@ -163,6 +164,7 @@ def make_features(
         geometry=geometry, apex_displacement=apex, edge_displacement=edge,
         flow_stats=flow_stats, flow_patches=flow_patches, texture_onset=onset_texture,
         texture_apex=apex_texture, sequence=sequence, flow_image=flow_image,
+        flow_image_points=flow_image_points,
     )
 
 

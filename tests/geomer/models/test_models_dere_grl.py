@@ -11,6 +11,7 @@ from torch_geometric.data import Batch
 from torch_geometric.nn import DenseGCNConv
 
 from geomer.errors import GeomerError
+from geomer.features import FeatureSettings
 from geomer.graph import FaceGraph
 from geomer.models import check_inputs, create
 from geomer.models.dere_grl_modules import (
@@ -330,8 +331,8 @@ def test_geometry_of_another_length_is_resampled(face_graph, batch):
 
 
 def test_bad_shapes_and_settings_are_one_line_errors(face_graph, batch, make_batch):
-    with pytest.raises(GeomerError, match="flow_stats must be .*scales=2"):
-        build(face_graph, scales=2)(batch)
+    with pytest.raises(GeomerError, match=r"flow_stats must be \[B·N, 2, 12\].*2 feature scales"):
+        build(face_graph, features=FeatureSettings(scales=(8, 16)))(batch)
     with pytest.raises(GeomerError, match="built for graphs of 51 nodes"):
         build(FaceGraph("k5"))(batch)
     with pytest.raises(GeomerError, match="unknown rrm 'cube'"):

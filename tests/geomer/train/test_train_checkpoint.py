@@ -8,6 +8,7 @@ import pytest
 from torch_geometric.data import Batch
 
 from geomer.errors import GeomerError
+from geomer.features import FeatureSettings
 from geomer.graph import FaceGraph
 from geomer.models import create
 from geomer.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -105,3 +106,15 @@ def test_checkpoints_with_code_in_their_pickle_are_refused(tmp_path):
     torch.save({"format": "geomer-checkpoint/1", "payload": _RunsCode()}, hostile)
     with pytest.raises(GeomerError, match="hostile.pt: not a geomer checkpoint"):
         load_checkpoint(hostile)
+
+
+def test_a_model_sized_by_its_feature_settings_is_rebuilt_with_them(tmp_path):
+    graph, features = FeatureSettings().graph(), FeatureSettings(scales=(8, 16), steps=8)
+    model = create("dere-grl", 3, graph, features, hidden=8, actions=2)
+    checkpoint = Checkpoint(
+        model="dere-grl", cfg={"hidden": 8, "actions": 2}, classes=CLASSES,
+        component_names=graph.component_names, graph=graph.to_record(), state_dict=model.state_dict(),
+        feature_settings=features.to_dict(),
+    )
+    rebuilt = load_checkpoint(save_checkpoint(tmp_path / "model.pt", checkpoint)).build_model()
+    assert (rebuilt.steps, rebuilt.scales) == (8, 2)

@@ -12,6 +12,7 @@ from train_tiny_model import make_graphs
 
 from geomer.data.protocols import LeakError
 from geomer.errors import GeomerError
+from geomer.features import FeatureSettings
 from geomer.graph import FaceGraph
 from geomer.train import Fold, TrainConfig, load_checkpoint, pool_run, run_loso
 
@@ -226,3 +227,12 @@ def test_bad_options_are_refused_before_anything_is_written(tmp_path, graphs, fa
     with pytest.raises(GeomerError, match=message):
         run_loso(graphs, CLASSES, _config(**changes), tmp_path / "run", face_graph=face_graph)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_model_is_built_for_the_runs_feature_geometry(tmp_path, graphs, face_graph):
+    settings = FeatureSettings(steps=5)
+    run_loso(graphs, CLASSES, _config(model="train-tiny-geometry"), tmp_path / "run", face_graph=face_graph,
+             feature_settings=settings.to_dict())
+    checkpoint = load_checkpoint(next((tmp_path / "run").rglob("checkpoint.pt")))
+    assert checkpoint.state_dict["steps_seen"].shape == (5,)
+    assert checkpoint.build_model().steps_seen.shape == (5,)  # rebuilt from the recorded settings

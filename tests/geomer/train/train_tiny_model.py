@@ -13,6 +13,7 @@ from torch import nn
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
+from geomer.features import FeatureSettings
 from geomer.models import ModelOutput, register_model
 
 FEATURES = 4
@@ -52,6 +53,17 @@ class TinyComponentModel(nn.Module):
             embedding=components.mean(dim=1),
             aux_loss=aux,
         )
+
+
+@register_model("train-tiny-geometry")
+class TinyGeometryModel(TinyComponentModel):
+    """The tiny model, also sized by the feature geometry it is built for (engine tests only):
+    its buffer ``steps_seen`` has ``features.steps`` entries, so a checkpoint shows which
+    feature settings the engine built it with."""
+
+    def __init__(self, num_classes: int, graph, *, features: FeatureSettings, hidden: int = 8):
+        super().__init__(num_classes, graph, hidden=hidden)
+        self.register_buffer("steps_seen", torch.zeros(features.steps))
 
 
 def make_graphs(

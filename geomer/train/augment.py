@@ -1,0 +1,338 @@
+"""A training recipe for small real data: label-preserving augmentation, label smoothing, EMA.
+
+Off by default. ``geomer train --augment SPEC`` (``TrainConfig.augment``) turns parts on; SPEC is
+a comma-separated list of ``name`` or ``name=value``:
+
+==============  =====================================================================  ==========
+name            what                                                                   value
+==============  =====================================================================  ==========
+``flip``        horizontal mirror of a clip with probability ``p`` (below)             p (0.5)
+``rotate``      rotation of the geometry by an angle drawn from ±value degrees         degrees (5)
+``scale``       scaling of the geometry by 1 + a draw from ±value                      fraction (0.05)
+``jitter``      every flow quantity of a clip times 1 + a draw from ±value             fraction (0.1)
+``smooth``      label smoothing of the cross-entropy                                   ε (0.1)
+``ema``         exponential moving average of the weights, evaluated instead of them   decay (0.99)
+==============  =====================================================================  ==========
+
+e.g. ``--augment flip,jitter=0.2,ema``. The augmentations are drawn per clip and per training
+step from a generator seeded by the fold's seed (the same seed gives the same run); the test
+and validation clips are never augmented.
+
+**The mirror** (:func:`flip_batch`) is exact on every input a clip carries, so a flipped clip is
+the clip of the mirrored face:
+
+- node features move to the mirrored landmark (iBUG 0 ↔ 16, 36 ↔ 45, 48 ↔ 54, …): the features of
+  the right brow become those of the left brow's nodes, so the components' roles swap (left ↔
+  right) while every node keeps its own component id;
+- horizontal components are negated: the displacement's x, the flow's u; the 8-bin flow
+  orientation histogram is mirrored (angle θ → π − θ: bin b ↔ 3 − b mod 8); positions x → −x
+  (the canonical frame is centred between the eyes);
+- patches (flow, texture, sequence frames) are mirrored left ↔ right, the flow patches' u
+  negated; the whole-face flow image is mirrored, its u negated, and its component regions
+  mirrored with left ↔ right component ids swapped;
+- the edges' relative motion is rebuilt from the mirrored node motion (as the features make it).
+
+Flipping twice is the identity. **Rotation and scale** act on the geometry only (displacements,
+positions; the flow patches and images are not resampled). **Jitter** multiplies u, v, the
+magnitude and the strain of every flow input (node statistics, patches, the flow image).
+
+**EMA** (``torch.optim.swa_utils.AveragedModel``, buffers averaged too) replaces epoch picking by
+weight averaging; the averaged model is the one validated, tested and saved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from geomer.errors import GeomerError
+
+#: The iBUG 68-point mirror: MIRROR[i] is the landmark at the mirrored position of landmark i.
+_PAIRS = (
+    [(i, 16 - i) for i in range(8)]
+    + [(17, 26), (18, 25), (19, 24), (20, 23), (21, 22), (31, 35), (32, 34)]
+    + [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
+    + [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)]
+)
+MIRROR = np.arange(68)
+for _a, _b in _PAIRS:
+    MIRROR[_a], MIRROR[_b] = _b, _a
+
+#: Each part's default value (used when the spec names it without a value) and its valid range.
+DEFAULTS = {"flip": 0.5, "rotate": 5.0, "scale": 0.05, "jitter": 0.1, "smooth": 0.1, "ema": 0.99}
+_RANGES = {"flip": (0.0, 1.0), "rotate": (0.0, 45.0), "scale": (0.0, 0.5), "jitter": (0.0, 0.9),
+           "smooth": (0.0, 0.5), "ema": (0.0, 0.99999)}
+
+# Flow-stat channels: 0 u, 1 v, 2 magnitude, 3..10 orientation histogram, 11 strain.
+_HISTOGRAM_MIRROR = 3 + (3 - np.arange(8)) % 8
+_FLOW_CHANNELS = [0, 1, 2, 11]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The parsed ``--augment`` SPEC; 0 means off for every part."""
+
+    flip: float = 0.0
+    rotate: float = 0.0
+    scale: float = 0.0
+    jitter: float = 0.0
+    smooth: float = 0.0
+    ema: float = 0.0
+
+    @property
+    def augments(self) -> bool:
+        """Whether any input augmentation is on."""
+        return any((self.flip, self.rotate, self.scale, self.jitter))
+
+    def spec(self) -> str:
+        """The canonical SPEC (every part on, with its value; "" when all are off)."""
+        return ",".join(f"{name}={getattr(self, name):g}" for name in DEFAULTS if getattr(self, name))
+
+
+def parse_recipe(spec: str | None) -> Recipe:
+    """``"flip,jitter=0.2"`` → :class:`Recipe`; one-line GeomerError for an unknown part or a
+    value out of range."""
+    values = {}
+    for item in (spec or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if name not in DEFAULTS:
+            raise GeomerError(f"--augment {item!r}: unknown part {name!r}; known: {', '.join(DEFAULTS)}")
+        try:
+            value = float(text) if sep else DEFAULTS[name]
+        except ValueError:
+            raise GeomerError(f"--augment {item!r}: {text!r} is not a number") from None
+        low, high = _RANGES[name]
+        if not (np.isfinite(value) and low <= value <= high):
+            raise GeomerError(f"--augment {item!r}: {name} must lie in [{low:g}, {high:g}]")
+        values[name] = value
+    return Recipe(**values)
+
+
+def mirror_nodes(graph) -> np.ndarray:
+    """[N] int64: for each node of ``graph`` (a FaceGraph), the node at its mirrored position."""
+    position = {int(i): k for k, i in enumerate(graph.node_ids)}
+    mirrored = [position.get(int(MIRROR[i])) for i in graph.node_ids]
+    if any(m is None for m in mirrored):
+        raise GeomerError(f"graph {graph.name}: its nodes are not mirror-symmetric; --augment flip needs them to be")
+    return np.asarray(mirrored, np.int64)
+
+
+def mirror_components(graph) -> np.ndarray:
+    """[K] int64: for each component, the component of the mirrored face (left ↔ right brow/eye;
+    contour, nose and mouth map to themselves)."""
+    nodes = mirror_nodes(graph)
+    result = np.full(graph.num_components, -1, np.int64)
+    for k in range(graph.num_components):
+        targets = set(graph.component[nodes[graph.component == k]].tolist())
+        if len(targets) != 1:
+            raise GeomerError(f"graph {graph.name}: component {graph.component_names[k]} has no mirror component")
+        result[k] = targets.pop()
+    return result
+
+
+def _displacement_width(x) -> int:
+    """2 when the node features start with the onset→apex displacement (frame clips), else 0
+    (``geomer.data.pyg.node_features``: 2 + 12·S or 12·S columns)."""
+    width = int(x.shape[1])
+    if width < 12 or width % 12 not in (0, 2):
+        raise GeomerError(f"cannot augment node features x of {width} columns: geomer's layout is "
+                          "2 + 12·S (displacement, flow statistics) or 12·S")
+    return 2 if width % 12 == 2 else 0
+
+
+def _flow_part(x):
+    """The node features' flow statistics, [N, S, 12] (a copy)."""
+    start = _displacement_width(x)
+    return x[:, start:].reshape(x.shape[0], -1, 12)
+
+
+def _graph_of_node(batch):
+    import torch
+
+    if getattr(batch, "batch", None) is not None:
+        return batch.batch
+    return torch.zeros(batch.num_nodes, dtype=torch.long, device=batch.component.device)
+
+
+def flip_batch(batch, graph, flip):
+    """A copy of a PyG batch in which the clips where ``flip`` [B] bool is set are mirrored (see
+    the module doc). Every clip must be on ``graph``'s N nodes, in node order."""
+    import torch
+
+    flip = torch.as_tensor(flip, dtype=torch.bool, device=batch.component.device)
+    out = batch.clone()
+    if not bool(flip.any()):
+        return out
+    nodes = torch.from_numpy(mirror_nodes(graph)).to(flip.device)
+    n = len(nodes)
+    owner = _graph_of_node(out)
+    if out.num_nodes != n * len(flip):
+        raise GeomerError(f"cannot mirror: {out.num_nodes} nodes for {len(flip)} clips of {n} nodes")
+    flipped = flip[owner]  # [N_total]
+    local = torch.arange(out.num_nodes, device=flip.device) - owner * n
+    source = torch.where(flipped, owner * n + nodes[local], torch.arange(out.num_nodes, device=flip.device))
+
+    def node_attribute(name, change):
+        value = getattr(out, name, None)
+        if value is None:
+            return
+        value = value[source].clone()
+        value[flipped] = change(value[flipped])
+        out[name] = value
+
+    def flow_stats(stats):  # [.., S, 12]
+        stats = stats.clone()
+        stats[..., 0] = -stats[..., 0]
+        stats[..., 3:11] = stats[..., _HISTOGRAM_MIRROR]
+        return stats
+
+    def features(x):
+        x = x.clone()
+        width = _displacement_width(x)
+        x[:, 0] = -x[:, 0] if width else x[:, 0]
+        x[:, width:] = flow_stats(_flow_part(x)).reshape(len(x), -1)
+        return x
+
+    def negate_x(values):  # [..., 2]
+        values = values.clone()
+        values[..., 0] = -values[..., 0]
+        return values
+
+    def flow_patches(patches):  # [n, S, 3, P, P]
+        patches = patches.flip(-1).clone()
+        patches[:, :, 0] = -patches[:, :, 0]
+        return patches
+
+    node_attribute("x", features)
+    node_attribute("pos", negate_x)
+    node_attribute("geometry", negate_x)
+    node_attribute("flow_stats", flow_stats)
+    node_attribute("flow_patches", flow_patches)
+    for name in ("texture", "texture_apex", "sequence"):
+        node_attribute(name, lambda patches: patches.flip(-1))
+    image = getattr(out, "flow_image", None)
+    if image is not None:
+        image = image.clone()
+        mirrored = image[flip].flip(-1)
+        mirrored[:, 0] = -mirrored[:, 0]
+        image[flip] = mirrored
+        out.flow_image = image
+    regions = getattr(out, "flow_image_component", None)
+    if regions is not None:
+        swap = torch.from_numpy(np.append(mirror_components(graph), -1)).to(regions.device)
+        regions = regions.clone()
+        regions[flip] = swap[regions[flip].flip(-1)]  # −1 (off the face) indexes the appended −1
+        out.flow_image_component = regions
+    _rebuild_edge_motion(out)
+    return out
+
+
+def _rebuild_edge_motion(batch) -> None:
+    """edge (i, j) carries motion[j] − motion[i] (``geomer.data.pyg.edge_motion``), from the node
+    features' displacement, or their mean flow at the smallest scale for clips without an onset."""
+    x = getattr(batch, "x", None)
+    if getattr(batch, "edge_attr", None) is None or x is None or getattr(batch, "edge_index", None) is None:
+        return
+    motion = x[:, :2] if _displacement_width(x) else _flow_part(x)[:, 0, :2]
+    source, target = batch.edge_index
+    batch.edge_attr = (motion[target] - motion[source]).to(batch.edge_attr.dtype)
+
+
+class Augmenter:
+    """Applies a :class:`Recipe`'s input augmentations to training batches.
+
+    ``generator``: a seeded ``torch.Generator`` (draws per clip: flip, angle, scale, jitter).
+    """
+
+    def __init__(self, recipe: Recipe, graph, generator):
+        self.recipe = recipe
+        self.graph = graph
+        self.generator = generator
+        if recipe.flip:
+            mirror_components(graph)  # a graph without a mirror is refused before training
+
+    def _uniform(self, size: int, half_width: float):
+        import torch
+
+        return (torch.rand(size, generator=self.generator) * 2 - 1) * half_width
+
+    def __call__(self, batch):
+        import torch
+
+        recipe = self.recipe
+        size = int(batch.num_graphs)
+        out = batch
+        if recipe.flip:
+            out = flip_batch(out, self.graph, torch.rand(size, generator=self.generator) < recipe.flip)
+        if recipe.rotate or recipe.scale:
+            out = self._rotate_scale(out, self._uniform(size, np.radians(recipe.rotate)),
+                                     1 + self._uniform(size, recipe.scale))
+        if recipe.jitter:
+            out = self._jitter(out, 1 + self._uniform(size, recipe.jitter))
+        return out
+
+    def _rotate_scale(self, batch, angle, scale):
+        """Rotate and scale the geometry of each clip ([B] angles in radians, [B] factors)."""
+        import torch
+
+        out = batch.clone()
+        owner = _graph_of_node(out)
+        cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+        matrix = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # [B, 2, 2]
+
+        def transform(values):  # [N_total, ..., 2]
+            m = matrix[owner].to(values.dtype)  # [N_total, 2, 2]
+            shape = values.shape
+            flat = values.reshape(shape[0], -1, 2)
+            return torch.einsum("nij,ntj->nti", m, flat).reshape(shape)
+
+        x = getattr(out, "x", None)
+        if x is not None and _displacement_width(x):
+            x = x.clone()
+            x[:, :2] = transform(x[:, :2])
+            out.x = x
+        for name in ("geometry", "pos"):
+            value = getattr(out, name, None)
+            if value is not None:
+                out[name] = transform(value)
+        _rebuild_edge_motion(out)
+        return out
+
+    def _jitter(self, batch, factor):
+        """Every flow quantity of clip b times ``factor[b]``."""
+        out = batch.clone()
+        owner = _graph_of_node(out)
+        per_node = factor[owner]
+        x = getattr(out, "x", None)
+        if x is not None:
+            flow = _flow_part(x)
+            flow[..., _FLOW_CHANNELS] = flow[..., _FLOW_CHANNELS] * per_node[:, None, None].to(x.dtype)
+            x = x.clone()
+            x[:, _displacement_width(x):] = flow.reshape(len(x), -1)
+            out.x = x
+        stats = getattr(out, "flow_stats", None)
+        if stats is not None:
+            stats = stats.clone()
+            stats[..., _FLOW_CHANNELS] = stats[..., _FLOW_CHANNELS] * per_node[:, None, None].to(stats.dtype)
+            out.flow_stats = stats
+        patches = getattr(out, "flow_patches", None)
+        if patches is not None:
+            out.flow_patches = patches * per_node.view(-1, *[1] * (patches.dim() - 1)).to(patches.dtype)
+        image = getattr(out, "flow_image", None)
+        if image is not None:
+            out.flow_image = image * factor.view(-1, 1, 1, 1).to(image.dtype)
+        _rebuild_edge_motion(out)
+        return out
+
+
+def averaged_model(model, decay: float):
+    """The EMA of ``model``'s weights and buffers (``torch.optim.swa_utils``); call
+    ``.update_parameters(model)`` after each optimiser step; ``.module`` is the averaged model."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)

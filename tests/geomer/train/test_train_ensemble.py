@@ -1,0 +1,108 @@
+"""``geomer ensemble``: members' fold probabilities averaged, then pooled like any run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from geomer.cli import main
+from geomer.graph import FaceGraph
+from geomer.rundir import RunDir, samples_fingerprint
+from geomer.train.metrics import classification_metrics
+
+CLASSES = ["negative", "positive", "surprise"]
+GRAPH = FaceGraph("k7")
+# two folds of three clips each, from two datasets; true labels
+CLIPS = {"f1": [("casme2/s1/a", 0), ("casme2/s1/b", 1), ("casme2/s1/c", 2)],
+         "f2": [("samm/s2/a", 0), ("samm/s2/b", 1), ("samm/s2/c", 2)]}
+
+
+def member_probabilities(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {fold: rng.dirichlet(np.ones(3), size=len(clips)) for fold, clips in CLIPS.items()}
+
+
+def write_run(path, probabilities: dict, *, model="m", leaky=False, classes=CLASSES, folds=("f1", "f2"),
+              seeds=(0,), relation_value=0.0, shift_samples=False):
+    records = [(key, key.rsplit("/", 1)[0], key.split("/")[0], classes[label]) for clips in CLIPS.values()
+               for key, label in clips]
+    if shift_samples:
+        records = records[::-1]
+    run = RunDir(path)
+    run.open({"model": model, "cfg": {}, "dataset": "d", "classes": list(classes),
+              "component_names": list(GRAPH.component_names), "graph": GRAPH.to_record(),
+              "seeds": list(seeds), "folds": list(folds), "leaky": leaky, "num_samples": 6,
+              "samples": samples_fingerprint(records)})
+    for seed in seeds:
+        for fold in folds:
+            clips = CLIPS[fold]
+            out = run.fold(seed, fold)
+            out.path.mkdir(parents=True)
+            out.save_relations(np.full((len(clips), 7, 7), relation_value, np.float32))
+            out.write_predictions([k for k, _ in clips], [k.rsplit("/", 1)[0] for k, _ in clips],
+                                  [k.split("/")[0] for k, _ in clips], [label for _, label in clips],
+                                  probabilities[fold], classes)
+    return path
+
+
+def test_ensemble_averages_probabilities_and_pools(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    a, b = member_probabilities(rng), member_probabilities(rng)
+    write_run(tmp_path / "a", a, model="dere-grl", relation_value=0.1)
+    write_run(tmp_path / "b", b, model="ststnet", leaky=True, relation_value=0.3)
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
+    assert "ensemble on d: 6 clips, 2 folds" in capsys.readouterr().out
+
+    truth = np.array([label for clips in CLIPS.values() for _, label in clips])
+    # the probabilities as written (6 decimals), averaged, then the pooled UF1 by hand
+    rounded = {f: np.round(p, 6) for f, p in a.items()}, {f: np.round(p, 6) for f, p in b.items()}
+    mean = np.concatenate([(rounded[0][f] + rounded[1][f]) / 2 for f in CLIPS])
+    expected = classification_metrics(truth, mean.argmax(1), 3)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "ensemble" and metrics["leaky"] is True  # a member is leaky
+    assert metrics["uf1"] == pytest.approx(expected.uf1) and metrics["uar"] == pytest.approx(expected.uar)
+    assert set(metrics["per_dataset"]) == {"casme2", "samm"}
+    assert [m["model"] for m in metrics["members"]] == ["dere-grl", "ststnet"]
+    written = np.loadtxt(out / "seed-0" / "f1" / "predictions.csv", delimiter=",", skiprows=1,
+                         usecols=(5, 6, 7))
+    np.testing.assert_allclose(written, (rounded[0]["f1"] + rounded[1]["f1"]) / 2, atol=1e-6)
+    np.testing.assert_allclose(np.load(out / "seed-0" / "f2" / "relations.npy"), 0.2, atol=1e-6)
+    assert (out / "figures" / "confusion.png").is_file() and (out / "figures" / "relations.png").is_file()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"folds": ("f1",)}, "folds differ"),
+    ({"classes": ["negative", "positive", "other"]}, "classes differ"),
+    ({"shift_samples": True}, "samples differ"),
+    ({"seeds": (0, 1)}, "seeds differ"),
+])
+def test_members_that_differ_are_refused_in_one_line_before_writes(tmp_path, capsys, change, message):
+    rng = np.random.default_rng(1)
+    write_run(tmp_path / "a", member_probabilities(rng))
+    write_run(tmp_path / "b", member_probabilities(rng), **change)
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err and str(tmp_path / "b") in err
+    assert not out.exists()
+
+
+def test_bad_member_lists_and_outputs_are_refused(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    write_run(tmp_path / "a", member_probabilities(rng))
+    write_run(tmp_path / "b", member_probabilities(rng))
+    for argv, message in (
+        ([str(tmp_path / "a")], "at least two"),
+        ([str(tmp_path / "a"), str(tmp_path / "a")], "given twice"),
+        ([str(tmp_path / "a"), str(tmp_path / "missing")], "not a directory"),
+    ):
+        assert main(["ensemble", *argv, "--out", str(tmp_path / "ens")]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "a")]) == 2
+    assert "one of the ensembled runs" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "file")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "ens").exists()
