@@ -29,11 +29,14 @@ is computed from (the flow-derived bias never reaches ``mmt``'s texture encoder 
 branch).
 
 Blocks use :func:`torch.nn.functional.scaled_dot_product_attention` unless asked to keep the
-weights (``need_weights=True``), where the softmax is computed explicitly.
+weights (``need_weights=True``), where the softmax is computed explicitly. Their dropout is
+:func:`dropout` (the same inverted dropout as :func:`torch.nn.functional.dropout`, with a mask
+that is cheaper to draw on CPU).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -43,18 +46,50 @@ from torch import nn
 from geomer.models.output import row_normalise
 
 
+#: the drop probability is rounded to a multiple of 1 / 2^16 (0.1 → 0.100006)
+_MASK_LEVELS = 1 << 16
+
+
+def dropout(values: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout: each element zeroed with probability ``p``, the rest scaled by ``1/(1-p)``.
+
+    The same operation as :func:`torch.nn.functional.dropout`, but the mask is drawn as 16-bit
+    uniform integers, three from every 64-bit random draw (``random_()`` fills ``[0, 2^63)``, so
+    its low 48 bits are uniform), instead of one Bernoulli draw per element: on CPU the mask of a
+    ``[B, H, L, L]`` attention matrix was the largest single cost of training ``hsta`` (about a
+    fifth of a step). ``p`` is rounded to a multiple of 2^-16 and the scale uses the rounded value,
+    so the expectation is kept exactly.
+
+    Shapes: any → the same.
+    """
+    if not training or p == 0.0:
+        return values
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    threshold = round(p * _MASK_LEVELS)
+    count = values.numel()
+    draws = torch.empty(-(-count // 3), dtype=torch.int64, device=values.device).random_()
+    low = slice(0, 3) if sys.byteorder == "little" else slice(1, 4)
+    uniform = draws.view(torch.int16).view(-1, 4)[:, low].flatten()[:count]  # the low 48 bits
+    keep = uniform.view(values.shape) >= threshold - _MASK_LEVELS // 2  # int16 is signed
+    return values * (keep * (_MASK_LEVELS / (_MASK_LEVELS - threshold))).to(values.dtype)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head (cross-)attention that returns its weights on request.
+
+    The attention works at width ``D``; ``out_dim`` (default ``D``) is the width of the output
+    projection (e.g. back to the width of the branch the query came from).
 
     Shapes:
         query ``[B, Lq, D]``, context ``[B, Lk, D]`` (defaults to ``query``: self-attention),
         key_padding_mask ``[B, Lk]`` bool, True = ignore that key,
         key_bias ``[B, Lk]`` float added to every query's logit for that key
         (:func:`movement_key_bias`) →
-        output ``[B, Lq, D]``, weights ``[B, H, Lq, Lk]`` or None.
+        output ``[B, Lq, out_dim]``, weights ``[B, H, Lq, Lk]`` or None.
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, out_dim: int | None = None) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
@@ -62,7 +97,7 @@ class MultiHeadAttention(nn.Module):
         self.head_dim = dim // heads
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
-        self.out = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim if out_dim is None else out_dim)
         self.dropout = dropout
 
     def forward(
@@ -85,18 +120,33 @@ class MultiHeadAttention(nn.Module):
         if key_bias is not None:
             added = key_bias[:, None, None, :].to(q.dtype)
             bias = added if bias is None else bias + added
-        dropout = self.dropout if self.training else 0.0
+        drop = self.dropout if self.training else 0.0
         if need_weights:
-            scores = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5
+            # scaling q ([L, d] per head) costs less than scaling the [L, L] scores
+            scores = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)
             if bias is not None:
                 scores = scores + bias
             weights = scores.softmax(dim=-1)
-            mixed = F.dropout(weights, dropout, self.training) @ v
+            mixed = dropout(weights, drop, self.training) @ v
         else:
             weights = None
-            mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+            mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
         mixed = mixed.transpose(1, 2).reshape(b, lq, d)
         return self.out(mixed), weights
+
+
+class Dropout(nn.Module):
+    """:func:`dropout` as a module (a drop-in for :class:`torch.nn.Dropout`).
+
+    Shapes: any → the same.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        return dropout(values, self.p, self.training)
 
 
 class TransformerBlock(nn.Module):
@@ -112,7 +162,7 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+            nn.Linear(dim, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, dim)
         )
 
     def forward(
@@ -201,7 +251,15 @@ def attention_relations(
 
     Shapes: → ``[B, K, K]``, every row non-negative and summing to 1 (uniform for a component
     without tokens or importance).
+
+    The relations are a read-out, never part of a loss, so no gradient flows through them (the
+    rollout and pooling are not recorded for backward while training).
     """
+    with torch.no_grad():
+        return _pooled_relations(attn_per_layer, token_component, num_components, summary_token)
+
+
+def _pooled_relations(attn_per_layer, token_component, num_components, summary_token):
     rollout = attention_rollout(attn_per_layer).to(torch.float32)
     k = num_components
     ids = token_component.to(rollout.device)

@@ -14,17 +14,21 @@ How geomer builds it (reimplementation choices are marked *choice*):
 * **frame branch**: space-time tokens = node patches × time from ``sequence`` (grey patches at
   the middle scale, Tseq frames onset..offset); *choice*: ``tubelet`` consecutive frames form one
   token (default 4, i.e. 2 time tokens per node for Tseq 8, to keep joint space-time attention
-  fast on CPU; ``hsta-base`` uses 1, a token per frame), each node's sequence is standardised over time and
-  space so temporal change survives; tokens carry component, canonical-position and time
-  embeddings;
+  fast on CPU; ``hsta-base`` uses the official 2), each node's sequence is standardised over time
+  and space so temporal change survives; tokens carry component, canonical-position and time
+  embeddings; width ``frame_dim``;
 * **special-data branch**: one token per node from the onset and apex patches (``texture``) and
-  the onset→apex flow patches (``flow_patches``) at every scale;
+  the onset→apex flow patches (``flow_patches``) at every scale; width ``special_dim``. Each
+  branch has its own width, as in the official code (``embed_dim`` per branch), and its own
+  component and position embeddings;
 * each branch has a summary token; a USTA block is joint space-time self-attention over all of
   the branch's tokens (:class:`geomer.models.attention.TransformerBlock`);
-* **CSTA** (:class:`CrossmodalSpaceTimeAttention`): each branch's summary token, projected,
-  queries the other branch's tokens; the result is added to the summary token and written back;
+* **CSTA** (:class:`CrossmodalSpaceTimeAttention`): each branch's summary token, projected into
+  the other branch's width, queries that branch's tokens; the result, projected back, is added
+  to the summary token and written back (the official ``MultiScaleBlock`` projects the class
+  token across and back the same way);
 * a stage = ``special_blocks`` USTA blocks on special data, ``frame_blocks`` USTA blocks on
-  frames, then CSTA; ``stages`` stages are stacked. Published layout (``hsta-base``):
+  frames, then CSTA; ``stages`` stages are stacked. Official layout (``hsta-base``, below):
   4 stages of 1 block on special data and 2 on frames; the small default ``hsta`` has 2 stages
   of 1 + 1 blocks;
 * head over both summary tokens, concatenated (also the ``embedding``);
@@ -39,7 +43,11 @@ How geomer builds it (reimplementation choices are marked *choice*):
 * movement prior (``movement_prior``, *choice*, **off by default**): the special-data branch's
   USTA attention logits get the log relative excess optical-flow magnitude of each key node
   (:func:`geomer.models.attention.movement_key_bias`). The frame branch's attention never gets
-  it: it sees frames only (modality-clean); the branches meet only in CSTA. It is a hand-made
+  it: its tokens are made from the frames only and its first stage's attention sees frames only
+  (modality-clean; tested); the branches meet only in CSTA, so from the second stage on the
+  special data reaches the frame branch through its summary token alone, which is what the
+  hierarchical fusion is for (the official code feeds the fused class token to the next
+  stage's blocks the same way). It is a hand-made
   input statistic that steers the attention, so relations measured with it on are not the
   model's own;
 * ``relations`` (intrinsic): the shared rule
@@ -51,14 +59,30 @@ Missing modality: ``megc2019-flow`` has no frame sequence and no onset patches, 
 fails at the start naming ``sequence`` (``requires``); use ``mmt`` or ``dere-grl`` there.
 
 Sizes (68 nodes, 3 scales, 8×8 patches, Tseq 8, 5 classes; ``sum(p.numel() for p in
-model.parameters())``): ``hsta`` (dim 48, 4 heads, 2 stages, tubelet 4) 196 613 parameters;
-``hsta-base`` (dim 256 in both branches, 8 heads, 4 stages of 1 + 2 blocks, tubelet 1)
-12 409 349. ``hsta-base`` has the published stage layout but not the official widths: the
-official code's ``VisionTransformer`` (``hsta_model_core/_model_hsta.py``) defaults to
-``embed_dim=(384, 768)``, ``num_heads=(6, 12)``, one width per branch, and its training scripts
-add macro-expression data (``use_macro_exp_train_fold_*.csv``); geomer's branches share one width
-and it has neither the official initialisation nor that data. So ``hsta-base`` is geomer's larger
-configuration, not the paper's model.
+model.parameters())``): ``hsta`` (both widths 48, 4 heads, 2 stages of 1 + 1 blocks, tubelet 4)
+197 765 parameters; ``hsta-base`` 78 016 517.
+
+``hsta-base`` is the official configuration, read in the official code
+(github.com/OceanSummerDay/HSTA_MER): ``hsta_model_core/_model_hsta.py`` registers
+``cross_uni_hsta_base_224`` with ``embed_dim=[384, 768]`` (special data, frames),
+``num_heads=[12, 12]``, ``mlp_ratio`` 4, ``tubelet_size`` 2 (the ``VisionTransformer``
+default); its published training command (README, ``script_for_start_train/
+5_folds_casme3_hsta4_usta21.sh``) runs that model with ``--hsta_num 4 --depth_choice_num 2``,
+which ``get_depth`` turns into 4 stages of ``[1, 2, 0]``: 1 block on special data, 2 on frames,
+one cross-attention without MLP. geomer's tokens are region-graph node patches, not the official
+image patches (12- and 16-pixel patches of 224-pixel frames), so the sequence lengths and the
+patch embeddings differ, and its branches use its own dropout instead of the official
+``drop 0.2, drop_path 0.2``.
+
+What geomer does not have: (1) the official **pretrained initialisation** — the README's command
+template has a ``MODEL_PATH`` ("path to pretrain model") placeholder and the code is built on the
+VideoMAE fine-tuning code, but no checkpoint is published in the repository; the code also has a
+``--pretrain_on_macro`` mode that trains on CAS(ME)^3 macro-expression clips only
+(``only_Macro_train_dataset.csv``); (2) the **extra macro-expression data** — the published
+command passes ``--use_extra_macro_data``, which trains every fold on
+``use_macro_exp_train_fold_*.csv``: the fold's micro-expression clips plus CAS(ME)^3
+macro-expression clips. geomer trains from a random start on micro-expression clips only, so
+even ``hsta-base`` is not the paper's trained model.
 """
 
 from __future__ import annotations
@@ -84,28 +108,34 @@ from geomer.models.tokens import (
     sized_variant,
 )
 
-#: The published stage layout at one width, registered as ``hsta-base`` (the class defaults are
-#: ``hsta``; the official widths differ, see the module docstring).
+#: The official configuration, registered as ``hsta-base`` (the class defaults are ``hsta``): the
+#: official code's ``cross_uni_hsta_base_224`` widths and heads with the stage layout of its
+#: published training script (see the module docstring).
 BASE_CONFIG = dict(
-    dim=256, heads=8, stages=4, special_blocks=1, frame_blocks=2, mlp_ratio=4.0, tubelet=1
+    special_dim=384, frame_dim=768, heads=12, stages=4, special_blocks=1, frame_blocks=2,
+    mlp_ratio=4.0, tubelet=2,
 )
 
 
 class CrossmodalSpaceTimeAttention(nn.Module):
-    """CSTA: each branch's summary token (projected) queries the other branch's tokens.
+    """CSTA: each branch's summary token, projected into the other branch's width, queries that branch's tokens.
 
-    Shapes: special ``[B, 1+Ls, D]``, frames ``[B, 1+Lf, D]`` (summary token first) → the same
+    The attention runs at the width of the branch it reads (its keys and values are that branch's
+    tokens); its output projection maps back to the querying branch's width, and the result is
+    added to the querying branch's summary token. Nothing else changes.
+
+    Shapes: special ``[B, 1+Ls, Ds]``, frames ``[B, 1+Lf, Df]`` (summary token first) → the same
     shapes with the summary tokens updated.
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, special_dim: int, frame_dim: int, heads: int, dropout: float) -> None:
         super().__init__()
-        self.special_query = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim))
-        self.frame_query = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim))
-        self.special_context = nn.LayerNorm(dim)
-        self.frame_context = nn.LayerNorm(dim)
-        self.special_from_frames = MultiHeadAttention(dim, heads, dropout)
-        self.frames_from_special = MultiHeadAttention(dim, heads, dropout)
+        self.special_query = nn.Sequential(nn.LayerNorm(special_dim), nn.Linear(special_dim, frame_dim))
+        self.frame_query = nn.Sequential(nn.LayerNorm(frame_dim), nn.Linear(frame_dim, special_dim))
+        self.special_context = nn.LayerNorm(special_dim)
+        self.frame_context = nn.LayerNorm(frame_dim)
+        self.special_from_frames = MultiHeadAttention(frame_dim, heads, dropout, out_dim=special_dim)
+        self.frames_from_special = MultiHeadAttention(special_dim, heads, dropout, out_dim=frame_dim)
 
     def forward(self, special: torch.Tensor, frames: torch.Tensor):
         special_summary, frame_summary = special[:, :1], frames[:, :1]
@@ -126,7 +156,7 @@ class HierarchicalSpaceTimeAttention(nn.Module):
 
     Input: a PyG ``Batch`` with ``sequence`` ``[N_total, Tseq, P, P]``, ``flow_patches``
     ``[N_total, S, 3, P, P]`` and ``texture`` ``[N_total, S, 2, P, P]`` (node-major).
-    Output: :class:`ModelOutput` with ``embedding`` ``[B, 2D]``.
+    Output: :class:`ModelOutput` with ``embedding`` ``[B, special_dim + frame_dim]``.
     """
 
     paper = (
@@ -136,14 +166,15 @@ class HierarchicalSpaceTimeAttention(nn.Module):
     requires: tuple[str, ...] = ("sequence", "flow_patches", "texture")
     # every Data attribute forward() reads: the engine drops the rest before collating
     inputs: tuple[str, ...] = requires
-    small_config = dict(dim=16, heads=2, stages=1)
+    small_config = dict(special_dim=16, frame_dim=24, heads=2, stages=1)
 
     def __init__(
         self,
         num_classes: int,
         graph,
         features: FeatureSettings = FeatureSettings(),
-        dim: int = 48,
+        special_dim: int = 48,
+        frame_dim: int = 48,
         heads: int = 4,
         stages: int = 2,
         special_blocks: int = 1,
@@ -159,35 +190,42 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         self.tubelet = tubelet
         num_scales, p = len(features.scales), features.patch_size
         self.time_tokens = -(-features.sequence_steps // tubelet)
-        self.nodes = NodeTokenEmbedding(graph, dim)
-        self.texture = PatchProjection((num_scales, 2, p, p), dim, "patch")
-        self.flow = PatchProjection((num_scales, 3, p, p), dim, "fold")
-        self.flow_magnitude = MagnitudeEmbedding(num_scales, dim)
-        self.frame_patches = PatchProjection((tubelet, p, p), dim, "none")
+        # special-data branch, width special_dim
+        self.special_nodes = NodeTokenEmbedding(graph, special_dim)
+        self.texture = PatchProjection((num_scales, 2, p, p), special_dim, "patch")
+        self.flow = PatchProjection((num_scales, 3, p, p), special_dim, "fold")
+        self.flow_magnitude = MagnitudeEmbedding(num_scales, special_dim)
+        self.special_summary = nn.Parameter(torch.zeros(1, 1, special_dim))
+        # frame branch, width frame_dim
+        self.frame_nodes = NodeTokenEmbedding(graph, frame_dim)
+        self.frame_patches = PatchProjection((tubelet, p, p), frame_dim, "none")
         # each frame's change from the node's first frame, scaled by the training fold's
         # statistics: the grey-level change of a 1–3 px motion is a few % of the texture's
         # contrast, too small to survive in the standardised frames alone
-        self.frame_changes = PatchProjection((tubelet, p, p), dim, "fold")
-        self.time_embedding = nn.Parameter(torch.zeros(self.time_tokens, dim))
-        self.special_summary = nn.Parameter(torch.zeros(1, 1, dim))
-        self.frame_summary = nn.Parameter(torch.zeros(1, 1, dim))
+        self.frame_changes = PatchProjection((tubelet, p, p), frame_dim, "fold")
+        self.time_embedding = nn.Parameter(torch.zeros(self.time_tokens, frame_dim))
+        self.frame_summary = nn.Parameter(torch.zeros(1, 1, frame_dim))
         for parameter in (self.time_embedding, self.special_summary, self.frame_summary):
             nn.init.trunc_normal_(parameter, std=0.02)
         self.special_stages = nn.ModuleList(
-            nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(special_blocks))
+            nn.ModuleList(
+                TransformerBlock(special_dim, heads, mlp_ratio, dropout) for _ in range(special_blocks)
+            )
             for _ in range(stages)
         )
         self.frame_stages = nn.ModuleList(
-            nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(frame_blocks))
+            nn.ModuleList(
+                TransformerBlock(frame_dim, heads, mlp_ratio, dropout) for _ in range(frame_blocks)
+            )
             for _ in range(stages)
         )
         self.crossmodal = nn.ModuleList(
-            CrossmodalSpaceTimeAttention(dim, heads, dropout) for _ in range(stages)
+            CrossmodalSpaceTimeAttention(special_dim, frame_dim, heads, dropout) for _ in range(stages)
         )
-        self.special_norm = nn.LayerNorm(dim)
-        self.frame_norm = nn.LayerNorm(dim)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * dim, num_classes))
-        component = self.nodes.component
+        self.special_norm = nn.LayerNorm(special_dim)
+        self.frame_norm = nn.LayerNorm(frame_dim)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(special_dim + frame_dim, num_classes))
+        component = self.special_nodes.component
         summary = component.new_full((1,), -1)
         self.register_buffer("special_component", torch.cat([summary, component]), persistent=False)
         # Frame tokens are node-major, time-minor: token (node i, tubelet t) has i's component.
@@ -217,7 +255,7 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         tubelets = sequence.reshape(b, n, self.time_tokens, self.tubelet, *sequence.shape[-2:])
         changes = change.reshape(b, n, self.time_tokens, self.tubelet, *change.shape[-2:])
         tokens = self.frame_patches(tubelets) + self.frame_changes(changes) + self.time_embedding
-        return (tokens + self.nodes()[None, :, None, :]).flatten(1, 2)
+        return (tokens + self.frame_nodes()[None, :, None, :]).flatten(1, 2)
 
     def forward(self, batch) -> ModelOutput:
         check_inputs(self, batch)
@@ -225,7 +263,7 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         texture, _ = dense_nodes(batch, "texture")
         flow, _ = dense_nodes(batch, "flow_patches")
         b = sequence.shape[0]
-        special = self.texture(texture) + self.flow(flow) + self.nodes()[None]
+        special = self.texture(texture) + self.flow(flow) + self.special_nodes()[None]
         special = special + self.flow_magnitude(flow).sum(dim=2)
         special = torch.cat([self.special_summary.expand(b, 1, -1), special], dim=1)
         frames = torch.cat([self.frame_summary.expand(b, 1, -1), self._frame_tokens(sequence)], 1)

@@ -10,17 +10,23 @@ database. These numbers are the paper's, on its own protocol; geomer measures it
 
 Reimplementation choices (not from the paper):
 
-* tokens are the region-graph nodes: a **motion token** is built from the optical-flow patches
-  (u, v, optical strain) centred on the node, a **texture token** from the apex grey patches, at
-  every feature scale (each scale its own projection and learned scale embedding); ``mmt-base``
-  gives each (node, scale) patch its own token, the small ``mmt`` sums a node's scales into one
-  multi-scale token for speed. Every token carries its component id and a canonical-position
-  embedding (:mod:`geomer.models.tokens`);
+* **multi-scale, hierarchical** (*choice*; the paper's abstract fixes per-scale patch features
+  weighted by fused attention, not how): every (node, scale) patch — optical-flow patches
+  (u, v, optical strain) for a **motion token**, apex grey patches for a **texture token** — is
+  projected by its scale's own linear map plus a learned scale embedding. A per-node
+  :class:`ScaleAttention` (the node's mean scale token queries its S scale tokens, multi-head)
+  weights the scales and pools them into one node token, which gets the node's component id and
+  canonical-position embedding (:mod:`geomer.models.tokens`); the transformer then runs over the
+  68 node tokens. So each patch scale has its own features and its own importance, at the cost of
+  a token per node: a transformer token per (node, scale) is about 5× slower on CPU
+  (L = 1 + 68·3 instead of 1 + 68) for the same per-scale information;
 * one transformer encoder per modality with a summary token; the fused attention is the
   rollout of :func:`geomer.models.attention.attention_rollout` (heads averaged, ``(A + I)``
-  normalised and multiplied across layers); the summary token's row over the patch tokens is the
-  patch importance, and the modality embedding is the importance-weighted sum of the final
-  patch features;
+  normalised and multiplied across layers) continued through the scale attention: the patch
+  importance ``importance[n, s] = R[summary, n] · mean_h w[n, h, s]`` (a distribution over all
+  N·S patches); the patch features are each scale's token (normalised) plus its node's final
+  transformer feature, and the modality embedding is the summary token's feature plus the
+  importance-weighted sum of the patch features;
 * the contrastive loss is the symmetric InfoNCE (CLIP-style) between the projected motion and
   texture embeddings of the same clip, the other clips of the batch as negatives
   (``temperature``), scaled by ``contrastive_weight`` and returned as ``aux_loss``;
@@ -42,10 +48,10 @@ Reimplementation choices (not from the paper):
   with the commands.
 
 Sizes (68 nodes, 3 scales, 8×8 patches, 5 classes; counted with ``sum(p.numel() for p in
-model.parameters())``): ``mmt`` (dim 48, depth 2, 4 heads, one multi-scale token per node)
-125 957 parameters; ``mmt-base`` (dim 256, depth 6, 8 heads, a token per node and scale)
-9 957 381. The paper does not give its size (its abstract does not, and we have no other source),
-so ``mmt-base`` is geomer's larger configuration, not the paper's.
+model.parameters())``): ``mmt`` (dim 48, depth 2, 4 heads) 131 045 parameters; ``mmt-large``
+(dim 256, depth 6, 8 heads, MLP ratio 4) 10 091 013. The paper does not give its size (its
+abstract does not, and we have no other source; no official code is known to us), so there is
+no ``mmt-base``: ``mmt-large`` is geomer's larger configuration, named for what it is.
 """
 
 from __future__ import annotations
@@ -73,9 +79,9 @@ from geomer.models.tokens import (
     sized_variant,
 )
 
-#: geomer's larger configuration, registered as ``mmt-base`` (the class defaults are ``mmt``;
-#: the paper's size is not known to us).
-BASE_CONFIG = dict(dim=256, depth=6, heads=8, mlp_ratio=4.0, scale_tokens=True)
+#: geomer's larger configuration, registered as ``mmt-large`` (the class defaults are ``mmt``;
+#: the paper's size is not known to us, so no ``mmt-base`` claims it).
+LARGE_CONFIG = dict(dim=256, depth=6, heads=8, mlp_ratio=4.0)
 
 
 def info_nce(first: torch.Tensor, second: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -92,18 +98,60 @@ def info_nce(first: torch.Tensor, second: torch.Tensor, temperature: float = 0.1
     return 0.5 * (F.cross_entropy(similarity, targets) + F.cross_entropy(similarity.T, targets))
 
 
-class ModalityEncoder(nn.Module):
-    """Multi-scale node-patch tokens of one modality → transformer → attention-weighted feature.
+class ScaleAttention(nn.Module):
+    """Per node, multi-head attention of the node over its S scale tokens: the per-scale importance.
 
-    ``scale_tokens=True`` gives every (node, scale) patch its own token (L = 1 + N·S, the
-    importance is per patch and scale); ``False`` (default, ~5× faster on CPU) sums the node's
-    per-scale projections into one multi-scale token (L = 1 + N).
+    The node's query is a linear map of its mean scale token, ``q = W_q LN(mean_s x[n, s]) + b``
+    (the bias is a learned query of its own); the keys are the normalised scale tokens
+    ``LN(x[n, s])`` and the values the scale tokens themselves (both identity maps: the scale
+    tokens are already per-scale projections). Head ``h`` works on its slice of the width:
+    ``w[n, h, s] = softmax_s(q_h · LN(x[n, s])_h / sqrt(D / H))``, and head ``h``'s slice of the
+    node token is ``Σ_s w[n, h, s] x[n, s]_h``. The query depends on the node's content, so a scale
+    is weighted by how it agrees with the node's other scales (e.g. a motion pattern seen at
+    every scale), with either sign of the motion. Cost: one ``D × D`` map per node and ``O(S·D)``
+    per scale token, no attention between different nodes' scales.
+
+    Shapes: per-scale tokens ``[B, N, S, D]`` → node tokens ``[B, N, D]``, scale weights
+    ``[B, N, H, S]`` (each head's row sums to 1).
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.query = nn.Linear(dim, dim)
+        self.temperature = (dim // heads) ** -0.5
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, n, s, d = tokens.shape
+        h = self.heads
+        query = self.query(self.norm(tokens.mean(dim=2))).view(b, n, 1, h, d // h)
+        keys = self.norm(tokens).view(b, n, s, h, d // h)
+        weights = ((query * keys).sum(-1) * self.temperature).softmax(dim=2)  # [B, N, S, H]
+        values = tokens.view(b, n, s, h, d // h)
+        pooled = (weights[..., None] * values).sum(dim=2).reshape(b, n, d)
+        return pooled, weights.transpose(2, 3)
+
+
+class ModalityEncoder(nn.Module):
+    """Multi-scale node-patch tokens of one modality → scale attention → transformer → feature.
+
+    Hierarchical (see the module docstring): each (node, scale) patch is its own token
+    (projection per scale + scale embedding); :class:`ScaleAttention` pools a node's S scale
+    tokens into one node token (per-scale importance, cheap), which gets the node's component
+    and position embedding; the transformer runs over the N node tokens and a summary token. The
+    fused attention over patches is the transformer's rollout continued through the scale
+    pooling: ``importance[n, s] = R[summary, n] · mean_h w[n, h, s]`` (sums to 1 over all
+    patches). The patch features are each scale token (normalised) plus its node's contextual
+    feature from the transformer; the embedding is the summary token's feature plus the
+    importance-weighted sum of the patch features.
 
     Shapes: patches ``[B, N, S, *patch_shape]``, node mask ``[B, N]``, node_bias ``[B, N]`` or
-    None (attention logit bias for each node's tokens as keys), extra ``[B, N, S, D]`` or None
-    (further per-patch token features, e.g. the flow magnitude) →
-    embedding ``[B, D]``, attention per layer ``[B, H, L, L]``, token components ``[L]``
-    (-1 for the summary token), patch importance ``[B, L - 1]``.
+    None (attention logit bias for each node token as a key) →
+    embedding ``[B, D]``, transformer attention per layer ``[B, H, 1 + N, 1 + N]``, token
+    components ``[1 + N]`` (-1 for the summary token), patch importance ``[B, N, S]``.
     """
 
     def __init__(
@@ -117,12 +165,10 @@ class ModalityEncoder(nn.Module):
         heads: int,
         mlp_ratio: float,
         dropout: float,
-        scale_tokens: bool = False,
     ) -> None:
         super().__init__()
         self.num_scales = num_scales
         self.patch_shape = tuple(patch_shape)
-        self.scale_tokens = scale_tokens
         # N(0, 1) component embeddings, as nn.Embedding starts them (see the module docstring)
         self.nodes = NodeTokenEmbedding(graph, dim, component_std=1.0)
         self.projections = nn.ModuleList(
@@ -132,10 +178,10 @@ class ModalityEncoder(nn.Module):
         self.summary = nn.Parameter(torch.zeros(1, 1, dim))
         nn.init.trunc_normal_(self.scale_embedding, std=0.02)
         nn.init.trunc_normal_(self.summary, std=0.02)
+        self.scale_attention = ScaleAttention(dim, heads)
         self.encoder = TransformerEncoder(dim, depth, heads, mlp_ratio, dropout)
+        self.patch_norm = nn.LayerNorm(dim)
         component = self.nodes.component
-        if scale_tokens:
-            component = component.repeat_interleave(num_scales)  # node-major, scale-minor
         self.register_buffer(
             "token_component", torch.cat([component.new_full((1,), -1), component]), persistent=False
         )
@@ -145,7 +191,6 @@ class ModalityEncoder(nn.Module):
         patches: torch.Tensor,
         node_mask: torch.Tensor,
         node_bias: torch.Tensor | None = None,
-        extra: torch.Tensor | None = None,
     ):
         check_shape(patches, ("B", "N", self.num_scales, *self.patch_shape), "mmt: patches",
                     error=ValueError, hint=" (node patches at the built feature scales)")
@@ -154,26 +199,22 @@ class ModalityEncoder(nn.Module):
             [proj(patches[:, :, k]) for k, proj in enumerate(self.projections)], dim=2
         )  # [B, N, S, D]
         per_scale = per_scale + self.scale_embedding
-        if extra is not None:
-            per_scale = per_scale + extra
-        if self.scale_tokens:
-            tokens = (per_scale + self.nodes()[None, :, None, :]).flatten(1, 2)
-            padding = ~node_mask.repeat_interleave(s, dim=1)
-        else:
-            tokens = per_scale.sum(dim=2) + self.nodes()[None]
-            padding = ~node_mask
-        tokens = torch.cat([self.summary.expand(b, 1, -1), tokens], dim=1)
-        padding = torch.cat([padding.new_zeros(b, 1), padding], dim=1)
+        # the node's own embedding is the same for all its scales: added after the pooling (whose
+        # weights sum to 1), so the scale weights are read from the patch content and scale alone
+        node_tokens, scale_weights = self.scale_attention(per_scale)
+        node_tokens = node_tokens + self.nodes()[None]
+        tokens = torch.cat([self.summary.expand(b, 1, -1), node_tokens], dim=1)
+        padding = torch.cat([node_mask.new_zeros(b, 1), ~node_mask], dim=1)
         key_padding = padding if padding.any() else None
         key_bias = None
-        if node_bias is not None:  # per node → per token; the summary token gets none
-            per_token = node_bias.repeat_interleave(s, dim=1) if self.scale_tokens else node_bias
-            key_bias = torch.cat([per_token.new_zeros(b, 1), per_token], dim=1)
+        if node_bias is not None:  # the summary token gets none
+            key_bias = torch.cat([node_bias.new_zeros(b, 1), node_bias], dim=1)
         features, attention = self.encoder(tokens, key_padding, need_weights=True, key_bias=key_bias)
-        rollout = attention_rollout(attention)
-        importance = rollout[:, 0, 1:].masked_fill(padding[:, 1:], 0.0)
-        importance = importance / importance.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-        embedding = (importance[..., None] * features[:, 1:]).sum(dim=1) + features[:, 0]
+        node_importance = attention_rollout(attention)[:, 0, 1:].masked_fill(~node_mask, 0.0)
+        node_importance = node_importance / node_importance.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        importance = node_importance[..., None] * scale_weights.mean(dim=2)  # [B, N, S]
+        patch_features = features[:, 1:, None, :] + self.patch_norm(per_scale)  # [B, N, S, D]
+        embedding = (importance[..., None] * patch_features).sum(dim=(1, 2)) + features[:, 0]
         return embedding, attention, self.token_component, importance
 
 
@@ -205,7 +246,6 @@ class MultiModalMultiScaleTransformer(nn.Module):
         heads: int = 4,
         mlp_ratio: float = 2.0,
         dropout: float = 0.1,
-        scale_tokens: bool = False,
         temperature: float = 0.1,
         contrastive_weight: float = 0.1,
         movement_prior: bool = False,
@@ -215,10 +255,7 @@ class MultiModalMultiScaleTransformer(nn.Module):
         self.num_components = int(graph.num_components)
         self.temperature = temperature
         self.contrastive_weight = contrastive_weight
-        common = dict(
-            dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout,
-            scale_tokens=scale_tokens,
-        )
+        common = dict(dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout)
         p, num_scales = features.patch_size, len(features.scales)
         self.motion = ModalityEncoder(graph, (3, p, p), num_scales, "asinh", **common)
         self.texture = ModalityEncoder(graph, (p, p), num_scales, "patch", **common)
@@ -252,6 +289,6 @@ class MultiModalMultiScaleTransformer(nn.Module):
         )
 
 
-mmt_base = register_model("mmt-base")(
-    sized_variant(MultiModalMultiScaleTransformer, "mmt-base", **BASE_CONFIG)
+mmt_large = register_model("mmt-large")(
+    sized_variant(MultiModalMultiScaleTransformer, "mmt-large", **LARGE_CONFIG)
 )

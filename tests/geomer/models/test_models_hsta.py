@@ -1,17 +1,19 @@
-"""hsta: missing modality, the crossmodal step, the published configuration."""
+"""hsta: missing modality, the crossmodal step, branch widths, modality-clean frames, the official configuration."""
 
 from __future__ import annotations
+
+import inspect
 
 import pytest
 import torch
 
 from geomer.errors import GeomerError
-from geomer.models import check_inputs, create
+from geomer.models import check_inputs, create, get_spec
 from geomer.models.hsta import CrossmodalSpaceTimeAttention
 
 
 def test_megc2019_flow_lacks_the_frame_sequence(flow_batch, face_graph):
-    model = create("hsta", 3, face_graph, dim=16, heads=2, stages=1)
+    model = create("hsta", 3, face_graph, special_dim=16, frame_dim=16, heads=2, stages=1)
     with pytest.raises(GeomerError, match="'sequence'"):
         check_inputs(model, flow_batch)
     with pytest.raises(GeomerError, match="'sequence'"):
@@ -20,8 +22,8 @@ def test_megc2019_flow_lacks_the_frame_sequence(flow_batch, face_graph):
 
 def test_crossmodal_step_updates_only_the_summary_tokens():
     torch.manual_seed(0)
-    csta = CrossmodalSpaceTimeAttention(8, 2, 0.0)
-    special, frames = torch.randn(2, 5, 8), torch.randn(2, 9, 8)
+    csta = CrossmodalSpaceTimeAttention(8, 12, 2, 0.0)  # the branches have their own widths
+    special, frames = torch.randn(2, 5, 8), torch.randn(2, 9, 12)
     new_special, new_frames = csta(special, frames)
     torch.testing.assert_close(new_special[:, 1:], special[:, 1:])
     torch.testing.assert_close(new_frames[:, 1:], frames[:, 1:])
@@ -31,16 +33,30 @@ def test_crossmodal_step_updates_only_the_summary_tokens():
     assert not torch.allclose(changed[:, 0], new_special[:, 0])
 
 
-def test_published_configuration_is_registered(face_graph):
-    model = create("hsta-base", 3, face_graph, dim=32, heads=4)
+def test_official_configuration_is_registered(face_graph):
+    defaults = inspect.signature(get_spec("hsta-base").factory).parameters
+    official = dict(special_dim=384, frame_dim=768, heads=12, mlp_ratio=4.0, tubelet=2)
+    assert {name: defaults[name].default for name in official} == official
+    model = create("hsta-base", 3, face_graph, special_dim=24, frame_dim=48, heads=4)  # small widths
     assert len(model.special_stages) == 4 and len(model.crossmodal) == 4
     assert [len(s) for s in model.special_stages] == [1, 1, 1, 1]
     assert [len(s) for s in model.frame_stages] == [2, 2, 2, 2]
+    assert model.tubelet == 2
+
+
+def test_each_branch_has_its_own_width(batch, face_graph):
+    model = create("hsta", 3, face_graph, special_dim=16, frame_dim=24, heads=2, stages=2)
+    output = model(batch)
+    assert output.embedding.shape == (4, 16 + 24)
+    assert model.special_stages[0][0].norm1.normalized_shape == (16,)
+    assert model.frame_stages[1][0].norm1.normalized_shape == (24,)
+    output.logits.sum().backward()
+    assert model.crossmodal[1].special_from_frames.q.weight.grad is not None
 
 
 @pytest.mark.parametrize("tubelet", [1, 3])
 def test_forward_tiles_the_sequence_into_tubelets(batch, face_graph, tubelet):
-    model = create("hsta", 3, face_graph, dim=16, heads=2, stages=1, tubelet=tubelet)
+    model = create("hsta", 3, face_graph, special_dim=16, frame_dim=16, heads=2, stages=1, tubelet=tubelet)
     output = model(batch)
     assert output.logits.shape == (4, 3) and output.embedding.shape == (4, 32)
     torch.testing.assert_close(output.relations.sum(-1), torch.ones(4, 7))
@@ -48,33 +64,41 @@ def test_forward_tiles_the_sequence_into_tubelets(batch, face_graph, tubelet):
 
 def test_movement_prior_is_off_by_default_and_changes_the_attention_and_nothing_else(batch, face_graph):
     torch.manual_seed(0)
-    with_prior = create("hsta", 3, face_graph, dim=16, heads=2, stages=1, movement_prior=True).eval()
+    with_prior = create("hsta", 3, face_graph, special_dim=16, frame_dim=16, heads=2, stages=1, movement_prior=True).eval()
     torch.manual_seed(0)
-    default = create("hsta", 3, face_graph, dim=16, heads=2, stages=1).eval()
+    default = create("hsta", 3, face_graph, special_dim=16, frame_dim=16, heads=2, stages=1).eval()
     assert default.movement_prior is False
     assert sum(p.numel() for p in with_prior.parameters()) == sum(p.numel() for p in default.parameters())
     assert not torch.allclose(with_prior(batch).relations, default(batch).relations)
 
 
 def test_the_frame_branch_attention_sees_frames_only(batch, face_graph):
-    # modality-clean: with the prior on, changing only the flow leaves the frame branch's
-    # self-attention of the first stage (before any crossmodal step) untouched
+    # modality-clean: with the prior on, changing only the special data (flow and onset/apex
+    # texture) leaves the frame branch's tokens and its self-attention before the first
+    # crossmodal step untouched; afterwards the special data reaches the frame branch only
+    # through its summary token (CSTA), never its frame tokens
     torch.manual_seed(0)
-    model = create("hsta", 3, face_graph, dim=16, heads=2, stages=1, movement_prior=True).eval()
-    seen = []
-    model.frame_stages[0][0].register_forward_hook(lambda module, args, out: seen.append(out[1]))
+    model = create("hsta", 3, face_graph, special_dim=16, frame_dim=24, heads=2, stages=2,
+                   movement_prior=True).eval()
+    attention, tokens = [], []
+    model.frame_stages[0][0].register_forward_hook(lambda module, args, out: attention.append(out[1]))
+    model.frame_stages[1][0].register_forward_hook(lambda module, args, out: tokens.append(args[0]))
     changed = batch.clone()
     changed.flow_patches = changed.flow_patches * 3.0 + torch.randn_like(changed.flow_patches)
+    changed.texture = torch.rand_like(changed.texture)
     with torch.no_grad():
-        model(batch), model(changed)
-    torch.testing.assert_close(seen[0], seen[1], rtol=0, atol=0)
+        first, second = model(batch), model(changed)
+    torch.testing.assert_close(attention[0], attention[1], rtol=0, atol=0)
+    torch.testing.assert_close(tokens[0][:, 1:], tokens[1][:, 1:], rtol=0, atol=0)
+    assert not torch.allclose(tokens[0][:, 0], tokens[1][:, 0])  # the fused summary token
+    assert not torch.allclose(first.logits, second.logits)
 
 
 def test_frame_tokens_carry_the_change_from_the_first_frame(batch, face_graph):
     # a frame sequence that changes by a few % of its contrast must change the frame tokens by
     # far more than the standardised frames alone would
     torch.manual_seed(0)
-    model = create("hsta", 3, face_graph, dim=16, heads=2, stages=1, tubelet=1)
+    model = create("hsta", 3, face_graph, special_dim=16, frame_dim=16, heads=2, stages=1, tubelet=1)
     sequence = torch.rand(4, 68, 1, 8, 8).expand(-1, -1, 8, -1, -1)  # one texture, 8 frames
     for _ in range(150):  # training statistics of typical, still-ish clips (running estimates)
         model._frame_tokens(sequence + 0.01 * torch.randn_like(sequence))

@@ -1,4 +1,4 @@
-"""mmt: the contrastive loss by hand, the aux loss wiring, megc2019-flow support."""
+"""mmt: the contrastive loss by hand, the aux loss wiring, the per-scale importance, megc2019-flow support."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from geomer.models import create
 from geomer.models.attention import movement_key_bias
-from geomer.models.mmt import info_nce
+from geomer.models.mmt import ScaleAttention, info_nce
 
 
 def test_info_nce_equals_hand_computed_value():
@@ -48,12 +48,64 @@ def test_aux_loss_is_the_weighted_contrastive_loss(batch, face_graph):
     assert output.embedding.shape == (4, 32)
 
 
-def test_patch_importance_is_a_distribution_over_tokens(batch, face_graph):
-    model = create("mmt", 3, face_graph, dim=16, depth=2, heads=2, scale_tokens=True)
+def test_patch_importance_is_per_node_and_scale_and_a_distribution(batch, face_graph):
+    model = create("mmt", 3, face_graph, dim=16, depth=2, heads=2)
     _, attention, components, importance = model.motion(*_dense(batch, "flow_patches"))
-    assert importance.shape == (4, 68 * 3) and components.shape == (1 + 68 * 3,)
-    torch.testing.assert_close(importance.sum(-1), torch.ones(4))
-    assert len(attention) == 2
+    assert importance.shape == (4, 68, 3) and components.shape == (1 + 68,)
+    torch.testing.assert_close(importance.sum(dim=(1, 2)), torch.ones(4))
+    assert len(attention) == 2 and attention[0].shape == (4, 2, 69, 69)
+    # the scales of one node are weighted differently (not a node weight spread evenly)
+    within_node = importance / importance.sum(-1, keepdim=True)
+    assert (within_node - 1 / 3).abs().max() > 1e-3
+
+
+def test_scale_attention_weights_each_head_over_the_scales_of_its_node():
+    torch.manual_seed(0)
+    pooling = ScaleAttention(dim=8, heads=2)
+    tokens = torch.randn(2, 5, 3, 8)
+    pooled, weights = pooling(tokens)
+    assert pooled.shape == (2, 5, 8) and weights.shape == (2, 5, 2, 3)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 5, 2))
+    # head h's slice of a node token is its weighted sum of the scale tokens' slices
+    expected = (weights[:, :, 0, :, None] * tokens[..., :4]).sum(2)
+    torch.testing.assert_close(pooled[..., :4], expected)
+    # a scale token changed at one node changes that node's weights only
+    changed = tokens.clone()
+    changed[:, 2, 1] = 3.0 * torch.randn(2, 8)
+    other = pooling(changed)[1]
+    assert not torch.allclose(other[:, 2], weights[:, 2])
+    torch.testing.assert_close(other[:, [0, 1, 3, 4]], weights[:, [0, 1, 3, 4]])
+
+
+def test_the_scale_attention_learns_which_scale_carries_the_class():
+    # the class is the sign of a pattern at scale 0; scales 1 and 2 are noise as loud: training
+    # must move the scale weights from about uniform onto scale 0
+    torch.manual_seed(0)
+    pooling = ScaleAttention(dim=8, heads=2)
+    head = torch.nn.Linear(8, 2)
+    optimiser = torch.optim.AdamW([*pooling.parameters(), *head.parameters()], lr=3e-2)
+    pattern = torch.randn(8)
+
+    def clips():
+        labels = torch.randint(0, 2, (32,))
+        tokens = torch.randn(32, 4, 3, 8)
+        sign = (2.0 * labels - 1.0)[:, None, None]
+        tokens[:, :, 0] = sign * pattern + 0.3 * torch.randn(32, 4, 8)
+        return tokens, labels
+
+    with torch.no_grad():
+        before = pooling(clips()[0])[1][..., 0].mean()
+    for _ in range(60):
+        tokens, labels = clips()
+        loss = torch.nn.functional.cross_entropy(head(pooling(tokens)[0].mean(1)), labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        tokens, labels = clips()
+        pooled, weights = pooling(tokens)
+    assert (head(pooled.mean(1)).argmax(-1) == labels).float().mean() > 0.9
+    assert before < 0.45 and weights[..., 0].mean() > 0.55
 
 
 def test_movement_prior_is_off_by_default_and_draws_the_summary_to_moving_nodes(batch, face_graph):
@@ -64,7 +116,7 @@ def test_movement_prior_is_off_by_default_and_draws_the_summary_to_moving_nodes(
     with_prior = create("mmt", 3, face_graph, dim=16, depth=1, heads=2, movement_prior=True).eval()
     energy = still[:, :, :, :2].norm(dim=3).flatten(2).mean(-1)
     importance = with_prior.motion(still, mask, movement_key_bias(energy, mask))[3]
-    assert importance[:, 48:68].sum(-1).min() > 0.9
+    assert importance[:, 48:68].sum(dim=(1, 2)).min() > 0.9
     torch.manual_seed(0)
     default = create("mmt", 3, face_graph, dim=16, depth=1, heads=2).eval()
     assert default.movement_prior is False
