@@ -29,14 +29,11 @@ is computed from (the flow-derived bias never reaches ``mmt``'s texture encoder 
 branch).
 
 Blocks use :func:`torch.nn.functional.scaled_dot_product_attention` unless asked to keep the
-weights (``need_weights=True``), where the softmax is computed explicitly. Their dropout is
-:func:`dropout` (the same inverted dropout as :func:`torch.nn.functional.dropout`, with a mask
-that is cheaper to draw on CPU).
+weights (``need_weights=True``), where the softmax is computed explicitly.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 import torch
@@ -44,35 +41,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from geomer.models.output import row_normalise
-
-
-#: the drop probability is rounded to a multiple of 1 / 2^16 (0.1 → 0.100006)
-_MASK_LEVELS = 1 << 16
-
-
-def dropout(values: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout: each element zeroed with probability ``p``, the rest scaled by ``1/(1-p)``.
-
-    The same operation as :func:`torch.nn.functional.dropout`, but the mask is drawn as 16-bit
-    uniform integers, three from every 64-bit random draw (``random_()`` fills ``[0, 2^63)``, so
-    its low 48 bits are uniform), instead of one Bernoulli draw per element: on CPU the mask of a
-    ``[B, H, L, L]`` attention matrix was the largest single cost of training ``hsta`` (about a
-    fifth of a step). ``p`` is rounded to a multiple of 2^-16 and the scale uses the rounded value,
-    so the expectation is kept exactly.
-
-    Shapes: any → the same.
-    """
-    if not training or p == 0.0:
-        return values
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    threshold = round(p * _MASK_LEVELS)
-    count = values.numel()
-    draws = torch.empty(-(-count // 3), dtype=torch.int64, device=values.device).random_()
-    low = slice(0, 3) if sys.byteorder == "little" else slice(1, 4)
-    uniform = draws.view(torch.int16).view(-1, 4)[:, low].flatten()[:count]  # the low 48 bits
-    keep = uniform.view(values.shape) >= threshold - _MASK_LEVELS // 2  # int16 is signed
-    return values * (keep * (_MASK_LEVELS / (_MASK_LEVELS - threshold))).to(values.dtype)
 
 
 class MultiHeadAttention(nn.Module):
@@ -127,26 +95,12 @@ class MultiHeadAttention(nn.Module):
             if bias is not None:
                 scores = scores + bias
             weights = scores.softmax(dim=-1)
-            mixed = dropout(weights, drop, self.training) @ v
+            mixed = F.dropout(weights, drop, self.training) @ v
         else:
             weights = None
             mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
         mixed = mixed.transpose(1, 2).reshape(b, lq, d)
         return self.out(mixed), weights
-
-
-class Dropout(nn.Module):
-    """:func:`dropout` as a module (a drop-in for :class:`torch.nn.Dropout`).
-
-    Shapes: any → the same.
-    """
-
-    def __init__(self, p: float = 0.5) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, values: torch.Tensor) -> torch.Tensor:
-        return dropout(values, self.p, self.training)
 
 
 class TransformerBlock(nn.Module):
@@ -162,7 +116,7 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, dim)
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
         )
 
     def forward(

@@ -10,7 +10,6 @@ from geomer.models.attention import (
     TransformerEncoder,
     attention_relations,
     attention_rollout,
-    dropout,
     movement_key_bias,
 )
 
@@ -131,32 +130,6 @@ def test_encoder_returns_one_attention_per_layer_only_when_asked():
     out, kept = encoder(tokens, need_weights=True)
     assert out.shape == (1, 4, 8) and len(kept) == 3
     assert encoder(tokens)[1] == []
-
-
-def test_dropout_zeroes_the_asked_fraction_and_keeps_the_expectation():
-    torch.manual_seed(0)
-    ones = torch.ones(1000, 1000)
-    dropped = dropout(ones, 0.1, training=True)
-    zeroed = (dropped == 0).float()
-    assert abs(zeroed.mean().item() - 0.1) < 0.002
-    # every position of the 16-bit chunks is drawn alike (no biased chunk of the 64-bit draw)
-    for chunk in range(3):
-        assert abs(zeroed.flatten()[chunk::3].mean().item() - 0.1) < 0.003
-    assert abs(dropped.mean().item() - 1.0) < 0.005
-    kept = dropped[dropped > 0]
-    torch.testing.assert_close(kept, torch.full_like(kept, kept[0].item()))
-    assert not torch.equal(dropout(ones, 0.1, True), dropout(ones, 0.1, True))
-
-
-def test_dropout_passes_through_in_evaluation_and_at_zero_and_routes_the_gradient():
-    values = torch.randn(4, 7, requires_grad=True)
-    assert dropout(values, 0.3, training=False) is values
-    assert dropout(values, 0.0, training=True) is values
-    out = dropout(values, 0.5, training=True)
-    out.sum().backward()
-    torch.testing.assert_close(values.grad, (out / values).detach())
-    with pytest.raises(ValueError, match="dropout probability"):
-        dropout(values, 1.0, training=True)
 
 
 def test_relations_are_a_read_out_without_gradient():
