@@ -134,7 +134,8 @@ class ActionDecomposition(nn.Module):
         return self.weight * self.mask
 
     def map_matrices(self) -> list[Tensor]:
-        """The per-component map matrices M_k, each [m, n_k] (the paper's form)."""
+        """The per-component map matrices M_k, each [m, n_k] (one per component; the abstract says
+        only "the map matrix", so this shape is geomer's reading)."""
         matrix = self.map_matrix()
         m = self.actions_per_component
         return [
