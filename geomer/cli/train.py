@@ -29,9 +29,10 @@ def register(subparsers) -> None:
                         help="fraction of TRAINING subjects held out to pick the epoch (0: last epoch)")
     parser.add_argument("--leaky-best-epoch", action="store_true",
                         help="pick the best TEST epoch as some papers do; the run is marked leaky")
-    parser.add_argument("--augment", default="", metavar="SPEC",
-                        help="small-data recipe, e.g. flip,rotate=5,scale=0.05,jitter=0.1,smooth=0.1,ema=0.99 "
-                             "(geomer.train.augment; off by default)")
+    parser.add_argument("--augment", default=None, metavar="SPEC",
+                        help="small-data recipe, e.g. flip,rotate=5,scale=0.05,jitter=0.1,smooth=0.1,ema=0.99,mirror "
+                             "(geomer.train.augment); 'none' turns it off; default: the model's own "
+                             "(dere-grl: flip,mirror; others: none)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="a model setting (VALUE parsed as JSON when possible); repeatable")
     parser.add_argument("--jobs", type=int, default=None,

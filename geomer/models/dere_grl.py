@@ -178,7 +178,7 @@ class DeReGRL(nn.Module):
     small_config = {"hidden": 16, "actions": 2, "layers": 2, "embedding": 32}
     # The engine's recipe for this model (``geomer train`` / ``bench train`` read it; measured
     # figures are in the README's models table).
-    train_defaults = {"epochs": 20, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2}
+    train_defaults = {"epochs": 20, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2, "augment": "flip,mirror"}
     # Data attributes forward() reads when present (the engine may drop the others before
     # collating; texture and sequence tensors dominate collation time).
     inputs: tuple[str, ...] = ("geometry", "flow_stats", "edge_attr", "edge_index", "y")

@@ -58,7 +58,7 @@ from geomer.errors import GeomerError
 from landmarks.files import check_output_folder
 from geomer.graph import FaceGraph
 from geomer.synth.aus import action_unit
-from geomer.synth.emotions import class_table
+from geomer.synth.emotions import class_table, distractor_pool, sample_distractors
 from geomer.synth.face import FRAME_SIZE, subject_shape
 from geomer.synth.layouts import ClipPlan, get_layout
 from geomer.synth.motion import (
@@ -72,7 +72,7 @@ from geomer.synth.motion import (
 )
 from geomer.synth.render import Appearance, FaceRenderer, texture_face
 
-STANDARD_VERSION = "standard-v2"
+STANDARD_VERSION = "standard-v3"
 STANDARD_SIZE = {"subjects": 16, "clips": 10}
 
 
@@ -204,6 +204,7 @@ def _render_subject(
                             noise_seed=int(subject_rng.integers(2**32)))
     expressivity = float(np.clip(1.0 + subject_rng.normal(0, level.expressivity_sd), 0.5, 1.5))
     class_order = subject_rng.permutation(len(table))
+    distractors_allowed = distractor_pool(writer.scheme)
     blink = blink_field(shape.points)
     component_names = FaceGraph("k7").component_names
     used_names: set[str] = set()
@@ -213,9 +214,10 @@ def _render_subject(
         emotion = table[class_order[c % len(table)]]
         aus = emotion.sample(rng)
         amplitudes = tuple(round(float(rng.uniform(*level.amplitude_px)) * expressivity, 3) for _ in aus)
-        distractors = emotion.sample_distractors(rng, level.distractor_probability)
+        distractors = sample_distractors(distractors_allowed, rng, level.distractor_probability,
+                                         level.distractor_draws)
         distractor_amplitudes = tuple(
-            round(float(rng.uniform(*level.amplitude_px)) * expressivity, 3) for _ in distractors
+            round(float(rng.uniform(*level.distractor_amplitude_px)) * expressivity, 3) for _ in distractors
         )
         name = writer.clip_name(subject, c, rng, emotion.name)
         while name in used_names:  # drawn suffixes may repeat; clip ids must not
@@ -362,7 +364,7 @@ def generate(
 
 def standard_dataset(progress: bool = True, jobs: int = 2) -> Path:
     """The standard synthetic dataset (casme2 layout, 16 subjects × 10 clips, standard
-    difficulty, 200 fps, seed 0), generated once under ``cache_root()/synth/standard-v2``."""
+    difficulty, 200 fps, seed 0), generated once under ``cache_root()/synth/standard-v3``."""
     from geomer.paths import cache_root
 
     out = cache_root() / "synth" / STANDARD_VERSION

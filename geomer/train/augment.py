@@ -12,9 +12,13 @@ name            what                                                            
 ``jitter``      every flow quantity of a clip times 1 + a draw from ±value             fraction (0.1)
 ``smooth``      label smoothing of the cross-entropy                                   ε (0.1)
 ``ema``         exponential moving average of the weights, evaluated instead of them   decay (0.99)
+``mirror``      test (and validate, and measure occlusion) on the clip and its mirror  on (1)
+                image, averaged (:class:`MirrorAveraged`)
 ==============  =====================================================================  ==========
 
-e.g. ``--augment flip,jitter=0.2,ema``. The augmentations are drawn per clip and per training
+e.g. ``--augment flip,jitter=0.2,ema``; ``none`` (or an empty SPEC) turns everything off. A
+model may declare its own default recipe (``train_defaults["augment"]``: ``dere-grl`` uses
+``flip,mirror``); ``--augment`` replaces it. The augmentations are drawn per clip and per training
 step from a generator seeded by the fold's seed (the same seed gives the same run); the test
 and validation clips are never augmented.
 
@@ -38,6 +42,14 @@ magnitude and the strain of every flow input (node statistics, patches, the flow
 
 **EMA** (``torch.optim.swa_utils.AveragedModel``, buffers averaged too) replaces epoch picking by
 weight averaging; the averaged model is the one validated, tested and saved.
+
+**Mirror averaging** (:class:`MirrorAveraged`) makes the tested classifier mirror-symmetric by
+construction: a clip and its mirror image pass through the trained model and their class
+probabilities are averaged. A face's class does not change in the mirror, but a model trained
+with ``flip`` may still rely on one side of the face where a bilateral action moves both (on a
+synthetic tuning seed, ``dere-grl`` read surprise almost only from the left brow); averaged over
+the mirror it reads both sides, so its occlusion relations and its predictions do too. The
+checkpoint records it (``extra["mirror"]``), and a rebuilt model is wrapped again.
 """
 
 from __future__ import annotations
@@ -60,9 +72,9 @@ for _a, _b in _PAIRS:
     MIRROR[_a], MIRROR[_b] = _b, _a
 
 #: Each part's default value (used when the spec names it without a value) and its valid range.
-DEFAULTS = {"flip": 0.5, "rotate": 5.0, "scale": 0.05, "jitter": 0.1, "smooth": 0.1, "ema": 0.99}
+DEFAULTS = {"flip": 0.5, "rotate": 5.0, "scale": 0.05, "jitter": 0.1, "smooth": 0.1, "ema": 0.99, "mirror": 1.0}
 _RANGES = {"flip": (0.0, 1.0), "rotate": (0.0, 45.0), "scale": (0.0, 0.5), "jitter": (0.0, 0.9),
-           "smooth": (0.0, 0.5), "ema": (0.0, 0.99999)}
+           "smooth": (0.0, 0.5), "ema": (0.0, 0.99999), "mirror": (0.0, 1.0)}
 
 # Flow-stat channels: 0 u, 1 v, 2 magnitude, 3..10 orientation histogram, 11 strain.
 _HISTOGRAM_MIRROR = 3 + (3 - np.arange(8)) % 8
@@ -79,6 +91,7 @@ class Recipe:
     jitter: float = 0.0
     smooth: float = 0.0
     ema: float = 0.0
+    mirror: float = 0.0
 
     @property
     def augments(self) -> bool:
@@ -94,6 +107,8 @@ def parse_recipe(spec: str | None) -> Recipe:
     """``"flip,jitter=0.2"`` → :class:`Recipe`; one-line GeomerError for an unknown part or a
     value out of range."""
     values = {}
+    if (spec or "").strip() == "none":
+        return Recipe()
     for item in (spec or "").split(","):
         item = item.strip()
         if not item:
@@ -109,6 +124,8 @@ def parse_recipe(spec: str | None) -> Recipe:
         low, high = _RANGES[name]
         if not (np.isfinite(value) and low <= value <= high):
             raise GeomerError(f"--augment {item!r}: {name} must lie in [{low:g}, {high:g}]")
+        if name == "mirror" and value not in (0.0, 1.0):
+            raise GeomerError(f"--augment {item!r}: mirror is on (1) or off (0)")
         values[name] = value
     return Recipe(**values)
 
@@ -336,3 +353,43 @@ def averaged_model(model, decay: float):
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+class MirrorAveraged:
+    """A trained model tested on a clip and its mirror image (:func:`flip_batch`), averaged.
+
+    ``logits``: the log of the mean of the two class distributions; ``relations`` and
+    ``embedding``: the means, the mirror's relations with their components mapped back (left ↔
+    right, :func:`mirror_components`). A thin callable wrapper (not an ``nn.Module``): the wrapped
+    model's weights, ``state_dict`` and ``eval``/``train`` are the model's own.
+
+    Shapes: as the wrapped model's :class:`~geomer.models.output.ModelOutput` ([B, C], [B, K, K],
+    [B, D]); every clip of a batch must be on ``graph``'s N nodes.
+    """
+
+    def __init__(self, model, graph):
+        import torch
+
+        self.model, self.graph = model, graph
+        self.components = torch.from_numpy(mirror_components(graph))
+
+    def __getattr__(self, name):  # parameters(), eval(), train(), to() ... are the model's
+        return getattr(self.model, name)
+
+    def __call__(self, batch):
+        import math
+
+        import torch
+
+        from geomer.models.output import ModelOutput
+
+        plain = self.model(batch)
+        mirrored = self.model(flip_batch(batch, self.graph, torch.ones(batch.num_graphs, dtype=torch.bool)))
+        log_probs = torch.stack([torch.log_softmax(plain.logits, 1), torch.log_softmax(mirrored.logits, 1)])
+        swap = self.components.to(plain.relations.device)
+        back = mirrored.relations[:, swap][:, :, swap]
+        return ModelOutput(
+            logits=torch.logsumexp(log_probs, 0) - math.log(2.0),
+            relations=(plain.relations + back) / 2,
+            embedding=(plain.embedding + mirrored.embedding) / 2,
+        )

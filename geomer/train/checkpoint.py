@@ -34,7 +34,9 @@ class Checkpoint:
     geomer_version: str = __version__
 
     def build_model(self):
-        """A model of the recorded kind and size with the saved weights, in eval mode."""
+        """A model of the recorded kind and size with the saved weights, in eval mode; wrapped in
+        :class:`~geomer.train.augment.MirrorAveraged` when it was tested that way
+        (``extra["mirror"]``)."""
         from geomer.features.types import FeatureSettings
         from geomer.models import create
 
@@ -45,7 +47,12 @@ class Checkpoint:
         except RuntimeError as error:
             first = str(error).strip().splitlines()[0]
             raise GeomerError(f"checkpoint weights do not fit model {self.model!r}: {first}") from None
-        return model.eval()
+        model.eval()
+        if self.extra.get("mirror"):
+            from geomer.train.augment import MirrorAveraged
+
+            return MirrorAveraged(model, self.face_graph())
+        return model
 
     def face_graph(self):
         """The region graph the model was trained on."""

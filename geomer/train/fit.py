@@ -203,7 +203,7 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             if config.class_weighted
             else None
         )
-        from geomer.train.augment import Augmenter, averaged_model, parse_recipe
+        from geomer.train.augment import Augmenter, MirrorAveraged, averaged_model, parse_recipe
 
         recipe = parse_recipe(config.augment)
         loss_function = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=recipe.smooth)
@@ -245,6 +245,8 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             row = {"epoch": epoch, "loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
             selection = val_graphs if val_graphs else (test_graphs if config.leaky_best_epoch else [])
             evaluated = model if averaged is None else averaged.module
+            if recipe.mirror:
+                evaluated = MirrorAveraged(evaluated, context.face_graph)
             if selection:
                 probabilities, _ = _predict(evaluated, selection, config.batch_size, device)
                 truth = np.array([int(g.y.view(-1)[0]) for g in selection])
@@ -258,10 +260,11 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             model = averaged.module  # the weight average is the model tested and saved
         if best_state is not None:
             model.load_state_dict(best_state)
-        probabilities, relations = _predict(model, test_graphs, config.batch_size, device)
+        tested = MirrorAveraged(model, context.face_graph) if recipe.mirror else model
+        probabilities, relations = _predict(tested, test_graphs, config.batch_size, device)
         from geomer.relations import occlusion_relations
 
-        occlusion = occlusion_relations(model, test_graphs, num_components=len(context.component_names),
+        occlusion = occlusion_relations(tested, test_graphs, num_components=len(context.component_names),
                                         batch_size=config.batch_size, device=device)
         model.train()
 
@@ -292,6 +295,7 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
                 "validation_subjects": sorted(held_out),
                 "init": None if init is None else str(init),
                 "pretraining": pretraining,
+                "mirror": bool(recipe.mirror),
             },
         ),
     )

@@ -79,15 +79,17 @@ def test_ground_truth_json_contract(casme2_root):
     assert truth["classes"] == ["happiness", "surprise", "disgust", "repression", "others"]
     assert len(truth["clips"]) == 4
     from geomer.synth.aus import action_unit
+    from geomer.synth.emotions import distractor_pool
     from geomer.synth.generate import au_activation
 
     for key, clip in truth["clips"].items():
         assert key == f"{clip['subject']}/{key.rsplit('/', 1)[1]}"
         assert set(clip["components"]) <= set(k7) and clip["aus"]
         assert clip["onset"] < clip["apex"] < clip["offset"]
-        assert len(clip["distractor_aus"]) == len(clip["distractor_amplitudes_px"]) <= 2
-        for code in clip["distractor_aus"]:  # a distractor never moves a class-defining component
-            assert not set(action_unit(code).components) & set(clip["components"])
+        # standard: three distractor AUs in every clip, from the scheme's one pool, none a class AU
+        assert len(clip["distractor_aus"]) == len(clip["distractor_amplitudes_px"]) == 3
+        assert set(clip["distractor_aus"]) <= set(distractor_pool("casme2"))
+        assert not set(clip["distractor_aus"]) & set(clip["aus"])
     labelled = {clip["label"] for clip in truth["clips"].values()}
     for name in truth["classes"]:
         if name not in labelled:  # a class without clips: no motion, all zero
@@ -188,7 +190,7 @@ def test_standard_dataset_is_made_once_in_the_cache(tmp_path, monkeypatch):
     monkeypatch.setitem(STANDARD_SIZE, "subjects", 1)
     monkeypatch.setitem(STANDARD_SIZE, "clips", 1)
     root = standard_dataset(progress=False)
-    assert root == tmp_path / "cache" / "synth" / "standard-v2"
+    assert root == tmp_path / "cache" / "synth" / "standard-v3"
     stamp = (root / "ground_truth.json").stat().st_mtime_ns
     assert standard_dataset(progress=False) == root
     assert (root / "ground_truth.json").stat().st_mtime_ns == stamp  # reused, not regenerated

@@ -109,19 +109,22 @@ def test_coactivation_of_an_activation():
     assert np.allclose(coactivation(np.zeros(3)), 0)
 
 
-def test_distractors_never_touch_class_components_and_are_drawn_alike_in_every_class():
+def test_distractors_come_from_one_pool_of_non_class_aus_drawn_alike_in_every_class():
     import collections
 
-    from geomer.synth.aus import action_unit
-    from geomer.synth.emotions import class_table
+    from geomer.synth.emotions import class_table, distractor_pool, sample_distractors
 
-    for emotion in class_table("casme2"):
-        rng = np.random.default_rng(0)
-        counts = collections.Counter(len(emotion.sample_distractors(rng, 0.75)) for _ in range(2000))
-        # two draws at 0.75: the number of distractors does not depend on the class
-        assert counts[2] / 2000 == pytest.approx(0.5625, abs=0.04) and counts[0] / 2000 < 0.1
-        for code in emotion.distractor_pool():
-            assert not set(action_unit(code).components) & emotion.components
+    for scheme in ("casme2", "samm", "megc3"):
+        pool = distractor_pool(scheme)
+        class_numbers = {u.lstrip("LR") for e in class_table(scheme) for combo, _ in e.combinations for u in combo}
+        assert pool and not {u.lstrip("LR") for u in pool} & class_numbers
+    rng = np.random.default_rng(0)
+    pool = distractor_pool("casme2")
+    counts = collections.Counter(len(sample_distractors(pool, rng, 0.75, 2)) for _ in range(2000))
+    assert counts[2] / 2000 == pytest.approx(0.5625, abs=0.04) and counts[0] / 2000 < 0.1
+    drawn = collections.Counter(u for _ in range(3000) for u in sample_distractors(pool, rng, 1.0, 3))
+    assert set(drawn) == set(pool)  # uniform over the pool, never a repeat within a clip
+    assert max(drawn.values()) / min(drawn.values()) < 1.15
 
 
 def test_repression_and_others_differ_only_in_how_brows_and_mouth_act_together():

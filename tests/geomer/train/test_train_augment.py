@@ -16,6 +16,7 @@ from geomer.train import TrainConfig
 from geomer.train.augment import (
     MIRROR,
     Augmenter,
+    MirrorAveraged,
     flip_batch,
     mirror_components,
     mirror_nodes,
@@ -100,6 +101,26 @@ def test_flip_mirrors_every_input(kind):
     torch.testing.assert_close(out.edge_attr, motion[target] - motion[source])
 
 
+@pytest.mark.parametrize("name", ["dere-grl", "mmt"])
+def test_mirror_averaging_makes_a_model_mirror_symmetric(name):
+    from geomer.models import create
+
+    torch.manual_seed(0)
+    model = create(name, 3, GRAPH).eval()
+    batch = clips("frames")
+    mirrored = flip_batch(batch, GRAPH, torch.ones(3, dtype=torch.bool))
+    swap = torch.from_numpy(mirror_components(GRAPH))
+    with torch.no_grad():
+        plain, plain_mirror = model(batch), model(mirrored)
+        both, both_mirror = MirrorAveraged(model, GRAPH)(batch), MirrorAveraged(model, GRAPH)(mirrored)
+    # an untrained model reads the two sides differently; averaged over the mirror it cannot
+    assert not torch.allclose(plain.logits, plain_mirror.logits, atol=1e-4)
+    assert torch.allclose(both.logits, both_mirror.logits, atol=1e-5)
+    assert torch.allclose(both.logits.exp().sum(1), torch.ones(3), atol=1e-5)  # log-probabilities
+    # the mirror's relations are mapped back: relation (i, j) of a clip is (m(i), m(j)) of its mirror
+    assert torch.allclose(both.relations, both_mirror.relations[:, swap][:, :, swap], atol=1e-5)
+
+
 def test_rotation_scale_and_jitter():
     batch = clips("frames", count=2)
     recipe = parse_recipe("rotate=10,scale=0.1")
@@ -121,7 +142,9 @@ def test_recipe_spec_is_validated_and_canonical():
     assert (recipe.flip, recipe.jitter, recipe.ema) == (0.5, 0.2, 0.99) and recipe.augments
     assert recipe.spec() == "flip=0.5,jitter=0.2,ema=0.99"
     assert TrainConfig(augment="ema,flip").augment == "flip=0.5,ema=0.99"
-    for spec, message in (("mirror", "unknown part 'mirror'"), ("flip=2", "flip must lie"),
+    assert parse_recipe("none").spec() == "" and parse_recipe("mirror").mirror == 1.0
+    for spec, message in (("tilt", "unknown part 'tilt'"), ("flip=2", "flip must lie"),
+                          ("mirror=0.5", "mirror is on"),
                           ("rotate=abc", "not a number"), ("smooth=nan", "smooth must lie")):
         with pytest.raises(GeomerError, match=message):
             TrainConfig(augment=spec)
