@@ -103,6 +103,10 @@ def slim_graphs(inputs: Sequence[str] | None, graphs: list) -> list:
     if inputs is None:
         return graphs
     keep = set(inputs) | set(_ALWAYS_KEPT)
+    if "texture_apex" in keep:
+        # occlusion neutralises an apex patch to its onset patch, which only `texture` holds
+        # (geomer.relations.neutralise); without it, it would fall back to the no-onset rule
+        keep.add("texture")
     return [
         Data(**{key: graph[key] for key in graph.keys() if key in keep}, num_nodes=graph.num_nodes)
         for graph in graphs
