@@ -178,10 +178,7 @@ class DeReGRL(nn.Module):
     small_config = {"hidden": 16, "actions": 2, "layers": 2, "embedding": 32}
     # The engine's recipe for this model (``geomer train`` / ``bench train`` read it; measured
     # figures are in the README's models table).
-    # trained on mirrored clips and tested mirror-averaged (geomer.train.augment): on a synthetic
-    # tuning seed UF1 0.845 → 0.900, occlusion relations 0.62 → 0.63 and the model no longer reads
-    # one side of the face only (README, "Relations")
-    train_defaults = {"epochs": 20, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2, "augment": "flip,mirror"}
+    train_defaults = {"epochs": 20, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2}
     # Data attributes forward() reads when present (the engine may drop the others before
     # collating; texture and sequence tensors dominate collation time).
     inputs: tuple[str, ...] = ("geometry", "flow_stats", "edge_attr", "edge_index", "y")

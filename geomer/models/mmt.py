@@ -235,10 +235,6 @@ class MultiModalMultiScaleTransformer(nn.Module):
     # every Data attribute forward() reads: the engine drops the rest before collating
     inputs: tuple[str, ...] = requires
     small_config = dict(dim=16, depth=1, heads=2)
-    # trained on mirrored clips and tested mirror-averaged (geomer.train.augment): on a synthetic
-    # tuning seed UF1 0.873 → 0.886 and occlusion relations 0.20 → 0.28 (README, "Relations")
-    train_defaults = {"augment": "flip,mirror"}
-
     def __init__(
         self,
         num_classes: int,

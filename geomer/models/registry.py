@@ -19,8 +19,7 @@ What a registered class declares (class attributes, all optional except ``paper`
 - ``inputs``: EVERY ``Data`` attribute its forward reads (the engine then drops the others before
   training, which makes batching and shipping graphs to worker processes cheaper);
 - ``train_defaults``: the model's own training recipe (``epochs``, ``batch_size``, ``lr``,
-  ``weight_decay``, optionally ``cfg``, ``class_weighted`` and ``augment``), used where the user
-  gives none;
+  ``weight_decay``, optionally ``cfg`` and ``class_weighted``), used where the user gives none;
 - a ``pretraining_objective`` method: the model can be pretrained (``geomer pretrain``).
 
 All of it is read once, at registration, into the model's :class:`ModelSpec`, together with where

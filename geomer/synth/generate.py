@@ -214,10 +214,14 @@ def _render_subject(
         emotion = table[class_order[c % len(table)]]
         aus = emotion.sample(rng)
         amplitudes = tuple(round(float(rng.uniform(*level.amplitude_px)) * expressivity, 3) for _ in aus)
-        distractors = sample_distractors(distractors_allowed, rng, level.distractor_probability,
+        # distractors draw from their own stream: how many a level draws leaves every other draw
+        # (clip names, timing, head motion) the same across levels
+        distractor_rng = np.random.default_rng([seed, s, c, 1])
+        distractors = sample_distractors(distractors_allowed, distractor_rng, level.distractor_probability,
                                          level.distractor_draws)
         distractor_amplitudes = tuple(
-            round(float(rng.uniform(*level.distractor_amplitude_px)) * expressivity, 3) for _ in distractors
+            round(float(distractor_rng.uniform(*level.distractor_amplitude_px)) * expressivity, 3)
+            for _ in distractors
         )
         name = writer.clip_name(subject, c, rng, emotion.name)
         while name in used_names:  # drawn suffixes may repeat; clip ids must not

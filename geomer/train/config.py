@@ -25,8 +25,9 @@ class TrainConfig:
     ``jobs`` > 1 with ``executor="local"`` runs fold × seed tasks in a process pool;
     ``executor="ray"`` submits one Ray task per fold × seed (``ray_address`` None: a local Ray).
     ``device`` "auto" is CUDA when available for in-process runs, CPU in worker processes.
-    ``augment``: the small-data recipe (augmentation, label smoothing, EMA; off when empty), a
-    SPEC of :mod:`geomer.train.augment`, stored in its canonical form.
+    ``augment``: the training recipe (augmentation, label smoothing, EMA, mirror-averaged testing),
+    a SPEC of :mod:`geomer.train.augment` stored in its canonical form; default ``flip,mirror``
+    (``none`` or empty: off).
     """
 
     model: str = "dere-grl"
@@ -44,7 +45,7 @@ class TrainConfig:
     ray_address: str | None = None
     device: str = "auto"
     progress: bool = True
-    augment: str = ""
+    augment: str = "flip,mirror"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(seed) for seed in self.seeds))

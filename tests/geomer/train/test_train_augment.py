@@ -148,7 +148,8 @@ def test_recipe_spec_is_validated_and_canonical():
                           ("rotate=abc", "not a number"), ("smooth=nan", "smooth must lie")):
         with pytest.raises(GeomerError, match=message):
             TrainConfig(augment=spec)
-    assert "augment" not in TrainConfig().result_settings()
+    assert "augment" not in TrainConfig(augment="none").result_settings()
+    assert TrainConfig().augment == "flip=0.5,mirror=1"
 
 
 @pytest.mark.slow
