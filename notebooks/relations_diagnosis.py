@@ -1,5 +1,5 @@
-"""Diagnosis of the relation targets on a synthetic dataset: the README's "Why the targets are not
-reached" figures.
+"""Diagnosis of the relation targets on a synthetic dataset: the README's "Relations" figures
+measured on the tuning seed (generator variants, the reference MLP) and the untrained rows.
 
 Run on a generated and prepared synthetic dataset (the same ``GEOMER_CACHE`` as ``geomer prepare``)::
 
