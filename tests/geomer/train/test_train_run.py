@@ -183,6 +183,8 @@ def test_graphs_are_slimmed_to_the_declared_model_inputs(graphs):
     assert set(slim[0].keys()) - {"num_nodes"} == {"x", "component", "y", "edge_index", "clip", "subject", "dataset"}
     assert slim[0].subject == extended[0].subject and torch.equal(slim[0].x, extended[0].x)
     assert slim[0].num_nodes == extended[0].num_nodes
+    # a model reading apex texture keeps the onset texture too: occlusion neutralises to it
+    assert "texture" in slim_graphs(("texture_apex",), extended)[0]
 
 
 def test_a_truncated_checkpoint_is_trained_again_on_resume(tmp_path, graphs, face_graph, capfd):
