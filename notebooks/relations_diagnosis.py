@@ -219,6 +219,10 @@ def run(run_dir: Path) -> None:
         test = [by_sample[s] for s in pd.read_csv(path.parent / "predictions.csv")["sample"]]
         torch.manual_seed(0)
         fresh = create(checkpoint.model, len(checkpoint.classes), checkpoint.face_graph(), **checkpoint.cfg)
+        if checkpoint.extra.get("mirror"):  # untrained beside trained, both mirror-averaged
+            from geomer.train.augment import MirrorAveraged
+
+            fresh = MirrorAveraged(fresh, checkpoint.face_graph())
         for trained, model in ((True, checkpoint.build_model()), (False, fresh)):
             for evidence in ("log_odds", "log_prob"):
                 joint = occlusion_relations(model, test, num_components=7, evidence=evidence).joint

@@ -235,6 +235,7 @@ class MultiModalMultiScaleTransformer(nn.Module):
     # every Data attribute forward() reads: the engine drops the rest before collating
     inputs: tuple[str, ...] = requires
     small_config = dict(dim=16, depth=1, heads=2)
+
     def __init__(
         self,
         num_classes: int,

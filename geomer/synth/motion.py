@@ -10,7 +10,8 @@
   depth (a Gaussian bump centred on the nose tip: the nose moves most, the contour least), with a
   slow independent course per axis; its peak at the nose tip is ``residual_head_px``.
 * **Distractor AUs**: see ``geomer.synth.emotions`` (the pool and how it is drawn); the level sets
-  ``distractor_probability``, the chance of each of two distractor draws per clip.
+  ``distractor_draws`` draws per clip, each adding a distractor with ``distractor_probability``
+  (a scheme's pool may hold fewer AUs than a level draws: ``samm`` and ``megc3`` have three).
 * **Blinks** (distractor): with probability ``blink_probability`` a clip gets one partial blink
   (closure ``blink_closure`` of the lid opening, 80–150 ms) at a random time; upper lids move down,
   lower lids slightly up.

@@ -136,7 +136,8 @@ def mirror_nodes(graph) -> np.ndarray:
     position = {int(i): k for k, i in enumerate(graph.node_ids)}
     mirrored = [position.get(int(MIRROR[i])) for i in graph.node_ids]
     if any(m is None for m in mirrored):
-        raise GeomerError(f"graph {graph.name}: its nodes are not mirror-symmetric; --augment flip needs them to be")
+        raise GeomerError(f"graph {graph.name}: its nodes are not mirror-symmetric, which --augment flip and "
+                          f"mirror (the default) need; choose symmetric nodes or --augment none")
     return np.asarray(mirrored, np.int64)
 
 
@@ -374,8 +375,23 @@ class MirrorAveraged:
         self.model, self.graph = model, graph
         self.components = torch.from_numpy(mirror_components(graph))
 
-    def __getattr__(self, name):  # parameters(), eval(), train(), to() ... are the model's
+    def __getattr__(self, name):  # parameters(), state_dict(), ... are the model's
+        if name == "model" or name.startswith("__"):  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
         return getattr(self.model, name)
+
+    # these return the wrapper, so `build_model().to(device).eval()` keeps mirror averaging
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def train(self, mode: bool = True):
+        self.model.train(mode)
+        return self
+
+    def to(self, *args, **kwargs):
+        self.model.to(*args, **kwargs)
+        return self
 
     def __call__(self, batch):
         import math
@@ -394,3 +410,5 @@ class MirrorAveraged:
             relations=(plain.relations + back) / 2,
             embedding=(plain.embedding + mirrored.embedding) / 2,
         )
+
+    forward = __call__

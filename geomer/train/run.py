@@ -188,7 +188,11 @@ def check_model_settings(
     GeomerError before anything is written."""
     from geomer.features.types import FeatureSettings
     from geomer.models import create
+    from geomer.train.augment import mirror_components, parse_recipe
 
+    recipe = parse_recipe(config.augment)
+    if recipe.flip or recipe.mirror:
+        mirror_components(face_graph)  # the mirror needs a mirror-symmetric graph
     try:
         features = FeatureSettings.from_dict(feature_settings or {})
         create(config.model, num_classes, face_graph, features, **config.cfg)

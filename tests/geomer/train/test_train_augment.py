@@ -119,6 +119,12 @@ def test_mirror_averaging_makes_a_model_mirror_symmetric(name):
     assert torch.allclose(both.logits.exp().sum(1), torch.ones(3), atol=1e-5)  # log-probabilities
     # the mirror's relations are mapped back: relation (i, j) of a clip is (m(i), m(j)) of its mirror
     assert torch.allclose(both.relations, both_mirror.relations[:, swap][:, :, swap], atol=1e-5)
+    # moving or switching the mode keeps the wrapper; copies do not recurse
+    import copy
+
+    wrapped = MirrorAveraged(model, GRAPH)
+    assert wrapped.to("cpu").eval() is wrapped and wrapped.train(False) is wrapped
+    assert isinstance(copy.copy(wrapped), MirrorAveraged)
 
 
 def test_rotation_scale_and_jitter():
@@ -160,7 +166,8 @@ def test_training_with_the_recipe_is_recorded_and_changes_the_model(tmp_path):
     graphs = [to_pyg(make_features(GRAPH, i % 3, rng, clip=f"c{i}"), GRAPH, i % 3, subject=f"s{i % 3}", dataset="d")
               for i in range(18)]
     small = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}
-    plain = TrainConfig(model="dere-grl", cfg=small, epochs=2, batch_size=6, seeds=(0,), progress=False)
+    plain = TrainConfig(model="dere-grl", cfg=small, epochs=2, batch_size=6, seeds=(0,), progress=False,
+                        augment="none")
     recipe = plain.replace(augment="flip,rotate,jitter,smooth,ema=0.9")
     results = [run_loso(graphs, ("a", "b", "c"), config, tmp_path / name, face_graph=GRAPH)
                for name, config in (("plain", plain), ("recipe", recipe))]
@@ -183,3 +190,12 @@ def test_a_bad_recipe_is_one_line_before_anything_is_written(tmp_path, monkeypat
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1 and "unknown part 'warp'" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_graph_without_mirror_symmetry_is_refused_before_training_unless_the_recipe_is_off():
+    from geomer.train.run import check_model_settings
+
+    one_sided = FaceGraph("k7", nodes=tuple(i for i in range(68) if i not in (0, 36)))  # two points of one side dropped
+    with pytest.raises(GeomerError, match="not mirror-symmetric.*--augment none"):
+        check_model_settings(TrainConfig(model="dere-grl"), 3, one_sided)
+    check_model_settings(TrainConfig(model="dere-grl", augment="none"), 3, one_sided)
