@@ -97,7 +97,7 @@ def distractor_pool(scheme: str) -> tuple[str, ...]:
 
 
 def sample_distractors(pool: Sequence[str], rng: np.random.Generator, probability: float,
-                       draws: int = 2) -> tuple[str, ...]:
+                       draws: int) -> tuple[str, ...]:
     """Distractor AUs of one clip (module docstring): ``draws`` tries, each adding one AU of
     ``pool`` with ``probability`` (an AU is not drawn twice). Nothing here depends on the class."""
     pool = list(pool)

@@ -362,8 +362,9 @@ class MirrorAveraged:
 
     ``logits``: the log of the mean of the two class distributions; ``relations`` and
     ``embedding``: the means, the mirror's relations with their components mapped back (left ↔
-    right, :func:`mirror_components`). A thin callable wrapper (not an ``nn.Module``): the wrapped
-    model's weights, ``state_dict`` and ``eval``/``train`` are the model's own.
+    right, :func:`mirror_components`). A thin callable wrapper (not an ``nn.Module``): weights and
+    ``state_dict`` are the wrapped model's; ``eval``, ``train`` and ``to`` act on it and return the
+    wrapper.
 
     Shapes: as the wrapped model's :class:`~geomer.models.output.ModelOutput` ([B, C], [B, K, K],
     [B, D]); every clip of a batch must be on ``graph``'s N nodes.
