@@ -58,6 +58,7 @@ def to_pyg(features: ClipFeatures, graph, label: int, **meta):
         texture [N, S, 2, P, P] (onset, apex), texture_apex [N, S, P, P],
         sequence [N, Tseq, P, P]; flow_image [1, 3, F, F] (a per-clip image, not per node: a
         batch holds [B, 3, F, F]) and, where the features place the nodes in it,
+        flow_image_points [N, 2] (each node's (x, y) in the flow image's pixels) and
         flow_image_component [1, F, F] long: each pixel's component, −1 off the face
         (:func:`geomer.features.flow_image.flow_image_regions`).
     """
@@ -91,6 +92,7 @@ def to_pyg(features: ClipFeatures, graph, label: int, **meta):
     if features.flow_image is not None:
         data.flow_image = tensor(features.flow_image[None])
         if features.flow_image_points is not None:
+            data.flow_image_points = tensor(features.flow_image_points)
             data.flow_image_component = torch.from_numpy(_flow_image_component(features, graph)[None])
     data.clip = str(meta.pop("clip", features.clip))
     for name, value in meta.items():

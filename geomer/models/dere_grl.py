@@ -23,6 +23,16 @@ could not read them):
   statistics at the nodes (``flow_stats`` [N, S, 12]); clips with no onset landmarks
   (``megc2019-flow``) have no ``geometry``, and then the movement features are the flow sampled at
   the apex landmarks (``flow_stats``), whatever ``use_flow`` says;
+- **the whole-face flow image read at the nodes** (``flow_image_channels``, 16 by default; 0
+  turns it off): where a clip carries its flow image (``flow_image`` [3, F, F], u, v, strain) and
+  the nodes' positions in it (``flow_image_points``), two 3×3 convolutions (a 5×5 flow-pixel
+  receptive field) make c feature maps, sampled bilinearly at each node and encoded like the other
+  node signals. Why: at a 256-px aligned face, node patches of 8–32 px cover 1–3.5 pixels of the
+  composite's 28×28 flow image, so ``flow_stats`` alone saw little of what the image holds; the
+  stem reads the image at flow-pixel resolution and keeps every feature on a node, so the ADM's
+  per-component decomposition and the relations stay per component. Chosen on validation
+  subjects drawn from each LOSO fold's training subjects (README, real-data results), not on a
+  test fold;
 - inputs are normalised by BatchNorm inside the model (displacements are ~0.01 IOD), so the
   statistics come from the training fold only;
 - backbone: two streams on the region graph, each 1–4 ``torch_geometric.nn.DenseGCNConv`` layers
@@ -158,12 +168,15 @@ class DeReGRL(nn.Module):
         self_relation: the vector-form self term on the diagonal, relative to a component
             that carries all the weight (a display setting, default 0; see the module
             docstring).
+        flow_image_channels: c, the channels of the stem that reads the whole-face flow image
+            at every node (0 turns it off; see the module docstring).
 
     Input geometry (from the ``features`` settings): T = ``features.steps``, the displacement
     trajectory's steps (data of another T are resampled to it); S = ``len(features.scales)``.
 
     Shapes:
         - batch.geometry: [B·N, T, 2] (optional), batch.flow_stats: [B·N, S, 12] (optional),
+          batch.flow_image: [B, 3, F, F] with batch.flow_image_points: [B·N, 2] (optional),
           batch.edge_index: [2, B·2E], batch.edge_attr: [B·2E, 2] (optional)
         - output: logits [B, C], relations [B, K, K], embedding [B, D]
     """
@@ -179,9 +192,13 @@ class DeReGRL(nn.Module):
     # The engine's recipe for this model (``geomer train`` / ``bench train`` read it; measured
     # figures are in the README's models table).
     train_defaults = {"epochs": 20, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2}
+    # checkpoints of geomer before 0.2.2 were trained without the flow-image stem
+    earlier_defaults = {"0.2.2": {"flow_image_channels": 0}}
     # Data attributes forward() reads when present (the engine may drop the others before
     # collating; texture and sequence tensors dominate collation time).
-    inputs: tuple[str, ...] = ("geometry", "flow_stats", "edge_attr", "edge_index", "y")
+    inputs: tuple[str, ...] = (
+        "geometry", "flow_stats", "flow_image", "flow_image_points", "edge_attr", "edge_index", "y"
+    )
 
     def __init__(
         self,
@@ -202,6 +219,7 @@ class DeReGRL(nn.Module):
         movement_prior: bool = False,
         learned_bound: float = 0.5,
         self_relation: float = 0.0,
+        flow_image_channels: int = 16,
     ):
         super().__init__()
         streams = tuple(streams)
@@ -210,7 +228,7 @@ class DeReGRL(nn.Module):
         if not streams or any(s not in STREAMS for s in streams) or len(set(streams)) != len(streams):
             raise GeomerError(f"dere-grl: streams must be a non-empty subset of {STREAMS}, got {streams}")
         for name, value, low in (("actions", actions, 1), ("hidden", hidden, 1), ("layers", layers, 1),
-                                 ("embedding", embedding, 1)):
+                                 ("embedding", embedding, 1), ("flow_image_channels", flow_image_channels, 0)):
             if int(value) < low:
                 raise GeomerError(f"dere-grl: {name} must be ≥ {low}, got {value}")
         if learned_bound < 0 or self_relation < 0:
@@ -236,17 +254,25 @@ class DeReGRL(nn.Module):
 
         # Encoders for every input the data may carry; forward sums those that are present,
         # so one model serves both the landmark datasets and megc2019-flow.
-        geometry_features = 2 * self.steps
-        flow_features = FLOW_STATS * self.scales
+        signal_features = {"geometry": 2 * self.steps, "flow": FLOW_STATS * self.scales}
+        channels = int(flow_image_channels)
+        # the flow image read at each node (see _flow_image_signal): two 3×3 convolutions, so a
+        # node sees the 5×5 flow pixels around it
+        self.flow_image_stem = nn.Sequential(
+            nn.Conv2d(3, channels, kernel_size=3, padding=1),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+        ) if channels else None
+        if channels:
+            signal_features["flow_image"] = channels
         self.node_encoders = nn.ModuleDict(
-            {"geometry": _Encoder(geometry_features, width), "flow": _Encoder(flow_features, width)}
+            {name: _Encoder(size, width) for name, size in signal_features.items()}
         ) if "node" in streams else None
         self.edge_encoders = nn.ModuleDict(
-            {
-                "geometry": _Encoder(geometry_features, width),
-                "flow": _Encoder(flow_features, width),
-                "edge_attr": _Encoder(2, width),
-            }
+            {name: _Encoder(size, width) for name, size in {**signal_features, "edge_attr": 2}.items()}
         ) if "edge" in streams else None
         self.node_embedding = nn.Parameter(torch.zeros(self.num_nodes, width))  # tells nodes apart
         nn.init.normal_(self.node_embedding, std=0.1)
@@ -309,7 +335,31 @@ class DeReGRL(nn.Module):
             check_shape(flow, ("B·N", self.scales, FLOW_STATS), "dere-grl: flow_stats",
                         hint=f" (built for {self.scales} feature scales)")
             signals["flow"] = flow.reshape(flow.shape[0], -1)
+        image_signal = self._flow_image_signal(batch)
+        if image_signal is not None:
+            signals["flow_image"] = image_signal
         return signals
+
+    def _flow_image_signal(self, batch) -> Tensor | None:
+        """The whole-face flow image read at every node: the stem's feature maps sampled
+        (bilinearly) at the node's position in the image; None when the model has no stem or the
+        batch has no flow image with node positions.
+
+        Shapes:
+            - batch.flow_image: [B, 3, F, F], batch.flow_image_points: [B·N, 2] (x, y) pixels
+            - output: [B·N, flow_image_channels]
+        """
+        image = getattr(batch, "flow_image", None)
+        points = getattr(batch, "flow_image_points", None)
+        if self.flow_image_stem is None or image is None or points is None:
+            return None
+        size = image.shape[-1]
+        check_shape(image, (points.shape[0] // self.num_nodes, 3, size, size), "dere-grl: flow_image")
+        maps = self.flow_image_stem(image.float())  # [B, c, F, F]
+        # pixel centres at -1 … 1 (align_corners=True): x ↦ 2x / (F − 1) − 1
+        grid = points.float().reshape(image.shape[0], self.num_nodes, 1, 2) * (2.0 / (size - 1)) - 1.0
+        sampled = F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        return sampled[..., 0].transpose(1, 2).reshape(points.shape[0], -1)  # [B, N, c] → [B·N, c]
 
     def _num_graphs(self, batch, num_rows: int) -> int:
         if num_rows % self.num_nodes:

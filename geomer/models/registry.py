@@ -20,6 +20,9 @@ What a registered class declares (class attributes, all optional except ``paper`
   training, which makes batching and shipping graphs to worker processes cheaper);
 - ``train_defaults``: the model's own training recipe (``epochs``, ``batch_size``, ``lr``,
   ``weight_decay``, optionally ``cfg`` and ``class_weighted``), used where the user gives none;
+- ``earlier_defaults``: ``{version: {setting: value}}``, the value a setting had in checkpoints
+  written by geomer before ``version`` (when a new setting's default changes what the model
+  computes), so that an earlier checkpoint is rebuilt as it was trained;
 - a ``pretraining_objective`` method: the model can be pretrained (``geomer pretrain``).
 
 All of it is read once, at registration, into the model's :class:`ModelSpec`, together with where
@@ -77,6 +80,21 @@ class ModelSpec:
     pretrainable: bool = False
     origin: tuple[str, str | None] = ("", None)
     reads_features: bool = True
+    earlier_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def settings_of_version(self, version: str) -> dict[str, Any]:
+        """The settings a checkpoint written by geomer ``version`` was built with where it
+        recorded none (see ``earlier_defaults``): every change made after ``version``, the
+        earliest winning where a setting changed twice."""
+
+        def key(text: str) -> tuple[int, ...]:
+            return tuple(int(part) for part in str(text).split(".")[:3])
+
+        settings: dict[str, Any] = {}
+        for introduced in sorted(self.earlier_defaults, key=key, reverse=True):
+            if key(version) < key(introduced):
+                settings.update(self.earlier_defaults[introduced])
+        return settings
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -113,6 +131,7 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
             pretrainable=callable(getattr(declared, "pretraining_objective", None)),
             origin=_origin(factory),
             reads_features=_takes_keyword(factory, "features"),
+            earlier_defaults={str(k): dict(v) for k, v in attribute("earlier_defaults", {}).items()},
         ), replace=True)
         return factory
 

@@ -33,8 +33,9 @@ the clip of the mirrored face:
   orientation histogram is mirrored (angle θ → π − θ: bin b ↔ 3 − b mod 8); positions x → −x
   (the canonical frame is centred between the eyes);
 - patches (flow, texture, sequence frames) are mirrored left ↔ right, the flow patches' u
-  negated; the whole-face flow image is mirrored, its u negated, and its component regions
-  mirrored with left ↔ right component ids swapped;
+  negated; the whole-face flow image is mirrored, its u negated, the nodes' positions in it
+  mirrored (x → F − 1 − x, moved with their node), and its component regions mirrored with
+  left ↔ right component ids swapped;
 - the edges' relative motion is rebuilt from the mirrored node motion (as the features make it).
 
 Flipping twice is the identity. **Rotation and scale** act on the geometry only (displacements,
@@ -236,6 +237,8 @@ def flip_batch(batch, graph, flip):
         node_attribute(name, lambda patches: patches.flip(-1))
     image = getattr(out, "flow_image", None)
     if image is not None:
+        last = image.shape[-1] - 1  # a mirrored pixel column x lands at F − 1 − x
+        node_attribute("flow_image_points", lambda points: torch.stack([last - points[:, 0], points[:, 1]], 1))
         image = image.clone()
         mirrored = image[flip].flip(-1)
         mirrored[:, 0] = -mirrored[:, 0]

@@ -38,10 +38,11 @@ class Checkpoint:
         :class:`~geomer.train.augment.MirrorAveraged` when it was tested that way
         (``extra["mirror"]``)."""
         from geomer.features.types import FeatureSettings
-        from geomer.models import create
+        from geomer.models import create, get_spec
 
         features = FeatureSettings.from_dict(self.feature_settings)
-        model = create(self.model, len(self.classes), self.face_graph(), features, **self.cfg)
+        earlier = get_spec(self.model).settings_of_version(self.geomer_version)
+        model = create(self.model, len(self.classes), self.face_graph(), features, **{**earlier, **self.cfg})
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as error:

@@ -407,3 +407,30 @@ def test_the_prior_is_off_by_default_and_the_relations_are_the_rrm_weights(face_
     model.train()
     model(louder)
     assert torch.equal(model.noise_floor, floor_before)  # the prior's statistics are not even read
+
+
+def test_the_flow_image_is_read_at_each_node(face_graph, flow_batch):
+    """The stem's feature maps are sampled at every node's position in the flow image: a change
+    of the image near one node changes the output; without the stem the image is not read."""
+    model = build(face_graph).eval()
+    points = flow_batch.flow_image_points.reshape(4, face_graph.num_nodes, 2)
+    with torch.no_grad():
+        maps = model.flow_image_stem(flow_batch.flow_image.float())  # [B, c, F, F]
+        whole = flow_batch.clone()
+        whole.flow_image_points = points.round().reshape(-1, 2)  # on pixel centres: no interpolation
+        signal = model._flow_image_signal(whole).reshape(4, face_graph.num_nodes, -1)
+        x, y = whole.flow_image_points.long().reshape(4, -1, 2).unbind(-1)
+        expected = maps[torch.arange(4)[:, None], :, y, x]  # [B, N, c]
+        torch.testing.assert_close(signal, expected)
+
+        changed = flow_batch.clone()
+        cx, cy = points[0, 30].round().long().tolist()  # the nose tip of the first clip
+        changed.flow_image = changed.flow_image.clone()
+        changed.flow_image[0, :, cy - 1 : cy + 2, cx - 1 : cx + 2] += 1.0
+        out, moved = model(flow_batch), model(changed)
+        assert not torch.allclose(out.logits[0], moved.logits[0])
+        torch.testing.assert_close(out.logits[1:], moved.logits[1:])  # the other clips are untouched
+
+        blind = build(face_graph, flow_image_channels=0).eval()
+        assert blind.flow_image_stem is None
+        torch.testing.assert_close(blind(flow_batch).logits, blind(changed).logits)

@@ -50,7 +50,7 @@ def test_the_mirror_is_an_involution_with_left_right_components():
 def test_flip_twice_is_the_identity(kind):
     batch = clips(kind)
     twice = flip_batch(flip_batch(batch, GRAPH, [True, False, True]), GRAPH, [True, False, True])
-    for name in (*NODE_ATTRIBUTES, "edge_attr", "flow_image", "flow_image_component"):
+    for name in (*NODE_ATTRIBUTES, "edge_attr", "flow_image", "flow_image_points", "flow_image_component"):
         if getattr(batch, name, None) is not None:
             torch.testing.assert_close(twice[name], batch[name], msg=name)
     once = flip_batch(batch, GRAPH, [True, False, True])
@@ -91,6 +91,12 @@ def test_flip_mirrors_every_input(kind):
     image, regions = out.flow_image[0], out.flow_image_component[0]
     torch.testing.assert_close(image[0], -batch.flow_image[0, 0].flip(-1))
     torch.testing.assert_close(image[1:], batch.flow_image[0, 1:].flip(-1))
+    # node k's position in the mirrored image is node mirror(k)'s, mirrored: x → F − 1 − x
+    side = batch.flow_image.shape[-1]
+    torch.testing.assert_close(out.flow_image_points[flipped],
+                               batch.flow_image_points[flipped][mirror] * torch.tensor([-1.0, 1.0])
+                               + torch.tensor([side - 1.0, 0.0]))
+    torch.testing.assert_close(out.flow_image_points[kept], batch.flow_image_points[kept])
     swap = torch.from_numpy(mirror_components(GRAPH))
     original = batch.flow_image_component[0].flip(-1)
     assert torch.equal(regions[original >= 0], swap[original[original >= 0]])

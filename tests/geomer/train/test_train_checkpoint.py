@@ -118,3 +118,24 @@ def test_a_model_sized_by_its_feature_settings_is_rebuilt_with_them(tmp_path):
     )
     rebuilt = load_checkpoint(save_checkpoint(tmp_path / "model.pt", checkpoint)).build_model()
     assert (rebuilt.steps, rebuilt.scales) == (8, 2)
+
+
+def test_an_earlier_checkpoint_is_rebuilt_with_the_settings_of_its_version():
+    """dere-grl reads the flow image since 0.2.2; a 0.2.1 checkpoint recorded no setting for it
+    and is rebuilt without the stem it never had, a current one with it."""
+    from geomer.models import get_spec
+
+    graph = FaceGraph()
+    old = create("dere-grl", 3, graph, flow_image_channels=0)
+
+    def checkpoint(model, version):
+        return Checkpoint(model="dere-grl", cfg={}, classes=CLASSES, component_names=graph.component_names,
+                          graph=graph.to_record(), state_dict=model.state_dict(), geomer_version=version)
+
+    assert checkpoint(old, "0.2.1").build_model().flow_image_stem is None
+    with pytest.raises(GeomerError, match="do not fit"):
+        checkpoint(old, "0.2.2").build_model()
+    assert checkpoint(create("dere-grl", 3, graph), "0.2.2").build_model().flow_image_stem is not None
+    spec = get_spec("dere-grl")
+    assert spec.settings_of_version("0.2.1") == {"flow_image_channels": 0}
+    assert spec.settings_of_version("0.2.2") == {} and spec.settings_of_version("0.10.0") == {}
