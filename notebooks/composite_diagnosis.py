@@ -22,6 +22,8 @@ Sections printed, per dataset part:
   (the share of the top 10 % pixels; a flow image of noise spreads it evenly); the lag-1 spatial
   autocorrelation of |u, v| (smooth motion fields are near 1, noise near 0); the strain channel;
 - the node statistics (``flow_stats``) per scale: mean flow magnitude and strain at the nodes;
+- with ``--runs``: each run's accuracy on the clips of each part split into thirds by the flow's
+  peakedness (p95/p50 of |u, v|) and by the share of its motion inside the node patches;
 - ``--detection``: how many apex crops the plain one-pass face detector misses (those need the
   landmarks package's upsampled, padded or CNN retries); re-runs the detector, about 1 s a clip;
 - ``--probe``: the same linear classifier (multinomial logistic regression, class-balanced,
@@ -125,6 +127,29 @@ def run_scores(run: Path, classes) -> None:
         f1 = np.mean(f1, axis=0)
         print(f"{part:7s} UF1 {np.mean(uf1):.3f}  F1 " + " ".join(f"{c} {v:.3f}" for c, v in zip(classes, f1))
               + "  confusion " + str(confusion.tolist()))
+
+
+def clip_accuracy(run: Path) -> pd.Series:
+    """Per clip (``subject/clip``, as predictions.csv writes it): the share of seeds right."""
+    table = pd.concat(pd.read_csv(csv) for csv in sorted(run.glob("seed-*/*/predictions.csv")))
+    return (table.true == table.predicted).groupby(table["sample"]).mean()
+
+
+def accuracy_by_tercile(index, energy: pd.DataFrame, runs, columns=("|uv| p95/p50", "in node patches")) -> pd.DataFrame:
+    """Accuracy of each run on the clips of each part split into thirds by a per-clip measure."""
+    keys = [f"{s.subject_key}/{s.key}" for s in index.samples]
+    table = energy.copy()
+    for run in runs:
+        table[run.name] = pd.Series(keys).map(clip_accuracy(run)).to_numpy()
+    rows = []
+    for part, clips in table.groupby("part"):
+        for column in columns:
+            third = pd.qcut(clips[column], 3, labels=["low", "mid", "high"])
+            for name, group in clips.groupby(third, observed=True):
+                rows.append({"part": part, "measure": column, "third": name, "clips": len(group),
+                             "measure mean": group[column].mean(),
+                             **{run.name: group[run.name].mean() for run in runs}})
+    return pd.DataFrame(rows)
 
 
 def procrustes_residuals(points: np.ndarray, eyes) -> tuple[np.ndarray, np.ndarray]:
@@ -232,6 +257,7 @@ def _fit_predict(train_x, train_y, test_x, num_classes, l2=1e-2):
     y = torch.tensor(train_y)
     counts = np.bincount(train_y, minlength=num_classes)
     weight = torch.tensor(len(train_y) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
+    torch.manual_seed(0)
     linear = torch.nn.Linear(x.shape[1], num_classes)
     optimiser = torch.optim.LBFGS(linear.parameters(), max_iter=200, line_search_fn="strong_wolfe")
 
@@ -347,6 +373,9 @@ def main(argv=None) -> None:
     print("\n## per class: energy above the brows and inside the node patches (medians over clips)\n",
           energy.groupby(["part", "label"])[["above brows", "in node patches", "|uv| p95/p50"]].median()
           .unstack("label").to_string())
+    if args.runs:
+        print("\n## accuracy by thirds of a per-clip measure (share of seeds right, mean over clips)\n",
+              accuracy_by_tercile(index, energy, args.runs).to_string(index=False))
     if args.detection:
         print("\n## face detection on the apex crops\n", detection_table(index).to_string(index=False))
     if args.probe:
