@@ -38,6 +38,7 @@ Sections printed, per dataset part:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ from geomer.data import read_dataset
 from geomer.data.cache import FeatureCache
 from geomer.data.prepare import feature_job
 from geomer.features.flow_image import flow_image_regions
+from geomer.errors import GeomerError
 from geomer.features.types import FeatureSettings
 from geomer.train.metrics import classification_metrics
 
@@ -90,7 +92,7 @@ def load_clips(root: Path):
         features, _ = cache.load(feature_job(sample, index.name))
         (clips if features is not None else missing).append(features if features is not None else sample.key)
     if missing:
-        raise SystemExit(f"{len(missing)} clips not in the feature cache {cache.folder} (first: {missing[0]}); "
+        raise GeomerError(f"{len(missing)} clips not in the feature cache {cache.folder} (first: {missing[0]}); "
                          f"run `geomer prepare --dataset {DATASET} --root {root}` first")
     return index, clips, settings.graph()
 
@@ -361,7 +363,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     pd.set_option("display.width", 200, "display.max_columns", 40, "display.precision", 3)
 
-    index, clips, graph = load_clips(args.root)
+    try:
+        index, clips, graph = load_clips(args.root)
+    except GeomerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     print("## class balance and chance-level UF1\n", chance(index).to_string(index=False))
     for run in args.runs:
         run_scores(run, index.classes)
