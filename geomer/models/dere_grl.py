@@ -23,16 +23,17 @@ could not read them):
   statistics at the nodes (``flow_stats`` [N, S, 12]); clips with no onset landmarks
   (``megc2019-flow``) have no ``geometry``, and then the movement features are the flow sampled at
   the apex landmarks (``flow_stats``), whatever ``use_flow`` says;
-- **the whole-face flow image read at the nodes** (``flow_image_channels``, 16 by default; 0
+- **the whole-face flow image read at the nodes** (``flow_image_channels`` c, 8 by default; 0
   turns it off): where a clip carries its flow image (``flow_image`` [3, F, F], u, v, strain) and
-  the nodes' positions in it (``flow_image_points``), two 3×3 convolutions (a 5×5 flow-pixel
-  receptive field) make c feature maps, sampled bilinearly at each node and encoded like the other
-  node signals. Why: at a 256-px aligned face, node patches of 8–32 px cover 1–3.5 pixels of the
-  composite's 28×28 flow image, so ``flow_stats`` alone saw little of what the image holds; the
-  stem reads the image at flow-pixel resolution and keeps every feature on a node, so the ADM's
-  per-component decomposition and the relations stay per component. Chosen on validation
-  subjects drawn from each LOSO fold's training subjects (README, real-data results), not on a
-  test fold;
+  the nodes' positions in it (``flow_image_points``), each node reads the 5×5 flow pixels
+  centred on it (bilinear) through a small CNN (two 3×3 convolutions with BatchNorm and ReLU,
+  5×5 → 1×1, c channels), encoded like the other node signals. Why: at a 256-px aligned face,
+  node patches of 8–32 px cover 1–3.5 pixels of the composite's 28×28 flow image, so
+  ``flow_stats`` alone saw little of what the image holds; patches sized in flow pixels read it
+  at its own resolution, and every feature stays on a node, so the ADM's per-component
+  decomposition and the relations stay per component. Reading the image was chosen on
+  validation subjects drawn from each LOSO fold's training subjects (README, real-data results),
+  not on a test fold; its size (5×5 patches, 8 channels) for speed;
 - inputs are normalised by BatchNorm inside the model (displacements are ~0.01 IOD), so the
   statistics come from the training fold only;
 - backbone: two streams on the region graph, each 1–4 ``torch_geometric.nn.DenseGCNConv`` layers
@@ -101,6 +102,7 @@ from geomer.models.registry import register_model
 
 STREAMS = ("node", "edge")
 NOISE_MOMENTUM = 0.1  # running per-node noise floor (see DeReGRL.node_activity)
+FLOW_IMAGE_PATCH = 5  # flow pixels on a side read around each node (two 3×3 convolutions: 5 → 1)
 
 
 class _Encoder(nn.Module):
@@ -219,7 +221,7 @@ class DeReGRL(nn.Module):
         movement_prior: bool = False,
         learned_bound: float = 0.5,
         self_relation: float = 0.0,
-        flow_image_channels: int = 16,
+        flow_image_channels: int = 8,
     ):
         super().__init__()
         streams = tuple(streams)
@@ -256,16 +258,21 @@ class DeReGRL(nn.Module):
         # so one model serves both the landmark datasets and megc2019-flow.
         signal_features = {"geometry": 2 * self.steps, "flow": FLOW_STATS * self.scales}
         channels = int(flow_image_channels)
-        # the flow image read at each node (see _flow_image_signal): two 3×3 convolutions, so a
-        # node sees the 5×5 flow pixels around it
+        # the flow image read at each node (see _flow_image_signal): a small CNN on the
+        # PATCH × PATCH flow pixels around the node, two 3×3 convolutions down to one pixel
         self.flow_image_stem = nn.Sequential(
-            nn.Conv2d(3, channels, kernel_size=3, padding=1),
+            nn.Conv2d(3, channels, kernel_size=3),
             nn.BatchNorm2d(channels),
             nn.ReLU(),
-            nn.Conv2d(channels, channels, kernel_size=3, padding=1),
+            nn.Conv2d(channels, channels, kernel_size=3),
             nn.BatchNorm2d(channels),
             nn.ReLU(),
         ) if channels else None
+        offsets = torch.arange(FLOW_IMAGE_PATCH, dtype=torch.float32) - (FLOW_IMAGE_PATCH - 1) / 2
+        self.register_buffer(
+            "patch_offsets", torch.stack(torch.meshgrid(offsets, offsets, indexing="xy"), dim=-1).reshape(-1, 2),
+            persistent=False,
+        )
         if channels:
             signal_features["flow_image"] = channels
         self.node_encoders = nn.ModuleDict(
@@ -341,9 +348,9 @@ class DeReGRL(nn.Module):
         return signals
 
     def _flow_image_signal(self, batch) -> Tensor | None:
-        """The whole-face flow image read at every node: the stem's feature maps sampled
-        (bilinearly) at the node's position in the image; None when the model has no stem or the
-        batch has no flow image with node positions.
+        """The whole-face flow image read at every node: the PATCH × PATCH flow pixels centred on
+        the node's position in the image (bilinear, zeros outside the image) through the stem;
+        None when the model has no stem or the batch has no flow image with node positions.
 
         Shapes:
             - batch.flow_image: [B, 3, F, F], batch.flow_image_points: [B·N, 2] (x, y) pixels
@@ -354,12 +361,14 @@ class DeReGRL(nn.Module):
         if self.flow_image_stem is None or image is None or points is None:
             return None
         size = image.shape[-1]
-        check_shape(image, (points.shape[0] // self.num_nodes, 3, size, size), "dere-grl: flow_image")
-        maps = self.flow_image_stem(image.float())  # [B, c, F, F]
+        graphs = points.shape[0] // self.num_nodes
+        check_shape(image, (graphs, 3, size, size), "dere-grl: flow_image")
+        pixels = points.float().reshape(graphs, self.num_nodes, 1, 2) + self.patch_offsets  # [B, N, P², 2]
         # pixel centres at -1 … 1 (align_corners=True): x ↦ 2x / (F − 1) − 1
-        grid = points.float().reshape(image.shape[0], self.num_nodes, 1, 2) * (2.0 / (size - 1)) - 1.0
-        sampled = F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=True)
-        return sampled[..., 0].transpose(1, 2).reshape(points.shape[0], -1)  # [B, N, c] → [B·N, c]
+        patches = F.grid_sample(image.float(), pixels * (2.0 / (size - 1)) - 1.0, mode="bilinear",
+                                padding_mode="zeros", align_corners=True)  # [B, 3, N, P²]
+        patches = patches.transpose(1, 2).reshape(-1, 3, FLOW_IMAGE_PATCH, FLOW_IMAGE_PATCH)
+        return self.flow_image_stem(patches).flatten(1)  # [B·N, c]
 
     def _num_graphs(self, batch, num_rows: int) -> int:
         if num_rows % self.num_nodes:

@@ -35,7 +35,10 @@ def composite_graphs(settings=None, seed: int = 0) -> list:
     settings = settings if settings is not None else FeatureSettings()
     graph = settings.graph()
     rng = np.random.default_rng(seed)
-    n, s, p = graph.num_nodes, len(settings.scales), settings.patch_size
+    n, s, p, f = graph.num_nodes, len(settings.scales), settings.patch_size, settings.flow_image_size
+    # the nodes inside the middle 60 % of the flow image, the template's shape kept
+    template = graph.template - graph.template.min(axis=0)
+    image_points = (0.2 + 0.6 * template / template.max()) * (f - 1)
     direction = rng.normal(size=(len(CLASSES), n, 2)).astype(np.float32)
     graphs = []
     for dataset, subjects, per_class in COMPOSITE:
@@ -57,6 +60,8 @@ def composite_graphs(settings=None, seed: int = 0) -> list:
                 texture_onset=rng.random((n, s, p, p), dtype=np.float32),
                 texture_apex=rng.random((n, s, p, p), dtype=np.float32),
                 sequence=rng.random((settings.sequence_steps, n, p, p), dtype=np.float32),
+                flow_image=rng.normal(size=(3, f, f)).astype(np.float32),
+                flow_image_points=image_points.astype(np.float32),
             )
             graphs.append(
                 to_pyg(features, graph, int(label), clip=f"clip{i:03d}",

@@ -410,27 +410,36 @@ def test_the_prior_is_off_by_default_and_the_relations_are_the_rrm_weights(face_
 
 
 def test_the_flow_image_is_read_at_each_node(face_graph, flow_batch):
-    """The stem's feature maps are sampled at every node's position in the flow image: a change
-    of the image near one node changes the output; without the stem the image is not read."""
+    """Each node reads the 5×5 flow pixels around its position in the flow image: a change of
+    the image next to one node changes that clip's output, a change far from every node does
+    not; without the stem the image is not read."""
     model = build(face_graph).eval()
     points = flow_batch.flow_image_points.reshape(4, face_graph.num_nodes, 2)
     with torch.no_grad():
-        maps = model.flow_image_stem(flow_batch.flow_image.float())  # [B, c, F, F]
         whole = flow_batch.clone()
         whole.flow_image_points = points.round().reshape(-1, 2)  # on pixel centres: no interpolation
-        signal = model._flow_image_signal(whole).reshape(4, face_graph.num_nodes, -1)
-        x, y = whole.flow_image_points.long().reshape(4, -1, 2).unbind(-1)
-        expected = maps[torch.arange(4)[:, None], :, y, x]  # [B, N, c]
-        torch.testing.assert_close(signal, expected)
+        x, y = whole.flow_image_points.long().reshape(4, -1, 2)[0, 30].tolist()  # a node of clip 0
+        patch = whole.flow_image[0, :, y - 2 : y + 3, x - 2 : x + 3]
+        expected = model.flow_image_stem(patch[None]).flatten()
+        torch.testing.assert_close(model._flow_image_signal(whole)[30], expected)
 
-        changed = flow_batch.clone()
-        cx, cy = points[0, 30].round().long().tolist()  # the nose tip of the first clip
-        changed.flow_image = changed.flow_image.clone()
-        changed.flow_image[0, :, cy - 1 : cy + 2, cx - 1 : cx + 2] += 1.0
-        out, moved = model(flow_batch), model(changed)
-        assert not torch.allclose(out.logits[0], moved.logits[0])
-        torch.testing.assert_close(out.logits[1:], moved.logits[1:])  # the other clips are untouched
+        def changed(rows, columns):
+            out = flow_batch.clone()
+            out.flow_image = out.flow_image.clone()
+            out.flow_image[0, :, rows, columns] += 1.0
+            return out
+
+        cx, cy = points[0, 30].round().long().tolist()
+        near = changed(slice(cy - 1, cy + 2), slice(cx - 1, cx + 2))
+        distance = torch.cdist(torch.stack(torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="xy"),
+                                           -1).reshape(-1, 2), points[0]).min(dim=1).values.reshape(28, 28)
+        far_y, far_x = torch.nonzero(distance > 4)[0].tolist()  # no node's 5×5 patch reaches it
+        far = changed(far_y, far_x)
+        out = model(flow_batch)
+        assert not torch.allclose(out.logits[0], model(near).logits[0])
+        torch.testing.assert_close(out.logits[1:], model(near).logits[1:])  # the other clips are untouched
+        torch.testing.assert_close(out.logits, model(far).logits)
 
         blind = build(face_graph, flow_image_channels=0).eval()
         assert blind.flow_image_stem is None
-        torch.testing.assert_close(blind(flow_batch).logits, blind(changed).logits)
+        torch.testing.assert_close(blind(flow_batch).logits, blind(near).logits)
