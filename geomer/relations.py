@@ -369,7 +369,8 @@ def component_subsets(k: int) -> list[tuple[int, ...]]:
 
 
 def neutralise(batch, components: Sequence[int]):
-    """A copy of a PyG batch in which the nodes of ``components`` show no movement.
+    """A new PyG batch in which the nodes of ``components`` show no movement (the attributes it
+    changes are new tensors; the others are shared with ``batch``).
 
     What "no movement" is, per input (absent inputs are skipped):
 
@@ -393,9 +394,11 @@ def neutralise(batch, components: Sequence[int]):
     Shapes: every node attribute [N_total, ...] as in ``geomer.data.to_pyg``; ``batch.component``
     [N_total] gives each node's component; flow_image [B, 3, F, F], flow_image_component [B, F, F].
     """
+    import copy
+
     import torch
 
-    out = batch.clone()
+    out = copy.copy(batch)  # every attribute changed below is replaced by a new tensor
     _neutralise_flow_image(out, components)
     mask = torch.isin(out.component, torch.as_tensor(list(components), dtype=out.component.dtype, device=out.component.device))
     if not bool(mask.any()):
@@ -550,6 +553,8 @@ def occlusion_relations(model, graphs: Sequence, *, num_components: int, target:
         raise GeomerError(f"occlusion evidence must be one of {', '.join(EVIDENCE)}, got {evidence!r}")
     if num_components < 1:
         raise GeomerError(f"num_components must be at least 1, got {num_components}")
+    from geomer.train.augment import stack_batches
+
     model.eval()
     subsets = component_subsets(num_components)
     importance, joints, targets = [], [], []
@@ -560,11 +565,18 @@ def occlusion_relations(model, graphs: Sequence, *, num_components: int, target:
             logits = model(batch).logits.float()
             chosen = batch.y.view(-1) if target == "true" else logits.argmax(dim=1)
             reference = class_evidence(logits, chosen, evidence)
-            drops = torch.empty(len(subsets), logits.shape[0], dtype=torch.float64)
-            for s, subset in enumerate(subsets):
-                occluded = class_evidence(model(neutralise(batch, subset)).logits.float(), chosen, evidence)
-                drops[s] = (reference - occluded).double().cpu()
-            matrix = torch.zeros(logits.shape[0], num_components, num_components, dtype=torch.float64)
+            size = logits.shape[0]
+            # several neutralised copies of the batch go through the model as one batch of up to
+            # max(batch_size, size) clips: fewer, fuller passes when the batch is small
+            per_pass = max(1, batch_size // size)
+            drops = torch.empty(len(subsets), size, dtype=torch.float64)
+            for start in range(0, len(subsets), per_pass):
+                chunk = subsets[start:start + per_pass]
+                occluded = stack_batches([neutralise(batch, subset) for subset in chunk])
+                occluded_logits = model(occluded).logits.float().view(len(chunk), size, -1)
+                for s, part in enumerate(occluded_logits, start=start):
+                    drops[s] = (reference - class_evidence(part, chosen, evidence)).double().cpu()
+            matrix = torch.zeros(size, num_components, num_components, dtype=torch.float64)
             for s, subset in enumerate(subsets):
                 i, j = subset if len(subset) == 2 else (subset[0], subset[0])
                 matrix[:, i, j] = drops[s]

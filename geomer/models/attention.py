@@ -178,12 +178,21 @@ def attention_rollout(attn_per_layer: Sequence[torch.Tensor]) -> torch.Tensor:
         raise ValueError("attention_rollout needs the attention of at least one layer")
     rollout = None
     for attn in attn_per_layer:
-        averaged = attn.mean(dim=1) if attn.dim() == 4 else attn
-        eye = torch.eye(averaged.shape[-1], dtype=averaged.dtype, device=averaged.device)
-        step = (averaged + eye) / 2
-        step = step / step.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        step = _rollout_step(attn)
         rollout = step if rollout is None else step @ rollout
     return rollout
+
+
+def _rollout_step(attn: torch.Tensor) -> torch.Tensor:
+    """One layer's ``Â = rownorm((mean_h A + I) / 2)``: ``[B, H, L, L]`` or ``[B, L, L]`` → ``[B, L, L]``.
+
+    Computed as ``rownorm(sum_h A + H·I)``, the same matrix (the row normalisation cancels the
+    factor ``1 / 2H``) with two fewer passes over it.
+    """
+    heads = attn.shape[1] if attn.dim() == 4 else 1
+    step = attn.sum(dim=1) if attn.dim() == 4 else attn.clone()
+    step.diagonal(dim1=-2, dim2=-1).add_(heads)
+    return step / step.sum(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def attention_relations(
@@ -214,19 +223,30 @@ def attention_relations(
 
 
 def _pooled_relations(attn_per_layer, token_component, num_components, summary_token):
-    rollout = attention_rollout(attn_per_layer).to(torch.float32)
+    if not attn_per_layer:
+        raise ValueError("attention_rollout needs the attention of at least one layer")
+    # The rollout R = Â_n ⋯ Â_1 ([B, L, L]) is never formed: only R S and the summary token's row
+    # of R enter the relations, and Â_n (⋯ (Â_1 S)) and e_sᵀ Â_n ⋯ Â_1 cost L²·K and L² per layer
+    # instead of L³ (equal up to float rounding).
+    steps = [_rollout_step(attn).to(torch.float32) for attn in attn_per_layer]
     k = num_components
-    ids = token_component.to(rollout.device)
-    ids = ids if ids.dim() == 2 else ids[None].expand(rollout.shape[0], -1)
+    ids = token_component.to(steps[0].device)
+    ids = ids if ids.dim() == 2 else ids[None].expand(steps[0].shape[0], -1)
     member = ids >= 0
     if summary_token is None:
         importance = member.to(torch.float32)
     else:
-        importance = rollout[:, summary_token] * member
+        row = steps[-1][:, summary_token]  # [B, L]: the summary token's row of R
+        for step in reversed(steps[:-1]):
+            row = (row[:, None] @ step)[:, 0]
+        importance = row * member
     importance = importance / importance.sum(dim=-1, keepdim=True).clamp_min(1e-12)
     membership = F.one_hot(ids.clamp_min(0), k).to(torch.float32) * member[..., None]  # [B, L, K]
-    flow = importance[..., None] * rollout  # row i scaled by token i's importance
-    pooled = membership.transpose(1, 2) @ flow @ membership  # [B, K, K], summed per pair
+    reach = membership
+    for step in steps:
+        reach = step @ reach  # ends as R S [B, L, K]
+    # Sᵀ diag(w) R S: token i's row of R scaled by its importance, summed per component pair
+    pooled = (membership * importance[..., None]).transpose(1, 2) @ reach  # [B, K, K]
     return row_normalise(pooled)
 
 

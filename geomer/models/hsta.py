@@ -106,6 +106,7 @@ from geomer.models.tokens import (
     PatchProjection,
     dense_nodes,
     sized_variant,
+    standardise,
 )
 
 #: The official configuration, registered as ``hsta-base`` (the class defaults are ``hsta``): the
@@ -241,7 +242,7 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         flat = sequence.reshape(b, n, -1).float()
         # Standardise each node's whole sequence: brightness differences between clips go,
         # changes over time stay.
-        flat = (flat - flat.mean(-1, keepdim=True)) / (flat.std(-1, keepdim=True) + 1e-3)
+        flat = standardise(flat, unbiased=True)
         sequence = flat.view(sequence.shape)
         change = sequence - sequence[:, :, :1]
         missing = self.time_tokens * self.tubelet - t

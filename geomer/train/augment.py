@@ -180,12 +180,15 @@ def _graph_of_node(batch):
 
 
 def flip_batch(batch, graph, flip):
-    """A copy of a PyG batch in which the clips where ``flip`` [B] bool is set are mirrored (see
-    the module doc). Every clip must be on ``graph``'s N nodes, in node order."""
+    """A new PyG batch in which the clips where ``flip`` [B] bool is set are mirrored (see the
+    module doc); attributes the mirror does not change are shared with ``batch``, not copied.
+    Every clip must be on ``graph``'s N nodes, in node order."""
+    import copy
+
     import torch
 
     flip = torch.as_tensor(flip, dtype=torch.bool, device=batch.component.device)
-    out = batch.clone()
+    out = copy.copy(batch)  # a new batch object; every changed attribute below is a new tensor
     if not bool(flip.any()):
         return out
     nodes = torch.from_numpy(mirror_nodes(graph)).to(flip.device)
@@ -193,38 +196,41 @@ def flip_batch(batch, graph, flip):
     owner = _graph_of_node(out)
     if out.num_nodes != n * len(flip):
         raise GeomerError(f"cannot mirror: {out.num_nodes} nodes for {len(flip)} clips of {n} nodes")
-    flipped = flip[owner]  # [N_total]
-    local = torch.arange(out.num_nodes, device=flip.device) - owner * n
-    source = torch.where(flipped, owner * n + nodes[local], torch.arange(out.num_nodes, device=flip.device))
+    everything = bool(flip.all())
+    if everything:  # the mirror as one gather: node i of clip b takes its mirrored node's values
+        source = owner * n + nodes[torch.arange(out.num_nodes, device=flip.device) - owner * n]
+    else:  # only the flipped clips' nodes change: rows to write, and where each reads from
+        rows = torch.nonzero(flip[owner]).squeeze(1)
+        source = owner[rows] * n + nodes[rows - owner[rows] * n]
 
     def node_attribute(name, change):
         value = getattr(out, name, None)
         if value is None:
             return
-        value = value[source].clone()
-        value[flipped] = change(value[flipped])
-        out[name] = value
+        if everything:
+            out[name] = change(value[source])
+        else:
+            out[name] = value.index_copy(0, rows, change(value[source]))
 
-    def flow_stats(stats):  # [.., S, 12]
+    def flow_stats(stats):  # [.., S, 12], a new tensor
         stats = stats.clone()
         stats[..., 0] = -stats[..., 0]
         stats[..., 3:11] = stats[..., _HISTOGRAM_MIRROR]
         return stats
 
-    def features(x):
-        x = x.clone()
+    def features(x):  # a new tensor
         width = _displacement_width(x)
-        x[:, 0] = -x[:, 0] if width else x[:, 0]
+        x = x.clone()
+        if width:
+            x[:, 0] = -x[:, 0]
         x[:, width:] = flow_stats(_flow_part(x)).reshape(len(x), -1)
         return x
 
     def negate_x(values):  # [..., 2]
-        values = values.clone()
-        values[..., 0] = -values[..., 0]
-        return values
+        return values * values.new_tensor([-1.0, 1.0])
 
     def flow_patches(patches):  # [n, S, 3, P, P]
-        patches = patches.flip(-1).clone()
+        patches = patches.flip(-1)  # a copy
         patches[:, :, 0] = -patches[:, :, 0]
         return patches
 
@@ -251,6 +257,50 @@ def flip_batch(batch, graph, flip):
         regions[flip] = swap[regions[flip].flip(-1)]  # −1 (off the face) indexes the appended −1
         out.flow_image_component = regions
     _rebuild_edge_motion(out)
+    return out
+
+
+def stack_batches(batches):
+    """One PyG batch of the clips of ``batches``, in order (so one forward pass sees them all).
+
+    The batches must carry the same attributes (e.g. a loader's batch and copies of it that
+    :func:`flip_batch` or :func:`geomer.relations.neutralise` made). Node and graph attributes
+    are concatenated, ``edge_index`` (every attribute PyG increments) is offset by the nodes
+    before it, ``batch`` and ``ptr`` by the graphs and nodes before them, lists (clip names)
+    are joined.
+
+    Shapes: batches of B_1, B_2, … graphs and N_1, N_2, … nodes → B_1 + B_2 + … graphs and
+    N_1 + N_2 + … nodes.
+    """
+    import torch
+    from torch_geometric.data import Batch
+
+    first = batches[0]
+    keys = list(first.keys())
+    if any(sorted(b.keys()) != sorted(keys) for b in batches[1:]):
+        raise GeomerError("cannot stack batches with different attributes")
+    graphs = np.cumsum([0] + [int(b.num_graphs) for b in batches])
+    nodes = np.cumsum([0] + [int(b.num_nodes) for b in batches])
+    values = {}
+    for key in keys:
+        parts = [b[key] for b in batches]
+        if key == "batch":
+            values[key] = torch.cat([part + int(offset) for part, offset in zip(parts, graphs)])
+        elif key == "ptr":
+            values[key] = torch.cat([parts[0]] + [part[1:] + int(offset) for part, offset in zip(parts[1:], nodes[1:])])
+        elif key == "num_nodes":
+            values[key] = int(nodes[-1])
+        elif torch.is_tensor(parts[0]):
+            increments = np.cumsum([0] + [int(b.__inc__(key, part)) for b, part in zip(batches[:-1], parts[:-1])])
+            if increments[-1]:
+                parts = [part + int(offset) for part, offset in zip(parts, increments)]
+            values[key] = torch.cat(parts, dim=first.__cat_dim__(key, parts[0]))
+        elif isinstance(parts[0], list):
+            values[key] = [item for part in parts for item in part]
+        else:
+            raise GeomerError(f"cannot stack batches: attribute {key} is a {type(parts[0]).__name__}")
+    out = Batch(**values)
+    out._num_graphs = int(graphs[-1])
     return out
 
 
@@ -367,7 +417,10 @@ class MirrorAveraged:
     ``embedding``: the means, the mirror's relations with their components mapped back (left ↔
     right, :func:`mirror_components`). A thin callable wrapper (not an ``nn.Module``): weights and
     ``state_dict`` are the wrapped model's; ``eval``, ``train`` and ``to`` act on it and return the
-    wrapper.
+    wrapper. In ``eval`` mode the clips and their mirrors go through the model as one batch of 2B
+    (:func:`stack_batches`; the same result as two passes up to float rounding, since an evaluated
+    clip does not depend on the others); in ``train`` mode in two passes, so that batch statistics
+    and dropout stay per pass.
 
     Shapes: as the wrapped model's :class:`~geomer.models.output.ModelOutput` ([B, C], [B, K, K],
     [B, D]); every clip of a batch must be on ``graph``'s N nodes.
@@ -404,8 +457,16 @@ class MirrorAveraged:
 
         from geomer.models.output import ModelOutput
 
-        plain = self.model(batch)
-        mirrored = self.model(flip_batch(batch, self.graph, torch.ones(batch.num_graphs, dtype=torch.bool)))
+        b = int(batch.num_graphs)
+        mirror = flip_batch(batch, self.graph, torch.ones(b, dtype=torch.bool))
+        if self.model.training:  # two passes: batch statistics and dropout stay per pass
+            plain, mirrored = self.model(batch), self.model(mirror)
+        else:  # one pass over the clips and their mirrors (an evaluated clip does not see the others)
+            both = self.model(stack_batches([batch, mirror]))
+            plain, mirrored = (
+                ModelOutput(logits=both.logits[part], relations=both.relations[part], embedding=both.embedding[part])
+                for part in (slice(0, b), slice(b, 2 * b))
+            )
         log_probs = torch.stack([torch.log_softmax(plain.logits, 1), torch.log_softmax(mirrored.logits, 1)])
         swap = self.components.to(plain.relations.device)
         back = mirrored.relations[:, swap][:, :, swap]

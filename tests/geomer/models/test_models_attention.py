@@ -136,3 +136,19 @@ def test_relations_are_a_read_out_without_gradient():
     attention = torch.rand(2, 2, 5, 5, requires_grad=True).softmax(-1)
     relations = attention_relations([attention], torch.tensor([-1, 0, 0, 1, 1]), 2)
     assert not relations.requires_grad
+
+
+@pytest.mark.parametrize("summary_token", [0, None])
+def test_relations_equal_the_explicit_rollout_formula_over_several_layers(summary_token):
+    # the relations never form the L×L rollout R; they must equal Sᵀ diag(w) R S built from it
+    torch.manual_seed(0)
+    layers = [torch.randn(2, 3, 9, 9).softmax(-1) for _ in range(3)]
+    components = torch.tensor([-1, 0, 0, 1, 1, 1, 2, 3, 3])
+    rollout = attention_rollout(layers)
+    member = components >= 0
+    weights = rollout[:, summary_token] * member if summary_token is not None else member.float().expand(2, -1)
+    weights = weights / weights.sum(-1, keepdim=True)
+    membership = torch.nn.functional.one_hot(components.clamp_min(0), 4).float() * member[:, None]
+    pooled = membership.T @ (weights[..., None] * rollout) @ membership
+    expected = pooled / pooled.sum(-1, keepdim=True)
+    torch.testing.assert_close(attention_relations(layers, components, 4, summary_token), expected)

@@ -39,3 +39,34 @@ def test_magnitude_is_the_mean_flow_length_per_scale():
     torch.testing.assert_close(MagnitudeEmbedding.magnitude(flow), torch.tensor([[5.0, 1.0]]))
     embedding = MagnitudeEmbedding(2, 8)
     assert embedding(torch.randn(5, 68, 2, 3, 4, 4)).shape == (5, 68, 2, 8)
+
+
+def test_standardise_matches_torch_std():
+    from geomer.models.tokens import standardise
+
+    values = torch.randn(5, 7, 64) * 3 + 1
+    for unbiased in (True, False):
+        std = values.std(-1, keepdim=True, unbiased=unbiased)
+        expected = (values - values.mean(-1, keepdim=True)) / (std + 1e-3)
+        torch.testing.assert_close(standardise(values, unbiased=unbiased), expected)
+
+
+def test_dense_nodes_pads_unequal_graphs_and_views_equal_ones():
+    from torch_geometric.data import Batch, Data
+    from torch_geometric.utils import to_dense_batch
+
+    from geomer.models.tokens import dense_nodes
+
+    def batch_of(*sizes):
+        return Batch.from_data_list([Data(texture=torch.randn(n, 2, 3), num_nodes=n) for n in sizes])
+
+    equal, unequal = batch_of(4, 4, 4), batch_of(4, 2, 3)
+    for batch in (equal, unequal):
+        dense, mask = dense_nodes(batch, "texture")
+        expected, expected_mask = to_dense_batch(batch.texture.reshape(batch.num_nodes, -1), batch.batch)
+        assert torch.equal(dense, expected.view(3, 4, 2, 3)) and torch.equal(mask, expected_mask)
+    assert dense_nodes(equal, "texture")[0].data_ptr() == equal.texture.data_ptr()  # no copy
+    assert not bool(dense_nodes(unequal, "texture")[1].all())
+    single = Data(texture=torch.randn(5, 2, 3), num_nodes=5)
+    dense, mask = dense_nodes(single, "texture")
+    assert dense.shape == (1, 5, 2, 3) and bool(mask.all()) and torch.equal(dense[0], single.texture)

@@ -11,7 +11,7 @@ from torch_geometric.utils import scatter
 
 from geomer.errors import GeomerError
 from geomer.graph import FaceGraph
-from geomer.models import ModelOutput, create
+from geomer.models import ModelOutput, create, get_spec
 from geomer.relations import (
     compare_relations,
     component_subsets,
@@ -125,6 +125,29 @@ def test_target_predicted_and_bad_target():
     assert predicted.target.tolist() == [1]  # strong 2 & 6 motion: class 1 wins despite the label 0
     with pytest.raises(GeomerError, match="target"):
         occlusion_relations(PairClassifier(), [clip], num_components=7, target="other")
+
+
+@pytest.mark.parametrize("name", ["dere-grl", "hsta"])
+def test_occlusion_passes_stacked_into_one_batch_equal_one_pass_per_occluded_set(name):
+    from geomer.relations import class_evidence
+    from geomer.train.augment import MirrorAveraged
+
+    from geomer.data.pyg import to_pyg
+    from tests.geomer.models.conftest import make_features
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(4)
+    clips = [to_pyg(make_features(GRAPH, i % 3, rng, clip=f"c{i}"), GRAPH, i % 3) for i in range(3)]
+    model = MirrorAveraged(create(name, 3, GRAPH, **get_spec(name).small_config), GRAPH)
+    stacked = occlusion_relations(model, clips, num_components=7, batch_size=16)  # 5 sets per pass
+    batch = next(iter(DataLoader(clips, batch_size=3)))
+    with torch.no_grad():
+        reference = class_evidence(model(batch).logits, batch.y)
+        drops = np.stack([(reference - class_evidence(model(neutralise(batch, subset)).logits, batch.y)).numpy()
+                          for subset in component_subsets(7)], axis=1)  # [3, 28], one pass per set
+    np.testing.assert_allclose(stacked.importance, drops[:, :7], atol=1e-5)
+    pairs = component_subsets(7)[7:]
+    np.testing.assert_allclose(stacked.joint[:, [i for i, _ in pairs], [j for _, j in pairs]], drops[:, 7:], atol=1e-5)
 
 
 def test_neutralise_sets_every_input_of_the_component_to_no_movement():

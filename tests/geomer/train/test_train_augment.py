@@ -21,6 +21,7 @@ from geomer.train.augment import (
     mirror_components,
     mirror_nodes,
     parse_recipe,
+    stack_batches,
 )
 from tests.geomer.models.conftest import make_features
 
@@ -131,6 +132,45 @@ def test_mirror_averaging_makes_a_model_mirror_symmetric(name):
     wrapped = MirrorAveraged(model, GRAPH)
     assert wrapped.to("cpu").eval() is wrapped and wrapped.train(False) is wrapped
     assert isinstance(copy.copy(wrapped), MirrorAveraged)
+
+
+@pytest.mark.parametrize("kind", ["frames", "flow_image"])
+def test_stacked_batches_are_the_batch_of_all_their_clips(kind):
+    first, second = clips(kind, count=2, seed=0), clips(kind, count=3, seed=1)
+    stacked = stack_batches([first, second])
+    expected = Batch.from_data_list(first.to_data_list() + second.to_data_list())
+    assert stacked.num_graphs == 5 and stacked.num_nodes == expected.num_nodes
+    assert sorted(stacked.keys()) == sorted(expected.keys())
+    for key in expected.keys():
+        if torch.is_tensor(expected[key]):
+            assert torch.equal(stacked[key], expected[key]), key  # edge_index, batch, ptr offset
+        else:
+            assert stacked[key] == expected[key], key
+    with pytest.raises(GeomerError, match="different attributes"):
+        stack_batches([clips("frames"), clips("flow_image")])
+
+
+@pytest.mark.parametrize("name", ["hsta", "mubert", "mmt", "dere-grl"])
+def test_mirror_averaging_evaluates_a_clip_and_its_mirror_in_one_pass(name):
+    from geomer.models import create, get_spec
+
+    torch.manual_seed(0)
+    model = create(name, 3, GRAPH, **get_spec(name).small_config).eval()
+    batch = clips("frames")
+    calls = []
+    model.register_forward_hook(lambda module, inputs, output: calls.append(int(inputs[0].num_graphs)))
+    with torch.no_grad():
+        averaged = MirrorAveraged(model, GRAPH)(batch)
+        assert calls == [6]  # the 3 clips and their 3 mirrors in one batch
+        plain, mirrored = model(batch), model(flip_batch(batch, GRAPH, torch.ones(3, dtype=torch.bool)))
+    swap = torch.from_numpy(mirror_components(GRAPH))
+    expected = torch.logsumexp(torch.stack([plain.logits.log_softmax(1), mirrored.logits.log_softmax(1)]), 0)
+    torch.testing.assert_close(averaged.logits, expected - np.log(2.0))
+    torch.testing.assert_close(averaged.relations, (plain.relations + mirrored.relations[:, swap][:, :, swap]) / 2)
+    torch.testing.assert_close(averaged.embedding, (plain.embedding + mirrored.embedding) / 2)
+    calls.clear()
+    MirrorAveraged(model, GRAPH).train()(batch)
+    assert calls == [3, 3]  # in training, two passes: batch statistics and dropout stay per pass
 
 
 def test_rotation_scale_and_jitter():
