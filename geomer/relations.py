@@ -553,7 +553,7 @@ def occlusion_relations(model, graphs: Sequence, *, num_components: int, target:
         raise GeomerError(f"occlusion evidence must be one of {', '.join(EVIDENCE)}, got {evidence!r}")
     if num_components < 1:
         raise GeomerError(f"num_components must be at least 1, got {num_components}")
-    from geomer.train.augment import stack_batches
+    from geomer.data.pyg import stack_batches
 
     model.eval()
     subsets = component_subsets(num_components)

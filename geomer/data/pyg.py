@@ -109,3 +109,47 @@ def _flow_image_component(features: ClipFeatures, graph) -> np.ndarray:
     eyes = tuple(np.flatnonzero(np.isin(graph.node_ids, ids)) for ids in (range(36, 42), range(42, 48)))
     return flow_image_regions(features.flow_image_points, graph.component, features.flow_image.shape[-1],
                               eyes=eyes if all(len(e) for e in eyes) else None)
+
+
+def stack_batches(batches):
+    """One PyG batch of the clips of ``batches``, in order (so one forward pass sees them all).
+
+    The batches must carry the same attributes (e.g. a loader's batch and copies of it that
+    :func:`geomer.train.augment.flip_batch` or :func:`geomer.relations.neutralise` made). Node and graph attributes
+    are concatenated, ``edge_index`` (every attribute PyG increments) is offset by the nodes
+    before it, ``batch`` and ``ptr`` by the graphs and nodes before them, lists (clip names)
+    are joined.
+
+    Shapes: batches of B_1, B_2, … graphs and N_1, N_2, … nodes → B_1 + B_2 + … graphs and
+    N_1 + N_2 + … nodes.
+    """
+    import torch
+    from torch_geometric.data import Batch
+
+    first = batches[0]
+    keys = list(first.keys())
+    if any(sorted(b.keys()) != sorted(keys) for b in batches[1:]):
+        raise GeomerError("cannot stack batches with different attributes")
+    graphs = np.cumsum([0] + [int(b.num_graphs) for b in batches])
+    nodes = np.cumsum([0] + [int(b.num_nodes) for b in batches])
+    values = {}
+    for key in keys:
+        parts = [b[key] for b in batches]
+        if key == "batch":
+            values[key] = torch.cat([part + int(offset) for part, offset in zip(parts, graphs)])
+        elif key == "ptr":
+            values[key] = torch.cat([parts[0]] + [part[1:] + int(offset) for part, offset in zip(parts[1:], nodes[1:])])
+        elif key == "num_nodes":
+            values[key] = int(nodes[-1])
+        elif torch.is_tensor(parts[0]):
+            increments = np.cumsum([0] + [int(b.__inc__(key, part)) for b, part in zip(batches[:-1], parts[:-1])])
+            if increments[-1]:
+                parts = [part + int(offset) for part, offset in zip(parts, increments)]
+            values[key] = torch.cat(parts, dim=first.__cat_dim__(key, parts[0]))
+        elif isinstance(parts[0], list):
+            values[key] = [item for part in parts for item in part]
+        else:
+            raise GeomerError(f"cannot stack batches: attribute {key} is a {type(parts[0]).__name__}")
+    out = Batch(**values)
+    out._num_graphs = int(graphs[-1])
+    return out

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
-from geomer.data.pyg import to_pyg
+from geomer.data.pyg import stack_batches, to_pyg
 from geomer.errors import GeomerError
 from geomer.graph import FaceGraph
 from geomer.train import TrainConfig
@@ -21,7 +21,6 @@ from geomer.train.augment import (
     mirror_components,
     mirror_nodes,
     parse_recipe,
-    stack_batches,
 )
 from tests.geomer.models.conftest import make_features
 
