@@ -92,7 +92,7 @@ class FoldSummary:
 # What the engine always keeps on a graph: labels, batching structure and the meta strings, and
 # the node motion x from which occlusion relations recompute a neutralised clip's edge_attr, and
 # the flow image's component regions by which they neutralise it.
-_ALWAYS_KEPT = ("y", "edge_index", "component", "clip", "subject", "dataset", "x", "flow_image_component")
+_ALWAYS_KEPT = ("y", "edge_index", "component", "clip", "subject", "dataset", "x")
 
 
 def slim_graphs(inputs: Sequence[str] | None, graphs: list) -> list:
@@ -107,6 +107,9 @@ def slim_graphs(inputs: Sequence[str] | None, graphs: list) -> list:
         # occlusion neutralises an apex patch to its onset patch, which only `texture` holds
         # (geomer.relations.neutralise); without it, it would fall back to the no-onset rule
         keep.add("texture")
+    if "flow_image" in keep:
+        # occlusion neutralises a component's region of the flow image (geomer.relations.neutralise)
+        keep.add("flow_image_component")
     return [
         Data(**{key: graph[key] for key in graph.keys() if key in keep}, num_nodes=graph.num_nodes)
         for graph in graphs
