@@ -170,8 +170,9 @@ class DeReGRL(nn.Module):
         self_relation: the vector-form self term on the diagonal, relative to a component
             that carries all the weight (a display setting, default 0; see the module
             docstring).
-        flow_image_channels: c, the channels of the stem that reads the whole-face flow image
-            at every node (0 turns it off; see the module docstring).
+        flow_image_channels: c, the channels of the small CNN that reads the 5×5 flow pixels
+            around every node in the whole-face flow image (0 turns it off; see the module
+            docstring).
 
     Input geometry (from the ``features`` settings): T = ``features.steps``, the displacement
     trajectory's steps (data of another T are resampled to it); S = ``len(features.scales)``.
@@ -348,7 +349,7 @@ class DeReGRL(nn.Module):
         return signals
 
     def _flow_image_signal(self, batch) -> Tensor | None:
-        """The whole-face flow image read at every node: the PATCH × PATCH flow pixels centred on
+        """The whole-face flow image read at every node: the ``FLOW_IMAGE_PATCH``² flow pixels centred on
         the node's position in the image (bilinear, zeros outside the image) through the stem;
         None when the model has no stem or the batch has no flow image with node positions.
 
