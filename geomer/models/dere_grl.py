@@ -31,7 +31,10 @@ could not read them):
   node patches of 8–32 px cover 1–3.5 pixels of the composite's 28×28 flow image, so
   ``flow_stats`` alone saw little of what the image holds; patches sized in flow pixels read it
   at its own resolution, and every feature stays on a node, so the ADM's per-component
-  decomposition and the relations stay per component. Reading the image was chosen on
+  decomposition and the relations stay per component. A node's patch reaches up to 3 flow
+  pixels from it, so near a border between two components' regions it also reads a little of
+  the neighbour's; occlusion neutralises by region (``geomer.relations.neutralise``), so such a
+  node's input changes slightly when its neighbour is occluded. Reading the image was chosen on
   validation subjects drawn from each LOSO fold's training subjects (README, real-data results),
   not on a test fold; its size (5×5 patches, 8 channels) for speed;
 - inputs are normalised by BatchNorm inside the model (displacements are ~0.01 IOD), so the

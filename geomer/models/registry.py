@@ -41,6 +41,7 @@ import importlib
 import inspect
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,8 +88,9 @@ class ModelSpec:
         recorded none (see ``earlier_defaults``): every change made after ``version``, the
         earliest winning where a setting changed twice."""
 
-        def key(text: str) -> tuple[int, ...]:
-            return tuple(int(part) for part in str(text).split(".")[:3])
+        def key(text: str) -> tuple[int, ...]:  # "0.2" == "0.2.0"; a suffix ("0.2.2rc1") is ignored
+            parts = [int(re.match(r"\d*", part).group() or 0) for part in str(text).split(".")[:3]]
+            return tuple(parts + [0] * (3 - len(parts)))
 
         settings: dict[str, Any] = {}
         for introduced in sorted(self.earlier_defaults, key=key, reverse=True):

@@ -431,9 +431,9 @@ def test_the_flow_image_is_read_at_each_node(face_graph, flow_batch):
 
         cx, cy = points[0, 30].round().long().tolist()
         near = changed(slice(cy - 1, cy + 2), slice(cx - 1, cx + 2))
-        distance = torch.cdist(torch.stack(torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="xy"),
-                                           -1).reshape(-1, 2), points[0]).min(dim=1).values.reshape(28, 28)
-        far_y, far_x = torch.nonzero(distance > 4)[0].tolist()  # no node's 5×5 patch reaches it
+        pixels = torch.stack(torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="xy"), -1).reshape(-1, 2)
+        distance = torch.cdist(pixels, points[0], p=float("inf")).min(dim=1).values.reshape(28, 28)
+        far_y, far_x = torch.nonzero(distance >= 3.5)[0].tolist()  # no node's 5×5 patch reaches it
         far = changed(far_y, far_x)
         out = model(flow_batch)
         assert not torch.allclose(out.logits[0], model(near).logits[0])
