@@ -60,7 +60,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from geomer.data.pyg import stack_batches
+from geomer.data.pyg import CollatedGraphs, stack_batches
 from geomer.errors import GeomerError
 
 #: The iBUG 68-point mirror: MIRROR[i] is the landmark at the mirrored position of landmark i.
@@ -282,6 +282,7 @@ class Augmenter:
         self.recipe = recipe
         self.graph = graph
         self.generator = generator
+        self._mirrors: tuple[CollatedGraphs, CollatedGraphs] | None = None  # (table, table + mirrors)
         if recipe.flip:
             mirror_components(graph)  # a graph without a mirror is refused before training
 
@@ -291,13 +292,31 @@ class Augmenter:
         return (torch.rand(size, generator=self.generator) * 2 - 1) * half_width
 
     def __call__(self, batch):
+        """An augmented copy of the PyG ``batch`` (drawn as :meth:`batch` draws)."""
+        return self.batch(CollatedGraphs(batch.to_data_list()), range(int(batch.num_graphs)))
+
+    def batch(self, table: CollatedGraphs, indices):
+        """The augmented training batch of the clips ``indices`` of ``table``.
+
+        The mirror is not computed per batch: the first call mirrors the whole table once
+        (:func:`flip_batch`) and a flipped clip is then gathered from the mirrored copy, which
+        gives the same batch (flipping is exact and per clip) for a fraction of the time.
+        """
         import torch
 
         recipe = self.recipe
-        size = int(batch.num_graphs)
-        out = batch
+        indices = torch.as_tensor(list(indices), dtype=torch.long)
+        size = len(indices)
         if recipe.flip:
-            out = flip_batch(out, self.graph, torch.rand(size, generator=self.generator) < recipe.flip)
+            if self._mirrors is None or self._mirrors[0] is not table:
+                mirrored = table.with_transformed(
+                    lambda full: flip_batch(full, self.graph, torch.ones(len(table), dtype=torch.bool))
+                )
+                self._mirrors = (table, mirrored)
+            flip = torch.rand(size, generator=self.generator) < recipe.flip
+            out = self._mirrors[1].batch(indices + len(table) * flip)  # clip i's mirror is clip n + i
+        else:
+            out = table.batch(indices)
         if recipe.rotate or recipe.scale:
             out = self._rotate_scale(out, self._uniform(size, np.radians(recipe.rotate)),
                                      1 + self._uniform(size, recipe.scale))
