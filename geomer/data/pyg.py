@@ -181,6 +181,7 @@ class CollatedGraphs:
         nodes = self._nodes = int(self.full.num_nodes) // self.count
         self._rows: dict[str, int] = {}  # rows per clip of every tensor attribute
         self._shifted: set[str] = set()  # attributes PyG increments by the node count
+        self._extended: dict[str, CollatedGraphs] = {}  # see extended()
         for key, slices in self.full._slice_dict.items():
             value = self.full[key]
             if not torch.is_tensor(value):
@@ -199,15 +200,19 @@ class CollatedGraphs:
     def __len__(self) -> int:
         return self.count
 
-    def with_transformed(self, transform) -> "CollatedGraphs":
+    def extended(self, name: str, transform) -> "CollatedGraphs":
         """A table of 2n clips: these n, then ``transform(batch of all n)`` (a batch of the same
-        attributes and sizes, e.g. their mirror images), so clip n + i is clip i transformed."""
+        attributes and sizes, e.g. their mirror images), so clip n + i is clip i transformed.
+        Made once per ``name`` and kept with this table."""
         import copy
 
-        out = copy.copy(self)
-        out.full = stack_batches([self.full, transform(self.full)])
-        out.count = 2 * self.count
-        return out
+        if name not in self._extended:
+            out = copy.copy(self)
+            out.full = stack_batches([self.full, transform(self.full)])
+            out.count = 2 * self.count
+            out._extended = {}
+            self._extended[name] = out
+        return self._extended[name]
 
     def batch(self, indices):
         """The PyG batch of the clips ``indices`` (a sequence of ints), in that order."""

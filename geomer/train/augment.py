@@ -282,7 +282,6 @@ class Augmenter:
         self.recipe = recipe
         self.graph = graph
         self.generator = generator
-        self._mirrors: tuple[CollatedGraphs, CollatedGraphs] | None = None  # (table, table + mirrors)
         if recipe.flip:
             mirror_components(graph)  # a graph without a mirror is refused before training
 
@@ -298,9 +297,9 @@ class Augmenter:
     def batch(self, table: CollatedGraphs, indices):
         """The augmented training batch of the clips ``indices`` of ``table``.
 
-        The mirror is not computed per batch: the first call mirrors the whole table once
-        (:func:`flip_batch`) and a flipped clip is then gathered from the mirrored copy, which
-        gives the same batch (flipping is exact and per clip) for a fraction of the time.
+        The mirror is not computed per batch: the whole table is mirrored once
+        (:func:`flip_batch`, kept with the table) and a flipped clip is gathered from the mirrored
+        copy, which gives the same batch (flipping is exact and per clip) for a fraction of the time.
         """
         import torch
 
@@ -308,13 +307,11 @@ class Augmenter:
         indices = torch.as_tensor(list(indices), dtype=torch.long)
         size = len(indices)
         if recipe.flip:
-            if self._mirrors is None or self._mirrors[0] is not table:
-                mirrored = table.with_transformed(
-                    lambda full: flip_batch(full, self.graph, torch.ones(len(table), dtype=torch.bool))
-                )
-                self._mirrors = (table, mirrored)
+            mirrored = table.extended(
+                "mirror", lambda full: flip_batch(full, self.graph, torch.ones(len(table), dtype=torch.bool))
+            )
             flip = torch.rand(size, generator=self.generator) < recipe.flip
-            out = self._mirrors[1].batch(indices + len(table) * flip)  # clip i's mirror is clip n + i
+            out = mirrored.batch(indices + len(table) * flip)  # clip i's mirror is clip n + i
         else:
             out = table.batch(indices)
         if recipe.rotate or recipe.scale:

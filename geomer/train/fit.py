@@ -116,6 +116,21 @@ def slim_graphs(inputs: Sequence[str] | None, graphs: list) -> list:
     ]
 
 
+_COLLATED: tuple[list, Any] | None = None  # (graphs, their CollatedGraphs): see collated()
+
+
+def collated(graphs: list):
+    """The run's graphs collated once per process (:class:`geomer.data.pyg.CollatedGraphs`):
+    every fold a worker trains gathers its minibatches from them. One run at a time is kept."""
+    global _COLLATED
+    from geomer.data.pyg import CollatedGraphs
+
+    if _COLLATED is None or _COLLATED[0] is not graphs:
+        _COLLATED = None  # free the previous run's table before collating this one
+        _COLLATED = (graphs, CollatedGraphs(graphs))
+    return _COLLATED[1]
+
+
 def sample_key(data) -> str:
     """A clip's unique name: its global subject key and clip id."""
     return f"{data.subject}/{data.clip}"
@@ -169,7 +184,6 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
     """Train on ``task.train``, test on ``task.test``, write the fold's files; see the module doc."""
     import torch
 
-    from geomer.data.pyg import CollatedGraphs
     from geomer.models import create
     from geomer.models.registry import ensure_registered
 
@@ -186,7 +200,8 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
         [str(g.subject) for g in train_graphs], config.val_fraction, task.seed, task.fold
     )
     val_graphs = [g for g in train_graphs if str(g.subject) in held_out]
-    train_graphs = [g for g in train_graphs if str(g.subject) not in held_out]
+    train_positions = [i for i in task.train if str(graphs[i].subject) not in held_out]
+    train_graphs = [graphs[i] for i in train_positions]
 
     with _deterministic_cpu():
         init, pretraining = context.init, None
@@ -218,11 +233,11 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
         augmenter = (Augmenter(recipe, context.face_graph, torch.Generator().manual_seed(task.seed + 1))
                      if recipe.augments else None)
         averaged = averaged_model(model, recipe.ema) if recipe.ema else None
-        # the clips are collated once and each minibatch gathered from them; the sampler (and so
-        # the order of the clips) is the one PyG's DataLoader would use
-        table = CollatedGraphs(train_graphs)
+        # each minibatch is gathered from the run's clips collated once per process; the
+        # sampler (and so the order of the clips) is the one PyG's DataLoader would use
+        table = collated(graphs)
         loader = torch.utils.data.DataLoader(
-            range(len(train_graphs)), batch_size=config.batch_size, shuffle=True, generator=generator,
+            train_positions, batch_size=config.batch_size, shuffle=True, generator=generator,
             collate_fn=list,
         )
         # fused: one kernel per step for all parameters instead of a Python loop over them
