@@ -104,15 +104,18 @@ class MultiHeadAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm transformer block: self-attention then an MLP, both residual.
+    """Pre-norm transformer block: self-attention then an MLP, both residual; ``dropout`` in the
+    MLP and, unless ``attention_dropout`` says otherwise, on the attention weights.
 
     Shapes: tokens ``[B, L, D]`` → tokens ``[B, L, D]``, weights ``[B, H, L, L]`` or None.
     """
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0,
+                 attention_dropout: float | None = None) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = MultiHeadAttention(dim, heads, dropout)
+        # dropout of the attention weights (default: ``dropout``, the MLP's)
+        self.attn = MultiHeadAttention(dim, heads, dropout if attention_dropout is None else attention_dropout)
         self.norm2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(

@@ -71,8 +71,10 @@ default); its published training command (README, ``script_for_start_train/
 which ``get_depth`` turns into 4 stages of ``[1, 2, 0]``: 1 block on special data, 2 on frames,
 one cross-attention without MLP. geomer's tokens are region-graph node patches, not the official
 image patches (12- and 16-pixel patches of 224-pixel frames), so the sequence lengths and the
-patch embeddings differ, and its branches use its own dropout instead of the official
-``drop 0.2, drop_path 0.2``.
+patch embeddings differ, and its branches use its own dropout (0.1 in the MLPs and before the
+head) instead of the official ``drop 0.2, drop_path 0.2``. The attention weights are not dropped
+(``attention_dropout`` 0), as in the official ``VisionTransformer`` (``attn_drop_rate=0.``, which
+the published command leaves at its default); before 0.2.3 geomer dropped them at ``dropout``.
 
 What geomer does not have: (1) the official **pretrained initialisation** — the README's command
 template has a ``MODEL_PATH`` ("path to pretrain model") placeholder and the code is built on the
@@ -168,6 +170,8 @@ class HierarchicalSpaceTimeAttention(nn.Module):
     # every Data attribute forward() reads: the engine drops the rest before collating
     inputs: tuple[str, ...] = requires
     small_config = dict(special_dim=16, frame_dim=24, heads=2, stages=1)
+    # checkpoints of geomer before 0.2.3 dropped the attention weights at `dropout`
+    earlier_defaults = {"0.2.3": {"attention_dropout": 0.1}}
 
     def __init__(
         self,
@@ -182,6 +186,7 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         frame_blocks: int = 1,
         mlp_ratio: float = 2.0,
         dropout: float = 0.1,
+        attention_dropout: float = 0.0,
         tubelet: int = 4,
         movement_prior: bool = False,
     ) -> None:
@@ -210,18 +215,20 @@ class HierarchicalSpaceTimeAttention(nn.Module):
             nn.init.trunc_normal_(parameter, std=0.02)
         self.special_stages = nn.ModuleList(
             nn.ModuleList(
-                TransformerBlock(special_dim, heads, mlp_ratio, dropout) for _ in range(special_blocks)
+                TransformerBlock(special_dim, heads, mlp_ratio, dropout, attention_dropout)
+                for _ in range(special_blocks)
             )
             for _ in range(stages)
         )
         self.frame_stages = nn.ModuleList(
             nn.ModuleList(
-                TransformerBlock(frame_dim, heads, mlp_ratio, dropout) for _ in range(frame_blocks)
+                TransformerBlock(frame_dim, heads, mlp_ratio, dropout, attention_dropout)
+                for _ in range(frame_blocks)
             )
             for _ in range(stages)
         )
         self.crossmodal = nn.ModuleList(
-            CrossmodalSpaceTimeAttention(special_dim, frame_dim, heads, dropout) for _ in range(stages)
+            CrossmodalSpaceTimeAttention(special_dim, frame_dim, heads, attention_dropout) for _ in range(stages)
         )
         self.special_norm = nn.LayerNorm(special_dim)
         self.frame_norm = nn.LayerNorm(frame_dim)

@@ -112,3 +112,19 @@ def test_frame_tokens_carry_the_change_from_the_first_frame(batch, face_graph):
         model.frame_changes.linear.weight.zero_()
         delta_frames = (model._frame_tokens(moved) - model._frame_tokens(sequence)).norm(dim=-1).mean()
     assert delta_all > 3 * delta_frames
+
+
+def test_attention_weights_are_not_dropped_as_in_the_official_code(batch, face_graph):
+    """The official VisionTransformer leaves attn_drop_rate at 0: in training, dropout acts on
+    the MLPs and the head, not on the attention weights;
+    checkpoints of earlier versions are rebuilt with the attention dropout they had."""
+    from geomer.models.attention import MultiHeadAttention
+
+    model = create("hsta", 3, face_graph, special_dim=16, frame_dim=16, heads=2, stages=1)
+    attentions = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    assert attentions and all(m.dropout == 0.0 for m in attentions)
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.1 for m in model.modules())
+    old = create("hsta", 3, face_graph, special_dim=16, frame_dim=16, heads=2, stages=1,
+                 **get_spec("hsta").settings_of_version("0.2.2"))
+    assert all(m.dropout == 0.1 for m in old.modules() if isinstance(m, MultiHeadAttention))
+    assert get_spec("hsta").settings_of_version("0.2.3") == {}
