@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
-from geomer.data.pyg import stack_batches, to_pyg
+from geomer.data.pyg import CollatedGraphs, stack_batches, to_pyg
 from geomer.errors import GeomerError
 from geomer.graph import FaceGraph
 from geomer.train import TrainConfig
@@ -133,20 +133,56 @@ def test_mirror_averaging_makes_a_model_mirror_symmetric(name):
     assert isinstance(copy.copy(wrapped), MirrorAveraged)
 
 
+def assert_same_batch(got, expected):
+    assert got.num_graphs == expected.num_graphs and got.num_nodes == expected.num_nodes
+    assert sorted(got.keys()) == sorted(expected.keys())
+    for key in expected.keys():
+        if torch.is_tensor(expected[key]):
+            assert torch.equal(got[key], expected[key]), key  # edge_index, batch, ptr offset
+        else:
+            assert got[key] == expected[key], key
+
+
 @pytest.mark.parametrize("kind", ["frames", "flow_image"])
 def test_stacked_batches_are_the_batch_of_all_their_clips(kind):
     first, second = clips(kind, count=2, seed=0), clips(kind, count=3, seed=1)
     stacked = stack_batches([first, second])
-    expected = Batch.from_data_list(first.to_data_list() + second.to_data_list())
-    assert stacked.num_graphs == 5 and stacked.num_nodes == expected.num_nodes
-    assert sorted(stacked.keys()) == sorted(expected.keys())
-    for key in expected.keys():
-        if torch.is_tensor(expected[key]):
-            assert torch.equal(stacked[key], expected[key]), key  # edge_index, batch, ptr offset
-        else:
-            assert stacked[key] == expected[key], key
+    assert stacked.num_graphs == 5
+    assert_same_batch(stacked, Batch.from_data_list(first.to_data_list() + second.to_data_list()))
     with pytest.raises(GeomerError, match="different attributes"):
         stack_batches([clips("frames"), clips("flow_image")])
+
+
+@pytest.mark.parametrize("kind", ["frames", "flow_image"])
+def test_a_gathered_batch_is_the_batch_of_its_clips(kind):
+    graphs = clips(kind, count=5).to_data_list()
+    table = CollatedGraphs(graphs)
+    assert_same_batch(table.batch([4, 1, 3]), Batch.from_data_list([graphs[4], graphs[1], graphs[3]]))
+    # the mirrored table: clip n + i is clip i's mirror image, made once and kept
+    mirror = lambda full: flip_batch(full, GRAPH, torch.ones(5, dtype=torch.bool))  # noqa: E731
+    mirrored = table.extended("mirror", mirror)
+    assert table.extended("mirror", mirror) is mirrored and len(mirrored) == 10
+    plain = Batch.from_data_list([graphs[2], graphs[0]])
+    assert_same_batch(mirrored.batch([7, 0]), flip_batch(plain, GRAPH, [True, False]))
+    inner = FaceGraph("k5")  # another face graph: 51 nodes a clip
+    other = to_pyg(make_features(inner, 0, np.random.default_rng(1), kind=kind, clip="c9"), inner, 0, subject="s9")
+    with pytest.raises(GeomerError, match="different node counts"):
+        CollatedGraphs(graphs[:2] + [other])
+    with pytest.raises(GeomerError, match="differs in size"):  # 16 · 68 + 51 nodes = 17 · 67
+        CollatedGraphs(clips(kind, count=16).to_data_list() + [other])
+
+
+def test_a_table_flips_the_clips_that_flipping_each_batch_flipped():
+    """The augmenter gathers flipped clips from the mirrored table: the same draws and the same
+    batch as mirroring each batch (flip_batch) with those draws."""
+    graphs = clips("flow_image", count=6).to_data_list()
+    augmenter = Augmenter(parse_recipe("flip"), GRAPH, torch.Generator().manual_seed(3))
+    draws = torch.Generator().manual_seed(3)
+    table = CollatedGraphs(graphs)
+    for indices in ([5, 0, 2], [1, 3, 4], [2, 2, 0], [4, 1, 5]):
+        expected = flip_batch(Batch.from_data_list([graphs[i] for i in indices]), GRAPH,
+                              torch.rand(3, generator=draws) < 0.5)
+        assert_same_batch(augmenter.batch(table, indices), expected)
 
 
 @pytest.mark.parametrize("name", ["hsta", "mubert", "mmt", "dere-grl"])
