@@ -182,6 +182,7 @@ class CollatedGraphs:
         self._rows: dict[str, int] = {}  # rows per clip of every tensor attribute
         self._shifted: set[str] = set()  # attributes PyG increments by the node count
         self._extended: dict[str, CollatedGraphs] = {}  # see extended()
+        first = graphs[0]
         for key, slices in self.full._slice_dict.items():
             value = self.full[key]
             if not torch.is_tensor(value):
@@ -189,10 +190,11 @@ class CollatedGraphs:
             counts = torch.diff(torch.as_tensor(slices))
             if len(counts) != self.count or bool((counts != counts[0]).any()):
                 raise GeomerError(f"cannot collate graphs whose attribute {key!r} differs in size between clips")
-            increments = self.full._inc_dict[key]
-            if torch.is_tensor(increments) and bool(increments.any()):
+            if self.full.__cat_dim__(key, value) is None:
+                raise GeomerError(f"cannot collate graphs whose attribute {key!r} is stacked along a new axis")
+            if first.__inc__(key, first[key]):
                 # PyG shifts such attributes (edge_index) by the nodes of the clips before
-                if not torch.equal(increments.reshape(-1), torch.arange(self.count) * nodes):
+                if not torch.equal(self.full._inc_dict[key].reshape(-1), torch.arange(self.count) * nodes):
                     raise GeomerError(f"cannot collate graphs of different node counts (attribute {key!r})")
                 self._shifted.add(key)
             self._rows[key] = int(counts[0])

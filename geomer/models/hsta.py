@@ -170,7 +170,9 @@ class HierarchicalSpaceTimeAttention(nn.Module):
     # every Data attribute forward() reads: the engine drops the rest before collating
     inputs: tuple[str, ...] = requires
     small_config = dict(special_dim=16, frame_dim=24, heads=2, stages=1)
-    # checkpoints of geomer before 0.2.3 dropped the attention weights at `dropout`
+    # checkpoints of geomer before 0.2.3 dropped the attention weights at `dropout` (0.1 unless
+    # set otherwise; a checkpoint trained with another `dropout` is rebuilt with 0.1 here, which
+    # only matters for further training: dropout is off in evaluation)
     earlier_defaults = {"0.2.3": {"attention_dropout": 0.1}}
 
     def __init__(

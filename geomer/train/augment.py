@@ -290,10 +290,6 @@ class Augmenter:
 
         return (torch.rand(size, generator=self.generator) * 2 - 1) * half_width
 
-    def __call__(self, batch):
-        """An augmented copy of the PyG ``batch`` (drawn as :meth:`batch` draws)."""
-        return self.batch(CollatedGraphs(batch.to_data_list()), range(int(batch.num_graphs)))
-
     def batch(self, table: CollatedGraphs, indices):
         """The augmented training batch of the clips ``indices`` of ``table``.
 
@@ -308,7 +304,7 @@ class Augmenter:
         size = len(indices)
         if recipe.flip:
             mirrored = table.extended(
-                "mirror", lambda full: flip_batch(full, self.graph, torch.ones(len(table), dtype=torch.bool))
+                f"mirror on {self.graph.name}", lambda full: flip_batch(full, self.graph, torch.ones(len(table), dtype=torch.bool))
             )
             flip = torch.rand(size, generator=self.generator) < recipe.flip
             out = mirrored.batch(indices + len(table) * flip)  # clip i's mirror is clip n + i

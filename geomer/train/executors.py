@@ -14,7 +14,7 @@ from concurrent.futures import as_completed
 from contextlib import contextmanager
 
 from geomer.errors import GeomerError
-from geomer.train.fit import FitContext, FoldSummary, FoldTask, fit_fold
+from geomer.train.fit import FitContext, FoldSummary, FoldTask, fit_fold, release_collated
 
 
 def run_tasks(
@@ -39,10 +39,13 @@ def _bar(total: int, progress: bool, description: str):
 
 def run_in_process(tasks, context, *, progress=True) -> list[FoldSummary]:
     summaries = []
-    with _bar(len(tasks), progress, "folds") as bar:
-        for task in tasks:
-            summaries.append(fit_fold(context, task))
-            bar.update()
+    try:
+        with _bar(len(tasks), progress, "folds") as bar:
+            for task in tasks:
+                summaries.append(fit_fold(context, task))
+                bar.update()
+    finally:
+        release_collated()  # the run's collated clips are not needed after it
     return summaries
 
 

@@ -116,19 +116,27 @@ def slim_graphs(inputs: Sequence[str] | None, graphs: list) -> list:
     ]
 
 
-_COLLATED: tuple[list, Any] | None = None  # (graphs, their CollatedGraphs): see collated()
+_COLLATED: tuple[list, int, Any] | None = None  # (graphs, their count, CollatedGraphs): see collated()
 
 
 def collated(graphs: list):
     """The run's graphs collated once per process (:class:`geomer.data.pyg.CollatedGraphs`):
-    every fold a worker trains gathers its minibatches from them. One run at a time is kept."""
+    every fold a worker trains gathers its minibatches from them (a Ray task receives its own
+    copy of the run's context, so there it is once per fold). One run at a time is kept;
+    :func:`release_collated` frees it."""
     global _COLLATED
     from geomer.data.pyg import CollatedGraphs
 
-    if _COLLATED is None or _COLLATED[0] is not graphs:
+    if _COLLATED is None or _COLLATED[0] is not graphs or _COLLATED[1] != len(graphs):
         _COLLATED = None  # free the previous run's table before collating this one
-        _COLLATED = (graphs, CollatedGraphs(graphs))
-    return _COLLATED[1]
+        _COLLATED = (graphs, len(graphs), CollatedGraphs(graphs))
+    return _COLLATED[2]
+
+
+def release_collated() -> None:
+    """Free the table :func:`collated` keeps (after an in-process run)."""
+    global _COLLATED
+    _COLLATED = None
 
 
 def sample_key(data) -> str:

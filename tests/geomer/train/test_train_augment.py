@@ -13,6 +13,7 @@ from geomer.data.pyg import CollatedGraphs, stack_batches, to_pyg
 from geomer.errors import GeomerError
 from geomer.graph import FaceGraph
 from geomer.train import TrainConfig
+from geomer.train.fit import slim_graphs
 from geomer.train.augment import (
     MIRROR,
     Augmenter,
@@ -164,6 +165,9 @@ def test_a_gathered_batch_is_the_batch_of_its_clips(kind):
     assert table.extended("mirror", mirror) is mirrored and len(mirrored) == 10
     plain = Batch.from_data_list([graphs[2], graphs[0]])
     assert_same_batch(mirrored.batch([7, 0]), flip_batch(plain, GRAPH, [True, False]))
+    # one clip, drawn twice, and the engine's slimmed graphs (they carry a num_nodes key)
+    single = slim_graphs(["x", "flow_image"], graphs[:1])
+    assert_same_batch(CollatedGraphs(single).batch([0, 0]), Batch.from_data_list(single * 2))
     inner = FaceGraph("k5")  # another face graph: 51 nodes a clip
     other = to_pyg(make_features(inner, 0, np.random.default_rng(1), kind=kind, clip="c9"), inner, 0, subject="s9")
     with pytest.raises(GeomerError, match="different node counts"):
@@ -211,11 +215,12 @@ def test_mirror_averaging_evaluates_a_clip_and_its_mirror_in_one_pass(name):
 def test_rotation_scale_and_jitter():
     batch = clips("frames", count=2)
     recipe = parse_recipe("rotate=10,scale=0.1")
-    out = Augmenter(recipe, GRAPH, torch.Generator().manual_seed(0))(batch)
+    table = CollatedGraphs(batch.to_data_list())
+    out = Augmenter(recipe, GRAPH, torch.Generator().manual_seed(0)).batch(table, [0, 1])
     ratio = out.geometry.norm(dim=-1).flatten(1).mean(1) / batch.geometry.norm(dim=-1).flatten(1).mean(1)
     assert torch.all((ratio > 0.89) & (ratio < 1.11)) and not torch.allclose(ratio, torch.ones_like(ratio))
     torch.testing.assert_close(out.flow_stats, batch.flow_stats)  # geometry only
-    jittered = Augmenter(parse_recipe("jitter=0.3"), GRAPH, torch.Generator().manual_seed(0))(batch)
+    jittered = Augmenter(parse_recipe("jitter=0.3"), GRAPH, torch.Generator().manual_seed(0)).batch(table, [0, 1])
     factor = jittered.flow_stats[:, :, 2] / batch.flow_stats[:, :, 2]
     assert torch.all((factor > 0.69) & (factor < 1.31))
     torch.testing.assert_close(jittered.flow_stats[:, :, 3:11], batch.flow_stats[:, :, 3:11])
