@@ -259,7 +259,8 @@ def test_a_real_ctrl_c_during_extraction(tmp_path):
     import signal
     import time
 
-    long_video = _video(tmp_path / "long.avi", shifted_photo_clip(np.zeros((400, 2))))
+    # long enough (about 5 s of tracking) that the interrupt arrives before the clip is done
+    long_video = _video(tmp_path / "long.avi", shifted_photo_clip(np.zeros((2400, 2))))
     process = subprocess.Popen(
         [sys.executable, "-m", "landmarks.cli", "extract", str(long_video), "-o", str(tmp_path / "long.npz")],
         stderr=subprocess.PIPE, start_new_session=True,
