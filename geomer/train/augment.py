@@ -303,9 +303,9 @@ class Augmenter:
         indices = torch.as_tensor(list(indices), dtype=torch.long)
         size = len(indices)
         if recipe.flip:
-            mirrored = table.extended(
-                f"mirror on {self.graph.name}", lambda full: flip_batch(full, self.graph, torch.ones(len(table), dtype=torch.bool))
-            )
+            everything = torch.ones(len(table), dtype=torch.bool)
+            mirrored = table.extended(f"mirror on {self.graph.name}",
+                                      lambda full: flip_batch(full, self.graph, everything))
             flip = torch.rand(size, generator=self.generator) < recipe.flip
             out = mirrored.batch(indices + len(table) * flip)  # clip i's mirror is clip n + i
         else:
