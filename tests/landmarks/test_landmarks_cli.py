@@ -259,16 +259,27 @@ def test_a_real_ctrl_c_during_extraction(tmp_path):
     import signal
     import time
 
+    def as_a_terminal_would():
+        # a shell's child starts with SIGINT delivered and at its default action; a test worker's
+        # child inherits the worker's signal mask and dispositions, whatever ran there before
+        os.setsid()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     # long enough (about 5 s of tracking) that the interrupt arrives before the clip is done
     long_video = _video(tmp_path / "long.avi", shifted_photo_clip(np.zeros((2400, 2))))
     process = subprocess.Popen(
         [sys.executable, "-m", "landmarks.cli", "extract", str(long_video), "-o", str(tmp_path / "long.npz")],
-        stderr=subprocess.PIPE, start_new_session=True,
+        stderr=subprocess.PIPE, preexec_fn=as_a_terminal_would,
     )
     seen = b""
     deadline = time.monotonic() + 60
     while b"frame/s" not in seen and time.monotonic() < deadline:  # the progress bar: tracking runs
-        seen += os.read(process.stderr.fileno(), 256)
+        chunk = os.read(process.stderr.fileno(), 256)
+        if not chunk:
+            break
+        seen += chunk
+    assert process.poll() is None, f"extraction ended before the interrupt: {seen.decode()!r}"
     os.killpg(process.pid, signal.SIGINT)
     _, rest = process.communicate(timeout=60)
     err = (seen + rest).decode()
