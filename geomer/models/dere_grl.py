@@ -100,6 +100,7 @@ from geomer.models.dere_grl_modules import (
     component_relations,
     gcn_normalise,
 )
+from geomer.models.flow_image import flow_image_patches
 from geomer.models.output import ModelOutput
 from geomer.models.registry import register_model
 
@@ -272,11 +273,6 @@ class DeReGRL(nn.Module):
             nn.BatchNorm2d(channels),
             nn.ReLU(),
         ) if channels else None
-        offsets = torch.arange(FLOW_IMAGE_PATCH, dtype=torch.float32) - (FLOW_IMAGE_PATCH - 1) / 2
-        self.register_buffer(
-            "patch_offsets", torch.stack(torch.meshgrid(offsets, offsets, indexing="xy"), dim=-1).reshape(-1, 2),
-            persistent=False,
-        )
         if channels:
             signal_features["flow_image"] = channels
         self.node_encoders = nn.ModuleDict(
@@ -352,27 +348,19 @@ class DeReGRL(nn.Module):
         return signals
 
     def _flow_image_signal(self, batch) -> Tensor | None:
-        """The whole-face flow image read at every node: the ``FLOW_IMAGE_PATCH``² flow pixels centred on
-        the node's position in the image (bilinear, zeros outside the image) through the stem;
-        None when the model has no stem or the batch has no flow image with node positions.
+        """The whole-face flow image read at every node (:func:`flow_image_patches`, the
+        ``FLOW_IMAGE_PATCH``² flow pixels centred on the node) through the stem; None when the
+        model has no stem or the batch has no flow image with node positions.
 
-        Shapes:
-            - batch.flow_image: [B, 3, F, F], batch.flow_image_points: [B·N, 2] (x, y) pixels
-            - output: [B·N, flow_image_channels]
+        Shapes: batch.flow_image [B, 3, F, F], batch.flow_image_points [B·N, 2] →
+        [B·N, flow_image_channels]
         """
-        image = getattr(batch, "flow_image", None)
-        points = getattr(batch, "flow_image_points", None)
-        if self.flow_image_stem is None or image is None or points is None:
+        if self.flow_image_stem is None:
             return None
-        size = image.shape[-1]
-        graphs = points.shape[0] // self.num_nodes
-        check_shape(image, (graphs, 3, size, size), "dere-grl: flow_image")
-        pixels = points.float().reshape(graphs, self.num_nodes, 1, 2) + self.patch_offsets  # [B, N, P², 2]
-        # pixel centres at -1 … 1 (align_corners=True): x ↦ 2x / (F − 1) − 1
-        patches = F.grid_sample(image.float(), pixels * (2.0 / (size - 1)) - 1.0, mode="bilinear",
-                                padding_mode="zeros", align_corners=True)  # [B, 3, N, P²]
-        patches = patches.transpose(1, 2).reshape(-1, 3, FLOW_IMAGE_PATCH, FLOW_IMAGE_PATCH)
-        return self.flow_image_stem(patches).flatten(1)  # [B·N, c]
+        patches = flow_image_patches(batch, self.num_nodes, FLOW_IMAGE_PATCH, "dere-grl")
+        if patches is None:
+            return None
+        return self.flow_image_stem(patches.flatten(0, 1)).flatten(1)  # [B·N, c]
 
     def _num_graphs(self, batch, num_rows: int) -> int:
         if num_rows % self.num_nodes:

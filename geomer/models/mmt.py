@@ -69,6 +69,7 @@ from geomer.models.attention import (
     mean_relations,
     movement_key_bias,
 )
+from geomer.models.flow_image import flow_image_patches
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
 from geomer.models.tokens import (
@@ -160,6 +161,7 @@ class ModalityEncoder(nn.Module):
         patch_shape: tuple[int, ...],
         num_scales: int,
         normalise: str,
+        extra_scales: int,
         dim: int,
         depth: int,
         heads: int,
@@ -174,7 +176,7 @@ class ModalityEncoder(nn.Module):
         self.projections = nn.ModuleList(
             PatchProjection(patch_shape, dim, normalise) for _ in range(num_scales)
         )
-        self.scale_embedding = nn.Parameter(torch.zeros(num_scales, dim))
+        self.scale_embedding = nn.Parameter(torch.zeros(num_scales + extra_scales, dim))
         self.summary = nn.Parameter(torch.zeros(1, 1, dim))
         nn.init.trunc_normal_(self.scale_embedding, std=0.02)
         nn.init.trunc_normal_(self.summary, std=0.02)
@@ -191,14 +193,17 @@ class ModalityEncoder(nn.Module):
         patches: torch.Tensor,
         node_mask: torch.Tensor,
         node_bias: torch.Tensor | None = None,
+        extra: torch.Tensor | None = None,
     ):
         check_shape(patches, ("B", "N", self.num_scales, *self.patch_shape), "mmt: patches",
                     error=ValueError, hint=" (node patches at the built feature scales)")
-        b, n, s = patches.shape[:3]
+        b, n = patches.shape[:2]
         per_scale = torch.stack(
             [proj(patches[:, :, k]) for k, proj in enumerate(self.projections)], dim=2
         )  # [B, N, S, D]
-        per_scale = per_scale + self.scale_embedding
+        if extra is not None:  # tokens of further scales, already projected: [B, N, E, D]
+            per_scale = torch.cat([per_scale, extra], dim=2)
+        per_scale = per_scale + self.scale_embedding[: per_scale.shape[2]]
         # the node's own embedding is the same for all its scales: added after the pooling (whose
         # weights sum to 1), so the scale weights are read from the patch content and scale alone
         node_tokens, scale_weights = self.scale_attention(per_scale)
@@ -232,8 +237,11 @@ class MultiModalMultiScaleTransformer(nn.Module):
         "arXiv:2301.02969 (2023)"
     )
     requires: tuple[str, ...] = ("flow_patches", "texture_apex")
-    # every Data attribute forward() reads: the engine drops the rest before collating
-    inputs: tuple[str, ...] = requires
+    # every Data attribute forward() reads (the flow image where a clip has one): the engine
+    # drops the rest before collating
+    inputs: tuple[str, ...] = requires + ("flow_image", "flow_image_points")
+    # checkpoints of geomer before 0.2.4 were trained without the flow-image token
+    earlier_defaults = {"0.2.3": {"flow_image_patch": 0}}
     small_config = dict(dim=16, depth=1, heads=2)
 
     def __init__(
@@ -249,19 +257,37 @@ class MultiModalMultiScaleTransformer(nn.Module):
         temperature: float = 0.1,
         contrastive_weight: float = 0.1,
         movement_prior: bool = False,
+        flow_image_patch: int = 5,
     ) -> None:
         super().__init__()
+        if flow_image_patch < 0:
+            raise ValueError(f"flow_image_patch must be >= 0, got {flow_image_patch}")
         self.movement_prior = movement_prior
+        self.flow_image_patch = int(flow_image_patch)
         self.num_components = int(graph.num_components)
         self.temperature = temperature
         self.contrastive_weight = contrastive_weight
         common = dict(dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout)
         p, num_scales = features.patch_size, len(features.scales)
-        self.motion = ModalityEncoder(graph, (3, p, p), num_scales, "asinh", **common)
-        self.texture = ModalityEncoder(graph, (p, p), num_scales, "patch", **common)
+        self.motion = ModalityEncoder(graph, (3, p, p), num_scales, "asinh",
+                                      extra_scales=int(self.flow_image_patch > 0), **common)
+        self.texture = ModalityEncoder(graph, (p, p), num_scales, "patch", extra_scales=0, **common)
+        # the flow image's own scale (see the module docstring): its patches standardised per
+        # channel with the training fold's statistics (the image's units are relative)
+        self.flow_image_projection = PatchProjection(
+            (3, self.flow_image_patch, self.flow_image_patch), dim, "fold"
+        ) if self.flow_image_patch else None
         self.motion_projection = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.texture_projection = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.head = nn.Sequential(nn.LayerNorm(2 * dim), nn.Dropout(dropout), nn.Linear(2 * dim, num_classes))
+
+    def _flow_image_tokens(self, batch, num_nodes: int) -> torch.Tensor | None:
+        """The flow image's scale token of every node, or None (no projection, or the batch has
+        no flow image). Shapes: → ``[B, N, 1, D]``."""
+        if self.flow_image_projection is None:
+            return None
+        patches = flow_image_patches(batch, num_nodes, self.flow_image_patch, "mmt")
+        return None if patches is None else self.flow_image_projection(patches)[:, :, None]
 
     def forward(self, batch) -> ModelOutput:
         check_inputs(self, batch)
@@ -270,7 +296,8 @@ class MultiModalMultiScaleTransformer(nn.Module):
         bias = None
         if self.movement_prior:  # node energy: mean optical-flow magnitude over scales and pixels
             bias = movement_key_bias(MagnitudeEmbedding.magnitude(flow).mean(dim=-1), mask)
-        motion, motion_attn, motion_tokens, _ = self.motion(flow, mask, bias)
+        image_tokens = self._flow_image_tokens(batch, flow.shape[1])
+        motion, motion_attn, motion_tokens, _ = self.motion(flow, mask, bias, image_tokens)
         # the texture encoder sees texture only: no flow-derived bias or feature reaches it
         appearance, texture_attn, texture_tokens, _ = self.texture(texture, mask)
         embedding = torch.cat([motion, appearance], dim=-1)

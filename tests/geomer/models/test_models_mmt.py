@@ -41,7 +41,7 @@ def test_aux_loss_is_the_weighted_contrastive_loss(batch, face_graph):
     model.contrastive_weight = 2.0
     output = model(batch)
     patches, mask = _dense(batch, "flow_patches")
-    flow = model.motion(patches, mask)[0]
+    flow = model.motion(patches, mask, None, model._flow_image_tokens(batch, patches.shape[1]))[0]
     texture = model.texture(*_dense(batch, "texture_apex"))[0]
     expected = 2.0 * info_nce(model.motion_projection(flow), model.texture_projection(texture), 0.1)
     torch.testing.assert_close(output.aux_loss, expected)
