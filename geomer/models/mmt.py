@@ -36,6 +36,17 @@ Reimplementation choices (not from the paper):
   the synthetic task without any hand-made attention bias, so it does not use the training-fold
   standardisation, the magnitude feature or the small component embeddings that ``hsta`` has
   (the README's models section has the measurements);
+* **the flow image as one more motion scale** (``flow_image_patch`` P, 5 by default; 0 turns it
+  off; *choice*): where a clip carries its whole-face flow image (``flow_image`` with the nodes'
+  positions in it), each node also gets the P×P flow pixels centred on it
+  (:func:`geomer.models.flow_image.flow_image_patches`), standardised per channel with the
+  training fold's statistics (the image's units are relative to its own range) and projected: one
+  more scale token of the node, with its own scale embedding, weighted by the same scale
+  attention. Why: on flow-image data (the MEGC 2019 composite) the landmark patches of 8–32 px
+  span 1–3.5 pixels of the 28×28 flow image, so the motion tokens saw little of what it holds;
+  a patch sized in flow pixels reads it at its own resolution and stays on its node, so the
+  relations stay per component. Kept after a comparison on validation subjects drawn from each
+  LOSO fold's training subjects (README, real-data results);
 * movement prior (``movement_prior``, *choice*, **off by default**): the motion encoder's
   attention logits get the log relative excess optical-flow magnitude of each key node
   (:func:`geomer.models.attention.movement_key_bias`). It never reaches the texture encoder,
@@ -48,8 +59,8 @@ Reimplementation choices (not from the paper):
   with the commands.
 
 Sizes (68 nodes, 3 scales, 8×8 patches, 5 classes; counted with ``sum(p.numel() for p in
-model.parameters())``): ``mmt`` (dim 48, depth 2, 4 heads) 131 045 parameters; ``mmt-large``
-(dim 256, depth 6, 8 heads, MLP ratio 4) 10 091 013. The paper does not give its size (its
+model.parameters())``): ``mmt`` (dim 48, depth 2, 4 heads, 5×5 flow-image
+patches) 134 741 parameters; ``mmt-large`` (dim 256, depth 6, 8 heads, MLP ratio 4) 10 110 725. The paper does not give its size (its
 abstract does not, and we have no other source; no official code is known to us), so there is
 no ``mmt-base``: ``mmt-large`` is geomer's larger configuration, named for what it is.
 """
@@ -241,7 +252,7 @@ class MultiModalMultiScaleTransformer(nn.Module):
     # drops the rest before collating
     inputs: tuple[str, ...] = requires + ("flow_image", "flow_image_points")
     # checkpoints of geomer before 0.2.4 were trained without the flow-image token
-    earlier_defaults = {"0.2.3": {"flow_image_patch": 0}}
+    earlier_defaults = {"0.2.4": {"flow_image_patch": 0}}
     small_config = dict(dim=16, depth=1, heads=2)
 
     def __init__(

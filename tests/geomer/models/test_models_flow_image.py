@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from geomer.models import create
+from geomer.models import create, get_spec
 from geomer.models.flow_image import flow_image_patches
-from geomer.models.tokens import asinh
+from geomer.models.tokens import asinh, dense_nodes
 
 
 def test_a_patch_at_a_whole_pixel_is_the_crop_of_the_image_with_zeros_outside():
@@ -36,9 +36,9 @@ def test_without_a_flow_image_there_are_no_patches(batch):
     assert flow_image_patches(batch, 68, 5, "test") is None
 
 
-def test_mmt_reads_the_flow_image_at_the_nodes_as_one_more_motion_scale(flow_batch):
+def test_mmt_reads_the_flow_image_at_the_nodes_as_one_more_motion_scale(flow_batch, face_graph):
     torch.manual_seed(0)
-    model = create("mmt", 3, _graph(flow_batch), dim=16, depth=1, heads=2).eval()
+    model = create("mmt", 3, face_graph, dim=16, depth=1, heads=2).eval()
     assert model.motion.scale_embedding.shape[0] == 3 + 1
     before = model(flow_batch).logits
     changed = flow_batch.clone()
@@ -47,17 +47,15 @@ def test_mmt_reads_the_flow_image_at_the_nodes_as_one_more_motion_scale(flow_bat
     # its importance covers the image's scale too, and still sums to 1
     tokens = model._flow_image_tokens(flow_batch, 68)
     assert tokens.shape == (4, 68, 1, 16)
-    from geomer.models.tokens import dense_nodes
-
     flow, mask = dense_nodes(flow_batch, "flow_patches")
     importance = model.motion(flow, mask, None, tokens)[3]
     assert importance.shape == (4, 68, 4)
     torch.testing.assert_close(importance.sum(dim=(1, 2)), torch.ones(4))
 
 
-def test_mmt_without_the_flow_image_scale_ignores_the_image(flow_batch):
+def test_mmt_without_the_flow_image_scale_ignores_the_image(flow_batch, face_graph):
     torch.manual_seed(0)
-    model = create("mmt", 3, _graph(flow_batch), dim=16, depth=1, heads=2, flow_image_patch=0).eval()
+    model = create("mmt", 3, face_graph, dim=16, depth=1, heads=2, flow_image_patch=0).eval()
     assert model.motion.scale_embedding.shape[0] == 3
     changed = flow_batch.clone()
     changed.flow_image = changed.flow_image + torch.randn_like(changed.flow_image)
@@ -71,7 +69,6 @@ def test_asinh_agrees_with_torch_at_every_scale_and_sign(scale):
     torch.testing.assert_close(asinh(torch.zeros(3)), torch.zeros(3))
 
 
-def _graph(batch):
-    from geomer.graph import FaceGraph
-
-    return FaceGraph("k7")
+def test_checkpoints_of_earlier_versions_rebuild_mmt_without_the_flow_image_scale():
+    assert get_spec("mmt").settings_of_version("0.2.3") == {"flow_image_patch": 0}
+    assert get_spec("mmt").settings_of_version("0.2.4") == {}
