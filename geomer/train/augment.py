@@ -7,8 +7,8 @@ which parts are on; SPEC is a comma-separated list of ``name`` or ``name=value``
 name            what                                                                   value
 ==============  =====================================================================  ==========
 ``flip``        horizontal mirror of a clip with probability ``p`` (below)             p (0.5)
-``rotate``      rotation of the geometry by an angle drawn from ±value degrees         degrees (5)
-``scale``       scaling of the geometry by 1 + a draw from ±value                      fraction (0.05)
+``rotate``      rotation of geometry and flow image by an angle from ±value degrees    degrees (5)
+``scale``       scaling of geometry and flow image by 1 + a draw from ±value           fraction (0.05)
 ``jitter``      every flow quantity of a clip times 1 + a draw from ±value             fraction (0.1)
 ``smooth``      label smoothing of the cross-entropy                                   ε (0.1)
 ``ema``         exponential moving average of the weights, evaluated instead of them   decay (0.99)
@@ -38,8 +38,10 @@ the clip of the mirrored face:
   left ↔ right component ids swapped;
 - the edges' relative motion is rebuilt from the mirrored node motion (as the features make it).
 
-Flipping twice is the identity. **Rotation and scale** act on the geometry only (displacements,
-positions; the flow patches and images are not resampled). **Jitter** multiplies u, v, the
+Flipping twice is the identity. **Rotation and scale** act on the geometry (displacements,
+positions) and on the whole-face flow image (resampled about its centre, its flow vectors turned
+and scaled, the nodes' positions in it and its component regions moved with it); the node flow
+statistics and patches are not resampled. **Jitter** multiplies u, v, the
 magnitude and the strain of every flow input (node statistics, patches, the flow image).
 
 **EMA** (``torch.optim.swa_utils.AveragedModel``, buffers averaged too) replaces epoch picking by
@@ -272,6 +274,42 @@ def _rebuild_edge_motion(batch) -> None:
     batch.edge_attr = (motion[target] - motion[source]).to(batch.edge_attr.dtype)
 
 
+def _rotate_scale_flow_image(batch, matrix, owner) -> None:
+    """Turn and scale each clip's whole-face flow image about its centre ``c``, in place on the
+    batch object (new tensors): the pixel at ``p`` moves to ``c + M (p − c)`` with ``M`` the
+    clip's [2, 2] matrix (rotation times scale), each flow vector (u, v) becomes ``M (u, v)`` (a
+    face turned and s× larger moves turned and s× as far), the strain (a ratio of lengths) is
+    kept; outside the image is no motion (zeros). The nodes' positions in the image move with
+    their pixels, and the component regions are resampled (nearest; −1 off the face).
+
+    Shapes: batch.flow_image [B, 3, F, F], batch.flow_image_points [B·N, 2], matrix [B, 2, 2],
+    owner [B·N] (each node's clip).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    image = batch.flow_image.float()
+    size = image.shape[-1]
+    # affine_grid maps each output pixel to where it is read from: M⁻¹ in coordinates centred on
+    # the image (align_corners=True: the same scale on both axes of a square image)
+    inverse = torch.linalg.inv(matrix.to(image.dtype))
+    theta = torch.cat([inverse, inverse.new_zeros(len(inverse), 2, 1)], dim=-1)
+    grid = F.affine_grid(theta, list(image.shape), align_corners=True)
+    turned = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    vectors = torch.einsum("bij,bjhw->bihw", matrix.to(image.dtype), turned[:, :2])
+    batch.flow_image = torch.cat([vectors, turned[:, 2:]], dim=1).to(batch.flow_image.dtype)
+    centre = (size - 1) / 2
+    points = getattr(batch, "flow_image_points", None)
+    if points is not None:
+        moved = torch.einsum("nij,nj->ni", matrix[owner].to(points.dtype), points - centre) + centre
+        batch.flow_image_points = moved
+    regions = getattr(batch, "flow_image_component", None)
+    if regions is not None:  # ids + 1 so that zero padding reads as −1, off the face
+        shifted = (regions[:, None].to(image.dtype) + 1)
+        nearest = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=True)
+        batch.flow_image_component = nearest[:, 0].round().to(regions.dtype) - 1
+
+
 class Augmenter:
     """Applies a :class:`Recipe`'s input augmentations to training batches.
 
@@ -341,6 +379,8 @@ class Augmenter:
             value = getattr(out, name, None)
             if value is not None:
                 out[name] = transform(value)
+        if getattr(out, "flow_image", None) is not None:
+            _rotate_scale_flow_image(out, matrix, owner)
         _rebuild_edge_motion(out)
         return out
 

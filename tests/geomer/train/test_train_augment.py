@@ -228,6 +228,40 @@ def test_rotation_scale_and_jitter():
     torch.testing.assert_close(jittered.flow_image[0], batch.flow_image[0] * factor[0, 0])
 
 
+def test_rotation_and_scale_turn_the_flow_image_its_vectors_and_the_nodes_in_it():
+    batch = clips("flow_image", count=2)
+    size = batch.flow_image.shape[-1]
+    image = torch.zeros_like(batch.flow_image)
+    image[:, 0, 10, 20] = 1.0  # one moving pixel: u = 1 at x = 20, y = 10
+    image[:, 2, 10, 20] = 0.5
+    batch.flow_image = image
+    points = batch.flow_image_points.clone()
+    points[0] = torch.tensor([20.0, 10.0])  # node 0 of clip 0 sits on that pixel
+    batch.flow_image_points = points
+    regions = batch.flow_image_component.clone()
+    augmenter = Augmenter(parse_recipe("rotate=10"), GRAPH, torch.Generator().manual_seed(0))
+    # a quarter turn for clip 0, the identity for clip 1
+    out = augmenter._rotate_scale(batch, torch.tensor([np.pi / 2, 0.0]), torch.tensor([1.0, 1.0]))
+    c = (size - 1) / 2
+    x, y = c - (10 - c), c + (20 - c)  # M (p − c) + c with M = [[0, −1], [1, 0]]: whole pixels
+    torch.testing.assert_close(out.flow_image_points[0], torch.tensor([x, y]))
+    # the flow at the node's new position is the turned vector; the strain is kept
+    turned = out.flow_image[0, :, int(y), int(x)]
+    torch.testing.assert_close(turned, torch.tensor([0.0, 1.0, 0.5]), atol=1e-5, rtol=0)
+    assert out.flow_image[0].abs().sum() == pytest.approx(1.5, abs=1e-4)  # nothing else moves
+    torch.testing.assert_close(out.flow_image[1], image[1], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.flow_image_points[68:], points[68:])
+    torch.testing.assert_close(out.flow_image_component[1], regions[1])
+    moved = out.flow_image_component[0]
+    assert not torch.equal(moved, regions[0]) and set(moved.unique().tolist()) <= set(regions[0].unique().tolist())
+    assert torch.equal(batch.flow_image, image)  # the input batch is not changed
+    # at scale 2 a face moves twice as far: a uniform flow doubles (away from the borders)
+    batch.flow_image = torch.ones_like(image)
+    out = augmenter._rotate_scale(batch, torch.zeros(2), torch.tensor([2.0, 2.0]))
+    torch.testing.assert_close(out.flow_image[:, :, 10:18, 10:18],
+                               torch.tensor([2.0, 2.0, 1.0])[None, :, None, None].expand(2, 3, 8, 8))
+
+
 def test_recipe_spec_is_validated_and_canonical():
     assert parse_recipe("").spec() == "" and not parse_recipe("").augments
     recipe = parse_recipe(" flip , jitter=0.2,ema")
