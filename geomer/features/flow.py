@@ -15,8 +15,6 @@ magnitude ``sqrt(exx² + eyy² + 2·exy²)``. A pure translation has zero strain
 
 from __future__ import annotations
 
-import os
-
 import cv2
 import numpy as np
 
@@ -26,14 +24,10 @@ _DIS_CACHE: dict[int, object] = {}
 
 
 def _dis():
-    # One DIS object per process: creating it costs more than a small flow computation. Keyed by
-    # the process id, so a forked worker makes its own instead of using an OpenCV object copied
-    # from its parent mid-life (a pool's flows then differed from the serial ones in a full test run).
-    pid = os.getpid()
-    if pid not in _DIS_CACHE:
-        _DIS_CACHE.clear()
-        _DIS_CACHE[pid] = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-    return _DIS_CACHE[pid]
+    # One DIS object per process: creating it costs more than a small flow computation.
+    if "dis" not in _DIS_CACHE:
+        _DIS_CACHE["dis"] = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    return _DIS_CACHE["dis"]
 
 
 def has_tvl1() -> bool:
