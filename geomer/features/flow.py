@@ -20,14 +20,17 @@ import numpy as np
 
 from geomer.errors import GeomerError
 
-_DIS_CACHE: dict[int, object] = {}
+_DIS_BY_SHAPE: dict[tuple[int, ...], object] = {}
 
 
-def _dis():
-    # One DIS object per process: creating it costs more than a small flow computation.
-    if "dis" not in _DIS_CACHE:
-        _DIS_CACHE["dis"] = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-    return _DIS_CACHE["dis"]
+def _dis(shape: tuple[int, ...]):
+    # One DIS object per process and image shape: creating one costs more than a small flow
+    # computation, but an OpenCV DIS object keeps state from a smaller image (a patch window) into
+    # later larger ones (their flow then differs by up to several pixels), so one object shared
+    # across shapes made a clip's features depend on what the process had computed before.
+    if shape not in _DIS_BY_SHAPE:
+        _DIS_BY_SHAPE[shape] = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    return _DIS_BY_SHAPE[shape]
 
 
 def has_tvl1() -> bool:
@@ -43,7 +46,7 @@ def compute_flow(first: np.ndarray, second: np.ndarray, method: str = "farneback
     if method == "farneback":
         return cv2.calcOpticalFlowFarneback(first, second, None, 0.5, 2, 13, 2, 5, 1.1, 0)
     if method == "dis":
-        return _dis().calc(first, second, None)
+        return _dis(first.shape).calc(first, second, None)
     if method == "tvl1":
         if not has_tvl1():
             raise GeomerError(

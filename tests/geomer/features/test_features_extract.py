@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import skimage.data
 
 from geomer.errors import GeomerError
 from geomer.features import ClipFeatures, FeatureSettings, extract_clip, spot_apex
@@ -131,6 +132,20 @@ def test_strain_of_translation_is_zero_and_of_shear_is_known():
                            borderMode=cv2.BORDER_REFLECT)
     measured = optical_strain(compute_flow(image, moved, "dis"))
     assert np.median(measured[16:-16, 16:-16]) < 0.05
+
+
+def test_dis_flow_of_a_pair_does_not_depend_on_the_sizes_flowed_before():
+    """An OpenCV DIS object keeps state from a small image (a patch window) into later larger
+    ones; the flow of a pair must not depend on which sizes the process computed before."""
+    astronaut = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    moved = cv2.warpAffine(astronaut, np.float32([[1, 0, 1.3], [0, 1, 0.7]]), (512, 512))
+    pairs = {size: (cv2.resize(astronaut, (size, size)), cv2.resize(moved, (size, size)))
+             for size in (32, 64, 128, 256)}
+    alone = {}
+    for size, (first, second) in pairs.items():
+        alone[size] = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST).calc(first, second, None)
+    for size in (32, 256, 64, 128, 256):
+        np.testing.assert_array_equal(compute_flow(*pairs[size], "dis"), alone[size])
 
 
 def test_patches_and_statistics_at_image_borders():
