@@ -31,7 +31,8 @@ def register(subparsers) -> None:
                         help="pick the best TEST epoch as some papers do; the run is marked leaky")
     parser.add_argument("--augment", default=None, metavar="SPEC",
                         help="small-data recipe, e.g. flip,rotate=5,scale=0.05,jitter=0.1,smooth=0.1,ema=0.99,mirror "
-                             "(geomer.train.augment); default flip,mirror; 'none' turns it off")
+                             "(geomer.train.augment); default: the model's (flip,mirror unless it names its own); "
+                             "'none' turns it off")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="a model setting (VALUE parsed as JSON when possible); repeatable")
     parser.add_argument("--jobs", type=int, default=None,

@@ -19,7 +19,8 @@ What a registered class declares (class attributes, all optional except ``paper`
 - ``inputs``: EVERY ``Data`` attribute its forward reads (the engine then drops the others before
   training, which makes batching and shipping graphs to worker processes cheaper);
 - ``train_defaults``: the model's own training recipe (``epochs``, ``batch_size``, ``lr``,
-  ``weight_decay``, optionally ``cfg`` and ``class_weighted``), used where the user gives none;
+  ``weight_decay``, optionally ``cfg``, ``class_weighted`` and ``augment``), used where the user
+  gives none;
 - ``earlier_defaults``: ``{version: {setting: value}}``, the value a setting had in checkpoints
   written by geomer before ``version`` (when a new setting's default changes what the model
   computes), so that an earlier checkpoint is rebuilt as it was trained;

@@ -27,7 +27,7 @@ class TrainConfig:
     ``device`` "auto" is CUDA when available for in-process runs, CPU in worker processes.
     ``augment``: the training recipe (augmentation, label smoothing, EMA, mirror-averaged testing),
     a SPEC of :mod:`geomer.train.augment` stored in its canonical form; default ``flip,mirror``
-    (``none`` or empty: off).
+    unless the model's ``train_defaults`` name its own (``none`` or empty: off).
     """
 
     model: str = "dere-grl"
