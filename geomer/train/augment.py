@@ -59,6 +59,7 @@ checkpoint records it (``extra["mirror"]``), and a rebuilt model is wrapped agai
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,7 +171,8 @@ def _displacement_width(x) -> int:
 
 
 def _flow_part(x):
-    """The node features' flow statistics, [N, S, 12] (a copy)."""
+    """The node features' flow statistics, [N, S, 12] (a view of ``x`` when it has no
+    displacement columns, else a copy)."""
     start = _displacement_width(x)
     return x[:, start:].reshape(x.shape[0], -1, 12)
 
@@ -360,7 +362,7 @@ class Augmenter:
         """Rotate and scale the geometry of each clip ([B] angles in radians, [B] factors)."""
         import torch
 
-        out = batch.clone()
+        out = copy.copy(batch)  # shallow: every attribute changed below gets a new tensor
         owner = _graph_of_node(out)
         cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
         matrix = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # [B, 2, 2]
@@ -387,14 +389,14 @@ class Augmenter:
 
     def _jitter(self, batch, factor):
         """Every flow quantity of clip b times ``factor[b]``."""
-        out = batch.clone()
+        out = copy.copy(batch)  # shallow: every attribute changed below gets a new tensor
         owner = _graph_of_node(out)
         per_node = factor[owner]
         x = getattr(out, "x", None)
         if x is not None:
+            x = x.clone()
             flow = _flow_part(x)
             flow[..., _FLOW_CHANNELS] = flow[..., _FLOW_CHANNELS] * per_node[:, None, None].to(x.dtype)
-            x = x.clone()
             x[:, _displacement_width(x):] = flow.reshape(len(x), -1)
             out.x = x
         stats = getattr(out, "flow_stats", None)

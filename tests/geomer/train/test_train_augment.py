@@ -228,6 +228,20 @@ def test_rotation_scale_and_jitter():
     torch.testing.assert_close(jittered.flow_image[0], batch.flow_image[0] * factor[0, 0])
 
 
+@pytest.mark.parametrize("kind", ["frames", "flow_image"])
+def test_rotation_scale_and_jitter_leave_the_batch_they_are_given_unchanged(kind):
+    # they copy the batch object shallowly and give each changed attribute a new tensor
+    batch = clips(kind, count=2)
+    before = {key: value.clone() for key, value in batch.to_dict().items() if torch.is_tensor(value)}
+    augmenter = Augmenter(parse_recipe("rotate=10,scale=0.1,jitter=0.3"), GRAPH, torch.Generator().manual_seed(0))
+    size = batch.num_graphs
+    out = augmenter._jitter(augmenter._rotate_scale(batch, torch.full((size,), 0.2), torch.full((size,), 1.1)),
+                            torch.full((size,), 1.3))
+    assert not torch.equal(out.flow_stats, batch.flow_stats)
+    for key, value in before.items():
+        torch.testing.assert_close(getattr(batch, key), value, rtol=0, atol=0, msg=key)
+
+
 def test_rotation_and_scale_turn_the_flow_image_its_vectors_and_the_nodes_in_it():
     batch = clips("flow_image", count=2)
     size = batch.flow_image.shape[-1]
