@@ -14,28 +14,30 @@ Reimplementation choices (not from the paper):
   weighted by fused attention, not how): every (node, scale) patch — optical-flow patches
   (u, v, optical strain) for a **motion token**, apex grey patches for a **texture token** — is
   projected by its scale's own linear map plus a learned scale embedding. A per-node
-  :class:`ScaleAttention` (the node's mean scale token queries its S scale tokens, multi-head)
-  weights the scales and pools them into one node token, which gets the node's component id and
-  canonical-position embedding (:mod:`geomer.models.tokens`); the transformer then runs over the
-  68 node tokens. So each patch scale has its own features and its own importance, at the cost of
-  a token per node: a transformer token per (node, scale) is about 5× slower on CPU
-  (L = 1 + 68·3 instead of 1 + 68) for the same per-scale information;
+  :class:`ScaleAttention` (the node's mean scale token queries its S scale tokens, multi-head;
+  S + 1 with the flow-image scale below) weights the scales and pools them into one node token,
+  which gets the node's component id and canonical-position embedding
+  (:mod:`geomer.models.tokens`); the transformer then runs over the 68 node tokens. So each
+  patch scale has its own features and its own importance, at the cost of a token per node: a
+  transformer token per (node, scale) is about 5× slower on CPU (L = 1 + 68·3 instead of
+  1 + 68) for the same per-scale information;
 * one transformer encoder per modality with a summary token; the fused attention is the
   rollout of :func:`geomer.models.attention.attention_rollout` (heads averaged, ``(A + I)``
   normalised and multiplied across layers) continued through the scale attention: the patch
   importance ``importance[n, s] = R[summary, n] · mean_h w[n, h, s]`` (a distribution over all
-  N·S patches); the patch features are each scale's token (normalised) plus its node's final
-  transformer feature, and the modality embedding is the summary token's feature plus the
-  importance-weighted sum of the patch features;
+  N·S patches, S counting the flow-image scale where there is one); the patch features are each
+  scale's token (normalised) plus its node's final transformer feature, and the modality
+  embedding is the summary token's feature plus the importance-weighted sum of the patch features;
 * the contrastive loss is the symmetric InfoNCE (CLIP-style) between the projected motion and
   texture embeddings of the same clip, the other clips of the batch as negatives
   (``temperature``), scaled by ``contrastive_weight`` and returned as ``aux_loss``;
 * the classifier sees both modality embeddings, concatenated (also the ``embedding`` output);
 * motion tokens: the flow patches, ``asinh``-compressed (signs and magnitudes kept), projected,
   with N(0, 1) component embeddings (``nn.Embedding``'s start). With these inputs the model learns
-  the synthetic task without any hand-made attention bias, so it does not use the training-fold
-  standardisation, the magnitude feature or the small component embeddings that ``hsta`` has
-  (the README's models section has the measurements);
+  the synthetic task without any hand-made attention bias, so its landmark patches do not use the
+  training-fold standardisation, the magnitude feature or the small component embeddings that
+  ``hsta`` has (the README's models section has the measurements; the flow-image scale below is
+  standardised);
 * **the flow image as one more motion scale** (``flow_image_patch`` P, 5 by default; 0 turns it
   off; *choice*): where a clip carries its whole-face flow image (``flow_image`` with the nodes'
   positions in it), each node also gets the P×P flow pixels centred on it
@@ -59,10 +61,10 @@ Reimplementation choices (not from the paper):
   with the commands.
 
 Sizes (68 nodes, 3 scales, 8×8 patches, 5 classes; counted with ``sum(p.numel() for p in
-model.parameters())``): ``mmt`` (dim 48, depth 2, 4 heads, 5×5 flow-image
-patches) 134 741 parameters; ``mmt-large`` (dim 256, depth 6, 8 heads, MLP ratio 4) 10 110 725. The paper does not give its size (its
-abstract does not, and we have no other source; no official code is known to us), so there is
-no ``mmt-base``: ``mmt-large`` is geomer's larger configuration, named for what it is.
+model.parameters())``): ``mmt`` (dim 48, depth 2, 4 heads, 5×5 flow-image patches) 134 741
+parameters; ``mmt-large`` (dim 256, depth 6, 8 heads, MLP ratio 4) 10 110 725. The paper does not
+give its size (its abstract does not, and we have no other source; no official code is known to
+us), so there is no ``mmt-base``: ``mmt-large`` is geomer's larger configuration, named for what it is.
 """
 
 from __future__ import annotations

@@ -64,17 +64,30 @@ def standardise(values: torch.Tensor, unbiased: bool, eps: float = 1e-3) -> torc
 
 def asinh(values: torch.Tensor) -> torch.Tensor:
     """``asinh`` as ``sign(x) · log1p(|x| + x² / (1 + sqrt(x² + 1)))``, as accurate as
-    ``torch.asinh`` in float32 (relative error about 1e-7 at every scale).
+    ``torch.asinh`` in float32 (relative error about 1e-7) for every finite value and ±inf.
 
     Why: on CPU ``torch.asinh`` is not vectorised; over ``mmt``'s flow patches (a batch of 32
     clips holds 1.2 million values) it took 26 ms on one thread, a fifth of a training step;
-    this form takes 5 ms.
+    this form takes 5 ms. Above ``_ASINH_LIMIT`` (where x² would overflow) the identity
+    ``asinh(x) ≈ log(2x)`` continues it: ``asinh(L) + log(x / L)``. Values that need a gradient
+    take ``torch.asinh`` (the fast form works in place).
 
     Shapes: any → the same.
     """
+    if values.requires_grad:
+        return torch.asinh(values)
     size = values.abs()
-    square = size * size
-    return square.div_((square + 1).sqrt_().add_(1)).add_(size).log1p_().copysign_(values)
+    large = bool((size > _ASINH_LIMIT).any())
+    bounded = size.clamp(max=_ASINH_LIMIT) if large else size
+    square = bounded * bounded
+    out = square.div_((square + 1).sqrt_().add_(1)).add_(bounded).log1p_()
+    if large:
+        out += torch.log(size.clamp(min=_ASINH_LIMIT) / _ASINH_LIMIT)
+    return out.copysign_(values)
+
+
+# where asinh's fast form stops squaring (float32 squares overflow above about 1.8e19)
+_ASINH_LIMIT = 1e15
 
 
 def fourier_features(positions: torch.Tensor, frequencies: int) -> torch.Tensor:

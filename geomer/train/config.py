@@ -27,7 +27,8 @@ class TrainConfig:
     ``device`` "auto" is CUDA when available for in-process runs, CPU in worker processes.
     ``augment``: the training recipe (augmentation, label smoothing, EMA, mirror-averaged testing),
     a SPEC of :mod:`geomer.train.augment` stored in its canonical form; default ``flip,mirror``
-    unless the model's ``train_defaults`` name its own (``none`` or empty: off).
+    (``none`` or empty: off). :meth:`for_model` (and so ``geomer train``) starts from the model's
+    registered ``train_defaults`` instead, which may name its own recipe.
     """
 
     model: str = "dere-grl"

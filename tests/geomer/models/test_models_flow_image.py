@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from geomer.models import create, get_spec
+from geomer.models import create
 from geomer.models.flow_image import flow_image_patches
 from geomer.models.tokens import asinh, dense_nodes
 
@@ -69,6 +69,11 @@ def test_asinh_agrees_with_torch_at_every_scale_and_sign(scale):
     torch.testing.assert_close(asinh(torch.zeros(3)), torch.zeros(3))
 
 
-def test_checkpoints_of_earlier_versions_rebuild_mmt_without_the_flow_image_scale():
-    assert get_spec("mmt").settings_of_version("0.2.3") == {"flow_image_patch": 0}
-    assert get_spec("mmt").settings_of_version("0.2.4") == {}
+def test_asinh_at_the_ends_of_float32_and_with_a_gradient():
+    values = torch.tensor([0.0, -1e-30, 1e15, 2e15, -1e20, 3e38, float("inf"), -float("inf")])
+    torch.testing.assert_close(asinh(values.clone()), torch.asinh(values), rtol=3e-7, atol=0)
+    assert asinh(torch.tensor([float("nan")])).isnan().all()
+    leaf = torch.randn(5, requires_grad=True)
+    asinh(leaf).sum().backward()
+    torch.testing.assert_close(leaf.grad, 1 / torch.sqrt(leaf.detach() ** 2 + 1))
+

@@ -120,22 +120,30 @@ def test_a_model_sized_by_its_feature_settings_is_rebuilt_with_them(tmp_path):
     assert (rebuilt.steps, rebuilt.scales) == (8, 2)
 
 
-def test_an_earlier_checkpoint_is_rebuilt_with_the_settings_of_its_version():
-    """dere-grl reads the flow image since 0.2.2; a 0.2.1 checkpoint recorded no setting for it
-    and is rebuilt without the stem it never had, a current one with it."""
+@pytest.mark.parametrize("name, setting, part, before, since", [
+    ("dere-grl", {"flow_image_channels": 0}, "flow_image_stem", "0.2.1", "0.2.2"),
+    ("mmt", {"flow_image_patch": 0}, "flow_image_projection", "0.2.3", "0.2.4"),
+])
+def test_an_earlier_checkpoint_is_rebuilt_with_the_settings_of_its_version(name, setting, part, before, since):
+    """dere-grl reads the flow image since 0.2.2, mmt since 0.2.4; an earlier checkpoint recorded no
+    setting for it and is rebuilt without the part it never had (its weights fit exactly), a
+    current one with it."""
     from geomer.models import get_spec
 
     graph = FaceGraph()
-    old = create("dere-grl", 3, graph, flow_image_channels=0)
+    old = create(name, 3, graph, **setting)
 
     def checkpoint(model, version):
-        return Checkpoint(model="dere-grl", cfg={}, classes=CLASSES, component_names=graph.component_names,
+        return Checkpoint(model=name, cfg={}, classes=CLASSES, component_names=graph.component_names,
                           graph=graph.to_record(), state_dict=model.state_dict(), geomer_version=version)
 
-    assert checkpoint(old, "0.2.1").build_model().flow_image_stem is None
+    rebuilt = checkpoint(old, before).build_model()
+    assert getattr(rebuilt, part) is None
+    for key, value in old.state_dict().items():
+        torch.testing.assert_close(rebuilt.state_dict()[key], value)
     with pytest.raises(GeomerError, match="do not fit"):
-        checkpoint(old, "0.2.2").build_model()
-    assert checkpoint(create("dere-grl", 3, graph), "0.2.2").build_model().flow_image_stem is not None
-    spec = get_spec("dere-grl")
-    assert spec.settings_of_version("0.2.1") == {"flow_image_channels": 0}
-    assert spec.settings_of_version("0.2.2") == {} and spec.settings_of_version("0.10.0") == {}
+        checkpoint(old, since).build_model()
+    assert getattr(checkpoint(create(name, 3, graph), since).build_model(), part) is not None
+    spec = get_spec(name)
+    assert spec.settings_of_version(before) == setting
+    assert spec.settings_of_version(since) == {} and spec.settings_of_version("0.10.0") == {}
