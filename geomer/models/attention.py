@@ -148,11 +148,12 @@ class TransformerEncoder(nn.Module):
     """
 
     def __init__(
-        self, dim: int, depth: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0
+        self, dim: int, depth: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0,
+        attention_dropout: float | None = None,
     ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth)
+            TransformerBlock(dim, heads, mlp_ratio, dropout, attention_dropout) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
 

@@ -180,6 +180,7 @@ class ModalityEncoder(nn.Module):
         heads: int,
         mlp_ratio: float,
         dropout: float,
+        attention_dropout: float,
     ) -> None:
         super().__init__()
         self.num_scales = num_scales
@@ -194,7 +195,7 @@ class ModalityEncoder(nn.Module):
         nn.init.trunc_normal_(self.scale_embedding, std=0.02)
         nn.init.trunc_normal_(self.summary, std=0.02)
         self.scale_attention = ScaleAttention(dim, heads)
-        self.encoder = TransformerEncoder(dim, depth, heads, mlp_ratio, dropout)
+        self.encoder = TransformerEncoder(dim, depth, heads, mlp_ratio, dropout, attention_dropout)
         self.patch_norm = nn.LayerNorm(dim)
         component = self.nodes.component
         self.register_buffer(
@@ -267,6 +268,7 @@ class MultiModalMultiScaleTransformer(nn.Module):
         heads: int = 4,
         mlp_ratio: float = 2.0,
         dropout: float = 0.1,
+        attention_dropout: float = 0.1,
         temperature: float = 0.1,
         contrastive_weight: float = 0.1,
         movement_prior: bool = False,
@@ -280,7 +282,8 @@ class MultiModalMultiScaleTransformer(nn.Module):
         self.num_components = int(graph.num_components)
         self.temperature = temperature
         self.contrastive_weight = contrastive_weight
-        common = dict(dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout)
+        common = dict(dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout,
+                      attention_dropout=attention_dropout)
         p, num_scales = features.patch_size, len(features.scales)
         self.motion = ModalityEncoder(graph, (3, p, p), num_scales, "asinh",
                                       extra_scales=int(self.flow_image_patch > 0), **common)
