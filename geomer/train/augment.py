@@ -278,17 +278,17 @@ def _rebuild_edge_motion(batch) -> None:
     batch.edge_attr = (motion[target] - motion[source]).to(batch.edge_attr.dtype)
 
 
-def _turn(matrix, vectors, axis: int = -1):
-    """``matrix`` [M, 2, 2] applied to the 2-vectors along ``axis`` of ``vectors`` [M, ...] (one
-    matrix per leading row). Written out: for 2×2 matrices ``einsum`` costs several times more."""
+def _turn(matrix, vectors):
+    """Each clip's ``matrix`` [B, 2, 2] applied to its nodes' 2-vectors: ``vectors`` [B·N, ..., 2],
+    the N nodes of each clip in a row (as a batch holds them). One batched product per clip: a
+    product per node (B·N tiny matrices) costs several times more."""
     import torch
 
-    first, second = vectors.unbind(axis)
-    m = matrix.to(vectors.dtype).reshape(len(matrix), 4, *[1] * (first.dim() - 1)).unbind(1)
-    return torch.stack([m[0] * first + m[1] * second, m[2] * first + m[3] * second], axis)
+    per_clip = vectors.reshape(len(matrix), -1, 2)
+    return torch.bmm(per_clip, matrix.transpose(1, 2).to(vectors.dtype)).reshape(vectors.shape)
 
 
-def _rotate_scale_flow_image(batch, matrix, owner) -> None:
+def _rotate_scale_flow_image(batch, matrix) -> None:
     """Turn and scale each clip's whole-face flow image about its centre ``c``, in place on the
     batch object (new tensors): the pixel at ``p`` moves to ``c + M (p − c)`` with ``M`` the
     clip's [2, 2] matrix (rotation times scale), each flow vector (u, v) becomes ``M (u, v)`` (a
@@ -296,8 +296,7 @@ def _rotate_scale_flow_image(batch, matrix, owner) -> None:
     kept; outside the image is no motion (zeros). The nodes' positions in the image move with
     their pixels, and the component regions are resampled (nearest; −1 off the face).
 
-    Shapes: batch.flow_image [B, 3, F, F], batch.flow_image_points [B·N, 2], matrix [B, 2, 2],
-    owner [B·N] (each node's clip).
+    Shapes: batch.flow_image [B, 3, F, F], batch.flow_image_points [B·N, 2], matrix [B, 2, 2].
     """
     import torch
     import torch.nn.functional as F
@@ -306,16 +305,17 @@ def _rotate_scale_flow_image(batch, matrix, owner) -> None:
     size = image.shape[-1]
     # affine_grid maps each output pixel to where it is read from: M⁻¹ in coordinates centred on
     # the image (align_corners=True: the same scale on both axes of a square image)
-    inverse = torch.linalg.inv(matrix.to(image.dtype))
+    a, b, c, d = matrix.to(image.dtype).reshape(-1, 4).unbind(1)
+    inverse = torch.stack([d, -b, -c, a], 1).reshape(-1, 2, 2) / (a * d - b * c)[:, None, None]
     theta = torch.cat([inverse, inverse.new_zeros(len(inverse), 2, 1)], dim=-1)
     grid = F.affine_grid(theta, list(image.shape), align_corners=True)
     turned = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    vectors = _turn(matrix, turned[:, :2], axis=1)
+    vectors = torch.einsum("bij,bjhw->bihw", matrix.to(image.dtype), turned[:, :2])
     batch.flow_image = torch.cat([vectors, turned[:, 2:]], dim=1).to(batch.flow_image.dtype)
     centre = (size - 1) / 2
     points = getattr(batch, "flow_image_points", None)
     if points is not None:
-        moved = _turn(matrix[owner], points - centre) + centre
+        moved = _turn(matrix, points - centre) + centre
         batch.flow_image_points = moved
     regions = getattr(batch, "flow_image_component", None)
     if regions is not None:  # ids + 1 so that zero padding reads as −1, off the face
@@ -375,23 +375,24 @@ class Augmenter:
         import torch
 
         out = copy.copy(batch)  # shallow: every attribute changed below gets a new tensor
-        owner = _graph_of_node(out)
+        if out.num_nodes != len(angle) * self.graph.num_nodes:  # _turn needs each clip's nodes in a row
+            raise GeomerError(f"a batch of {len(angle)} clips has {out.num_nodes} nodes, not "
+                              f"{self.graph.num_nodes} a clip as graph {self.graph.name!r} has")
         cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
         matrix = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # [B, 2, 2]
 
-        per_node = matrix[owner]  # [N_total, 2, 2]
         x = getattr(out, "x", None)
         displaced = x is not None and _displacement_width(x) > 0
         if displaced:
             x = x.clone()
-            x[:, :2] = _turn(per_node, x[:, :2])
+            x[:, :2] = _turn(matrix, x[:, :2])
             out.x = x
         for name in ("geometry", "pos"):
             value = getattr(out, name, None)
             if value is not None:
-                out[name] = _turn(per_node, value)
+                out[name] = _turn(matrix, value)
         if getattr(out, "flow_image", None) is not None:
-            _rotate_scale_flow_image(out, matrix, owner)
+            _rotate_scale_flow_image(out, matrix)
         if displaced:  # the edges' motion is the nodes' displacement, else flow it does not turn
             _rebuild_edge_motion(out)
         return out

@@ -226,6 +226,15 @@ def test_rotation_scale_and_jitter():
     torch.testing.assert_close(jittered.flow_stats[:, :, 3:11], batch.flow_stats[:, :, 3:11])
     torch.testing.assert_close(jittered.x[:, 2:].reshape(-1, 3, 12), jittered.flow_stats)
     torch.testing.assert_close(jittered.flow_image[0], batch.flow_image[0] * factor[0, 0])
+    # each clip turns by its own matrix: a quarter turn (x, y) → (−y, x) for the first, twice the
+    # size for the second
+    augmenter = Augmenter(recipe, GRAPH, torch.Generator())
+    turned = augmenter._rotate_scale(batch, torch.tensor([np.pi / 2, 0.0]), torch.tensor([1.0, 2.0]))
+    nodes = GRAPH.num_nodes
+    first, second = batch.geometry[:nodes], batch.geometry[nodes:]
+    torch.testing.assert_close(turned.geometry[:nodes], torch.stack([-first[..., 1], first[..., 0]], -1))
+    torch.testing.assert_close(turned.geometry[nodes:], 2 * second)
+    torch.testing.assert_close(turned.x[nodes:, :2], 2 * batch.x[nodes:, :2])
 
 
 @pytest.mark.parametrize("kind", ["frames", "flow_image"])
