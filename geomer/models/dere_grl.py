@@ -198,10 +198,10 @@ class DeReGRL(nn.Module):
     small_config = {"hidden": 16, "actions": 2, "layers": 2, "embedding": 32}
     # The engine's recipe for this model (``geomer train`` / ``bench train`` read it; measured
     # figures are in the README's models table). Its augmentation adds rotation, scale and label
-    # smoothing to the engine's default ``flip,mirror``: chosen on the synthetic tuning seed and on
-    # protocols that never test on a training fold's test subject (README, "Relations" and the
-    # real-data recipe); ``hsta`` lost relation agreement with the same recipe, so it is this
-    # model's, not the engine's.
+    # smoothing to the engine's default ``flip,mirror``: chosen on the synthetic tuning seed and
+    # the composite's cross-dataset hold-out protocol (README, "Relations" and "Real data"), never
+    # on a LOSO test fold; the transformers did not gain from it, so it is this model's, not the
+    # engine's.
     train_defaults = {"epochs": 20, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2,
                       "augment": "flip,mirror,rotate,scale,smooth"}
     # checkpoints of geomer before 0.2.2 were trained without the flow-image stem
