@@ -233,7 +233,9 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             if config.class_weighted
             else None
         )
-        from geomer.train.augment import Augmenter, MirrorAveraged, averaged_model, parse_recipe
+        from geomer.train.augment import (
+            Augmenter, MirrorAveraged, averaged_model, parse_recipe, refresh_batch_norm,
+        )
 
         recipe = parse_recipe(config.augment)
         loss_function = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=recipe.smooth)
@@ -283,6 +285,8 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             row = {"epoch": epoch, "loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
             selection = val_graphs if val_graphs else (test_graphs if config.leaky_best_epoch else [])
             evaluated = model if averaged is None else averaged.module
+            if averaged is not None and (selection or epoch == config.epochs):
+                refresh_batch_norm(evaluated, _in_order(table, train_positions, config.batch_size, device))
             if recipe.mirror:
                 evaluated = MirrorAveraged(evaluated, context.face_graph)
             if selection:
@@ -354,6 +358,13 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
         epochs_run=config.epochs,
         selected_epoch=best_epoch,
     )
+
+
+def _in_order(table, positions: list[int], batch_size: int, device):
+    """The clips at ``positions`` in batches, in order and not augmented, on ``device``."""
+    for start in range(0, len(positions), batch_size):
+        batch = table.batch(positions[start:start + batch_size])
+        yield batch if device.type == "cpu" else batch.to(device)
 
 
 def _predict(model, graphs: list, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,9 @@ from geomer.train.augment import (
     flip_batch,
     mirror_components,
     mirror_nodes,
+    averaged_model,
     parse_recipe,
+    refresh_batch_norm,
 )
 from tests.geomer.models.conftest import make_features
 
@@ -332,6 +334,45 @@ def test_training_with_the_recipe_is_recorded_and_changes_the_model(tmp_path):
     np.testing.assert_allclose(
         np.loadtxt(again.out_dir / "seed-0" / "s0" / "predictions.csv", delimiter=",", skiprows=1, usecols=(5, 6, 7)),
         probabilities[1])  # seeded: the same recipe and seed give the same run
+
+
+def test_an_averaged_model_gets_the_batch_statistics_of_its_own_data():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(2, affine=False), torch.nn.Linear(2, 2)).train()
+    averaged = averaged_model(model, 0.99)
+    data = torch.randn(64, 2) * 0.01  # the scale of landmark displacements
+    for _ in range(50):
+        model(data)
+        averaged.update_parameters(model)
+    # the averaged running variance keeps a share of its start of 1: far above the data's
+    assert averaged.module[0].running_var.min() > 100 * data.var(dim=0).max()
+    refresh_batch_norm(averaged.module, [data])
+    torch.testing.assert_close(averaged.module[0].running_var, data.var(dim=0))
+    torch.testing.assert_close(averaged.module[0].running_mean, data.mean(dim=0))
+
+
+@pytest.mark.slow
+def test_a_model_trained_with_ema_is_saved_with_the_statistics_of_its_training_clips(tmp_path):
+    from geomer.models import create
+    from geomer.train import run_loso
+    from geomer.rundir import CHECKPOINT
+    from geomer.train.checkpoint import load_checkpoint
+
+    rng = np.random.default_rng(4)
+    graphs = [to_pyg(make_features(GRAPH, i % 3, rng, clip=f"c{i}"), GRAPH, i % 3, subject=f"s{i % 3}", dataset="d")
+              for i in range(18)]
+    small = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}
+    config = TrainConfig(model="dere-grl", cfg=small, epochs=2, batch_size=6, seeds=(0,), progress=False,
+                         augment="flip,ema=0.9")
+    result = run_loso(graphs, ("a", "b", "c"), config, tmp_path / "run", face_graph=GRAPH)
+    saved = load_checkpoint(result.out_dir / "seed-0" / "s0" / CHECKPOINT)
+    model = create("dere-grl", 3, GRAPH, **small)
+    model.load_state_dict(saved.state_dict)
+    training = slim_graphs(model.inputs, [g for g in graphs if g.subject != "s0"])
+    refresh_batch_norm(model, [Batch.from_data_list(training[i:i + 6]) for i in range(0, len(training), 6)])
+    for name, value in model.state_dict().items():
+        if "running_" in name:
+            torch.testing.assert_close(saved.state_dict[name], value, msg=name)
 
 
 def test_a_bad_recipe_is_one_line_before_anything_is_written(tmp_path, monkeypatch, capsys):
