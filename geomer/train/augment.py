@@ -453,12 +453,12 @@ def refresh_batch_norm(model, batches) -> None:
     """Recompute ``model``'s BatchNorm statistics from ``batches`` (one pass, no gradient;
     ``torch.optim.swa_utils.update_bn``), for an averaged model before it is evaluated.
 
-    Why: averaged running statistics are not those of the averaged weights, and they keep a share
-    of the statistics of the first steps (``decay^steps``: 6 % after 280 steps at 0.99). The first
-    steps' running variance is still near its start of 1, so on inputs of small scale (landmark
-    displacements are about 0.01 inter-ocular distances, a variance of 1e-4) the averaged model
-    divided them by a standard deviation 25 times too large, and ``dere-grl`` trained with ``ema``
-    predicted near chance (README, "Relations").
+    Why: averaged running statistics are not those of the averaged weights. With the fixed decay
+    of geomer before 0.2.5 they also kept a share of the first steps' statistics (``decay^steps``:
+    6 % after 280 steps at 0.99), whose running variance was still near its start of 1; on inputs
+    of small scale (landmark displacements are about 0.01 inter-ocular distances, a variance of
+    1e-4) the averaged model divided them by a standard deviation 25 times too large, and
+    ``dere-grl`` trained with ``ema`` predicted near chance (README, "Relations").
     """
     from torch.optim.swa_utils import update_bn
 
