@@ -312,15 +312,22 @@ def test_a_model_may_name_its_own_recipe_and_the_user_overrides_it():
     assert TrainConfig.for_model("dere-grl", augment=None).augment == "flip=0.5,smooth=0.1,mirror=1"
 
 
+SMALL = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}  # a small dere-grl
+
+
+def _three_subjects(seed: int) -> list:
+    """18 clips of 3 classes, 6 of each of the subjects s0, s1, s2."""
+    rng = np.random.default_rng(seed)
+    return [to_pyg(make_features(GRAPH, i % 3, rng, clip=f"c{i}"), GRAPH, i % 3, subject=f"s{i % 3}", dataset="d")
+            for i in range(18)]
+
+
 @pytest.mark.slow
 def test_training_with_the_recipe_is_recorded_and_changes_the_model(tmp_path):
     from geomer.train import run_loso
 
-    rng = np.random.default_rng(3)
-    graphs = [to_pyg(make_features(GRAPH, i % 3, rng, clip=f"c{i}"), GRAPH, i % 3, subject=f"s{i % 3}", dataset="d")
-              for i in range(18)]
-    small = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}
-    plain = TrainConfig(model="dere-grl", cfg=small, epochs=2, batch_size=6, seeds=(0,), progress=False,
+    graphs = _three_subjects(3)
+    plain = TrainConfig(model="dere-grl", cfg=SMALL, epochs=2, batch_size=6, seeds=(0,), progress=False,
                         augment="none")
     recipe = plain.replace(augment="flip,rotate,jitter,smooth,ema=0.9")
     results = [run_loso(graphs, ("a", "b", "c"), config, tmp_path / name, face_graph=GRAPH)
@@ -370,15 +377,12 @@ def test_a_model_trained_with_ema_is_saved_with_the_statistics_of_its_training_c
     from geomer.rundir import CHECKPOINT
     from geomer.train.checkpoint import load_checkpoint
 
-    rng = np.random.default_rng(4)
-    graphs = [to_pyg(make_features(GRAPH, i % 3, rng, clip=f"c{i}"), GRAPH, i % 3, subject=f"s{i % 3}", dataset="d")
-              for i in range(18)]
-    small = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}
-    config = TrainConfig(model="dere-grl", cfg=small, epochs=2, batch_size=6, seeds=(0,), progress=False,
+    graphs = _three_subjects(4)
+    config = TrainConfig(model="dere-grl", cfg=SMALL, epochs=2, batch_size=6, seeds=(0,), progress=False,
                          augment="flip,ema=0.9")
     result = run_loso(graphs, ("a", "b", "c"), config, tmp_path / "run", face_graph=GRAPH)
     saved = load_checkpoint(result.out_dir / "seed-0" / "s0" / CHECKPOINT)
-    model = create("dere-grl", 3, GRAPH, **small)
+    model = create("dere-grl", 3, GRAPH, **SMALL)
     model.load_state_dict(saved.state_dict)
     training = slim_graphs(model.inputs, [g for g in graphs if g.subject != "s0"])
     refresh_batch_norm(model, [Batch.from_data_list(training[i:i + 6]) for i in range(0, len(training), 6)])
