@@ -429,10 +429,10 @@ def averaged_model(model, decay: float):
     """The EMA of ``model``'s weights and buffers (``torch.optim.swa_utils.AveragedModel``); call
     ``.update_parameters(model)`` after each optimiser step; ``.module`` is the averaged model.
 
-    The decay warms up: after n updates it is ``min(decay, (1 + n) / (10 + n))`` (as the EMA of
-    TensorFlow's ``num_updates`` and timm's warm-up), so the weights of the first steps fade out
-    of the average. Why: with a fixed 0.99, a run of 100 steps (a synthetic LOSO fold of 20
-    epochs) still held a third of its first, near-random steps' weights in the average.
+    The decay warms up: after n updates it is ``min(decay, (1 + n) / (10 + n))`` (the rule of
+    TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``), so the weights of the first
+    steps fade out of the average. Why: with a fixed 0.99, a run of 100 steps (a synthetic LOSO
+    fold of 20 epochs) still held a third of its first, near-random steps' weights.
     Integer buffers (step counters) take the model's value.
     """
     import torch
@@ -450,8 +450,10 @@ def averaged_model(model, decay: float):
 
 
 def refresh_batch_norm(model, batches) -> None:
-    """Recompute ``model``'s BatchNorm statistics from ``batches`` (one pass, no gradient;
-    ``torch.optim.swa_utils.update_bn``), for an averaged model before it is evaluated.
+    """Recompute ``model``'s BatchNorm statistics from ``batches``: one pass without gradient, the
+    BatchNorm layers in training mode (a plain average over the batches, as
+    ``torch.optim.swa_utils.update_bn``), every other layer in evaluation mode, so dropout draws
+    nothing and no other running buffer moves. For an averaged model before it is evaluated.
 
     Why: averaged running statistics are not those of the averaged weights. With the fixed decay
     of geomer before 0.2.5 they also kept a share of the first steps' statistics (``decay^steps``:
@@ -460,9 +462,23 @@ def refresh_batch_norm(model, batches) -> None:
     1e-4) the averaged model divided them by a standard deviation 25 times too large, and
     ``dere-grl`` trained with ``ema`` predicted near chance (README, "Relations").
     """
-    from torch.optim.swa_utils import update_bn
+    import torch
 
-    update_bn(batches, model)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    was_training, momenta = model.training, [m.momentum for m in norms]
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches
+        norm.train()
+    with torch.no_grad():
+        for batch in batches:
+            model(batch)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.train(was_training)
 
 
 class MirrorAveraged:

@@ -286,7 +286,11 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             selection = val_graphs if val_graphs else (test_graphs if config.leaky_best_epoch else [])
             evaluated = model if averaged is None else averaged.module
             if averaged is not None and (selection or epoch == config.epochs):
-                refresh_batch_norm(evaluated, _in_order(table, train_positions, config.batch_size, device))
+                # the training clips as they are (not augmented), in an order of their own: the
+                # clips are stored by dataset and subject, and batches of one subject would leave
+                # the variance between subjects out of the statistics
+                refresh_batch_norm(evaluated, _shuffled(table, train_positions, config.batch_size, device,
+                                                        torch.Generator().manual_seed(task.seed + 2)))
             if recipe.mirror:
                 evaluated = MirrorAveraged(evaluated, context.face_graph)
             if selection:
@@ -360,10 +364,14 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
     )
 
 
-def _in_order(table, positions: list[int], batch_size: int, device):
-    """The clips at ``positions`` in batches, in order and not augmented, on ``device``."""
-    for start in range(0, len(positions), batch_size):
-        batch = table.batch(positions[start:start + batch_size])
+def _shuffled(table, positions: list[int], batch_size: int, device, generator):
+    """The clips at ``positions`` in batches, in an order drawn from ``generator``, not augmented,
+    on ``device``."""
+    import torch
+
+    order = [positions[i] for i in torch.randperm(len(positions), generator=generator).tolist()]
+    for start in range(0, len(order), batch_size):
+        batch = table.batch(order[start:start + batch_size])
         yield batch if device.type == "cpu" else batch.to(device)
 
 
