@@ -345,7 +345,8 @@ def test_training_with_the_recipe_is_recorded_and_changes_the_model(tmp_path):
 
 def test_an_averaged_model_gets_the_batch_statistics_of_its_own_data():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.BatchNorm1d(2, affine=False), torch.nn.Linear(2, 2)).train()
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(2, affine=False), torch.nn.Linear(2, 2),
+                                torch.nn.Dropout(0.5)).train()
     averaged = averaged_model(model, 0.99)
     data = torch.randn(64, 2) * 0.01  # the scale of landmark displacements
     for _ in range(50):
@@ -353,7 +354,10 @@ def test_an_averaged_model_gets_the_batch_statistics_of_its_own_data():
         averaged.update_parameters(model)
     # the averaged running variance keeps a share of its start of 1: far above the data's
     assert averaged.module[0].running_var.min() > 10 * data.var(dim=0).max()
+    random_state = torch.get_rng_state()
     refresh_batch_norm(averaged.module, [data])
+    # only the statistics are recomputed: no dropout mask is drawn, the modes are kept
+    assert torch.equal(torch.get_rng_state(), random_state) and averaged.module[2].training
     torch.testing.assert_close(averaged.module[0].running_var, data.var(dim=0))
     torch.testing.assert_close(averaged.module[0].running_mean, data.mean(dim=0))
 
