@@ -18,10 +18,10 @@ from geomer.train.augment import (
     MIRROR,
     Augmenter,
     MirrorAveraged,
+    averaged_model,
     flip_batch,
     mirror_components,
     mirror_nodes,
-    averaged_model,
     parse_recipe,
     refresh_batch_norm,
 )
