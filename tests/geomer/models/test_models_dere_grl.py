@@ -14,6 +14,7 @@ from geomer.errors import GeomerError
 from geomer.features import FeatureSettings
 from geomer.graph import FaceGraph
 from geomer.models import check_inputs, create
+from geomer.models.registry import parse_settings
 from geomer.models.dere_grl_modules import (
     ActionDecomposition,
     LearnableAdjacency,
@@ -339,6 +340,8 @@ def test_bad_shapes_and_settings_are_one_line_errors(face_graph, batch, make_bat
         build(face_graph, rrm="cube")
     with pytest.raises(GeomerError, match="streams"):
         build(face_graph, streams=())
+    with pytest.raises(GeomerError, match=r"got \('node', 'face'\)"):
+        build(face_graph, streams="node,face")
     with pytest.raises(GeomerError, match="dropout"):
         build(face_graph, dropout=1.5)
     with pytest.raises(GeomerError, match="learned_bound and self_relation"):
@@ -356,6 +359,13 @@ def test_normalisation_statistics_come_from_training_batches_only(face_graph, ba
     with torch.no_grad():
         model(make_batch(4, seed=9))
     assert torch.equal(norm.running_mean, learned)
+
+
+def test_streams_from_set_text(face_graph):
+    """`geomer train --set streams=node` arrives as text: stream names, not letters."""
+    settings = parse_settings("dere-grl", {"streams": "node"})
+    assert build(face_graph, **settings).streams == ("node",)
+    assert build(face_graph, streams="node, edge").streams == ("node", "edge")
 
 
 def test_learns_from_flow_only(face_graph, make_clip, fit, evaluate_accuracy):
