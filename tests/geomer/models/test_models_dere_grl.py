@@ -14,7 +14,6 @@ from geomer.errors import GeomerError
 from geomer.features import FeatureSettings
 from geomer.graph import FaceGraph
 from geomer.models import check_inputs, create
-from geomer.models.registry import parse_settings
 from geomer.models.dere_grl_modules import (
     ActionDecomposition,
     LearnableAdjacency,
@@ -23,6 +22,7 @@ from geomer.models.dere_grl_modules import (
     component_relations,
     gcn_normalise,
 )
+from geomer.models.registry import parse_settings
 
 SMALL = {"hidden": 16, "actions": 2, "layers": 2, "embedding": 32}
 
