@@ -163,8 +163,8 @@ class DeReGRL(nn.Module):
         embedding: width D of the embedding before the classifier.
         dropout: dropout on the embedding, before the classifier.
         use_flow: add ``flow_stats`` beside the displacements (always used without geometry).
-        streams: which backbone streams run, a subset of ``("node", "edge")``; as text (``geomer
-            train --set streams=node``) the names are separated by commas.
+        streams: which backbone streams run, a subset of ``("node", "edge")`` (``geomer train
+            --set streams=node,edge``).
         center: remove the per-step mean displacement over nodes (residual head translation).
         learn_adjacency: add the learned N×N weight to the prior adjacency.
         movement_prior: add each action's log movement evidence (activity above the noise
@@ -235,9 +235,7 @@ class DeReGRL(nn.Module):
         flow_image_channels: int = 8,
     ):
         super().__init__()
-        # `--set` keeps a value that is not JSON as text: "node,edge" names the streams, and
-        # tuple("node") would split it into letters
-        streams = tuple(s.strip() for s in streams.split(",")) if isinstance(streams, str) else tuple(streams)
+        streams = tuple(streams)
         if rrm not in RRM_FORMS:
             raise GeomerError(f"dere-grl: unknown rrm {rrm!r}; choose one of {', '.join(RRM_FORMS)}")
         if not streams or any(s not in STREAMS for s in streams) or len(set(streams)) != len(streams):

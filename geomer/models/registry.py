@@ -214,9 +214,9 @@ def create(
 
 
 def _declared_settings(factory: Callable[..., nn.Module]) -> dict[str, type | None] | None:
-    """Setting name → declared type (bool, int, float or str; None: anything) of ``factory``'s
-    keyword settings, or None when it takes ``**kwargs``. The type is the default value's, else
-    the annotation's."""
+    """Setting name → declared type (bool, int, float, str or tuple — a sequence, such as
+    ``dere-grl``'s ``streams``; None: anything) of ``factory``'s keyword settings, or None when it
+    takes ``**kwargs``. The type is the default value's, else the annotation's."""
     target = factory.__init__ if inspect.isclass(factory) else factory
     parameters = list(inspect.signature(target).parameters.values())
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
@@ -231,7 +231,8 @@ def _declared_settings(factory: Callable[..., nn.Module]) -> dict[str, type | No
             text = str(getattr(p.annotation, "__name__", p.annotation)).replace(" ", "")
             text = text.removesuffix("|None").removeprefix("Optional[").removesuffix("]")
             kind = _SCALARS.get(text)
-        declared[p.name] = kind if kind in _SCALARS.values() else None
+        kind = tuple if kind is list else kind
+        declared[p.name] = kind if kind in (*_SCALARS.values(), tuple) else None
     return declared
 
 
@@ -259,13 +260,16 @@ def _is_of(value: Any, kind: type) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind is float:
         return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is tuple:  # a list too: config.json and checkpoints store sequences as JSON lists
+        return isinstance(value, tuple | list)
     return isinstance(value, kind)
 
 
 def parse_settings(name: str, texts: dict[str, str]) -> dict[str, Any]:
     """Model settings given as text (``geomer train --set KEY=VALUE``), parsed by each setting's
     declared type: ``16.7`` for an int, ``maybe`` for a bool or ``nan`` for a float are
-    GeomerErrors; a setting of undeclared type is parsed as JSON when it parses, else kept as text."""
+    GeomerErrors; a sequence is a JSON list or comma-separated text (``streams=node,edge``); a
+    setting of undeclared type is parsed as JSON when it parses, else kept as text."""
     spec = get_spec(name)
     declared = _check_known_settings(name, spec.factory, texts)
     settings: dict[str, Any] = {}
@@ -282,6 +286,8 @@ def parse_settings(name: str, texts: dict[str, str]) -> dict[str, Any]:
                     raise ValueError(text)
             elif kind is str:
                 settings[key] = text
+            elif kind is tuple:
+                settings[key] = _sequence(text)
             else:
                 try:
                     settings[key] = json.loads(text)
@@ -290,6 +296,17 @@ def parse_settings(name: str, texts: dict[str, str]) -> dict[str, Any]:
         except (KeyError, ValueError):
             raise GeomerError(f"--set {key}={text}: expected {kind.__name__} for model {name!r}") from None
     return settings
+
+
+def _sequence(text: str) -> tuple:
+    """``["node", "edge"]`` (JSON) or ``node,edge`` → ``("node", "edge")``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, list):
+        return tuple(value)
+    return tuple(part.strip() for part in text.split(","))
 
 
 def _has(data: Any, attribute: str) -> bool:

@@ -341,7 +341,9 @@ def test_bad_shapes_and_settings_are_one_line_errors(face_graph, batch, make_bat
     with pytest.raises(GeomerError, match="streams"):
         build(face_graph, streams=())
     with pytest.raises(GeomerError, match=r"got \('node', 'face'\)"):
-        build(face_graph, streams="node,face")
+        build(face_graph, **parse_settings("dere-grl", {"streams": "node,face"}))
+    with pytest.raises(GeomerError, match="streams='node': expected tuple"):
+        build(face_graph, streams="node")  # text reaches a model only through parse_settings
     with pytest.raises(GeomerError, match="dropout"):
         build(face_graph, dropout=1.5)
     with pytest.raises(GeomerError, match="learned_bound and self_relation"):
@@ -363,9 +365,10 @@ def test_normalisation_statistics_come_from_training_batches_only(face_graph, ba
 
 def test_streams_from_set_text(face_graph):
     """`geomer train --set streams=node` arrives as text: stream names, not letters."""
-    settings = parse_settings("dere-grl", {"streams": "node"})
-    assert build(face_graph, **settings).streams == ("node",)
-    assert build(face_graph, streams="node, edge").streams == ("node", "edge")
+    assert build(face_graph, **parse_settings("dere-grl", {"streams": "node"})).streams == ("node",)
+    for text in ("node, edge", '["node", "edge"]'):
+        assert parse_settings("dere-grl", {"streams": text}) == {"streams": ("node", "edge")}
+    assert build(face_graph, streams=["edge"]).streams == ("edge",)  # as config.json stores it
 
 
 def test_learns_from_flow_only(face_graph, make_clip, fit, evaluate_accuracy):
