@@ -1,7 +1,7 @@
 """``geomer train``: train and evaluate a model under LOSO, then print the results table.
 
 Without ``--root`` it runs on the standard synthetic dataset (generated once, cached): the main
-job on a fresh machine. Epochs, batch size, learning rate, weight decay and the ``--augment``
+job on a fresh machine. The budget (epochs or steps), batch size, learning rate, weight decay and the ``--augment``
 recipe default to the model's registered ``train_defaults`` (where it declares them), else to
 TrainConfig's.
 """
@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     parser.add_argument("--protocol", default="loso",
                         help="evaluation protocol: loso (default) or holdout-dataset (a composite: train on the other datasets, test on each in turn)")
     parser.add_argument("--epochs", type=int, default=None, help="fixed epoch budget (default: the model's)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="fixed budget in optimiser steps per fold, rounded up to whole epochs; "
+                             "instead of --epochs (default: the model's)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the model's)")
     parser.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default: the model's)")
@@ -97,6 +100,7 @@ def build_config(args):
         args.model,
         cfg=parse_settings(args.model, args.settings),
         epochs=args.epochs,
+        steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,

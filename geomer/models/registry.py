@@ -18,7 +18,7 @@ What a registered class declares (class attributes, all optional except ``paper`
   with it);
 - ``inputs``: EVERY ``Data`` attribute its forward reads (the engine then drops the others before
   training, which makes batching and shipping graphs to worker processes cheaper);
-- ``train_defaults``: the model's own training recipe (``epochs``, ``batch_size``, ``lr``,
+- ``train_defaults``: the model's own training recipe (``epochs`` or ``steps``, ``batch_size``, ``lr``,
   ``weight_decay``, optionally ``cfg``, ``class_weighted`` and ``augment``), used where the user
   gives none;
 - ``earlier_defaults``: ``{version: {setting: value}}``, the value a setting had in checkpoints

@@ -97,9 +97,9 @@ def _timed_rows(graphs, config, settings, label: str) -> list[tuple[str, float, 
         )
         total = time.perf_counter() - started
     fold_seconds = [t.seconds for t in result.trained]
-    clip_epochs = sum(t.num_train for t in result.trained) * config.epochs
+    clip_epochs = sum(t.num_train * t.epochs_run for t in result.trained)
     return [
-        (f"LOSO total, {len(graphs)} clips, {len(fold_seconds)} folds, {config.epochs} epochs ({label})", total, "s"),
+        (f"LOSO total, {len(graphs)} clips, {len(fold_seconds)} folds, {config.budget()} ({label})", total, "s"),
         (f"training throughput per worker ({label})", clip_epochs / max(sum(fold_seconds), 1e-9), "clips/s"),
         (f"training throughput overall ({label})", clip_epochs / max(total, 1e-9), "clips/s"),
         (f"seconds per fold, mean ({label})", float(np.mean(fold_seconds)), "s"),

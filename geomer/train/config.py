@@ -11,14 +11,18 @@ from typing import Any
 from geomer.errors import GeomerError
 
 EXECUTORS = ("local", "ray")
+DEFAULT_EPOCHS = 20
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How one model is trained and evaluated under a protocol.
 
-    ``epochs`` is a fixed budget: the model of the LAST epoch is evaluated (no selection on the
-    test fold). ``val_fraction`` > 0 holds out that fraction of the TRAINING subjects (never test
+    The budget is fixed, in ``epochs`` or in optimiser ``steps`` (give one; neither: 20 epochs):
+    the model of the LAST epoch is evaluated (no selection on the test fold). ``steps`` is rounded
+    up to whole epochs of each fold's training set (:meth:`epochs_for`), so a model takes about as
+    many optimiser steps on a dataset of 150 training clips as on one of 430, where a budget in
+    epochs would give the larger one about three times as many. ``val_fraction`` > 0 holds out that fraction of the TRAINING subjects (never test
     subjects) and keeps the epoch with the best validation UF1. ``leaky_best_epoch`` reproduces
     papers that report the best test epoch; the run is then marked ``leaky: true``.
 
@@ -33,7 +37,8 @@ class TrainConfig:
 
     model: str = "dere-grl"
     cfg: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 20
+    epochs: int | None = None
+    steps: int | None = None
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-2
@@ -51,8 +56,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(seed) for seed in self.seeds))
         object.__setattr__(self, "cfg", dict(self.cfg))
-        if self.epochs < 1:
+        if self.epochs is not None and self.steps is not None:
+            raise GeomerError(f"give an epoch budget or a step budget, not both (epochs {self.epochs}, steps {self.steps})")
+        if self.epochs is None and self.steps is None:
+            object.__setattr__(self, "epochs", DEFAULT_EPOCHS)
+        if self.epochs is not None and self.epochs < 1:
             raise GeomerError(f"epochs must be at least 1, got {self.epochs}")
+        if self.steps is not None and self.steps < 1:
+            raise GeomerError(f"steps must be at least 1, got {self.steps}")
         if self.batch_size < 1:
             raise GeomerError(f"batch size must be at least 1, got {self.batch_size}")
         if not self.seeds:
@@ -78,6 +89,16 @@ class TrainConfig:
         if self.executor == "ray" and importlib.util.find_spec("ray") is None:
             raise GeomerError("--executor ray needs Ray: pip install 'geomer[ray]'")
 
+    def epochs_for(self, batches_per_epoch: int) -> int:
+        """The epochs a fold trains when an epoch is ``batches_per_epoch`` optimiser steps."""
+        if self.steps is None:
+            return int(self.epochs)
+        return max(1, math.ceil(self.steps / max(1, batches_per_epoch)))
+
+    def budget(self) -> str:
+        """The budget in words: ``"20 epochs"`` or ``"200 steps"``."""
+        return f"{self.epochs} epochs" if self.steps is None else f"{self.steps} steps"
+
     def to_dict(self) -> dict[str, Any]:
         """Every setting, JSON-ready (tuples become lists)."""
         data = asdict(self)
@@ -91,6 +112,8 @@ class TrainConfig:
             data.pop(key)
         if not data["augment"]:
             data.pop("augment")  # runs without the recipe read as before it existed (resume)
+        if data["steps"] is None:
+            data.pop("steps")  # likewise runs with an epoch budget
         return data
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -104,6 +127,9 @@ class TrainConfig:
 
         recipe = dict(get_spec(model).train_defaults)
         chosen = {key: value for key, value in settings.items() if value is not None}
+        if "epochs" in chosen or "steps" in chosen:  # the user's budget replaces the model's
+            recipe.pop("epochs", None)
+            recipe.pop("steps", None)
         merged_cfg = {**dict(recipe.pop("cfg", {})), **dict(cfg or {})}
         return cls(model=model, cfg=merged_cfg, **{**recipe, **chosen})
 

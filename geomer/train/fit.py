@@ -1,7 +1,8 @@
 """Training and testing one model on one fold with one seed.
 
 The recipe is fixed (docs/architecture.md, "Evaluation"): AdamW, a cosine learning-rate schedule over the whole
-budget (per optimiser step), a fixed number of epochs, cross-entropy (optionally weighted by the
+budget (per optimiser step), a fixed number of epochs (or of optimiser steps, rounded up to whole
+epochs), cross-entropy (optionally weighted by the
 inverse class frequency of the TRAINING fold) plus the model's ``aux_loss``. The model of the last
 epoch is tested, unless a validation split of training subjects picks the epoch, or the explicitly
 leaky best-test-epoch mode is on.
@@ -255,13 +256,12 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
         optimiser = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
         )
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimiser, T_max=max(1, config.epochs * len(loader))
-        )
+        epochs = config.epochs_for(len(loader))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, epochs * len(loader)))
 
         history: list[dict[str, float]] = []
-        best_score, best_epoch, best_state = -1.0, config.epochs, None
-        for epoch in range(1, config.epochs + 1):
+        best_score, best_epoch, best_state = -1.0, epochs, None
+        for epoch in range(1, epochs + 1):
             model.train()
             total_loss, correct, seen = 0.0, 0, 0
             for indices in loader:
@@ -285,7 +285,7 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             row = {"epoch": epoch, "loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
             selection = val_graphs if val_graphs else (test_graphs if config.leaky_best_epoch else [])
             evaluated = model if averaged is None else averaged.module
-            if averaged is not None and (selection or epoch == config.epochs):
+            if averaged is not None and (selection or epoch == epochs):
                 # the training clips as they are (not augmented), in an order of their own: the
                 # clips are stored by dataset and subject, and batches of one subject would leave
                 # the variance between subjects out of the statistics
@@ -359,7 +359,7 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
         num_train=len(train_graphs),
         num_test=len(test_graphs),
         seconds=time.perf_counter() - started,
-        epochs_run=config.epochs,
+        epochs_run=epochs,
         selected_epoch=best_epoch,
     )
 

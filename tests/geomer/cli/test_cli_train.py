@@ -283,7 +283,8 @@ def test_a_broken_video_gives_one_line_without_ffmpeg_noise(untrained_checkpoint
     (["--weight-decay", "-1"], "weight decay"), (["--device", "tpu"], "unknown device"),
     (["--set", "hidden=abc"], "expected int"), (["--set", "hidden=16.7"], "expected int"),
     (["--set", "use_flow=maybe"], "expected bool"), (["--set", "dropout=nan"], "expected float"),
-    (["--set", "nosuch=1"], "no setting"),
+    (["--set", "nosuch=1"], "no setting"), (["--epochs", "3", "--steps", "100"], "not both"),
+    (["--steps", "0"], "steps must be at least 1"),
 ])
 def test_bad_options_are_one_line_and_nothing_is_written(tmp_path, monkeypatch, capsys, options, message):
     monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))

@@ -107,6 +107,22 @@ def test_resume_refuses_a_different_run(tmp_path, graphs, face_graph):
         run_loso(graphs, CLASSES, _config(epochs=5), tmp_path / "run", face_graph=face_graph)
 
 
+def test_a_step_budget_trains_whole_epochs_of_each_folds_training_set(tmp_path, graphs, face_graph):
+    # every fold trains on 30 clips: 4 batches of 8, so 10 steps are 3 epochs
+    result = run_loso(graphs, CLASSES, _config(epochs=None, steps=10), tmp_path / "run", face_graph=face_graph)
+    assert {t.epochs_run for t in result.trained} == {3}
+    fold = json.loads((tmp_path / "run" / "config.json").read_text())["folds"][0]
+    with open(tmp_path / "run" / "seed-0" / fold / "history.csv") as stream:
+        assert [int(row["epoch"]) for row in csv.DictReader(stream)] == [1, 2, 3]
+    assert result.metrics["settings"]["steps"] == 10
+    with pytest.raises(GeomerError, match="different run"):  # the same epochs as an epoch budget: another run
+        run_loso(graphs, CLASSES, _config(epochs=3), tmp_path / "run", face_graph=face_graph)
+    with pytest.raises(GeomerError, match="not both"):
+        _config(epochs=3, steps=10)
+    with pytest.raises(GeomerError, match="steps must be at least 1"):
+        _config(epochs=None, steps=0)
+
+
 def test_fold_leak_check_raises_on_overlap(tmp_path, graphs, face_graph):
     subjects = [str(g.subject) for g in graphs]
     leaky = Fold(
