@@ -1,9 +1,9 @@
 """``geomer train``: train and evaluate a model under LOSO, then print the results table.
 
 Without ``--root`` it runs on the standard synthetic dataset (generated once, cached): the main
-job on a fresh machine. The budget (epochs or steps), batch size, learning rate, weight decay and the ``--augment``
-recipe default to the model's registered ``train_defaults`` (where it declares them), else to
-TrainConfig's.
+job on a fresh machine. The budget (epochs or steps), batch size, learning rate, weight decay and
+the ``--augment`` recipe default to the model's registered ``train_defaults`` (where it declares
+them), else to TrainConfig's.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ class TrainConfig:
     the model of the LAST epoch is evaluated (no selection on the test fold). ``steps`` is rounded
     up to whole epochs of each fold's training set (:meth:`epochs_for`), so a model takes about as
     many optimiser steps on a dataset of 150 training clips as on one of 430, where a budget in
-    epochs would give the larger one about three times as many. ``val_fraction`` > 0 holds out that fraction of the TRAINING subjects (never test
-    subjects) and keeps the epoch with the best validation UF1. ``leaky_best_epoch`` reproduces
+    epochs would give the larger one about three times as many. ``val_fraction`` > 0 holds out
+    that fraction of the TRAINING subjects (never test subjects) and keeps the epoch with the best validation UF1. ``leaky_best_epoch`` reproduces
     papers that report the best test epoch; the run is then marked ``leaky: true``.
 
     ``jobs`` > 1 with ``executor="local"`` runs fold × seed tasks in a process pool;
