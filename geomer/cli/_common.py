@@ -83,9 +83,11 @@ def summarise_run(run_dir, metrics: dict[str, Any], *, figures: bool = True) -> 
 def relation_agreement_line(run) -> str | None:
     """The run's relations in words: faithfulness (intrinsic vs occlusion, Spearman per class) and,
     on a synthetic dataset (the ``ground_truth.json`` of the root it was trained on), each kind's
-    agreement with the relevance ground truth beside the input-only baseline and the ground
-    truth's motion_relations; None when there is nothing to say."""
-    from geomer.relations import faithfulness, ground_truth_agreement, load_run_relations, synthetic_ground_truth
+    agreement with the relevance ground truth beside the input-only baseline, the ground truth's
+    motion_relations and the ceiling of a tie-free read-out; None when there is nothing to say."""
+    from geomer.relations import (
+        agreement_ceiling, faithfulness, ground_truth_agreement, load_run_relations, synthetic_ground_truth,
+    )
 
     classes = list(run.classes)
     kinds = load_run_relations(run.path, classes, run.num_components)
@@ -100,5 +102,7 @@ def relation_agreement_line(run) -> str | None:
         lines.append("relations vs the relevance ground truth (Spearman over off-diagonal entries of all "
                      "classes; permutation p): "
                      + ", ".join(f"{row.relation} {row.spearman:.3f} (p = {row.p_value:.2g})"
-                                 for row in table.itertuples()))
+                                 for row in table.itertuples())
+                     + "; a read-out without ties among the irrelevant pairs reaches at most "
+                     + f"{agreement_ceiling(truth.relations[[truth.classes.index(c) for c in classes]]):.3f}")
     return "\n" + "\n".join(lines) if lines else None

@@ -13,6 +13,7 @@ from scipy import stats
 from geomer.errors import GeomerError
 from geomer.relations import (
     GROUND_TRUTH_NAME,
+    agreement_ceiling,
     agreement_table,
     aggregate_relations,
     compare_relations,
@@ -118,6 +119,22 @@ def test_agreement_table_rows_and_values():
     assert m1_truth.entries == 12
     expected = stats.spearmanr(np.r_[off_diagonal(A), off_diagonal(B)], np.r_[off_diagonal(A), off_diagonal(A)]).statistic
     assert m1_truth.spearman == pytest.approx(expected)
+
+
+def test_agreement_ceiling_is_what_a_tie_free_readout_can_reach():
+    # one relevant pair of three components: ground-truth ranks 5.5, 2.5, 5.5, 2.5, 2.5, 2.5 and
+    # the best tie-free symmetric read-out's 5.5, 3.5, 5.5, 1.5, 3.5, 1.5 correlate at sqrt(3)/2
+    relevance = np.zeros((1, 3, 3))
+    relevance[0, 0, 1] = relevance[0, 1, 0] = 1.0
+    assert agreement_ceiling(relevance) == pytest.approx(math.sqrt(3) / 2)
+    # a read-out that ties its irrelevant pairs exactly (at 0) is not capped
+    assert compare_relations(relevance * 2, relevance).spearman == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # symmetric read-outs with the relevant pair on top and noise elsewhere
+        noise = rng.normal(0, 0.1, (1, 3, 3))
+        readout = np.where(relevance > 0, 1.0, -np.abs(noise + noise.transpose(0, 2, 1)))
+        assert compare_relations(readout, relevance).spearman <= agreement_ceiling(relevance) + 1e-12
+    assert agreement_ceiling(np.array([[[0.0, 1, 2], [1, 0, 3], [2, 3, 0]]])) == pytest.approx(1.0)  # dense
 
 
 def test_agreement_table_refuses_disjoint_classes():

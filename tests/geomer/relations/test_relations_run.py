@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from geomer.cli._common import relation_agreement_line
 from geomer.graph import FaceGraph
+from geomer.relations import agreement_ceiling
 from geomer.rundir import RunDir, load_run
 from geomer.train import TrainConfig, run_loso
-from tests.geomer.relations.occlusion_data import planted_clips
+from tests.geomer.relations.occlusion_data import planted_clips, planted_relevance
 
 GRAPH = FaceGraph("k7")
 
@@ -16,7 +19,13 @@ GRAPH = FaceGraph("k7")
 def test_run_writes_occlusion_relations_and_the_baseline(tmp_path):
     graphs = planted_clips(GRAPH, 8, seed=7)
     config = TrainConfig(model="relations-test-linear", epochs=3, batch_size=8, seeds=(0,), progress=False)
-    result = run_loso(graphs, ["a", "b", "c"], config, tmp_path / "run", face_graph=GRAPH, dataset="planted")
+    # the planted classes' relevance as the dataset's ground truth, as a synthetic root has it
+    (tmp_path / "ground_truth.json").write_text(json.dumps({
+        "classes": ["a", "b", "c"], "components": [str(c) for c in GRAPH.component_names], "clips": {},
+        "relations": {c: m.tolist() for c, m in zip("abc", planted_relevance())},
+    }))
+    result = run_loso(graphs, ["a", "b", "c"], config, tmp_path / "run", face_graph=GRAPH, dataset="planted",
+                      extra={"root": str(tmp_path)})
     run_dir = RunDir(result.run_dir.path)
     for fold in run_dir.folds():
         occlusion = fold.load_relations("occlusion_relations")
@@ -29,3 +38,6 @@ def test_run_writes_occlusion_relations_and_the_baseline(tmp_path):
         assert baseline[c, i, j] == baseline[c][~np.eye(7, dtype=bool)].max()
     line = relation_agreement_line(load_run(run_dir))
     assert "faithfulness (intrinsic vs occlusion relations" in line and all(f" {name} " in line for name in "abc")
+    # beside the agreement with the ground truth, how high a tie-free read-out can go on it
+    assert "relations vs the relevance ground truth" in line and "input-only baseline" in line
+    assert line.rstrip().endswith(f"reaches at most {agreement_ceiling(planted_relevance()):.3f}")
