@@ -708,7 +708,8 @@ def ground_truth_agreement(kinds: Mapping[str, np.ndarray], classes: Sequence[st
                            *, permutations: int = 5040, seed: int = 0) -> pd.DataFrame:
     """Agreement of each kind of relations [C, K, K] (and the ground truth's own
     ``motion_relations``) with the relevance ground truth, over the off-diagonal entries of the
-    classes that every side has: one row per kind (relation, spearman, p_value, classes)."""
+    classes that every side has: one row per kind (relation, spearman, p_value, classes);
+    ``attrs["ceiling"]``: :func:`agreement_ceiling` over the same classes."""
     missing = [c for c in classes if c not in truth.classes]
     if missing:
         raise GeomerError(f"{truth.path}: no class {missing[0]!r}")
@@ -723,4 +724,6 @@ def ground_truth_agreement(kinds: Mapping[str, np.ndarray], classes: Sequence[st
         result = compare_relations(matrices[present], relevance[present], permutations=permutations, seed=seed)
         rows.append({"relation": kind, "spearman": result.spearman, "p_value": result.p_value,
                      "classes": int(present.sum())})
-    return pd.DataFrame(rows, columns=["relation", "spearman", "p_value", "classes"])
+    table = pd.DataFrame(rows, columns=["relation", "spearman", "p_value", "classes"])
+    table.attrs["ceiling"] = agreement_ceiling(relevance[present])
+    return table

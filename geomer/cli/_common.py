@@ -85,9 +85,7 @@ def relation_agreement_line(run) -> str | None:
     on a synthetic dataset (the ``ground_truth.json`` of the root it was trained on), each kind's
     agreement with the relevance ground truth beside the input-only baseline, the ground truth's
     motion_relations and the ceiling of a tie-free read-out; None when there is nothing to say."""
-    from geomer.relations import (
-        agreement_ceiling, faithfulness, ground_truth_agreement, load_run_relations, synthetic_ground_truth,
-    )
+    from geomer.relations import faithfulness, ground_truth_agreement, load_run_relations, synthetic_ground_truth
 
     classes = list(run.classes)
     kinds = load_run_relations(run.path, classes, run.num_components)
@@ -104,5 +102,5 @@ def relation_agreement_line(run) -> str | None:
                      + ", ".join(f"{row.relation} {row.spearman:.3f} (p = {row.p_value:.2g})"
                                  for row in table.itertuples())
                      + "; a read-out without ties among the irrelevant pairs reaches at most "
-                     + f"{agreement_ceiling(truth.relations[[truth.classes.index(c) for c in classes]]):.3f}")
+                     + f"{table.attrs['ceiling']:.3f}")
     return "\n" + "\n".join(lines) if lines else None

@@ -32,7 +32,8 @@ def register(subparsers) -> None:
 
     train = entries.add_parser("train", help="LOSO training time and clips/s for a model")
     train.add_argument("--model", default="dere-grl", help="registered model name")
-    train.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's)")
+    train.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's budget)")
+    train.add_argument("--steps", type=int, default=None, help="optimiser steps per fold, instead of --epochs")
     train.add_argument("--jobs", type=int, default=2, help="parallel folds")
 
     pretrain = entries.add_parser(
@@ -74,7 +75,7 @@ def _pretrain(args):
 def _train(args):
     from geomer.train.bench import bench_train
 
-    return bench_train(args.model, epochs=args.epochs, jobs=args.jobs)
+    return bench_train(args.model, epochs=args.epochs, steps=args.steps, jobs=args.jobs)
 
 
 ENTRIES = Registry("bench entry", GeomerError, {

@@ -77,9 +77,10 @@ head) instead of the official ``drop 0.2, drop_path 0.2``. The attention weights
 the published command leaves at its default); before 0.2.3 geomer dropped them at ``dropout``.
 ``hsta`` and ``hsta-base`` train 200 optimiser steps per fold by default (``train_defaults``;
 *choice*), rounded up to whole epochs: 40 epochs of the synthetic standard's 150 training clips,
-twice the engine's 20 (0.2.6 set 40 epochs; 0.2.7 the same budget in steps, as ``mmt``'s). Chosen
-for ``hsta`` on the synthetic tuning seed (README, "Relations"), not read in the official code;
-not measured for ``hsta-base``.
+twice the engine's 20 (0.2.6 set 40 epochs; 0.2.7 states the budget in steps, as ``mmt``'s, so a
+larger training set gets fewer epochs: 15 of about 430 clips, not measured). Chosen for ``hsta``
+on the synthetic tuning seed (README, "Relations"), not read in the official code; not measured
+for ``hsta-base``.
 
 What geomer does not have: (1) the official **pretrained initialisation** — the README's command
 template has a ``MODEL_PATH`` ("path to pretrain model") placeholder and the code is built on the

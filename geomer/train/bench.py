@@ -70,14 +70,16 @@ def composite_graphs(settings=None, seed: int = 0) -> list:
     return graphs
 
 
-def bench_train(model: str = "dere-grl", epochs: int | None = None, jobs: int = 2) -> list[tuple[str, float, str]]:
+def bench_train(model: str = "dere-grl", epochs: int | None = None, jobs: int = 2,
+                steps: int | None = None) -> list[tuple[str, float, str]]:
     """Rows ``(what, value, unit)`` of a full LOSO (one seed) of ``model``; see the module doc."""
     import torch
 
     from geomer.features.types import FeatureSettings
     from geomer.train.config import TrainConfig
 
-    config = TrainConfig.for_model(model, epochs=epochs, seeds=(0,), jobs=jobs, device="cpu", progress=False)
+    config = TrainConfig.for_model(model, epochs=epochs, steps=steps, seeds=(0,), jobs=jobs, device="cpu",
+                                   progress=False)
     settings = FeatureSettings()
     graphs = composite_graphs(settings)
     rows = _timed_rows(graphs, config, settings, f"{jobs} CPU processes" if jobs > 1 else "CPU")

@@ -113,10 +113,15 @@ class TrainConfig:
         if not data["augment"]:
             data.pop("augment")  # runs without the recipe read as before it existed (resume)
         if data["steps"] is None:
-            data.pop("steps")  # likewise runs with an epoch budget
+            data.pop("steps")  # an epoch budget's settings read as before steps existed
         return data
 
     def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes``; a new budget (``epochs`` or ``steps``) replaces the old one."""
+        if "epochs" in changes:
+            changes.setdefault("steps", None)
+        elif "steps" in changes:
+            changes.setdefault("epochs", None)
         return replace(self, **changes)
 
     @classmethod

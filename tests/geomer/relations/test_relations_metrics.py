@@ -13,10 +13,12 @@ from scipy import stats
 from geomer.errors import GeomerError
 from geomer.relations import (
     GROUND_TRUTH_NAME,
+    GroundTruth,
     agreement_ceiling,
     agreement_table,
     aggregate_relations,
     compare_relations,
+    ground_truth_agreement,
     load_ground_truth,
     load_run,
     off_diagonal,
@@ -135,6 +137,12 @@ def test_agreement_ceiling_is_what_a_tie_free_readout_can_reach():
         readout = np.where(relevance > 0, 1.0, -np.abs(noise + noise.transpose(0, 2, 1)))
         assert compare_relations(readout, relevance).spearman <= agreement_ceiling(relevance) + 1e-12
     assert agreement_ceiling(np.array([[[0.0, 1, 2], [1, 0, 3], [2, 3, 0]]])) == pytest.approx(1.0)  # dense
+    # beside an agreement table, over the same classes: a class without test clips (NaN) is left out
+    dense = np.array([[0.0, 1, 2], [1, 0, 3], [2, 3, 0]])
+    truth = GroundTruth(classes=("a", "b"), component_names=("x", "y", "z"), path="truth.json",
+                        relations=np.stack([relevance[0], dense]))
+    table = ground_truth_agreement({"model": np.stack([relevance[0], np.full((3, 3), np.nan)])}, ["a", "b"], truth)
+    assert table.attrs["ceiling"] == pytest.approx(math.sqrt(3) / 2) and table["classes"].tolist() == [1]
 
 
 def test_agreement_table_refuses_disjoint_classes():

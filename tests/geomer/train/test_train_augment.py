@@ -316,6 +316,8 @@ def test_a_model_may_name_its_own_recipe_and_the_user_overrides_it():
         assert TrainConfig.for_model(model).epochs_for(5) == 40  # the synthetic standard's 150 clips
     assert (TrainConfig.for_model("hsta", epochs=5).steps, TrainConfig.for_model("hsta", epochs=5).epochs) == (None, 5)
     assert TrainConfig.for_model("dere-grl", steps=50).epochs is None
+    assert TrainConfig.for_model("mmt").replace(epochs=10).budget() == "10 epochs"  # a new budget replaces the old
+    assert TrainConfig().replace(steps=100).budget() == "100 steps"
     assert TrainConfig.for_model("hsta").lr == TrainConfig().lr and TrainConfig.for_model("dere-grl").epochs == 20
 
 
