@@ -23,8 +23,9 @@ class TrainConfig:
     up to whole epochs of each fold's training set (:meth:`epochs_for`), so a model takes about as
     many optimiser steps on a dataset of 150 training clips as on one of 430, where a budget in
     epochs would give the larger one about three times as many. ``val_fraction`` > 0 holds out
-    that fraction of the TRAINING subjects (never test subjects) and keeps the epoch with the best validation UF1. ``leaky_best_epoch`` reproduces
-    papers that report the best test epoch; the run is then marked ``leaky: true``.
+    that fraction of the TRAINING subjects (never test subjects) and keeps the epoch with the best
+    validation UF1. ``leaky_best_epoch`` reproduces papers that report the best test epoch; the run
+    is then marked ``leaky: true``.
 
     ``jobs`` > 1 with ``executor="local"`` runs fold × seed tasks in a process pool;
     ``executor="ray"`` submits one Ray task per fold × seed (``ray_address`` None: a local Ray).
