@@ -58,7 +58,8 @@ class TrainConfig:
         object.__setattr__(self, "seeds", tuple(int(seed) for seed in self.seeds))
         object.__setattr__(self, "cfg", dict(self.cfg))
         if self.epochs is not None and self.steps is not None:
-            raise GeomerError(f"give an epoch budget or a step budget, not both (epochs {self.epochs}, steps {self.steps})")
+            raise GeomerError(f"give an epoch budget or a step budget, not both "
+                              f"(epochs {self.epochs}, steps {self.steps})")
         if self.epochs is None and self.steps is None:
             object.__setattr__(self, "epochs", DEFAULT_EPOCHS)
         if self.epochs is not None and self.epochs < 1:
