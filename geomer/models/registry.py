@@ -18,9 +18,9 @@ What a registered class declares (class attributes, all optional except ``paper`
   with it);
 - ``inputs``: EVERY ``Data`` attribute its forward reads (the engine then drops the others before
   training, which makes batching and shipping graphs to worker processes cheaper);
-- ``train_defaults``: the model's own training recipe (``epochs`` or ``steps``, ``batch_size``, ``lr``,
-  ``weight_decay``, optionally ``cfg``, ``class_weighted`` and ``augment``), used where the user
-  gives none;
+- ``train_defaults``: the model's own training recipe (``epochs`` or ``steps``, ``batch_size``,
+  ``lr``, ``weight_decay``, optionally ``cfg``, ``class_weighted`` and ``augment``), used where
+  the user gives none;
 - ``earlier_defaults``: ``{version: {setting: value}}``, the value a setting had in checkpoints
   written by geomer before ``version`` (when a new setting's default changes what the model
   computes), so that an earlier checkpoint is rebuilt as it was trained;
@@ -299,13 +299,16 @@ def parse_settings(name: str, texts: dict[str, str]) -> dict[str, Any]:
 
 
 def _sequence(text: str) -> tuple:
-    """``["node", "edge"]`` (JSON) or ``node,edge`` → ``("node", "edge")``."""
+    """``["node", "edge"]`` (JSON) or ``node,edge`` → ``("node", "edge")``; a JSON string
+    (``"node"``) is one item."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
         value = None
     if isinstance(value, list):
         return tuple(value)
+    if isinstance(value, str):
+        return (value,)
     return tuple(part.strip() for part in text.split(","))
 
 

@@ -2,8 +2,8 @@
 
 The recipe is fixed (docs/architecture.md, "Evaluation"): AdamW, a cosine learning-rate schedule over the whole
 budget (per optimiser step), a fixed number of epochs (or of optimiser steps, rounded up to whole
-epochs), cross-entropy (optionally weighted by the
-inverse class frequency of the TRAINING fold) plus the model's ``aux_loss``. The model of the last
+epochs), cross-entropy (optionally weighted by the inverse class frequency of the TRAINING fold)
+plus the model's ``aux_loss``. The model of the last
 epoch is tested, unless a validation split of training subjects picks the epoch, or the explicitly
 leaky best-test-epoch mode is on.
 

@@ -368,6 +368,7 @@ def test_streams_from_set_text(face_graph):
     assert build(face_graph, **parse_settings("dere-grl", {"streams": "node"})).streams == ("node",)
     for text in ("node, edge", '["node", "edge"]'):
         assert parse_settings("dere-grl", {"streams": text}) == {"streams": ("node", "edge")}
+    assert parse_settings("dere-grl", {"streams": '"node"'}) == {"streams": ("node",)}  # a JSON string
     assert build(face_graph, streams=["edge"]).streams == ("edge",)  # as config.json stores it
 
 
