@@ -268,8 +268,9 @@ def _is_of(value: Any, kind: type) -> bool:
 def parse_settings(name: str, texts: dict[str, str]) -> dict[str, Any]:
     """Model settings given as text (``geomer train --set KEY=VALUE``), parsed by each setting's
     declared type: ``16.7`` for an int, ``maybe`` for a bool or ``nan`` for a float are
-    GeomerErrors; a sequence is a JSON list or comma-separated text (``streams=node,edge``); a
-    setting of undeclared type is parsed as JSON when it parses, else kept as text."""
+    GeomerErrors; text is plain or a JSON string (``rrm=vector`` or ``rrm='"vector"'``); a
+    sequence is a JSON list or comma-separated text (``streams=node,edge``); a setting of
+    undeclared type is parsed as JSON when it parses, else kept as text."""
     spec = get_spec(name)
     declared = _check_known_settings(name, spec.factory, texts)
     settings: dict[str, Any] = {}
@@ -285,7 +286,7 @@ def parse_settings(name: str, texts: dict[str, str]) -> dict[str, Any]:
                 if not math.isfinite(settings[key]):
                     raise ValueError(text)
             elif kind is str:
-                settings[key] = text
+                settings[key] = _text(text)
             elif kind is tuple:
                 settings[key] = _sequence(text)
             else:
@@ -296,6 +297,15 @@ def parse_settings(name: str, texts: dict[str, str]) -> dict[str, Any]:
         except (KeyError, ValueError):
             raise GeomerError(f"--set {key}={text}: expected {kind.__name__} for model {name!r}") from None
     return settings
+
+
+def _text(text: str) -> str:
+    """``vector`` or the JSON string ``"vector"`` → ``vector``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if isinstance(value, str) else text
 
 
 def _sequence(text: str) -> tuple:

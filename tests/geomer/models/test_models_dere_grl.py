@@ -370,6 +370,8 @@ def test_streams_from_set_text(face_graph):
         assert parse_settings("dere-grl", {"streams": text}) == {"streams": ("node", "edge")}
     assert parse_settings("dere-grl", {"streams": '"node"'}) == {"streams": ("node",)}  # a JSON string
     assert build(face_graph, streams=["edge"]).streams == ("edge",)  # as config.json stores it
+    for text in ("matrix", '"matrix"'):  # a text setting: plain or a JSON string
+        assert parse_settings("dere-grl", {"rrm": text}) == {"rrm": "matrix"}
 
 
 def test_learns_from_flow_only(face_graph, make_clip, fit, evaluate_accuracy):
