@@ -14,6 +14,12 @@ How geomer builds it (reimplementation choices are marked *choice*):
   (:mod:`geomer.models.tokens`); a learned **contextual token** is prepended. One ViT encoder is
   shared by both frames (*choice*: patches sit on landmarks instead of a regular grid, so tokens
   are face patches by construction — PoI's background suppression is partly done by the graph);
+* change embedding (``change_embedding``, *choice*, on by default): each apex token also gets
+  the projection of its node's onset→apex patch difference, standardised per scale with the
+  training fold's statistics (``PatchProjection(..., "fold")``, as ``hsta``'s frame tokens).
+  Why: each frame's patches are standardised on their own, so a 1–3 px shift reaches the
+  encoder only as a small difference between two large tokens; the standardised difference
+  gives it on the scale the training clips set;
 * **DMA** (:class:`DiagonalMicroAttention`): single-head cross-attention, queries from the onset
   tokens, keys from the apex tokens, of which only the same-position terms are kept:
   ``out_i = a_ii · v_i`` with ``a = softmax(q kᵀ / √d)`` over all positions; *choice*: the values
@@ -28,7 +34,13 @@ How geomer builds it (reimplementation choices are marked *choice*):
   patches at the same positions; pretraining reconstructs the original apex patches from the
   encoded pair with a transformer decoder (:class:`MicronBERTPretraining`, ``geomer pretrain``,
   ``geomer train --pretrain per-fold``);
-* classifier on the PoI-weighted mean of the DMA features;
+* classifier (``readout``, *choice*): the PoI-weighted mean of the DMA features **per facial
+  component**, the K means concatenated, then LayerNorm, a hidden layer (GELU) and the class
+  layer. Why: the DMA values are projected from a token difference, in which the node's own
+  position and component embeddings cancel, so a whole-face mean (``readout="mean"``, the
+  model up to geomer 0.2.7) loses where the change happened; and classes that move the same
+  components differ in whether they move the same way or opposite ways (the synthetic
+  repression / others pair), which no linear map of the pooled changes can tell;
 * movement prior (``movement_prior``, *choice*, **off by default**): the encoder's attention
   logits get the log relative excess onset→apex grey-level change of each key node
   (:func:`geomer.models.attention.movement_key_bias`), the same bias for both frames' passes. It
@@ -41,11 +53,11 @@ How geomer builds it (reimplementation choices are marked *choice*):
 
 Sizes (68 nodes, 3 scales, 8×8 patches, 5 classes; ``sum(p.numel() for p in
 model.parameters())``; the pretraining decoder, part of :class:`MicronBERTPretraining`, apart):
-``mubert`` (dim 48, depth 2, 4 heads; decoder 48 wide, 1 deep) 55 879 parameters (decoder
+``mubert`` (dim 48, depth 2, 4 heads; decoder 48 wide, 1 deep) 81 895 parameters (decoder
 33 120); ``mubert-base`` has the encoder and decoder sizes of the official code's only model,
 ``mae_vit_small_patch8`` (``models/mae.py`` of github.com/uark-cviu/Micron-BERT: dim 512, depth
 4, 4 heads, MLP ratio 4; decoder 512 wide, 4 deep, 4 heads) on geomer's 68 node tokens instead of
-784 grid patches: 13 513 735 parameters (decoder 13 233 856). geomer ships no pretrained weights.
+784 grid patches: 15 454 215 parameters (decoder 13 233 856). geomer ships no pretrained weights.
 """
 
 from __future__ import annotations
@@ -61,6 +73,9 @@ from geomer.models.attention import TransformerEncoder, attention_relations, mov
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
 from geomer.models.tokens import NodeTokenEmbedding, PatchProjection, dense_nodes, sized_variant
+
+#: How the classifier reads the DMA features (:meth:`MicronBERT.pool`).
+READOUTS = ("component", "mean")
 
 #: The official encoder's size (``mae_vit_small_patch8``), registered as ``mubert-base`` (the
 #: class defaults are ``mubert``).
@@ -192,7 +207,8 @@ class MicronBERT(nn.Module):
 
     Input: a PyG ``Batch`` with ``texture`` ``[N_total, S, 2, P, P]`` (onset, apex grey patches;
     node-major). ``megc2019-flow`` has no onset frame, so ``mubert`` does not run on it (it fails
-    at the start naming ``texture``). Output: :class:`ModelOutput`, ``embedding`` ``[B, D]``.
+    at the start naming ``texture``). Output: :class:`ModelOutput`, ``embedding`` ``[B, K·D]``
+    (``readout="mean"``: ``[B, D]``).
     """
 
     paper = (
@@ -220,8 +236,13 @@ class MicronBERT(nn.Module):
         movement_prior: bool = False,
         decoder_dim: int = 48,
         decoder_depth: int = 1,
+        readout: str = "component",
+        change_embedding: bool = True,
     ) -> None:
         super().__init__()
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
+        self.readout = readout
         if not 0.0 < crop_keep <= 1.0:
             raise ValueError(f"crop_keep must be in (0, 1], got {crop_keep}")
         if decoder_depth < 1 or decoder_dim < 1 or decoder_dim % heads:
@@ -238,12 +259,20 @@ class MicronBERT(nn.Module):
         num_scales, patch_size = len(features.scales), features.patch_size
         self.nodes = NodeTokenEmbedding(graph, dim)
         self.patches = PatchProjection((num_scales, patch_size, patch_size), dim, "patch")
+        self.change = PatchProjection((num_scales, patch_size, patch_size), dim, "fold") if change_embedding else None
         self.context = nn.Parameter(torch.zeros(1, 1, dim))
         nn.init.trunc_normal_(self.context, std=0.02)
         self.encoder = TransformerEncoder(dim, depth, heads, mlp_ratio, dropout)
         self.dma = DiagonalMicroAttention(dim)
         self.poi = PatchOfInterest()
-        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, num_classes))
+        if readout == "component":
+            width = self.num_components * dim
+            self.head = nn.Sequential(
+                nn.LayerNorm(width), nn.Linear(width, dim), nn.GELU(), nn.Dropout(dropout),
+                nn.Linear(dim, num_classes),
+            )
+        else:
+            self.head = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, num_classes))
         # The pretraining decoder's size; the decoder itself belongs to the pretraining objective
         # (MicronBERTPretraining), so the classifier carries no unused weights.
         self.decoder_size = (decoder_dim, decoder_depth, heads, mlp_ratio)
@@ -259,6 +288,7 @@ class MicronBERT(nn.Module):
         need_weights: bool = False,
         node_bias: torch.Tensor | None = None,
         nodes: torch.Tensor | None = None,
+        added: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Encode one frame's node patches, all nodes or the subset ``nodes`` (a local crop:
         only its tokens enter the encoder, so a crop costs what its size costs).
@@ -270,6 +300,8 @@ class MicronBERT(nn.Module):
         """
         b = frame.shape[0]
         tokens = self.patches(frame) + self.nodes()[None]
+        if added is not None:
+            tokens = tokens + added
         if nodes is not None:
             tokens = tokens.gather(1, nodes[..., None].expand(-1, -1, tokens.shape[-1]))
             node_mask = node_mask.gather(1, nodes)
@@ -297,11 +329,16 @@ class MicronBERT(nn.Module):
         """Both frames through the shared encoder in one pass; the apex pass keeps its attention."""
         b = onset.shape[0]
         bias = self.movement_bias(onset, apex, node_mask)
+        added = None
+        if self.change is not None:
+            change = self.change(apex.float() - onset.float())
+            added = torch.cat([torch.zeros_like(change), change])
         context, tokens, attention = self.encode(
             torch.cat([onset, apex]),
             torch.cat([node_mask, node_mask]),
             need_weights=need_weights,
             node_bias=None if bias is None else torch.cat([bias, bias]),
+            added=added,
         )
         apex_attention = [layer[b:] for layer in attention]
         return (context[:b], tokens[:b]), (context[b:], tokens[b:]), apex_attention
@@ -312,13 +349,27 @@ class MicronBERT(nn.Module):
         weighted = interest[..., None] * changed
         return weighted, interest
 
+    def pool(self, weighted: torch.Tensor, interest: torch.Tensor) -> torch.Tensor:
+        """The classifier's input: the PoI-weighted mean of the DMA features, per component
+        (``readout="component"``, concatenated) or over the whole face (``"mean"``).
+
+        Shapes: weighted ``[B, N, D]`` (PoI score × DMA feature), interest ``[B, N]`` →
+        ``[B, K·D]`` or ``[B, D]``.
+        """
+        if self.readout == "mean":
+            return weighted.sum(dim=1) / interest.sum(dim=1, keepdim=True).clamp_min(1e-6)
+        one_hot = F.one_hot(self.nodes.component, self.num_components).to(weighted.dtype)  # [N, K]
+        pooled = torch.einsum("bnd,nk->bkd", weighted, one_hot)
+        mass = torch.einsum("bn,nk->bk", interest, one_hot).clamp_min(1e-6)
+        return (pooled / mass[..., None]).flatten(1)
+
     def forward(self, batch) -> ModelOutput:
         check_inputs(self, batch)
         texture, node_mask = dense_nodes(batch, "texture")  # [B, N, S, 2, P, P]
         onset, apex = texture[:, :, :, 0], texture[:, :, :, 1]
         (_, onset_tokens), (apex_context, apex_tokens), attention = self._pair(onset, apex, node_mask)
         weighted, interest = self._dma_features(onset_tokens, apex_tokens, apex_context, node_mask)
-        embedding = weighted.sum(dim=1) / interest.sum(dim=1, keepdim=True).clamp_min(1e-6)
+        embedding = self.pool(weighted, interest)
         relations = attention_relations(attention, self.token_component, self.num_components)
         return ModelOutput(logits=self.head(embedding), relations=relations, embedding=embedding)
 

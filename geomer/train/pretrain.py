@@ -367,6 +367,14 @@ def train_on_pairs(
         row = {"epoch": epoch + 1, "steps": step, **{k: v / max(batches, 1) for k, v in sums.items()}}
         history.append(row)
         epochs.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}")
+    if distributed:
+        # DDP keeps the parameters equal, but each rank's last steps updated the running
+        # statistics of the fold standardisers (BatchNorm buffers) from its own shard only:
+        # average them so that every rank holds the same model.
+        for buffer in model.buffers():
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer)
+                buffer /= dist.get_world_size()
     return model, history
 
 
