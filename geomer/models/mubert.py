@@ -219,6 +219,8 @@ class MicronBERT(nn.Module):
     # every Data attribute forward() reads: the engine drops the rest before collating
     inputs: tuple[str, ...] = requires
     small_config = dict(dim=16, depth=1, heads=2)
+    # checkpoints of geomer before 0.2.8 read the whole-face mean and had no change embedding
+    earlier_defaults = {"0.2.8": {"readout": "mean", "change_embedding": False}}
 
     def __init__(
         self,

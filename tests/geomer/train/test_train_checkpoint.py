@@ -123,9 +123,11 @@ def test_a_model_sized_by_its_feature_settings_is_rebuilt_with_them(tmp_path):
 @pytest.mark.parametrize("name, setting, part, before, since", [
     ("dere-grl", {"flow_image_channels": 0}, "flow_image_stem", "0.2.1", "0.2.2"),
     ("mmt", {"flow_image_patch": 0}, "flow_image_projection", "0.2.3", "0.2.4"),
+    ("mubert", {"readout": "mean", "change_embedding": False}, "change", "0.2.7", "0.2.8"),
 ])
 def test_an_earlier_checkpoint_is_rebuilt_with_the_settings_of_its_version(name, setting, part, before, since):
-    """dere-grl reads the flow image since 0.2.2, mmt since 0.2.4; an earlier checkpoint recorded no
+    """dere-grl reads the flow image since 0.2.2, mmt since 0.2.4, mubert has a change embedding
+    (and a per-component readout) since 0.2.8; an earlier checkpoint recorded no
     setting for it and is rebuilt without the part it never had (its weights fit exactly), a
     current one with it."""
     from geomer.models import get_spec
