@@ -41,6 +41,10 @@ How geomer builds it (reimplementation choices are marked *choice*):
   model up to geomer 0.2.7) loses where the change happened; and classes that move the same
   components differ in whether they move the same way or opposite ways (the synthetic
   repression / others pair), which no linear map of the pooled changes can tell;
+* training budget (*choice*, 0.2.8): 200 optimiser steps per fold (``train_defaults``, as
+  ``mmt`` and ``hsta``), rounded up to whole epochs of the fold's training set: 40 epochs of the
+  synthetic standard's 150 training clips, 100 of a 50-clip set (an epoch budget of 20 gave
+  such a set 40 steps). Chosen on the synthetic tuning seed (README, "Micron-BERT's readout");
 * movement prior (``movement_prior``, *choice*, **off by default**): the encoder's attention
   logits get the log relative excess onset→apex grey-level change of each key node
   (:func:`geomer.models.attention.movement_key_bias`), the same bias for both frames' passes. It
@@ -219,6 +223,7 @@ class MicronBERT(nn.Module):
     # every Data attribute forward() reads: the engine drops the rest before collating
     inputs: tuple[str, ...] = requires
     small_config = dict(dim=16, depth=1, heads=2)
+    train_defaults = {"steps": 200}
     # checkpoints of geomer before 0.2.8 read the whole-face mean and had no change embedding
     earlier_defaults = {"0.2.8": {"readout": "mean", "change_embedding": False}}
 

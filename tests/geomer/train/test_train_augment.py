@@ -311,7 +311,7 @@ def test_a_model_may_name_its_own_recipe_and_the_user_overrides_it():
     assert TrainConfig.for_model("dere-grl", augment="none").augment == ""
     assert TrainConfig.for_model("dere-grl", augment=None).augment == "flip=0.5,smooth=0.1,mirror=1"
     # the transformers name their own budget in steps and nothing else; --epochs or --steps wins
-    for model in ("hsta", "mmt", "hsta-base"):  # a sized variant shares its class's recipe
+    for model in ("hsta", "mmt", "mubert", "hsta-base"):  # a sized variant shares its class's recipe
         assert (TrainConfig.for_model(model).steps, TrainConfig.for_model(model).epochs) == (200, None)
         assert TrainConfig.for_model(model).epochs_for(5) == 40  # the synthetic standard's 150 clips
     assert (TrainConfig.for_model("hsta", epochs=5).steps, TrainConfig.for_model("hsta", epochs=5).epochs) == (None, 5)
