@@ -45,12 +45,41 @@ def test_aux_loss_is_the_weighted_contrastive_loss(batch, face_graph):
     texture = model.texture(*_dense(batch, "texture_apex"))[0]
     expected = 2.0 * info_nce(model.motion_projection(flow), model.texture_projection(texture), 0.1)
     torch.testing.assert_close(output.aux_loss, expected)
-    assert output.embedding.shape == (4, 32)
+    assert output.embedding.shape == (4, 2 * (1 + 7) * 16)  # the component readout
+
+
+def test_the_classifier_reads_the_weighted_patch_features_per_component(batch, face_graph):
+    """The default readout gives the classifier each modality's summary feature and its
+    attention-weighted patch features split by component; the parts add up to the paper's
+    weighted feature, and each part holds only its own component's patches."""
+    torch.manual_seed(0)
+    model = create("mmt", 3, face_graph, dim=16, depth=1, heads=2).eval()
+    patches, mask = _dense(batch, "flow_patches")
+    image_tokens = model._flow_image_tokens(batch, patches.shape[1])
+    embedding, _, _, importance, summary, parts = model.motion(patches, mask, None, image_tokens)
+    assert parts.shape == (4, 7, 16)
+    torch.testing.assert_close(summary + parts.sum(dim=1), embedding)
+    read = model(batch).embedding.view(4, 2, 1 + 7, 16)  # [B, modality, summary + K parts, D]
+    torch.testing.assert_close(read[:, 0, 0], summary)
+    torch.testing.assert_close(read[:, 0, 1:], parts)
+    # a component none of whose patches carries importance contributes a zero part
+    component = torch.as_tensor(face_graph.component)
+    _, _, _, _, _, without = model.motion(patches, mask & (component != 3), None, image_tokens)
+    assert torch.all(without[:, 3] == 0) and torch.all(without[:, 2] != 0)
+    fused = create("mmt", 3, face_graph, dim=16, depth=1, heads=2, readout="fused")
+    assert fused(batch).embedding.shape == (4, 32)
+    with pytest.raises(ValueError, match="readout"):
+        create("mmt", 3, face_graph, readout="sum")
+    # a checkpoint of geomer before 0.2.8 recorded no readout: it is rebuilt with the fused one
+    from geomer.models import get_spec
+
+    assert get_spec("mmt").settings_of_version("0.2.7") == {"readout": "fused"}
+    assert get_spec("mmt").settings_of_version("0.2.8") == {}
 
 
 def test_patch_importance_is_per_node_and_scale_and_a_distribution(batch, face_graph):
     model = create("mmt", 3, face_graph, dim=16, depth=2, heads=2)
-    _, attention, components, importance = model.motion(*_dense(batch, "flow_patches"))
+    _, attention, components, importance, _, _ = model.motion(*_dense(batch, "flow_patches"))
     assert importance.shape == (4, 68, 3) and components.shape == (1 + 68,)
     torch.testing.assert_close(importance.sum(dim=(1, 2)), torch.ones(4))
     assert len(attention) == 2 and attention[0].shape == (4, 2, 69, 69)
