@@ -109,6 +109,7 @@ from geomer.models.tokens import (
     MagnitudeEmbedding,
     NodeTokenEmbedding,
     PatchProjection,
+    component_sums,
     dense_nodes,
     sized_variant,
 )
@@ -261,8 +262,7 @@ class ModalityEncoder(nn.Module):
         importance = node_importance[..., None] * scale_weights.mean(dim=2)  # [B, N, S]
         patch_features = features[:, 1:, None, :] + self.patch_norm(per_scale)  # [B, N, S, D]
         per_node = (importance[..., None] * patch_features).sum(dim=2)  # [B, N, D]
-        one_hot = F.one_hot(self.nodes.component, self.nodes.num_components).to(per_node.dtype)
-        parts = torch.einsum("bnd,nk->bkd", per_node, one_hot)
+        parts = component_sums(per_node, self.nodes.component, self.nodes.num_components)
         summary = features[:, 0]
         return summary + parts.sum(dim=1), attention, self.token_component, importance, summary, parts
 
@@ -362,7 +362,9 @@ class MultiModalMultiScaleTransformer(nn.Module):
             flow, mask, bias, image_tokens
         )
         # the texture encoder sees texture only: no flow-derived bias or feature reaches it
-        appearance, texture_attn, texture_tokens, _, texture_summary, texture_parts = self.texture(texture, mask)
+        appearance, texture_attn, texture_tokens, _, texture_summary, texture_parts = self.texture(
+            texture, mask
+        )
         if self.readout == "component":  # [B, 2·(1 + K)·D]: each modality's summary, then its parts
             embedding = torch.cat(
                 [motion_summary[:, None], motion_parts, texture_summary[:, None], texture_parts], dim=1

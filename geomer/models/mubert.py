@@ -76,7 +76,9 @@ from geomer.features.types import FeatureSettings
 from geomer.models.attention import TransformerEncoder, attention_relations, movement_key_bias
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
-from geomer.models.tokens import NodeTokenEmbedding, PatchProjection, dense_nodes, sized_variant
+from geomer.models.tokens import (
+    NodeTokenEmbedding, PatchProjection, component_sums, dense_nodes, sized_variant,
+)
 
 #: How the classifier reads the DMA features (:meth:`MicronBERT.pool`).
 READOUTS = ("component", "mean")
@@ -263,10 +265,10 @@ class MicronBERT(nn.Module):
         self.swap_ratio = swap_ratio
         self.swap_block = swap_block
         self.crop_keep = crop_keep
-        num_scales, patch_size = len(features.scales), features.patch_size
+        patch_shape = (len(features.scales), features.patch_size, features.patch_size)
         self.nodes = NodeTokenEmbedding(graph, dim)
-        self.patches = PatchProjection((num_scales, patch_size, patch_size), dim, "patch")
-        self.change = PatchProjection((num_scales, patch_size, patch_size), dim, "fold") if change_embedding else None
+        self.patches = PatchProjection(patch_shape, dim, "patch")
+        self.change = PatchProjection(patch_shape, dim, "fold") if change_embedding else None
         self.context = nn.Parameter(torch.zeros(1, 1, dim))
         nn.init.trunc_normal_(self.context, std=0.02)
         self.encoder = TransformerEncoder(dim, depth, heads, mlp_ratio, dropout)
@@ -365,10 +367,10 @@ class MicronBERT(nn.Module):
         """
         if self.readout == "mean":
             return weighted.sum(dim=1) / interest.sum(dim=1, keepdim=True).clamp_min(1e-6)
-        one_hot = F.one_hot(self.nodes.component, self.num_components).to(weighted.dtype)  # [N, K]
-        pooled = torch.einsum("bnd,nk->bkd", weighted, one_hot)
-        mass = torch.einsum("bn,nk->bk", interest, one_hot).clamp_min(1e-6)
-        return (pooled / mass[..., None]).flatten(1)
+        component = self.nodes.component
+        pooled = component_sums(weighted, component, self.num_components)
+        mass = component_sums(interest[..., None], component, self.num_components).clamp_min(1e-6)
+        return (pooled / mass).flatten(1)
 
     def forward(self, batch) -> ModelOutput:
         check_inputs(self, batch)

@@ -47,6 +47,16 @@ def dense_nodes(batch, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return dense.view(dense.shape[0], dense.shape[1], *values.shape[1:]), mask
 
 
+def component_sums(values: torch.Tensor, component: torch.Tensor, num_components: int) -> torch.Tensor:
+    """The sum of the node values of each facial component (a classifier that reads its features
+    per component keeps where they come from).
+
+    Shapes: values ``[B, N, D]``, component ``[N]`` long → ``[B, K, D]``.
+    """
+    one_hot = torch.nn.functional.one_hot(component, num_components).to(values.dtype)  # [N, K]
+    return torch.einsum("bnd,nk->bkd", values, one_hot)
+
+
 def standardise(values: torch.Tensor, unbiased: bool, eps: float = 1e-3) -> torch.Tensor:
     """``(values − mean) / (std + eps)`` over the last dimension (``unbiased``: the n − 1 std).
 

@@ -149,10 +149,10 @@ def test_the_component_readout_tells_classes_that_differ_only_in_how_two_compone
     face_graph, fit, evaluate_accuracy
 ):
     """The DMA features are projections of a token difference, in which each node's own
-    embedding cancels: a whole-face mean of them loses where a change happened (here the
-    whole-face ``readout="mean"`` reached 0.63–0.77 over four initialisations), and a linear head cannot compute "same
-    way or opposite". The default readout keeps each component's pooled change apart and
-    combines them in a hidden layer."""
+    embedding cancels: a whole-face mean of them loses where a change happened (here
+    ``readout="mean"`` reached 0.63–0.77 over four initialisations), and a linear head cannot
+    compute "same way or opposite". The default readout keeps each component's pooled change
+    apart and combines them in a hidden layer."""
     torch.manual_seed(0)
     train = [_sign_pair_batch(face_graph, 32, seed) for seed in range(4)]
     test = _sign_pair_batch(face_graph, 64, seed=99)
