@@ -39,9 +39,8 @@ Reimplementation choices (not from the paper):
   (summary + weighted sum) instead. Why: with the whole sum, the model's evidence did not sit
   on the components a class is defined by (its occlusion relations agreed with the relevance
   ground truth less than the input-only read-out of the motion); kept apart per component, the
-  same attention-weighted features put it there. Chosen on the synthetic tuning seed, where it
-  raised that agreement from 0.46 to 0.73 and cost 0.02 UF1 (README, "Relations"). The
-  ``embedding`` output is the classifier's input;
+  same attention-weighted features put it there. Chosen on the synthetic tuning seed (README,
+  "Relations", with the figures). The ``embedding`` output is the classifier's input;
 * motion tokens: the flow patches, ``asinh``-compressed (signs and magnitudes kept), projected,
   with N(0, 1) component embeddings (``nn.Embedding``'s start). With these inputs the model learns
   the synthetic task without any hand-made attention bias, so its landmark patches do not use the
