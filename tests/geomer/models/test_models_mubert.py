@@ -160,3 +160,27 @@ def test_the_component_readout_tells_classes_that_differ_only_in_how_two_compone
     assert model.readout == "component"
     fit(model, train, steps=60)
     assert evaluate_accuracy(model, test) >= 0.9
+
+
+def test_the_change_embedding_gives_apex_tokens_the_fold_standardised_difference(face_graph):
+    """Only the apex tokens get the onset→apex difference, on the scale the training batches
+    set: a 0.01 grey-level change becomes an O(1) input."""
+    torch.manual_seed(0)
+    model = create("mubert", 2, face_graph, dim=16, depth=1, heads=2)
+    onset = torch.rand(8, 68, 3, 8, 8)
+    apex = onset + 0.01 * torch.randn(8, 68, 3, 8, 8)
+    mask = torch.ones(8, 68, dtype=torch.bool)
+    model.train()
+    model._pair(onset, apex, mask)  # a training pass updates the running statistics...
+    for _ in range(120):  # ...which forget their initial 1 after about 100 batches (momentum 0.1)
+        model.change(apex - onset)
+    model.eval()
+    prepared = model.change.prepare(apex - onset)
+    assert 0.5 < float(prepared.std()) < 2.0
+    with torch.no_grad():
+        (_, onset_before), (_, apex_before), _ = model._pair(onset, apex, mask)
+        model.change.linear.weight.mul_(2.0)
+        (_, onset_after), (_, apex_after), _ = model._pair(onset, apex, mask)
+    torch.testing.assert_close(onset_after, onset_before)
+    assert (apex_after - apex_before).abs().max() > 1e-3
+    assert create("mubert", 2, face_graph, dim=16, depth=1, heads=2, change_embedding=False).change is None
