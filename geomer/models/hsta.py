@@ -31,7 +31,15 @@ How geomer builds it (reimplementation choices are marked *choice*):
   frames, then CSTA; ``stages`` stages are stacked. Official layout (``hsta-base``, below):
   4 stages of 1 block on special data and 2 on frames; the small default ``hsta`` has 2 stages
   of 1 + 1 blocks;
-* head over both summary tokens, concatenated (also the ``embedding``);
+* classifier (``readout``, *choice*, 0.2.9): both branches' summary tokens and, per branch, the
+  mean token of each facial component after the last stage (frame tokens of every tubelet of
+  the component's nodes), all concatenated (also the ``embedding``), then LayerNorm, a hidden
+  layer (GELU) and the class layer. Why: the summary tokens mix every component's evidence into
+  one vector, and the synthetic classes that move the same components differ only in whether
+  they move the same way or opposite ways, which a linear map of a pooled feature cannot tell;
+  with the summaries alone the model's evidence did not sit on the components a class is
+  defined by (README, "`hsta`'s readout"). ``readout="summary"`` is the paper's head over the
+  two summary tokens (geomer up to 0.2.8);
 * **motion reaches the tokens** (*choice*): the special branch's flow patches are standardised
   per channel with the training fold's statistics (``PatchProjection(normalise="fold")``) and
   each special token gets the node's mean flow magnitude per scale as an explicit feature
@@ -60,7 +68,7 @@ fails at the start naming ``sequence`` (``requires``); use ``mmt`` or ``dere-grl
 
 Sizes (68 nodes, 3 scales, 8×8 patches, Tseq 8, 5 classes; ``sum(p.numel() for p in
 model.parameters())``): ``hsta`` (both widths 48, 4 heads, 2 stages of 1 + 1 blocks, tubelet 4)
-197 765 parameters; ``hsta-base`` 78 016 517.
+235 973 parameters; ``hsta-base`` 81 570 437 (``readout="summary"``: 197 765 and 78 016 517).
 
 ``hsta-base`` is the official configuration, read in the official code
 (github.com/OceanSummerDay/HSTA_MER): ``hsta_model_core/_model_hsta.py`` registers
@@ -112,6 +120,7 @@ from geomer.models.tokens import (
     MagnitudeEmbedding,
     NodeTokenEmbedding,
     PatchProjection,
+    component_sums,
     dense_nodes,
     sized_variant,
     standardise,
@@ -120,6 +129,8 @@ from geomer.models.tokens import (
 #: The official configuration, registered as ``hsta-base`` (the class defaults are ``hsta``): the
 #: official code's ``cross_uni_hsta_base_224`` widths and heads with the stage layout of its
 #: published training script (see the module docstring).
+READOUTS = ("component", "summary")
+
 BASE_CONFIG = dict(
     special_dim=384, frame_dim=768, heads=12, stages=4, special_blocks=1, frame_blocks=2,
     mlp_ratio=4.0, tubelet=2,
@@ -165,7 +176,8 @@ class HierarchicalSpaceTimeAttention(nn.Module):
 
     Input: a PyG ``Batch`` with ``sequence`` ``[N_total, Tseq, P, P]``, ``flow_patches``
     ``[N_total, S, 3, P, P]`` and ``texture`` ``[N_total, S, 2, P, P]`` (node-major).
-    Output: :class:`ModelOutput` with ``embedding`` ``[B, special_dim + frame_dim]``.
+    Output: :class:`ModelOutput` with ``embedding`` ``[B, (1 + K)·(special_dim + frame_dim)]``
+    (``readout="summary"``: ``[B, special_dim + frame_dim]``).
     """
 
     paper = (
@@ -182,7 +194,8 @@ class HierarchicalSpaceTimeAttention(nn.Module):
     # checkpoints of geomer before 0.2.3 dropped the attention weights at `dropout` (0.1 unless
     # set otherwise; a checkpoint trained with another `dropout` is rebuilt with 0.1 here, which
     # only matters for further training: dropout is off in evaluation)
-    earlier_defaults = {"0.2.3": {"attention_dropout": 0.1}}
+    # and read the two summary tokens only before 0.2.9
+    earlier_defaults = {"0.2.3": {"attention_dropout": 0.1}, "0.2.9": {"readout": "summary"}}
 
     def __init__(
         self,
@@ -200,8 +213,12 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         attention_dropout: float = 0.0,
         tubelet: int = 4,
         movement_prior: bool = False,
+        readout: str = "component",
     ) -> None:
         super().__init__()
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
+        self.readout = readout
         self.movement_prior = movement_prior
         self.num_components = int(graph.num_components)
         self.tubelet = tubelet
@@ -243,7 +260,14 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         )
         self.special_norm = nn.LayerNorm(special_dim)
         self.frame_norm = nn.LayerNorm(frame_dim)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(special_dim + frame_dim, num_classes))
+        if readout == "component":
+            width = (1 + self.num_components) * (special_dim + frame_dim)
+            self.head = nn.Sequential(
+                nn.LayerNorm(width), nn.Linear(width, special_dim), nn.GELU(), nn.Dropout(dropout),
+                nn.Linear(special_dim, num_classes),
+            )
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(special_dim + frame_dim, num_classes))
         component = self.special_nodes.component
         summary = component.new_full((1,), -1)
         self.register_buffer("special_component", torch.cat([summary, component]), persistent=False)
@@ -275,6 +299,16 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         changes = change.reshape(b, n, self.time_tokens, self.tubelet, *change.shape[-2:])
         tokens = self.frame_patches(tubelets) + self.frame_changes(changes) + self.time_embedding
         return (tokens + self.frame_nodes()[None, :, None, :]).flatten(1, 2)
+
+    def component_means(self, tokens: torch.Tensor, component: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Each component's mean token, flattened: ``[B, 1+L, D]`` (summary first) → ``[B, K·D]``.
+
+        ``component`` ``[1+L]`` and ``keep`` ``[B, 1+L]`` (real, not padded) describe the tokens.
+        """
+        weights = keep[:, 1:, None].to(tokens.dtype)  # [B, L, 1]
+        sums = component_sums(tokens[:, 1:] * weights, component[1:], self.num_components)
+        counts = component_sums(weights, component[1:], self.num_components).clamp_min(1)
+        return (sums / counts).flatten(1)
 
     def forward(self, batch) -> ModelOutput:
         check_inputs(self, batch)
@@ -308,6 +342,11 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         embedding = torch.cat(
             [self.special_norm(special[:, 0]), self.frame_norm(frames[:, 0])], dim=-1
         )
+        if self.readout == "component":
+            embedding = torch.cat(
+                [embedding, self.component_means(special, self.special_component, keep),
+                 self.component_means(frames, self.frame_component, frame_keep)], dim=-1,
+            )
         relations = mean_relations(
             attention_relations(special_attention, self.special_component, self.num_components),
             attention_relations(frame_attention, self.frame_component, self.num_components),

@@ -47,7 +47,7 @@ def test_official_configuration_is_registered(face_graph):
 def test_each_branch_has_its_own_width(batch, face_graph):
     model = create("hsta", 3, face_graph, special_dim=16, frame_dim=24, heads=2, stages=2)
     output = model(batch)
-    assert output.embedding.shape == (4, 16 + 24)
+    assert output.embedding.shape == (4, (1 + 7) * (16 + 24))  # summaries, then component means
     assert model.special_stages[0][0].norm1.normalized_shape == (16,)
     assert model.frame_stages[1][0].norm1.normalized_shape == (24,)
     output.logits.sum().backward()
@@ -58,7 +58,7 @@ def test_each_branch_has_its_own_width(batch, face_graph):
 def test_forward_tiles_the_sequence_into_tubelets(batch, face_graph, tubelet):
     model = create("hsta", 3, face_graph, special_dim=16, frame_dim=16, heads=2, stages=1, tubelet=tubelet)
     output = model(batch)
-    assert output.logits.shape == (4, 3) and output.embedding.shape == (4, 32)
+    assert output.logits.shape == (4, 3) and output.embedding.shape == (4, 8 * 32)
     torch.testing.assert_close(output.relations.sum(-1), torch.ones(4, 7))
 
 
@@ -127,4 +127,29 @@ def test_attention_weights_are_not_dropped_as_in_the_official_code(batch, face_g
     old = create("hsta", 3, face_graph, special_dim=16, frame_dim=16, heads=2, stages=1,
                  **get_spec("hsta").settings_of_version("0.2.2"))
     assert all(m.dropout == 0.1 for m in old.modules() if isinstance(m, MultiHeadAttention))
-    assert get_spec("hsta").settings_of_version("0.2.3") == {}
+    assert get_spec("hsta").settings_of_version("0.2.3") == {"readout": "summary"}
+
+
+def test_the_classifier_reads_each_components_mean_token_beside_the_summaries(batch, face_graph):
+    """The default readout: both summary tokens (normalised), then per branch the mean of each
+    facial component's tokens after the last stage (every tubelet of its nodes' frame tokens);
+    ``readout="summary"`` is the paper's head over the summaries (checkpoints before 0.2.9)."""
+    torch.manual_seed(0)
+    model = create("hsta", 3, face_graph, special_dim=16, frame_dim=24, heads=2, stages=2).eval()
+    final = []
+    model.crossmodal[-1].register_forward_hook(lambda module, args, out: final.append(out))
+    embedding = model(batch).embedding
+    special, frames = final[0]
+    component = torch.as_tensor(face_graph.component)
+    frame_component = component.repeat_interleave(model.time_tokens)
+    summaries, special_parts, frame_parts = embedding.split([16 + 24, 7 * 16, 7 * 24], dim=1)
+    torch.testing.assert_close(summaries[:, :16], model.special_norm(special[:, 0]))
+    for k in range(7):
+        torch.testing.assert_close(special_parts.view(4, 7, 16)[:, k], special[:, 1:][:, component == k].mean(1))
+        torch.testing.assert_close(frame_parts.view(4, 7, 24)[:, k], frames[:, 1:][:, frame_component == k].mean(1))
+    summary = create("hsta", 3, face_graph, special_dim=16, frame_dim=24, heads=2, stages=2, readout="summary")
+    assert summary(batch).embedding.shape == (4, 16 + 24)
+    with pytest.raises(ValueError, match="readout"):
+        create("hsta", 3, face_graph, readout="mean")
+    assert get_spec("hsta").settings_of_version("0.2.8") == {"readout": "summary"}
+    assert get_spec("hsta").settings_of_version("0.2.9") == {}
