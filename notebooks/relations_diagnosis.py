@@ -202,7 +202,6 @@ def _print_relevance(relevance_rho: np.ndarray, labels: np.ndarray, classes, tru
 def run(run_dir: Path) -> None:
     import pandas as pd
 
-    from geomer.models import create
     from geomer.rundir import load_run
     from geomer.train.checkpoint import load_checkpoint
 
@@ -218,11 +217,7 @@ def run(run_dir: Path) -> None:
         checkpoint = load_checkpoint(path)
         test = [by_sample[s] for s in pd.read_csv(path.parent / "predictions.csv")["sample"]]
         torch.manual_seed(0)
-        fresh = create(checkpoint.model, len(checkpoint.classes), checkpoint.face_graph(), **checkpoint.cfg)
-        if checkpoint.extra.get("mirror"):  # untrained beside trained, both mirror-averaged
-            from geomer.train.augment import MirrorAveraged
-
-            fresh = MirrorAveraged(fresh, checkpoint.face_graph())
+        fresh = checkpoint.build_model(trained=False)  # its version's settings, mirror-averaged alike
         for trained, model in ((True, checkpoint.build_model()), (False, fresh)):
             for evidence in ("log_odds", "log_prob"):
                 joint = occlusion_relations(model, test, num_components=7, evidence=evidence).joint

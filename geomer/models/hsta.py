@@ -34,12 +34,12 @@ How geomer builds it (reimplementation choices are marked *choice*):
 * classifier (``readout``, *choice*, 0.2.9): both branches' summary tokens and, per branch, the
   mean token of each facial component after the last stage (frame tokens of every tubelet of
   the component's nodes), all concatenated (also the ``embedding``), then LayerNorm, a hidden
-  layer (GELU) and the class layer. Why: the summary tokens mix every component's evidence into
-  one vector, and the synthetic classes that move the same components differ only in whether
-  they move the same way or opposite ways, which a linear map of a pooled feature cannot tell;
-  with the summaries alone the model's evidence did not sit on the components a class is
-  defined by (README, "`hsta`'s readout"). ``readout="summary"`` is the paper's head over the
-  two summary tokens (geomer up to 0.2.8);
+  layer (GELU) and the class layer. Why: each summary token mixes every component's evidence
+  into one vector, and with the summaries alone the model's evidence did not sit on the
+  components a class is defined by (its occlusion relations agreed with the relevance ground
+  truth less than the input-only read-out; README, "`hsta`'s readout"). The readout and its
+  hidden layer were tried together, not apart. ``readout="summary"`` is the paper's head over
+  the two summary tokens (geomer up to 0.2.8);
 * **motion reaches the tokens** (*choice*): the special branch's flow patches are standardised
   per channel with the training fold's statistics (``PatchProjection(normalise="fold")``) and
   each special token gets the node's mean flow magnitude per scale as an explicit feature
@@ -80,7 +80,7 @@ which ``get_depth`` turns into 4 stages of ``[1, 2, 0]``: 1 block on special dat
 one cross-attention without MLP. geomer's tokens are region-graph node patches, not the official
 image patches (12- and 16-pixel patches of 224-pixel frames), so the sequence lengths and the
 patch embeddings differ, and its branches use its own dropout (0.1 in the MLPs and before the
-head) instead of the official ``drop 0.2, drop_path 0.2``. The attention weights are not dropped
+class layer) instead of the official ``drop 0.2, drop_path 0.2``. The attention weights are not dropped
 (``attention_dropout`` 0), as in the official ``VisionTransformer`` (``attn_drop_rate=0.``, which
 the published command leaves at its default); before 0.2.3 geomer dropped them at ``dropout``.
 ``hsta`` and ``hsta-base`` train 200 optimiser steps per fold by default (``train_defaults``;
@@ -129,12 +129,14 @@ from geomer.models.tokens import (
 #: The official configuration, registered as ``hsta-base`` (the class defaults are ``hsta``): the
 #: official code's ``cross_uni_hsta_base_224`` widths and heads with the stage layout of its
 #: published training script (see the module docstring).
-READOUTS = ("component", "summary")
-
 BASE_CONFIG = dict(
     special_dim=384, frame_dim=768, heads=12, stages=4, special_blocks=1, frame_blocks=2,
     mlp_ratio=4.0, tubelet=2,
 )
+
+#: What the classifier reads (module docstring): the summary tokens and each component's mean
+#: token per branch, or the summary tokens alone as in the paper.
+READOUTS = ("component", "summary")
 
 
 class CrossmodalSpaceTimeAttention(nn.Module):

@@ -486,7 +486,9 @@ class MirrorAveraged:
 
     ``logits``: the log of the mean of the two class distributions; ``relations`` and
     ``embedding``: the means, the mirror's relations with their components mapped back (left ↔
-    right, :func:`mirror_components`). A thin callable wrapper (not an ``nn.Module``): weights and
+    right, :func:`mirror_components`); the embedding is averaged slot by slot, so the left and
+    right parts of a per-component embedding (``readout="component"``) are mixed (nothing in
+    geomer reads a mirror-averaged embedding). A thin callable wrapper (not an ``nn.Module``): weights and
     ``state_dict`` are the wrapped model's; ``eval``, ``train`` and ``to`` act on it and return the
     wrapper. In ``eval`` mode the clips and their mirrors go through the model as one batch of 2B
     (:func:`geomer.data.pyg.stack_batches`; the same result as two passes up to float rounding, since an evaluated

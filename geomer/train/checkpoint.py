@@ -33,10 +33,11 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)
     geomer_version: str = __version__
 
-    def build_model(self):
+    def build_model(self, trained: bool = True):
         """A model of the recorded kind and size with the saved weights, in eval mode; wrapped in
         :class:`~geomer.train.augment.MirrorAveraged` when it was tested that way
-        (``extra["mirror"]``)."""
+        (``extra["mirror"]``). ``trained=False``: the same model freshly initialised from torch's
+        current random state (the untrained control of a diagnosis)."""
         from geomer.features.types import FeatureSettings
         from geomer.models import create, get_spec
 
@@ -44,7 +45,8 @@ class Checkpoint:
         earlier = get_spec(self.model).settings_of_version(self.geomer_version)
         model = create(self.model, len(self.classes), self.face_graph(), features, **{**earlier, **self.cfg})
         try:
-            model.load_state_dict(self.state_dict)
+            if trained:
+                model.load_state_dict(self.state_dict)
         except RuntimeError as error:
             first = str(error).strip().splitlines()[0]
             raise GeomerError(f"checkpoint weights do not fit model {self.model!r}: {first}") from None

@@ -144,9 +144,21 @@ def test_the_classifier_reads_each_components_mean_token_beside_the_summaries(ba
     frame_component = component.repeat_interleave(model.time_tokens)
     summaries, special_parts, frame_parts = embedding.split([16 + 24, 7 * 16, 7 * 24], dim=1)
     torch.testing.assert_close(summaries[:, :16], model.special_norm(special[:, 0]))
+    torch.testing.assert_close(summaries[:, 16:], model.frame_norm(frames[:, 0]))
     for k in range(7):
         torch.testing.assert_close(special_parts.view(4, 7, 16)[:, k], special[:, 1:][:, component == k].mean(1))
         torch.testing.assert_close(frame_parts.view(4, 7, 24)[:, k], frames[:, 1:][:, frame_component == k].mean(1))
+    # padded nodes count for nothing; a component without real nodes gives a zero part
+    keep = torch.ones(4, 1 + 68, dtype=torch.bool)
+    keep[:, 1:][:, component == 3] = False
+    keep[0, 1:][component == 6] = False
+    keep[1, 1 + 5] = False
+    masked = model.component_means(special, model.special_component, keep).view(4, 7, 16)
+    assert torch.all(masked[:, 3] == 0) and torch.all(masked[0, 6] == 0)
+    torch.testing.assert_close(masked[1, 6], special[1, 1:][component == 6].mean(0))
+    node_5 = int(component[5])
+    others = (component == node_5) & (torch.arange(68) != 5)
+    torch.testing.assert_close(masked[1, node_5], special[1, 1:][others].mean(0))
     summary = create("hsta", 3, face_graph, special_dim=16, frame_dim=24, heads=2, stages=2, readout="summary")
     assert summary(batch).embedding.shape == (4, 16 + 24)
     with pytest.raises(ValueError, match="readout"):

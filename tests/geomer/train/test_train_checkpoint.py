@@ -124,12 +124,15 @@ def test_a_model_sized_by_its_feature_settings_is_rebuilt_with_them(tmp_path):
     ("dere-grl", {"flow_image_channels": 0}, "flow_image_stem", "0.2.1", "0.2.2"),
     ("mmt", {"flow_image_patch": 0}, "flow_image_projection", "0.2.3", "0.2.4"),
     ("mubert", {"readout": "mean", "change_embedding": False}, "change", "0.2.7", "0.2.8"),
+    ("mmt", {"readout": "fused"}, None, "0.2.7", "0.2.8"),
+    ("hsta", {"readout": "summary"}, None, "0.2.8", "0.2.9"),
 ])
 def test_an_earlier_checkpoint_is_rebuilt_with_the_settings_of_its_version(name, setting, part, before, since):
     """dere-grl reads the flow image since 0.2.2, mmt since 0.2.4, mubert has a change embedding
-    (and a per-component readout) since 0.2.8; an earlier checkpoint recorded no
-    setting for it and is rebuilt without the part it never had (its weights fit exactly), a
-    current one with it."""
+    (and a per-component readout) since 0.2.8, mmt a per-component readout since 0.2.8 and hsta
+    since 0.2.9; an earlier checkpoint recorded no setting for it and is rebuilt as it was trained
+    (without the part it never had, its weights fit exactly), a current one with the new default;
+    the untrained control of a diagnosis is built with the same settings."""
     from geomer.models import get_spec
 
     graph = FaceGraph()
@@ -140,14 +143,18 @@ def test_an_earlier_checkpoint_is_rebuilt_with_the_settings_of_its_version(name,
                           graph=graph.to_record(), state_dict=model.state_dict(), geomer_version=version)
 
     rebuilt = checkpoint(old, before).build_model()
-    assert getattr(rebuilt, part) is None
+    assert part is None or getattr(rebuilt, part) is None
     for key, value in old.state_dict().items():
         torch.testing.assert_close(rebuilt.state_dict()[key], value)
+    untrained = checkpoint(old, before).build_model(trained=False)
+    assert {k: v.shape for k, v in untrained.state_dict().items()} == {k: v.shape for k, v in old.state_dict().items()}
+    assert not all(torch.equal(v, old.state_dict()[k]) for k, v in untrained.state_dict().items())
     with pytest.raises(GeomerError, match="do not fit"):
         checkpoint(old, since).build_model()
     spec = get_spec(name)
     current = create(name, 3, graph, **spec.settings_of_version(since))  # as `since` trained it
-    assert getattr(checkpoint(current, since).build_model(), part) is not None
+    assert part is None or getattr(checkpoint(current, since).build_model(), part) is not None
+    checkpoint(current, since).build_model()  # its weights fit
     assert spec.settings_of_version(before).items() >= setting.items()
     assert not setting.keys() & spec.settings_of_version(since).keys()
     assert spec.settings_of_version("0.10.0") == {}
