@@ -44,12 +44,12 @@ class Checkpoint:
         features = FeatureSettings.from_dict(self.feature_settings)
         earlier = get_spec(self.model).settings_of_version(self.geomer_version)
         model = create(self.model, len(self.classes), self.face_graph(), features, **{**earlier, **self.cfg})
-        try:
-            if trained:
+        if trained:
+            try:
                 model.load_state_dict(self.state_dict)
-        except RuntimeError as error:
-            first = str(error).strip().splitlines()[0]
-            raise GeomerError(f"checkpoint weights do not fit model {self.model!r}: {first}") from None
+            except RuntimeError as error:
+                first = str(error).strip().splitlines()[0]
+                raise GeomerError(f"checkpoint weights do not fit model {self.model!r}: {first}") from None
         model.eval()
         if self.extra.get("mirror"):
             from geomer.train.augment import MirrorAveraged
