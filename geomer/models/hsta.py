@@ -120,7 +120,7 @@ from geomer.models.tokens import (
     MagnitudeEmbedding,
     NodeTokenEmbedding,
     PatchProjection,
-    component_sums,
+    component_means,
     dense_nodes,
     sized_variant,
     standardise,
@@ -302,15 +302,16 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         tokens = self.frame_patches(tubelets) + self.frame_changes(changes) + self.time_embedding
         return (tokens + self.frame_nodes()[None, :, None, :]).flatten(1, 2)
 
-    def component_means(self, tokens: torch.Tensor, component: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def mean_tokens_per_component(
+        self, tokens: torch.Tensor, component: torch.Tensor, keep: torch.Tensor
+    ) -> torch.Tensor:
         """Each component's mean token, flattened: ``[B, 1+L, D]`` (summary first) → ``[B, K·D]``.
 
         ``component`` ``[1+L]`` and ``keep`` ``[B, 1+L]`` (real, not padded) describe the tokens.
         """
-        weights = keep[:, 1:, None].to(tokens.dtype)  # [B, L, 1]
-        sums = component_sums(tokens[:, 1:] * weights, component[1:], self.num_components)
-        counts = component_sums(weights, component[1:], self.num_components).clamp_min(1)
-        return (sums / counts).flatten(1)
+        weights = keep[:, 1:].to(tokens.dtype)  # [B, L]
+        weighted = tokens[:, 1:] * weights[..., None]
+        return component_means(weighted, weights, component[1:], self.num_components).flatten(1)
 
     def forward(self, batch) -> ModelOutput:
         check_inputs(self, batch)
@@ -346,8 +347,8 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         )
         if self.readout == "component":
             embedding = torch.cat(
-                [embedding, self.component_means(special, self.special_component, keep),
-                 self.component_means(frames, self.frame_component, frame_keep)], dim=-1,
+                [embedding, self.mean_tokens_per_component(special, self.special_component, keep),
+                 self.mean_tokens_per_component(frames, self.frame_component, frame_keep)], dim=-1,
             )
         relations = mean_relations(
             attention_relations(special_attention, self.special_component, self.num_components),

@@ -77,7 +77,7 @@ from geomer.models.attention import TransformerEncoder, attention_relations, mov
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
 from geomer.models.tokens import (
-    NodeTokenEmbedding, PatchProjection, component_sums, dense_nodes, sized_variant,
+    NodeTokenEmbedding, PatchProjection, component_means, dense_nodes, sized_variant,
 )
 
 #: How the classifier reads the DMA features (:meth:`MicronBERT.pool`).
@@ -367,10 +367,7 @@ class MicronBERT(nn.Module):
         """
         if self.readout == "mean":
             return weighted.sum(dim=1) / interest.sum(dim=1, keepdim=True).clamp_min(1e-6)
-        component = self.nodes.component
-        pooled = component_sums(weighted, component, self.num_components)
-        mass = component_sums(interest[..., None], component, self.num_components).clamp_min(1e-6)
-        return (pooled / mass).flatten(1)
+        return component_means(weighted, interest, self.nodes.component, self.num_components).flatten(1)
 
     def forward(self, batch) -> ModelOutput:
         check_inputs(self, batch)

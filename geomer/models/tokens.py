@@ -57,6 +57,18 @@ def component_sums(values: torch.Tensor, component: torch.Tensor, num_components
     return torch.einsum("bnd,nk->bkd", values, one_hot)
 
 
+def component_means(weighted: torch.Tensor, weights: torch.Tensor, component: torch.Tensor,
+                    num_components: int) -> torch.Tensor:
+    """The weighted mean of the node values of each facial component; 0 for a component whose
+    nodes all have weight 0 (padded or masked).
+
+    Shapes: weighted ``[B, N, D]`` (weight × value, as the caller has it), weights ``[B, N]``,
+    component ``[N]`` long → ``[B, K, D]``.
+    """
+    mass = component_sums(weights[..., None], component, num_components).clamp_min(1e-6)
+    return component_sums(weighted, component, num_components) / mass
+
+
 def standardise(values: torch.Tensor, unbiased: bool, eps: float = 1e-3) -> torch.Tensor:
     """``(values − mean) / (std + eps)`` over the last dimension (``unbiased``: the n − 1 std).
 

@@ -153,7 +153,7 @@ def test_the_classifier_reads_each_components_mean_token_beside_the_summaries(ba
     keep[:, 1:][:, component == 3] = False
     keep[0, 1:][component == 6] = False
     keep[1, 1 + 5] = False
-    masked = model.component_means(special, model.special_component, keep).view(4, 7, 16)
+    masked = model.mean_tokens_per_component(special, model.special_component, keep).view(4, 7, 16)
     assert torch.all(masked[:, 3] == 0) and torch.all(masked[0, 6] == 0)
     torch.testing.assert_close(masked[1, 6], special[1, 1:][component == 6].mean(0))
     node_5 = int(component[5])
