@@ -310,15 +310,15 @@ def test_a_model_may_name_its_own_recipe_and_the_user_overrides_it():
     assert TrainConfig.for_model("hsta").augment == "flip=0.5,mirror=1"
     assert TrainConfig.for_model("dere-grl", augment="none").augment == ""
     assert TrainConfig.for_model("dere-grl", augment=None).augment == "flip=0.5,smooth=0.1,mirror=1"
-    # the transformers name their own budget in steps and nothing else; --epochs or --steps wins
-    for model in ("hsta", "mmt", "mubert", "hsta-base"):  # a sized variant shares its class's recipe
+    # the paper models name their own budget in steps; --epochs or --steps wins
+    for model in ("dere-grl", "hsta", "mmt", "mubert", "hsta-base"):  # a sized variant shares its class's recipe
         assert (TrainConfig.for_model(model).steps, TrainConfig.for_model(model).epochs) == (200, None)
         assert TrainConfig.for_model(model).epochs_for(5) == 40  # the synthetic standard's 150 clips
     assert (TrainConfig.for_model("hsta", epochs=5).steps, TrainConfig.for_model("hsta", epochs=5).epochs) == (None, 5)
     assert TrainConfig.for_model("dere-grl", steps=50).epochs is None
     assert TrainConfig.for_model("mmt").replace(epochs=10).budget() == "10 epochs"  # a new budget replaces the old
     assert TrainConfig().replace(steps=100).budget() == "100 steps"
-    assert TrainConfig.for_model("hsta").lr == TrainConfig().lr and TrainConfig.for_model("dere-grl").epochs == 20
+    assert TrainConfig.for_model("hsta").lr == TrainConfig().lr and TrainConfig.for_model("ststnet").epochs == 100
 
 
 SMALL = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}  # a small dere-grl
