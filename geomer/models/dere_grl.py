@@ -211,7 +211,7 @@ class DeReGRL(nn.Module):
     # The budget is 200 optimiser steps per fold (0.2.10; before, 20 epochs), as for the
     # transformers: an epoch budget trains a small dataset far less (README, "Models").
     train_defaults = {"steps": 200, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2,
-                      "augment": "flip,mirror,smooth"}
+                      "augment": "flip,mirror,smooth,mixup=0.4"}
     # checkpoints of geomer before 0.2.2 were trained without the flow-image stem
     earlier_defaults = {"0.2.2": {"flow_image_channels": 0}}
     # Data attributes forward() reads when present (the engine may drop the others before

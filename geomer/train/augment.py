@@ -11,6 +11,7 @@ name            what                                                            
 ``scale``       scaling of geometry and flow image by 1 + a draw from ±value           fraction (0.05)
 ``jitter``      every flow quantity of a clip times 1 + a draw from ±value             fraction (0.1)
 ``smooth``      label smoothing of the cross-entropy                                   ε (0.1)
+``mixup``       each training batch mixed with a shuffled copy of itself (below)       α (0.2)
 ``ema``         exponential moving average of the weights (:func:`averaged_model`),    decay (0.99)
                 evaluated instead of them
 ``mirror``      test (and validate, and measure occlusion) on the clip and its mirror  on (1)
@@ -47,6 +48,16 @@ and scaled, the nodes' positions in it and its component regions moved with it);
 statistics and patches are not resampled. **Jitter** multiplies u, v, the
 magnitude and the strain of every flow input (node statistics, patches, the flow image).
 
+**Mixup** (Zhang et al., ICLR 2018, "mixup: Beyond Empirical Risk Minimization";
+:meth:`Augmenter.mix`): after the other augmentations, every clip of a batch is mixed with
+another clip of the same batch (a random permutation), ``λ·input + (1 − λ)·partner's input``, for
+every floating-point input of the clips (node features, patches, positions, the flow image,
+the edges' motion), and the loss is ``λ·CE(y) + (1 − λ)·CE(y_partner)``. One ``λ`` a batch,
+drawn from Beta(α, α) and folded to ``max(λ, 1 − λ)``, so each clip stays the larger part of its
+mix. Every clip of geomer is on the same N nodes in the same order, so node i of one clip mixes
+with node i of the other: the same landmark, the same facial component. Integer inputs (node
+components, the flow image's regions, the graph) are left as they are.
+
 **EMA** (``torch.optim.swa_utils.AveragedModel``, buffers averaged too) replaces epoch picking by
 weight averaging; the averaged model is the one validated, tested and saved.
 
@@ -81,9 +92,10 @@ for _a, _b in _PAIRS:
     MIRROR[_a], MIRROR[_b] = _b, _a
 
 #: Each part's default value (used when the spec names it without a value) and its valid range.
-DEFAULTS = {"flip": 0.5, "rotate": 5.0, "scale": 0.05, "jitter": 0.1, "smooth": 0.1, "ema": 0.99, "mirror": 1.0}
+DEFAULTS = {"flip": 0.5, "rotate": 5.0, "scale": 0.05, "jitter": 0.1, "smooth": 0.1, "mixup": 0.2,
+            "ema": 0.99, "mirror": 1.0}
 _RANGES = {"flip": (0.0, 1.0), "rotate": (0.0, 45.0), "scale": (0.0, 0.5), "jitter": (0.0, 0.9),
-           "smooth": (0.0, 0.5), "ema": (0.0, 0.99999), "mirror": (0.0, 1.0)}
+           "smooth": (0.0, 0.5), "mixup": (0.0, 10.0), "ema": (0.0, 0.99999), "mirror": (0.0, 1.0)}
 
 # Flow-stat channels: 0 u, 1 v, 2 magnitude, 3..10 orientation histogram, 11 strain.
 _HISTOGRAM_MIRROR = 3 + (3 - np.arange(8)) % 8
@@ -99,13 +111,14 @@ class Recipe:
     scale: float = 0.0
     jitter: float = 0.0
     smooth: float = 0.0
+    mixup: float = 0.0
     ema: float = 0.0
     mirror: float = 0.0
 
     @property
     def augments(self) -> bool:
         """Whether any input augmentation is on."""
-        return any((self.flip, self.rotate, self.scale, self.jitter))
+        return any((self.flip, self.rotate, self.scale, self.jitter, self.mixup))
 
     def spec(self) -> str:
         """The canonical SPEC (every part on, with its value; "" when all are off)."""
@@ -328,7 +341,8 @@ def _rotate_scale_flow_image(batch, matrix) -> None:
 class Augmenter:
     """Applies a :class:`Recipe`'s input augmentations to training batches.
 
-    ``generator``: a seeded ``torch.Generator`` (draws per clip: flip, angle, scale, jitter).
+    ``generator``: a seeded ``torch.Generator`` (draws per clip: flip, angle, scale, jitter; per
+    batch: the mixup partners and weight).
     """
 
     def __init__(self, recipe: Recipe, graph, generator):
@@ -369,6 +383,36 @@ class Augmenter:
         if recipe.jitter:
             out = self._jitter(out, 1 + self._uniform(size, recipe.jitter))
         return out
+
+    def mix(self, batch):
+        """Mixup (see the module doc): ``(mixed batch, partner [B] long, weight λ)``; clip b of
+        the mixed batch is ``λ·clip b + (1 − λ)·clip partner[b]``. Without ``mixup`` in the
+        recipe: the batch itself, no partner and weight 1.
+
+        Every float tensor of the batch whose rows are the clips' rows in order (a multiple of
+        B: per clip, per node, per edge) is mixed; the others are shared with ``batch``.
+        """
+        import torch
+
+        if not self.recipe.mixup:
+            return batch, None, 1.0
+        size = int(batch.num_graphs)
+        # torch's Beta sampler has no generator argument: numpy's, seeded from the augmenter's
+        # stream, keeps the run reproducible from the fold's seed
+        seed = int(torch.randint(2**31 - 1, (), generator=self.generator))
+        weight = float(np.random.default_rng(seed).beta(self.recipe.mixup, self.recipe.mixup))
+        weight = max(weight, 1.0 - weight)
+        partner = torch.randperm(size, generator=self.generator)
+        out = copy.copy(batch)
+        for name in batch.keys():
+            value = batch[name]
+            if not torch.is_tensor(value) or not torch.is_floating_point(value) or value.dim() == 0:
+                continue
+            if value.shape[0] % size:
+                continue
+            rows = value.reshape(size, -1, *value.shape[1:])
+            out[name] = (weight * rows + (1.0 - weight) * rows[partner]).reshape(value.shape)
+        return out, partner, weight
 
     def _rotate_scale(self, batch, angle, scale):
         """Rotate and scale the geometry and the flow image of each clip ([B] angles in radians, [B]

@@ -265,12 +265,18 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             model.train()
             total_loss, correct, seen = 0.0, 0, 0
             for indices in loader:
-                batch = table.batch(indices) if augmenter is None else augmenter.batch(table, indices)
+                partner, weight = None, 1.0
+                if augmenter is None:
+                    batch = table.batch(indices)
+                else:
+                    batch, partner, weight = augmenter.mix(augmenter.batch(table, indices))
                 if device.type != "cpu":
                     batch = batch.to(device)
                 output = model(batch)
                 target = batch.y.view(-1)
                 loss = loss_function(output.logits, target)
+                if partner is not None:  # mixup: the loss of the mix is the mix of the two losses
+                    loss = weight * loss + (1.0 - weight) * loss_function(output.logits, target[partner.to(target.device)])
                 if output.aux_loss is not None:
                     loss = loss + output.aux_loss
                 optimiser.zero_grad(set_to_none=True)
