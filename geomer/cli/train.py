@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     parser.add_argument("--leaky-best-epoch", action="store_true",
                         help="pick the best TEST epoch as some papers do; the run is marked leaky")
     parser.add_argument("--augment", default=None, metavar="SPEC",
-                        help="small-data recipe, e.g. flip,rotate=5,scale=0.05,jitter=0.1,smooth=0.1,ema=0.99,mirror "
+                        help="small-data recipe, e.g. flip,rotate=5,scale=0.05,jitter=0.1,smooth=0.1,mixup=0.2,ema=0.99,mirror "
                              "(geomer.train.augment); default: the model's (flip,mirror unless it names its own); "
                              "'none' turns it off")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",

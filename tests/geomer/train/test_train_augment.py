@@ -253,6 +253,32 @@ def test_rotation_scale_and_jitter_leave_the_batch_they_are_given_unchanged(kind
         torch.testing.assert_close(getattr(batch, key), value, rtol=0, atol=0, msg=key)
 
 
+@pytest.mark.parametrize("kind", ["frames", "flow_image"])
+def test_mixup_mixes_every_float_input_of_a_clip_with_its_partners(kind):
+    batch = clips(kind, count=4)
+    before = {key: value.clone() for key, value in batch.to_dict().items() if torch.is_tensor(value)}
+    augmenter = Augmenter(parse_recipe("mixup=0.4"), GRAPH, torch.Generator().manual_seed(0))
+    mixed, partner, weight = augmenter.mix(batch)
+    assert sorted(partner.tolist()) == [0, 1, 2, 3] and 0.5 <= weight < 1.0
+    size, mixed_names = batch.num_graphs, set()
+    for key, value in before.items():
+        torch.testing.assert_close(getattr(batch, key), value, rtol=0, atol=0, msg=key)  # not changed
+        if torch.is_floating_point(value):
+            rows = value.reshape(size, -1, *value.shape[1:])
+            expected = (weight * rows + (1 - weight) * rows[partner]).reshape(value.shape)
+            torch.testing.assert_close(mixed[key], expected, msg=key)
+            mixed_names.add(key)
+        else:  # node components, regions, the graph's edges and membership, labels
+            assert torch.equal(mixed[key], value), key
+    image = {"flow_image", "flow_image_points"} if kind == "flow_image" else set()
+    assert {"x", "pos", "flow_stats", "edge_attr"} | image <= mixed_names
+    # a draw per batch from the augmenter's stream: the same seed gives the same mix
+    again = Augmenter(parse_recipe("mixup=0.4"), GRAPH, torch.Generator().manual_seed(0)).mix(batch)
+    assert torch.equal(again[1], partner) and again[2] == weight
+    unmixed = Augmenter(parse_recipe("flip"), GRAPH, torch.Generator()).mix(batch)
+    assert unmixed[0] is batch and unmixed[1:] == (None, 1.0)
+
+
 def test_rotation_and_scale_turn_the_flow_image_its_vectors_and_the_nodes_in_it():
     batch = clips("flow_image", count=2)
     size = batch.flow_image.shape[-1]
@@ -306,10 +332,10 @@ def test_recipe_spec_is_validated_and_canonical():
 def test_a_model_may_name_its_own_recipe_and_the_user_overrides_it():
     # dere-grl's recipe (its train_defaults) adds label smoothing; hsta keeps the engine's; an
     # explicit --augment wins over either
-    assert TrainConfig.for_model("dere-grl").augment == "flip=0.5,smooth=0.1,mirror=1"
+    assert TrainConfig.for_model("dere-grl").augment == "flip=0.5,smooth=0.1,mixup=0.4,mirror=1"
     assert TrainConfig.for_model("hsta").augment == "flip=0.5,mirror=1"
     assert TrainConfig.for_model("dere-grl", augment="none").augment == ""
-    assert TrainConfig.for_model("dere-grl", augment=None).augment == "flip=0.5,smooth=0.1,mirror=1"
+    assert TrainConfig.for_model("dere-grl", augment=None).augment == "flip=0.5,smooth=0.1,mixup=0.4,mirror=1"
     # the paper models name their own budget in steps; --epochs or --steps wins
     for model in ("dere-grl", "hsta", "mmt", "mubert", "hsta-base"):  # a sized variant shares its class's recipe
         assert (TrainConfig.for_model(model).steps, TrainConfig.for_model(model).epochs) == (200, None)
@@ -338,11 +364,11 @@ def test_training_with_the_recipe_is_recorded_and_changes_the_model(tmp_path):
     graphs = _three_subjects(3)
     plain = TrainConfig(model="dere-grl", cfg=SMALL, epochs=2, batch_size=6, seeds=(0,), progress=False,
                         augment="none")
-    recipe = plain.replace(augment="flip,rotate,jitter,smooth,ema=0.9")
+    recipe = plain.replace(augment="flip,rotate,jitter,smooth,mixup,ema=0.9")
     results = [run_loso(graphs, ("a", "b", "c"), config, tmp_path / name, face_graph=GRAPH)
                for name, config in (("plain", plain), ("recipe", recipe))]
     config = json.loads((tmp_path / "recipe" / "config.json").read_text())
-    assert config["settings"]["augment"] == "flip=0.5,rotate=5,jitter=0.1,smooth=0.1,ema=0.9"
+    assert config["settings"]["augment"] == "flip=0.5,rotate=5,jitter=0.1,smooth=0.1,mixup=0.2,ema=0.9"
     probabilities = [np.loadtxt(r.out_dir / "seed-0" / "s0" / "predictions.csv", delimiter=",", skiprows=1,
                                 usecols=(5, 6, 7)) for r in results]
     assert not np.allclose(probabilities[0], probabilities[1])
