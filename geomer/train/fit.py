@@ -276,7 +276,8 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
                 target = batch.y.view(-1)
                 loss = loss_function(output.logits, target)
                 if partner is not None:  # mixup: the loss of the mix is the mix of the two losses
-                    loss = weight * loss + (1.0 - weight) * loss_function(output.logits, target[partner.to(target.device)])
+                    partner_target = target[partner.to(target.device)]
+                    loss = weight * loss + (1.0 - weight) * loss_function(output.logits, partner_target)
                 if output.aux_loss is not None:
                     loss = loss + output.aux_loss
                 optimiser.zero_grad(set_to_none=True)

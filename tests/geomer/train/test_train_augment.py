@@ -330,7 +330,7 @@ def test_recipe_spec_is_validated_and_canonical():
 
 
 def test_a_model_may_name_its_own_recipe_and_the_user_overrides_it():
-    # dere-grl's recipe (its train_defaults) adds label smoothing; hsta keeps the engine's; an
+    # dere-grl's recipe (its train_defaults) adds label smoothing and mixup; hsta keeps the engine's; an
     # explicit --augment wins over either
     assert TrainConfig.for_model("dere-grl").augment == "flip=0.5,smooth=0.1,mixup=0.4,mirror=1"
     assert TrainConfig.for_model("hsta").augment == "flip=0.5,mirror=1"
