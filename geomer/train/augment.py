@@ -55,8 +55,11 @@ every floating-point input of the clips (node features, patches, positions, the 
 the edges' motion), and the loss is ``λ·CE(y) + (1 − λ)·CE(y_partner)``. One ``λ`` a batch,
 drawn from Beta(α, α) and folded to ``max(λ, 1 − λ)``, so each clip stays the larger part of its
 mix. Every clip of geomer is on the same N nodes in the same order, so node i of one clip mixes
-with node i of the other: the same landmark, the same facial component. Integer inputs (node
-components, the flow image's regions, the graph) are left as they are.
+with node i of the other: the same landmark, the same facial component. Positions are mixed
+too (the nodes' canonical positions and their places in the flow image): the mix is read at
+the nodes of an intermediate face, which for aligned faces lies close to both. Integer inputs
+(node components, the flow image's regions, which only the occlusion relations of evaluated
+clips read, the graph) are left as they are.
 
 **EMA** (``torch.optim.swa_utils.AveragedModel``, buffers averaged too) replaces epoch picking by
 weight averaging; the averaged model is the one validated, tested and saved.
@@ -406,10 +409,10 @@ class Augmenter:
         out = copy.copy(batch)
         for name in batch.keys():
             value = batch[name]
-            if not torch.is_tensor(value) or not torch.is_floating_point(value) or value.dim() == 0:
+            if not torch.is_tensor(value) or not torch.is_floating_point(value):
                 continue
-            if value.shape[0] % size:
-                continue
+            if value.shape[0] % size:  # every input of a collated batch has the same rows per clip
+                raise GeomerError(f"cannot mix {name!r}: {value.shape[0]} rows for {size} clips")
             rows = value.reshape(size, -1, *value.shape[1:])
             out[name] = (weight * rows + (1.0 - weight) * rows[partner]).reshape(value.shape)
         return out, partner, weight

@@ -265,11 +265,11 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             model.train()
             total_loss, correct, seen = 0.0, 0, 0
             for indices in loader:
-                partner, weight = None, 1.0
+                partner, mix_weight = None, 1.0
                 if augmenter is None:
                     batch = table.batch(indices)
                 else:
-                    batch, partner, weight = augmenter.mix(augmenter.batch(table, indices))
+                    batch, partner, mix_weight = augmenter.mix(augmenter.batch(table, indices))
                 if device.type != "cpu":
                     batch = batch.to(device)
                 output = model(batch)
@@ -277,7 +277,7 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
                 loss = loss_function(output.logits, target)
                 if partner is not None:  # mixup: the loss of the mix is the mix of the two losses
                     partner_target = target[partner.to(target.device)]
-                    loss = weight * loss + (1.0 - weight) * loss_function(output.logits, partner_target)
+                    loss = mix_weight * loss + (1.0 - mix_weight) * loss_function(output.logits, partner_target)
                 if output.aux_loss is not None:
                     loss = loss + output.aux_loss
                 optimiser.zero_grad(set_to_none=True)

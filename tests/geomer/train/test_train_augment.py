@@ -372,6 +372,11 @@ def test_training_with_the_recipe_is_recorded_and_changes_the_model(tmp_path):
     probabilities = [np.loadtxt(r.out_dir / "seed-0" / "s0" / "predictions.csv", delimiter=",", skiprows=1,
                                 usecols=(5, 6, 7)) for r in results]
     assert not np.allclose(probabilities[0], probabilities[1])
+    # the fit loop trains on the mixed batches: without mixup the same recipe gives another model
+    unmixed = run_loso(graphs, ("a", "b", "c"), recipe.replace(augment="flip,rotate,jitter,smooth,ema=0.9"),
+                       tmp_path / "unmixed", face_graph=GRAPH)
+    assert not np.allclose(np.loadtxt(unmixed.out_dir / "seed-0" / "s0" / "predictions.csv", delimiter=",",
+                                      skiprows=1, usecols=(5, 6, 7)), probabilities[1])
     again = run_loso(graphs, ("a", "b", "c"), recipe, tmp_path / "again", face_graph=GRAPH)
     np.testing.assert_allclose(
         np.loadtxt(again.out_dir / "seed-0" / "s0" / "predictions.csv", delimiter=",", skiprows=1, usecols=(5, 6, 7)),
