@@ -106,6 +106,7 @@ from geomer.models.dere_grl_modules import (
     gcn_normalise,
 )
 from geomer.models.flow_image import flow_image_patches
+from geomer.models.settings import check_at_least, check_probability
 from geomer.models.output import ModelOutput
 from geomer.models.registry import register_model
 
@@ -247,16 +248,10 @@ class DeReGRL(nn.Module):
             raise GeomerError(f"dere-grl: unknown rrm {rrm!r}; choose one of {', '.join(RRM_FORMS)}")
         if not streams or any(s not in STREAMS for s in streams) or len(set(streams)) != len(streams):
             raise GeomerError(f"dere-grl: streams must be a non-empty subset of {STREAMS}, got {streams}")
-        for name, value, low in (("actions", actions, 1), ("hidden", hidden, 1), ("layers", layers, 1),
-                                 ("embedding", embedding, 1), ("flow_image_channels", flow_image_channels, 0)):
-            if int(value) < low:
-                raise GeomerError(f"dere-grl: {name} must be ≥ {low}, got {value}")
-        if learned_bound < 0 or self_relation < 0:
-            raise GeomerError(
-                f"dere-grl: learned_bound and self_relation must be ≥ 0, got {learned_bound}, {self_relation}"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise GeomerError(f"dere-grl: dropout must be in [0, 1), got {dropout}")
+        check_at_least("dere-grl", 1, actions=actions, hidden=hidden, layers=layers, embedding=embedding)
+        check_at_least("dere-grl", 0, flow_image_channels=flow_image_channels, learned_bound=learned_bound,
+                       self_relation=self_relation)
+        check_probability("dere-grl", dropout=dropout)
 
         self.num_classes = int(num_classes)
         self.num_nodes = int(graph.num_nodes)

@@ -116,6 +116,7 @@ from geomer.models.attention import (
 )
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
+from geomer.models.settings import check_at_least, check_positive, check_probability
 from geomer.models.tokens import (
     MagnitudeEmbedding,
     NodeTokenEmbedding,
@@ -220,6 +221,10 @@ class HierarchicalSpaceTimeAttention(nn.Module):
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
+        check_at_least("hsta", 1, special_dim=special_dim, frame_dim=frame_dim, heads=heads, stages=stages,
+                       special_blocks=special_blocks, frame_blocks=frame_blocks, tubelet=tubelet)
+        check_positive("hsta", mlp_ratio=mlp_ratio)
+        check_probability("hsta", dropout=dropout, attention_dropout=attention_dropout)
         self.readout = readout
         self.movement_prior = movement_prior
         self.num_components = int(graph.num_components)

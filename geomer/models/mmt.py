@@ -104,6 +104,7 @@ from geomer.models.attention import (
 from geomer.models.flow_image import flow_image_patches
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
+from geomer.models.settings import check_at_least, check_positive, check_probability
 from geomer.models.tokens import (
     MagnitudeEmbedding,
     NodeTokenEmbedding,
@@ -311,6 +312,10 @@ class MultiModalMultiScaleTransformer(nn.Module):
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
+        check_at_least("mmt", 1, dim=dim, depth=depth, heads=heads)
+        check_positive("mmt", mlp_ratio=mlp_ratio, temperature=temperature)
+        check_at_least("mmt", 0, contrastive_weight=contrastive_weight)
+        check_probability("mmt", dropout=dropout, attention_dropout=attention_dropout)
         self.readout = readout
         if flow_image_patch < 0:
             raise ValueError(f"flow_image_patch must be >= 0, got {flow_image_patch}")

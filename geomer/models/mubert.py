@@ -72,10 +72,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geomer.errors import GeomerError
 from geomer.features.types import FeatureSettings
 from geomer.models.attention import TransformerEncoder, attention_relations, movement_key_bias
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
+from geomer.models.settings import check_at_least, check_positive, check_probability
 from geomer.models.tokens import (
     NodeTokenEmbedding, PatchProjection, component_means, dense_nodes, sized_variant,
 )
@@ -251,6 +253,11 @@ class MicronBERT(nn.Module):
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
+        check_at_least("mubert", 1, dim=dim, depth=depth, heads=heads, swap_block=swap_block)
+        check_positive("mubert", mlp_ratio=mlp_ratio)
+        check_probability("mubert", dropout=dropout)
+        if not 0.0 <= swap_ratio <= 1.0:
+            raise GeomerError(f"mubert: swap_ratio must lie in [0, 1], got {swap_ratio}")
         self.readout = readout
         if not 0.0 < crop_keep <= 1.0:
             raise ValueError(f"crop_keep must be in (0, 1], got {crop_keep}")

@@ -117,7 +117,7 @@ def run_loso(
             raise GeomerError(f"per-fold pretraining has frame pairs of {len(fold_pretraining.pairs)} clips, the run {len(graphs)}")
         pretraining = fold_pretraining.record()
     check_inputs(config.model, graphs[0])
-    check_model_settings(config, len(class_names), face_graph, feature_settings)
+    check_model_settings(config, len(class_names), face_graph, feature_settings, init=init)
     records = [
         (key, g.subject, getattr(g, "dataset", ""), class_names[label], *(sample_details[i] if sample_details else ()))
         for i, (key, g, label) in enumerate(zip(keys, graphs, labels))
@@ -181,11 +181,13 @@ def run_loso(
 
 
 def check_model_settings(
-    config: TrainConfig, num_classes: int, face_graph, feature_settings: dict | None = None
+    config: TrainConfig, num_classes: int, face_graph, feature_settings: dict | None = None,
+    init: str | Path | None = None,
 ) -> None:
     """Build ``config.model`` once with its settings on features of ``feature_settings`` (a
-    :meth:`FeatureSettings.to_dict`; the defaults when None): a bad setting is a one-line
-    GeomerError before anything is written."""
+    :meth:`FeatureSettings.to_dict`; the defaults when None), and load the pretrained weights
+    ``init`` into it: a bad setting or checkpoint is a one-line GeomerError before anything is
+    written."""
     from geomer.features.types import FeatureSettings
     from geomer.models import create
     from geomer.train.augment import mirror_components, parse_recipe
@@ -195,10 +197,14 @@ def check_model_settings(
         mirror_components(face_graph)  # the mirror needs a mirror-symmetric graph
     try:
         features = FeatureSettings.from_dict(feature_settings or {})
-        create(config.model, num_classes, face_graph, features, **config.cfg)
+        model = create(config.model, num_classes, face_graph, features, **config.cfg)
+        if init is not None:
+            from geomer.models.pretrained import load_pretrained
+
+            load_pretrained(model, init)
     except GeomerError:
         raise
-    except (TypeError, ValueError, RuntimeError, AssertionError) as error:
+    except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise GeomerError(f"model {config.model!r} cannot be built with settings {config.cfg}: {first}") from None
 

@@ -284,7 +284,13 @@ def test_a_broken_video_gives_one_line_without_ffmpeg_noise(untrained_checkpoint
     (["--set", "hidden=abc"], "expected int"), (["--set", "hidden=16.7"], "expected int"),
     (["--set", "use_flow=maybe"], "expected bool"), (["--set", "dropout=nan"], "expected float"),
     (["--set", "nosuch=1"], "no setting"), (["--epochs", "3", "--steps", "100"], "not both"),
-    (["--steps", "0"], "steps must be at least 1"),
+    (["--steps", "0"], "steps must be at least 1"), (["--set", "actions=0"], "actions must be ≥ 1"),
+    (["--model", "mmt", "--set", "depth=0"], "depth must be ≥ 1"),
+    (["--model", "mmt", "--set", "temperature=0"], "temperature must be > 0"),
+    (["--model", "mmt", "--set", "attention_dropout=2"], "attention_dropout must lie in [0, 1)"),
+    (["--model", "hsta", "--set", "tubelet=0"], "tubelet must be ≥ 1"),
+    (["--model", "hsta", "--set", "special_dim=0"], "special_dim must be ≥ 1"),
+    (["--model", "mubert", "--set", "swap_ratio=2"], "swap_ratio must lie in [0, 1]"),
 ])
 def test_bad_options_are_one_line_and_nothing_is_written(tmp_path, monkeypatch, capsys, options, message):
     monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))

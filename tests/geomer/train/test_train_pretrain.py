@@ -252,6 +252,17 @@ def test_init_and_per_fold_pretraining_are_exclusive_and_refused_before_writing(
     assert not out.exists()
 
 
+def test_a_checkpoint_of_another_model_is_refused_before_writing(tiny_root, tmp_path, capsys):
+    path = save_pretrained(tmp_path / "p.pt", create("mubert", 2, FaceGraph(), **SMALL), model_name="mubert",
+                           model_cfg=SMALL, subjects=["external/x"])
+    out = tmp_path / "run"
+    status = main(["train", "--model", "dere-grl", "--dataset", "synth", "--root", str(tiny_root),
+                   "--init", str(path), "--out", str(out), "--quiet"])
+    error = capsys.readouterr().err
+    assert status == 2 and len(error.strip().splitlines()) == 1 and "not 'dere-grl'" in error
+    assert not out.exists()  # so the corrected command is not refused as "a different run"
+
+
 def test_the_frame_guard_compares_content_not_names(tmp_path):
     import shutil
     from types import SimpleNamespace
