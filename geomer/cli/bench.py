@@ -85,5 +85,11 @@ ENTRIES = Registry("bench entry", GeomerError, {
 
 
 def _run(args) -> int:
+    # every count an entry times must be at least 1 (0 frames or repeats times nothing)
+    for option in ("frames", "repeats", "steps", "epochs", "jobs", "dim", "depth", "heads", "decoder_depth",
+                   "batch_size"):
+        value = getattr(args, option, None)
+        if value is not None and value < 1:
+            raise GeomerError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
     print_rows(ENTRIES[args.entry](args))
     return 0

@@ -123,7 +123,9 @@ def relation_matrices(activations, classes: list[str]) -> dict[str, np.ndarray]:
     return {name: (totals[name] / max(counts[name], 1)).astype(np.float32) for name in classes}
 
 
-def _check_args(subjects: int, clips: int, fps: float) -> None:
+def _check_args(subjects: int, clips: int, fps: float, seed: int) -> None:
+    if seed < 0:  # numpy's seed sequences take non-negative integers only
+        raise GeomerError(f"--seed must be at least 0, got {seed}")
     if subjects < 1:
         raise GeomerError(f"--subjects must be at least 1, got {subjects}")
     if clips < 1:
@@ -311,7 +313,7 @@ def generate(
     out = Path(out)
     writer = get_layout(layout)
     get_difficulty(difficulty)
-    _check_args(subjects, clips, fps)
+    _check_args(subjects, clips, fps, seed)
     if jobs < 1:
         raise GeomerError(f"--jobs must be at least 1, got {jobs}")
     _check_output(out)

@@ -48,3 +48,11 @@ def test_bench_needs_an_entry(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["bench"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("argv", [["landmarks", "--frames", "0"], ["synth", "--frames", "-1"],
+                                  ["features", "--repeats", "0"], ["pretrain", "--steps", "0"]])
+def test_bench_counts_below_one_are_one_line_errors(argv, capsys):
+    assert main(["bench", *argv]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "must be at least 1" in err

@@ -180,6 +180,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
         (dict(difficulty="extreme"), "unknown difficulty"),
         (dict(subjects=0), "--subjects"),
         (dict(fps=1), "--fps"),
+        (dict(seed=-1), "--seed"),
     ]:
         with pytest.raises(GeomerError, match=pattern):
             generate(tmp_path / "x", **{**TINY, **kwargs})
