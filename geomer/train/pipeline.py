@@ -62,7 +62,7 @@ def train_dataset(
     get_spec(config.model)
     settings = settings if settings is not None else FeatureSettings()
     face_graph = settings.graph()
-    check_model_settings(config, 2, face_graph, settings.to_dict(), init=init)
+    check_model_settings(config, 2, face_graph, settings.to_dict())
     if pretrain is not None:
         from geomer.train.pretrain import check_pretrainable
 

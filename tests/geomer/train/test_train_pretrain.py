@@ -17,6 +17,7 @@ from geomer.graph import FaceGraph
 from geomer.models import create
 from geomer.models.pretrained import (
     check_pretraining,
+    file_fingerprint,
     load_pretrained,
     pretrained_subjects,
     pretraining_record,
@@ -253,8 +254,10 @@ def test_init_and_per_fold_pretraining_are_exclusive_and_refused_before_writing(
 
 
 def test_a_checkpoint_of_another_model_is_refused_before_writing(tiny_root, tmp_path, capsys):
+    frame = tmp_path / "external-frame.png"
+    cv2.imwrite(str(frame), np.full((8, 8), 3, np.uint8))
     path = save_pretrained(tmp_path / "p.pt", create("mubert", 2, FaceGraph(), **SMALL), model_name="mubert",
-                           model_cfg=SMALL, subjects=["external/x"])
+                           model_cfg=SMALL, subjects=["external/x"], frame_fingerprints=[file_fingerprint(frame)])
     out = tmp_path / "run"
     status = main(["train", "--model", "dere-grl", "--dataset", "synth", "--root", str(tiny_root),
                    "--init", str(path), "--out", str(out), "--quiet"])
