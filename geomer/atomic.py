@@ -17,13 +17,22 @@ import numpy as np
 
 from landmarks.track import FILE_MODE
 
+from geomer.errors import GeomerError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; rename it to ``path`` on success, delete it on error."""
+    """Yield a temp path next to ``path``; rename it to ``path`` on success, delete it on error.
+
+    An operating-system error while writing (a full disk, no permission, a folder named ``path``)
+    becomes a :class:`GeomerError` naming ``path``; ``path`` itself is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise write_error(path, error) from error
     os.close(handle)
     try:
         yield Path(temporary)
@@ -32,8 +41,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if Path(temporary).exists():
             os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
+    except OSError as error:
+        raise write_error(path, error) from error
     finally:
         Path(temporary).unlink(missing_ok=True)
+
+
+def write_error(path: Path, error: OSError) -> GeomerError:
+    """The one-line error for failing to write ``path``."""
+    if isinstance(error, IsADirectoryError) or path.is_dir():
+        return GeomerError(f"{path}: is a directory, cannot write a file there")
+    return GeomerError(f"{path}: cannot write it ({error.strerror or error})")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -46,3 +64,20 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """``np.save`` ``array`` to ``path`` atomically (the name is kept as given)."""
     with atomic_path(path) as temporary, open(temporary, "wb") as stream:
         np.save(stream, array)
+
+
+def atomic_torch_save(path: str | os.PathLike, payload) -> None:
+    """``torch.save`` ``payload`` to ``path`` atomically.
+
+    torch reports a failed write (a full disk) as a RuntimeError ("enforce fail at
+    inline_container.cc"), not an OSError; it becomes a GeomerError naming ``path`` too.
+    """
+    import torch
+
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        try:
+            torch.save(payload, temporary)
+        except RuntimeError as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise GeomerError(f"{path}: cannot write it (torch.save failed: {first}; is the disk full?)") from error

@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def os_error_line(error: OSError) -> str:
     """``path: reason`` (and ``→ other path`` for a rename) of an operating-system error; the
-    reason alone when the error names no file."""
+    reason alone (and where to look) when the error names no file."""
     if error.filename is None:
-        return str(error.strerror or error)
+        return f"{error.strerror or error} (run with --debug to see where)"
     where = str(error.filename) + (f" → {error.filename2}" if error.filename2 else "")
     return f"{where}: {error.strerror or error}"
 

@@ -27,8 +27,6 @@ def register(subparsers) -> None:
 
 def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, permutations: int = 5040, seed: int = 0):
     """Write the side-by-side figure and the agreement CSV; returns the table (a DataFrame)."""
-    from pathlib import Path
-
     import numpy as np
 
     from geomer.atomic import atomic_write_text
@@ -36,6 +34,7 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
     from geomer.relations import agreement_table, load_ground_truth, load_run, load_run_relations, run_labels
     from geomer.viz import plot_relation_panel, save_figure
 
+    out = check_figure_path(out)
     runs = [load_run(path) for path in run_dirs]
     components = runs[0].component_names
     for run in runs[1:]:
@@ -69,7 +68,6 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
         rows["motion_relations (ground truth)"] = dict(zip(truth.classes, truth.motion_relations))
     table = agreement_table(rows, truth, per_class=per_class, permutations=permutations, seed=seed)
 
-    out = Path(out)
     figure = plot_relation_panel(
         {k: v for k, v in rows.items() if k != "input-only baseline"}, components,
         ground_truth=dict(zip(truth.classes, truth.relations)) if truth is not None else None,
@@ -79,6 +77,27 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
     csv = out.with_suffix(".csv")
     atomic_write_text(csv, table.to_csv(index=False))
     return table
+
+
+def check_figure_path(out):
+    """``out`` as a Path, or a one-line GeomerError before any work: the name must end in a figure
+    format (compare never writes over ``notes`` or ``table.txt``), and neither the figure nor the
+    table beside it (stem + ``.csv``) may be a directory."""
+    from pathlib import Path
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from geomer.errors import GeomerError
+
+    out = Path(out)
+    if out.is_dir():
+        raise GeomerError(f"{out}: is a directory; -o needs a figure file name (.png, .pdf or .svg)")
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in FigureCanvasAgg.get_supported_filetypes():
+        raise GeomerError(f"{out}: cannot write a figure {f'as {fmt!r}' if fmt else 'without an extension'} (use .png, .pdf or .svg)")
+    if out.with_suffix(".csv").is_dir():
+        raise GeomerError(f"{out.with_suffix('.csv')}: is a directory, cannot write the table there")
+    return out
 
 
 def _run(args) -> int:

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument("--scheme", default=None, help="class scheme; None: the dataset's own")
     parser.add_argument("--cache", default=None, help="feature-cache root; None: $GEOMER_CACHE/features")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
-    parser.add_argument("--backend", default="dlib", help="landmark backend (dlib, fan)")
+    parser.add_argument("--backend", default="dlib", help="landmark backend (dlib, dlib-cnn, fan)")
     parser.add_argument("--skip-bad", action="store_true", help="leave bad sheet rows and clips that fail (no face) out, listed, instead of refusing the dataset")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -51,10 +51,13 @@ def run(args) -> int:
     from geomer.errors import GeomerError
     from geomer.features.types import FeatureSettings
     from geomer.paths import cache_root
+    from landmarks.backends import BACKENDS
     from landmarks.files import check_output_folder
 
     if args.jobs < 1:
         raise GeomerError(f"--jobs must be at least 1 (got {args.jobs})")
+    if args.backend not in BACKENDS:
+        raise GeomerError(f"unknown landmark backend {args.backend!r} (--backend); known: {', '.join(BACKENDS.names())}")
     check_output_folder(args.cache if args.cache is not None else cache_root() / "features", "--cache", GeomerError)
     root = dataset_root(args.dataset, args.root, not args.quiet)
     index = read_dataset(args.dataset, root, scheme=args.scheme, skip_bad=args.skip_bad)

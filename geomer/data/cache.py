@@ -20,8 +20,10 @@ so correcting an apex or a flow setting does not re-track (tracking is the slow 
 Every file is written to a temp file in the same folder and renamed (``os.replace``), so a crash
 mid-write leaves no readable partial file, and an interrupted build resumes by skipping the entries
 already present. A present entry is verified by loading it: one that fails to load (truncated,
-older format, another clip's identity) is extracted again with a one-line notice on stderr, never
-used. Clips that fail are reported (key, one-line message), never cached.
+older format, another clip's identity, an array missing or of the wrong shape, a non-finite value)
+is extracted again with a one-line notice on stderr, never used. Each entry lists the feature
+arrays it was written with (:data:`CONTENTS_ARRAY`), so a missing one is noticed even where that
+modality is optional. Clips that fail are reported (key, one-line message), never cached.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import numpy as np
 import geomer
 from geomer.atomic import atomic_path, atomic_write_text
 from geomer.errors import GeomerError
-from geomer.features.types import ClipFeatures, FeatureSettings
+from geomer.features.types import ARRAY_FIELDS, ClipFeatures, FeatureSettings
 from landmarks.files import fingerprint
 
 MANIFEST = "manifest.json"
@@ -49,6 +51,8 @@ MANIFEST = "manifest.json"
 CACHE_FORMAT = 3
 #: The stored identity of an entry (a JSON string inside the ``.npz``).
 IDENTITY_ARRAY = "cache_identity"
+#: The names of the feature arrays an entry was written with (a JSON list inside the ``.npz``).
+CONTENTS_ARRAY = "cache_contents"
 #: Tracker settings that change a track (``landmarks.track``'s defaults, used by ``geomer prepare``).
 TRACKER_SETTINGS = {"redetect_every": 30, "smooth": 0, "min_valid_fraction": 0.5, "move_fraction": 0.1}
 # What np.load / zipfile / json raise for a truncated, foreign or older file.
@@ -224,7 +228,16 @@ class FeatureCache:
                     return None, f"{path}: no cache identity (older cache format)"
                 if json.loads(str(arrays[IDENTITY_ARRAY])) != identity:
                     return None, f"{path}: made from another source or frame numbers"
-                return ClipFeatures.from_arrays(arrays), ""
+                if CONTENTS_ARRAY not in arrays.files:
+                    return None, f"{path}: no list of its arrays (older cache format)"
+                missing = [name for name in json.loads(str(arrays[CONTENTS_ARRAY])) if name not in arrays.files]
+                if missing:
+                    return None, f"{path}: lacks {', '.join(missing)}"
+                features = ClipFeatures.from_arrays(arrays)
+            bad = nonfinite(features)
+            if bad:
+                return None, f"{path}: non-finite values in {', '.join(bad)}"
+            return features, ""
         except _LOAD_ERRORS as error:
             return None, f"{path}: cannot be read ({' '.join(str(error).split()) or type(error).__name__})"
 
@@ -242,10 +255,19 @@ class FeatureCache:
         self._ensure_manifest()
         path = self.path(job, identity)
         arrays = features.to_arrays()
+        arrays[CONTENTS_ARRAY] = np.array(json.dumps(sorted(name for name in ARRAY_FIELDS if name in arrays)))
         arrays[IDENTITY_ARRAY] = np.array(json.dumps(identity, sort_keys=True))
         with atomic_path(path) as temporary, open(temporary, "wb") as stream:
             np.savez(stream, **arrays)
         return path
+
+
+def nonfinite(features: ClipFeatures) -> list[str]:
+    """The names of ``features``' arrays holding a NaN or an infinity (all are float32)."""
+    return [
+        name for name in ARRAY_FIELDS
+        if getattr(features, name) is not None and not np.isfinite(getattr(features, name)).all()
+    ]
 
 
 def notice(message: str) -> None:
@@ -298,6 +320,9 @@ def process_job(job: FeatureJob, root: str, settings: dict) -> tuple[str, str | 
             )
         else:
             raise GeomerError(f"clip {job.key}: unknown job kind {job.kind!r}")
+        bad = nonfinite(features)
+        if bad:  # never cached: the entry would not verify
+            raise GeomerError(f"clip {job.key}: non-finite feature values in {', '.join(bad)}")
     except (GeomerError, LandmarksError) as error:
         message = " ".join(str(error).split())  # one line
         return job.key, message, 0, 0

@@ -29,7 +29,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from geomer.atomic import atomic_path
+from geomer.atomic import atomic_torch_save
 from geomer.errors import GeomerError
 
 FORMAT = "geomer-pretrained"
@@ -68,8 +68,7 @@ def save_pretrained(
         "settings": dict(settings or {}),
         "history": list(history or []),
     }
-    with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+    atomic_torch_save(path, payload)
     return path
 
 

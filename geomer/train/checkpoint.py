@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geomer.atomic import atomic_path
+from geomer.atomic import atomic_torch_save
 from geomer.errors import GeomerError
 from geomer.version import __version__, check_version
 
@@ -65,11 +65,9 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
-    """Write ``checkpoint`` atomically (temp file in the same folder, then rename)."""
-    import torch
-
+    """Write ``checkpoint`` atomically (temp file in the same folder, then rename); a failed write
+    (a full disk) is a GeomerError naming ``path``, and leaves no file under its name."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "geomer_version": checkpoint.geomer_version,
@@ -82,8 +80,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
         "extra": dict(checkpoint.extra),
         "state_dict": {key: value.detach().cpu() for key, value in checkpoint.state_dict.items()},
     }
-    with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+    atomic_torch_save(path, payload)
     return path
 
 

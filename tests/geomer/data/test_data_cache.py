@@ -116,7 +116,7 @@ def test_crash_mid_write_leaves_nothing_and_resumes(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(cache_module.os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(GeomerError, match=f"{cache.path(second)}: cannot write it"):
         cache.put(second, fake_features("second"))
     monkeypatch.undo()
     assert not cache.has(second) and cache.get(second) is None
@@ -145,6 +145,33 @@ def test_unreadable_or_foreign_file_is_not_used(tmp_path):
     path.write_bytes(cache.put(other, fake_features()).read_bytes())
     features, problem = cache.load(job)
     assert features is None and "another source" in problem
+
+
+def rewrite(path, change):
+    """Rewrite the valid ``.npz`` at ``path`` with ``change(arrays)`` applied (a valid file whose
+    content is wrong, unlike a truncated one)."""
+    with np.load(path) as loaded:
+        arrays = dict(loaded)
+    change(arrays)
+    np.savez(path, **arrays)
+
+
+def test_entry_lacking_an_array_or_with_non_finite_values_is_not_used(tmp_path):
+    cache = FeatureCache(tmp_path / "cache", SETTINGS)
+    job = job_of(tmp_path)
+    path = cache.put(job, fake_features(job.key))
+    good = path.read_bytes()
+    rewrite(path, lambda arrays: arrays.pop("geometry"))  # optional modality, but this entry had it
+    features, problem = cache.load(job)
+    assert features is None and str(path) in problem and "lacks geometry" in problem
+    assert "\n" not in problem and cache.get(job) is None
+    for name, value in (("geometry", np.nan), ("texture_apex", np.inf)):
+        path.write_bytes(good)
+        rewrite(path, lambda arrays: arrays[name].__setitem__((0,), value))
+        features, problem = cache.load(job)
+        assert features is None and f"non-finite values in {name}" in problem and str(path) in problem
+    path.write_bytes(good)
+    assert cache.get(job) is not None
 
 
 @pytest.fixture()
@@ -187,12 +214,24 @@ def test_build_cache_resumes_and_reports_failures(clip_folders):
     assert features.flow_stats.shape == (68, 2, 12) and features.apex == 13
 
 
-def test_build_cache_rebuilds_a_truncated_file_with_a_notice(clip_folders, capsys):
+def _nan_geometry(arrays):
+    arrays["geometry"][:] = np.nan
+
+
+CORRUPTIONS = {
+    "truncated": lambda path: path.write_bytes(path.read_bytes()[:200]),
+    "lacks geometry": lambda path: rewrite(path, lambda arrays: arrays.pop("geometry")),
+    "NaN geometry": lambda path: rewrite(path, _nan_geometry),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_build_cache_rebuilds_a_bad_file_with_a_notice(clip_folders, capsys, corruption):
     cache, jobs = clip_folders
     build_cache(jobs, cache, progress=False)
     path = cache.path(jobs[0])
     expected = cache.get(jobs[0]).flow_stats
-    path.write_bytes(path.read_bytes()[:200])
+    CORRUPTIONS[corruption](path)
     capsys.readouterr()
     report = build_cache(jobs, cache, progress=False)
     assert (report.done, report.cached) == (1, 1)
@@ -200,6 +239,25 @@ def test_build_cache_rebuilds_a_truncated_file_with_a_notice(clip_folders, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and jobs[0].key in err[0] and str(path) in err[0]
     np.testing.assert_allclose(cache.get(jobs[0]).flow_stats, expected)
+
+
+def test_non_finite_features_are_a_failure_never_cached(clip_folders, monkeypatch):
+    import geomer.features.extract as extract_module
+
+    cache, jobs = clip_folders
+    real = extract_module.extract_clip
+
+    def extract_with_nan(*args, **kwargs):
+        features = real(*args, **kwargs)
+        features.flow_stats[0, 0, 0] = np.nan
+        return features
+
+    monkeypatch.setattr(extract_module, "extract_clip", extract_with_nan)
+    report = build_cache(jobs[:1], cache, progress=False)
+    assert report.done == 0 and len(report.failures) == 1
+    key, message = report.failures[0]
+    assert key == jobs[0].key and "non-finite" in message and "flow_stats" in message
+    assert not cache.path(jobs[0]).exists()
 
 
 def test_build_cache_process_pool_matches_serial(clip_folders, tmp_path):

@@ -127,6 +127,43 @@ def test_truncated_cache_file_is_rebuilt_with_a_notice(flow_root, tmp_path, caps
     assert len(load_graphs(index, cache)) == 4
 
 
+def test_cache_file_lacking_an_array_is_refused_by_load_graphs_and_rebuilt(flow_root, tmp_path, capsys):
+    argv = ["prepare", "--dataset", "synth", "--root", str(flow_root), "--cache",
+            str(tmp_path / "cache"), "--quiet"]
+    assert main(argv) == 0
+    index = read_dataset("synth", flow_root)
+    cache = FeatureCache(tmp_path / "cache", FeatureSettings())
+    sample = index.samples[1]
+    path = cache.path(feature_job(sample, index.name))
+    with np.load(path) as loaded:
+        arrays = dict(loaded)
+    del arrays["flow_image_points"]  # a valid .npz, missing an array this entry was written with
+    np.savez(path, **arrays)
+    # training reads the cache through load_graphs: the same verification refuses the entry
+    with pytest.raises(GeomerError, match="lacks flow_image_points") as refused:
+        load_graphs(index, cache)
+    assert sample.key in str(refused.value)
+    capsys.readouterr()
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "clips: 4 (1 extracted now, 3 already cached, 0 failed)" in captured.out
+    notices = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(notices) == 1 and sample.key in notices[0] and "lacks flow_image_points" in notices[0]
+    assert len(load_graphs(index, cache)) == 4
+
+
+def test_unknown_backend_is_refused_before_any_work(flow_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "home"))
+    for argv in (["prepare", "--dataset", "synth", "--root", str(flow_root)],
+                 ["prepare", "--cache", str(tmp_path / "cache")]):  # no root: the standard synth set
+        assert main(argv + ["--backend", "nope", "--quiet"]) == 2
+        captured = capsys.readouterr()
+        err = captured.err.strip().splitlines()
+        assert captured.out == "" and len(err) == 1
+        assert "unknown landmark backend 'nope'" in err[0] and "dlib" in err[0] and "fan" in err[0]
+    assert list(tmp_path.iterdir()) == []  # nothing written: no cache, no synthetic dataset
+
+
 def test_prepare_bad_dataset_is_one_line_exit_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["prepare", "--dataset", "casme2", "--root", str(tmp_path / "empty")]) == 2

@@ -53,6 +53,28 @@ def test_plot_refuses_components_of_another_partition(run_dir, capsys):
     config.write_text(config.read_text().replace('"partition": "k7"', '"partition": "k9"'))
     assert main(["plot", str(run_dir), "--face", "template"]) == 2
     assert "do not match" in capsys.readouterr().err
+    assert not (run_dir / "figures").exists()  # refused before the first figure, not after
+
+
+def test_plot_with_a_damaged_history_writes_nothing(run_dir, capsys):
+    history = run_dir / "seed-0" / "fold-s2" / "history.csv"
+    history.write_text("")
+    assert main(["plot", str(run_dir), "--face", "template"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "fold-s2/history.csv: not a readable CSV" in error
+    assert not (run_dir / "figures").exists()
+
+
+def test_figures_are_all_drawn_before_one_is_written(run_dir, tmp_path):
+    from geomer.errors import GeomerError
+    from geomer.rundir import load_run
+    from geomer.viz.run import write_run_figures
+
+    run = load_run(run_dir)
+    (run_dir / "seed-0" / "fold-s2" / "history.csv").write_text("epoch,loss\n1,abc\n")  # damaged after reading
+    with pytest.raises(GeomerError, match=r"fold-s2/history.csv: row 2: loss is 'abc'"):
+        write_run_figures(run, tmp_path / "figures", face="template")
+    assert not (tmp_path / "figures").exists()
 
 
 def test_compare_with_ground_truth(tmp_path, make_run, run_dir, ground_truth_file, capsys):
@@ -89,6 +111,41 @@ def test_compare_bad_inputs(tmp_path, run_dir, capsys):
     assert main(["compare", str(run_dir), "-o", str(tmp_path / "c.txt")]) == 2
     assert "cannot write a figure" in capsys.readouterr().err
     assert not figure.exists()
+
+
+def test_compare_never_writes_over_a_file_that_is_not_a_figure(tmp_path, run_dir, capsys):
+    notes = tmp_path / "notes"
+    notes.write_text("my notes\n")
+    assert main(["compare", str(run_dir), "-o", str(notes)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"geomer compare: error: {notes}: cannot write a figure without an extension (use .png, .pdf or .svg)"]
+    assert notes.read_text() == "my notes\n" and not (tmp_path / "notes.csv").exists()
+
+
+def test_compare_into_a_directory_names_it_before_any_work(tmp_path, run_dir, capsys):
+    """The output check comes first: a missing run directory is not even looked at."""
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    assert main(["compare", str(run_dir), str(tmp_path / "nope"), "-o", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"geomer compare: error: {folder}: is a directory; -o needs a figure file name (.png, .pdf or .svg)"]
+    assert not any(folder.iterdir()) and not (tmp_path / "figures.csv").exists()
+
+
+def test_compare_on_a_full_disk_is_one_line_naming_the_figure(tmp_path, run_dir, capsys, monkeypatch):
+    import errno
+
+    from matplotlib.figure import Figure
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    figure = tmp_path / "out" / "c.png"
+    assert main(["compare", str(run_dir), "-o", str(figure), "--permutations", "10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"geomer compare: error: {figure}: cannot write it (No space left on device)"]
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 @pytest.mark.skipif(shutil.which("geomer", path=str(Path(sys.executable).parent)) is None, reason="geomer not installed")

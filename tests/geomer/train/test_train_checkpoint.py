@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 from train_tiny_model import make_graphs
 import pytest
@@ -77,6 +79,25 @@ def test_incompatible_version_and_foreign_files_are_refused(saved, tmp_path):
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(GeomerError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_full_disk_while_saving_is_one_line_naming_the_checkpoint(saved, monkeypatch):
+    """torch.save reports a full disk as a RuntimeError ("enforce fail at inline_container.cc");
+    saving ends in a GeomerError naming the checkpoint, the earlier file is kept, no temp file."""
+    path, _, _ = saved
+    before = path.read_bytes()
+    checkpoint = load_checkpoint(path)
+
+    def torch_save_on_a_full_disk(payload, where):
+        with open(where, "wb") as stream:
+            stream.write(before[:100])
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 120128 vs 120000")
+
+    monkeypatch.setattr(torch, "save", torch_save_on_a_full_disk)
+    with pytest.raises(GeomerError, match=f"^{re.escape(str(path))}: cannot write it"):
+        save_checkpoint(path, checkpoint)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["model.pt"]
 
 
 def test_version_compatibility_rule():
