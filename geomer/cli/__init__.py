@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from concurrent.futures.process import BrokenProcessPool
 
 from landmarks.errors import LandmarksError
@@ -46,9 +48,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's time limit), raised like Ctrl-C so that the same cleanup
+    runs: temp folders removed, worker processes ended, finished work kept for a resume."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # signal handlers can only be set from the main thread (tests may call main from others)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        return _run(args)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args) -> int:
     try:
         status = args.func(args)
     except (GeomerError, LandmarksError) as error:
@@ -74,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"geomer {args.command}: error: a worker process died (killed or out of memory); "
               "finished work is kept: run the command again, with fewer --jobs", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"geomer {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interruption:
+        terminated = isinstance(interruption, Terminated)
+        print(f"geomer {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     return int(status or 0)
 
 

@@ -81,3 +81,27 @@ def test_unusable_output_folders_are_one_line_before_any_work(tmp_path, monkeypa
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and message in err and str(out) in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "taken"]
+
+
+def test_sigterm_ends_synth_like_ctrl_c_and_leaves_no_temp_folder(tmp_path):
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "data"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "geomer.cli", "synth", str(out), "--subjects", "6", "--clips", "6", "--quiet"],
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+    )
+    deadline = time.monotonic() + 60
+    # the temp folder appears once rendering has started
+    while not list(tmp_path.glob("data.tmp-*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "synth ended before the signal"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert err.strip().splitlines() == ["geomer synth: terminated"]
+    assert list(tmp_path.iterdir()) == []
