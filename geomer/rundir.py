@@ -64,6 +64,11 @@ RELATION_KINDS = ("relations", "occlusion_relations", "baseline_relations")
 #: The fixed leading columns of predictions.csv; one ``prob_<class>`` column per class follows.
 PREDICTION_COLUMNS = ("sample", "subject", "dataset", "true", "predicted")
 
+#: How far a predictions.csv row's probabilities may sum from 1. They are written with 6 decimals
+#: (each off by at most 5e-7), so a row of C classes is off by at most C × 5e-7 plus float32
+#: softmax error: 1e-4 holds for up to ~200 classes and still catches a damaged cell.
+PROBABILITY_SUM_TOLERANCE = 1e-4
+
 # Settings that may change between a run and its resumption without changing any result.
 RESUMABLE_KEYS = ("execution",)
 
@@ -156,6 +161,46 @@ def _class_names(column: pd.Series, classes: Sequence[str], path: Path, name: st
     return column
 
 
+def _probabilities(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> np.ndarray:
+    """The ``prob_<class>`` columns as [n, C] float64, each a finite number in [0, 1] and each row
+    summing to 1; GeomerError naming the file and row otherwise (a damaged cell must not be averaged
+    or pooled silently)."""
+    values = np.stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(np.float64) for c in columns], axis=1)
+    bad = np.argwhere(~(np.isfinite(values) & (values >= 0) & (values <= 1)))  # non-numbers became NaN
+    if len(bad):
+        row, column = bad[0]
+        raise GeomerError(f"{path}: row {row + 2}: {columns[column]} is {str(frame[columns[column]].iloc[row])!r}, "
+                          f"not a probability in [0, 1]")
+    off = np.flatnonzero(np.abs(values.sum(axis=1) - 1) > PROBABILITY_SUM_TOLERANCE)
+    if len(off):
+        raise GeomerError(f"{path}: row {off[0] + 2}: probabilities sum to {values[off[0]].sum():.6f}, not 1")
+    return values
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    """A fold's ``history.csv``: one row per epoch, column ``epoch`` and numeric metric columns
+    (loss, acc, …; a cell may be empty). GeomerError naming the file (and row) otherwise."""
+    if not path.exists():
+        raise GeomerError(f"{path}: missing")
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as error:  # an empty file is a ValueError too
+        raise GeomerError(f"{path}: not a readable CSV ({error})") from None
+    if "epoch" not in frame.columns:
+        raise GeomerError(f"{path}: missing column epoch")
+    if frame.empty or len(frame.columns) < 2:
+        raise GeomerError(f"{path}: no epochs or no metric besides epoch")
+    for column in frame.columns:
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        # an empty metric cell is allowed (not measured that epoch); text, or no epoch, is damage
+        bad = np.flatnonzero(numbers.isna() & (frame[column].notna() | (column == "epoch")))
+        if len(bad):
+            row = int(bad[0])
+            raise GeomerError(f"{path}: row {row + 2}: {column} is {str(frame[column].iloc[row])!r}, not a number")
+        frame[column] = numbers
+    return frame
+
+
 @dataclass(frozen=True)
 class FoldDir:
     """``seed-<s>/<fold>/`` of a run directory: one fold under one seed."""
@@ -211,8 +256,12 @@ class FoldDir:
     ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
         """A finished fold's predictions, its relations ``[n, K, K]`` (matrix i for prediction row
         i) and, with ``occlusion``, its occlusion relations (the same shape; None when the fold has
-        none). One-line GeomerError naming the file that is missing, unreadable or does not match."""
+        none). Its ``history.csv``, when it has one (an ensemble's folds have none), is verified
+        too, so a resumed run trains a fold with a damaged history again. One-line GeomerError
+        naming the file that is missing, unreadable or does not match."""
         frame = self.read_predictions(class_names)
+        if self.history_path.exists():
+            read_history(self.history_path)
         relations = self.load_relations(components=components)
         if len(relations) != len(frame):
             raise GeomerError(
@@ -246,7 +295,8 @@ class FoldDir:
         atomic_write_text(self.predictions_path, buffer.getvalue())
 
     def read_predictions(self, classes: Sequence[str]) -> pd.DataFrame:
-        """The fold's predictions; ``true``/``predicted`` as class names (indices are mapped).
+        """The fold's predictions; ``true``/``predicted`` as class names (indices are mapped),
+        ``prob_<class>`` as floats (checked: numbers in [0, 1], each row summing to 1).
 
         Raises GeomerError naming the file (and row) for a missing, unreadable or malformed file.
         """
@@ -265,6 +315,11 @@ class FoldDir:
                 raise GeomerError(f"{path}: row {int(frame.index[frame[column].eq('')][0]) + 2}: empty {column}")
         frame["true"] = _class_names(frame["true"], classes, path, "true")
         frame["predicted"] = _class_names(frame["predicted"], classes, path, "predicted")
+        probability_columns = [f"prob_{name}" for name in classes]
+        missing = [c for c in probability_columns if c not in frame.columns]
+        if missing:
+            raise GeomerError(f"{path}: missing column(s) {', '.join(missing)}")
+        frame[probability_columns] = _probabilities(frame, probability_columns, path)
         return frame
 
 
@@ -316,9 +371,6 @@ class RunDir:
                 seed = seed_dir.name.removeprefix(SEED_PREFIX)
                 found += [FoldDir(p, seed, p.name) for p in sorted(seed_dir.iterdir()) if p.is_dir()]
         return found
-
-    def history_paths(self) -> list[Path]:
-        return [fold.history_path for fold in self.folds() if fold.history_path.is_file()]
 
     # ---------------------------------------------------------------------------- writing
 
@@ -521,6 +573,7 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
 
     frames: list[pd.DataFrame] = []
     relations: list[np.ndarray] = []
+    histories: list[str] = []  # a finished fold's, verified by read_results (an unfinished one's may be partial)
     for fold in run_dir.folds():
         if not fold.has_predictions():
             continue  # a fold not finished yet
@@ -529,6 +582,8 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
         frame["fold"] = fold.name
         frames.append(frame)
         relations.append(fold_relations)
+        if fold.history_path.exists():
+            histories.append(str(fold.history_path))
 
     if frames:
         predictions = pd.concat(frames, ignore_index=True)
@@ -563,6 +618,6 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
         sample_relations=sample_relations,
         class_relations=class_relations,
         metrics=run_dir.read_metrics(),
-        history_files=tuple(str(p) for p in run_dir.history_paths()),
+        history_files=tuple(histories),
     )
 

@@ -117,10 +117,7 @@ def _average_fold(folds, classes: list[str], components: int):
     probability_columns = [f"prob_{c}" for c in classes]
     frames, relations = [], {"relations": [], "occlusion_relations": []}
     for fold in folds:
-        frame = fold.read_predictions(classes)
-        missing = [c for c in probability_columns if c not in frame.columns]
-        if missing:
-            raise GeomerError(f"{fold.predictions_path}: missing column(s) {', '.join(missing)}")
+        frame = fold.read_predictions(classes)  # probabilities checked there: numbers in [0, 1] summing to 1
         if frames and (frame["sample"].tolist() != frames[0]["sample"].tolist()
                        or frame["true"].tolist() != frames[0]["true"].tolist()):
             raise GeomerError(f"{fold.predictions_path}: its clips or labels differ from "
@@ -133,8 +130,6 @@ def _average_fold(folds, classes: list[str], components: int):
         else:
             relations["occlusion_relations"] = None
     probabilities = np.mean([f[probability_columns].to_numpy(dtype=np.float64) for f in frames], axis=0)
-    if not np.all(np.isfinite(probabilities)):
-        raise GeomerError(f"{folds[0].path}: a member's probabilities are not numbers")
     mean = {kind: np.mean(values, axis=0) for kind, values in relations.items() if values is not None}
     return frames[0], probabilities, mean
 

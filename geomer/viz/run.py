@@ -35,7 +35,7 @@ def write_run_figures(
     False: only the summary figures (relations, confusion, training curves), as ``geomer train``
     draws them.
     """
-    from geomer.rundir import RunDir
+    from geomer.rundir import RunDir, read_history
     from geomer.viz import (
         face_points_for,
         plot_confusion_matrix,
@@ -47,12 +47,9 @@ def write_run_figures(
     )
 
     out = Path(out) if out is not None else RunDir(run.path).figures_dir
-    written: list[Path] = []
-
-    def save(figure, name: str) -> None:
-        save_figure(figure, out / name)
-        written.append(out / name)
-
+    # Every figure is read and drawn before the first is saved: a bad file (a damaged history, a
+    # graph of other components) leaves the folder as it was, not half rewritten.
+    figures: list[tuple[object, str]] = []
     by_class = {
         name: matrix for name, matrix in zip(run.classes, run.class_relations) if np.all(np.isfinite(matrix))
     }
@@ -68,20 +65,28 @@ def write_run_figures(
             rows[f"{run.model} occlusion"] = finite(kinds["occlusion"])
         baseline = finite(kinds["input-only baseline"]) if "input-only baseline" in kinds else None
         truth = synthetic_ground_truth(run)
-        save(plot_relation_panel(rows, run.component_names, baseline=baseline,
-                                 ground_truth=dict(zip(truth.classes, truth.relations)) if truth else None,
-                                 title=f"{run.model}: relations by class"), RELATIONS)
+        figures.append((plot_relation_panel(rows, run.component_names, baseline=baseline,
+                                            ground_truth=dict(zip(truth.classes, truth.relations)) if truth else None,
+                                            title=f"{run.model}: relations by class"), RELATIONS))
     graph = run.face_graph()
     image, points = face_points_for(graph) if face == "photo" and per_class else (None, None)
     for name, matrix in by_class.items() if per_class else ():
         title = f"{run.model}: {name}"
-        save(plot_relation_matrix(matrix, run.component_names, title=title), f"relations-{file_stem(name)}.png")
-        save(plot_graph_on_face(graph, matrix, image=image, points=points, title=title),
-             f"graph-{file_stem(name)}.png")
+        figures.append((plot_relation_matrix(matrix, run.component_names, title=title),
+                        f"relations-{file_stem(name)}.png"))
+        figures.append((plot_graph_on_face(graph, matrix, image=image, points=points, title=title),
+                        f"graph-{file_stem(name)}.png"))
     if len(run.predictions):
         seeds = run.predictions["seed"].nunique()
         note = f" (pooled over folds, {seeds} seeds summed)" if seeds > 1 else " (pooled over folds)"
-        save(plot_confusion_matrix(run.confusion(), run.classes, title=f"{run.model}: confusion{note}"), CONFUSION)
+        figures.append((plot_confusion_matrix(run.confusion(), run.classes, title=f"{run.model}: confusion{note}"),
+                        CONFUSION))
     if run.history_files:
-        save(plot_training_curves(run.history_files, title=f"{run.model}: training"), TRAINING_CURVES)
-    return written
+        # labelled seed-<s>/<fold>, as plot_training_curves labels paths
+        histories = {f"{Path(p).parent.parent.name}/{Path(p).parent.name}": read_history(Path(p))
+                     for p in run.history_files}
+        figures.append((plot_training_curves(histories, title=f"{run.model}: training"), TRAINING_CURVES))
+
+    for figure, name in figures:
+        save_figure(figure, out / name)
+    return [out / name for _, name in figures]

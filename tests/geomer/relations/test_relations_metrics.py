@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -220,6 +222,44 @@ def test_load_run_errors_name_the_file(tmp_path, run_dir):
     csv.write_text(csv.read_text().replace("surprise", "suprise"))
     with pytest.raises(GeomerError, match=r"predictions.csv: row \d+: unknown true class 'suprise'"):
         load_run(run_dir)
+
+
+@pytest.mark.parametrize("cell, message", [
+    ("abc", r"row 3: prob_positive is 'abc', not a probability in \[0, 1\]"),
+    ("", r"row 3: prob_positive is '', not a probability"),
+    ("7.5", r"row 3: prob_positive is '7.5', not a probability"),
+    ("-0.1", r"row 3: prob_positive is '-0.1', not a probability"),
+    ("inf", r"row 3: prob_positive is 'inf', not a probability"),
+    ("0.5", r"row 3: probabilities sum to 0\.633333, not 1"),  # was 0.8667 of a row summing to 1
+    (None, r"missing column\(s\) prob_positive"),
+])
+def test_load_run_refuses_damaged_probabilities(run_dir, cell, message):
+    path = run_dir / "seed-0" / "fold-s1" / "predictions.csv"
+    frame = pd.read_csv(path)
+    if cell is None:
+        frame = frame.drop(columns="prob_positive")
+    else:
+        frame["prob_positive"] = frame["prob_positive"].astype(object)
+        frame.loc[1, "prob_positive"] = cell
+    frame.to_csv(path, index=False)
+    with pytest.raises(GeomerError, match=rf"fold-s1/predictions.csv: {message}"):
+        load_run(run_dir)
+
+
+def test_load_run_verifies_the_histories_of_finished_folds(run_dir):
+    history = run_dir / "seed-0" / "fold-s2" / "history.csv"
+    history.write_text("")
+    with pytest.raises(GeomerError, match=r"fold-s2/history.csv: not a readable CSV"):
+        load_run(run_dir)
+    history.write_text("epoch,loss,acc\n1,0.5,abc\n")
+    with pytest.raises(GeomerError, match=r"fold-s2/history.csv: row 2: acc is 'abc', not a number"):
+        load_run(run_dir)
+    history.write_text("epoch,loss,acc\n")
+    with pytest.raises(GeomerError, match=r"fold-s2/history.csv: no epochs"):
+        load_run(run_dir)
+    # an unfinished fold's history (training went on until it was stopped) is neither read nor drawn
+    (run_dir / "seed-0" / "fold-s2" / "predictions.csv").unlink()
+    assert [Path(p).parent.name for p in load_run(run_dir).history_files] == ["fold-s1"]
 
 
 def test_ground_truth_round_trip_and_errors(tmp_path, ground_truth_file, patterns):

@@ -89,6 +89,25 @@ def test_members_that_differ_are_refused_in_one_line_before_writes(tmp_path, cap
     assert not out.exists()
 
 
+@pytest.mark.parametrize("cell", ["abc", "7.5", ""])
+def test_a_member_with_damaged_probabilities_is_refused_in_one_line_before_writes(tmp_path, capsys, cell):
+    rng = np.random.default_rng(3)
+    write_run(tmp_path / "a", member_probabilities(rng))
+    write_run(tmp_path / "b", member_probabilities(rng))
+    damaged = tmp_path / "b" / "seed-0" / "f2" / "predictions.csv"
+    lines = damaged.read_text().splitlines(keepends=True)
+    cells = lines[2].split(",")
+    cells[6] = cell  # prob_positive of the second clip
+    lines[2] = ",".join(cells)
+    damaged.write_text("".join(lines))
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"{damaged}: row 3: prob_positive is '{cell}', not a probability in [0, 1]" in err
+    assert not out.exists()
+
+
 def test_bad_member_lists_and_outputs_are_refused(tmp_path, capsys):
     rng = np.random.default_rng(2)
     write_run(tmp_path / "a", member_probabilities(rng))

@@ -216,6 +216,36 @@ def test_a_truncated_checkpoint_is_trained_again_on_resume(tmp_path, graphs, fac
     assert second.metrics == first.metrics
 
 
+def _with_cell(text: str, column: int, value: str) -> str:
+    """``text`` (a CSV) with the cell of its first data row in ``column`` replaced by ``value``."""
+    lines = text.splitlines(keepends=True)
+    cells = lines[1].split(",")
+    cells[column] = value
+    lines[1] = ",".join(cells)
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("file, damage", [
+    ("predictions.csv", lambda text: _with_cell(text, 5, "abc")),  # prob_a
+    ("predictions.csv", lambda text: _with_cell(text, 5, "7.5")),
+    ("history.csv", lambda text: ""),
+    ("history.csv", lambda text: _with_cell(text, 1, "x")),  # loss
+])
+def test_a_finished_fold_with_a_damaged_file_is_trained_again_on_resume(tmp_path, graphs, face_graph, capfd,
+                                                                         file, damage):
+    run = tmp_path / "run"
+    first = run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    folds = json.loads((run / "config.json").read_text())["folds"]
+    broken = run / "seed-0" / folds[1] / file
+    intact = broken.read_text()
+    broken.write_text(damage(intact))
+    second = run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    assert [t.fold for t in second.trained] == [folds[1]] and second.skipped == 5
+    assert f"{folds[1]}/{file}: " in capfd.readouterr().err
+    assert broken.read_text() == intact  # trained again, deterministically
+    assert second.metrics == first.metrics
+
+
 def test_a_relabelled_dataset_is_not_resumed_into_the_old_folds(tmp_path, graphs, face_graph):
     run_loso(graphs, CLASSES, _config(), tmp_path / "run", face_graph=face_graph)
     relabelled = [g.clone() for g in graphs]
