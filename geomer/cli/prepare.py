@@ -56,8 +56,7 @@ def run(args) -> int:
 
     if args.jobs < 1:
         raise GeomerError(f"--jobs must be at least 1 (got {args.jobs})")
-    if args.backend not in BACKENDS:
-        raise GeomerError(f"unknown landmark backend {args.backend!r} (--backend); known: {', '.join(BACKENDS.names())}")
+    BACKENDS[args.backend]  # an unknown name is a one-line error before any work
     check_output_folder(args.cache if args.cache is not None else cache_root() / "features", "--cache", GeomerError)
     root = dataset_root(args.dataset, args.root, not args.quiet)
     index = read_dataset(args.dataset, root, scheme=args.scheme, skip_bad=args.skip_bad)

@@ -53,9 +53,11 @@ def run(args) -> int:
         sources_from_dataset,
         sources_from_paths,
     )
+    from landmarks.backends import BACKENDS
 
     if args.epochs < 1:
         raise GeomerError(f"--epochs must be at least 1 (got {args.epochs})")
+    BACKENDS[args.backend]  # an unknown name is a one-line error before any work
     check_pretrainable(args.model)
     exclude = [s.strip() for s in args.exclude_subjects.split(",") if s.strip()]
     progress = not args.quiet

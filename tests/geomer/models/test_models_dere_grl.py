@@ -346,7 +346,7 @@ def test_bad_shapes_and_settings_are_one_line_errors(face_graph, batch, make_bat
         build(face_graph, streams="node")  # text reaches a model only through parse_settings
     with pytest.raises(GeomerError, match="dropout"):
         build(face_graph, dropout=1.5)
-    with pytest.raises(GeomerError, match="learned_bound and self_relation"):
+    with pytest.raises(GeomerError, match="learned_bound must be ≥ 0"):
         build(face_graph, learned_bound=-1.0)
 
 

@@ -115,6 +115,13 @@ def test_pretrain_cli_rejects_a_missing_folder(tmp_path, capsys):
     assert "no such video or frame folder" in capsys.readouterr().err
 
 
+def test_pretrain_rejects_an_unknown_backend_before_any_work(tmp_path, capsys):
+    assert main(["pretrain", "--backend", "nope", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown landmark backend 'nope'" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_load_pretrained_refuses_other_models_and_sizes(tmp_path):
     graph = FaceGraph()
     source = create("mubert", 2, graph, **SMALL)
