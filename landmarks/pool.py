@@ -47,12 +47,29 @@ def process_pool(
         raise ValueError(f"a process pool needs at least 1 worker, got {jobs}")
     context = _context(preload)
     state = (os.getpid(), dict(os.environ), os.getcwd(), list(sys.path))
-    return ProcessPoolExecutor(
+    return _Pool(
         max_workers=jobs,
         mp_context=context,
         initializer=_start_worker,
         initargs=(state, initializer, tuple(initargs)),
     )
+
+
+class _Pool(ProcessPoolExecutor):
+    """Leaving the ``with`` block on an exception (an error, Ctrl-C, SIGTERM) cancels the queued
+    tasks and ends the workers at once; the executor's own exit would first run every submitted
+    task, so ``kill`` of a ``--jobs 4`` run would wait for all its remaining folds."""
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            return super().__exit__(kind, value, traceback)
+        workers = list((self._processes or {}).values())  # the executor keeps no public list
+        self.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join(timeout=5)
+        return False
 
 
 def _context(preload: Sequence[str]):

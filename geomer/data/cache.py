@@ -23,7 +23,7 @@ already present. A present entry is verified by loading it: one that fails to lo
 older format, another clip's identity, an array missing or of the wrong shape, a non-finite value)
 is extracted again with a one-line notice on stderr, never used. Each entry lists the feature
 arrays it was written with (:data:`CONTENTS_ARRAY`), so a missing one is noticed even where that
-modality is optional. Clips that fail are reported (key, one-line message), never cached.
+modality is optional (entries written before the list existed are checked without it). Clips that fail are reported (key, one-line message), never cached.
 """
 
 from __future__ import annotations
@@ -228,9 +228,10 @@ class FeatureCache:
                     return None, f"{path}: no cache identity (older cache format)"
                 if json.loads(str(arrays[IDENTITY_ARRAY])) != identity:
                     return None, f"{path}: made from another source or frame numbers"
-                if CONTENTS_ARRAY not in arrays.files:
-                    return None, f"{path}: no list of its arrays (older cache format)"
-                missing = [name for name in json.loads(str(arrays[CONTENTS_ARRAY])) if name not in arrays.files]
+                # entries written before the list existed are checked by shape and value only (not
+                # re-extracted: that would print a notice for every clip of every existing cache)
+                listed = json.loads(str(arrays[CONTENTS_ARRAY])) if CONTENTS_ARRAY in arrays.files else []
+                missing = [name for name in listed if name not in arrays.files]
                 if missing:
                     return None, f"{path}: lacks {', '.join(missing)}"
                 features = ClipFeatures.from_arrays(arrays)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from geomer.errors import GeomerError
 from geomer.rundir import FoldDir
 from geomer.train.checkpoint import Checkpoint, save_checkpoint
 from geomer.train.config import TrainConfig
@@ -315,6 +316,9 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
             model.load_state_dict(best_state)
         tested = MirrorAveraged(model, context.face_graph) if recipe.mirror else model
         probabilities, relations = _predict(tested, test_graphs, config.batch_size, device)
+        if not np.isfinite(probabilities).all():
+            raise GeomerError(f"fold {task.fold} (seed {task.seed}): training diverged (non-finite class "
+                              f"probabilities); try a smaller --lr")
         from geomer.relations import occlusion_relations
 
         occlusion = occlusion_relations(tested, test_graphs, num_components=len(context.component_names),

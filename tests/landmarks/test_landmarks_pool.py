@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from landmarks.pool import process_alive, process_pool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,3 +67,14 @@ def test_workers_see_the_callers_current_environment_and_folder(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     with process_pool(1) as pool:
         assert pool.submit(_state, "GEOMER_POOL_PROBE").result() == ("now", str(tmp_path))
+
+
+def test_an_exception_in_the_pool_block_cancels_queued_tasks_and_ends_the_workers():
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with process_pool(1) as pool:
+            futures = [pool.submit(time.sleep, 1.0) for _ in range(8)]
+            futures[0].result()  # the worker is running
+            raise KeyboardInterrupt  # what Ctrl-C or SIGTERM raises in geomer's CLI
+    assert time.monotonic() - started < 5.0  # not the 8 s of every queued task
+    assert any(f.cancelled() for f in futures)  # (a few are already handed to the worker)

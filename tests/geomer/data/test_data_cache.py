@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import geomer.data.cache as cache_module
-from geomer.data.cache import CACHE_FORMAT, FeatureCache, FeatureJob, build_cache, safe_name
+from geomer.data.cache import CACHE_FORMAT, CONTENTS_ARRAY, FeatureCache, FeatureJob, build_cache, safe_name
 from geomer.errors import GeomerError
 from geomer.features import ClipFeatures, FeatureSettings
 from landmarks import LandmarkTrack
@@ -171,6 +171,9 @@ def test_entry_lacking_an_array_or_with_non_finite_values_is_not_used(tmp_path):
         features, problem = cache.load(job)
         assert features is None and f"non-finite values in {name}" in problem and str(path) in problem
     path.write_bytes(good)
+    assert cache.get(job) is not None
+    # an entry written before entries listed their arrays is still used (no mass re-extraction)
+    rewrite(path, lambda arrays: arrays.pop(CONTENTS_ARRAY))
     assert cache.get(job) is not None
 
 

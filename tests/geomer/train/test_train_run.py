@@ -153,6 +153,17 @@ def test_missing_model_input_fails_before_training(tmp_path, graphs, face_graph)
     assert not (tmp_path / "run").exists()
 
 
+def test_a_fold_whose_training_diverged_is_a_one_line_error_not_a_damaged_file(tmp_path, graphs, face_graph):
+    import torch
+
+    broken = [g.clone() for g in graphs]
+    for g in broken:
+        g.x = torch.full_like(g.x, float("nan"))  # what a diverged model outputs, from its input
+    with pytest.raises(GeomerError, match="training diverged"):
+        run_loso(broken, CLASSES, _config(), tmp_path / "run", face_graph=face_graph)
+    assert not list((tmp_path / "run").rglob("predictions.csv"))
+
+
 def test_unknown_model_lists_the_known_ones(tmp_path, graphs, face_graph):
     with pytest.raises(GeomerError, match="train-tiny"):
         run_loso(graphs, CLASSES, _config(model="no-such-model"), tmp_path / "run", face_graph=face_graph)
