@@ -11,16 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from geomer.errors import GeomerError
-
-
-def _read_history(path: Path) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError) as error:
-        raise GeomerError(f"{path}: not a readable CSV ({error})") from None
-    if "epoch" not in frame.columns:
-        raise GeomerError(f"{path}: missing column epoch")
-    return frame
+from geomer.rundir import read_history
 
 
 def plot_training_curves(
@@ -34,7 +25,7 @@ def plot_training_curves(
     """
     if not isinstance(histories, Mapping):
         paths = [Path(p) for p in histories]
-        histories = {f"{p.parent.parent.name}/{p.parent.name}": _read_history(p) for p in paths}
+        histories = {f"{p.parent.parent.name}/{p.parent.name}": read_history(p) for p in paths}
     if not histories:
         raise GeomerError("no training histories to plot")
     for label, frame in histories.items():
