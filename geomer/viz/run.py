@@ -35,7 +35,7 @@ def write_run_figures(
     False: only the summary figures (relations, confusion, training curves), as ``geomer train``
     draws them.
     """
-    from geomer.rundir import RunDir, read_history
+    from geomer.rundir import RunDir
     from geomer.viz import (
         face_points_for,
         plot_confusion_matrix,
@@ -82,10 +82,7 @@ def write_run_figures(
         figures.append((plot_confusion_matrix(run.confusion(), run.classes, title=f"{run.model}: confusion{note}"),
                         CONFUSION))
     if run.history_files:
-        # labelled seed-<s>/<fold>, as plot_training_curves labels paths
-        histories = {f"{Path(p).parent.parent.name}/{Path(p).parent.name}": read_history(Path(p))
-                     for p in run.history_files}
-        figures.append((plot_training_curves(histories, title=f"{run.model}: training"), TRAINING_CURVES))
+        figures.append((plot_training_curves(run.history_files, title=f"{run.model}: training"), TRAINING_CURVES))
 
     for figure, name in figures:
         save_figure(figure, out / name)
