@@ -70,7 +70,8 @@ def atomic_torch_save(path: str | os.PathLike, payload) -> None:
     """``torch.save`` ``payload`` to ``path`` atomically.
 
     torch reports a failed write (a full disk) as a RuntimeError ("enforce fail at
-    inline_container.cc"), not an OSError; it becomes a GeomerError naming ``path`` too.
+    inline_container.cc"), not an OSError; it becomes a GeomerError naming ``path`` too. Any other
+    RuntimeError passes through unchanged.
     """
     import torch
 
@@ -79,5 +80,7 @@ def atomic_torch_save(path: str | os.PathLike, payload) -> None:
         try:
             torch.save(payload, temporary)
         except RuntimeError as error:
+            if "inline_container" not in str(error):  # not torch's failed write: a bug, with its traceback
+                raise
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise GeomerError(f"{path}: cannot write it (torch.save failed: {first}; is the disk full?)") from error

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import sys
+import threading
 from concurrent.futures import as_completed
 from contextlib import contextmanager
 
@@ -140,6 +142,7 @@ def ray_session(config):
     started_here = not ray.is_initialized()
     if started_here:
         options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        sigterm = signal.getsignal(signal.SIGTERM)
         try:
             with _stderr_silenced():  # Ray's C++ client logs every failed connection attempt
                 if config.ray_address:
@@ -150,6 +153,10 @@ def ray_session(config):
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             where = config.ray_address or "a local Ray"
             raise GeomerError(f"--executor ray: cannot start or reach {where} ({first})") from None
+        # ray.init replaces SIGTERM's handler with sys.exit; keep the caller's (geomer's CLI ends a
+        # command on SIGTERM as on Ctrl-C: workers ended, finished folds kept)
+        if sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
     try:
         yield
     finally:

@@ -81,3 +81,15 @@ def test_torch_save_failing_mid_write_is_one_line_naming_the_file(tmp_path, monk
     with pytest.raises(GeomerError, match=rf"^{re.escape(str(target))}: cannot write it"):
         atomic_torch_save(target, {"x": 1})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_torch_save_failing_for_another_reason_keeps_its_own_error(tmp_path, monkeypatch):
+    import torch
+
+    def torch_save_with_a_bug(payload, path):
+        raise RuntimeError("cannot pickle this object")
+
+    monkeypatch.setattr(torch, "save", torch_save_with_a_bug)
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        atomic_torch_save(tmp_path / "checkpoint.pt", {"x": 1})
+    assert list(tmp_path.iterdir()) == []

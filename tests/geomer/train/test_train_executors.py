@@ -60,3 +60,21 @@ def test_ray_executor_matches_in_process(setup, in_process_run, tmp_path):
     assert len(result.trained) == 8
     assert _fold_files(tmp_path / "ray") == _fold_files(in_process_run)
     assert (tmp_path / "ray" / "metrics.json").read_bytes() == (in_process_run / "metrics.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_a_ray_session_keeps_the_callers_sigterm_handler():
+    pytest.importorskip("ray")
+    import signal
+
+    from geomer.train.executors import ray_session
+
+    def handler(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        with ray_session(_config(executor="ray", jobs=1)):
+            assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
