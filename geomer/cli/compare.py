@@ -85,16 +85,13 @@ def check_figure_path(out):
     table beside it (stem + ``.csv``) may be a directory."""
     from pathlib import Path
 
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     from geomer.errors import GeomerError
+    from geomer.viz import figure_format
 
     out = Path(out)
     if out.is_dir():
         raise GeomerError(f"{out}: is a directory; -o needs a figure file name (.png, .pdf or .svg)")
-    fmt = out.suffix.lstrip(".").lower()
-    if fmt not in FigureCanvasAgg.get_supported_filetypes():
-        raise GeomerError(f"{out}: cannot write a figure {f'as {fmt!r}' if fmt else 'without an extension'} (use .png, .pdf or .svg)")
+    figure_format(out)
     if out.with_suffix(".csv").is_dir():
         raise GeomerError(f"{out.with_suffix('.csv')}: is a directory, cannot write the table there")
     return out

@@ -182,3 +182,7 @@ def test_save_figure_is_atomic_and_checks_the_format(tmp_path):
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["r.pdf"]
     with pytest.raises(GeomerError, match="r.doc"):
         save_figure(figure, tmp_path / "r.doc")
+    (tmp_path / "notes").write_text("mine")
+    with pytest.raises(GeomerError, match="notes: cannot write a figure without an extension"):
+        save_figure(figure, tmp_path / "notes")
+    assert (tmp_path / "notes").read_text() == "mine"
