@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     finally:
-        if in_main_thread:
+        if in_main_thread and previous is not None:  # None: a handler set outside Python, kept as ours
             signal.signal(signal.SIGTERM, previous)
 
 

@@ -317,8 +317,7 @@ class MultiModalMultiScaleTransformer(nn.Module):
         check_at_least("mmt", 0, contrastive_weight=contrastive_weight)
         check_probability("mmt", dropout=dropout, attention_dropout=attention_dropout)
         self.readout = readout
-        if flow_image_patch < 0:
-            raise ValueError(f"flow_image_patch must be >= 0, got {flow_image_patch}")
+        check_at_least("mmt", 0, flow_image_patch=flow_image_patch)
         self.movement_prior = movement_prior
         self.flow_image_patch = int(flow_image_patch)
         self.num_components = int(graph.num_components)
