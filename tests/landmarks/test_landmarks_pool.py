@@ -70,11 +70,10 @@ def test_workers_see_the_callers_current_environment_and_folder(tmp_path, monkey
 
 
 def test_an_exception_in_the_pool_block_cancels_queued_tasks_and_ends_the_workers():
-    started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         with process_pool(1) as pool:
             futures = [pool.submit(time.sleep, 1.0) for _ in range(8)]
-            futures[0].result()  # the worker is running
+            futures[0].result()  # the worker is running; 7 s of tasks are queued
+            raised = time.monotonic()
             raise KeyboardInterrupt  # what Ctrl-C or SIGTERM raises in geomer's CLI
-    assert time.monotonic() - started < 5.0  # not the 8 s of every queued task
-    assert any(f.cancelled() for f in futures)  # (a few are already handed to the worker)
+    assert time.monotonic() - raised < 3.0  # the block is left without running the queued tasks
