@@ -110,37 +110,31 @@ def test_overlapping_clip_keys_keep_distinct_features(flow_root, tmp_path, capsy
     assert not np.allclose(first[0].flow_patches.numpy(), first[1].flow_patches.numpy())
 
 
-def test_truncated_cache_file_is_rebuilt_with_a_notice(flow_root, tmp_path, capsys):
-    argv = ["prepare", "--dataset", "synth", "--root", str(flow_root), "--cache",
-            str(tmp_path / "cache"), "--quiet"]
-    assert main(argv) == 0
-    index = read_dataset("synth", flow_root)
-    cache = FeatureCache(tmp_path / "cache", FeatureSettings())
-    path = cache.path(feature_job(index.samples[2], index.name))
+def _truncate(path):
     path.write_bytes(path.read_bytes()[:100])
-    capsys.readouterr()
-    assert main(argv) == 0
-    captured = capsys.readouterr()
-    assert "clips: 4 (1 extracted now, 3 already cached, 0 failed)" in captured.out
-    notices = [line for line in captured.err.splitlines() if line.strip()]
-    assert len(notices) == 1 and index.samples[2].key in notices[0] and str(path) in notices[0]
-    assert len(load_graphs(index, cache)) == 4
 
 
-def test_cache_file_lacking_an_array_is_refused_by_load_graphs_and_rebuilt(flow_root, tmp_path, capsys):
-    argv = ["prepare", "--dataset", "synth", "--root", str(flow_root), "--cache",
-            str(tmp_path / "cache"), "--quiet"]
-    assert main(argv) == 0
-    index = read_dataset("synth", flow_root)
-    cache = FeatureCache(tmp_path / "cache", FeatureSettings())
-    sample = index.samples[1]
-    path = cache.path(feature_job(sample, index.name))
+def _drop_flow_image_points(path):
     with np.load(path) as loaded:
         arrays = dict(loaded)
     del arrays["flow_image_points"]  # a valid .npz, missing an array this entry was written with
     np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("damage, problem", [(_truncate, "cannot be read"),
+                                             (_drop_flow_image_points, "lacks flow_image_points")])
+def test_a_damaged_cache_file_is_refused_by_load_graphs_and_rebuilt_with_a_notice(flow_root, tmp_path, capsys,
+                                                                                   damage, problem):
+    argv = ["prepare", "--dataset", "synth", "--root", str(flow_root), "--cache",
+            str(tmp_path / "cache"), "--quiet"]
+    assert main(argv) == 0
+    index = read_dataset("synth", flow_root)
+    cache = FeatureCache(tmp_path / "cache", FeatureSettings())
+    sample = index.samples[2]
+    path = cache.path(feature_job(sample, index.name))
+    damage(path)
     # training reads the cache through load_graphs: the same verification refuses the entry
-    with pytest.raises(GeomerError, match="lacks flow_image_points") as refused:
+    with pytest.raises(GeomerError, match=problem) as refused:
         load_graphs(index, cache)
     assert sample.key in str(refused.value)
     capsys.readouterr()
@@ -148,7 +142,7 @@ def test_cache_file_lacking_an_array_is_refused_by_load_graphs_and_rebuilt(flow_
     captured = capsys.readouterr()
     assert "clips: 4 (1 extracted now, 3 already cached, 0 failed)" in captured.out
     notices = [line for line in captured.err.splitlines() if line.strip()]
-    assert len(notices) == 1 and sample.key in notices[0] and "lacks flow_image_points" in notices[0]
+    assert len(notices) == 1 and sample.key in notices[0] and str(path) in notices[0] and problem in notices[0]
     assert len(load_graphs(index, cache)) == 4
 
 
