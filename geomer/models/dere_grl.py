@@ -37,6 +37,19 @@ could not read them):
   node's input changes slightly when its neighbour is occluded. Reading the image was chosen on
   validation subjects drawn from each LOSO fold's training subjects (README, real-data results),
   not on a test fold; its size (5×5 patches, 8 channels) for speed;
+- **each component's region of the flow image, read pixel by pixel** (``flow_region_channels``
+  c, 8 by default since 0.2.11; 0 turns it off): every pixel of the flow image is standardised
+  with the training fold's statistics of that pixel and weighted by c learned weights of its own,
+  and the weighted pixels are summed over each facial component's region
+  (``flow_image_component``: the component of the pixel's nearest node, off-face pixels left
+  out), so each component gets a linear read-out of its part of the image
+  (:class:`FlowRegionReadout`), a node signal of every node of the component. Why: on the
+  composite a linear classifier on the whole image scores above the flow at the nodes (README,
+  "Per-dataset diagnosis": much of the motion lies between and around the nodes, which the 5×5
+  patches miss), and a sum split by region keeps every feature on its component, so the ADM's
+  decomposition, the relations and the occlusion rule (which neutralises exactly these regions)
+  stay per component. Chosen on validation subjects and the hold-out protocol (README, "Real
+  data"). Under mixup the mixed image is read with the first clip's regions;
 - inputs are normalised by BatchNorm inside the model (displacements are ~0.01 IOD), so the
   statistics come from the training fold only;
 - backbone: two streams on the region graph, each 1–4 ``torch_geometric.nn.DenseGCNConv`` layers
@@ -134,6 +147,41 @@ class _Encoder(nn.Module):
         return self.linear(normalised)
 
 
+class FlowRegionReadout(nn.Module):
+    """Each facial component's region of the whole flow image, read pixel by pixel.
+
+    Every pixel of the flow image (u, v, strain) is standardised with the training fold's
+    statistics of that pixel (BatchNorm without affine), weighted by its own learned ``c``
+    weights and summed over the pixels of each component's region (``flow_image_component``,
+    the nearest node's component; off-face pixels are left out): a linear read-out of the
+    image, split by component.
+
+    Shapes: image [B, 3, F, F], regions [B, F, F] long (−1 off the face) → [B, K, c].
+    """
+
+    def __init__(self, side: int, channels: int, num_components: int):
+        super().__init__()
+        self.side, self.num_components = int(side), int(num_components)
+        pixels = 3 * self.side * self.side
+        self.norm = nn.BatchNorm1d(pixels, affine=False)
+        self.weight = nn.Parameter(torch.randn(3, self.side * self.side, channels) * (pixels / num_components) ** -0.5)
+
+    def forward(self, image: Tensor, regions: Tensor) -> Tensor:
+        b = image.shape[0]
+        check_shape(image, (b, 3, self.side, self.side), "dere-grl: flow_image")
+        flat = image.reshape(b, -1)
+        if self.training and b == 1:  # no batch statistics from one clip: the running ones
+            values = F.batch_norm(flat, self.norm.running_mean, self.norm.running_var, training=False)
+        else:
+            values = self.norm(flat)
+        values = values.reshape(b, 3, -1)
+        per_pixel = torch.einsum("bcp,cpk->bpk", values, self.weight)  # [B, F², c]
+        regions = regions.reshape(b, -1)
+        member = F.one_hot(regions.clamp_min(0), self.num_components).to(per_pixel.dtype)
+        member = member * (regions >= 0)[..., None]  # [B, F², K]
+        return member.transpose(1, 2) @ per_pixel
+
+
 class _Stream(nn.Module):
     """Residual graph-convolution layers (DenseGCNConv, see SharedGraphConv) over a shared
     normalised adjacency.
@@ -184,6 +232,8 @@ class DeReGRL(nn.Module):
         flow_image_channels: c, the channels of the small CNN that reads the 5×5 flow pixels
             around every node in the whole-face flow image (0 turns it off; see the module
             docstring).
+        flow_region_channels: c, the learned weights of every flow-image pixel, summed over
+            each component's region (:class:`FlowRegionReadout`; 0 turns it off).
 
     Input geometry (from the ``features`` settings): T = ``features.steps``, the displacement
     trajectory's steps (data of another T are resampled to it); S = ``len(features.scales)``.
@@ -213,12 +263,14 @@ class DeReGRL(nn.Module):
     # the transformers: an epoch budget trains a small dataset far less (README, "Models").
     train_defaults = {"steps": 200, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2,
                       "augment": "flip,mirror,smooth,mixup=0.4"}
-    # checkpoints of geomer before 0.2.2 were trained without the flow-image stem
-    earlier_defaults = {"0.2.2": {"flow_image_channels": 0}}
+    # checkpoints of geomer before 0.2.2 were trained without the flow-image stem,
+    # and before 0.2.11 without the region read-out
+    earlier_defaults = {"0.2.2": {"flow_image_channels": 0}, "0.2.11": {"flow_region_channels": 0}}
     # Data attributes forward() reads when present (the engine may drop the others before
     # collating; texture and sequence tensors dominate collation time).
     inputs: tuple[str, ...] = (
-        "geometry", "flow_stats", "flow_image", "flow_image_points", "edge_attr", "edge_index", "y"
+        "geometry", "flow_stats", "flow_image", "flow_image_points", "flow_image_component", "edge_attr",
+        "edge_index", "y"
     )
 
     def __init__(
@@ -241,6 +293,7 @@ class DeReGRL(nn.Module):
         learned_bound: float = 0.5,
         self_relation: float = 0.0,
         flow_image_channels: int = 8,
+        flow_region_channels: int = 8,
     ):
         super().__init__()
         streams = tuple(streams)
@@ -283,6 +336,13 @@ class DeReGRL(nn.Module):
         ) if channels else None
         if channels:
             signal_features["flow_image"] = channels
+        region = int(flow_region_channels)
+        side = features.flow_image_size
+        self.flow_region = FlowRegionReadout(side, region, self.num_components) if region else None
+        self.register_buffer("node_component", torch.as_tensor(graph.component, dtype=torch.long),
+                             persistent=False)
+        if region:
+            signal_features["flow_region"] = region
         self.node_encoders = nn.ModuleDict(
             {name: _Encoder(size, width) for name, size in signal_features.items()}
         ) if "node" in streams else None
@@ -353,6 +413,12 @@ class DeReGRL(nn.Module):
         image_signal = self._flow_image_signal(batch)
         if image_signal is not None:
             signals["flow_image"] = image_signal
+        if self.flow_region is not None:
+            image = getattr(batch, "flow_image", None)
+            regions = getattr(batch, "flow_image_component", None)
+            if image is not None and regions is not None:
+                per_component = self.flow_region(image.float(), regions)  # [B, K, c]
+                signals["flow_region"] = per_component[:, self.node_component].flatten(0, 1)
         return signals
 
     def _flow_image_signal(self, batch) -> Tensor | None:

@@ -428,8 +428,9 @@ def test_the_prior_is_off_by_default_and_the_relations_are_the_rrm_weights(face_
 def test_the_flow_image_is_read_at_each_node(face_graph, flow_batch):
     """Each node reads the 5×5 flow pixels around its position in the flow image: a change of
     the image next to one node changes that clip's output, a change far from every node does
-    not; without the stem the image is not read."""
-    model = build(face_graph).eval()
+    not; without the stem the image is not read (the region read-out, which reads every face
+    pixel, is off here)."""
+    model = build(face_graph, flow_region_channels=0).eval()
     points = flow_batch.flow_image_points.reshape(4, face_graph.num_nodes, 2)
     with torch.no_grad():
         whole = flow_batch.clone()
@@ -456,6 +457,46 @@ def test_the_flow_image_is_read_at_each_node(face_graph, flow_batch):
         torch.testing.assert_close(out.logits[1:], model(near).logits[1:])  # the other clips are untouched
         torch.testing.assert_close(out.logits, model(far).logits)
 
-        blind = build(face_graph, flow_image_channels=0).eval()
+        blind = build(face_graph, flow_image_channels=0, flow_region_channels=0).eval()
         assert blind.flow_image_stem is None
         torch.testing.assert_close(blind(flow_batch).logits, blind(near).logits)
+
+
+def test_each_component_reads_its_region_of_the_flow_image(face_graph, flow_batch):
+    """The region read-out is, per component, the sum over the pixels of its region
+    (``flow_image_component``) of each standardised pixel times its own weights: a change of a
+    pixel of one component's region changes that component's signal only, an off-face pixel
+    changes nothing, and every node of a component gets its component's signal."""
+    model = build(face_graph, flow_region_channels=4, flow_image_channels=0).eval()
+    readout = model.flow_region
+    with torch.no_grad():
+        readout.norm.running_mean.normal_()
+        readout.norm.running_var.uniform_(0.5, 2.0)
+        image, regions = flow_batch.flow_image, flow_batch.flow_image_component
+        signal = readout(image, regions)  # [B, K, c]
+        standardised = (image.reshape(4, -1) - readout.norm.running_mean) / (readout.norm.running_var + readout.norm.eps).sqrt()
+        per_pixel = (standardised.reshape(4, 3, -1, 1) * readout.weight[None]).sum(1)  # [B, F², c]
+        for k in range(face_graph.num_components):
+            inside = (regions.reshape(4, -1) == k).float()
+            torch.testing.assert_close(signal[:, k], (inside[..., None] * per_pixel).sum(1))
+
+        def changed(y, x):
+            out = flow_batch.clone()
+            out.flow_image = image.clone()
+            out.flow_image[0, :, y, x] += 1.0
+            return out
+
+        y, x = torch.nonzero(regions[0] == 2)[0].tolist()
+        moved = readout(changed(y, x).flow_image, regions) - signal
+        assert moved[0, 2].abs().sum() > 0
+        assert moved[0, [k for k in range(face_graph.num_components) if k != 2]].abs().sum() == 0
+        assert moved[1:].abs().sum() == 0
+        off_y, off_x = torch.nonzero(regions[0] == -1)[0].tolist()
+        torch.testing.assert_close(model(changed(off_y, off_x)).logits, model(flow_batch).logits)
+        nodes = model._node_signals(flow_batch)["flow_region"].reshape(4, face_graph.num_nodes, -1)
+        component = torch.as_tensor(face_graph.component)
+        torch.testing.assert_close(nodes, signal[:, component])
+
+    model.train()
+    one = Batch.from_data_list(flow_batch.to_data_list()[:1])
+    assert model(one).logits.shape == (1, 3)  # one clip: the running statistics, no error

@@ -143,13 +143,14 @@ def test_a_model_sized_by_its_feature_settings_is_rebuilt_with_them(tmp_path):
 
 @pytest.mark.parametrize("name, setting, part, before, since", [
     ("dere-grl", {"flow_image_channels": 0}, "flow_image_stem", "0.2.1", "0.2.2"),
+    ("dere-grl", {"flow_region_channels": 0}, "flow_region", "0.2.10", "0.2.11"),
     ("mmt", {"flow_image_patch": 0}, "flow_image_projection", "0.2.3", "0.2.4"),
     ("mubert", {"readout": "mean", "change_embedding": False}, "change", "0.2.7", "0.2.8"),
     ("mmt", {"readout": "fused"}, None, "0.2.7", "0.2.8"),
     ("hsta", {"readout": "summary"}, None, "0.2.8", "0.2.9"),
 ])
 def test_an_earlier_checkpoint_is_rebuilt_with_the_settings_of_its_version(name, setting, part, before, since):
-    """dere-grl reads the flow image since 0.2.2, mmt since 0.2.4, mubert has a change embedding
+    """dere-grl reads the flow image since 0.2.2 (its regions since 0.2.11), mmt since 0.2.4, mubert has a change embedding
     (and a per-component readout) since 0.2.8, mmt a per-component readout since 0.2.8 and hsta
     since 0.2.9; an earlier checkpoint recorded no setting for it and is rebuilt as it was trained
     (without the part it never had, its weights fit exactly), a current one with the new default;
