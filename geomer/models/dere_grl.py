@@ -43,7 +43,8 @@ could not read them):
   and the weighted pixels are summed over each facial component's region
   (``flow_image_component``: the component of the pixel's nearest node, off-face pixels left
   out), so each component gets a linear read-out of its part of the image
-  (:class:`FlowRegionReadout`), a node signal of every node of the component. Why: on the
+  (:class:`FlowRegionReadout`), given to every node of the component beside its patch's
+  stem features (one node signal, one encoder). Why: on the
   composite a linear classifier on the whole image scores above the flow at the nodes (README,
   "Per-dataset diagnosis": much of the motion lies between and around the nodes, which the 5×5
   patches miss), and a sum split by region keeps every feature on its component, so the ADM's
@@ -156,7 +157,8 @@ class FlowRegionReadout(nn.Module):
     the nearest node's component; off-face pixels are left out): a linear read-out of the
     image, split by component.
 
-    Shapes: image [B, 3, F, F], regions [B, F, F] long (−1 off the face) → [B, K, c].
+    Shapes: image [B, 3, F, F], regions [B, F, F] long (−1 off the face) → [B, K, c]
+    (``c`` = ``channels``).
     """
 
     def __init__(self, side: int, channels: int, num_components: int):
@@ -164,6 +166,7 @@ class FlowRegionReadout(nn.Module):
         self.side, self.num_components = int(side), int(num_components)
         pixels = 3 * self.side * self.side
         self.norm = nn.BatchNorm1d(pixels, affine=False)
+        # a region holds about pixels / K standardised values: its sum starts with unit variance
         self.weight = nn.Parameter(torch.randn(3, self.side * self.side, channels) * (pixels / num_components) ** -0.5)
 
     def forward(self, image: Tensor, regions: Tensor) -> Tensor:
@@ -175,11 +178,13 @@ class FlowRegionReadout(nn.Module):
         else:
             values = self.norm(flat)
         values = values.reshape(b, 3, -1)
-        per_pixel = torch.einsum("bcp,cpk->bpk", values, self.weight)  # [B, F², c]
-        regions = regions.reshape(b, -1)
-        member = F.one_hot(regions.clamp_min(0), self.num_components).to(per_pixel.dtype)
-        member = member * (regions >= 0)[..., None]  # [B, F², K]
-        return member.transpose(1, 2) @ per_pixel
+        # a broadcast product summed over u, v, strain: torch.einsum runs this as F² tiny
+        # matrix products, 3× slower forward and backward on a CPU
+        per_pixel = (values[..., None] * self.weight).sum(dim=1)  # [B, F², c]
+        # summed per region id + 1: bucket 0 gathers the off-face pixels (−1) and is dropped
+        buckets = (regions.reshape(b, -1, 1) + 1).expand_as(per_pixel)
+        sums = per_pixel.new_zeros(b, self.num_components + 1, per_pixel.shape[-1])
+        return sums.scatter_add(1, buckets, per_pixel)[:, 1:]
 
 
 class _Stream(nn.Module):
@@ -334,15 +339,16 @@ class DeReGRL(nn.Module):
             nn.BatchNorm2d(channels),
             nn.ReLU(),
         ) if channels else None
-        if channels:
-            signal_features["flow_image"] = channels
         region = int(flow_region_channels)
-        side = features.flow_image_size
-        self.flow_region = FlowRegionReadout(side, region, self.num_components) if region else None
+        self.flow_region = FlowRegionReadout(
+            features.flow_image_size, region, self.num_components
+        ) if region else None
         self.register_buffer("node_component", torch.as_tensor(graph.component, dtype=torch.long),
                              persistent=False)
-        if region:
-            signal_features["flow_region"] = region
+        if channels + region:
+            # the stem's patch and the node's region read-out are one signal: one encoder of
+            # c + c' inputs is the sum of one per part, for less time
+            signal_features["flow_image"] = channels + region
         self.node_encoders = nn.ModuleDict(
             {name: _Encoder(size, width) for name, size in signal_features.items()}
         ) if "node" in streams else None
@@ -413,28 +419,32 @@ class DeReGRL(nn.Module):
         image_signal = self._flow_image_signal(batch)
         if image_signal is not None:
             signals["flow_image"] = image_signal
-        if self.flow_region is not None:
-            image = getattr(batch, "flow_image", None)
-            regions = getattr(batch, "flow_image_component", None)
-            if image is not None and regions is not None:
-                per_component = self.flow_region(image.float(), regions)  # [B, K, c]
-                signals["flow_region"] = per_component[:, self.node_component].flatten(0, 1)
         return signals
 
     def _flow_image_signal(self, batch) -> Tensor | None:
-        """The whole-face flow image read at every node (:func:`flow_image_patches`, the
-        ``FLOW_IMAGE_PATCH``² flow pixels centred on the node) through the stem; None when the
-        model has no stem or the batch has no flow image with node positions.
+        """The whole-face flow image read at every node: the ``FLOW_IMAGE_PATCH``² flow pixels
+        centred on the node (:func:`flow_image_patches`) through the stem, then the region
+        read-out of the node's component (:class:`FlowRegionReadout`); None when the model
+        reads neither or the batch lacks what they read (the flow image, the nodes' positions
+        in it, its component regions).
 
-        Shapes: batch.flow_image [B, 3, F, F], batch.flow_image_points [B·N, 2] →
-        [B·N, flow_image_channels]
+        Shapes: batch.flow_image [B, 3, F, F], batch.flow_image_points [B·N, 2],
+        batch.flow_image_component [B, F, F] → [B·N, flow_image_channels + flow_region_channels]
         """
-        if self.flow_image_stem is None:
-            return None
-        patches = flow_image_patches(batch, self.num_nodes, FLOW_IMAGE_PATCH, "dere-grl")
-        if patches is None:
-            return None
-        return self.flow_image_stem(patches.flatten(0, 1)).flatten(1)  # [B·N, c]
+        image = getattr(batch, "flow_image", None)
+        parts = []
+        if self.flow_image_stem is not None:
+            patches = flow_image_patches(batch, self.num_nodes, FLOW_IMAGE_PATCH, "dere-grl")
+            if patches is None:
+                return None
+            parts.append(self.flow_image_stem(patches.flatten(0, 1)).flatten(1))  # [B·N, c]
+        if self.flow_region is not None:
+            regions = getattr(batch, "flow_image_component", None)
+            if image is None or regions is None:
+                return None
+            per_component = self.flow_region(image.float(), regions)  # [B, K, c']
+            parts.append(per_component[:, self.node_component].flatten(0, 1))  # [B·N, c']
+        return torch.cat(parts, dim=1) if parts else None
 
     def _num_graphs(self, batch, num_rows: int) -> int:
         if num_rows % self.num_nodes:

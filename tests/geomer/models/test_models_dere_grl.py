@@ -493,7 +493,7 @@ def test_each_component_reads_its_region_of_the_flow_image(face_graph, flow_batc
         assert moved[1:].abs().sum() == 0
         off_y, off_x = torch.nonzero(regions[0] == -1)[0].tolist()
         torch.testing.assert_close(model(changed(off_y, off_x)).logits, model(flow_batch).logits)
-        nodes = model._node_signals(flow_batch)["flow_region"].reshape(4, face_graph.num_nodes, -1)
+        nodes = model._node_signals(flow_batch)["flow_image"].reshape(4, face_graph.num_nodes, -1)
         component = torch.as_tensor(face_graph.component)
         torch.testing.assert_close(nodes, signal[:, component])
 
