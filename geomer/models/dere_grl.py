@@ -43,14 +43,18 @@ could not read them):
   and the weighted pixels are summed over each facial component's region
   (``flow_image_component``: the component of the pixel's nearest node, off-face pixels left
   out), so each component gets a linear read-out of its part of the image
-  (:class:`FlowRegionReadout`), given to every node of the component beside its patch's
-  stem features (one node signal, one encoder). Why: on the
-  composite a linear classifier on the whole image scores above the flow at the nodes (README,
-  "Per-dataset diagnosis": much of the motion lies between and around the nodes, which the 5×5
-  patches miss), and a sum split by region keeps every feature on its component, so the ADM's
-  decomposition, the relations and the occlusion rule (which neutralises exactly these regions)
-  stay per component. Chosen on validation subjects and the hold-out protocol (README, "Real
-  data"). Under mixup the mixed image is read with the first clip's regions;
+  (:class:`FlowRegionReadout`), given to every node of the component beside its patch's stem
+  features (one node signal, one encoder). Why: on the composite a linear classifier on the
+  whole image scores above the flow at the nodes (README, "Per-dataset diagnosis": much of the
+  motion lies between and around the nodes, which the 5×5 patches miss), and a sum split by
+  region keeps every feature on its component, so the ADM's decomposition, the relations and
+  the occlusion rule (which neutralises exactly these regions) stay per component. Chosen on
+  validation subjects drawn from the LOSO folds' training subjects; the hold-out protocol showed
+  no gain (README, "Real data"). Only clips without a landmark trajectory (``geometry``; the preprocessed composite)
+  read it: on the small synthetic tuning draw, where the trajectories carry the motion, its
+  per-pixel weights cost UF1 and occlusion agreement (README, "Real data"); for clips with a
+  trajectory its part of the signal is zero. Under mixup the mixed image is read with the first
+  clip's regions;
 - inputs are normalised by BatchNorm inside the model (displacements are ~0.01 IOD), so the
   statistics come from the training fold only;
 - backbone: two streams on the region graph, each 1–4 ``torch_geometric.nn.DenseGCNConv`` layers
@@ -163,7 +167,7 @@ class FlowRegionReadout(nn.Module):
 
     def __init__(self, side: int, channels: int, num_components: int):
         super().__init__()
-        self.side, self.num_components = int(side), int(num_components)
+        self.side, self.num_components, self.channels = int(side), int(num_components), int(channels)
         pixels = 3 * self.side * self.side
         self.norm = nn.BatchNorm1d(pixels, affine=False)
         # a region holds about pixels / K standardised values: its sum starts with unit variance
@@ -416,17 +420,18 @@ class DeReGRL(nn.Module):
             check_shape(flow, ("B·N", self.scales, FLOW_STATS), "dere-grl: flow_stats",
                         hint=f" (built for {self.scales} feature scales)")
             signals["flow"] = flow.reshape(flow.shape[0], -1)
-        image_signal = self._flow_image_signal(batch)
+        image_signal = self._flow_image_signal(batch, read_regions=geometry is None)
         if image_signal is not None:
             signals["flow_image"] = image_signal
         return signals
 
-    def _flow_image_signal(self, batch) -> Tensor | None:
+    def _flow_image_signal(self, batch, read_regions: bool = True) -> Tensor | None:
         """The whole-face flow image read at every node: the ``FLOW_IMAGE_PATCH``² flow pixels
         centred on the node (:func:`flow_image_patches`) through the stem, then the region
-        read-out of the node's component (:class:`FlowRegionReadout`); None when the model
-        reads neither or the batch lacks what they read (the flow image, the nodes' positions
-        in it, its component regions).
+        read-out of the node's component (:class:`FlowRegionReadout`; zeros, so not read, when
+        not ``read_regions``: clips with a landmark trajectory, see the module docstring); None
+        when the model reads neither or the batch lacks what they read (the flow image, the
+        nodes' positions in it, its component regions).
 
         Shapes: batch.flow_image [B, 3, F, F], batch.flow_image_points [B·N, 2],
         batch.flow_image_component [B, F, F] → [B·N, flow_image_channels + flow_region_channels]
@@ -442,8 +447,11 @@ class DeReGRL(nn.Module):
             regions = getattr(batch, "flow_image_component", None)
             if image is None or regions is None:
                 return None
-            per_component = self.flow_region(image.float(), regions)  # [B, K, c']
-            parts.append(per_component[:, self.node_component].flatten(0, 1))  # [B·N, c']
+            if read_regions:
+                per_component = self.flow_region(image.float(), regions)  # [B, K, c']
+                parts.append(per_component[:, self.node_component].flatten(0, 1))  # [B·N, c']
+            else:  # a constant: BatchNorm turns it into 0, so nothing of it reaches the model
+                parts.append(image.new_zeros(regions.shape[0] * self.num_nodes, self.flow_region.channels))
         return torch.cat(parts, dim=1) if parts else None
 
     def _num_graphs(self, batch, num_rows: int) -> int:

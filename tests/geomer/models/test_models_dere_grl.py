@@ -462,11 +462,12 @@ def test_the_flow_image_is_read_at_each_node(face_graph, flow_batch):
         torch.testing.assert_close(blind(flow_batch).logits, blind(near).logits)
 
 
-def test_each_component_reads_its_region_of_the_flow_image(face_graph, flow_batch):
+def test_each_component_reads_its_region_of_the_flow_image(face_graph, flow_batch, batch):
     """The region read-out is, per component, the sum over the pixels of its region
     (``flow_image_component``) of each standardised pixel times its own weights: a change of a
     pixel of one component's region changes that component's signal only, an off-face pixel
-    changes nothing, and every node of a component gets its component's signal."""
+    changes nothing, and every node of a component gets its component's signal; clips with a
+    landmark trajectory do not read it."""
     model = build(face_graph, flow_region_channels=4, flow_image_channels=0).eval()
     readout = model.flow_region
     with torch.no_grad():
@@ -496,6 +497,11 @@ def test_each_component_reads_its_region_of_the_flow_image(face_graph, flow_batc
         nodes = model._node_signals(flow_batch)["flow_image"].reshape(4, face_graph.num_nodes, -1)
         component = torch.as_tensor(face_graph.component)
         torch.testing.assert_close(nodes, signal[:, component])
+
+        # clips with a landmark trajectory do not read their regions
+        with_geometry = batch.clone()
+        with_geometry.flow_image = batch.flow_image + 1.0
+        torch.testing.assert_close(model(with_geometry).logits, model(batch).logits)
 
     model.train()
     one = Batch.from_data_list(flow_batch.to_data_list()[:1])
