@@ -43,8 +43,7 @@ could not read them):
   and the weighted pixels are summed over each facial component's region
   (``flow_image_component``: the component of the pixel's nearest node, off-face pixels left
   out), so each component gets a linear read-out of its part of the image
-  (:class:`FlowRegionReadout`), given to every node of the component beside its patch's stem
-  features (one node signal, one encoder). Why: on the composite a linear classifier on the
+  (:class:`FlowRegionReadout`), a node signal of every node of the component. Why: on the composite a linear classifier on the
   whole image scores above the flow at the nodes (README, "Per-dataset diagnosis": much of the
   motion lies between and around the nodes, which the 5×5 patches miss), and a sum split by
   region keeps every feature on its component, so the ADM's decomposition, the relations and
@@ -52,8 +51,9 @@ could not read them):
   validation subjects drawn from the LOSO folds' training subjects; the hold-out protocol showed
   no gain (README, "Real data"). Only clips without a landmark trajectory (``geometry``; the preprocessed composite)
   read it: on the small synthetic tuning draw, where the trajectories carry the motion, its
-  per-pixel weights cost UF1 and occlusion agreement (README, "Real data"); for clips with a
-  trajectory its part of the signal is zero. Under mixup the mixed image is read with the first
+  per-pixel weights cost UF1 and occlusion agreement (README, "Real data"); clips with a
+  trajectory train the model of 0.2.10 exactly (its parts are made last, so they do not change
+  the other parts' random start). Under mixup the mixed image is read with the first
   clip's regions;
 - inputs are normalised by BatchNorm inside the model (displacements are ~0.01 IOD), so the
   statistics come from the training fold only;
@@ -167,7 +167,7 @@ class FlowRegionReadout(nn.Module):
 
     def __init__(self, side: int, channels: int, num_components: int):
         super().__init__()
-        self.side, self.num_components, self.channels = int(side), int(num_components), int(channels)
+        self.side, self.num_components = int(side), int(num_components)
         pixels = 3 * self.side * self.side
         self.norm = nn.BatchNorm1d(pixels, affine=False)
         # a region holds about pixels / K standardised values: its sum starts with unit variance
@@ -343,16 +343,8 @@ class DeReGRL(nn.Module):
             nn.BatchNorm2d(channels),
             nn.ReLU(),
         ) if channels else None
-        region = int(flow_region_channels)
-        self.flow_region = FlowRegionReadout(
-            features.flow_image_size, region, self.num_components
-        ) if region else None
-        self.register_buffer("node_component", torch.as_tensor(graph.component, dtype=torch.long),
-                             persistent=False)
-        if channels + region:
-            # the stem's patch and the node's region read-out are one signal: one encoder of
-            # c + c' inputs is the sum of one per part, for less time
-            signal_features["flow_image"] = channels + region
+        if channels:
+            signal_features["flow_image"] = channels
         self.node_encoders = nn.ModuleDict(
             {name: _Encoder(size, width) for name, size in signal_features.items()}
         ) if "node" in streams else None
@@ -391,6 +383,17 @@ class DeReGRL(nn.Module):
         self.embed = nn.Linear(self.adm.num_actions * width, int(embedding))
         self.classifier = nn.Linear(int(embedding), self.num_classes)
 
+        # the region read-out and its encoders are made last, so every other part starts from
+        # the random draws of 0.2.10: clips with a landmark trajectory, which do not read it,
+        # train the model of 0.2.10 exactly
+        region = int(flow_region_channels)
+        self.flow_region = FlowRegionReadout(features.flow_image_size, region, self.num_components) if region else None
+        self.register_buffer("node_component", torch.as_tensor(graph.component, dtype=torch.long),
+                             persistent=False)
+        for encoders in (self.node_encoders, self.edge_encoders):
+            if encoders is not None and region:
+                encoders["flow_region"] = _Encoder(region, width)
+
     # -- inputs ---------------------------------------------------------------------------
 
     def _node_signals(self, batch) -> dict[str, Tensor]:
@@ -420,39 +423,43 @@ class DeReGRL(nn.Module):
             check_shape(flow, ("B·N", self.scales, FLOW_STATS), "dere-grl: flow_stats",
                         hint=f" (built for {self.scales} feature scales)")
             signals["flow"] = flow.reshape(flow.shape[0], -1)
-        image_signal = self._flow_image_signal(batch, read_regions=geometry is None)
+        image_signal = self._flow_image_signal(batch)
         if image_signal is not None:
             signals["flow_image"] = image_signal
+        if geometry is None:  # see the module docstring: clips with a trajectory do not read it
+            region_signal = self._flow_region_signal(batch)
+            if region_signal is not None:
+                signals["flow_region"] = region_signal
         return signals
 
-    def _flow_image_signal(self, batch, read_regions: bool = True) -> Tensor | None:
-        """The whole-face flow image read at every node: the ``FLOW_IMAGE_PATCH``² flow pixels
-        centred on the node (:func:`flow_image_patches`) through the stem, then the region
-        read-out of the node's component (:class:`FlowRegionReadout`; zeros, so not read, when
-        not ``read_regions``: clips with a landmark trajectory, see the module docstring); None
-        when the model reads neither or the batch lacks what they read (the flow image, the
-        nodes' positions in it, its component regions).
+    def _flow_image_signal(self, batch) -> Tensor | None:
+        """The whole-face flow image read at every node (:func:`flow_image_patches`, the
+        ``FLOW_IMAGE_PATCH``² flow pixels centred on the node) through the stem; None when the
+        model has no stem or the batch has no flow image with node positions.
 
-        Shapes: batch.flow_image [B, 3, F, F], batch.flow_image_points [B·N, 2],
-        batch.flow_image_component [B, F, F] → [B·N, flow_image_channels + flow_region_channels]
+        Shapes: batch.flow_image [B, 3, F, F], batch.flow_image_points [B·N, 2] →
+        [B·N, flow_image_channels]
+        """
+        if self.flow_image_stem is None:
+            return None
+        patches = flow_image_patches(batch, self.num_nodes, FLOW_IMAGE_PATCH, "dere-grl")
+        if patches is None:
+            return None
+        return self.flow_image_stem(patches.flatten(0, 1)).flatten(1)  # [B·N, c]
+
+    def _flow_region_signal(self, batch) -> Tensor | None:
+        """The region read-out of each node's component (:class:`FlowRegionReadout`); None when
+        the model has none or the batch has no flow image with component regions.
+
+        Shapes: batch.flow_image [B, 3, F, F], batch.flow_image_component [B, F, F] →
+        [B·N, flow_region_channels]
         """
         image = getattr(batch, "flow_image", None)
-        parts = []
-        if self.flow_image_stem is not None:
-            patches = flow_image_patches(batch, self.num_nodes, FLOW_IMAGE_PATCH, "dere-grl")
-            if patches is None:
-                return None
-            parts.append(self.flow_image_stem(patches.flatten(0, 1)).flatten(1))  # [B·N, c]
-        if self.flow_region is not None:
-            regions = getattr(batch, "flow_image_component", None)
-            if image is None or regions is None:
-                return None
-            if read_regions:
-                per_component = self.flow_region(image.float(), regions)  # [B, K, c']
-                parts.append(per_component[:, self.node_component].flatten(0, 1))  # [B·N, c']
-            else:  # a constant: BatchNorm turns it into 0, so nothing of it reaches the model
-                parts.append(image.new_zeros(regions.shape[0] * self.num_nodes, self.flow_region.channels))
-        return torch.cat(parts, dim=1) if parts else None
+        regions = getattr(batch, "flow_image_component", None)
+        if self.flow_region is None or image is None or regions is None:
+            return None
+        per_component = self.flow_region(image.float(), regions)  # [B, K, c]
+        return per_component[:, self.node_component].flatten(0, 1)
 
     def _num_graphs(self, batch, num_rows: int) -> int:
         if num_rows % self.num_nodes:

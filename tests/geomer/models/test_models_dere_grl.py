@@ -494,14 +494,19 @@ def test_each_component_reads_its_region_of_the_flow_image(face_graph, flow_batc
         assert moved[1:].abs().sum() == 0
         off_y, off_x = torch.nonzero(regions[0] == -1)[0].tolist()
         torch.testing.assert_close(model(changed(off_y, off_x)).logits, model(flow_batch).logits)
-        nodes = model._node_signals(flow_batch)["flow_image"].reshape(4, face_graph.num_nodes, -1)
+        nodes = model._node_signals(flow_batch)["flow_region"].reshape(4, face_graph.num_nodes, -1)
         component = torch.as_tensor(face_graph.component)
         torch.testing.assert_close(nodes, signal[:, component])
 
-        # clips with a landmark trajectory do not read their regions
+        # clips with a landmark trajectory do not read their regions, and the read-out's parts,
+        # made last, leave the other parts' random start as it was without them
         with_geometry = batch.clone()
         with_geometry.flow_image = batch.flow_image + 1.0
         torch.testing.assert_close(model(with_geometry).logits, model(batch).logits)
+        full, without = build(face_graph, seed=3), build(face_graph, seed=3, flow_region_channels=0)
+        for key, value in without.state_dict().items():
+            torch.testing.assert_close(full.state_dict()[key], value)
+        torch.testing.assert_close(full.eval()(batch).logits, without.eval()(batch).logits)
 
     model.train()
     one = Batch.from_data_list(flow_batch.to_data_list()[:1])
