@@ -311,7 +311,8 @@ class DeReGRL(nn.Module):
         if not streams or any(s not in STREAMS for s in streams) or len(set(streams)) != len(streams):
             raise GeomerError(f"dere-grl: streams must be a non-empty subset of {STREAMS}, got {streams}")
         check_at_least("dere-grl", 1, actions=actions, hidden=hidden, layers=layers, embedding=embedding)
-        check_at_least("dere-grl", 0, flow_image_channels=flow_image_channels, learned_bound=learned_bound,
+        check_at_least("dere-grl", 0, flow_image_channels=flow_image_channels,
+                       flow_region_channels=flow_region_channels, learned_bound=learned_bound,
                        self_relation=self_relation)
         check_probability("dere-grl", dropout=dropout)
 

@@ -348,6 +348,8 @@ def test_bad_shapes_and_settings_are_one_line_errors(face_graph, batch, make_bat
         build(face_graph, dropout=1.5)
     with pytest.raises(GeomerError, match="learned_bound must be ≥ 0"):
         build(face_graph, learned_bound=-1.0)
+    with pytest.raises(GeomerError, match="flow_region_channels must be ≥ 0"):
+        build(face_graph, flow_region_channels=-1)
 
 
 def test_normalisation_statistics_come_from_training_batches_only(face_graph, batch, make_batch):
