@@ -51,9 +51,9 @@ could not read them):
   validation subjects drawn from the LOSO folds' training subjects; the hold-out protocol showed
   no gain (README, "Real data"). Only clips without a landmark trajectory (``geometry``; the preprocessed composite)
   read it: on the small synthetic tuning draw, where the trajectories carry the motion, its
-  per-pixel weights cost UF1 and occlusion agreement (README, "Real data"); clips with a
-  trajectory train the model of 0.2.10 exactly (its parts are made last, so they do not change
-  the other parts' random start). Under mixup the mixed image is read with the first
+  per-pixel weights cost UF1 and occlusion agreement (README, "Real data"); for clips with a
+  trajectory the model is that of 0.2.10 with the same initial weights (the read-out's parts are
+  made last; the random stream after them, the dropout masks', differs). Under mixup the mixed image is read with the first
   clip's regions;
 - inputs are normalised by BatchNorm inside the model (displacements are ~0.01 IOD), so the
   statistics come from the training fold only;
@@ -385,8 +385,8 @@ class DeReGRL(nn.Module):
         self.classifier = nn.Linear(int(embedding), self.num_classes)
 
         # the region read-out and its encoders are made last, so every other part starts from
-        # the random draws of 0.2.10: clips with a landmark trajectory, which do not read it,
-        # train the model of 0.2.10 exactly
+        # the initial weights of 0.2.10: for clips with a landmark trajectory, which do not read
+        # it, the model is that of 0.2.10
         region = int(flow_region_channels)
         self.flow_region = FlowRegionReadout(features.flow_image_size, region, self.num_components) if region else None
         self.register_buffer("node_component", torch.as_tensor(graph.component, dtype=torch.long),

@@ -58,8 +58,8 @@ mix. Every clip of geomer is on the same N nodes in the same order, so node i of
 with node i of the other: the same landmark, the same facial component. Positions are mixed
 too (the nodes' canonical positions and their places in the flow image): the mix is read at
 the nodes of an intermediate face, which for aligned faces lies close to both. Integer inputs
-(node components, the flow image's regions, which only the occlusion relations of evaluated
-clips read, the graph) are left as they are.
+(node components, the flow image's regions, the graph) are left as they are: the mixed flow
+image is read by the first clip's regions (``dere-grl``'s region read-out).
 
 **EMA** (``torch.optim.swa_utils.AveragedModel``, buffers averaged too) replaces epoch picking by
 weight averaging; the averaged model is the one validated, tested and saved.
