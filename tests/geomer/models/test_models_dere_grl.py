@@ -512,4 +512,6 @@ def test_each_component_reads_its_region_of_the_flow_image(face_graph, flow_batc
 
     model.train()
     one = Batch.from_data_list(flow_batch.to_data_list()[:1])
+    statistics = readout.norm.running_mean.clone()
     assert model(one).logits.shape == (1, 3)  # one clip: the running statistics, no error
+    assert torch.equal(readout.norm.running_mean, statistics)  # and they do not learn from it
