@@ -23,7 +23,8 @@ already present. A present entry is verified by loading it: one that fails to lo
 older format, another clip's identity, an array missing or of the wrong shape, a non-finite value)
 is extracted again with a one-line notice on stderr, never used. Each entry lists the feature
 arrays it was written with (:data:`CONTENTS_ARRAY`), so a missing one is noticed even where that
-modality is optional (entries written before the list existed are checked without it). Clips that fail are reported (key, one-line message), never cached.
+modality is optional (entries written before the list existed are checked without it). Clips
+that fail are reported (key, one-line message), never cached.
 """
 
 from __future__ import annotations
