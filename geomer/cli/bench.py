@@ -35,6 +35,10 @@ def register(subparsers) -> None:
     train.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's budget)")
     train.add_argument("--steps", type=int, default=None, help="optimiser steps per fold, instead of --epochs")
     train.add_argument("--jobs", type=int, default=2, help="parallel folds")
+    train.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto",
+        help="auto: the CPU, then the GPU when one is present; cpu or cuda: that one alone",
+    )
 
     pretrain = entries.add_parser(
         "pretrain", help="frame pairs/s of Micron-BERT pretraining at a chosen width and depth"
@@ -75,7 +79,7 @@ def _pretrain(args):
 def _train(args):
     from geomer.train.bench import bench_train
 
-    return bench_train(args.model, epochs=args.epochs, steps=args.steps, jobs=args.jobs)
+    return bench_train(args.model, epochs=args.epochs, steps=args.steps, jobs=args.jobs, device=args.device)
 
 
 ENTRIES = Registry("bench entry", GeomerError, {

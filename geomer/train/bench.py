@@ -8,7 +8,8 @@ a small class-dependent displacement, then converted by the real ``to_pyg``. No 
 what is timed is the engine and the model (feature extraction has its own bench).
 
 Rows: total seconds, training clips/s (clip-epochs over summed fold training time), seconds per
-fold; with CUDA available, the same LOSO in-process on the GPU too.
+fold; with CUDA available, the same LOSO in-process on the GPU too (``device="auto"``), or on one
+of the two alone (``"cpu"``, ``"cuda"``).
 """
 
 from __future__ import annotations
@@ -71,19 +72,30 @@ def composite_graphs(settings=None, seed: int = 0) -> list:
 
 
 def bench_train(model: str = "dere-grl", epochs: int | None = None, jobs: int = 2,
-                steps: int | None = None) -> list[tuple[str, float, str]]:
-    """Rows ``(what, value, unit)`` of a full LOSO (one seed) of ``model``; see the module doc."""
+                steps: int | None = None, device: str = "auto") -> list[tuple[str, float, str]]:
+    """Rows ``(what, value, unit)`` of a full LOSO (one seed) of ``model``; see the module doc.
+
+    ``device``: "auto" (the CPU with ``jobs`` processes, then the GPU in-process when CUDA is
+    available), "cpu" or "cuda" (that one alone; "cuda" without a GPU is a GeomerError)."""
     import torch
 
+    from geomer.errors import GeomerError
     from geomer.features.types import FeatureSettings
     from geomer.train.config import TrainConfig
 
+    if device not in ("auto", "cpu", "cuda"):
+        raise GeomerError(f"unknown bench device {device!r}; use auto, cpu or cuda")
     config = TrainConfig.for_model(model, epochs=epochs, steps=steps, seeds=(0,), jobs=jobs, device="cpu",
                                    progress=False)
+    gpu = torch.cuda.is_available() and device in ("auto", "cuda")
+    if device == "cuda" and not gpu:
+        raise GeomerError("--device cuda: torch sees no CUDA device")
     settings = FeatureSettings()
     graphs = composite_graphs(settings)
-    rows = _timed_rows(graphs, config, settings, f"{jobs} CPU processes" if jobs > 1 else "CPU")
-    if torch.cuda.is_available():
+    rows = []
+    if device in ("auto", "cpu"):
+        rows += _timed_rows(graphs, config, settings, f"{jobs} CPU processes" if jobs > 1 else "CPU")
+    if gpu:
         rows += _timed_rows(graphs, config.replace(jobs=1, device="cuda"), settings, "GPU")
     return rows
 

@@ -56,3 +56,26 @@ def test_bench_counts_below_one_are_one_line_errors(argv, capsys):
     assert main(["bench", *argv]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "must be at least 1" in err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_bench_train_on_cuda_without_a_gpu_is_a_one_line_error(capsys):
+    assert main(["bench", "train", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no CUDA device" in err
+
+
+@pytest.mark.parametrize("device, labels", [("cpu", ["2 CPU processes"]), ("cuda", ["GPU"]),
+                                            ("auto", ["2 CPU processes", "GPU"])])
+def test_bench_train_times_the_devices_asked_for(device, labels, monkeypatch):
+    import geomer.train.bench as bench
+
+    timed = []
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    monkeypatch.setattr(bench, "composite_graphs", lambda settings: [])
+    monkeypatch.setattr(bench, "_timed_rows", lambda graphs, config, settings, label: timed.append(
+        (label, config.device)) or [])
+    bench.bench_train("dere-grl", device=device)
+    assert [label for label, _ in timed] == labels
+    assert [config_device for _, config_device in timed] == ["cuda" if label == "GPU" else "cpu" for label in labels]
