@@ -123,7 +123,7 @@ from geomer.models.dere_grl_modules import (
     component_relations,
     gcn_normalise,
 )
-from geomer.models.flow_image import flow_image_patches
+from geomer.models.flow_image import FlowRegionReadout, flow_image_patches
 from geomer.models.settings import check_at_least, check_probability
 from geomer.models.output import ModelOutput
 from geomer.models.registry import register_model
@@ -150,45 +150,6 @@ class _Encoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         normalised = self.norm(x.reshape(-1, x.shape[-1])).reshape(x.shape)
         return self.linear(normalised)
-
-
-class FlowRegionReadout(nn.Module):
-    """Each facial component's region of the whole flow image, read pixel by pixel.
-
-    Every pixel of the flow image (u, v, strain) is standardised with the training fold's
-    statistics of that pixel (BatchNorm without affine), weighted by its own learned ``c``
-    weights and summed over the pixels of each component's region (``flow_image_component``,
-    the nearest node's component; off-face pixels are left out): a linear read-out of the
-    image, split by component.
-
-    Shapes: image [B, 3, F, F], regions [B, F, F] long (−1 off the face) → [B, K, c]
-    (``c`` = ``channels``).
-    """
-
-    def __init__(self, side: int, channels: int, num_components: int):
-        super().__init__()
-        self.side, self.num_components = int(side), int(num_components)
-        pixels = 3 * self.side * self.side
-        self.norm = nn.BatchNorm1d(pixels, affine=False)
-        # a region holds about pixels / K standardised values: its sum starts with unit variance
-        self.weight = nn.Parameter(torch.randn(3, self.side * self.side, channels) * (pixels / num_components) ** -0.5)
-
-    def forward(self, image: Tensor, regions: Tensor) -> Tensor:
-        b = image.shape[0]
-        check_shape(image, (b, 3, self.side, self.side), "dere-grl: flow_image")
-        flat = image.reshape(b, -1)
-        if self.training and b == 1:  # no batch statistics from one clip: the running ones
-            values = F.batch_norm(flat, self.norm.running_mean, self.norm.running_var, training=False)
-        else:
-            values = self.norm(flat)
-        values = values.reshape(b, 3, -1)
-        # a broadcast product summed over u, v, strain: torch.einsum runs this as F² tiny
-        # matrix products, 3× slower forward and backward on a CPU
-        per_pixel = (values[..., None] * self.weight).sum(dim=1)  # [B, F², c]
-        # summed per region id + 1: bucket 0 gathers the off-face pixels (−1) and is dropped
-        buckets = (regions.reshape(b, -1, 1) + 1).expand_as(per_pixel)
-        sums = per_pixel.new_zeros(b, self.num_components + 1, per_pixel.shape[-1])
-        return sums.scatter_add(1, buckets, per_pixel)[:, 1:]
 
 
 class _Stream(nn.Module):

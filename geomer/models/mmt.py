@@ -58,6 +58,19 @@ Reimplementation choices (not from the paper):
   a patch sized in flow pixels reads it at its own resolution and stays on its node, so the
   relations stay per component. Kept after a comparison on validation subjects drawn from each
   LOSO fold's training subjects (README, real-data results);
+* **each component's region of the flow image as one more motion token** (``flow_region_channels``
+  c, 8 by default since 0.2.12; 0 turns it off; *choice*): the region read-out of ``dere-grl``
+  (:class:`geomer.models.flow_image.FlowRegionReadout`: every flow-image pixel standardised with
+  the training fold's statistics of that pixel, weighted by c learned weights of its own and
+  summed over its facial component's region), projected to a token that every node of the
+  component gets as one more scale token (the projection's bias is its scale embedding). The
+  P×P patches read the image next to the nodes; this reads all of it, split by component, so
+  the relations and the occlusion rule (which neutralises these regions) stay per component.
+  As in ``dere-grl``, only clips without a landmark trajectory (``geometry``, read for nothing
+  else) read it, and its initial weights come from a random stream of their own, so for every
+  other clip the model and its training are exactly those of 0.2.11 (the same initial weights
+  and dropout masks). Chosen on validation subjects drawn from the LOSO folds' training
+  subjects (README, "Real data");
 * dropout (*choice*): 0.1 in the MLPs and before the head, none on the attention weights
   (``attention_dropout`` 0, as ``hsta`` and the official ``VisionTransformer``); chosen on the
   synthetic tuning seed, where dropping attention weights cost UF1 and a sixth of the training
@@ -80,8 +93,9 @@ Reimplementation choices (not from the paper):
   with the commands.
 
 Sizes (68 nodes, 3 scales, 8×8 patches, 5 classes; counted with ``sum(p.numel() for p in
-model.parameters())``): ``mmt`` (dim 48, depth 2, 4 heads, 5×5 flow-image patches) 172 757
-parameters; ``mmt-large`` (dim 256, depth 6, 8 heads, MLP ratio 4) 11 165 445. The paper does not
+model.parameters())``): ``mmt`` (dim 48, depth 2, 4 heads, 5×5 flow-image patches, 8 region
+weights a pixel of the 28×28 flow image) 192 005 parameters (172 757 without the region
+read-out); ``mmt-large`` (dim 256, depth 6, 8 heads, MLP ratio 4) 11 186 565. The paper does not
 give its size (its abstract does not, and we have no other source; no official code is known to
 us), so there is no ``mmt-base``: ``mmt-large`` is geomer's larger configuration, named for what it is.
 """
@@ -101,7 +115,7 @@ from geomer.models.attention import (
     mean_relations,
     movement_key_bias,
 )
-from geomer.models.flow_image import flow_image_patches
+from geomer.models.flow_image import FlowRegionReadout, flow_image_patches
 from geomer.models.output import ModelOutput
 from geomer.models.registry import check_inputs, register_model
 from geomer.models.settings import check_at_least, check_positive, check_probability
@@ -245,7 +259,10 @@ class ModalityEncoder(nn.Module):
         )  # [B, N, S, D]
         if extra is not None:  # tokens of further scales, already projected: [B, N, E, D]
             per_scale = torch.cat([per_scale, extra], dim=2)
-        per_scale = per_scale + self.scale_embedding[: per_scale.shape[2]]
+        embedding = self.scale_embedding[: per_scale.shape[2]]
+        if per_scale.shape[2] > len(embedding):  # further tokens bring their own (a projection's bias)
+            embedding = F.pad(embedding, (0, 0, 0, per_scale.shape[2] - len(embedding)))
+        per_scale = per_scale + embedding
         # the node's own embedding is the same for all its scales: added after the pooling (whose
         # weights sum to 1), so the scale weights are read from the patch content and scale alone
         node_tokens, scale_weights = self.scale_attention(per_scale)
@@ -282,13 +299,13 @@ class MultiModalMultiScaleTransformer(nn.Module):
         "arXiv:2301.02969 (2023)"
     )
     requires: tuple[str, ...] = ("flow_patches", "texture_apex")
-    # every Data attribute forward() reads (the flow image where a clip has one): the engine
-    # drops the rest before collating
-    inputs: tuple[str, ...] = requires + ("flow_image", "flow_image_points")
+    # every Data attribute forward() reads (the flow image where a clip has one; geometry only
+    # to tell whether a clip has a landmark trajectory): the engine drops the rest before collating
+    inputs: tuple[str, ...] = requires + ("flow_image", "flow_image_points", "flow_image_component", "geometry")
     # checkpoints of geomer before 0.2.4 were trained without the flow-image token and with
     # dropout on the attention weights
     earlier_defaults = {"0.2.4": {"flow_image_patch": 0, "attention_dropout": 0.1},
-                        "0.2.8": {"readout": "fused"}}
+                        "0.2.8": {"readout": "fused"}, "0.2.12": {"flow_region_channels": 0}}
     small_config = dict(dim=16, depth=1, heads=2)
     train_defaults = {"steps": 200}
 
@@ -308,6 +325,7 @@ class MultiModalMultiScaleTransformer(nn.Module):
         movement_prior: bool = False,
         flow_image_patch: int = 5,
         readout: str = "component",
+        flow_region_channels: int = 8,
     ) -> None:
         super().__init__()
         if readout not in READOUTS:
@@ -317,7 +335,7 @@ class MultiModalMultiScaleTransformer(nn.Module):
         check_at_least("mmt", 0, contrastive_weight=contrastive_weight)
         check_probability("mmt", dropout=dropout, attention_dropout=attention_dropout)
         self.readout = readout
-        check_at_least("mmt", 0, flow_image_patch=flow_image_patch)
+        check_at_least("mmt", 0, flow_image_patch=flow_image_patch, flow_region_channels=flow_region_channels)
         self.movement_prior = movement_prior
         self.flow_image_patch = int(flow_image_patch)
         self.num_components = int(graph.num_components)
@@ -344,6 +362,16 @@ class MultiModalMultiScaleTransformer(nn.Module):
             )
         else:
             self.head = nn.Sequential(nn.LayerNorm(2 * dim), nn.Dropout(dropout), nn.Linear(2 * dim, num_classes))
+        # the region read-out (module docstring) draws its initial weights from a random stream
+        # of its own, seeded from the run's seed, so the rest of the model (its initial weights
+        # and the dropout masks drawn in training) is the same as without it
+        region = int(flow_region_channels)
+        self.flow_region, self.flow_region_projection = None, None
+        if region:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(torch.initial_seed())
+                self.flow_region = FlowRegionReadout(features.flow_image_size, region, self.num_components)
+                self.flow_region_projection = nn.Linear(region, dim)
 
     def _flow_image_tokens(self, batch, num_nodes: int) -> torch.Tensor | None:
         """The flow image's scale token of every node, or None (no projection, or the batch has
@@ -353,6 +381,16 @@ class MultiModalMultiScaleTransformer(nn.Module):
         patches = flow_image_patches(batch, num_nodes, self.flow_image_patch, "mmt")
         return None if patches is None else self.flow_image_projection(patches)[:, :, None]
 
+    def _flow_region_tokens(self, batch) -> torch.Tensor | None:
+        """Each node's token of its component's region read-out, or None (no read-out, a clip
+        with a landmark trajectory, or no flow image with regions). Shapes: → ``[B, N, 1, D]``."""
+        image = getattr(batch, "flow_image", None)
+        regions = getattr(batch, "flow_image_component", None)
+        if self.flow_region is None or image is None or regions is None or getattr(batch, "geometry", None) is not None:
+            return None
+        per_component = self.flow_region_projection(self.flow_region(image.float(), regions))  # [B, K, D]
+        return per_component[:, self.motion.nodes.component, None]
+
     def forward(self, batch) -> ModelOutput:
         check_inputs(self, batch)
         flow, mask = dense_nodes(batch, "flow_patches")
@@ -360,7 +398,9 @@ class MultiModalMultiScaleTransformer(nn.Module):
         bias = None
         if self.movement_prior:  # node energy: mean optical-flow magnitude over scales and pixels
             bias = movement_key_bias(MagnitudeEmbedding.magnitude(flow).mean(dim=-1), mask)
-        image_tokens = self._flow_image_tokens(batch, flow.shape[1])
+        extra = [t for t in (self._flow_image_tokens(batch, flow.shape[1]), self._flow_region_tokens(batch))
+                 if t is not None]
+        image_tokens = torch.cat(extra, dim=2) if extra else None
         motion, motion_attn, motion_tokens, _, motion_summary, motion_parts = self.motion(
             flow, mask, bias, image_tokens
         )

@@ -55,7 +55,8 @@ def test_mmt_reads_the_flow_image_at_the_nodes_as_one_more_motion_scale(flow_bat
 
 def test_mmt_without_the_flow_image_scale_ignores_the_image(flow_batch, face_graph):
     torch.manual_seed(0)
-    model = create("mmt", 3, face_graph, dim=16, depth=1, heads=2, flow_image_patch=0).eval()
+    model = create("mmt", 3, face_graph, dim=16, depth=1, heads=2, flow_image_patch=0,
+                   flow_region_channels=0).eval()
     assert model.motion.scale_embedding.shape[0] == 3
     changed = flow_batch.clone()
     changed.flow_image = changed.flow_image + torch.randn_like(changed.flow_image)

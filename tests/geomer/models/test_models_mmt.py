@@ -73,8 +73,9 @@ def test_the_classifier_reads_the_weighted_patch_features_per_component(batch, f
     # a checkpoint of geomer before 0.2.8 recorded no readout: it is rebuilt with the fused one
     from geomer.models import get_spec
 
-    assert get_spec("mmt").settings_of_version("0.2.7") == {"readout": "fused"}
-    assert get_spec("mmt").settings_of_version("0.2.8") == {}
+    assert get_spec("mmt").settings_of_version("0.2.7") == {"readout": "fused", "flow_region_channels": 0}
+    assert get_spec("mmt").settings_of_version("0.2.8") == {"flow_region_channels": 0}
+    assert get_spec("mmt").settings_of_version("0.2.12") == {}
 
 
 def test_patch_importance_is_per_node_and_scale_and_a_distribution(batch, face_graph):
@@ -178,3 +179,42 @@ def _dense(batch, name):
     from geomer.models.tokens import dense_nodes
 
     return dense_nodes(batch, name)
+
+
+def test_clips_without_a_trajectory_read_each_component_region_as_one_more_motion_token(
+        flow_batch, batch, face_graph):
+    """Every node of a clip without a landmark trajectory gets one more motion token: its
+    component's region read-out of the flow image, projected. A change of one pixel of component
+    2's region changes the tokens of component 2's nodes of that clip only, and so its output;
+    clips with a trajectory do not read it; its initial weights come from a random stream of their
+    own, so the other parts' random start and the random stream after it are as without it."""
+    torch.manual_seed(0)
+    model = create("mmt", 3, face_graph, dim=16, depth=1, heads=2, flow_image_patch=0,
+                   flow_region_channels=4).eval()
+    component = torch.as_tensor(face_graph.component)
+    regions = flow_batch.flow_image_component
+    with torch.no_grad():
+        tokens = model._flow_region_tokens(flow_batch)  # [B, N, 1, D]
+        per_component = model.flow_region_projection(model.flow_region(flow_batch.flow_image, regions))
+        torch.testing.assert_close(tokens[:, :, 0], per_component[:, component])
+        y, x = torch.nonzero(regions[0] == 2)[0].tolist()
+        changed = flow_batch.clone()
+        changed.flow_image = flow_batch.flow_image.clone()
+        changed.flow_image[0, :, y, x] += 3.0
+        moved = (model._flow_region_tokens(changed) - tokens).abs().sum(dim=(2, 3))  # [B, N]
+        assert (moved[0, component == 2] > 0).all()
+        assert moved[0, component != 2].sum() == 0 and moved[1:].sum() == 0
+        before, after = model(flow_batch).logits, model(changed).logits
+        assert not torch.allclose(before[0], after[0])
+        torch.testing.assert_close(before[1:], after[1:])
+
+        assert model._flow_region_tokens(batch) is None  # a landmark trajectory: not read
+        torch.manual_seed(3)
+        full = create("mmt", 3, face_graph, dim=16, depth=1, heads=2)
+        stream_after_full = torch.rand(8)  # the next draws, the dropout masks' in training
+        torch.manual_seed(3)
+        without = create("mmt", 3, face_graph, dim=16, depth=1, heads=2, flow_region_channels=0)
+        assert torch.equal(torch.rand(8), stream_after_full)
+        for key, value in without.state_dict().items():
+            torch.testing.assert_close(full.state_dict()[key], value)
+        torch.testing.assert_close(full.eval()(batch).logits, without.eval()(batch).logits)

@@ -148,9 +148,11 @@ def test_a_model_sized_by_its_feature_settings_is_rebuilt_with_them(tmp_path):
     ("mubert", {"readout": "mean", "change_embedding": False}, "change", "0.2.7", "0.2.8"),
     ("mmt", {"readout": "fused"}, None, "0.2.7", "0.2.8"),
     ("hsta", {"readout": "summary"}, None, "0.2.8", "0.2.9"),
+    ("mmt", {"flow_region_channels": 0}, "flow_region", "0.2.11", "0.2.12"),
 ])
 def test_an_earlier_checkpoint_is_rebuilt_with_the_settings_of_its_version(name, setting, part, before, since):
-    """dere-grl reads the flow image since 0.2.2 (its regions since 0.2.11), mmt since 0.2.4, mubert has a change embedding
+    """dere-grl reads the flow image since 0.2.2 (its regions since 0.2.11), mmt since 0.2.4 (its
+    regions since 0.2.12), mubert has a change embedding
     (and a per-component readout) since 0.2.8, mmt a per-component readout since 0.2.8 and hsta
     since 0.2.9; an earlier checkpoint recorded no setting for it and is rebuilt as it was trained
     (without the part it never had, its weights fit exactly), a current one with the new default;
