@@ -349,7 +349,7 @@ class DeReGRL(nn.Module):
         # the initial weights of 0.2.10: for clips with a landmark trajectory, which do not read
         # it, the model is that of 0.2.10
         region = int(flow_region_channels)
-        self.flow_region = FlowRegionReadout(features.flow_image_size, region, self.num_components) if region else None
+        self.flow_region = FlowRegionReadout(features.flow_image_size, region, self.num_components, "dere-grl") if region else None
         self.register_buffer("node_component", torch.as_tensor(graph.component, dtype=torch.long),
                              persistent=False)
         for encoders in (self.node_encoders, self.edge_encoders):
@@ -388,10 +388,9 @@ class DeReGRL(nn.Module):
         image_signal = self._flow_image_signal(batch)
         if image_signal is not None:
             signals["flow_image"] = image_signal
-        if geometry is None:  # see the module docstring: clips with a trajectory do not read it
-            region_signal = self._flow_region_signal(batch)
-            if region_signal is not None:
-                signals["flow_region"] = region_signal
+        region_signal = self._flow_region_signal(batch)
+        if region_signal is not None:  # clips with a trajectory do not read it (module docstring)
+            signals["flow_region"] = region_signal
         return signals
 
     def _flow_image_signal(self, batch) -> Tensor | None:
@@ -410,18 +409,14 @@ class DeReGRL(nn.Module):
         return self.flow_image_stem(patches.flatten(0, 1)).flatten(1)  # [B·N, c]
 
     def _flow_region_signal(self, batch) -> Tensor | None:
-        """The region read-out of each node's component (:class:`FlowRegionReadout`); None when
-        the model has none or the batch has no flow image with component regions.
+        """The region read-out of each node's component (:meth:`FlowRegionReadout.per_node`:
+        None without the read-out, a flow image with regions, or for clips with a trajectory).
 
         Shapes: batch.flow_image [B, 3, F, F], batch.flow_image_component [B, F, F] →
         [B·N, flow_region_channels]
         """
-        image = getattr(batch, "flow_image", None)
-        regions = getattr(batch, "flow_image_component", None)
-        if self.flow_region is None or image is None or regions is None:
-            return None
-        per_component = self.flow_region(image.float(), regions)  # [B, K, c]
-        return per_component[:, self.node_component].flatten(0, 1)
+        per_node = None if self.flow_region is None else self.flow_region.per_node(batch, self.node_component)
+        return None if per_node is None else per_node.flatten(0, 1)
 
     def _num_graphs(self, batch, num_rows: int) -> int:
         if num_rows % self.num_nodes:

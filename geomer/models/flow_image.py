@@ -54,12 +54,12 @@ class FlowRegionReadout(nn.Module):
     image, split by component.
 
     Shapes: image [B, 3, F, F], regions [B, F, F] long (−1 off the face) → [B, K, c]
-    (``c`` = ``channels``).
+    (``c`` = ``channels``). :meth:`per_node` applies the models' rule of which clips read it.
     """
 
-    def __init__(self, side: int, channels: int, num_components: int):
+    def __init__(self, side: int, channels: int, num_components: int, model: str):
         super().__init__()
-        self.side, self.num_components = int(side), int(num_components)
+        self.side, self.num_components, self.model = int(side), int(num_components), model
         pixels = 3 * self.side * self.side
         self.norm = nn.BatchNorm1d(pixels, affine=False)
         # a region holds about pixels / K standardised values: its sum starts with unit variance
@@ -67,7 +67,7 @@ class FlowRegionReadout(nn.Module):
 
     def forward(self, image: Tensor, regions: Tensor) -> Tensor:
         b = image.shape[0]
-        check_shape(image, (b, 3, self.side, self.side), "dere-grl: flow_image")
+        check_shape(image, (b, 3, self.side, self.side), f"{self.model}: flow_image")
         flat = image.reshape(b, -1)
         if self.training and b == 1:  # no batch statistics from one clip: the running ones
             values = F.batch_norm(flat, self.norm.running_mean, self.norm.running_var, training=False)
@@ -81,3 +81,18 @@ class FlowRegionReadout(nn.Module):
         buckets = (regions.reshape(b, -1, 1) + 1).expand_as(per_pixel)
         sums = per_pixel.new_zeros(b, self.num_components + 1, per_pixel.shape[-1])
         return sums.scatter_add(1, buckets, per_pixel)[:, 1:]
+
+    def per_node(self, batch, node_component: Tensor) -> Tensor | None:
+        """Every node's read-out of its component's region, or None where the models do not read
+        it: the batch has no flow image with regions, or its clips have a landmark trajectory
+        (``geometry``), which carries their motion (README, "Real data": read by such clips, the
+        per-pixel weights cost the synthetic tuning data).
+
+        Shapes: batch.flow_image [B, 3, F, F], batch.flow_image_component [B, F, F],
+        node_component [N] → [B, N, c]
+        """
+        image = getattr(batch, "flow_image", None)
+        regions = getattr(batch, "flow_image_component", None)
+        if image is None or regions is None or getattr(batch, "geometry", None) is not None:
+            return None
+        return self(image.float(), regions)[:, node_component]

@@ -132,6 +132,9 @@ from geomer.models.tokens import (
 #: the paper's size is not known to us, so no ``mmt-base`` claims it).
 LARGE_CONFIG = dict(dim=256, depth=6, heads=8, mlp_ratio=4.0)
 
+#: Mixed into the CPU generator's seed for the region read-out's own random stream (``__init__``).
+REGION_SEED = 0x9E3779B97F4A7C15
+
 #: What the classifier reads (module docstring): each modality's summary feature and its
 #: attention-weighted patch features per facial component, or their sum as the paper's feature.
 READOUTS = ("component", "fused")
@@ -363,14 +366,15 @@ class MultiModalMultiScaleTransformer(nn.Module):
         else:
             self.head = nn.Sequential(nn.LayerNorm(2 * dim), nn.Dropout(dropout), nn.Linear(2 * dim, num_classes))
         # the region read-out (module docstring) draws its initial weights from a random stream
-        # of its own, seeded from the run's seed, so the rest of the model (its initial weights
-        # and the dropout masks drawn in training) is the same as without it
+        # of its own, derived from the seed of torch's CPU generator, which is restored after:
+        # the rest of the model (its initial weights and the dropout masks drawn in training) is
+        # the same as without it
         region = int(flow_region_channels)
         self.flow_region, self.flow_region_projection = None, None
         if region:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(torch.initial_seed())
-                self.flow_region = FlowRegionReadout(features.flow_image_size, region, self.num_components)
+                torch.default_generator.manual_seed(torch.initial_seed() ^ REGION_SEED)
+                self.flow_region = FlowRegionReadout(features.flow_image_size, region, self.num_components, "mmt")
                 self.flow_region_projection = nn.Linear(region, dim)
 
     def _flow_image_tokens(self, batch, num_nodes: int) -> torch.Tensor | None:
@@ -382,14 +386,13 @@ class MultiModalMultiScaleTransformer(nn.Module):
         return None if patches is None else self.flow_image_projection(patches)[:, :, None]
 
     def _flow_region_tokens(self, batch) -> torch.Tensor | None:
-        """Each node's token of its component's region read-out, or None (no read-out, a clip
-        with a landmark trajectory, or no flow image with regions). Shapes: → ``[B, N, 1, D]``."""
-        image = getattr(batch, "flow_image", None)
-        regions = getattr(batch, "flow_image_component", None)
-        if self.flow_region is None or image is None or regions is None or getattr(batch, "geometry", None) is not None:
+        """Each node's token of its component's region read-out, or None (no read-out, or
+        :meth:`FlowRegionReadout.per_node` reads none: clips with a landmark trajectory, or no
+        flow image with regions). Shapes: → ``[B, N, 1, D]``."""
+        if self.flow_region is None:
             return None
-        per_component = self.flow_region_projection(self.flow_region(image.float(), regions))  # [B, K, D]
-        return per_component[:, self.motion.nodes.component, None]
+        per_node = self.flow_region.per_node(batch, self.motion.nodes.component)  # [B, N, c]
+        return None if per_node is None else self.flow_region_projection(per_node)[:, :, None]
 
     def forward(self, batch) -> ModelOutput:
         check_inputs(self, batch)
