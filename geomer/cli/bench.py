@@ -37,7 +37,8 @@ def register(subparsers) -> None:
     train.add_argument("--jobs", type=int, default=2, help="parallel folds")
     train.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto",
-        help="auto: the CPU, then the GPU when one is present; cpu or cuda: that one alone",
+        help="auto: the CPU, then the GPU when one is present; cpu or cuda: that one alone "
+             "(the GPU runs the folds one after another in this process, whatever --jobs says)",
     )
 
     pretrain = entries.add_parser(

@@ -15,7 +15,8 @@ Reimplementation choices (not from the paper):
   (u, v, optical strain) for a **motion token**, apex grey patches for a **texture token** — is
   projected by its scale's own linear map plus a learned scale embedding. A per-node
   :class:`ScaleAttention` (the node's mean scale token queries its S scale tokens, multi-head;
-  S + 1 with the flow-image scale below) weights the scales and pools them into one node token,
+  S + 1 with the flow-image scale below, S + 2 with the region token too) weights the scales and
+  pools them into one node token,
   which gets the node's component id and canonical-position embedding
   (:mod:`geomer.models.tokens`); the transformer then runs over the 68 node tokens. So each
   patch scale has its own features and its own importance, at the cost of a token per node: a
@@ -25,7 +26,8 @@ Reimplementation choices (not from the paper):
   rollout of :func:`geomer.models.attention.attention_rollout` (heads averaged, ``(A + I)``
   normalised and multiplied across layers) continued through the scale attention: the patch
   importance ``importance[n, s] = R[summary, n] · mean_h w[n, h, s]`` (a distribution over all
-  N·S patches, S counting the flow-image scale where there is one); the patch features are each
+  N·S patches, S counting the flow-image scale and the region token where they are read); the
+  patch features are each
   scale's token (normalised) plus its node's final transformer feature, and the modality
   embedding is the summary token's feature plus the importance-weighted sum of the patch features;
 * the contrastive loss is the symmetric InfoNCE (CLIP-style) between the projected motion and
@@ -207,9 +209,11 @@ class ModalityEncoder(nn.Module):
     weighted features come from; ``parts.sum(1)`` is the sum.
 
     Shapes: patches ``[B, N, S, *patch_shape]``, node mask ``[B, N]``, node_bias ``[B, N]`` or
-    None (attention logit bias for each node token as a key) →
+    None (attention logit bias for each node token as a key), extra ``[B, N, E, D]`` or None
+    (further scale tokens, already projected; the first ``extra_scales`` get a learned scale
+    embedding, any beyond them none: their projection's bias serves) →
     embedding ``[B, D]``, transformer attention per layer ``[B, H, 1 + N, 1 + N]``, token
-    components ``[1 + N]`` (-1 for the summary token), patch importance ``[B, N, S]``,
+    components ``[1 + N]`` (-1 for the summary token), patch importance ``[B, N, S + E]``,
     summary feature ``[B, D]``, parts ``[B, K, D]``.
     """
 
@@ -292,7 +296,9 @@ class MultiModalMultiScaleTransformer(nn.Module):
     """Motion (flow patches) and texture (apex patches) encoders, fused, with an InfoNCE loss.
 
     Input: a PyG ``Batch`` with ``flow_patches`` ``[N_total, S, 3, P, P]`` and ``texture_apex``
-    ``[N_total, S, P, P]`` (node-major). Output: :class:`ModelOutput` with ``embedding``
+    ``[N_total, S, P, P]`` (node-major); optionally ``flow_image`` ``[B, 3, F, F]`` with
+    ``flow_image_points`` ``[N_total, 2]`` (the flow-image scale) and ``flow_image_component``
+    ``[B, F, F]`` (the region token; not read where ``geometry`` is present). Output: :class:`ModelOutput` with ``embedding``
     ``[B, 2·(1 + K)·D]`` (``readout="fused"``: ``[B, 2D]``)
     and ``aux_loss = contrastive_weight × InfoNCE`` while training (also in eval, for logging).
     """
@@ -305,8 +311,9 @@ class MultiModalMultiScaleTransformer(nn.Module):
     # every Data attribute forward() reads (the flow image where a clip has one; geometry only
     # to tell whether a clip has a landmark trajectory): the engine drops the rest before collating
     inputs: tuple[str, ...] = requires + ("flow_image", "flow_image_points", "flow_image_component", "geometry")
-    # checkpoints of geomer before 0.2.4 were trained without the flow-image token and with
-    # dropout on the attention weights
+    # the settings earlier checkpoints were trained with: before 0.2.4 without the flow-image
+    # token and with dropout on the attention weights, before 0.2.8 the fused readout, before
+    # 0.2.12 without the region token
     earlier_defaults = {"0.2.4": {"flow_image_patch": 0, "attention_dropout": 0.1},
                         "0.2.8": {"readout": "fused"}, "0.2.12": {"flow_region_channels": 0}}
     small_config = dict(dim=16, depth=1, heads=2)

@@ -59,7 +59,7 @@ with node i of the other: the same landmark, the same facial component. Position
 too (the nodes' canonical positions and their places in the flow image): the mix is read at
 the nodes of an intermediate face, which for aligned faces lies close to both. Integer inputs
 (node components, the flow image's regions, the graph) are left as they are: the mixed flow
-image is read by the first clip's regions (``dere-grl``'s region read-out).
+image is read by the first clip's regions (the region read-out of ``dere-grl`` and ``mmt``).
 
 **EMA** (``torch.optim.swa_utils.AveragedModel``, buffers averaged too) replaces epoch picking by
 weight averaging; the averaged model is the one validated, tested and saved.

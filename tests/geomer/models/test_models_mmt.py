@@ -218,3 +218,22 @@ def test_clips_without_a_trajectory_read_each_component_region_as_one_more_motio
         for key, value in without.state_dict().items():
             torch.testing.assert_close(full.state_dict()[key], value)
         torch.testing.assert_close(full.eval()(batch).logits, without.eval()(batch).logits)
+
+
+def test_a_clip_keeps_its_trajectory_through_the_engines_slimming_and_so_does_not_read_its_regions(
+        make_clip, face_graph):
+    """The engine keeps only a model's declared inputs: ``geometry`` is one of mmt's, so a clip
+    with a landmark trajectory still shows it to the rule of which clips read the regions."""
+    from torch_geometric.data import Batch
+
+    from geomer.models import get_spec
+    from geomer.train.fit import slim_graphs
+
+    clips = slim_graphs(get_spec("mmt").inputs, [make_clip(i % 3, i) for i in range(4)])
+    assert {"geometry", "flow_image", "flow_image_component"} <= set(clips[0].keys())
+    model = create("mmt", 3, face_graph, dim=16, depth=1, heads=2)
+    assert model._flow_region_tokens(Batch.from_data_list(clips)) is None
+    without_trajectory = [clip.clone() for clip in clips]
+    for clip in without_trajectory:
+        del clip.geometry
+    assert model._flow_region_tokens(Batch.from_data_list(without_trajectory)) is not None

@@ -196,6 +196,31 @@ def test_run_from_an_incompatible_version_is_refused(tmp_path, graphs, face_grap
         pool_run(run)
 
 
+def test_a_fold_trains_without_filling_new_tensors_and_restores_torchs_settings(tmp_path, graphs, face_graph,
+                                                                                 monkeypatch):
+    """Deterministic mode would fill every new tensor with NaN before it is written (a cost in
+    every step); a fold turns that off and restores torch's settings after, also on an error."""
+    import torch
+
+    import geomer.train.fit as fit
+
+    seen = []
+    weights = fit.class_weights
+    monkeypatch.setattr(fit, "class_weights", lambda *args: seen.append(
+        (torch.utils.deterministic.fill_uninitialized_memory, torch.are_deterministic_algorithms_enabled()))
+        or weights(*args))
+    monkeypatch.setattr(torch.utils.deterministic, "fill_uninitialized_memory", True)
+    threads = torch.get_num_threads()
+    broken = [g.clone() for g in graphs]
+    for g in broken:
+        g.x = torch.full_like(g.x, float("nan"))
+    with pytest.raises(GeomerError, match="training diverged"):
+        run_loso(broken, CLASSES, _config(), tmp_path / "run", face_graph=face_graph)
+    assert seen and seen[0] == (False, True)
+    assert torch.utils.deterministic.fill_uninitialized_memory is True
+    assert not torch.are_deterministic_algorithms_enabled() and torch.get_num_threads() == threads
+
+
 def test_graphs_are_slimmed_to_the_declared_model_inputs(graphs):
     import torch
 
