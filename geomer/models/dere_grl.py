@@ -43,17 +43,18 @@ could not read them):
   and the weighted pixels are summed over each facial component's region
   (``flow_image_component``: the component of the pixel's nearest node, off-face pixels left
   out), so each component gets a linear read-out of its part of the image
-  (:class:`FlowRegionReadout`), a node signal of every node of the component. Why: on the composite a linear classifier on the
-  whole image scores above the flow at the nodes (README, "Per-dataset diagnosis": much of the
-  motion lies between and around the nodes, which the 5×5 patches miss), and a sum split by
-  region keeps every feature on its component, so the ADM's decomposition, the relations and
-  the occlusion rule (which neutralises exactly these regions) stay per component. Chosen on
-  validation subjects drawn from the LOSO folds' training subjects; the hold-out protocol showed
-  no gain (README, "Real data"). Only clips without a landmark trajectory (``geometry``; the preprocessed composite)
-  read it: on the small synthetic tuning draw, where the trajectories carry the motion, its
-  per-pixel weights cost UF1 and occlusion agreement (README, "Real data"); for clips with a
-  trajectory the model is that of 0.2.10 with the same initial weights (the read-out's parts are
-  made last; the random stream after them, the dropout masks', differs). Under mixup the mixed image is read with the first
+  (:class:`FlowRegionReadout`), a node signal of every node of the component. Why: on the
+  composite a linear classifier on the whole image scores above the flow at the nodes (README,
+  "Per-dataset diagnosis": much of the motion lies between and around the nodes, which the 5×5
+  patches miss), and a sum split by region keeps every feature on its component, so the ADM's
+  decomposition, the relations and the occlusion rule (which neutralises exactly these regions)
+  stay per component. Chosen on validation subjects drawn from the LOSO folds' training
+  subjects; the hold-out protocol showed no gain (README, "Real data"). Only clips without a
+  landmark trajectory (``geometry``; the preprocessed composite) read it: on the small synthetic
+  tuning draw, where the trajectories carry the motion, its per-pixel weights cost UF1 and
+  occlusion agreement (README, "Real data"); for clips with a trajectory the model is that of
+  0.2.10 with the same initial weights (the read-out's parts are made last; the random stream
+  after them, the dropout masks', differs). Under mixup the mixed image is read with the first
   clip's regions;
 - inputs are normalised by BatchNorm inside the model (displacements are ~0.01 IOD), so the
   statistics come from the training fold only;

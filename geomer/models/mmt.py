@@ -16,8 +16,7 @@ Reimplementation choices (not from the paper):
   projected by its scale's own linear map plus a learned scale embedding. A per-node
   :class:`ScaleAttention` (the node's mean scale token queries its S scale tokens, multi-head;
   S + 1 with the flow-image scale below, S + 2 with the region token too) weights the scales and
-  pools them into one node token,
-  which gets the node's component id and canonical-position embedding
+  pools them into one node token, which gets the node's component id and canonical-position embedding
   (:mod:`geomer.models.tokens`); the transformer then runs over the 68 node tokens. So each
   patch scale has its own features and its own importance, at the cost of a token per node: a
   transformer token per (node, scale) is about 5× slower on CPU (L = 1 + 68·3 instead of
@@ -27,8 +26,7 @@ Reimplementation choices (not from the paper):
   normalised and multiplied across layers) continued through the scale attention: the patch
   importance ``importance[n, s] = R[summary, n] · mean_h w[n, h, s]`` (a distribution over all
   N·S patches, S counting the flow-image scale and the region token where they are read); the
-  patch features are each
-  scale's token (normalised) plus its node's final transformer feature, and the modality
+  patch features are each scale's token (normalised) plus its node's final transformer feature, and the modality
   embedding is the summary token's feature plus the importance-weighted sum of the patch features;
 * the contrastive loss is the symmetric InfoNCE (CLIP-style) between the projected motion and
   texture embeddings of the same clip, the other clips of the batch as negatives
@@ -298,8 +296,8 @@ class MultiModalMultiScaleTransformer(nn.Module):
     Input: a PyG ``Batch`` with ``flow_patches`` ``[N_total, S, 3, P, P]`` and ``texture_apex``
     ``[N_total, S, P, P]`` (node-major); optionally ``flow_image`` ``[B, 3, F, F]`` with
     ``flow_image_points`` ``[N_total, 2]`` (the flow-image scale) and ``flow_image_component``
-    ``[B, F, F]`` (the region token; not read where ``geometry`` is present). Output: :class:`ModelOutput` with ``embedding``
-    ``[B, 2·(1 + K)·D]`` (``readout="fused"``: ``[B, 2D]``)
+    ``[B, F, F]`` (the region token; not read where ``geometry`` is present). Output:
+    :class:`ModelOutput` with ``embedding`` ``[B, 2·(1 + K)·D]`` (``readout="fused"``: ``[B, 2D]``)
     and ``aux_loss = contrastive_weight × InfoNCE`` while training (also in eval, for logging).
     """
 
@@ -410,9 +408,8 @@ class MultiModalMultiScaleTransformer(nn.Module):
             bias = movement_key_bias(MagnitudeEmbedding.magnitude(flow).mean(dim=-1), mask)
         extra = [t for t in (self._flow_image_tokens(batch, flow.shape[1]), self._flow_region_tokens(batch))
                  if t is not None]
-        image_tokens = torch.cat(extra, dim=2) if extra else None
         motion, motion_attn, motion_tokens, _, motion_summary, motion_parts = self.motion(
-            flow, mask, bias, image_tokens
+            flow, mask, bias, torch.cat(extra, dim=2) if extra else None
         )
         # the texture encoder sees texture only: no flow-derived bias or feature reaches it
         appearance, texture_attn, texture_tokens, _, texture_summary, texture_parts = self.texture(

@@ -167,7 +167,7 @@ def _deterministic_cpu():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True, warn_only=True)
     # deterministic mode would otherwise fill every new tensor with NaN before it is written
-    # (about 400 fills a dere-grl training step, 8 % of its time on a CPU, a kernel each on a
+    # (about 400 fills a dere-grl training step, 7 % of its time on a CPU, a kernel each on a
     # GPU); no geomer code reads memory it has not written, so the results are the same
     torch.utils.deterministic.fill_uninitialized_memory = False
     try:
