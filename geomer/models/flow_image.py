@@ -73,14 +73,15 @@ class FlowRegionReadout(nn.Module):
             values = F.batch_norm(flat, self.norm.running_mean, self.norm.running_var, training=False)
         else:
             values = self.norm(flat)
-        values = values.reshape(b, 3, -1)
-        # a broadcast product summed over u, v, strain: torch.einsum runs this as F² tiny
-        # matrix products, 3× slower forward and backward on a CPU
-        per_pixel = (values[..., None] * self.weight).sum(dim=1)  # [B, F², c]
-        # summed per region id + 1: bucket 0 gathers the off-face pixels (−1) and is dropped
-        buckets = (regions.reshape(b, -1, 1) + 1).expand_as(per_pixel)
-        sums = per_pixel.new_zeros(b, self.num_components + 1, per_pixel.shape[-1])
-        return sums.scatter_add(1, buckets, per_pixel)[:, 1:]
+        values = values.reshape(b, 1, 3, -1)
+        # one matrix product: each clip's standardised pixels, kept once per component (zero
+        # outside its region; off-face pixels are in none), times the per-pixel weights. The
+        # same sums as the broadcast product of every pixel with its weights, summed per region,
+        # which on a CPU took about 2.4 ms forward and backward for 32 clips against 1.0 ms
+        component = torch.arange(self.num_components, device=regions.device).view(1, -1, 1, 1)
+        in_region = (regions.reshape(b, 1, 1, -1) == component).to(values.dtype)  # [B, K, 1, F²]
+        rows = (values * in_region).reshape(b * self.num_components, -1)  # [B·K, 3·F²]
+        return (rows @ self.weight.reshape(rows.shape[1], -1)).reshape(b, self.num_components, -1)
 
     def per_node(self, batch, node_component: Tensor) -> Tensor | None:
         """Every node's read-out of its component's region, or None where the models do not read

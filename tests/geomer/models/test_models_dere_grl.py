@@ -3,10 +3,12 @@ inputs it runs on (landmark geometry, or flow only on megc2019-flow)."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
+from torch import nn
 from torch_geometric.data import Batch
 from torch_geometric.nn import DenseGCNConv
 
@@ -14,6 +16,7 @@ from geomer.errors import GeomerError
 from geomer.features import FeatureSettings
 from geomer.graph import FaceGraph
 from geomer.models import check_inputs, create
+from geomer.models.dere_grl import FLOW_IMAGE_PATCH, _PatchStem
 from geomer.models.dere_grl_modules import (
     ActionDecomposition,
     LearnableAdjacency,
@@ -462,6 +465,25 @@ def test_the_flow_image_is_read_at_each_node(face_graph, flow_batch):
         blind = build(face_graph, flow_image_channels=0, flow_region_channels=0).eval()
         assert blind.flow_image_stem is None
         torch.testing.assert_close(blind(flow_batch).logits, blind(near).logits)
+
+
+def test_the_patch_stem_is_its_two_convolutions():
+    """The stem computes its second convolution, which sees its whole 3×3 input, as a linear
+    map: the same outputs, gradients and BatchNorm statistics as running the layers in turn."""
+    torch.manual_seed(0)
+    stem = _PatchStem(8)
+    reference = copy.deepcopy(stem)
+    patches = torch.randn(40, 3, FLOW_IMAGE_PATCH, FLOW_IMAGE_PATCH)
+    out = stem(patches)
+    expected = nn.Sequential.forward(reference, patches).flatten(1)
+    torch.testing.assert_close(out, expected)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    for (name, mine), theirs in zip(stem.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(mine.grad, theirs.grad, msg=name)
+    torch.testing.assert_close(stem.state_dict(), reference.state_dict())
+    stem.eval(), reference.eval()
+    torch.testing.assert_close(stem(patches), nn.Sequential.forward(reference, patches).flatten(1))
 
 
 def test_each_component_reads_its_region_of_the_flow_image(face_graph, flow_batch, batch):
