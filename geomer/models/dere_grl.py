@@ -139,8 +139,8 @@ class _PatchStem(nn.Sequential):
     flow pixels down to one pixel of ``c`` channels.
 
     The second convolution sees its whole 3×3 input once, so it is computed as the linear map of
-    the flattened input it is: the same function and parameters, and on a CPU about a quarter of
-    the time forward and backward of the convolution kernel for a one-pixel output.
+    the flattened input it is: the same function and parameters (and state-dict keys), without
+    the convolution kernel's cost for a one-pixel output (README, "Speed").
 
     Shapes: [M, 3, P, P] → [M, c]
     """

@@ -482,7 +482,8 @@ def test_the_patch_stem_is_its_two_convolutions():
     for (name, mine), theirs in zip(stem.named_parameters(), reference.parameters()):
         torch.testing.assert_close(mine.grad, theirs.grad, msg=name)
     torch.testing.assert_close(stem.state_dict(), reference.state_dict())
-    stem.eval(), reference.eval()
+    stem.eval()
+    reference.eval()
     torch.testing.assert_close(stem(patches), nn.Sequential.forward(reference, patches).flatten(1))
 
 
