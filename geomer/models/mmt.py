@@ -15,9 +15,9 @@ Reimplementation choices (not from the paper):
   (u, v, optical strain) for a **motion token**, apex grey patches for a **texture token** — is
   projected by its scale's own linear map plus a learned scale embedding. A per-node
   :class:`ScaleAttention` (the node's mean scale token queries its S scale tokens, multi-head;
-  S + 1 with the flow-image scale below, S + 2 with the region token too) weights the scales and
-  pools them into one node token, which gets the node's component id and canonical-position embedding
-  (:mod:`geomer.models.tokens`); the transformer then runs over the 68 node tokens. So each
+  S + 1 with the flow-image scale below, S + 2 with the region token too) weights the scales
+  and pools them into one node token, which gets the node's component id and canonical-position
+  embedding (:mod:`geomer.models.tokens`); the transformer then runs over the 68 node tokens. So each
   patch scale has its own features and its own importance, at the cost of a token per node: a
   transformer token per (node, scale) is about 5× slower on CPU (L = 1 + 68·3 instead of
   1 + 68) for the same per-scale information;
@@ -26,8 +26,9 @@ Reimplementation choices (not from the paper):
   normalised and multiplied across layers) continued through the scale attention: the patch
   importance ``importance[n, s] = R[summary, n] · mean_h w[n, h, s]`` (a distribution over all
   N·S patches, S counting the flow-image scale and the region token where they are read); the
-  patch features are each scale's token (normalised) plus its node's final transformer feature, and the modality
-  embedding is the summary token's feature plus the importance-weighted sum of the patch features;
+  patch features are each scale's token (normalised) plus its node's final transformer feature,
+  and the modality embedding is the summary token's feature plus the importance-weighted sum of
+  the patch features;
 * the contrastive loss is the symmetric InfoNCE (CLIP-style) between the projected motion and
   texture embeddings of the same clip, the other clips of the batch as negatives
   (``temperature``), scaled by ``contrastive_weight`` and returned as ``aux_loss``;
