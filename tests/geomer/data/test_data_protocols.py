@@ -74,6 +74,20 @@ def test_check_disjoint_raises_on_overlap():
     assert issubclass(LeakError, GeomerError)
 
 
+def test_check_folds_refuses_what_pooling_cannot_use():
+    """Pooled metrics need every sample tested exactly once, and each fold its own folder."""
+    from geomer.data.protocols import Fold
+
+    keys = ["s/1", "s/2", "s/3"]
+    check_folds([Fold("a", (1, 2), (0,), ("s/1",)), Fold("b", (0,), (1, 2), ("s/2", "s/3"))], keys)
+    with pytest.raises(GeomerError, match="sample 0 is tested in folds a and b"):
+        check_folds([Fold("a", (1, 2), (0,), ("s/1",)), Fold("b", (1,), (0, 2), ("s/1", "s/3"))], keys)
+    with pytest.raises(GeomerError, match="1 samples are never tested"):
+        check_folds([Fold("a", (1, 2), (0,), ("s/1",)), Fold("b", (0,), (1,), ("s/2",))], keys)
+    with pytest.raises(GeomerError, match="fold names collide"):
+        check_folds([Fold("a/b", (1, 2), (0,), ("s/1",)), Fold("a_b", (0,), (1, 2), ("s/2", "s/3"))], keys)
+
+
 def test_a_leaking_split_is_refused():
     class Leaky(LOSO):
         def _splits(self):

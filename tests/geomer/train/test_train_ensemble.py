@@ -24,7 +24,7 @@ def member_probabilities(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def write_run(path, probabilities: dict, *, model="m", leaky=False, classes=CLASSES, folds=("f1", "f2"),
-              seeds=(0,), relation_value=0.0, shift_samples=False):
+              seeds=(0,), relation_value=0.0, occlusion_value=None, shift_samples=False):
     records = [(key, key.rsplit("/", 1)[0], key.split("/")[0], classes[label]) for clips in CLIPS.values()
                for key, label in clips]
     if shift_samples:
@@ -40,6 +40,9 @@ def write_run(path, probabilities: dict, *, model="m", leaky=False, classes=CLAS
             out = run.fold(seed, fold)
             out.path.mkdir(parents=True)
             out.save_relations(np.full((len(clips), 7, 7), relation_value, np.float32))
+            if occlusion_value is not None:
+                out.save_relations(np.full((len(clips), 7, 7), occlusion_value, np.float32),
+                                   kind="occlusion_relations")
             out.write_predictions([k for k, _ in clips], [k.rsplit("/", 1)[0] for k, _ in clips],
                                   [k.split("/")[0] for k, _ in clips], [label for _, label in clips],
                                   probabilities[fold], classes)
@@ -70,6 +73,50 @@ def test_ensemble_averages_probabilities_and_pools(tmp_path, capsys):
     np.testing.assert_allclose(written, (rounded[0]["f1"] + rounded[1]["f1"]) / 2, atol=1e-6)
     np.testing.assert_allclose(np.load(out / "seed-0" / "f2" / "relations.npy"), 0.2, atol=1e-6)
     assert (out / "figures" / "confusion.png").is_file() and (out / "figures" / "relations.png").is_file()
+
+
+def test_occlusion_relations_are_averaged_and_the_baseline_kept(tmp_path):
+    rng = np.random.default_rng(4)
+    write_run(tmp_path / "a", member_probabilities(rng), occlusion_value=0.1)
+    write_run(tmp_path / "b", member_probabilities(rng), occlusion_value=0.3)
+    baseline = rng.random((3, 7, 7)).astype(np.float32)
+    RunDir(tmp_path / "a").save_relations(baseline, kind="baseline_relations")
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
+    for fold in CLIPS:
+        np.testing.assert_allclose(np.load(out / "seed-0" / fold / "occlusion_relations.npy"), 0.2, atol=1e-6)
+    per_class = np.load(out / "occlusion_relations.npy")
+    assert per_class.shape == (3, 7, 7) and np.allclose(per_class, 0.2, atol=1e-6)
+    np.testing.assert_array_equal(np.load(out / "baseline_relations.npy"), baseline)
+
+
+def test_no_occlusion_relations_unless_every_member_has_them(tmp_path):
+    rng = np.random.default_rng(5)
+    write_run(tmp_path / "a", member_probabilities(rng), occlusion_value=0.1)
+    write_run(tmp_path / "b", member_probabilities(rng))
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
+    assert not list(out.rglob("occlusion_relations.npy"))
+
+
+@pytest.mark.parametrize("damage", ["order", "label"])
+def test_a_fold_whose_clips_or_labels_differ_is_refused_before_writes(tmp_path, capsys, damage):
+    """The configs agree (same sample fingerprint), but one member's fold file does not."""
+    rng = np.random.default_rng(6)
+    write_run(tmp_path / "a", member_probabilities(rng))
+    write_run(tmp_path / "b", member_probabilities(rng))
+    damaged = tmp_path / "b" / "seed-0" / "f2" / "predictions.csv"
+    header, *rows = damaged.read_text().splitlines(keepends=True)
+    if damage == "order":
+        rows = [rows[1], rows[0], *rows[2:]]
+    else:  # the first clip's true class changed: negative → positive
+        rows[0] = rows[0].replace(",negative,", ",positive,", 1)
+    damaged.write_text(header + "".join(rows))
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"{damaged}: its clips or labels differ" in err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("change, message", [

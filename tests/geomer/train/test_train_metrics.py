@@ -51,7 +51,8 @@ def test_mean_std_is_population_std():
     assert mean_std([0.8, 1.0]) == (pytest.approx(0.9), pytest.approx(0.1))
 
 
-def _write_run(run_dir, folds: dict[str, list[tuple[str, str]]], classes=("a", "b")):
+def _write_run(run_dir, folds: dict[str, list[tuple[str, str]]], classes=("a", "b"), datasets=None):
+    """``datasets``: each fold's dataset column (default "d" for every fold)."""
     config = {
         "geomer_version": __version__,
         "model": "hand",
@@ -71,7 +72,7 @@ def _write_run(run_dir, folds: dict[str, list[tuple[str, str]]], classes=("a", "
             writer.writerow(["sample", "subject", "dataset", "true", "predicted", "prob_a", "prob_b"])
             for i, (true, predicted) in enumerate(rows):
                 p = 0.9 if predicted == "a" else 0.1
-                writer.writerow([f"{fold}/c{i}", fold, "d", true, predicted, p, 1 - p])
+                writer.writerow([f"{fold}/c{i}", fold, (datasets or {}).get(fold, "d"), true, predicted, p, 1 - p])
         relations = np.tile(np.eye(2, dtype=np.float32), (len(rows), 1, 1))
         np.save(fold_dir / "relations.npy", relations)
 
@@ -102,6 +103,18 @@ def test_pooled_metric_is_reported_not_the_mean_of_folds(tmp_path):
     relations = np.load(tmp_path / "run" / "relations.npy")
     assert relations.shape == (2, 2, 2)
     np.testing.assert_allclose(relations[0], np.eye(2))
+
+
+def test_each_dataset_is_pooled_over_its_own_clips(tmp_path):
+    # the folds of the test above, each from its own dataset: x is fold s1, y fold s2
+    _write_run(tmp_path / "run", {"s1": [("a", "a")] * 4, "s2": [("a", "a"), ("b", "a")]},
+               datasets={"s1": "x", "s2": "y"})
+    metrics = pool_run(tmp_path / "run")
+    assert metrics["uf1"] == pytest.approx(5 / 11)
+    parts = metrics["per_seed"]["0"]["per_dataset"]
+    assert parts["x"]["count"] == 4 and parts["x"]["uf1"] == pytest.approx(1.0) and parts["x"]["acc"] == 1.0
+    assert parts["y"]["count"] == 2 and parts["y"]["uf1"] == pytest.approx(1 / 3) and parts["y"]["acc"] == 0.5
+    assert metrics["per_dataset"]["y"]["uf1"] == pytest.approx(1 / 3) and metrics["per_dataset"]["y"]["uf1_std"] == 0
 
 
 def test_pooling_an_incomplete_run_names_the_missing_fold(tmp_path):

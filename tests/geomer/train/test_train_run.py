@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from train_tiny_model import make_graphs
+from train_tiny_model import TinyComponentModel, make_graphs
 
 from geomer.data.protocols import LeakError
 from geomer.errors import GeomerError
@@ -179,6 +179,84 @@ def test_validation_subjects_come_from_training_subjects(tmp_path, graphs, face_
         with open(run / "seed-0" / fold / "history.csv") as stream:
             assert "val_uf1" in next(csv.DictReader(stream))
     assert json.loads((run / "metrics.json").read_text())["leaky"] is False
+
+
+def test_validation_subjects_are_not_trained_on_and_the_best_validation_epoch_is_kept(
+        tmp_path, graphs, face_graph, monkeypatch):
+    """Spies on the engine: which clips each training batch holds, and which weights each
+    evaluation (validation every epoch, then the test) sees."""
+    import torch
+
+    import geomer.train.fit as fit
+
+    events = []  # ("validation", subjects) when a fold starts, ("train", subjects) per training batch
+    draw = fit.validation_subjects
+    monkeypatch.setattr(fit, "validation_subjects", lambda *args: events.append(("validation", draw(*args)))
+                        or events[-1][1])
+    forward = TinyComponentModel.forward
+
+    def spied_forward(self, batch):
+        if self.training:
+            events.append(("train", set(batch.subject)))
+        return forward(self, batch)
+
+    monkeypatch.setattr(TinyComponentModel, "forward", spied_forward)
+    states = []  # (clips evaluated, the evaluated model's weights) per _predict call
+    predict = fit._predict
+    monkeypatch.setattr(fit, "_predict", lambda model, clips, *args: states.append(
+        ({str(g.subject) for g in clips}, {k: v.clone() for k, v in model.state_dict().items()}))
+        or predict(model, clips, *args))
+
+    run = tmp_path / "run"
+    run_loso(graphs, CLASSES, _config(val_fraction=0.3, epochs=8, lr=0.05), run, face_graph=face_graph)
+    held_out = None
+    for kind, subjects in events:
+        if kind == "validation":
+            held_out = subjects
+            assert len(held_out) == 2
+        else:
+            assert not subjects & held_out, "a validation subject's clip was in a training batch"
+
+    folds = json.loads((run / "config.json").read_text())["folds"]
+    assert len(states) == len(folds) * 9  # 8 validation passes and the test, per fold
+    earlier = 0
+    for i, fold in enumerate(folds):
+        with open(run / "seed-0" / fold / "history.csv") as stream:
+            scores = [float(row["val_uf1"]) for row in csv.DictReader(stream)]
+        best = int(np.argmax(scores))  # the first best epoch
+        assert load_checkpoint(run / "seed-0" / fold / "checkpoint.pt").extra["epoch"] == best + 1
+        calls = states[9 * i: 9 * (i + 1)]
+        tested, weights = calls[-1]
+        assert tested == {fold.replace("_", "/")}
+        for name, value in weights.items():
+            assert torch.equal(value, calls[best][1][name]), f"fold {fold}: tested weights are not epoch {best + 1}'s"
+        earlier += best < 7
+    assert earlier, "no fold's best validation epoch came before its last: the test would not tell"
+
+
+def test_the_loss_is_class_weighted_and_label_smoothed(tmp_path, graphs, face_graph, monkeypatch):
+    import torch
+
+    from geomer.train.fit import class_weights
+
+    np.testing.assert_allclose(class_weights(np.array([0, 0, 0, 1]), 3), [4 / 9, 4 / 3, 0.0], rtol=1e-6)
+    made = []
+    loss = torch.nn.CrossEntropyLoss
+
+    def spied_loss(*args, **kwargs):
+        made.append(kwargs)
+        return loss(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn, "CrossEntropyLoss", spied_loss)
+    unbalanced = [g for g in graphs if not (int(g.y) == 2 and g.clip.endswith("_1"))]  # class c: half the clips
+    run_loso(unbalanced, CLASSES, _config(augment="smooth=0.2", epochs=1), tmp_path / "run", face_graph=face_graph)
+    assert made and all(kwargs["label_smoothing"] == pytest.approx(0.2) for kwargs in made)
+    # every fold trains on 5 subjects' clips: 10 of classes a and b each, 5 of c
+    for kwargs in made:
+        np.testing.assert_allclose(kwargs["weight"].numpy(), [25 / 30, 25 / 30, 25 / 15], rtol=1e-6)
+    made.clear()
+    run_loso(unbalanced, CLASSES, _config(epochs=1, class_weighted=False), tmp_path / "plain", face_graph=face_graph)
+    assert made and all(kwargs["weight"] is None and kwargs["label_smoothing"] == 0.0 for kwargs in made)
 
 
 def test_best_test_epoch_is_marked_leaky(tmp_path, graphs, face_graph):
