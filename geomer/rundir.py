@@ -53,6 +53,8 @@ CHECKPOINT = "checkpoint.pt"
 PRETRAINED = "pretrained-{key}.pt"  # per-fold pretraining (geomer.train.pretrain.pretrain_fold)
 PREDICTIONS = "predictions.csv"
 HISTORY = "history.csv"
+#: history.csv columns measured in every epoch (an empty cell there is damage)
+TRAINING_METRICS = frozenset({"loss", "acc"})
 SEED_PREFIX = "seed-"
 
 #: Relation arrays a run keeps: ``<kind>.npy`` per run [C, K, K] and per fold [n_test, K, K].
@@ -179,7 +181,8 @@ def _probabilities(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> n
 
 def read_history(path: Path) -> pd.DataFrame:
     """A fold's ``history.csv``: one row per epoch, column ``epoch`` and numeric metric columns
-    (loss, acc, …; a cell may be empty). GeomerError naming the file (and row) otherwise."""
+    (loss, acc, …; a selection metric's cell may be empty), epochs 1, 2, … in order. GeomerError
+    naming the file (and row) otherwise."""
     if not path.exists():
         raise GeomerError(f"{path}: missing")
     try:
@@ -198,6 +201,14 @@ def read_history(path: Path) -> pd.DataFrame:
             row = int(bad[0])
             raise GeomerError(f"{path}: row {row + 2}: {column} is {str(frame[column].iloc[row])!r}, not a number")
         frame[column] = numbers
+    # the training metrics are measured every epoch, and epochs count from 1: a cut file is damage
+    for row, epoch in enumerate(frame["epoch"]):
+        if epoch != row + 1:
+            raise GeomerError(f"{path}: row {row + 2}: epoch is {epoch:g}, expected {row + 1}")
+    for column in TRAINING_METRICS & set(frame.columns):
+        empty = np.flatnonzero(frame[column].isna())
+        if len(empty):
+            raise GeomerError(f"{path}: row {int(empty[0]) + 2}: {column} is empty")
     return frame
 
 
@@ -380,6 +391,15 @@ class RunDir:
         from landmarks.files import check_output_folder
 
         check_output_folder(self.path, "--out", GeomerError)
+        # a run writes config.json, metrics.json, figures/, seed-*/ into its folder: never into a
+        # folder of the user's own files, nor into another run (whose files it would replace)
+        for folder in self.path.resolve().parents:
+            if (folder / CONFIG).is_file() and _is_run_config(folder / CONFIG):
+                raise GeomerError(f"{self.path}: inside the run directory {folder}; choose another --out")
+        if self.path.is_dir() and not self.config_path.is_file() and any(
+                entry.name != LOCK for entry in self.path.iterdir()):
+            raise GeomerError(f"{self.path}: not empty and not a run directory (no {CONFIG}); "
+                              "choose another --out")
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -621,3 +641,12 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
         history_files=tuple(histories),
     )
 
+
+
+def _is_run_config(path: Path) -> bool:
+    """Whether ``path`` is the config.json of a geomer run (a JSON object naming a geomer version)."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "geomer_version" in config

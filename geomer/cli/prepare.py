@@ -68,9 +68,10 @@ def run(args) -> int:
     for line in summary.lines():
         print(line)
     if summary.failures and not args.skip_bad:
-        print(
-            f"geomer prepare: error: {len(summary.failures)} clip(s) failed (the others are cached)",
-            file=sys.stderr,
-        )
+        key, message = summary.failures[0]  # the message names the file and frame
+        others = len(summary.failures) - 1
+        print(f"geomer prepare: error: {key}: {message}"
+              + (f" (and {others} more failed clip(s), listed above)" if others else "")
+              + " (the other clips are cached)", file=sys.stderr)
         return 2
     return 0

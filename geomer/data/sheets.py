@@ -365,10 +365,15 @@ class SampleCollector:
                 if key not in self._seen:
                     self.reject(self.selection_file, key, f"clip {key} not found under {self.root}")
         if self.bad and not self.skip_bad:
-            lines = "\n".join(str(b) for b in self.bad)
+            # the first line names the first bad row's file and row; any others follow, one a line
+            first, *others = self.bad
+            if not others:
+                raise GeomerError(f"{first} ({self.name}; fix the row, or pass --skip-bad / skip_bad=True "
+                                  "to leave it out)")
+            lines = "\n".join(str(b) for b in others)
             raise GeomerError(
-                f"{self.name}: {len(self.bad)} bad row(s) under {self.root} "
-                f"(fix them, or pass --skip-bad / skip_bad=True to leave them out):\n{lines}"
+                f"{first} ({self.name}: {len(self.bad)} bad rows under {self.root}, the others below; fix them, "
+                f"or pass --skip-bad / skip_bad=True to leave them out)\n{lines}"
             )
         if not self.samples:
             raise GeomerError(

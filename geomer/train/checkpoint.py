@@ -8,6 +8,7 @@ model, another class set or features made differently.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,16 @@ def load_checkpoint(
     if not path.is_file():
         raise GeomerError(f"{path}: no such checkpoint")
     try:
+        # torch.load does not check the archive's CRCs: damaged bytes inside a tensor would load
+        # as other numbers (NaN weights, a "finished" fold that predicts nothing)
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        if damaged is not None:
+            raise GeomerError(f"{path}: not a geomer checkpoint (damaged: {damaged} fails its CRC check)")
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a file that is not a checkpoint
+    except GeomerError:
+        raise
+    except Exception as error:  # torch and zipfile raise many types for a file that is not a checkpoint
         raise GeomerError(f"{path}: not a geomer checkpoint ({type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise GeomerError(f"{path}: not a geomer checkpoint (format {CHECKPOINT_FORMAT} expected)")

@@ -354,6 +354,7 @@ def fit_fold(context: FitContext, task: FoldTask) -> FoldSummary:
                 "fold": task.fold,
                 "seed": task.seed,
                 "epoch": best_epoch,
+                "epochs": epochs,
                 "test_subjects": sorted({str(g.subject) for g in test_graphs}),
                 "validation_subjects": sorted(held_out),
                 "init": None if init is None else str(init),

@@ -20,7 +20,7 @@ from typing import Any
 
 from geomer.data.protocols import Fold, check_folds, fold_name, loso_folds
 from geomer.errors import GeomerError
-from geomer.rundir import FoldDir, RunDir, samples_fingerprint
+from geomer.rundir import FoldDir, RunDir, read_history, samples_fingerprint
 from geomer.train.config import TrainConfig
 from geomer.train.executors import ray_session, run_tasks
 from geomer.train.fit import FitContext, FoldSummary, FoldTask, sample_key, slim_graphs
@@ -215,7 +215,10 @@ def _finished_fold_problem(fold: FoldDir, model: str, class_names, components: i
 
     try:
         fold.read_results(class_names, components)
-        load_checkpoint(fold.checkpoint_path, model=model, classes=class_names)
+        trained = load_checkpoint(fold.checkpoint_path, model=model, classes=class_names).extra.get("epochs")
+        recorded = len(read_history(fold.history_path)) if trained is not None else trained
+        if recorded != trained:
+            return f"{fold.history_path}: {recorded} epochs recorded, the fold trained {trained}"
     except GeomerError as error:
         return str(error)
     return None

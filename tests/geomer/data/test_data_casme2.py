@@ -59,8 +59,8 @@ def test_every_bad_row_reported_at_once(tmp_path):
     write_casme2(root, rows=rows, frames=False)
     with pytest.raises(GeomerError) as caught:
         read_dataset("casme2", root)
-    lines = str(caught.value).splitlines()[1:]
-    assert len(lines) == 7
+    lines = str(caught.value).splitlines()  # the first names the first bad row and the count
+    assert len(lines) == 7 and "casme2: 7 bad rows under" in lines[0]
     sheet = str(root / "CASME2-coding-20140508.xlsx")
     assert all(line.startswith(sheet + ": row ") for line in lines)
     text = "\n".join(lines)
@@ -110,3 +110,62 @@ def test_apex_not_annotated_is_spotted_and_aus_of_real_sheets_are_kept(tmp_path)
         ("R6|R12", "R15"), ("ref(7B)", "43"), ("ref(43)",), ("43C", "12?", "?smile"),
     ]
     assert not index.skipped
+
+
+def _bad_lines(root):
+    with pytest.raises(GeomerError) as caught:
+        read_dataset("casme2", root)
+    return str(caught.value).splitlines()
+
+
+def test_onset_after_offset_is_reported_on_its_row(tmp_path):
+    rows = list(CASME2_ROWS) + [(5, "EP10_01", 9, 9, 5, "4", "disgust")]
+    root = write_casme2(tmp_path / "c2", rows=CASME2_ROWS)
+    write_frames(root / "sub05" / "EP10_01", range(4, 11))  # every frame the row names exists
+    write_casme2(root, rows=rows, frames=False)
+    (line,) = _bad_lines(root)
+    sheet = str(root / "CASME2-coding-20140508.xlsx")
+    assert line.startswith(f"{sheet}: row {len(CASME2_ROWS) + 2}: ")
+    assert "onset 9 > offset 5" in line
+
+
+def test_fractional_frame_number_is_reported_on_its_row(tmp_path):
+    rows = list(CASME2_ROWS) + [(5, "EP10_01", 2.5, 4, 6, "4", "disgust")]
+    root = write_casme2(tmp_path / "c2", rows=CASME2_ROWS)
+    write_frames(root / "sub05" / "EP10_01", range(1, 8))
+    write_casme2(root, rows=rows, frames=False)
+    (line,) = _bad_lines(root)
+    assert f": row {len(CASME2_ROWS) + 2}: " in line
+    assert "onset frame 2.5 is not a whole number" in line
+
+
+def test_missing_apex_frame_file_is_reported(tmp_path):
+    rows = list(CASME2_ROWS) + [(5, "EP10_01", 1, 3, 5, "4", "disgust")]
+    root = write_casme2(tmp_path / "c2", rows=CASME2_ROWS)
+    folder = root / "sub05" / "EP10_01"
+    write_frames(folder, [1, 2, 4, 5])  # onset and offset frames exist, the apex frame does not
+    write_casme2(root, rows=rows, frames=False)
+    (line,) = _bad_lines(root)
+    assert f": row {len(CASME2_ROWS) + 2}: " in line
+    assert f"apex frame 3 missing in {folder}" in line
+    assert "onset frame" not in line and "offset frame" not in line
+
+
+def test_blank_rows_are_skipped_and_row_numbers_stay_the_spreadsheets(tmp_path):
+    blank = (None,) * 7
+    spaces = (" ",) * 7
+    rows = list(CASME2_ROWS[:3]) + [blank, spaces] + list(CASME2_ROWS[3:]) + [blank] + [spaces]
+    root = write_casme2(tmp_path / "c2", rows=CASME2_ROWS)
+    write_casme2(root, rows=rows, frames=False)
+    index = read_dataset("casme2", root)
+    assert [s.clip for s in index.samples] == [
+        "EP02_01f", "EP03_02", "EP01_11f", "EP05_02", "EP07_01", "EP08_04"
+    ]
+    assert not index.skipped
+
+    bad_row = (5, "EP10_01", 9, 5, 12, "4", "disgust")  # onset > apex
+    write_frames(root / "sub05" / "EP10_01", range(5, 13))
+    write_casme2(root, rows=rows + [bad_row] + [blank], frames=False)
+    (line,) = _bad_lines(root)
+    # header row 1, then every sheet row counts, the blank ones included
+    assert f": row {len(rows) + 2}: " in line and "onset 9 > apex 5" in line

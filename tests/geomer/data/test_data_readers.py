@@ -35,7 +35,7 @@ def test_samm_bad_row_numbers_count_the_title_block(tmp_path):
     write_samm(root, rows=rows, title_rows=5, frames=False)  # the sheet with the bad row
     with pytest.raises(GeomerError) as caught:
         read_dataset("samm", root)
-    (line,) = str(caught.value).splitlines()[1:]
+    (line,) = str(caught.value).splitlines()
     # 5 title rows + header = 6 rows; the bad row is the 6th data row → spreadsheet row 12
     assert ": row 12: " in line and "apex 30 outside [onset 10, offset 20]" in line
     assert "009_1_1 is missing" in line
@@ -146,7 +146,7 @@ def test_megc2019_bad_rows_of_all_parts_together(tmp_path):
     write_samm(root / "SAMM", rows=SAMM_ROWS + [(9, "009_1_1", 1, 2, 3, "", "Anger")], frames=False)
     with pytest.raises(GeomerError) as caught:
         read_dataset("megc2019", root, scheme="composite-3")
-    lines = str(caught.value).splitlines()[1:]
+    lines = str(caught.value).splitlines()
     assert len(lines) == 2
     assert "CASME2-coding" in lines[0] and "SAMM_Micro" in lines[1]
 
@@ -231,7 +231,7 @@ def test_megc2019_flow_bad_rows(tmp_path):
     (root / "STSNet_whole_norm_u_v_os" / "s1_s1_ne_01 .png").unlink()
     with pytest.raises(GeomerError) as caught:
         read_dataset("megc2019-flow", root)
-    lines = str(caught.value).splitlines()[1:]
+    lines = str(caught.value).splitlines()
     assert len(lines) == 2
     assert "row 4: flow image" in lines[0] and "s1_s1_ne_01 .png is missing" in lines[0]
     assert "row 7: " in lines[1] and "unknown label 'label 7'" in lines[1]
@@ -275,7 +275,7 @@ def test_casme3_bad_rows(tmp_path):
         root / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", index=False)
     with pytest.raises(GeomerError) as caught:
         read_dataset("casme3", root)
-    lines = str(caught.value).splitlines()[1:]
+    lines = str(caught.value).splitlines()
     assert [line.split(": row ")[1].split(":")[0] for line in lines] == ["7", "8", "9", "10"]
     assert "duplicated clip id 'a_10' of casme3/spNO.1 (first at row 2)" in lines[0]
     assert "onset 6 > apex 5" in lines[1]
@@ -305,3 +305,17 @@ def test_megc2019_flow_keys_agree_with_megc2019(tmp_path):
     assert [s.key for s in index.samples] == ["smic/s1/s1_ne_01", "casme2/sub01/EP02_01f", "samm/006/006_1_2"]
     assert all(composite_clips()[s.key] == s.label for s in index.samples)
     assert index.samples[0].extra["flow_image"].name == "s01_s01_ne_01 .png"
+
+
+def test_megc2019_flow_missing_apex_image_is_reported_on_its_row(tmp_path):
+    root = write_megc2019_flow(tmp_path / "flow")
+    (root / "combined_datasets_whole" / "006_006_1_2.png").unlink()  # the 4th data row's crop
+    with pytest.raises(GeomerError) as caught:
+        read_dataset("megc2019-flow", root)
+    (line,) = str(caught.value).splitlines()
+    csv = root / "combined_3_class2_for_optical_flow.csv"
+    assert line.startswith(f"{csv}: row 5: ")
+    assert f"apex image {root / 'combined_datasets_whole' / '006_006_1_2.png'} is missing" in line
+    assert "flow image" not in line
+    index = read_dataset("megc2019-flow", root, skip_bad=True)
+    assert "samm/006/006_1_2" not in {s.key for s in index.samples} and len(index.samples) == 4

@@ -134,6 +134,23 @@ def test_strain_of_translation_is_zero_and_of_shear_is_known():
     assert np.median(measured[16:-16, 16:-16]) < 0.05
 
 
+def test_strain_of_a_pure_normal_strain_field_is_its_stretch():
+    """v = 0.1·y, u = 0: a vertical stretch, dv/dy = 0.1 and no shear, so strain = 0.1
+    (sqrt(exx² + eyy² + 2·exy²) with eyy = 0.1); likewise u = 0.1·x."""
+    y = np.arange(48, dtype=np.float32)[:, None]
+    x = np.arange(40, dtype=np.float32)[None, :]
+    stretch = np.zeros((48, 40, 2), np.float32)
+    stretch[..., 1] = 0.1 * y
+    np.testing.assert_allclose(optical_strain(stretch)[2:-2, 2:-2], 0.1, rtol=1e-5)
+    widen = np.zeros((48, 40, 2), np.float32)
+    widen[..., 0] = 0.1 * x
+    np.testing.assert_allclose(optical_strain(widen)[2:-2, 2:-2], 0.1, rtol=1e-5)
+    # a stretch in both directions: sqrt(0.1² + 0.2²)
+    both = np.zeros((48, 40, 2), np.float32)
+    both[..., 0], both[..., 1] = 0.1 * x, 0.2 * y
+    np.testing.assert_allclose(optical_strain(both)[2:-2, 2:-2], np.hypot(0.1, 0.2), rtol=1e-5)
+
+
 def test_dis_flow_of_a_pair_does_not_depend_on_the_sizes_flowed_before():
     """An OpenCV DIS object keeps state from a small image (a patch window) into later larger
     ones; the flow of a pair must not depend on which sizes the process computed before."""
@@ -209,6 +226,22 @@ def test_apex_spotting_bridges_lost_frames_and_drives_extraction():
     frames = [np.full((360, 640), 120, np.uint8)] * 40
     features = extract_clip(frames, track, 0, None, 39, FeatureSettings(flow_method="dis"), clip="c")
     assert features.apex_spotted and abs(features.apex - 23) <= 1
+
+
+def test_apex_spotting_ignores_a_single_frame_jitter_spike():
+    """One jittery frame (the lips and brows jump twice as far as at the true apex, for a single
+    frame) has more raw motion energy than the broad expression peak, yet the spotted apex stays
+    at the expression's peak."""
+    from geomer.features.apex import motion_energy
+
+    track = expression_track(apex_position=23, drift=0.3)
+    points = track.points.astype(np.float64).copy()
+    points[10, 48:68, 1] -= 8.0  # 0.08 IOD: twice the expression's amplitude
+    points[10, 17:27, 1] -= 8.0
+    jittery = make_track(points.astype(np.float32), first_frame=0, fps=100.0)
+    energy = motion_energy(jittery.aligned(), jittery.valid, 0, 39)
+    assert int(np.argmax(energy)) == 10 and energy[10] > 1.5 * energy[23]  # the spike wins raw
+    assert abs(spot_apex(jittery, 0, 39) - 23) <= 1
 
 
 def test_geometry_is_linearly_resampled_in_iod_units():

@@ -75,3 +75,16 @@ def test_flow_image_bad_inputs(tmp_path):
         extract_flow_image_clip(blank, tmp_path / "missing.png", FeatureSettings(), clip="c1")
     with pytest.raises(GeomerError, match="clip c2: apex image"):
         extract_flow_image_clip(blank, flow, FeatureSettings(), clip="c2")
+
+
+def test_points_map_pixel_centres_onto_pixel_centres():
+    from geomer.features.flow_image import points_in_flow_image
+
+    points = np.array([[127.5, 127.5], [0.0, 0.0], [255.0, 255.0]])
+    mapped = points_in_flow_image(points, 256, 28)
+    edge = 0.5 * 28 / 256 - 0.5
+    np.testing.assert_allclose(mapped, [[13.5, 13.5], [edge, edge], [27 - edge, 27 - edge]], atol=1e-5)
+    # a (width, height) image: each axis scaled by its own side, the centre still on the centre
+    wide = points_in_flow_image(np.array([[159.5, 59.5], [0.0, 0.0]]), (320, 120), 28)
+    np.testing.assert_allclose(wide, [[13.5, 13.5], [0.5 * 28 / 320 - 0.5, 0.5 * 28 / 120 - 0.5]],
+                               atol=1e-5)

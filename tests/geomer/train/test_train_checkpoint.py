@@ -81,6 +81,26 @@ def test_incompatible_version_and_foreign_files_are_refused(saved, tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+def test_a_checkpoint_with_damaged_bytes_of_the_same_size_is_refused(saved, tmp_path):
+    """torch.load alone would read damaged tensor bytes as other weights (NaN predictions)."""
+    import zipfile
+
+    path, _, _ = saved
+    with zipfile.ZipFile(path) as archive:
+        entry = max(archive.infolist(), key=lambda info: info.file_size)  # a tensor's stored bytes
+    data = bytearray(path.read_bytes())
+    # the local header is 30 bytes plus the name and the extra field (read from the header itself)
+    name_length, extra_length = (int.from_bytes(data[entry.header_offset + o: entry.header_offset + o + 2], "little")
+                                 for o in (26, 28))
+    start = entry.header_offset + 30 + name_length + extra_length
+    data[start: start + 8] = b"\x7f" * 8
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(data))
+    assert damaged.stat().st_size == path.stat().st_size
+    with pytest.raises(GeomerError, match=f"{re.escape(str(damaged))}: not a geomer checkpoint .*CRC"):
+        load_checkpoint(damaged)
+
+
 def test_a_full_disk_while_saving_is_one_line_naming_the_checkpoint(saved, monkeypatch):
     """torch.save reports a full disk as a RuntimeError ("enforce fail at inline_container.cc");
     saving ends in a GeomerError naming the checkpoint, the earlier file is kept, no temp file."""

@@ -171,4 +171,13 @@ def test_bad_member_lists_and_outputs_are_refused(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "file")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "metrics.json").write_text("mine")
+    for out, message in ((tmp_path / "a" / "seed-0" / "f1", "inside the run directory"),
+                         (tmp_path / "mine", "not a run directory")):
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not (tmp_path / "ens").exists()

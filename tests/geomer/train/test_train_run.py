@@ -344,6 +344,9 @@ def _with_cell(text: str, column: int, value: str) -> str:
     ("predictions.csv", lambda text: _with_cell(text, 5, "7.5")),
     ("history.csv", lambda text: ""),
     ("history.csv", lambda text: _with_cell(text, 1, "x")),  # loss
+    ("history.csv", lambda text: text[: text.index("\n") + 3]),  # cut inside the first epoch's row
+    ("history.csv", lambda text: "".join(text.splitlines(keepends=True)[:3])),  # the last two epochs cut
+    ("history.csv", lambda text: text.replace("\n2,", "\n3,", 1)),  # an epoch out of order
 ])
 def test_a_finished_fold_with_a_damaged_file_is_trained_again_on_resume(tmp_path, graphs, face_graph, capfd,
                                                                          file, damage):
@@ -358,6 +361,27 @@ def test_a_finished_fold_with_a_damaged_file_is_trained_again_on_resume(tmp_path
     assert f"{folds[1]}/{file}: " in capfd.readouterr().err
     assert broken.read_text() == intact  # trained again, deterministically
     assert second.metrics == first.metrics
+
+
+def test_a_folder_of_other_files_or_inside_a_run_is_refused_as_out(tmp_path, graphs, face_graph):
+    """A run writes metrics.json, figures/, seed-*/ into its folder: never over a user's files or
+    into another run's folders."""
+    user = tmp_path / "mine"
+    (user / "figures").mkdir(parents=True)
+    (user / "metrics.json").write_text('{"mine": 1}')
+    with pytest.raises(GeomerError, match="not empty and not a run directory"):
+        run_loso(graphs, CLASSES, _config(), user, face_graph=face_graph)
+    assert sorted(p.name for p in user.iterdir()) == ["figures", "metrics.json"]
+    assert (user / "metrics.json").read_text() == '{"mine": 1}'
+
+    run = tmp_path / "run"
+    run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    fold = run / "seed-0" / json.loads((run / "config.json").read_text())["folds"][0]
+    before = {p: p.read_bytes() for p in fold.iterdir()}
+    for inside in (fold, run / "seed-0" / "new"):
+        with pytest.raises(GeomerError, match=f"inside the run directory {run}"):
+            run_loso(graphs, CLASSES, _config(), inside, face_graph=face_graph)
+    assert {p: p.read_bytes() for p in fold.iterdir()} == before and not (run / "seed-0" / "new").exists()
 
 
 def test_a_relabelled_dataset_is_not_resumed_into_the_old_folds(tmp_path, graphs, face_graph):
