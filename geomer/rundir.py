@@ -523,6 +523,8 @@ class Run:
         sample_relations: [n, K, K] float32, row i belongs to ``predictions`` row i.
         class_relations: [C, K, K] float32, class-averaged (the run's ``relations.npy``); all NaN
             for a class no test clip belongs to.
+        unfinished: ``seed-<s>/<fold>`` of every fold the config names that has no predictions yet
+            (an interrupted or running run: the other fields hold the finished folds only).
     """
 
     path: str
@@ -535,6 +537,7 @@ class Run:
     class_relations: np.ndarray
     metrics: dict | None = None
     history_files: tuple[str, ...] = field(default_factory=tuple)
+    unfinished: tuple[str, ...] = ()
 
     @property
     def num_components(self) -> int:
@@ -594,8 +597,10 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
     frames: list[pd.DataFrame] = []
     relations: list[np.ndarray] = []
     histories: list[str] = []  # a finished fold's, verified by read_results (an unfinished one's may be partial)
+    unfinished: list[str] = []
     for fold in run_dir.folds():
         if not fold.has_predictions():
+            unfinished.append(f"{SEED_PREFIX}{fold.seed}/{fold.name}")
             continue  # a fold not finished yet
         frame, fold_relations, _ = fold.read_results(classes, components, occlusion=False)
         frame["seed"] = str(fold.seed)
@@ -639,6 +644,7 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
         class_relations=class_relations,
         metrics=run_dir.read_metrics(),
         history_files=tuple(histories),
+        unfinished=tuple(unfinished),
     )
 
 

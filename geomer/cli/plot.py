@@ -5,6 +5,8 @@ Writes into RUN_DIR/figures (or DIR).
 
 from __future__ import annotations
 
+import sys
+
 from geomer.cli._common import add_command
 
 
@@ -29,7 +31,11 @@ def _run(args) -> int:
 
     run_dir = RunDir(args.run_dir)
     check_output_folder(args.out if args.out is not None else run_dir.figures_dir, "-o", GeomerError)
-    written = write_run_figures(load_run(run_dir), args.out, face=args.face)
+    run = load_run(run_dir)
+    if run.unfinished:  # figures of a running or interrupted run are useful, but must say so
+        print(f"note: {run_dir.path}: {len(run.unfinished)} folds unfinished; the figures show the finished ones",
+              file=sys.stderr)
+    written = write_run_figures(run, args.out, face=args.face)
     if not args.quiet:
         for path in written:
             print(path)

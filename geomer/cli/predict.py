@@ -19,6 +19,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     import json
+    import math
     from pathlib import Path
 
     from geomer.atomic import atomic_write_text
@@ -32,12 +33,15 @@ def run(args) -> int:
         args.source, args.checkpoint, onset=args.onset, apex=args.apex, offset=args.offset,
         progress=not args.quiet,
     )
+    if not all(map(math.isfinite, prediction.probabilities)):  # NaN is neither a prediction nor JSON
+        raise GeomerError(f"{args.checkpoint}: the model gives non-finite class probabilities for {args.source}")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "prediction.json", json.dumps(prediction.to_dict(), indent=2) + "\n")
     title = f"{Path(prediction.source).name}: {prediction.predicted}"
     figure = plot_relation_matrix(prediction.relations, list(prediction.component_names), title=title)
     figure_path = out / "relations.png"
     save_figure(figure, figure_path)
+    # the result last: a prediction.json is only ever beside its figure
+    atomic_write_text(out / "prediction.json", json.dumps(prediction.to_dict(), indent=2) + "\n")
 
     spotted = " (spotted)" if prediction.apex_spotted else ""
     print(f"{prediction.source}: frames {prediction.onset}–{prediction.offset}, apex {prediction.apex}{spotted}")

@@ -107,6 +107,9 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
         class_averaged_relations(np.concatenate(all_occlusion), np.concatenate(all_true), len(class_names))
         if all_occlusion else None
     )
+    # the run's own baseline is read by every summary after pooling: a damaged one fails here,
+    # before metrics.json is rewritten
+    run_dir.load_relations("baseline_relations", components=len(config.get("component_names") or []) or None)
     with run_dir.lock():
         run_dir.write_metrics(metrics)
         run_dir.save_relations(relations)

@@ -62,6 +62,15 @@ def test_fan_without_the_package_says_what_to_install():
         get_backend("fan")
 
 
+def test_a_missing_dlib_weight_file_names_it_and_the_package(monkeypatch, tmp_path):
+    import landmarks.backends as backends
+
+    monkeypatch.setattr(backends, "_models_folder", lambda: tmp_path)
+    with pytest.raises(LandmarksError, match="shape_predictor_68_face_landmarks.dat: dlib weight file missing; "
+                                            "reinstall face_recognition_models"):
+        backends.model_file("shape_predictor_68_face_landmarks.dat")
+
+
 def test_fan_without_weights_says_which_file_goes_where(monkeypatch, tmp_path):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(

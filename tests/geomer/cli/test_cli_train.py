@@ -104,6 +104,12 @@ def test_predict_a_clip_folder(trained_run, tiny_root, tmp_path, capsys):
     assert np.asarray(prediction["relations"]).shape == (7, 7)
     assert (tmp_path / "p" / "relations.png").stat().st_size > 0
     assert "predicted:" in capsys.readouterr().out
+    # an apex given is used, not spotted
+    given = prediction["onset"] + 1 if prediction["apex"] != prediction["onset"] + 1 else prediction["onset"] + 2
+    assert main(["predict", str(clip), "--checkpoint", str(checkpoint), "-o", str(tmp_path / "q"), "--quiet",
+                 "--apex", str(given)]) == 0
+    chosen = json.loads((tmp_path / "q" / "prediction.json").read_text())
+    assert chosen["apex"] == given and chosen["apex_spotted"] is False
 
 
 @pytest.fixture()
@@ -131,6 +137,27 @@ def test_predict_without_a_face_is_one_line_and_status_2(untrained_checkpoint, t
     status = main(["predict", str(video), "--checkpoint", str(untrained_checkpoint), "--quiet"])
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1 and "blank.avi" in err
+
+
+@pytest.mark.slow
+def test_predict_with_non_finite_weights_writes_nothing(tiny_root, tmp_path, capsys):
+    import torch
+
+    from geomer.graph import FaceGraph
+    from geomer.models import create
+    from geomer.train.checkpoint import Checkpoint, save_checkpoint
+
+    graph = FaceGraph()
+    cfg = {"hidden": 8, "actions": 2, "layers": 2, "embedding": 16}
+    model = create("dere-grl", 3, graph, **cfg)
+    weights = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    checkpoint = save_checkpoint(tmp_path / "nan.pt", Checkpoint(
+        "dere-grl", cfg, ("negative", "positive", "surprise"), graph.component_names, graph.to_record(), weights))
+    clip = next(p for p in sorted(tiny_root.glob("sub*/*")) if p.is_dir())
+    assert main(["predict", str(clip), "--checkpoint", str(checkpoint), "-o", str(tmp_path / "p"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "non-finite class probabilities" in err and str(checkpoint) in err
+    assert not (tmp_path / "p" / "prediction.json").exists()
 
 
 def test_predict_with_a_foreign_checkpoint_fails(tmp_path, capsys):

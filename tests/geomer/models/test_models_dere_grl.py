@@ -66,6 +66,31 @@ def test_adm_equals_the_per_component_map_matrices(face_graph):
     torch.testing.assert_close(adm(nodes)[0], by_hand)
 
 
+def test_adm_keeps_each_component_to_its_own_nodes_after_its_weights_move(face_graph):
+    """The mask, not the zero start, keeps the map block-diagonal: after the weights move
+    everywhere (as training moves them), moving one component's nodes still changes only that
+    component's actions."""
+    torch.manual_seed(2)
+    m = 2
+    component = torch.as_tensor(face_graph.component)
+    adm = ActionDecomposition(component, face_graph.num_components, m)
+    with torch.no_grad():
+        adm.weight += 1.0  # nonzero outside every component's block too
+    nodes = torch.randn(2, face_graph.num_nodes, 4)
+    actions = adm(nodes)
+    for name in ("right_brow", "mouth"):
+        k = face_graph.component_names.index(name)
+        moved = nodes.clone()
+        moved[:, component == k] += 1.0
+        changed = (adm(moved) - actions).abs().sum(dim=(0, 2)) > 1e-6
+        expected = torch.zeros(face_graph.num_components * m, dtype=torch.bool)
+        expected[k * m : (k + 1) * m] = True
+        assert torch.equal(changed, expected), name
+    # the map matrix stays zero outside each action's own component
+    outside = adm.map_matrix()[adm.mask == 0]
+    assert torch.equal(outside, torch.zeros_like(outside))
+
+
 def test_rrm_vector_weights_sum_to_one_and_relate_by_co_activation():
     torch.manual_seed(0)
     rrm = RelationReconstruction(num_actions=6, width=4, form="vector")

@@ -33,6 +33,26 @@ def test_crossmodal_step_updates_only_the_summary_tokens():
     assert not torch.allclose(changed[:, 0], new_special[:, 0])
 
 
+def test_each_summary_reads_the_other_branchs_tokens_not_its_summary():
+    """The special summary's update attends over the frame tokens after the frame summary, and
+    the frame summary's over the special tokens after the special summary: changing only the
+    other branch's summary token leaves a summary's update as it was."""
+    torch.manual_seed(1)
+    csta = CrossmodalSpaceTimeAttention(8, 12, 2, 0.0).eval()
+    special, frames = torch.randn(2, 5, 8), torch.randn(2, 9, 12)
+    with torch.no_grad():
+        new_special, new_frames = csta(special, frames)
+        other_frames = frames.clone()
+        other_frames[:, 0] += 5.0 * torch.randn(2, 12)
+        special_after, frames_after = csta(special, other_frames)
+        torch.testing.assert_close(special_after, new_special)
+        assert not torch.allclose(frames_after[:, 0], new_frames[:, 0])  # its own summary did change
+        other_special = special.clone()
+        other_special[:, 0] += 5.0 * torch.randn(2, 8)
+        _, frames_after = csta(other_special, frames)
+        torch.testing.assert_close(frames_after, new_frames)
+
+
 def test_official_configuration_is_registered(face_graph):
     defaults = inspect.signature(get_spec("hsta-base").factory).parameters
     official = dict(special_dim=384, frame_dim=768, heads=12, mlp_ratio=4.0, tubelet=2)

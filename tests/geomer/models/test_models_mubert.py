@@ -9,7 +9,13 @@ import torch
 
 from geomer.errors import GeomerError
 from geomer.models import create
-from geomer.models.mubert import blockwise_swap, crop_indices, diagonal_micro_attention, variance_covariance
+from geomer.models.mubert import (
+    DiagonalMicroAttention,
+    blockwise_swap,
+    crop_indices,
+    diagonal_micro_attention,
+    variance_covariance,
+)
 
 
 def test_dma_equals_hand_computed_diagonal():
@@ -22,6 +28,53 @@ def test_dma_equals_hand_computed_diagonal():
     a11 = 0.5
     torch.testing.assert_close(diagonal, torch.tensor([[a00, a11]]))
     torch.testing.assert_close(out, torch.tensor([[[a00 * 1, a00 * 2], [a11 * 3, a11 * 4]]]))
+
+
+def test_dma_values_read_the_onset_to_apex_change():
+    """DMA's values are ``V(apex − onset)``: with the query and key fixed, shifting onset and apex
+    by the same amount leaves the output as it was, and an unchanged frame gives the value bias
+    times the diagonal attention."""
+    torch.manual_seed(0)
+    dma = DiagonalMicroAttention(6)
+    onset, apex = torch.randn(2, 5, 6), torch.randn(2, 5, 6)
+    with torch.no_grad():
+        still, diagonal = dma(onset, onset)
+        torch.testing.assert_close(still, diagonal[..., None] * dma.value.bias)
+        out, diagonal = dma(onset, apex)
+        torch.testing.assert_close(out, diagonal[..., None] * dma.value(apex - onset))
+        # the attention reads query(onset), key(apex) only: make both ignore a common offset
+        offset = torch.randn(6)
+        dma.query.weight.zero_()
+        dma.key.weight.zero_()
+        fixed, _ = dma(onset, apex)
+        shifted, _ = dma(onset + offset, apex + offset)
+    torch.testing.assert_close(shifted, fixed)
+
+
+def test_patch_of_interest_weights_the_pooled_dma_features(batch, face_graph):
+    """The pooled features are the DMA features weighted by ``s_i = σ(α cos(h_i, c) + β)`` of each
+    apex token with the apex context (zero at padding), so α and β change what the head reads."""
+    from geomer.models.tokens import dense_nodes
+
+    torch.manual_seed(0)
+    model = create("mubert", 3, face_graph, dim=16, depth=1, heads=2).eval()
+    texture, mask = dense_nodes(batch, "texture")
+    onset, apex = texture[:, :, :, 0], texture[:, :, :, 1]
+    with torch.no_grad():
+        (_, onset_tokens), (apex_context, apex_tokens), _ = model._pair(onset, apex, mask)
+        padded = mask.clone()
+        padded[:, :5] = False
+        weighted, interest = model._dma_features(onset_tokens, apex_tokens, apex_context, padded)
+        cosine = torch.nn.functional.cosine_similarity(apex_tokens, apex_context[:, None], dim=-1)
+        expected = torch.sigmoid(model.poi.scale * cosine + model.poi.bias) * padded
+        torch.testing.assert_close(interest, expected)
+        changed, _ = model.dma(onset_tokens, apex_tokens)
+        torch.testing.assert_close(weighted, expected[..., None] * changed)
+        before = model(batch).embedding
+        model.poi.scale.fill_(20.0)
+        model.poi.bias.fill_(-10.0)
+        after = model(batch).embedding
+    assert (after - before).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.1, 0.3, 0.5, 1.0])

@@ -94,6 +94,35 @@ def test_compare_with_ground_truth(tmp_path, make_run, run_dir, ground_truth_fil
     assert "ground truth" in printed and "spearman" in printed
 
 
+def test_compare_refuses_an_unfinished_run_and_another_datasets_ground_truth(tmp_path, make_run, run_dir,
+                                                                            ground_truth_file, capsys):
+    import json
+
+    figure = tmp_path / "c.png"
+    partial = make_run(tmp_path / "run-partial", model="mmt", seed=2)
+    (partial / "seed-0" / "fold-s2" / "predictions.csv").unlink()  # interrupted before this fold finished
+    assert main(["compare", str(run_dir), str(partial), "-o", str(figure)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{partial}: the run is incomplete (1 folds unfinished, e.g. seed-0/fold-s2)" in err
+    # plot draws what is finished, and says that it is not all
+    assert main(["plot", str(partial), "-o", str(tmp_path / "figs"), "--quiet"]) == 0
+    assert "1 folds unfinished" in capsys.readouterr().err
+
+    other = json.loads(ground_truth_file.read_text())
+    renamed = {"negative": "happiness", "positive": "disgust", "surprise": "surprise"}  # another dataset's scheme
+    other["classes"] = [renamed[c] for c in other["classes"]]
+    for key in ("relations", "motion_relations"):
+        if key in other:
+            other[key] = {renamed[c]: m for c, m in other[key].items()}
+    other_file = tmp_path / "other" / "ground_truth.json"
+    other_file.parent.mkdir()
+    other_file.write_text(json.dumps(other))
+    assert main(["compare", str(run_dir), "-o", str(figure), "--ground-truth", str(other_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{other_file}: classes happiness, disgust, surprise differ" in err
+    assert not figure.exists()
+
+
 def test_compare_per_class_rows(tmp_path, make_run, run_dir):
     other = make_run(tmp_path / "run-hsta", model="hsta", seed=3)
     figure = tmp_path / "compare.svg"

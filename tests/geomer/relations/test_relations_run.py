@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from geomer.cli._common import relation_agreement_line
 from geomer.graph import FaceGraph
@@ -41,3 +42,22 @@ def test_run_writes_occlusion_relations_and_the_baseline(tmp_path):
     # beside the agreement with the ground truth, how high a tie-free read-out can go on it
     assert "relations vs the relevance ground truth" in line and "input-only baseline" in line
     assert line.rstrip().endswith(f"reaches at most {agreement_ceiling(planted_relevance()):.3f}")
+
+
+def test_a_damaged_baseline_fails_pooling_before_metrics_are_rewritten(tmp_path):
+    from geomer.errors import GeomerError
+    from geomer.train import pool_run
+
+    graphs = planted_clips(GRAPH, 8, seed=7)
+    config = TrainConfig(model="relations-test-linear", epochs=1, batch_size=8, seeds=(0,), progress=False)
+    run = run_loso(graphs, ["a", "b", "c"], config, tmp_path / "run", face_graph=GRAPH).run_dir.path
+    metrics = json.loads((run / "metrics.json").read_text())
+    baseline = run / "baseline_relations.npy"
+    baseline.write_bytes(baseline.read_bytes()[:150])
+    (run / "metrics.json").write_bytes(b"{}")  # stale, as after an interrupted evaluate
+    with pytest.raises(GeomerError, match=str(baseline)):
+        pool_run(run)
+    assert (run / "metrics.json").read_bytes() == b"{}"
+    baseline.unlink()  # a run without a baseline (trained before it existed) pools as before
+    pool_run(run)
+    assert json.loads((run / "metrics.json").read_text())["uf1"] == metrics["uf1"]

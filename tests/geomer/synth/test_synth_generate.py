@@ -228,3 +228,78 @@ def test_tracked_landmarks_move_where_the_aus_say(tmp_path):
     ratios = np.array(ratios)
     assert np.median(ratios) > 2.0, ratios
     assert (ratios > 1.3).mean() >= 0.8, ratios
+
+
+def _still_dataset(path: Path, monkeypatch, **level) -> Path:
+    """A small casme2 dataset at the standard level less head motion, residual head motion and
+    landmark noise (plus the ``level`` changes): its ground-truth landmarks are the face shape
+    plus exactly the motion its ground truth lists."""
+    import dataclasses
+    import importlib
+
+    from geomer.synth.motion import DIFFICULTIES
+
+    still = dataclasses.replace(DIFFICULTIES["standard"], head_shift_px=0.0, head_rotation_deg=0.0,
+                                residual_head_px=0.0, landmark_noise_px=0.0, **level)
+    module = importlib.import_module("geomer.synth.generate")  # geomer.synth.generate is also the function
+    monkeypatch.setattr(module, "get_difficulty", lambda name: still)
+    return generate(path, layout="casme2", subjects=1, clips=2, seed=4, fps=50, progress=False)
+
+
+def _landmarks(root: Path, key: str):
+    from landmarks.track import LandmarkTrack
+
+    return LandmarkTrack.load(root / "ground_truth_landmarks" / f"{key}.npz")
+
+
+def test_distractor_aus_move_their_landmarks_by_their_amplitude_at_apex(tmp_path, monkeypatch):
+    """Onset → apex, the landmarks move by every AU the ground truth lists, the distractors
+    included: each AU's field scaled so its strongest landmark moves its amplitude (px)."""
+    from geomer.synth.aus import action_unit
+
+    root = _still_dataset(tmp_path / "still", monkeypatch, blink_probability=0.0)
+    truth = json.loads((root / "ground_truth.json").read_text())
+
+    def displacement(codes, amplitudes):
+        return sum((action_unit(u).field / np.linalg.norm(action_unit(u).field, axis=1).max() * a
+                    for u, a in zip(codes, amplitudes)), np.zeros((68, 2)))
+
+    for key, clip in truth["clips"].items():
+        assert clip["distractor_aus"] and not clip["blink"]
+        track = _landmarks(root, key)
+        moved = track.points[track.position(clip["apex"])] - track.points[track.position(clip["onset"])]
+        np.testing.assert_allclose(
+            moved,
+            displacement(clip["aus"] + clip["distractor_aus"],
+                         clip["amplitudes_px"] + clip["distractor_amplitudes_px"]),
+            atol=2e-3,
+        )
+        beyond_class = moved - displacement(clip["aus"], clip["amplitudes_px"])
+        for u, a in zip(clip["distractor_aus"], clip["distractor_amplitudes_px"]):
+            others = displacement([v for v in clip["distractor_aus"] if v != u],
+                                  [b for v, b in zip(clip["distractor_aus"], clip["distractor_amplitudes_px"]) if v != u])
+            strongest = int(np.argmax(np.linalg.norm(action_unit(u).field, axis=1)))
+            own = beyond_class[strongest] - others[strongest]
+            assert np.linalg.norm(own) == pytest.approx(a, abs=2e-3), (key, u)
+
+
+def test_a_blink_lowers_the_upper_lids_by_its_amplitude(tmp_path, monkeypatch):
+    """A clip whose ground truth has a blink: at the blink's peak the upper lids are lower (image
+    y larger) than at rest by up to ``blink_px``, the lower lids slightly higher, and no other
+    landmark moves (no AU moves here: amplitudes 0)."""
+    root = _still_dataset(tmp_path / "blink", monkeypatch, blink_probability=1.0,
+                          amplitude_px=(0.0, 0.0), distractor_amplitude_px=(0.0, 0.0))
+    truth = json.loads((root / "ground_truth.json").read_text())
+    upper, lower = [37, 38, 43, 44], [41, 40, 47, 46]
+    for key, clip in truth["clips"].items():
+        assert clip["blink"] and clip["blink_px"] > 0.5
+        points = _landmarks(root, key).points.astype(np.float64)
+        lid_y = points[:, upper, 1]
+        peak, rest = int(np.argmax(lid_y[:, 0])), int(np.argmin(lid_y[:, 0]))
+        drop = lid_y[peak] - lid_y[rest]
+        assert drop.max() == pytest.approx(clip["blink_px"], abs=2e-3)
+        assert np.all(drop > 0.3 * clip["blink_px"])  # every upper lid closes
+        rise = points[rest, lower, 1] - points[peak, lower, 1]
+        assert np.all(rise > 0) and np.all(rise < drop)  # lower lids rise a little
+        still = np.setdiff1d(np.arange(68), upper + lower)
+        np.testing.assert_allclose(points[:, still], np.broadcast_to(points[:1, still], points[:, still].shape), atol=1e-4)

@@ -81,6 +81,24 @@ def test_head_motion_starts_at_identity_and_stays_small():
     assert np.abs(corner - [160.0, 300.0]).max() < 4.0  # rotation + drift of a chin point, px
 
 
+@pytest.mark.parametrize("level", ["standard", "hard"])
+def test_head_motion_is_a_similarity_a_rotation_and_a_shift(level):
+    """Each frame's transform is rigid: its linear part is the rotation [[c, −s], [s, c]] (determinant
+    1, orthogonal), so distances between landmarks are kept."""
+    transforms = head_motion(np.random.default_rng(1), 60, DIFFICULTIES[level]).astype(np.float64)
+    linear = transforms[:, :, :2]
+    assert np.abs(linear[:, 1, 0]).max() > 1e-3  # the head does turn
+    np.testing.assert_allclose(linear[:, 0, 1], -linear[:, 1, 0], atol=1e-7)
+    np.testing.assert_allclose(linear[:, 0, 0], linear[:, 1, 1], atol=1e-7)
+    np.testing.assert_allclose(np.linalg.det(linear), 1.0, atol=1e-6)
+    np.testing.assert_allclose(linear @ linear.transpose(0, 2, 1), np.broadcast_to(np.eye(2), linear.shape), atol=1e-6)
+    points = np.asarray(CANONICAL_TEMPLATE, np.float64)[None].repeat(60, axis=0) * 300.0
+    moved = np.einsum("tij,tnj->tni", linear, points) + transforms[:, None, :, 2]
+    distances = np.linalg.norm(points[:, :, None] - points[:, None], axis=-1)
+    moved_distances = np.linalg.norm(moved[:, :, None] - moved[:, None], axis=-1)
+    np.testing.assert_allclose(moved_distances, distances, atol=1e-3)
+
+
 def _plan(label: str, aus: tuple[str, ...], amplitudes: tuple[float, ...]) -> ClipPlan:
     return ClipPlan("casme2", "sub01", f"c{len(aus)}", label, aus, amplitudes, 10, 20, 12, 15, 25)
 

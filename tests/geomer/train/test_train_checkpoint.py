@@ -46,6 +46,7 @@ def test_round_trip_rebuilds_the_same_model(saved):
     assert loaded.feature_settings["scales"] == [8, 16, 32] and loaded.extra == {"fold": "x"}
     assert loaded.face_graph().name == graph.name
     rebuilt = loaded.build_model()
+    assert not rebuilt.training  # in eval mode: dropout off, batch-norm running statistics used
     batch = Batch.from_data_list(make_graphs(graph, subjects=1, per_class=1))
     torch.testing.assert_close(rebuilt(batch).logits, model(batch).logits)
     assert not list(path.parent.glob(".model.pt.*")), "temporary file left behind"
@@ -74,6 +75,10 @@ def test_incompatible_version_and_foreign_files_are_refused(saved, tmp_path):
     torch.save(payload, tmp_path / "future.pt")
     with pytest.raises(GeomerError, match="incompatible"):
         load_checkpoint(tmp_path / "future.pt")
+    del payload["format"]  # a torch file of something else
+    torch.save(payload, tmp_path / "other.pt")
+    with pytest.raises(GeomerError, match="not a geomer checkpoint \\(format .* expected\\)"):
+        load_checkpoint(tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(GeomerError, match="not a geomer checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")

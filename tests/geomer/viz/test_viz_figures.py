@@ -186,3 +186,68 @@ def test_save_figure_is_atomic_and_checks_the_format(tmp_path):
     with pytest.raises(GeomerError, match="notes: cannot write a figure without an extension"):
         save_figure(figure, tmp_path / "notes")
     assert (tmp_path / "notes").read_text() == "mine"
+
+
+def _capture_figures(monkeypatch) -> dict:
+    """Record each figure ``geomer.viz.save_figure`` is given (by file name) instead of saving it."""
+    import geomer.viz
+
+    saved = {}
+
+    def record(figure, path):
+        saved[str(path).rsplit("/", 1)[-1]] = figure
+
+    monkeypatch.setattr(geomer.viz, "save_figure", record)
+    return saved
+
+
+def _rows(figure: Figure) -> dict[str, list[np.ndarray]]:
+    """Row label → the matrices its heatmaps show (masked diagonal filled with NaN)."""
+    rows, label = {}, None
+    for ax in figure.axes:
+        if not ax.get_images():
+            continue
+        label = ax.get_ylabel() or label
+        rows.setdefault(label, []).append(np.ma.filled(ax.get_images()[0].get_array().astype(float), np.nan))
+    return rows
+
+
+def _baseline_run(path, model: str, baseline: np.ndarray):
+    from tests.geomer.relations.conftest import write_run
+
+    run = write_run(path, model)
+    np.save(run / "baseline_relations.npy", baseline)
+    return run
+
+
+def _assert_shows(matrices: list[np.ndarray], expected: np.ndarray) -> None:
+    off = ~np.eye(expected.shape[-1], dtype=bool)
+    assert len(matrices) == len(expected)
+    for shown, matrix in zip(matrices, expected):
+        np.testing.assert_allclose(shown[off], matrix[off], rtol=1e-6)
+
+
+def test_a_runs_relations_figure_has_the_input_only_baseline_row(tmp_path, monkeypatch):
+    from geomer.rundir import load_run
+    from geomer.viz.run import RELATIONS, write_run_figures
+
+    baseline = np.random.default_rng(7).random((3, 7, 7)).astype(np.float32)
+    run = load_run(_baseline_run(tmp_path / "run", "dere-grl", baseline))
+    saved = _capture_figures(monkeypatch)
+    write_run_figures(run, tmp_path / "figures", per_class=False)
+    rows = _rows(saved[RELATIONS])
+    assert list(rows) == ["dere-grl intrinsic", "input-only baseline"]
+    _assert_shows(rows["input-only baseline"], baseline)
+
+
+def test_compare_draws_the_runs_shared_input_only_baseline(tmp_path, monkeypatch):
+    from geomer.cli import main
+
+    baseline = np.random.default_rng(7).random((3, 7, 7)).astype(np.float32)
+    runs = [_baseline_run(tmp_path / name, name, baseline) for name in ("dere-grl", "mmt")]
+    saved = _capture_figures(monkeypatch)
+    assert main(["compare", *map(str, runs), "-o", str(tmp_path / "compare.png"),
+                 "--permutations", "20"]) == 0
+    rows = _rows(saved["compare.png"])
+    assert list(rows)[-1] == "input-only baseline" and len(rows) == 3  # two runs, one shared baseline
+    _assert_shows(rows["input-only baseline"], baseline)
