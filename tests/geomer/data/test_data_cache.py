@@ -263,6 +263,20 @@ def test_non_finite_features_are_a_failure_never_cached(clip_folders, monkeypatc
     assert not cache.path(jobs[0]).exists()
 
 
+def test_a_failure_message_of_several_lines_is_reported_on_one(clip_folders, monkeypatch):
+    import geomer.features.extract as extract_module
+    from geomer.errors import GeomerError
+
+    cache, jobs = clip_folders
+
+    def extract_failing(*args, **kwargs):
+        raise GeomerError("frame 12 of clipA:\n  unreadable\n  (decoder says so)")
+
+    monkeypatch.setattr(extract_module, "extract_clip", extract_failing)
+    report = build_cache(jobs[:1], cache, progress=False)
+    assert report.failures == [(jobs[0].key, "frame 12 of clipA: unreadable (decoder says so)")]
+
+
 def test_build_cache_process_pool_matches_serial(clip_folders, tmp_path):
     cache, jobs = clip_folders
     report = build_cache(jobs, cache, n_jobs=2, progress=False)
