@@ -53,8 +53,6 @@ CHECKPOINT = "checkpoint.pt"
 PRETRAINED = "pretrained-{key}.pt"  # per-fold pretraining (geomer.train.pretrain.pretrain_fold)
 PREDICTIONS = "predictions.csv"
 HISTORY = "history.csv"
-#: history.csv columns measured in every epoch (an empty cell there is damage)
-TRAINING_METRICS = frozenset({"loss", "acc"})
 SEED_PREFIX = "seed-"
 
 #: Relation arrays a run keeps: ``<kind>.npy`` per run [C, K, K] and per fold [n_test, K, K].
@@ -201,14 +199,10 @@ def read_history(path: Path) -> pd.DataFrame:
             row = int(bad[0])
             raise GeomerError(f"{path}: row {row + 2}: {column} is {str(frame[column].iloc[row])!r}, not a number")
         frame[column] = numbers
-    # the training metrics are measured every epoch, and epochs count from 1: a cut file is damage
+    # epochs count from 1 (a file cut short is caught against the checkpoint's epoch count)
     for row, epoch in enumerate(frame["epoch"]):
         if epoch != row + 1:
             raise GeomerError(f"{path}: row {row + 2}: epoch is {epoch:g}, expected {row + 1}")
-    for column in TRAINING_METRICS & set(frame.columns):
-        empty = np.flatnonzero(frame[column].isna())
-        if len(empty):
-            raise GeomerError(f"{path}: row {int(empty[0]) + 2}: {column} is empty")
     return frame
 
 
@@ -391,15 +385,19 @@ class RunDir:
         from landmarks.files import check_output_folder
 
         check_output_folder(self.path, "--out", GeomerError)
-        # a run writes config.json, metrics.json, figures/, seed-*/ into its folder: never into a
-        # folder of the user's own files, nor into another run (whose files it would replace)
+        if self.config_path.is_file():
+            return  # a run's own folder: resumed or re-pooled
+        # a new run writes config.json, metrics.json, *relations.npy, figures/ and seed-*/: never over
+        # such files of the user's, nor inside another run (whose files it would replace); other
+        # files (a log the shell made, a dot-file) are left alone
         for folder in self.path.resolve().parents:
             if (folder / CONFIG).is_file() and _is_run_config(folder / CONFIG):
                 raise GeomerError(f"{self.path}: inside the run directory {folder}; choose another --out")
-        if self.path.is_dir() and not self.config_path.is_file() and any(
-                entry.name != LOCK for entry in self.path.iterdir()):
-            raise GeomerError(f"{self.path}: not empty and not a run directory (no {CONFIG}); "
-                              "choose another --out")
+        if self.path.is_dir():
+            clashing = sorted(entry.name for entry in self.path.iterdir() if _run_writes(entry.name))
+            if clashing:
+                raise GeomerError(f"{self.path}: not a run directory (no {CONFIG}) but holds {', '.join(clashing)}, "
+                                  "which a run would replace; choose another --out")
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -656,3 +654,8 @@ def _is_run_config(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and "geomer_version" in config
+
+
+def _run_writes(name: str) -> bool:
+    """Whether a new run writes an entry called ``name`` at the top of its folder."""
+    return name in (METRICS, FIGURES) or name.endswith("relations.npy") or name.startswith(SEED_PREFIX)

@@ -38,7 +38,7 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
     runs = [load_run(path) for path in run_dirs]
     for run in runs:  # agreement over some of the folds would not be the run's
         if run.unfinished:
-            raise GeomerError(f"{run.path}: the run is incomplete ({len(run.unfinished)} folds unfinished, e.g. "
+            raise GeomerError(f"{run.path}: the run is incomplete ({len(run.unfinished)} fold(s) unfinished, e.g. "
                               f"{run.unfinished[0]}); finish it with geomer train first")
     components = runs[0].component_names
     for run in runs[1:]:
@@ -48,9 +48,10 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
     if truth is not None and truth.component_names != components:
         raise GeomerError(f"{truth.path}: components {', '.join(truth.component_names)} differ from the runs' ({', '.join(components)})")
     for run in runs if truth is not None else ():  # another dataset's ground truth would score nonsense
-        if set(run.classes) != set(truth.classes):
-            raise GeomerError(f"{truth.path}: classes {', '.join(truth.classes)} differ from {run.path}'s "
-                              f"({', '.join(run.classes)}); is it the ground truth of the runs' dataset?")
+        if not set(run.classes) <= set(truth.classes):  # a run may use a scheme of fewer classes
+            raise GeomerError(f"{truth.path}: classes {', '.join(truth.classes)} lack {run.path}'s "
+                              f"{', '.join(sorted(set(run.classes) - set(truth.classes)))}; "
+                              "is it the ground truth of the runs' dataset?")
 
     def by_class(classes, matrices):
         return {c: m for c, m in zip(classes, matrices) if np.all(np.isfinite(m))}

@@ -33,7 +33,7 @@ def _run(args) -> int:
     check_output_folder(args.out if args.out is not None else run_dir.figures_dir, "-o", GeomerError)
     run = load_run(run_dir)
     if run.unfinished:  # figures of a running or interrupted run are useful, but must say so
-        print(f"note: {run_dir.path}: {len(run.unfinished)} folds unfinished; the figures show the finished ones",
+        print(f"note: {run_dir.path}: {len(run.unfinished)} fold(s) unfinished; the figures show the finished ones",
               file=sys.stderr)
     written = write_run_figures(run, args.out, face=args.face)
     if not args.quiet:

@@ -68,10 +68,6 @@ def run(args) -> int:
     for line in summary.lines():
         print(line)
     if summary.failures and not args.skip_bad:
-        key, message = summary.failures[0]  # the message names the file and frame
-        others = len(summary.failures) - 1
-        print(f"geomer prepare: error: {key}: {message}"
-              + (f" (and {others} more failed clip(s), listed above)" if others else "")
-              + " (the other clips are cached)", file=sys.stderr)
+        print(f"geomer prepare: error: {summary.error_line()}; the other clips are cached", file=sys.stderr)
         return 2
     return 0

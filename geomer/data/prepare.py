@@ -50,6 +50,13 @@ class PrepareSummary:
         lines += [f"failed: {key}: {message}" for key, message in self.failures]
         return lines
 
+    def error_line(self) -> str:
+        """One line for a run that stops on failed clips: the first one's key and message (which
+        names its file and frame), how many more failed, and how to leave them out."""
+        key, message = self.failures[0]
+        more = f"; {len(self.failures) - 1} more clip(s) failed" if len(self.failures) > 1 else ""
+        return f"feature extraction failed for {key}: {message}{more} (--skip-bad leaves them out)"
+
 
 def feature_job(sample: Sample, dataset: str):
     """The :class:`geomer.data.cache.FeatureJob` of one sample of dataset ``dataset`` (the name

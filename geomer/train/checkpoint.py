@@ -107,7 +107,7 @@ def load_checkpoint(
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
         if damaged is not None:
-            raise GeomerError(f"{path}: not a geomer checkpoint (damaged: {damaged} fails its CRC check)")
+            raise GeomerError(f"{path}: a damaged checkpoint ({damaged} fails its CRC check)")
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except GeomerError:
         raise

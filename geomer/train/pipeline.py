@@ -111,11 +111,7 @@ def train_dataset(
         index = without_failures(index, summary.failures)
         folds = list(get_protocol(protocol, index).folds())
     elif summary.failures:
-        key, message = summary.failures[0]
-        more = f" (and {len(summary.failures) - 1} more)" if len(summary.failures) > 1 else ""
-        raise GeomerError(
-            f"feature extraction failed for {key}: {message}{more} (--skip-bad leaves them out)"
-        )
+        raise GeomerError(summary.error_line())
     graphs = load_graphs(index, feature_cache, face_graph, progress=progress)
     fold_pretraining = None
     if pretrain is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from geomer.errors import GeomerError
 from geomer.rundir import RunDir, class_averaged_relations
 from geomer.train.metrics import classification_metrics, mean_std
 from geomer.version import __version__
@@ -109,7 +110,10 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
     )
     # the run's own baseline is read by every summary after pooling: a damaged one fails here,
     # before metrics.json is rewritten
-    run_dir.load_relations("baseline_relations", components=len(config.get("component_names") or []) or None)
+    baseline = run_dir.load_relations("baseline_relations", components=len(config.get("component_names") or []) or None)
+    if baseline is not None and len(baseline) != len(class_names):
+        raise GeomerError(f"{run_dir.relations_path('baseline_relations')}: {len(baseline)} classes, "
+                          f"config.json names {len(class_names)}")
     with run_dir.lock():
         run_dir.write_metrics(metrics)
         run_dir.save_relations(relations)

@@ -216,8 +216,8 @@ def _finished_fold_problem(fold: FoldDir, model: str, class_names, components: i
     try:
         fold.read_results(class_names, components)
         trained = load_checkpoint(fold.checkpoint_path, model=model, classes=class_names).extra.get("epochs")
-        recorded = len(read_history(fold.history_path)) if trained is not None else trained
-        if recorded != trained:
+        # a history cut short (checkpoints written before the epoch count was recorded are not checked)
+        if trained is not None and (recorded := len(read_history(fold.history_path))) != trained:
             return f"{fold.history_path}: {recorded} epochs recorded, the fold trained {trained}"
     except GeomerError as error:
         return str(error)

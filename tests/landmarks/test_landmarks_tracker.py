@@ -240,3 +240,144 @@ def test_a_clip_of_tight_face_crops_is_tracked_throughout():
     assert result.valid.all() and stats["full_detections"] == 1  # re-detections near the box succeed
     moved = _displacement(result.points)[:, 0]
     assert np.abs(moved[-1] - 2.0 * 224 / size) < 1.0
+
+
+# -- the tracker's decisions, with a stub backend ------------------------------------------------
+#
+# Frames are grey canvases (BACKGROUND) with "faces": filled rectangles of FACE grey. The stub
+# detector returns the rectangles it sees in whatever image it is given (the whole frame or the
+# region ``detect_near`` cuts out), largest first; the stub predictor puts 68 fixed points inside
+# the rectangle the box overlaps most. So the true place of every face is known exactly, and the
+# low contrast keeps a slow drift below the tracker's thumbnail-change threshold.
+
+BACKGROUND, FACE = 100, 140
+#: 68 fixed points in the unit square spanning 0.1..0.9 on both axes (extent 0.8 of the face).
+_UNIT_SHAPE = np.random.default_rng(0).uniform(0.1, 0.9, (68, 2)).astype(np.float32)
+_UNIT_SHAPE[:2] = [[0.1, 0.1], [0.9, 0.9]]
+
+
+def _rectangles(gray: np.ndarray, min_side: int = 8) -> np.ndarray:
+    """Bright rectangles of ``gray`` as boxes [F, 4] float32 (x0, y0, x1, y1), largest first."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats((gray > (BACKGROUND + FACE) // 2).astype(np.uint8))
+    boxes = [(x, y, x + w, y + h) for x, y, w, h, _ in stats[1:count] if w >= min_side and h >= min_side]
+    boxes = np.array(boxes, np.float32).reshape(-1, 4)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return boxes[np.argsort(-areas, kind="stable")]
+
+
+class _StubBackend:
+    """Rectangle detector + a predictor that fits the rectangle under the box. ``spoil``: called
+    with the frame and the predicted points, returns the points to give back (a failing predictor)."""
+
+    name = "stub"
+    upsample = 0
+
+    def __init__(self, spoil=None) -> None:
+        self.spoil = spoil
+
+    def detect(self, gray, upsample=None):
+        return _rectangles(gray)
+
+    def predict(self, gray, box):
+        from landmarks.backends import box_iou
+
+        box = np.asarray(box, np.float32)
+        faces = _rectangles(gray)
+        overlap = box_iou(box, faces) if len(faces) else np.zeros(0)
+        if not len(faces) or overlap.max() == 0:
+            points = np.full((68, 2), np.nan, np.float32)  # nothing there: a nonsense shape
+        else:
+            x0, y0, x1, y1 = faces[int(overlap.argmax())]
+            points = (_UNIT_SHAPE * [x1 - x0, y1 - y0] + [x0, y0]).astype(np.float32)
+        return self.spoil(gray, points) if self.spoil else points
+
+
+def _canvas(*faces) -> np.ndarray:
+    """A 360×640 grey frame with a FACE rectangle per (x0, y0, side)."""
+    frame = np.full((360, 640), BACKGROUND, np.uint8)
+    for x0, y0, side in faces:
+        frame[y0 : y0 + side, x0 : x0 + side] = FACE
+    return frame
+
+
+def _centres(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, :2] + boxes[:, 2:]) / 2
+
+
+@pytest.fixture
+def no_cnn(monkeypatch):
+    """The thorough search's last retry (dlib's CNN detector) finds nothing, fast."""
+    import landmarks.backends as backends
+
+    monkeypatch.setattr(backends, "_dlib_detector", lambda kind: (lambda image, upsample: []))
+
+
+def test_stub_box_follows_a_slow_drift_without_re_detecting():
+    # 1 px per frame to the right, 1 px every other frame down; no periodic re-detection, and the
+    # box content changes far below the thumbnail threshold: only the move test moves the box.
+    faces = [(150 + k, 100 + k // 2, 100) for k in range(60)]
+    stats: dict = {}
+    result = track([_canvas(face) for face in faces], backend=_StubBackend(), redetect_every=1000, stats=stats)
+    assert result.valid.all()
+    assert stats == {"redetections": 1, "full_detections": 1}  # the first detection and its refit only
+    truth = np.array([(x0 + 50, y0 + 50) for x0, y0, _ in faces], np.float32)
+    # the box is moved once the face is more than move_fraction (0.1) of its width away
+    assert np.abs(_centres(result.box) - truth).max() <= 0.1 * 100 + 1
+    assert result.box[-1, 0] - result.box[0, 0] >= 50
+    # the points always come from the box beside them, and follow the face exactly
+    np.testing.assert_allclose(result.points.mean(axis=1), truth - 50 + 100 * _UNIT_SHAPE.mean(axis=0), atol=1e-3)
+
+
+@pytest.mark.parametrize("failure", ["nan", "collapsed"])
+def test_stub_implausible_prediction_marks_the_frame_lost(failure):
+    marked = 4
+
+    def spoil(gray, points):
+        if gray[0, 0] != 101:  # the marked frame's corner pixel (too dark to be a face)
+            return points
+        if failure == "nan":
+            return np.full_like(points, np.nan)
+        return np.repeat(points.mean(axis=0, keepdims=True), 68, axis=0)  # all points on one spot
+
+    frames = [_canvas((200, 120, 100)) for _ in range(10)]
+    frames[marked][0, 0] = 101
+    stats: dict = {}
+    result = track(frames, backend=_StubBackend(spoil), redetect_every=1000, stats=stats)
+    expected = np.ones(10, bool)
+    expected[marked] = False
+    np.testing.assert_array_equal(result.valid, expected)
+    assert np.isnan(result.points[marked]).all() and np.isnan(result.box[marked]).all()
+    assert np.isfinite(result.points[expected]).all()
+    # the failed frame re-detected near its box (and predicted again) before giving up; the next
+    # frame re-acquired the face by a full detection (and its refit)
+    assert stats == {"redetections": 3, "full_detections": 2}
+
+
+def test_stub_lost_face_is_re_acquired_where_it_was_not_as_the_largest(no_cnn):
+    followed, larger = (120, 120, 100), (400, 100, 160)
+    frames = [_canvas(followed)] * 4 + [_canvas()] * 2 + [_canvas(followed, larger)] * 4
+    result = track(frames, backend=_StubBackend(), redetect_every=1000, min_valid_fraction=0.1)
+    np.testing.assert_array_equal(result.valid, [True] * 4 + [False] * 2 + [True] * 4)
+    np.testing.assert_allclose(_centres(result.box[6:]), [[170, 170]] * 4, atol=1)  # not (480, 180)
+    np.testing.assert_allclose(result.points[6:], result.points[:4], atol=1e-3)
+
+
+def test_stub_pick_prefers_the_previous_face_over_the_largest():
+    from landmarks.tracker import _Tracker
+
+    boxes = np.array([[300, 100, 460, 260], [120, 120, 220, 220]], np.float32)  # largest first
+    np.testing.assert_array_equal(_Tracker._pick(boxes, np.array([118, 121, 219, 222], np.float32)), boxes[1])
+    np.testing.assert_array_equal(_Tracker._pick(boxes, None), boxes[0])
+    # a previous box that overlaps neither: the largest
+    np.testing.assert_array_equal(_Tracker._pick(boxes, np.array([0, 0, 50, 50], np.float32)), boxes[0])
+
+
+def test_stub_re_detection_of_another_face_does_not_move_the_track_onto_it():
+    # A smaller face beside the followed one (inside the region searched near its box); on frame 5
+    # the followed face is gone: that frame is lost, not tracked on the neighbour.
+    followed, neighbour = (200, 120, 100), (320, 140, 50)
+    frames = [_canvas(followed, neighbour)] * 5 + [_canvas(neighbour)] * 3
+    result = track(frames, backend=_StubBackend(), redetect_every=1000, min_valid_fraction=0.1)
+    assert result.valid[:5].all()
+    np.testing.assert_allclose(_centres(result.box[:5]), [[250, 170]] * 5, atol=1)
+    assert not result.valid[5] and np.isnan(result.points[5]).all() and np.isnan(result.box[5]).all()

@@ -71,7 +71,8 @@ def test_failed_clip_exits_2_after_caching_the_good_ones(flow_root, tmp_path, ca
     assert len(failed) == 1 and failed[0].startswith(f"failed: {victim.key}: ")
     assert str(victim.extra["apex_image"]) in failed[0] and "no face" in failed[0]
     (error,) = captured.err.strip().splitlines()  # one line naming the clip and its file
-    assert error.startswith(f"geomer prepare: error: {victim.key}: ") and str(victim.extra["apex_image"]) in error
+    assert error.startswith(f"geomer prepare: error: feature extraction failed for {victim.key}: ")
+    assert str(victim.extra["apex_image"]) in error and "--skip-bad" in error
     cache = FeatureCache(tmp_path / "cache", FeatureSettings())
     assert [cache.has(feature_job(s, index.name)) for s in index.samples] == [True, False, True, True]
     with pytest.raises(GeomerError, match=f"clip {victim.key} not .*in the feature cache.*geomer prepare"):

@@ -95,7 +95,7 @@ def test_compare_with_ground_truth(tmp_path, make_run, run_dir, ground_truth_fil
 
 
 def test_compare_refuses_an_unfinished_run_and_another_datasets_ground_truth(tmp_path, make_run, run_dir,
-                                                                            ground_truth_file, capsys):
+                                                                            ground_truth_file, capsys, monkeypatch):
     import json
 
     figure = tmp_path / "c.png"
@@ -103,10 +103,15 @@ def test_compare_refuses_an_unfinished_run_and_another_datasets_ground_truth(tmp
     (partial / "seed-0" / "fold-s2" / "predictions.csv").unlink()  # interrupted before this fold finished
     assert main(["compare", str(run_dir), str(partial), "-o", str(figure)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"{partial}: the run is incomplete (1 folds unfinished, e.g. seed-0/fold-s2)" in err
+    assert err.count("\n") == 1 and f"{partial}: the run is incomplete (1 fold(s) unfinished, e.g. seed-0/fold-s2)" in err
     # plot draws what is finished, and says that it is not all
+    import geomer.viz.run
+
+    drawn = []
+    monkeypatch.setattr(geomer.viz.run, "write_run_figures", lambda run, *args, **kwargs: drawn.append(run) or [])
     assert main(["plot", str(partial), "-o", str(tmp_path / "figs"), "--quiet"]) == 0
-    assert "1 folds unfinished" in capsys.readouterr().err
+    assert "1 fold(s) unfinished" in capsys.readouterr().err
+    assert len(drawn[0].predictions) == 6  # the finished fold's clips
 
     other = json.loads(ground_truth_file.read_text())
     renamed = {"negative": "happiness", "positive": "disgust", "surprise": "surprise"}  # another dataset's scheme
@@ -119,7 +124,7 @@ def test_compare_refuses_an_unfinished_run_and_another_datasets_ground_truth(tmp
     other_file.write_text(json.dumps(other))
     assert main(["compare", str(run_dir), "-o", str(figure), "--ground-truth", str(other_file)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"{other_file}: classes happiness, disgust, surprise differ" in err
+    assert err.count("\n") == 1 and f"{other_file}: classes happiness, disgust, surprise lack {run_dir}'s negative, positive" in err
     assert not figure.exists()
 
 

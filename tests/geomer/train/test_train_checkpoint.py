@@ -102,7 +102,7 @@ def test_a_checkpoint_with_damaged_bytes_of_the_same_size_is_refused(saved, tmp_
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(bytes(data))
     assert damaged.stat().st_size == path.stat().st_size
-    with pytest.raises(GeomerError, match=f"{re.escape(str(damaged))}: not a geomer checkpoint .*CRC"):
+    with pytest.raises(GeomerError, match=f"{re.escape(str(damaged))}: a damaged checkpoint .*CRC"):
         load_checkpoint(damaged)
 
 

@@ -218,19 +218,20 @@ def test_validation_subjects_are_not_trained_on_and_the_best_validation_epoch_is
             assert not subjects & held_out, "a validation subject's clip was in a training batch"
 
     folds = json.loads((run / "config.json").read_text())["folds"]
-    assert len(states) == len(folds) * 9  # 8 validation passes and the test, per fold
+    # the evaluations of each fold: its validation passes, then the pass over its test subject
+    tests = [i for i, (clips, _) in enumerate(states) if clips in [{f.replace("_", "/")} for f in folds]]
+    assert len(tests) == len(folds)
     earlier = 0
-    for i, fold in enumerate(folds):
+    for fold, end, start in zip(folds, tests, [-1, *tests[:-1]]):
         with open(run / "seed-0" / fold / "history.csv") as stream:
             scores = [float(row["val_uf1"]) for row in csv.DictReader(stream)]
         best = int(np.argmax(scores))  # the first best epoch
         assert load_checkpoint(run / "seed-0" / fold / "checkpoint.pt").extra["epoch"] == best + 1
-        calls = states[9 * i: 9 * (i + 1)]
-        tested, weights = calls[-1]
-        assert tested == {fold.replace("_", "/")}
-        for name, value in weights.items():
-            assert torch.equal(value, calls[best][1][name]), f"fold {fold}: tested weights are not epoch {best + 1}'s"
-        earlier += best < 7
+        validation = states[start + 1: end]
+        assert len(validation) == len(scores) and states[end][0] == {fold.replace("_", "/")}
+        for name, value in states[end][1].items():
+            assert torch.equal(value, validation[best][1][name]), f"fold {fold}: tested weights are not epoch {best + 1}'s"
+        earlier += best < len(scores) - 1
     assert earlier, "no fold's best validation epoch came before its last: the test would not tell"
 
 
@@ -369,10 +370,16 @@ def test_a_folder_of_other_files_or_inside_a_run_is_refused_as_out(tmp_path, gra
     user = tmp_path / "mine"
     (user / "figures").mkdir(parents=True)
     (user / "metrics.json").write_text('{"mine": 1}')
-    with pytest.raises(GeomerError, match="not empty and not a run directory"):
+    with pytest.raises(GeomerError, match="not a run directory .* but holds figures, metrics.json, which a run"):
         run_loso(graphs, CLASSES, _config(), user, face_graph=face_graph)
     assert sorted(p.name for p in user.iterdir()) == ["figures", "metrics.json"]
     assert (user / "metrics.json").read_text() == '{"mine": 1}'
+    # files a run does not write (a log the shell opened before the run started) are no obstacle
+    logged = tmp_path / "logged"
+    logged.mkdir()
+    (logged / "train.log").write_text("started\n")
+    run_loso(graphs, CLASSES, _config(), logged, face_graph=face_graph)
+    assert (logged / "train.log").read_text() == "started\n" and (logged / "metrics.json").is_file()
 
     run = tmp_path / "run"
     run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
