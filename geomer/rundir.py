@@ -390,9 +390,7 @@ class RunDir:
         # a new run writes config.json, metrics.json, *relations.npy, figures/ and seed-*/: never over
         # such files of the user's, nor inside another run (whose files it would replace); other
         # files (a log the shell made, a dot-file) are left alone
-        for folder in self.path.resolve().parents:
-            if (folder / CONFIG).is_file() and _is_run_config(folder / CONFIG):
-                raise GeomerError(f"{self.path}: inside the run directory {folder}; choose another --out")
+        check_not_inside_a_run(self.path)
         if self.path.is_dir():
             clashing = sorted(entry.name for entry in self.path.iterdir() if _run_writes(entry.name))
             if clashing:
@@ -645,6 +643,14 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
         unfinished=tuple(unfinished),
     )
 
+
+
+def check_not_inside_a_run(path: str | Path, option: str = "--out") -> None:
+    """One-line GeomerError when ``path`` lies inside a run directory (a folder above it holds a
+    run's config.json): writing there would replace or confuse the run's own files."""
+    for folder in Path(path).resolve().parents:
+        if (folder / CONFIG).is_file() and _is_run_config(folder / CONFIG):
+            raise GeomerError(f"{path}: inside the run directory {folder}; choose another {option}")
 
 
 def _is_run_config(path: Path) -> bool:

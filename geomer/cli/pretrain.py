@@ -53,12 +53,16 @@ def run(args) -> int:
         sources_from_dataset,
         sources_from_paths,
     )
+    from geomer.rundir import check_not_inside_a_run
     from landmarks.backends import BACKENDS
+    from landmarks.files import check_output_folder
 
     if args.epochs < 1:
         raise GeomerError(f"--epochs must be at least 1 (got {args.epochs})")
     BACKENDS[args.backend]  # an unknown name is a one-line error before any work
     check_pretrainable(args.model)
+    check_output_folder(args.out, "--out", GeomerError)  # before the training, not after it
+    check_not_inside_a_run(args.out)
     exclude = [s.strip() for s in args.exclude_subjects.split(",") if s.strip()]
     progress = not args.quiet
     if args.frames and args.dataset:

@@ -77,6 +77,9 @@ def read_pretrained(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise GeomerError(f"{path}: pretrained checkpoint not found")
+    from geomer.train.checkpoint import check_archive
+
+    check_archive(path)
     try:
         # weights_only: a pretraining checkpoint is a file a user brings from elsewhere, and a
         # full pickle could run code on loading

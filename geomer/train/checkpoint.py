@@ -85,6 +85,20 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     return path
 
 
+def check_archive(path: Path) -> None:
+    """One-line GeomerError when ``path``, a torch zip archive, holds an entry that fails its CRC
+    check: torch.load does not check them, so damaged bytes inside a tensor would load as other
+    numbers (NaN weights, a "finished" fold that predicts nothing). A file that is no zip archive
+    at all is left to torch.load to refuse."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return
+    if damaged is not None:
+        raise GeomerError(f"{path}: a damaged checkpoint ({damaged} fails its CRC check)")
+
+
 def load_checkpoint(
     path: str | Path,
     *,
@@ -101,17 +115,10 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise GeomerError(f"{path}: no such checkpoint")
+    check_archive(path)
     try:
-        # torch.load does not check the archive's CRCs: damaged bytes inside a tensor would load
-        # as other numbers (NaN weights, a "finished" fold that predicts nothing)
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-        if damaged is not None:
-            raise GeomerError(f"{path}: a damaged checkpoint ({damaged} fails its CRC check)")
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except GeomerError:
-        raise
-    except Exception as error:  # torch and zipfile raise many types for a file that is not a checkpoint
+    except Exception as error:  # torch raises many types for a file that is not a checkpoint
         raise GeomerError(f"{path}: not a geomer checkpoint ({type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise GeomerError(f"{path}: not a geomer checkpoint (format {CHECKPOINT_FORMAT} expected)")

@@ -72,6 +72,8 @@ class TrainConfig:
             raise GeomerError("at least one seed is needed")
         if len(set(self.seeds)) != len(self.seeds):
             raise GeomerError(f"seeds repeat: {list(self.seeds)}")
+        if any(not 0 <= seed < 2**63 for seed in self.seeds):  # the range torch's generators take
+            raise GeomerError(f"seeds must lie in [0, 2**63), got {list(self.seeds)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise GeomerError(f"val fraction must lie in [0, 1), got {self.val_fraction}")
         if self.val_fraction > 0 and self.leaky_best_epoch:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import torch
-from train_tiny_model import make_graphs
+from train_tiny_model import damage_archive, make_graphs
 import pytest
 from torch_geometric.data import Batch
 
@@ -88,19 +88,8 @@ def test_incompatible_version_and_foreign_files_are_refused(saved, tmp_path):
 
 def test_a_checkpoint_with_damaged_bytes_of_the_same_size_is_refused(saved, tmp_path):
     """torch.load alone would read damaged tensor bytes as other weights (NaN predictions)."""
-    import zipfile
-
     path, _, _ = saved
-    with zipfile.ZipFile(path) as archive:
-        entry = max(archive.infolist(), key=lambda info: info.file_size)  # a tensor's stored bytes
-    data = bytearray(path.read_bytes())
-    # the local header is 30 bytes plus the name and the extra field (read from the header itself)
-    name_length, extra_length = (int.from_bytes(data[entry.header_offset + o: entry.header_offset + o + 2], "little")
-                                 for o in (26, 28))
-    start = entry.header_offset + 30 + name_length + extra_length
-    data[start: start + 8] = b"\x7f" * 8
-    damaged = tmp_path / "damaged.pt"
-    damaged.write_bytes(bytes(data))
+    damaged = damage_archive(path, tmp_path / "damaged.pt")
     assert damaged.stat().st_size == path.stat().st_size
     with pytest.raises(GeomerError, match=f"{re.escape(str(damaged))}: a damaged checkpoint .*CRC"):
         load_checkpoint(damaged)

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from train_tiny_model import damage_archive
 
 from geomer.cli import main
 from geomer.errors import GeomerError
@@ -137,6 +138,17 @@ def test_load_pretrained_refuses_other_models_and_sizes(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(GeomerError, match="junk.pt"):
         pretrained_subjects(tmp_path / "junk.pt")
+    damaged = damage_archive(path, tmp_path / "damaged.pt")
+    with pytest.raises(GeomerError, match="damaged.pt: a damaged checkpoint .*CRC"):
+        load_pretrained(create("mubert", 5, graph, **SMALL), damaged)
+
+
+def test_pretrain_refuses_an_out_inside_a_run_before_any_work(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text('{"geomer_version": "0.2.13"}')
+    assert main(["pretrain", "--frames", str(tmp_path / "nope"), "--out", str(tmp_path / "run" / "pre"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"inside the run directory {tmp_path / 'run'}" in err[0]
 
 
 # ----------------------------------------------------------------------------- the objective

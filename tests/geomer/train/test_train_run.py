@@ -416,6 +416,7 @@ def test_one_writer_per_run_directory_and_stale_locks_are_taken_over(tmp_path, g
     (dict(weight_decay=-1.0), "weight decay"), (dict(device="tpu"), "unknown device"),
     (dict(cfg={"hidden": "abc"}), "expected int"), (dict(cfg={"hidden": 16.7}), "expected int"),
     (dict(cfg={"hidden": -3}), "cannot be built"),
+    (dict(seeds=(0, 2**64)), "seeds must lie in"), (dict(seeds=(-1,)), "seeds must lie in"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, graphs, face_graph, changes, message):
     with pytest.raises(GeomerError, match=message):

@@ -99,3 +99,22 @@ def make_graphs(
                     )
                 )
     return graphs
+
+
+def damage_archive(path, out):
+    """Write ``path`` (a torch zip archive) to ``out`` with 8 bytes of its largest entry's stored
+    data overwritten: the same size, a valid zip directory, but an entry that fails its CRC."""
+    import zipfile
+    from pathlib import Path
+
+    path, out = Path(path), Path(out)
+    with zipfile.ZipFile(path) as archive:
+        entry = max(archive.infolist(), key=lambda info: info.file_size)
+    data = bytearray(path.read_bytes())
+    # the local header: 30 bytes, then the name and the extra field (lengths at offsets 26 and 28)
+    name_length, extra_length = (int.from_bytes(data[entry.header_offset + o: entry.header_offset + o + 2], "little")
+                                 for o in (26, 28))
+    start = entry.header_offset + 30 + name_length + extra_length
+    data[start: start + 8] = bytes(255 - b for b in data[start: start + 8])
+    out.write_bytes(bytes(data))
+    return out
