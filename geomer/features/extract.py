@@ -223,10 +223,13 @@ def extract_flow_image_clip(
     name = clip or (str(apex_image) if isinstance(apex_image, (str, os.PathLike)) else "flow clip")
     graph = settings.graph()
     image = _read_image(apex_image, name, "apex image", cv2.IMREAD_COLOR)
-    flow_pixels = _read_image(flow_image, name, "flow image", cv2.IMREAD_COLOR)
+    # IMREAD_ANYCOLOR keeps a one-channel file one channel (IMREAD_COLOR would copy it into u, v
+    # and strain alike), so the shape check below refuses it
+    flow_pixels = _read_image(flow_image, name, "flow image", cv2.IMREAD_ANYCOLOR)
+    described = f"clip {name}: flow image" + (f" {flow_image}" if isinstance(flow_image, (str, os.PathLike)) else "")
+    check_shape(flow_pixels, ("H", "W", 3), described, hint=" (channels u, v, strain)")
     if isinstance(flow_image, (str, os.PathLike)):
         flow_pixels = flow_pixels[..., ::-1]  # OpenCV reads BGR; the file's RGB is (u, v, strain)
-    check_shape(flow_pixels, ("H", "W", 3), f"clip {name}: flow image", hint=" (channels u, v, strain)")
     try:
         points = landmarks_on_image(image, backend=settings.backend)
     except LandmarksError as error:

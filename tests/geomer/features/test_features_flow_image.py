@@ -75,6 +75,10 @@ def test_flow_image_bad_inputs(tmp_path):
         extract_flow_image_clip(blank, tmp_path / "missing.png", FeatureSettings(), clip="c1")
     with pytest.raises(GeomerError, match="clip c2: apex image"):
         extract_flow_image_clip(blank, flow, FeatureSettings(), clip="c2")
+    grey = tmp_path / "grey.png"  # one channel: read as colour it would become u = v = strain
+    cv2.imwrite(str(grey), flow[..., 0])
+    with pytest.raises(GeomerError, match=f"clip c3: flow image {grey}.*u, v, strain"):
+        extract_flow_image_clip(blank, grey, FeatureSettings(), clip="c3")
 
 
 def test_points_map_pixel_centres_onto_pixel_centres():
