@@ -644,7 +644,6 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
     )
 
 
-
 def check_not_inside_a_run(path: str | Path, option: str = "--out") -> None:
     """One-line GeomerError when ``path`` lies inside a run directory (a folder above it holds a
     run's config.json): writing there would replace or confuse the run's own files."""
