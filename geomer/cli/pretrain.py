@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         "Pretrain Micron-BERT (blockwise swapping + Patch of Interest) on unlabeled face frames; "
         "runs unchanged under `torchrun --nproc_per_node N` (DDP; gloo on CPU, nccl on GPU). "
         "The checkpoint records the subjects it saw, so a LOSO run refuses it when it saw a "
-        "test subject or read a frame of an evaluated clip: pretrain on external data here, or per fold "
+        "test subject or read a frame file of an evaluated clip (compared byte for byte): pretrain on external data here, or per fold "
         "inside the evaluation (geomer train --pretrain per-fold).",
         run,
     )

@@ -48,7 +48,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default=None, help="run directory (default: runs/<model>-<dataset>; re-running resumes)")
     parser.add_argument("--cache", default=None, help="feature cache folder (default: the geomer cache)")
     parser.add_argument("--init", default=None, metavar="PRETRAINED.pt",
-                        help="pretrained weights from external data (geomer pretrain); refused when they saw an evaluated clip")
+                        help="pretrained weights from external data (geomer pretrain); refused when they saw a test subject or one of an evaluated clip's frame files (byte-identical)")
     parser.add_argument("--pretrain", choices=("per-fold",), default=None,
                         help="per-fold: pretrain each fold's model (mubert) on its TRAINING clips' frames, then fine-tune")
     parser.add_argument("--pretrain-epochs", type=int, default=None,
