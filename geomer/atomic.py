@@ -3,12 +3,15 @@
 Everything geomer writes to caches and run directories goes through :func:`atomic_path`: the
 writer fills a temp file in the destination's folder, which is renamed over the destination
 (``os.replace`` is atomic within one file system) only when the writer finished without error.
+The torch archives written here are checked on reading by :func:`check_torch_archive` (their
+CRCs, which torch.load does not verify).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,3 +87,17 @@ def atomic_torch_save(path: str | os.PathLike, payload) -> None:
                 raise
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise GeomerError(f"{path}: cannot write it (torch.save failed: {first}; is the disk full?)") from error
+
+
+def check_torch_archive(path: Path) -> None:
+    """One-line GeomerError when ``path``, a torch zip archive, holds an entry that fails its CRC
+    check: torch.load does not check them, so damaged bytes inside a tensor would load as other
+    numbers (NaN weights, a "finished" fold that predicts nothing). A file that is no zip archive
+    at all is left to torch.load to refuse."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return
+    if damaged is not None:
+        raise GeomerError(f"{path}: a damaged checkpoint ({damaged} fails its CRC check)")

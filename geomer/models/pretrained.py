@@ -29,7 +29,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from geomer.atomic import atomic_torch_save
+from geomer.atomic import atomic_torch_save, check_torch_archive
 from geomer.errors import GeomerError
 
 FORMAT = "geomer-pretrained"
@@ -77,9 +77,7 @@ def read_pretrained(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise GeomerError(f"{path}: pretrained checkpoint not found")
-    from geomer.train.checkpoint import check_archive
-
-    check_archive(path)
+    check_torch_archive(path)
     try:
         # weights_only: a pretraining checkpoint is a file a user brings from elsewhere, and a
         # full pickle could run code on loading

@@ -8,12 +8,11 @@ model, another class set or features made differently.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geomer.atomic import atomic_torch_save
+from geomer.atomic import atomic_torch_save, check_torch_archive
 from geomer.errors import GeomerError
 from geomer.version import __version__, check_version
 
@@ -85,20 +84,6 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     return path
 
 
-def check_archive(path: Path) -> None:
-    """One-line GeomerError when ``path``, a torch zip archive, holds an entry that fails its CRC
-    check: torch.load does not check them, so damaged bytes inside a tensor would load as other
-    numbers (NaN weights, a "finished" fold that predicts nothing). A file that is no zip archive
-    at all is left to torch.load to refuse."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
-        return
-    if damaged is not None:
-        raise GeomerError(f"{path}: a damaged checkpoint ({damaged} fails its CRC check)")
-
-
 def load_checkpoint(
     path: str | Path,
     *,
@@ -115,7 +100,7 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise GeomerError(f"{path}: no such checkpoint")
-    check_archive(path)
+    check_torch_archive(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a file that is not a checkpoint
