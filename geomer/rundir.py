@@ -257,16 +257,20 @@ class FoldDir:
         return load_relation_array(path, 3, components)
 
     def read_results(
-        self, class_names: Sequence[str], components: int | None = None, occlusion: bool = True
+        self, class_names: Sequence[str], components: int | None = None, occlusion: bool = True,
+        epochs: int | None = None,
     ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
         """A finished fold's predictions, its relations ``[n, K, K]`` (matrix i for prediction row
         i) and, with ``occlusion``, its occlusion relations (the same shape; None when the fold has
         none). Its ``history.csv``, when it has one (an ensemble's folds have none), is verified
-        too, so a resumed run trains a fold with a damaged history again. One-line GeomerError
+        too, and with ``epochs`` (what its checkpoint says it trained) must hold that many, so a
+        resumed run trains a fold with a damaged or cut history again. One-line GeomerError
         naming the file that is missing, unreadable or does not match."""
         frame = self.read_predictions(class_names)
         if self.history_path.exists():
-            read_history(self.history_path)
+            recorded = len(read_history(self.history_path))
+            if epochs is not None and recorded != epochs:
+                raise GeomerError(f"{self.history_path}: {recorded} epochs recorded, the fold trained {epochs}")
         relations = self.load_relations(components=components)
         if len(relations) != len(frame):
             raise GeomerError(

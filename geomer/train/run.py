@@ -20,7 +20,7 @@ from typing import Any
 
 from geomer.data.protocols import Fold, check_folds, fold_name, loso_folds
 from geomer.errors import GeomerError
-from geomer.rundir import FoldDir, RunDir, read_history, samples_fingerprint
+from geomer.rundir import FoldDir, RunDir, samples_fingerprint
 from geomer.train.config import TrainConfig
 from geomer.train.executors import ray_session, run_tasks
 from geomer.train.fit import FitContext, FoldSummary, FoldTask, sample_key, slim_graphs
@@ -214,11 +214,10 @@ def _finished_fold_problem(fold: FoldDir, model: str, class_names, components: i
     from geomer.train.checkpoint import load_checkpoint
 
     try:
-        fold.read_results(class_names, components)
+        # the epoch count catches a history cut short (checkpoints written before it was recorded
+        # have none: their history is checked as before)
         trained = load_checkpoint(fold.checkpoint_path, model=model, classes=class_names).extra.get("epochs")
-        # a history cut short (checkpoints written before the epoch count was recorded are not checked)
-        if trained is not None and (recorded := len(read_history(fold.history_path))) != trained:
-            return f"{fold.history_path}: {recorded} epochs recorded, the fold trained {trained}"
+        fold.read_results(class_names, components, epochs=trained)
     except GeomerError as error:
         return str(error)
     return None
