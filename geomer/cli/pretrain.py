@@ -72,9 +72,7 @@ def run(args) -> int:
             raise GeomerError(f"--dataset {args.dataset} needs --root")
         sources = sources_from_dataset(args.dataset, args.root, exclude)
     elif args.frames:
-        sources = sources_from_paths(args.frames)
-        if exclude:
-            sources = [s for s in sources if s.subject not in set(exclude)]
+        sources = sources_from_paths(args.frames, exclude)
     else:
         sources = default_sources(exclude, progress=progress)
     if not sources:

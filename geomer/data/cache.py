@@ -272,6 +272,17 @@ def nonfinite(features: ClipFeatures) -> list[str]:
     ]
 
 
+def missing_frames(job: FeatureJob) -> list[int]:
+    """Frame numbers between a frame-folder clip's onset and offset that have no file (a gap
+    the tracker steps over); empty for videos, flow-image clips and clips without an offset."""
+    if job.kind != "frames" or job.source is None or job.offset is None or not Path(job.source).is_dir():
+        return []
+    from geomer.data.frames import frames_of
+
+    present = frames_of(Path(job.source))
+    return [n for n in range(int(job.onset or 0), int(job.offset) + 1) if n not in present]
+
+
 def notice(message: str) -> None:
     """One line on stderr (above any progress bar)."""
     from tqdm import tqdm
@@ -362,6 +373,10 @@ def build_cache(
         if problem:
             notice(f"cached features unusable, extracting {job.key} again: {problem}")
             report.rebuilt.append((job.key, problem))
+        gap = missing_frames(job)
+        if gap:  # tracked without them: said once, when the clip is extracted
+            notice(f"{job.source}: {len(gap)} frame(s) missing between onset {job.onset} and offset "
+                   f"{job.offset} (first: {gap[0]}); {job.key} is tracked without them")
         todo.append(job)
     settings = cache.settings.to_dict()
     bar = tqdm(total=len(todo), desc="features", unit="clip", disable=not progress)

@@ -80,6 +80,8 @@ class TrainConfig:
             raise GeomerError("choose either a validation split or leaky best-epoch selection")
         if self.executor not in EXECUTORS:
             raise GeomerError(f"unknown executor {self.executor!r}; known: {', '.join(EXECUTORS)}")
+        if self.ray_address is not None and self.executor != "ray":  # it would be ignored
+            raise GeomerError(f"--ray-address {self.ray_address} needs --executor ray")
         if self.jobs < 1:
             raise GeomerError(f"jobs must be at least 1, got {self.jobs}")
         if not (math.isfinite(self.lr) and self.lr > 0):

@@ -76,9 +76,13 @@ class PretrainConfig:
 # ----------------------------------------------------------------------------- sources
 
 
-def sources_from_paths(paths: Sequence[str | os.PathLike]) -> list[PretrainSource]:
+def sources_from_paths(
+    paths: Sequence[str | os.PathLike], exclude_subjects: Sequence[str] = ()
+) -> list[PretrainSource]:
     """Videos and frame folders under ``paths`` (a path may be a video, a frame folder or a
-    folder of those, searched recursively). Their subject keys are ``external/<parent folder>``."""
+    folder of those, searched recursively), minus those of ``exclude_subjects``. Their subject
+    keys are ``external/<parent folder>``; a key to exclude that none of them has is an error
+    (it would exclude nothing)."""
     from landmarks.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
     found: list[PretrainSource] = []
@@ -103,7 +107,12 @@ def sources_from_paths(paths: Sequence[str | os.PathLike]) -> list[PretrainSourc
         visit(path)
         if len(found) == before:
             raise GeomerError(f"{path}: no video or frame folder found in it")
-    return found
+    excluded = set(exclude_subjects)
+    unknown = excluded - {source.subject for source in found}
+    if unknown:
+        raise GeomerError(f"--exclude-subjects names no subject of the frames (their keys are "
+                          f"external/<parent folder>): {sorted(unknown)[0]}")
+    return [source for source in found if source.subject not in excluded]
 
 
 def sources_from_dataset(

@@ -217,6 +217,19 @@ def test_build_cache_resumes_and_reports_failures(clip_folders):
     assert features.flow_stats.shape == (68, 2, 12) and features.apex == 13
 
 
+def test_a_gap_in_a_clips_frames_is_a_notice_when_it_is_extracted(clip_folders, capsys):
+    cache, jobs = clip_folders
+    (jobs[0].source / "img12.png").unlink()  # between onset 10 and apex 13
+    capsys.readouterr()
+    report = build_cache(jobs, cache, progress=False)
+    assert (report.done, report.failures) == (2, [])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(jobs[0].source) in err[0] and "1 frame(s) missing" in err[0]
+    assert "first: 12" in err[0] and jobs[0].key in err[0]
+    build_cache(jobs, cache, progress=False)  # cached: nothing to say
+    assert capsys.readouterr().err == ""
+
+
 def _nan_geometry(arrays):
     arrays["geometry"][:] = np.nan
 

@@ -86,6 +86,10 @@ def test_sources_are_found_in_nested_folders_and_videos(tmp_path):
     ]
     with pytest.raises(GeomerError, match="no such"):
         sources_from_paths([tmp_path / "missing"])
+    # an excluded subject's clips are left out; a key no clip has would exclude nothing: refused
+    assert [s.subject for s in sources_from_paths([tmp_path], ["external/sub01"])] == ["external/sub02"]
+    with pytest.raises(GeomerError, match="names no subject of the frames.*casme2/sub01"):
+        sources_from_paths([tmp_path], ["casme2/sub01"])
 
 
 @pytest.mark.slow
