@@ -53,7 +53,13 @@ class Terminated(KeyboardInterrupt):
     runs: temp folders removed, worker processes ended, finished work kept for a resume."""
 
 
+#: Set by the SIGTERM handler: a library waiting in native code (Ray's ``ray.wait``) may turn the
+#: raised :class:`Terminated` into a plain KeyboardInterrupt, whose exit status would then say Ctrl-C.
+_terminated = threading.Event()
+
+
 def _terminate(signum, frame) -> None:
+    _terminated.set()
     raise Terminated()
 
 
@@ -63,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     # signal handlers can only be set from the main thread (tests may call main from others)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    _terminated.clear()
     try:
         return _run(args)
     finally:
@@ -97,7 +104,7 @@ def _run(args) -> int:
               "finished work is kept: run the command again, with fewer --jobs", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interruption:
-        terminated = isinstance(interruption, Terminated)
+        terminated = isinstance(interruption, Terminated) or _terminated.is_set()
         print(f"geomer {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     return int(status or 0)

@@ -1,10 +1,14 @@
-"""How the CLI words an operating-system error that reaches it."""
+"""How the CLI words an operating-system error that reaches it, and how it ends on a signal."""
 
 from __future__ import annotations
 
 import errno
+import os
+import signal
+import time
 
-from geomer.cli import os_error_line
+import geomer.cli.models
+from geomer.cli import main, os_error_line
 
 
 def test_an_os_error_naming_no_file_says_where_to_look():
@@ -12,3 +16,16 @@ def test_an_os_error_naming_no_file_says_where_to_look():
         "No space left on device (run with --debug to see where)")
     assert os_error_line(OSError(errno.ENOENT, "No such file or directory", "a.txt")) == (
         "a.txt: No such file or directory")
+
+
+def test_sigterm_turned_into_a_plain_interrupt_by_a_library_still_exits_143(monkeypatch, capsys):
+    def run(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+        except KeyboardInterrupt:  # what Ray's ray.wait raises in place of the handler's exception
+            raise KeyboardInterrupt from None
+
+    monkeypatch.setattr(geomer.cli.models, "run", run)
+    assert main(["models"]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip() == "geomer models: terminated"
