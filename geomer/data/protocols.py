@@ -142,11 +142,15 @@ def fold_name(name: str) -> str:
 def check_folds(folds: Sequence[Fold], subject_keys: Sequence[str]) -> None:
     """Check a fold list over samples with ``subject_keys`` before anything is trained.
 
-    Every fold: train and test subjects disjoint (:class:`LeakError`); all folds together: every
-    sample tested exactly once (pooled metrics need it) and fold names distinct as folder names.
+    Every fold: training samples (a dataset of one subject has none under LOSO), train and test
+    subjects disjoint (:class:`LeakError`); all folds together: every sample tested exactly once
+    (pooled metrics need it) and fold names distinct as folder names.
     """
     tested: dict[int, str] = {}
     for fold in folds:
+        if len(fold.train) == 0:
+            raise GeomerError(f"fold {fold.name}: no training samples (the protocol needs samples "
+                              f"of at least two subjects; these are of {len(set(subject_keys))})")
         shared = {subject_keys[i] for i in fold.train} & {subject_keys[i] for i in fold.test}
         if shared:
             raise LeakError(f"fold {fold.name}: subject(s) {', '.join(sorted(shared))} on both train and test sides")

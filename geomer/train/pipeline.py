@@ -53,7 +53,7 @@ def train_dataset(
     from geomer.data.cache import FeatureCache
     from geomer.data.loading import load_graphs
     from geomer.data.prepare import prepare_dataset
-    from geomer.data.protocols import get_protocol
+    from geomer.data.protocols import check_folds, get_protocol
     from geomer.features.types import FeatureSettings
     from geomer.models import check_inputs, get_spec
 
@@ -85,6 +85,7 @@ def train_dataset(
 
     index = read_dataset(dataset, root, scheme=scheme, skip_bad=skip_bad)
     folds = list(get_protocol(protocol, index).folds())
+    check_folds(folds, [sample.subject_key for sample in index.samples])  # before any extraction
     out = Path(out) if out is not None else default_out_dir(config.model, index.name)
     RunDir(out).check_writable()
     pretraining = None

@@ -86,6 +86,8 @@ def test_check_folds_refuses_what_pooling_cannot_use():
         check_folds([Fold("a", (1, 2), (0,), ("s/1",)), Fold("b", (0,), (1,), ("s/2",))], keys)
     with pytest.raises(GeomerError, match="fold names collide"):
         check_folds([Fold("a/b", (1, 2), (0,), ("s/1",)), Fold("a_b", (0,), (1, 2), ("s/2", "s/3"))], keys)
+    with pytest.raises(GeomerError, match="fold a: no training samples"):
+        check_folds([Fold("a", (), (0, 1, 2), ("s/1", "s/2", "s/3"))], keys)
 
 
 def test_a_leaking_split_is_refused():

@@ -44,3 +44,15 @@ def test_holdout_dataset_on_a_single_dataset_is_one_line_before_writes(tmp_path,
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1 and "not a composite" in err
     assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+def test_loso_on_a_single_subject_is_one_line_before_any_extraction_or_write(tmp_path, monkeypatch, capsys):
+    root = generate(tmp_path / "one", layout="casme2", subjects=1, clips=2, seed=1, progress=False)
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    status = main(["train", "--model", "dere-grl", "--dataset", "synth", "--root", str(root),
+                   "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert "no training samples" in err and "of 1" in err
+    assert not out.exists() and not (tmp_path / "cache").exists()
