@@ -418,6 +418,7 @@ class RunDir:
                 self._lock_depth -= 1
             return
         self.check_writable()
+        new_folder, new_lock = not self.path.exists(), not (self.path / LOCK).exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             stream = open(self.path / LOCK, "a+", encoding="utf-8")
@@ -441,6 +442,15 @@ class RunDir:
         self._lock_stream, self._lock_depth = stream, 1
         try:
             yield
+        except BaseException:
+            # a refusal (e.g. --out holding another run) leaves the folder as it was found: the
+            # lock file this call made goes (a later writer needs none), and the folder too when
+            # this call made it and nothing was written into it
+            if new_lock:
+                (self.path / LOCK).unlink(missing_ok=True)
+                if new_folder and not any(self.path.iterdir()):
+                    self.path.rmdir()
+            raise
         finally:
             self._lock_depth = 0
             self._lock_stream = None

@@ -407,6 +407,13 @@ def test_one_writer_per_run_directory_and_stale_locks_are_taken_over(tmp_path, g
         with pytest.raises(GeomerError, match=rf"another geomer process \(pid {os.getpid()}\)"):
             run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
     assert not (run / "config.json").exists()
+    # a folder holding another run's config only: refused, and left as it was (no lock file added)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"geomer_version": "0.2.0", "a": 1}')
+    with pytest.raises(GeomerError, match="different run"):
+        run_loso(graphs, CLASSES, _config(), other, face_graph=face_graph)
+    assert sorted(p.name for p in other.iterdir()) == ["config.json"]
     (run / LOCK).write_text("999999999\n")  # left behind by a killed process: no flock held
     assert run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph).skipped == 0
 
