@@ -50,6 +50,25 @@ class Prediction:
         }
 
 
+def _check_frame_range(source: Path, onset: int | None, apex: int | None, offset: int | None,
+                       frames: list[int] | None = None) -> None:
+    """One-line GeomerError unless the given frame numbers are in order (onset <= apex <= offset)
+    and among ``frames`` (default: a frame folder's numbered files; a video's frames are only
+    known once it is read, so then only the order is checked)."""
+    given = [(name, int(value)) for name, value in (("onset", onset), ("apex", apex), ("offset", offset))
+             if value is not None]
+    if any(first[1] > second[1] for first, second in zip(given, given[1:])):
+        raise GeomerError(f"{source}: frames must satisfy onset <= apex <= offset "
+                          f"(got {', '.join(f'{name} {value}' for name, value in given)})")
+    if frames is None and source.is_dir():
+        from geomer.data.frames import frames_of
+
+        frames = list(frames_of(source))
+    for name, value in given if frames else ():
+        if value not in frames:
+            raise GeomerError(f"{source}: {name} frame {value} is not among frames {frames[0]}..{frames[-1]}")
+
+
 def predict_clip(
     source: str | Path,
     checkpoint: str | Path,
@@ -77,6 +96,7 @@ def predict_clip(
     source = Path(source)
     if not source.exists():
         raise GeomerError(f"{source}: no such video or frame folder")
+    _check_frame_range(source, onset, apex, offset)  # before the tracking, which takes a while
     saved = load_checkpoint(checkpoint)
     settings = FeatureSettings.from_dict(saved.feature_settings) if saved.feature_settings else FeatureSettings()
     face_graph = saved.face_graph()
@@ -86,11 +106,7 @@ def predict_clip(
     frames = [int(f) for f in track.frame_index]
     onset = frames[0] if onset is None else int(onset)
     offset = frames[-1] if offset is None else int(offset)
-    for name, value in (("onset", onset), ("apex", apex), ("offset", offset)):
-        if value is not None and value not in frames:
-            raise GeomerError(f"{source}: {name} frame {value} is not among frames {frames[0]}..{frames[-1]}")
-    if not onset <= offset or (apex is not None and not onset <= apex <= offset):
-        raise GeomerError(f"{source}: frames must satisfy onset <= apex <= offset")
+    _check_frame_range(source, onset, apex, offset, frames)  # with the defaults, on the tracked frames
     features = extract_clip(source, track, onset, apex, offset, settings=settings, clip=source.name)
     data = to_pyg(features, face_graph, 0, clip=source.name, subject="predict", dataset="")
     check_inputs(saved.model, data)

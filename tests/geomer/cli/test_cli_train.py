@@ -112,6 +112,26 @@ def test_predict_a_clip_folder(trained_run, tiny_root, tmp_path, capsys):
     assert chosen["apex"] == given and chosen["apex_spotted"] is False
 
 
+@pytest.mark.parametrize("frames, message", [
+    (["--apex", "9999"], "apex frame 9999 is not among frames"),
+    (["--onset", "5", "--apex", "3"], "onset <= apex <= offset (got onset 5, apex 3)"),
+])
+def test_predict_refuses_a_bad_frame_range_before_tracking(untrained_checkpoint, tiny_root, tmp_path, capsys,
+                                                            monkeypatch, frames, message):
+    import landmarks
+
+    def no_tracking(*args, **kwargs):
+        raise AssertionError("tracked before the frame range was checked")
+
+    monkeypatch.setattr(landmarks, "track", no_tracking)
+    clip = next(p for p in sorted(tiny_root.glob("sub*/*")) if p.is_dir())
+    status = main(["predict", str(clip), "--checkpoint", str(untrained_checkpoint), "-o", str(tmp_path / "p"),
+                   "--quiet", *frames])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1 and message in err and str(clip) in err
+    assert not (tmp_path / "p").exists()
+
+
 @pytest.fixture()
 def untrained_checkpoint(tmp_path):
     from geomer.graph import FaceGraph
