@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from landmarks.errors import LandmarksError
 
 from geomer.errors import GeomerError
+from geomer.cli._common import DefaultsHelpFormatter
 
 COMMANDS = (
     "synth",
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geomer",
         description="Facial micro-expression recognition on facial-landmark region graphs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

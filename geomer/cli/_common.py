@@ -8,6 +8,18 @@ from typing import Any
 from geomer.train.pool import HEADLINE
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default in ``--help`` unless its help text already says it or there is
+    none to show (None, False, an empty list): "(default: the model's) (default: None)" said it
+    twice."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False or action.default == []:
+            return text
+        return super()._get_help_string(action)
+
+
 def add_command(subparsers, name: str, help: str, func) -> argparse.ArgumentParser:
     """Add sub-command ``name`` that runs ``func(args)``; defaults show in ``--help``.
 
@@ -18,7 +30,7 @@ def add_command(subparsers, name: str, help: str, func) -> argparse.ArgumentPars
         name,
         help=help,
         description=help,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks for errors")

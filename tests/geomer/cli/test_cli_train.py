@@ -200,6 +200,18 @@ def test_unknown_model_and_dataset_list_the_known_ones(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_help_states_each_default_once_and_no_empty_one(capsys):
+    from geomer.cli import build_parser
+
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    for name, command in subcommands.choices.items():
+        text = " ".join(command.format_help().split())
+        assert "(default: None)" not in text and "(default: [])" not in text, name
+        assert "(default: the model's) (default" not in text, name
+    assert "(default: 0,1,2)" in " ".join(subcommands.choices["train"].format_help().split())
+
+
 def test_models_lists_every_registered_model(capsys):
     from geomer.models import get_spec, list_models
 
