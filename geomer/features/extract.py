@@ -98,25 +98,27 @@ def extract_clip(
     are documented on :class:`ClipFeatures`.
     """
     name = clip or str(track.source)
+    # messages name the clip and the video or frame folder it was read from
+    where = f"{clip} ({track.source})" if clip and track.source else name
     graph = settings.graph()
-    _check_track(track, name)
-    start = _position(track, onset, "onset", name)
-    stop = len(track) - 1 if offset is None else _position(track, offset, "offset", name)
+    _check_track(track, where)
+    start = _position(track, onset, "onset", where)
+    stop = len(track) - 1 if offset is None else _position(track, offset, "offset", where)
     if not track.valid[start]:
-        raise GeomerError(f"clip {name}: no face in onset frame {onset}")
+        raise GeomerError(f"clip {where}: no face in onset frame {onset}")
     if stop <= start:
-        raise GeomerError(f"clip {name}: offset frame {offset} is not after onset frame {onset}")
+        raise GeomerError(f"clip {where}: offset frame {offset} is not after onset frame {onset}")
     spotted = apex is None
     if spotted:
         apex = spot_apex(track, onset, int(track.frame_index[stop]))
-    peak = _position(track, apex, "apex", name)
+    peak = _position(track, apex, "apex", where)
     if not start <= peak <= stop:
         raise GeomerError(
-            f"clip {name}: apex frame {apex} is outside onset..offset "
+            f"clip {where}: apex frame {apex} is outside onset..offset "
             f"({onset}..{int(track.frame_index[stop])})"
         )
     if not track.valid[peak]:
-        raise GeomerError(f"clip {name}: no face in apex frame {apex}")
+        raise GeomerError(f"clip {where}: no face in apex frame {apex}")
 
     alignment = track.alignment()
     aligned = _apply(track.points[:, graph.node_ids], alignment)  # [T, N, 2] canonical
@@ -126,7 +128,7 @@ def extract_clip(
     sequence_positions = np.round(np.linspace(start, stop, settings.sequence_steps)).astype(int)
     # Sequence frames where the face was lost still show the face region (the crop is fixed).
     needed = sorted({start, peak, *sequence_positions.tolist()})
-    images = _load_frames(frames, needed, track, name)
+    images = _load_frames(frames, needed, track, where)
     transform = pixel_to_crop(alignment, settings.face_size)
     crops = {p: warp_to_crop(to_grey(images[p]), transform, settings.face_size) for p in needed}
     centres = _apply(track.points[start, graph.node_ids], transform)

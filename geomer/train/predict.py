@@ -96,6 +96,10 @@ def predict_clip(
     source = Path(source)
     if not source.exists():
         raise GeomerError(f"{source}: no such video or frame folder")
+    from landmarks.io import IMAGE_SUFFIXES
+
+    if source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
+        raise GeomerError(f"{source}: one image has no motion; give a video or a folder of the clip's frames")
     _check_frame_range(source, onset, apex, offset)  # before the tracking, which takes a while
     saved = load_checkpoint(checkpoint)
     settings = FeatureSettings.from_dict(saved.feature_settings) if saved.feature_settings else FeatureSettings()

@@ -115,8 +115,9 @@ def test_predict_a_clip_folder(trained_run, tiny_root, tmp_path, capsys):
 @pytest.mark.parametrize("frames, message", [
     (["--apex", "9999"], "apex frame 9999 is not among frames"),
     (["--onset", "5", "--apex", "3"], "onset <= apex <= offset (got onset 5, apex 3)"),
+    ([], "one image has no motion"),
 ])
-def test_predict_refuses_a_bad_frame_range_before_tracking(untrained_checkpoint, tiny_root, tmp_path, capsys,
+def test_predict_refuses_a_bad_frame_range_or_one_image_before_tracking(untrained_checkpoint, tiny_root, tmp_path, capsys,
                                                             monkeypatch, frames, message):
     import landmarks
 
@@ -125,6 +126,8 @@ def test_predict_refuses_a_bad_frame_range_before_tracking(untrained_checkpoint,
 
     monkeypatch.setattr(landmarks, "track", no_tracking)
     clip = next(p for p in sorted(tiny_root.glob("sub*/*")) if p.is_dir())
+    if not frames:  # one frame file of the clip
+        clip = sorted(clip.iterdir())[0]
     status = main(["predict", str(clip), "--checkpoint", str(untrained_checkpoint), "-o", str(tmp_path / "p"),
                    "--quiet", *frames])
     err = capsys.readouterr().err

@@ -268,25 +268,25 @@ def test_bad_inputs_name_clip_and_frame(shifted_clip):
     settings = FeatureSettings(flow_method="dis")
     mixed = list(frames)
     mixed[5] = cv2.resize(frames[5], (320, 180))
-    with bad(r"clip c1: frame 105 is 320×180"):
+    with bad(r"clip c1 \(synthetic\): frame 105 is 320×180"):
         extract_clip(mixed, track, 100, 104, 107, settings, clip="c1")
-    with bad(r"clip c2: onset frame 99 is outside the clip"):
+    with bad(r"clip c2 \(synthetic\): onset frame 99 is outside the clip"):
         extract_clip(frames, track, 99, 104, 107, settings, clip="c2")
-    with bad(r"clip c3: apex frame 120 is outside the clip"):
+    with bad(r"clip c3 \(synthetic\): apex frame 120 is outside the clip"):
         extract_clip(frames, track, 100, 120, 107, settings, clip="c3")
-    with bad(r"clip c4: apex frame 106 is outside onset..offset"):
+    with bad(r"clip c4 \(synthetic\): apex frame 106 is outside onset..offset"):
         extract_clip(frames, track, 100, 106, 105, settings, clip="c4")
     lost = track.points.copy()
     valid = np.ones(8, bool)
     valid[0] = False
     lost[0] = np.nan
-    with bad(r"clip c5: no face in onset frame 100"):
+    with bad(r"clip c5 \(synthetic\): no face in onset frame 100"):
         extract_clip(frames, make_track(lost, valid=valid), 100, 104, 107, settings, clip="c5")
     broken = track.points.copy()
     broken[3, 7] = np.nan
-    with bad(r"clip c6: landmark track has NaN at frame 103"):
+    with bad(r"clip c6 \(synthetic\): landmark track has NaN at frame 103"):
         extract_clip(frames, make_track(broken), 100, 104, 107, settings, clip="c6")
-    with bad(r"clip c7: 7 frames given for a track of 8"):
+    with bad(r"clip c7 \(synthetic\): 7 frames given for a track of 8"):
         extract_clip(frames[:7], track, 100, 104, 107, settings, clip="c7")
     with pytest.raises(GeomerError) as info:
         extract_clip(frames, track, 99, 104, 107, settings, clip="c2")
