@@ -100,4 +100,7 @@ def check_torch_archive(path: Path) -> None:
     except (OSError, zipfile.BadZipFile, EOFError, ValueError):
         return
     if damaged is not None:
-        raise GeomerError(f"{path}: a damaged checkpoint ({damaged} fails its CRC check)")
+        # entries are named "<the name the archive was saved under>/data/…": the first part is the
+        # temporary file of the atomic write, which tells a reader nothing
+        entry = damaged.partition("/")[2] or damaged
+        raise GeomerError(f"{path}: a damaged checkpoint (its entry {entry} fails its CRC check)")

@@ -91,8 +91,9 @@ def test_a_checkpoint_with_damaged_bytes_of_the_same_size_is_refused(saved, tmp_
     path, _, _ = saved
     damaged = damage_archive(path, tmp_path / "damaged.pt")
     assert damaged.stat().st_size == path.stat().st_size
-    with pytest.raises(GeomerError, match=f"{re.escape(str(damaged))}: a damaged checkpoint .*CRC"):
+    with pytest.raises(GeomerError, match=f"{re.escape(str(damaged))}: a damaged checkpoint .*CRC") as info:
         load_checkpoint(damaged)
+    assert "its entry data" in str(info.value) and ".checkpoint" not in str(info.value)  # not the temporary name
 
 
 def test_a_full_disk_while_saving_is_one_line_naming_the_checkpoint(saved, monkeypatch):
