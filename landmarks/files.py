@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,8 +31,9 @@ def check_output_folder(
     path: str | os.PathLike, option: str = "--out", error: type[Exception] = LandmarksError
 ) -> Path:
     """Raise ``error`` (one line) unless folder ``path`` exists as a writable folder or can be
-    created; nothing is created. ``option`` names the flag that gave it; ``error`` is the calling
-    package's user-error type (geomer passes ``GeomerError``). Returns ``path`` as a Path."""
+    created; nothing is left behind (a probe file or folder is made there and removed).
+    ``option`` names the flag that gave it; ``error`` is the calling package's user-error type
+    (geomer passes ``GeomerError``). Returns ``path`` as a Path."""
     path = Path(path)
     # before any stat: the file system refuses a too-long name with a less helpful error
     if any(len(os.fsencode(part)) > 255 for part in path.parts):
@@ -43,14 +45,25 @@ def check_output_folder(
         existing = existing.parent
     if not existing.is_dir():
         raise error(f"{path}: cannot create it ({existing} is not a directory)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise error(f"{path}: cannot write in {existing} (permission denied)")
+    # A real try, not os.access: root passes os.access everywhere, yet /sys, /proc or a read-only
+    # mount refuse the write, which the caller would only learn after all its work. The probe is
+    # what the command will do there: a file in the folder, or the first folder it must make.
+    try:
+        if existing == path:
+            handle, probe = tempfile.mkstemp(prefix=".write-check.", dir=existing)
+            os.close(handle)
+            os.unlink(probe)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".write-check.", dir=existing))
+    except OSError as failure:
+        where = "it" if existing == path else existing
+        raise error(f"{path}: cannot write in {where} ({failure.strerror or failure})") from None
     return path
 
 
 def check_output_file(path: str | os.PathLike, option: str = "-o") -> Path:
     """One-line LandmarksError unless a file can be written at ``path``: its folder can be made
-    and written, the name fits the file system, and no folder stands there; nothing is created."""
+    and written, the name fits the file system, and no folder stands there; nothing is left behind."""
     path = Path(path)
     check_output_folder(path.parent, option)
     try:

@@ -187,6 +187,19 @@ def test_unusable_outputs_are_refused_before_tracking(tmp_path, face_video, caps
     assert blocker.read_text() == "x"
 
 
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's /sys")
+@pytest.mark.parametrize("several", [False, True])
+def test_an_output_place_the_system_refuses_is_refused_before_tracking(tmp_path, face_video, capsys, monkeypatch,
+                                                                     several):
+    # /sys refuses new files even to root, for whom os.access says yes
+    inputs = [str(face_video), str(tmp_path / "second.avi")] if several else [str(face_video)]
+    shutil.copy(face_video, tmp_path / "second.avi")
+    _no_tracking(monkeypatch)
+    out = "/sys/kernel/landmarks-tracks" if several else "/sys/landmarks-face.npz"
+    assert main(["extract", *inputs, "-o", out, "--quiet"]) == 2
+    _one_error_line(capsys, "/sys", "cannot write")  # one line, not one per input
+
+
 @pytest.mark.parametrize("option", [["--jobs", "0"], ["--fps", "-5"], ["--smooth", "-3"], ["--smooth", "4"],
                                     ["--redetect-every", "0"], ["--min-valid-fraction", "1.5"], ["--fps", "nan"]])
 def test_bad_option_values_are_refused_before_anything_is_written(tmp_path, face_video, capsys, monkeypatch, option):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,8 @@ def test_output_checks_refuse_with_one_line_and_create_nothing(tmp_path):
     blocker = tmp_path / "notes.txt"
     blocker.write_text("x")
     assert check_output_folder(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
-    assert not (tmp_path / "new").exists()
+    assert check_output_file(tmp_path / "face.npz") == tmp_path / "face.npz"
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]  # the write probes are gone
     with pytest.raises(LandmarksError, match="not a directory; choose another -o"):
         check_output_folder(blocker, "-o")
     with pytest.raises(ValueError, match="cannot create it"):
@@ -35,3 +37,14 @@ def test_output_checks_refuse_with_one_line_and_create_nothing(tmp_path):
         check_output_file(tmp_path / ("x" * 300 + ".npz"))
     with pytest.raises(LandmarksError, match="is a folder"):
         check_output_file(tmp_path)
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's /sys")
+def test_a_folder_the_system_refuses_is_refused_even_to_root():
+    # root passes os.access everywhere, but /sys takes no new files nor folders: only a real try
+    # finds that out before the work
+    with pytest.raises(LandmarksError, match=r"^/sys/kernel/tracks: cannot write in /sys/kernel \("):
+        check_output_folder("/sys/kernel/tracks")
+    with pytest.raises(LandmarksError, match=r"^/sys: cannot write in it \("):
+        check_output_file("/sys/face.npz")
+    assert not Path("/sys/kernel/tracks").exists() and not Path("/sys/face.npz").exists()
