@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="landmarks", description="68-point face landmark tracks from videos and frame folders"
     )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     formatter = argparse.ArgumentDefaultsHelpFormatter
 
@@ -51,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         help="re-extract inputs whose .npz exists (default: keep those that load and were made from the "
         "same input and options, so an interrupted run resumes)",
     )
-    extract.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    _add_debug(extract)
     extract.set_defaults(func=_extract)
 
     show = commands.add_parser(
@@ -61,9 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("track", metavar="TRACK.npz", help="a track written by `landmarks extract`")
     show.add_argument("--frame", type=int, required=True, help="frame NUMBER (as in the track's frame_index)")
     show.add_argument("-o", "--out", required=True, help="output image (.png, .jpg)")
-    show.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    _add_debug(show)
     show.set_defaults(func=_show)
     return parser
+
+
+def _add_debug(command: argparse.ArgumentParser) -> None:
+    """``--debug`` after the command name too (``landmarks extract --debug``), as geomer's commands
+    take it: SUPPRESS keeps the sub-parser from overwriting the value set before the name."""
+    command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help="show tracebacks for errors")
 
 
 def _output_paths(inputs: list[str], out: str) -> list[Path]:

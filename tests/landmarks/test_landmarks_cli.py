@@ -13,6 +13,7 @@ import pytest
 
 from landmarks import LandmarkTrack
 from landmarks.cli import main
+from landmarks.errors import LandmarksError
 from landmarks.render import photo_face, shifted_photo_clip
 
 
@@ -235,9 +236,17 @@ def test_debug_shows_the_traceback_of_an_input_error(tmp_path, capsys):
     out = tmp_path / "wall.npz"
     assert main(["extract", str(wall), "-o", str(out), "--quiet"]) == 2
     assert "Traceback" not in capsys.readouterr().err
-    assert main(["extract", str(wall), "-o", str(out), "--quiet", "--debug"]) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" in err and "no face found" in err
+    # --debug after the command name or before it, as geomer takes it
+    for command in (["extract", str(wall), "-o", str(out), "--quiet", "--debug"],
+                    ["--debug", "extract", str(wall), "-o", str(out), "--quiet"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" in err and "no face found" in err, command
+
+
+def test_debug_before_show_raises_its_error(tmp_path):
+    with pytest.raises(LandmarksError, match="none.npz"):
+        main(["--debug", "show", str(tmp_path / "none.npz"), "--frame", "0", "-o", str(tmp_path / "x.png")])
 
 
 def test_ctrl_c_exits_130_with_one_line(tmp_path, face_video, capsys, monkeypatch):
