@@ -155,6 +155,15 @@ class LandmarkTrack:
         path = Path(path)
         if not path.is_file():
             raise LandmarksError(f"{path}: no such track file")
+        # np.load takes any file that is not an .npz or .npy for a pickle and answers with advice
+        # about allow_pickle; a video given in a track's place must be named for what it is not
+        try:
+            with open(path, "rb") as file:
+                is_npz = file.read(4) == b"PK\x03\x04"  # the zip archive an .npz is
+        except OSError as error:
+            raise LandmarksError(f"{path}: cannot read the track ({error.strerror or error})") from None
+        if not is_npz:
+            raise LandmarksError(f"{path}: not a landmark track (not an .npz archive)")
         try:
             with np.load(path, allow_pickle=False) as archive:
                 missing = [key for key in _KEYS if key not in archive.files]

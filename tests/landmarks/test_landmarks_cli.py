@@ -93,6 +93,10 @@ def test_show_errors(tmp_path, face_video, capsys):
     assert not (tmp_path / "x.png").exists()
     assert main(["show", str(tmp_path / "none.npz"), "--frame", "0", "-o", str(tmp_path / "x.png")]) == 2
     _one_error_line(capsys, "none.npz")
+    # a video where the track is expected: named as no track, not numpy's allow_pickle advice
+    assert main(["show", str(face_video), "--frame", "3", "-o", str(tmp_path / "x.png")]) == 2
+    _one_error_line(capsys, f"{face_video}: not a landmark track")
+    assert not (tmp_path / "x.png").exists()
 
 
 @pytest.mark.slow

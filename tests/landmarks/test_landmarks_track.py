@@ -93,6 +93,15 @@ def test_load_rejects_foreign_and_corrupt_files(tmp_path):
         LandmarkTrack.load(tmp_path / "missing.npz")
 
 
+@pytest.mark.parametrize("content", [b"\x00\x00\x00\x18ftypisom video bytes", b"\x93NUMPY", b""])
+def test_load_names_a_file_that_is_no_npz_archive(tmp_path, content):
+    # np.load takes such a file for a pickle and talks of allow_pickle; the error must say what it is not
+    other = tmp_path / "clip.mp4"
+    other.write_bytes(content)
+    with pytest.raises(LandmarksError, match=r"^.*clip\.mp4: not a landmark track \(not an \.npz archive\)$"):
+        LandmarkTrack.load(other)
+
+
 def test_aligned_is_canonical_and_invariant_to_similarity():
     aligned = _track().aligned()
     assert aligned.shape == (6, 68, 2) and aligned.dtype == np.float32
