@@ -39,7 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     extract.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUTS_HELP)
-    extract.add_argument("-o", "--out", required=True, help="output .npz (one input) or folder (several)")
+    extract.add_argument(
+        "-o", "--out", required=True,
+        help="output .npz (one input) or folder (several; a name ending in .npz is refused unless it is "
+        "an existing folder)",
+    )
     extract.add_argument("--backend", default="dlib", choices=BACKENDS.names(), help="landmark backend")
     extract.add_argument("--redetect-every", type=int, default=30, help="frames between re-detections")
     extract.add_argument("--smooth", type=int, default=0, help="odd running-median window over frames (0: off)")
@@ -75,6 +79,9 @@ def _add_debug(command: argparse.ArgumentParser) -> None:
 
 
 def _output_paths(inputs: list[str], out: str) -> list[Path]:
+    """The output file of each input: ``out`` itself for one input (a .npz name, or an existing
+    folder to hold ``<name>.npz``); for several, ``out/<name>.npz`` in folder ``out``, which must
+    not be a file nor, unless it exists as a folder, a name ending in .npz."""
     if len(inputs) == 1 and not Path(out).is_dir():
         path = Path(out)
         if path.suffix.lower() != ".npz":
@@ -83,6 +90,9 @@ def _output_paths(inputs: list[str], out: str) -> list[Path]:
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise LandmarksError(f"{out}: several inputs need an output folder, this is a file")
+    # a new folder named like a track file is most likely a mistyped -o, not a wish
+    if not folder.exists() and folder.suffix.lower() == ".npz":
+        raise LandmarksError(f"{out}: several inputs need an output folder, not a .npz file name")
     paths = [folder / f"{Path(item).stem if Path(item).is_file() else Path(item).name}.npz" for item in inputs]
     seen: dict[Path, str] = {}
     for item, path in zip(inputs, paths):

@@ -205,6 +205,20 @@ def test_an_output_place_the_system_refuses_is_refused_before_tracking(tmp_path,
     _one_error_line(capsys, "/sys", "cannot write")  # one line, not one per input
 
 
+def test_several_inputs_refuse_an_output_named_like_a_file(tmp_path, face_video, capsys, monkeypatch):
+    second = tmp_path / "second.avi"
+    shutil.copy(face_video, second)
+    with monkeypatch.context() as patch:
+        _no_tracking(patch)
+        assert main(["extract", str(face_video), str(second), "-o", str(tmp_path / "x.npz"), "--quiet"]) == 2
+        _one_error_line(capsys, "x.npz", "several inputs need an output folder")
+        assert not (tmp_path / "x.npz").exists()
+    # an existing folder of that name is what the user asked for
+    (tmp_path / "x.npz").mkdir()
+    assert main(["extract", str(face_video), str(second), "-o", str(tmp_path / "x.npz"), "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "x.npz").iterdir()) == ["face.npz", "second.npz"]
+
+
 @pytest.mark.parametrize("option", [["--jobs", "0"], ["--fps", "-5"], ["--smooth", "-3"], ["--smooth", "4"],
                                     ["--redetect-every", "0"], ["--min-valid-fraction", "1.5"], ["--fps", "nan"]])
 def test_bad_option_values_are_refused_before_anything_is_written(tmp_path, face_video, capsys, monkeypatch, option):
