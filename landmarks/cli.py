@@ -202,6 +202,8 @@ def _extract(args) -> int:
         jobs.append((item, str(out), options))
     if kept and not args.quiet:
         print(f"landmarks: kept {kept} existing output(s); --overwrite re-extracts them", file=sys.stderr)
+    if not jobs:  # every output kept: no empty progress bar
+        return 0
     if args.jobs > 1 and len(jobs) > 1:
         from landmarks.pool import process_pool
 

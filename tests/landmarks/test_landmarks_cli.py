@@ -219,6 +219,18 @@ def test_several_inputs_refuse_an_output_named_like_a_file(tmp_path, face_video,
     assert sorted(p.name for p in (tmp_path / "x.npz").iterdir()) == ["face.npz", "second.npz"]
 
 
+def test_a_rerun_with_every_output_kept_prints_no_empty_progress_bar(tmp_path, face_video, capsys):
+    second = tmp_path / "second.avi"
+    shutil.copy(face_video, second)
+    command = ["extract", str(face_video), str(second), "-o", str(tmp_path / "out")]
+    assert main(command) == 0
+    capsys.readouterr()
+    assert main(command) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "landmarks: kept 2 existing output(s); --overwrite re-extracts them"
+    ]
+
+
 @pytest.mark.parametrize("option", [["--jobs", "0"], ["--fps", "-5"], ["--smooth", "-3"], ["--smooth", "4"],
                                     ["--redetect-every", "0"], ["--min-valid-fraction", "1.5"], ["--fps", "nan"]])
 def test_bad_option_values_are_refused_before_anything_is_written(tmp_path, face_video, capsys, monkeypatch, option):
