@@ -93,11 +93,13 @@ __all__ = [
     "agreement_table",
     "aggregate_relations",
     "compare_relations",
+    "is_constant",
     "load_ground_truth",
     "load_run",
     "off_diagonal",
     "run_labels",
     "run_relations_by",
+    "spearman_undefined",
 ]
 
 GROUND_TRUTH_NAME = "ground truth"
@@ -211,6 +213,32 @@ def off_diagonal(matrices: np.ndarray) -> np.ndarray:
     return matrices[..., mask]
 
 
+CONSTANT_TOLERANCE = 1e-6
+
+
+def is_constant(values: np.ndarray) -> bool:
+    """Whether ``values`` (any shape, finite) are all equal up to float noise: their range is at
+    most :data:`CONSTANT_TOLERANCE` × max(1, their largest magnitude). Such relations (ststnet's
+    uniform 1/K, averaged in float32) have no ranking: Spearman with them is undefined, not the
+    correlation of rounding errors, and a figure gives them one colour."""
+    values = np.asarray(values, dtype=np.float64)
+    if not values.size:
+        return True
+    return float(np.ptp(values)) <= CONSTANT_TOLERANCE * max(1.0, float(np.abs(values).max()))
+
+
+def spearman_undefined(a: np.ndarray, b: np.ndarray) -> str | None:
+    """Why Spearman between ``a`` and ``b`` over their off-diagonal entries is undefined — "no
+    clips" (a side is NaN: a class without test clips) or "uniform relations" (a side is
+    constant, :func:`is_constant`) — or None where it is defined. Shapes: a, b [K, K] or [C, K, K]."""
+    x, y = off_diagonal(a), off_diagonal(b)
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        return "no clips"
+    if is_constant(x) or is_constant(y):
+        return "uniform relations"
+    return None
+
+
 def _label_permutations(k: int, permutations: int, seed: int) -> tuple[np.ndarray, bool]:
     """[P, k] component-label permutations, the identity first; all of them when k! ≤ permutations."""
     if math.factorial(k) <= permutations:
@@ -264,7 +292,7 @@ def compare_relations(a: np.ndarray, b: np.ndarray, *, permutations: int = 5040,
     null_pearson = _correlations(x, y[:, gather].transpose(1, 0, 2).reshape(len(labels), -1))
 
     flat_y = y.reshape(-1)
-    constant = np.ptp(x) == 0 or np.ptp(flat_y) == 0
+    constant = is_constant(x) or is_constant(flat_y)  # no ranking: NaN, not a Spearman of float noise
     spearman = float("nan") if constant else float(stats.spearmanr(x, flat_y).statistic)
     pearson = float("nan") if constant else float(stats.pearsonr(x, flat_y).statistic)
 
@@ -671,15 +699,14 @@ def synthetic_ground_truth(run) -> GroundTruth | None:
 
 def faithfulness(intrinsic: np.ndarray, occlusion: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
     """Per class, Spearman between a model's intrinsic and its own occlusion relations over the
-    off-diagonal entries (NaN where a class has no clips or a side is constant).
+    off-diagonal entries (NaN where :func:`spearman_undefined` says why it is undefined).
 
     Shapes: intrinsic, occlusion [C, K, K].
     """
     result = {}
     for name, a, b in zip(classes, intrinsic, occlusion):
-        x, y = off_diagonal(a), off_diagonal(b)
-        ok = np.all(np.isfinite(x)) and np.all(np.isfinite(y)) and np.ptp(x) > 0 and np.ptp(y) > 0
-        result[name] = float(stats.spearmanr(x, y).statistic) if ok else float("nan")
+        undefined = spearman_undefined(a, b)
+        result[name] = float("nan") if undefined else float(stats.spearmanr(off_diagonal(a), off_diagonal(b)).statistic)
     return result
 
 

@@ -97,21 +97,34 @@ def relation_agreement_line(run) -> str | None:
     on a synthetic dataset (the ``ground_truth.json`` of the root it was trained on), each kind's
     agreement with the relevance ground truth beside the input-only baseline, the ground truth's
     motion_relations and the ceiling of a tie-free read-out; None when there is nothing to say."""
-    from geomer.relations import faithfulness, ground_truth_agreement, load_run_relations, synthetic_ground_truth
+    import math
+
+    from geomer.relations import (
+        faithfulness,
+        ground_truth_agreement,
+        load_run_relations,
+        spearman_undefined,
+        synthetic_ground_truth,
+    )
 
     classes = list(run.classes)
     kinds = load_run_relations(run.path, classes, run.num_components)
     lines = []
     if "intrinsic" in kinds and "occlusion" in kinds:
         per_class = faithfulness(kinds["intrinsic"], kinds["occlusion"], classes)
+        # NaN says nothing; say why Spearman is undefined (ststnet's intrinsic relations are uniform)
+        why = {c: spearman_undefined(a, b) for c, a, b in zip(classes, kinds["intrinsic"], kinds["occlusion"])}
         lines.append("faithfulness (intrinsic vs occlusion relations, Spearman per class): "
-                     + ", ".join(f"{name} {value:.2f}" for name, value in per_class.items()))
+                     + ", ".join(f"{name} n/a ({why[name]})" if why[name] else f"{name} {value:.2f}"
+                                 for name, value in per_class.items()))
     truth = synthetic_ground_truth(run)
     if truth is not None:
         table = ground_truth_agreement(kinds, classes, truth)
+        # classes without clips are left out there, so a NaN row can only be a constant side
         lines.append("relations vs the relevance ground truth (Spearman over off-diagonal entries of all "
                      "classes; permutation p): "
-                     + ", ".join(f"{row.relation} {row.spearman:.3f} (p = {row.p_value:.2g})"
+                     + ", ".join(f"{row.relation} n/a (uniform relations)" if math.isnan(row.spearman)
+                                 else f"{row.relation} {row.spearman:.3f} (p = {row.p_value:.2g})"
                                  for row in table.itertuples())
                      + "; a read-out without ties among the irrelevant pairs reaches at most "
                      + f"{table.attrs['ceiling']:.3f}")

@@ -6,8 +6,9 @@ then the input-only baseline, the ground truth's ``motion_relations`` and its re
 ``relations``; one column per class) and FIG's stem + ``.csv`` beside it: the agreement table
 (rows: pairs of those and each vs the ground truth; Spearman and Pearson over off-diagonal
 entries, one-sided component-label permutation p-values; see ``geomer.relations``), which is also
-printed. The baseline is read from the runs' ``baseline_relations.npy`` (one row when the runs
-share it, one per run otherwise).
+printed; a pair with a uniform side (no ranking, e.g. ststnet's intrinsic relations) prints n/a
+and leaves the CSV's cells empty. The baseline is read from the runs' ``baseline_relations.npy``
+(one row when the runs share it, one per run otherwise). Runs of different class sets are refused.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
     from geomer.errors import GeomerError
     from geomer.relations import agreement_table, load_ground_truth, load_run, load_run_relations, run_labels
     from geomer.viz import plot_relation_panel, save_figure
+    from geomer.viz.relations import BASELINE_LABEL, MOTION_LABEL
 
     out = check_figure_path(out)
     runs = [load_run(path) for path in run_dirs]
@@ -44,6 +46,10 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
     for run in runs[1:]:
         if run.component_names != components:
             raise GeomerError(f"{run.path}/config.json: components {', '.join(run.component_names)} differ from {runs[0].path}'s ({', '.join(components)})")
+    for run in runs[1:]:  # a grid of other classes has columns that only some rows fill
+        if set(run.classes) != set(runs[0].classes):
+            raise GeomerError(f"{run.path}/config.json: classes {', '.join(run.classes)} differ from {runs[0].path}'s "
+                              f"({', '.join(runs[0].classes)}); compare runs of one class set")
     truth = load_ground_truth(ground_truth) if ground_truth is not None else None
     if truth is not None and truth.component_names != components:
         raise GeomerError(f"{truth.path}: components {', '.join(truth.component_names)} differ from the runs' ({', '.join(components)})")
@@ -70,17 +76,20 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
     rows = dict(columns)
     baseline = None
     for label, matrices in baselines:
-        name = "input-only baseline" if len(baselines) == 1 else f"input-only baseline ({label})"
+        name = BASELINE_LABEL if len(baselines) == 1 else f"{BASELINE_LABEL} ({label})"
         rows[name] = matrices
         baseline = matrices if len(baselines) == 1 else baseline
+    motion = None
     if truth is not None and truth.motion_relations is not None:
-        rows["motion_relations (ground truth)"] = dict(zip(truth.classes, truth.motion_relations))
+        motion = dict(zip(truth.classes, truth.motion_relations))
+        rows[MOTION_LABEL] = motion
     table = agreement_table(rows, truth, per_class=per_class, permutations=permutations, seed=seed)
 
+    # the panel owns the row order (runs, baseline, motion_relations, relevance): pass those apart
     figure = plot_relation_panel(
-        {k: v for k, v in rows.items() if k != "input-only baseline"}, components,
+        {k: v for k, v in rows.items() if k not in (BASELINE_LABEL, MOTION_LABEL)}, components,
         ground_truth=dict(zip(truth.classes, truth.relations)) if truth is not None else None,
-        baseline=baseline, title="component relations",
+        baseline=baseline, motion_relations=motion, title="component relations",
     )
     save_figure(figure, out)
     csv = out.with_suffix(".csv")
@@ -121,7 +130,10 @@ def _run(args) -> int:
                          permutations=args.permutations, seed=args.seed)
     shown = table[["model_a", "model_b", "scope", "spearman", "pearson", "p_value"]]
     # p-values go down to 1/permutations: 3 decimals would print them as 0.000
-    print(shown.to_string(index=False, formatters={"spearman": "{:.3f}".format, "pearson": "{:.3f}".format,
-                                                   "p_value": "{:.2g}".format}))
+    print(shown.to_string(index=False, na_rep="n/a", formatters={"spearman": "{:.3f}".format, "pearson": "{:.3f}".format,
+                                                                 "p_value": "{:.2g}".format}))
+    if shown["spearman"].isna().any():  # the CSV keeps these cells empty
+        print("n/a: one side's off-diagonal relations are uniform (e.g. ststnet's intrinsic 1/K), so there is "
+              "no ranking to correlate")
     print(f"figure: {args.out}\ntable: {Path(args.out).with_suffix('.csv')}")
     return 0

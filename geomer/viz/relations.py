@@ -14,7 +14,29 @@ from geomer.errors import GeomerError
 RELATION_CMAP = "viridis"
 DIAGONAL_COLOUR = "#d9d9d9"
 BASELINE_LABEL = "input-only baseline"
+MOTION_LABEL = "motion_relations (ground truth)"
 GROUND_TRUTH_LABEL = "ground truth (relevance)"
+
+
+def _colour_range(values: np.ndarray) -> tuple[float, float, float | None]:
+    """The colour scale (low, high) of ``values`` [n] and, for values that are constant up to
+    float noise (:func:`geomer.relations.is_constant`, e.g. ststnet's uniform 1/K relations),
+    their common value (else None).
+
+    A constant set has no ranking to show; its own range would be float noise (a colour bar of
+    "1e-6 + 1.4285e-1"), so it gets a fixed scale that includes 0 and 1, the range of row-
+    normalised relations: one colour, and a colour bar in plain numbers.
+    """
+    from geomer.relations import is_constant
+
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return 0.0, 1.0, None
+    low, high = float(finite.min()), float(finite.max())
+    if is_constant(finite):
+        value = float(finite.mean())
+        return min(0.0, value), max(1.0, value), value
+    return low, high, None
 
 
 def _check_matrix(matrix: np.ndarray, component_names: Sequence[str], what: str) -> np.ndarray:
@@ -70,10 +92,15 @@ def plot_relation_matrix(
         matrix: [K, K] (row i: how component i relates to each component j).
     """
     matrix = _check_matrix(matrix, component_names, title or "relation heatmap")
+    low, high, constant = _colour_range(matrix.reshape(-1))
+    if constant is not None:  # uniform relations: the fixed scale, one colour, not float noise
+        matrix = np.full_like(matrix, constant)
+        vmin, vmax = (low if vmin is None else vmin), (high if vmax is None else vmax)
     figure = Figure(figsize=(1.0 + 0.6 * len(component_names), 0.8 + 0.6 * len(component_names)), layout="constrained")
     ax = figure.subplots()
     image = _draw_heatmap(ax, matrix, component_names, title=title, vmin=vmin, vmax=vmax, annotate=annotate)
-    figure.colorbar(image, ax=ax, label="relation weight", shrink=0.8)
+    label = "relation weight" if constant is None else f"relation weight (uniform: {constant:.3g})"
+    figure.colorbar(image, ax=ax, label=label, shrink=0.8)
     return figure
 
 
@@ -107,11 +134,14 @@ def plot_relation_panel(
     *,
     ground_truth: Mapping[str, np.ndarray] | np.ndarray | None = None,
     baseline: Mapping[str, np.ndarray] | np.ndarray | None = None,
+    motion_relations: Mapping[str, np.ndarray] | np.ndarray | None = None,
     title: str | None = None,
     annotate: bool = True,
 ) -> Figure:
-    """Relation matrices as a grid: one row per relation (each entry of ``models``, then the
-    input-only ``baseline`` and the ``ground_truth`` when given), one column per class.
+    """Relation matrices as a grid: one row per relation, one column per class. Rows in the
+    README's order: each entry of ``models`` (intrinsic, occlusion, …), then, when given, the
+    input-only ``baseline``, the ground truth's ``motion_relations`` and its relevance
+    ``ground_truth``.
 
     ``models`` maps a row label (a model, "dere-grl occlusion", …) to a [K,K] matrix or to a
     mapping class name → [K,K]; columns are the union of class names in order of appearance (a
@@ -119,12 +149,14 @@ def plot_relation_panel(
     value written in grey: it is on another scale and would take the colour range. The
     off-diagonal entries of each row share one colour scale, with a colour bar at the row's end
     (models, the baseline and the ground truth scale relations differently; the comparison is
-    about pattern, see ``geomer.relations``). ``annotate`` writes every value.
+    about pattern, see ``geomer.relations``). A row whose off-diagonal entries are all equal up
+    to float noise (uniform relations) has no ranking to show: it is drawn in one colour on a fixed
+    scale that includes 0 and 1, its colour bar naming the value. ``annotate`` writes every value.
     """
     rows: dict[str, dict[str, np.ndarray]] = {}
     for name, value in models.items():
         rows[name] = dict(value) if isinstance(value, Mapping) else {"": value}
-    for name, value in ((BASELINE_LABEL, baseline), (GROUND_TRUTH_LABEL, ground_truth)):
+    for name, value in ((BASELINE_LABEL, baseline), (MOTION_LABEL, motion_relations), (GROUND_TRUTH_LABEL, ground_truth)):
         if value is not None:
             rows[name] = dict(value) if isinstance(value, Mapping) else {"": value}
     if not rows:
@@ -139,12 +171,13 @@ def plot_relation_panel(
     figure = Figure(figsize=(cell * len(classes) + 1.8, cell * len(rows) + 0.9), layout="constrained")
     axes = figure.subplots(len(rows), len(classes), squeeze=False)
     off = ~np.eye(k, dtype=bool)
+    uniform: list[str] = []
     for r, (name, row) in enumerate(rows.items()):
         values = np.concatenate([m[off] for m in row.values()]) if row else np.zeros(1)
-        finite = values[np.isfinite(values)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        if high <= low:
-            high = low + 1e-6
+        low, high, constant = _colour_range(values)
+        if constant is not None:  # one colour (and one text colour) for noise-level differences
+            row = {c: np.where(off, constant, m) for c, m in row.items()}
+            uniform.append(name)
         image = None
         for col, class_name in enumerate(classes):
             ax = axes[r, col]
@@ -160,8 +193,8 @@ def plot_relation_panel(
             if col == 0:
                 ax.set_ylabel(name, fontsize=9, fontweight="bold")
         if image is not None:
-            figure.colorbar(image, ax=axes[r, :].tolist(), location="right", shrink=0.9, aspect=12,
-                            label="off-diagonal")
+            label = "off-diagonal" if constant is None else f"off-diagonal (uniform: {constant:.3g})"
+            figure.colorbar(image, ax=axes[r, :].tolist(), location="right", shrink=0.9, aspect=12, label=label)
     figure.suptitle((title + "\n" if title else "") + "diagonal (grey, own scale) apart; each row's colours span its "
-                    "off-diagonal range", fontsize=9)
+                    "off-diagonal range" + ("; a uniform row (no ranking) on 0–1" if uniform else ""), fontsize=9)
     return figure

@@ -25,6 +25,19 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^a-z0-9_.]+", "-", name.lower()).strip("-") or "class"
 
 
+def fold_count(run) -> tuple[int, int]:
+    """(finished, all) folds of ``run``, each seed's counted apart: a run's predictions hold the
+    finished folds only and ``run.unfinished`` names the others."""
+    finished = run.predictions[["seed", "fold"]].drop_duplicates().shape[0] if len(run.predictions) else 0
+    return finished, finished + len(run.unfinished)
+
+
+def fold_note(run) -> str:
+    """The title suffix ' (k of n folds)' for a run with unfinished folds (its figures show the
+    finished ones and must say so, not only the terminal), else ''."""
+    return " ({} of {} folds)".format(*fold_count(run)) if run.unfinished else ""
+
+
 def write_run_figures(
     run, out: str | Path | None = None, *, face: str = "photo", per_class: bool = True
 ) -> list[Path]:
@@ -47,6 +60,7 @@ def write_run_figures(
     )
 
     out = Path(out) if out is not None else RunDir(run.path).figures_dir
+    folds = fold_note(run)
     # Every figure is read and drawn before the first is saved: a bad file (a damaged history, a
     # graph of other components) leaves the folder as it was, not half rewritten.
     figures: list[tuple[object, str]] = []
@@ -65,24 +79,28 @@ def write_run_figures(
             rows[f"{run.model} occlusion"] = finite(kinds["occlusion"])
         baseline = finite(kinds["input-only baseline"]) if "input-only baseline" in kinds else None
         truth = synthetic_ground_truth(run)
+        motion = truth.motion_relations if truth is not None else None
         figures.append((plot_relation_panel(rows, run.component_names, baseline=baseline,
+                                            motion_relations=dict(zip(truth.classes, motion)) if motion is not None else None,
                                             ground_truth=dict(zip(truth.classes, truth.relations)) if truth else None,
-                                            title=f"{run.model}: relations by class"), RELATIONS))
+                                            title=f"{run.model}: relations by class{folds}"), RELATIONS))
     graph = run.face_graph()
     image, points = face_points_for(graph) if face == "photo" and per_class else (None, None)
     for name, matrix in by_class.items() if per_class else ():
-        title = f"{run.model}: {name}"
+        title = f"{run.model}: {name}{folds}"
         figures.append((plot_relation_matrix(matrix, run.component_names, title=title),
                         f"relations-{file_stem(name)}.png"))
         figures.append((plot_graph_on_face(graph, matrix, image=image, points=points, title=title),
                         f"graph-{file_stem(name)}.png"))
     if len(run.predictions):
         seeds = run.predictions["seed"].nunique()
-        note = f" (pooled over folds, {seeds} seeds summed)" if seeds > 1 else " (pooled over folds)"
+        pooled = "{} of {} folds".format(*fold_count(run)) if run.unfinished else "folds"
+        note = f" (pooled over {pooled}, {seeds} seeds summed)" if seeds > 1 else f" (pooled over {pooled})"
         figures.append((plot_confusion_matrix(run.confusion(), run.classes, title=f"{run.model}: confusion{note}"),
                         CONFUSION))
     if run.history_files:
-        figures.append((plot_training_curves(run.history_files, title=f"{run.model}: training"), TRAINING_CURVES))
+        figures.append((plot_training_curves(run.history_files, title=f"{run.model}: training{folds}"),
+                        TRAINING_CURVES))
 
     for figure, name in figures:
         save_figure(figure, out / name)

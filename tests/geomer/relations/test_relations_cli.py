@@ -213,3 +213,16 @@ def test_compare_shows_occlusion_relations_the_baseline_and_motion_relations(tmp
     # the occlusion relations were planted on the ground truth's pattern, the baseline at random
     assert versus_truth["dere-grl occlusion"] > 0.9 and abs(versus_truth["input-only baseline"]) < 0.5
     assert versus_truth["input-only baseline"] == pytest.approx(versus_truth["motion_relations (ground truth)"])
+
+
+def test_compare_refuses_runs_of_different_class_sets(tmp_path, make_run, run_dir, capsys):
+    other = make_run(tmp_path / "run-ststnet", model="ststnet", seed=2)
+    for path in [other / "config.json", *other.glob("seed-*/*/predictions.csv")]:  # another scheme
+        path.write_text(path.read_text().replace("negative", "happiness"))
+    figure = tmp_path / "c.png"
+    assert main(["compare", str(run_dir), str(other), "-o", str(figure)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert (f"{other}/config.json: classes happiness, positive, surprise differ from {run_dir}'s "
+            "(negative, positive, surprise); compare runs of one class set") in err
+    assert not figure.exists() and not figure.with_suffix(".csv").exists()

@@ -107,6 +107,19 @@ def test_constant_side_gives_nan_and_bad_shapes_raise():
         compare_relations(A, np.full((3, 3), np.nan))
 
 
+def test_a_side_constant_up_to_float_noise_has_no_ranking():
+    from geomer.relations import faithfulness, spearman_undefined
+
+    noisy = 1 / 7 + 1e-9 * np.random.default_rng(0).random((3, 3))  # uniform relations after averaging
+    assert math.isnan(compare_relations(A, noisy).spearman)  # not a correlation of rounding errors
+    assert spearman_undefined(A, noisy) == "uniform relations"
+    assert spearman_undefined(A, np.full((3, 3), np.nan)) == "no clips"
+    assert spearman_undefined(A, B) is None
+    faithful = faithfulness(np.stack([noisy, A]), np.stack([A, B]), ["flat", "ranked"])
+    assert math.isnan(faithful["flat"]) and faithful["ranked"] == pytest.approx(stats.spearmanr(
+        off_diagonal(A), off_diagonal(B)).statistic)
+
+
 def test_agreement_table_rows_and_values():
     models = {"m1": {"x": A, "y": B}, "m2": {"x": B, "y": A}, "m3": {"x": A}}
     truth = {"x": A, "y": A}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pandas as pd
@@ -251,3 +252,115 @@ def test_compare_draws_the_runs_shared_input_only_baseline(tmp_path, monkeypatch
     rows = _rows(saved["compare.png"])
     assert list(rows)[-1] == "input-only baseline" and len(rows) == 3  # two runs, one shared baseline
     _assert_shows(rows["input-only baseline"], baseline)
+
+
+def _synthetic_run(path, model: str, *, uniform: bool = False):
+    """A hand-made run trained on a synthetic root: its config names the root, which holds a
+    ground_truth.json with relevance and motion_relations; occlusion and baseline files beside
+    relations.npy. ``uniform``: intrinsic relations 1/K with float32 noise, as ststnet's."""
+    import json
+
+    from tests.geomer.relations.conftest import write_ground_truth, write_run
+
+    rng = np.random.default_rng(5)
+    run = write_run(path / "run", model)
+    root = path / "synth"
+    root.mkdir()
+    truth_file = write_ground_truth(root / "ground_truth.json")
+    truth = json.loads(truth_file.read_text())
+    motion = rng.random((3, 7, 7)).astype(np.float32)
+    truth["motion_relations"] = {c: motion[i].tolist() for i, c in enumerate(truth["classes"])}
+    truth_file.write_text(json.dumps(truth))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "root": str(root)}))
+    np.save(run / "occlusion_relations.npy", rng.random((3, 7, 7)).astype(np.float32))
+    np.save(run / "baseline_relations.npy", rng.random((3, 7, 7)).astype(np.float32))
+    if uniform:  # the mean of row-normalised uniform rows: 1/7 up to float32 rounding
+        noisy = (np.full((3, 7, 7), 1 / 7) + 1e-9 * rng.random((3, 7, 7))).astype(np.float32)
+        np.save(run / "relations.npy", noisy)
+    return run, motion
+
+
+README_ROWS = ["dere-grl intrinsic", "dere-grl occlusion", "input-only baseline", "motion_relations (ground truth)",
+               "ground truth (relevance)"]
+
+
+def test_a_runs_relations_figure_has_every_row_in_the_readmes_order(tmp_path, monkeypatch):
+    from geomer.rundir import load_run
+    from geomer.viz.run import RELATIONS, write_run_figures
+
+    run, motion = _synthetic_run(tmp_path, "dere-grl")
+    saved = _capture_figures(monkeypatch)
+    write_run_figures(load_run(run), tmp_path / "figures", per_class=False)
+    rows = _rows(saved[RELATIONS])
+    assert list(rows) == README_ROWS
+    _assert_shows(rows["motion_relations (ground truth)"], motion)
+
+
+def test_compare_rows_follow_the_readmes_order(tmp_path, monkeypatch):
+    from geomer.cli import main
+
+    run, _ = _synthetic_run(tmp_path, "dere-grl")
+    saved = _capture_figures(monkeypatch)
+    assert main(["compare", str(run), "-o", str(tmp_path / "compare.png"), "--ground-truth",
+                 str(tmp_path / "synth"), "--permutations", "20"]) == 0
+    assert list(_rows(saved["compare.png"])) == ["dere-grl", *README_ROWS[1:]]
+
+
+def test_uniform_relations_are_one_colour_on_a_fixed_scale_and_say_so(tmp_path, monkeypatch, capsys):
+    from geomer.cli._common import relation_agreement_line
+    from geomer.rundir import load_run
+    from geomer.viz.run import RELATIONS, write_run_figures
+
+    run, _ = _synthetic_run(tmp_path, "ststnet", uniform=True)
+    saved = _capture_figures(monkeypatch)
+    write_run_figures(load_run(run), tmp_path / "figures")
+    figure = saved[RELATIONS]
+    _render(figure)
+    heatmaps = [ax for ax in figure.axes if ax.get_images()]
+    intrinsic = heatmaps[:3]  # the first row, one heatmap per class
+    off = ~np.eye(7, dtype=bool)
+    for ax in intrinsic:
+        image = ax.get_images()[0]
+        assert image.get_clim() == (0.0, 1.0)  # not the float noise's range
+        shown = np.ma.filled(image.get_array().astype(float), np.nan)[off]
+        assert np.ptp(shown) == 0  # one colour
+        off_texts = [t for t in ax.texts if t.get_fontstyle() != "italic"]  # the diagonal's are grey italics
+        assert len(off_texts) == 42 and {t.get_color() for t in off_texts} == {"white"}  # one text colour
+    bar = next(ax for ax in figure.axes if "uniform: 0.143" in ax.get_ylabel())
+    assert bar.yaxis.get_major_formatter().get_offset() == ""  # no "1e-6+1.4285e-1"
+    single = saved["relations-negative.png"]
+    _render(single)
+    assert single.axes[0].get_images()[0].get_clim() == (0.0, 1.0)
+
+    line = relation_agreement_line(load_run(run))
+    assert not re.search(r"\bnan\b", line)
+    assert "faithfulness (intrinsic vs occlusion relations, Spearman per class): negative n/a (uniform relations)" in line
+    assert "intrinsic n/a (uniform relations), occlusion " in line
+
+    from geomer.cli import main
+
+    assert main(["compare", str(run), "-o", str(tmp_path / "c.png"), "--permutations", "20"]) == 0
+    out = capsys.readouterr().out
+    assert not re.search(r"\bnan\b", out.lower()) and "n/a: one side's off-diagonal relations are uniform" in out
+    table = pd.read_csv(tmp_path / "c.csv")  # the file keeps its format: the undefined cells stay empty
+    assert table.loc[table.model_b == "ststnet occlusion", "spearman"].isna().all()
+
+
+def test_figures_of_a_run_with_missing_folds_say_how_many(tmp_path, monkeypatch):
+    from geomer.rundir import load_run
+    from geomer.viz.run import CONFUSION, RELATIONS, TRAINING_CURVES, write_run_figures
+    from tests.geomer.relations.conftest import write_run
+
+    run = write_run(tmp_path / "run")
+    (run / "seed-0" / "fold-s2" / "predictions.csv").unlink()  # interrupted before this fold finished
+    saved = _capture_figures(monkeypatch)
+    write_run_figures(load_run(run), tmp_path / "figures", face="template")
+    assert saved[CONFUSION].get_suptitle() == "dere-grl: confusion (pooled over 1 of 2 folds)"
+    assert saved[RELATIONS].get_suptitle().startswith("dere-grl: relations by class (1 of 2 folds)\n")
+    assert saved[TRAINING_CURVES].get_suptitle() == "dere-grl: training (1 of 2 folds)"
+    assert saved["relations-negative.png"].axes[0].get_title() == "dere-grl: negative (1 of 2 folds)"
+
+    complete = write_run(tmp_path / "complete")
+    write_run_figures(load_run(complete), tmp_path / "figures", per_class=False)
+    assert saved[CONFUSION].get_suptitle() == "dere-grl: confusion (pooled over folds)"
