@@ -25,13 +25,25 @@ INPUTS_HELP = (
 )
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default in ``--help`` unless its help text already says it or there is
+    none to show (None, False, an empty list): "(default: the model's) (default: None)" said it
+    twice."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False or action.default == []:
+            return text
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="landmarks", description="68-point face landmark tracks from videos and frame folders"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    formatter = argparse.ArgumentDefaultsHelpFormatter
+    formatter = DefaultsHelpFormatter
 
     extract = commands.add_parser(
         "extract", help="track landmarks; one .npz per input",

@@ -15,10 +15,10 @@ import sys
 import threading
 from concurrent.futures.process import BrokenProcessPool
 
+from landmarks.cli import DefaultsHelpFormatter
 from landmarks.errors import LandmarksError
 
 from geomer.errors import GeomerError
-from geomer.cli._common import DefaultsHelpFormatter
 
 COMMANDS = (
     "synth",

@@ -6,18 +6,7 @@ import argparse
 from typing import Any
 
 from geomer.train.pool import HEADLINE
-
-
-class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default in ``--help`` unless its help text already says it or there is
-    none to show (None, False, an empty list): "(default: the model's) (default: None)" said it
-    twice."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text or action.default is None or action.default is False or action.default == []:
-            return text
-        return super()._get_help_string(action)
+from landmarks.cli import DefaultsHelpFormatter
 
 
 def add_command(subparsers, name: str, help: str, func) -> argparse.ArgumentParser:

@@ -338,3 +338,13 @@ def test_a_real_ctrl_c_during_extraction(tmp_path):
     assert process.returncode == 130
     assert err.strip().splitlines()[-1].endswith("landmarks: interrupted") and "Traceback" not in err
     assert not (tmp_path / "long.npz").exists()
+
+
+def test_help_shows_no_empty_default(capsys):
+    texts = {}
+    for command in ("extract", "show"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        texts[command] = " ".join(capsys.readouterr().out.split())
+        assert "(default: None)" not in texts[command] and "(default: False)" not in texts[command], command
+    assert "(default: dlib)" in texts["extract"]  # defaults worth saying are still said
