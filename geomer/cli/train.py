@@ -38,7 +38,8 @@ def register(subparsers) -> None:
                              "(geomer.train.augment); default: the model's (flip,mirror unless it names its own); "
                              "'none' turns it off")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                        help="a model setting (VALUE parsed as JSON when possible); repeatable")
+                        help="a model setting, VALUE parsed by the setting's type "
+                             "(e.g. dim=32, movement_prior=true); repeatable")
     parser.add_argument("--jobs", type=int, default=None,
                         help="parallel fold × seed tasks and feature extraction; default: 1 (in-process) "
                              "with a GPU, else one process per CPU core (at most 8)")
