@@ -9,6 +9,10 @@ Layout::
                                         28×28 onset→apex flow: channels u, v, optical strain
                                         (note the space before ".png", as distributed)
 
+A copy whose images were re-saved in another format (the crops as PNG, a flow image without the
+space) is read as it is: a named file that is missing is looked for under its stem with any image
+suffix (:func:`image_file`).
+
 There is no frame sequence: ``Sample.source`` is the apex image, ``Sample.extra`` holds
 "apex_image" and "flow_image", onset is 0 and apex/offset are None. Subject keys follow the raw
 readers ("casme2/sub01", "samm/006", "smic/s1") so they agree with ``megc2019``.
@@ -26,6 +30,7 @@ from geomer.data.sample import DatasetIndex
 from geomer.data.schemes import ClassScheme, get_scheme
 from geomer.data.sheets import SampleCollector, cell_text, read_table
 from geomer.errors import GeomerError
+from landmarks.io import IMAGE_SUFFIXES
 
 NAME = "megc2019-flow"
 DEFAULT_SCHEME = "composite-3"
@@ -83,6 +88,22 @@ def image_folders(root: Path) -> tuple[Path, Path]:
     )
 
 
+def image_file(folder: Path, *names: str) -> Path:
+    """The image a row names: the first of ``names`` that is a file in ``folder``, else the one
+    file with a name's stem and another image suffix (a copy re-saved in another format, e.g.
+    the crops as PNG while the CSV still says ``.jpg``), else ``folder / names[0]`` (reported
+    missing by the caller)."""
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    for name in names:
+        stem = Path(name).stem
+        found = [folder / f"{stem}{suffix}" for suffix in IMAGE_SUFFIXES if (folder / f"{stem}{suffix}").is_file()]
+        if len(found) == 1:
+            return found[0]
+    return folder / names[0]
+
+
 def global_subject(dataset: str, sub: str) -> str:
     """The subject id as the raw readers write it (sub01, 006, s1)."""
     if dataset == "casme2":
@@ -130,10 +151,9 @@ def collect(
         )
         # the shared CSV writes SMIC clips "s01_ne_01"; the HS folders (and megc2019) "s1_ne_01"
         clip = smic.clip_id(filename) if part == "smic" and dataset is None else filename
-        apex_image = apex_folder / cell_text(record["imagename"])
-        flow_image = flow_folder / f"{sub}_{filename} .png"
-        if not flow_image.is_file() and (flow_folder / f"{sub}_{filename}.png").is_file():
-            flow_image = flow_folder / f"{sub}_{filename}.png"  # re-saved copies lose the space
+        apex_image = image_file(apex_folder, cell_text(record["imagename"]))
+        # as distributed, with a space before ".png"; re-saved copies lose the space
+        flow_image = image_file(flow_folder, f"{sub}_{filename} .png", f"{sub}_{filename}.png")
         problems = []
         if not apex_image.is_file():
             problems.append(f"apex image {apex_image} is missing")

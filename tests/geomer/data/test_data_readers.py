@@ -319,3 +319,19 @@ def test_megc2019_flow_missing_apex_image_is_reported_on_its_row(tmp_path):
     assert "flow image" not in line
     index = read_dataset("megc2019-flow", root, skip_bad=True)
     assert "samm/006/006_1_2" not in {s.key for s in index.samples} and len(index.samples) == 4
+
+
+def test_megc2019_flow_finds_images_resaved_in_another_format(tmp_path):
+    # another preprocessing of the same clips: crops re-saved as JPEG, a flow image as BMP without
+    # the space, while the CSV still names the distributed files
+    root = write_megc2019_flow(tmp_path / "flow")
+    crops, flows = root / "combined_datasets_whole", root / "STSNet_whole_norm_u_v_os"
+    (crops / "sub01_EP02_01f.png").rename(crops / "sub01_EP02_01f.jpg")
+    (flows / "sub01_EP02_01f .png").rename(flows / "sub01_EP02_01f.bmp")
+    first = read_dataset("megc2019-flow", root).samples[0]
+    assert first.extra["apex_image"] == crops / "sub01_EP02_01f.jpg"
+    assert first.extra["flow_image"] == flows / "sub01_EP02_01f.bmp"
+    # two candidates: which one the row means is unknown, so it is reported missing on its row
+    shutil.copy(crops / "sub01_EP02_01f.jpg", crops / "sub01_EP02_01f.tif")
+    with pytest.raises(GeomerError, match=r"row 2: apex image .*sub01_EP02_01f\.png is missing"):
+        read_dataset("megc2019-flow", root)
