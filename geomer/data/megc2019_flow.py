@@ -3,7 +3,7 @@
 Layout::
 
     ROOT/<any>.csv                      columns dataset, sub, filename_o, label, imagename
-                                        (label 0 negative, 1 positive, 2 surprise)
+                                        (label 0 negative, 1 positive, 2 surprise, or the name)
     ROOT/[datasets/]combined_datasets_whole/<imagename>          224×224 apex face crops
     ROOT/[datasets/]STSNet_whole_norm_u_v_os/<sub>_<filename_o> .png
                                         28×28 onset→apex flow: channels u, v, optical strain
@@ -144,11 +144,12 @@ def collect(
             collector.reject(csv, row, str(error))
             continue
         label_text = cell_text(record["label"])
-        label = (
-            label_names[int(label_text)]
-            if re.fullmatch(r"\d+", label_text) and int(label_text) < len(label_names)
-            else f"label {label_text}"
-        )
+        if re.fullmatch(r"\d+", label_text) and int(label_text) < len(label_names):
+            label = label_names[int(label_text)]
+        elif label_text.lower() in label_names:  # a copy that writes the class name
+            label = label_text.lower()
+        else:
+            label = f"label {label_text}"
         # the shared CSV writes SMIC clips "s01_ne_01"; the HS folders (and megc2019) "s1_ne_01"
         clip = smic.clip_id(filename) if part == "smic" and dataset is None else filename
         apex_image = image_file(apex_folder, cell_text(record["imagename"]))

@@ -335,3 +335,10 @@ def test_megc2019_flow_finds_images_resaved_in_another_format(tmp_path):
     shutil.copy(crops / "sub01_EP02_01f.jpg", crops / "sub01_EP02_01f.tif")
     with pytest.raises(GeomerError, match=r"row 2: apex image .*sub01_EP02_01f\.png is missing"):
         read_dataset("megc2019-flow", root)
+
+
+def test_megc2019_flow_reads_labels_written_as_class_names(tmp_path):
+    named = {0: "Negative", 1: "positive", 2: "SURPRISE"}
+    rows = [(d, sub, clip, named[label], image) for d, sub, clip, label, image in FLOW_ROWS]
+    index = read_dataset("megc2019-flow", write_megc2019_flow(tmp_path / "flow", rows=rows))
+    assert [s.label for s in index.samples] == ["positive", "negative", "negative", "negative", "surprise"]
