@@ -1,7 +1,7 @@
 """The ``landmarks`` command: ``extract`` tracks, ``show`` a tracked frame.
 
-Bad input, bad options and unusable outputs → one line on stderr and exit status 2 (a traceback
-only with ``--debug``), checked before any tracking or writing where possible; Ctrl-C → one line,
+Bad input, bad options and unusable outputs → one line on stderr and exit status 2 (after the
+traceback with ``--debug``), checked before any tracking or writing where possible; Ctrl-C → one line,
 exit status 130. Outputs are written atomically, so a failed run leaves no partial file.
 """
 
@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from landmarks.backends import BACKENDS
@@ -284,9 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (LandmarksError, OSError) as error:
         # OSError: a file system failure on an output not foreseen by the checks (disk full, a
-        # folder made read-only meanwhile); its message names the path.
+        # folder made read-only meanwhile); its message names the path. With --debug its
+        # traceback comes first; the status is 2 either way.
         if args.debug:
-            raise
+            traceback.print_exc()
         print(f"landmarks: error: {error}", file=sys.stderr)
         return 2
 

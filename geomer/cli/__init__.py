@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from concurrent.futures.process import BrokenProcessPool
 
 from landmarks.cli import DefaultsHelpFormatter
@@ -78,14 +79,20 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _failed(args, line: object) -> int:
+    """Report an error the user can fix: its traceback first with ``--debug``, then one line;
+    exit status 2 either way (a script sees the same status with and without ``--debug``)."""
+    if args.debug:
+        traceback.print_exc()
+    print(f"geomer {args.command}: error: {line}", file=sys.stderr)
+    return 2
+
+
 def _run(args) -> int:
     try:
         status = args.func(args)
     except (GeomerError, LandmarksError) as error:
-        if args.debug:
-            raise
-        print(f"geomer {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return _failed(args, error)
     except BrokenPipeError:
         # the reader closed the pipe (`geomer models | head`): not an error; keep the interpreter
         # from failing again while flushing stdout at exit
@@ -94,16 +101,10 @@ def _run(args) -> int:
     except OSError as error:
         # A file the command reads or writes (an unwritable folder, an output path naming an
         # existing file, a name too long, a full disk): the user's to fix, one line naming it.
-        if args.debug:
-            raise
-        print(f"geomer {args.command}: error: {os_error_line(error)}", file=sys.stderr)
-        return 2
+        return _failed(args, os_error_line(error))
     except BrokenProcessPool:
-        if args.debug:
-            raise
-        print(f"geomer {args.command}: error: a worker process died (killed or out of memory); "
-              "finished work is kept: run the command again, with fewer --jobs", file=sys.stderr)
-        return 2
+        return _failed(args, "a worker process died (killed or out of memory); finished work is kept: "
+                             "run the command again, with fewer --jobs")
     except KeyboardInterrupt as interruption:
         terminated = isinstance(interruption, Terminated) or _terminated.is_set()
         print(f"geomer {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)

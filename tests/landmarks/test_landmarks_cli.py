@@ -274,9 +274,11 @@ def test_debug_shows_the_traceback_of_an_input_error(tmp_path, capsys):
         assert "Traceback" in err and "no face found" in err, command
 
 
-def test_debug_before_show_raises_its_error(tmp_path):
-    with pytest.raises(LandmarksError, match="none.npz"):
-        main(["--debug", "show", str(tmp_path / "none.npz"), "--frame", "0", "-o", str(tmp_path / "x.png")])
+def test_debug_before_show_shows_the_traceback_and_exits_2(tmp_path, capsys):
+    assert main(["--debug", "show", str(tmp_path / "none.npz"), "--frame", "0", "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "LandmarksError" in err
+    assert err.rstrip().splitlines()[-1].startswith("landmarks: error: ") and "none.npz" in err
 
 
 def test_ctrl_c_exits_130_with_one_line(tmp_path, face_video, capsys, monkeypatch):

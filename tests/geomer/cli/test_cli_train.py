@@ -316,14 +316,15 @@ def test_a_model_input_the_data_lack_fails_at_the_start(trained_run, tiny_root, 
 
 
 def test_debug_before_or_after_the_command_shows_the_traceback(tmp_path, capsys):
-    from geomer.errors import GeomerError
-
     missing = str(tmp_path / "missing")
     assert main(["evaluate", missing]) == 2
-    assert "missing" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "missing" in err and "Traceback" not in err
     for argv in (["--debug", "evaluate", missing], ["evaluate", missing, "--debug"]):
-        with pytest.raises(GeomerError, match="missing"):
-            main(argv)
+        assert main(argv) == 2  # the same status as without --debug
+        err = capsys.readouterr().err
+        assert "Traceback" in err and "GeomerError" in err
+        assert err.rstrip().splitlines()[-1].startswith("geomer evaluate: error: ") and "missing" in err
 
 
 def test_a_broken_video_gives_one_line_without_ffmpeg_noise(untrained_checkpoint, tmp_path):
