@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from geomer.data.sample import DatasetIndex
-from geomer.data.schemes import ClassScheme, get_scheme, identity_scheme
+from geomer.data.schemes import SCHEMES, ClassScheme, get_scheme, identity_scheme
 from geomer.data.sheets import SampleCollector
 from geomer.errors import GeomerError
 
@@ -56,6 +56,9 @@ def read(
         if not truth.get("classes"):
             raise GeomerError(f"{root / GROUND_TRUTH}: no \"classes\" list")
         chosen = identity_scheme(truth["classes"], name="synth-ground-truth")
+    elif isinstance(scheme, str) and scheme not in SCHEMES:
+        known = ", ".join((DEFAULT_SCHEME + " (the default)", *SCHEMES.names()))
+        raise GeomerError(f"unknown class scheme {scheme!r} for a synthetic dataset; known: {known}")
     else:
         chosen = get_scheme(scheme)
     collector = SampleCollector(NAME, chosen, skip_bad, root)

@@ -50,7 +50,8 @@ def _new_face_axes(image, positions: np.ndarray, title: str | None, width: float
     figure = Figure(figsize=(width, width), layout="constrained")
     ax = figure.subplots()
     if image is not None:
-        ax.imshow(image, cmap="gray" if np.ndim(image) == 2 else None)
+        # the face spans a few hundred photo pixels enlarged to the figure: smooth, not blocky
+        ax.imshow(image, cmap="gray" if np.ndim(image) == 2 else None, interpolation="lanczos")
         low, high = positions.min(0), positions.max(0)
         margin = 0.25 * (high - low).max()
         ax.set_xlim(max(low[0] - margin, 0), min(high[0] + margin, image.shape[1]))

@@ -120,6 +120,14 @@ def test_dataset_reader_reads_what_was_written(casme2_root):
         assert (sample.label, sample.onset, sample.apex) == (clip["label"], clip["onset"], clip["apex"])
 
 
+def test_an_unknown_scheme_error_names_the_synthetic_default(casme2_root):
+    from geomer.data.datasets import read_dataset
+    from geomer.errors import GeomerError
+
+    with pytest.raises(GeomerError, match=r"'nonsense' for a synthetic dataset; known: ground-truth \(the default\), composite-3"):
+        read_dataset("synth", casme2_root, scheme="nonsense")
+
+
 def test_samm_layout_has_title_rows_and_greyscale_frames(tmp_path):
     root = generate(tmp_path / "samm", layout="samm", seed=0, **TINY)
     raw = pd.read_excel(root / SAMM_SHEET, header=None)

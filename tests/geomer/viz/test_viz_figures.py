@@ -116,6 +116,8 @@ def test_graph_on_an_image_needs_points_and_uses_them():
     _render(figure)
     ax = figure.axes[0]
     assert len(ax.get_images()) == 1
+    # the photo is enlarged several times: resampled smoothly, not as blocks of nearest pixels
+    assert ax.get_images()[0].get_interpolation() == "lanczos"
     segments = np.concatenate([c.get_segments() for c in ax.collections if isinstance(c, LineCollection)])
     assert len(segments) == GRAPH.num_edges
     np.testing.assert_allclose(np.asarray(segments).reshape(-1, 2).min(0), points.min(0), atol=1e-6)
