@@ -328,8 +328,32 @@ class FoldDir:
         missing = [c for c in probability_columns if c not in frame.columns]
         if missing:
             raise GeomerError(f"{path}: missing column(s) {', '.join(missing)}")
-        frame[probability_columns] = _probabilities(frame, probability_columns, path)
+        probabilities = _probabilities(frame, probability_columns, path)
+        # the writer's predicted class is the row's argmax; 6-decimal rounding keeps the order, so
+        # the predicted class's written probability is exactly the row's maximum
+        predicted = frame["predicted"].map({name: i for i, name in enumerate(classes)}).to_numpy()
+        wrong = np.flatnonzero(probabilities[np.arange(len(frame)), predicted] < probabilities.max(axis=1))
+        if len(wrong):
+            row = int(wrong[0])
+            raise GeomerError(f"{path}: row {row + 2}: predicted {frame['predicted'].iloc[row]!r} is not "
+                              f"the class of highest probability")
+        frame[probability_columns] = probabilities
         return frame
+
+    def check_samples(self, frame: pd.DataFrame, samples: Sequence[str], true: Sequence[str]) -> None:
+        """GeomerError naming the file and row unless the fold's predictions (``frame``, as
+        :meth:`read_predictions` returns it) are of exactly these test samples, in this order, with
+        these true classes: a fold is reused only for the clips it was trained to test."""
+        path = self.predictions_path
+        written = frame["sample"].astype(str).tolist()
+        for row, (got, expected) in enumerate(zip(written, samples)):
+            if got != expected:
+                raise GeomerError(f"{path}: row {row + 2}: sample {got!r}, the fold tests {expected!r} there")
+        if len(written) != len(samples):
+            raise GeomerError(f"{path}: {len(written)} rows, the fold tests {len(samples)} samples")
+        for row, (got, expected) in enumerate(zip(frame["true"], true)):
+            if got != expected:
+                raise GeomerError(f"{path}: row {row + 2}: true class {got!r}, the sample's label is {expected!r}")
 
 
 class RunDir:

@@ -169,7 +169,9 @@ def run_loso(
             for fold, name in zip(fold_list, names):
                 fold_dir = run_dir.fold(seed, name)
                 if fold_dir.has_predictions():
-                    problem = _finished_fold_problem(fold_dir, config.model, class_names, len(component_names))
+                    expected = ([keys[i] for i in fold.test], [class_names[labels[i]] for i in fold.test])
+                    problem = _finished_fold_problem(fold_dir, config.model, class_names, len(component_names),
+                                                     expected)
                     if problem is None:
                         skipped += 1
                         continue
@@ -209,15 +211,19 @@ def check_model_settings(
         raise GeomerError(f"model {config.model!r} cannot be built with settings {config.cfg}: {first}") from None
 
 
-def _finished_fold_problem(fold: FoldDir, model: str, class_names, components: int) -> str | None:
-    """None when every file of a finished fold reads back cleanly, else what is wrong with it."""
+def _finished_fold_problem(
+    fold: FoldDir, model: str, class_names, components: int, expected: tuple[list[str], list[str]],
+) -> str | None:
+    """None when every file of a finished fold reads back cleanly and its predictions are of the
+    ``expected`` (test sample keys, true class names), else what is wrong with it."""
     from geomer.train.checkpoint import load_checkpoint
 
     try:
         # the epoch count catches a history cut short (checkpoints written before it was recorded
         # have none: their history is checked as before)
         trained = load_checkpoint(fold.checkpoint_path, model=model, classes=class_names).extra.get("epochs")
-        fold.read_results(class_names, components, epochs=trained)
+        frame, _, _ = fold.read_results(class_names, components, epochs=trained)
+        fold.check_samples(frame, *expected)
     except GeomerError as error:
         return str(error)
     return None

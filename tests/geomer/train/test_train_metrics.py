@@ -124,3 +124,13 @@ def test_pooling_an_incomplete_run_names_the_missing_fold(tmp_path):
     (tmp_path / "run" / "seed-0" / "s2" / "predictions.csv").unlink()
     with pytest.raises(GeomerError, match="s2"):
         pool_run(tmp_path / "run")
+
+
+def test_pooling_refuses_a_sample_tested_twice_in_a_seed(tmp_path):
+    from geomer.errors import GeomerError
+
+    _write_run(tmp_path / "run", {"s1": [("a", "a"), ("a", "a")], "s2": [("b", "b")]})
+    path = tmp_path / "run" / "seed-0" / "s2" / "predictions.csv"
+    path.write_text(path.read_text().replace("s2/c0,", "s1/c1,"))  # a row of s1 copied over s2's clip
+    with pytest.raises(GeomerError, match=r"s2/predictions.csv: row 2: sample 's1/c1' was already tested in seed 0"):
+        pool_run(tmp_path / "run")

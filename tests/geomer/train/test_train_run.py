@@ -340,9 +340,22 @@ def _with_cell(text: str, column: int, value: str) -> str:
     return "".join(lines)
 
 
+def _first_row(text: str) -> list[str]:
+    return text.splitlines()[1].split(",")
+
+
+def _other_class(name: str) -> str:
+    return next(c for c in CLASSES if c != name)
+
+
 @pytest.mark.parametrize("file, damage", [
     ("predictions.csv", lambda text: _with_cell(text, 5, "abc")),  # prob_a
     ("predictions.csv", lambda text: _with_cell(text, 5, "7.5")),
+    # well-formed edits: a prediction that is not the row's argmax, a changed true class, a sample
+    # of another fold
+    ("predictions.csv", lambda text: _with_cell(text, 4, _other_class(_first_row(text)[4]))),
+    ("predictions.csv", lambda text: _with_cell(text, 3, _other_class(_first_row(text)[3]))),
+    ("predictions.csv", lambda text: _with_cell(text, 0, "s-elsewhere/clip")),
     ("history.csv", lambda text: ""),
     ("history.csv", lambda text: _with_cell(text, 1, "x")),  # loss
     ("history.csv", lambda text: text[: text.index("\n") + 3]),  # cut inside the first epoch's row
