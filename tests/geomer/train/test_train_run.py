@@ -105,6 +105,14 @@ def test_resume_refuses_a_different_run(tmp_path, graphs, face_graph):
     run_loso(graphs, CLASSES, _config(), tmp_path / "run", face_graph=face_graph)
     with pytest.raises(GeomerError, match="epochs"):
         run_loso(graphs, CLASSES, _config(epochs=5), tmp_path / "run", face_graph=face_graph)
+    # a training setting and a model setting are part of what the run is
+    with pytest.raises(GeomerError, match="settings"):
+        run_loso(graphs, CLASSES, _config(lr=0.5), tmp_path / "run", face_graph=face_graph)
+    with pytest.raises(GeomerError, match="cfg"):
+        run_loso(graphs, CLASSES, _config(cfg={"hidden": 4}), tmp_path / "run", face_graph=face_graph)
+    # how the folds are executed is not: the run resumes with every fold reused
+    resumed = run_loso(graphs, CLASSES, _config(jobs=2), tmp_path / "run", face_graph=face_graph)
+    assert resumed.trained == [] and resumed.skipped == 6
 
 
 def test_a_step_budget_trains_whole_epochs_of_each_folds_training_set(tmp_path, graphs, face_graph):
@@ -241,28 +249,68 @@ def test_the_loss_is_class_weighted_and_label_smoothed(tmp_path, graphs, face_gr
     from geomer.train.fit import class_weights
 
     np.testing.assert_allclose(class_weights(np.array([0, 0, 0, 1]), 3), [4 / 9, 4 / 3, 0.0], rtol=1e-6)
-    made = []
-    loss = torch.nn.CrossEntropyLoss
+    used = []  # (class weights, label smoothing) of every training loss computed
 
-    def spied_loss(*args, **kwargs):
-        made.append(kwargs)
-        return loss(*args, **kwargs)
+    class SpiedLoss(torch.nn.CrossEntropyLoss):
+        def forward(self, logits, target):
+            used.append((None if self.weight is None else tuple(self.weight.tolist()), self.label_smoothing))
+            return super().forward(logits, target)
 
-    monkeypatch.setattr(torch.nn, "CrossEntropyLoss", spied_loss)
-    unbalanced = [g for g in graphs if not (int(g.y) == 2 and g.clip.endswith("_1"))]  # class c: half the clips
+    monkeypatch.setattr(torch.nn, "CrossEntropyLoss", SpiedLoss)
+    # class c: one subject keeps half its clips, so the training folds' class mixes differ
+    first_subject = str(graphs[0].subject)
+    unbalanced = [g for g in graphs if not (int(g.y) == 2 and g.clip.endswith("_1") and str(g.subject) == first_subject)]
     run_loso(unbalanced, CLASSES, _config(augment="smooth=0.2", epochs=1), tmp_path / "run", face_graph=face_graph)
-    assert made and all(kwargs["label_smoothing"] == pytest.approx(0.2) for kwargs in made)
-    # every fold trains on 5 subjects' clips: 10 of classes a and b each, 5 of c
-    for kwargs in made:
-        np.testing.assert_allclose(kwargs["weight"].numpy(), [25 / 30, 25 / 30, 25 / 15], rtol=1e-6)
-    made.clear()
+    assert used and all(smoothing == pytest.approx(0.2) for _, smoothing in used)
+    # each fold's weights come from its own training clips: 10 of a, b and c, or 10, 10, 9
+    expected = {
+        tuple(class_weights(np.array([int(g.y) for g in unbalanced if str(g.subject) != subject]), 3).tolist())
+        for subject in {str(g.subject) for g in unbalanced}
+    }
+    assert len(expected) == 2
+    seen = {weights for weights, _ in used}
+    assert len(seen) == 2 and all(
+        any(np.allclose(w, e, rtol=1e-6) for e in expected) for w in seen)
+    used.clear()
     run_loso(unbalanced, CLASSES, _config(epochs=1, class_weighted=False), tmp_path / "plain", face_graph=face_graph)
-    assert made and all(kwargs["weight"] is None and kwargs["label_smoothing"] == 0.0 for kwargs in made)
+    assert used and all(weights is None and smoothing == 0.0 for weights, smoothing in used)
 
 
-def test_best_test_epoch_is_marked_leaky(tmp_path, graphs, face_graph):
-    result = run_loso(graphs, CLASSES, _config(leaky_best_epoch=True), tmp_path / "run", face_graph=face_graph)
+def _fold_record(run, fold) -> tuple[list[str], dict]:
+    """A fold's history.csv columns and its checkpoint's ``extra``."""
+    with open(run / "seed-0" / fold / "history.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    return rows, load_checkpoint(run / "seed-0" / fold / "checkpoint.pt").extra
+
+
+def test_best_test_epoch_is_marked_leaky_and_is_the_one_tested(tmp_path, graphs, face_graph):
+    run = tmp_path / "run"
+    result = run_loso(graphs, CLASSES, _config(leaky_best_epoch=True, epochs=8, lr=0.05), run, face_graph=face_graph)
     assert result.metrics["leaky"] is True
+    earlier = 0
+    for fold in json.loads((run / "config.json").read_text())["folds"]:
+        rows, extra = _fold_record(run, fold)
+        scores = [float(row["test_uf1"]) for row in rows]
+        assert extra["epoch"] == int(np.argmax(scores)) + 1
+        earlier += extra["epoch"] < len(scores)
+    assert earlier, "no fold's best test epoch came before its last: the test would not tell"
+
+
+def test_a_default_run_never_evaluates_the_test_fold_before_its_last_epoch(tmp_path, graphs, face_graph, monkeypatch):
+    import geomer.train.fit as fit
+
+    evaluated = []
+    predict = fit._predict
+    monkeypatch.setattr(fit, "_predict", lambda model, clips, *args: evaluated.append(
+        {str(g.subject) for g in clips}) or predict(model, clips, *args))
+    run = tmp_path / "run"
+    result = run_loso(graphs, CLASSES, _config(epochs=6), run, face_graph=face_graph)
+    assert result.metrics["leaky"] is False
+    folds = json.loads((run / "config.json").read_text())["folds"]
+    assert evaluated == [{fold.replace("_", "/")} for fold in folds]  # each test subject once, nothing else
+    for fold in folds:
+        rows, extra = _fold_record(run, fold)
+        assert not {"test_uf1", "val_uf1"} & set(rows[0]) and extra["epoch"] == len(rows) == 6
 
 
 def test_run_from_an_incompatible_version_is_refused(tmp_path, graphs, face_graph):
