@@ -383,6 +383,31 @@ def test_training_with_the_recipe_is_recorded_and_changes_the_model(tmp_path):
         probabilities[1])  # seeded: the same recipe and seed give the same run
 
 
+@pytest.mark.slow
+def test_a_run_with_the_mirror_tests_the_mirror_averaged_model(tmp_path):
+    from geomer.models import create
+    from geomer.rundir import CHECKPOINT
+    from geomer.train import run_loso
+    from geomer.train.checkpoint import load_checkpoint
+
+    graphs = _three_subjects(5)
+    config = TrainConfig(model="dere-grl", cfg=SMALL, epochs=2, batch_size=6, seeds=(0,), progress=False,
+                         augment="mirror")
+    result = run_loso(graphs, ("a", "b", "c"), config, tmp_path / "run", face_graph=GRAPH)
+    fold = result.out_dir / "seed-0" / "s0"
+    checkpoint = load_checkpoint(fold / CHECKPOINT)
+    assert checkpoint.extra["mirror"] is True
+    model = create("dere-grl", 3, GRAPH, **SMALL).eval()
+    model.load_state_dict(checkpoint.state_dict)
+    batch = Batch.from_data_list(slim_graphs(model.inputs, [g for g in graphs if g.subject == "s0"]))
+    written = np.loadtxt(fold / "predictions.csv", delimiter=",", skiprows=1, usecols=(5, 6, 7))
+    with torch.no_grad():
+        averaged = MirrorAveraged(model, GRAPH).eval()(batch).logits.softmax(dim=1).numpy()
+        plain = model(batch).logits.softmax(dim=1).numpy()
+    np.testing.assert_allclose(written, averaged, atol=2e-6)
+    assert not np.allclose(written, plain, atol=1e-4)  # the clip and its mirror, not the clip alone
+
+
 def test_an_averaged_model_gets_the_batch_statistics_of_its_own_data():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.BatchNorm1d(2, affine=False), torch.nn.Linear(2, 2),
