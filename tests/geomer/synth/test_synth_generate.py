@@ -289,6 +289,18 @@ def test_distractor_aus_move_their_landmarks_by_their_amplitude_at_apex(tmp_path
             strongest = int(np.argmax(np.linalg.norm(action_unit(u).field, axis=1)))
             own = beyond_class[strongest] - others[strongest]
             assert np.linalg.norm(own) == pytest.approx(a, abs=2e-3), (key, u)
+    # nothing else moves here, so the motion ground truth is the co-activation of the class and
+    # distractor AUs together, the relevance that of the class AUs alone
+    from geomer.synth.generate import au_activation, relation_matrices
+
+    clips = truth["clips"].values()
+    for field, with_distractors in (("motion_relations", True), ("relations", False)):
+        expected = relation_matrices([
+            (c["label"], au_activation(c["aus"] + c["distractor_aus"] * with_distractors,
+                                       c["amplitudes_px"] + c["distractor_amplitudes_px"] * with_distractors))
+            for c in clips], truth["classes"])
+        for name in {c["label"] for c in clips}:
+            np.testing.assert_allclose(truth[field][name], expected[name], atol=1e-6, err_msg=f"{field} {name}")
 
 
 def test_a_blink_lowers_the_upper_lids_by_its_amplitude(tmp_path, monkeypatch):
@@ -311,3 +323,9 @@ def test_a_blink_lowers_the_upper_lids_by_its_amplitude(tmp_path, monkeypatch):
         assert np.all(rise > 0) and np.all(rise < drop)  # lower lids rise a little
         still = np.setdiff1d(np.arange(68), upper + lower)
         np.testing.assert_allclose(points[:, still], np.broadcast_to(points[:1, still], points[:, still].shape), atol=1e-4)
+    # the blink is all that moved: the motion ground truth holds the two eyes only, the relevance nothing
+    eyes = [truth["components"].index(name) for name in ("right_eye", "left_eye")]
+    for name in {clip["label"] for clip in truth["clips"].values()}:
+        motion = np.array(truth["motion_relations"][name])
+        assert motion.sum() == pytest.approx(1.0, abs=1e-4) and np.all(motion[np.ix_(eyes, eyes)] > 0)
+        assert not np.any(np.array(truth["relations"][name]))
