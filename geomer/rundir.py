@@ -12,7 +12,9 @@ Layout (every name below is spelled once, here)::
     figures/                            the run's figures (geomer.viz.run is their one writer)
     seed-<s>/<fold>/checkpoint.pt       the fold's trained model (geomer.train.checkpoint)
     seed-<s>/<fold>/predictions.csv     PREDICTION_COLUMNS + prob_<class>…; written last, so its
-                                        presence (and a clean read) marks the fold as finished
+                                        presence (and a clean read: predicted = most probable
+                                        class; on resume, the fold's own test samples and labels)
+                                        marks the fold as finished
     seed-<s>/<fold>/relations.npy       [n_test, K, K] in predictions order (and <kind>.npy the same)
     seed-<s>/<fold>/history.csv         epoch, loss, acc (+ val_uf1 / test_uf1 when selecting)
 
