@@ -383,22 +383,28 @@ def test_training_with_the_recipe_is_recorded_and_changes_the_model(tmp_path):
         probabilities[1])  # seeded: the same recipe and seed give the same run
 
 
-@pytest.mark.slow
-def test_a_run_with_the_mirror_tests_the_mirror_averaged_model(tmp_path):
+def _small_run_fold_s0(tmp_path, graphs, augment: str):
+    """Train the small ``dere-grl`` on ``graphs`` (LOSO, 2 epochs, seed 0) with ``augment``: the
+    folder of fold s0, its checkpoint and its model rebuilt from it (in eval mode)."""
     from geomer.models import create
     from geomer.rundir import CHECKPOINT
     from geomer.train import run_loso
     from geomer.train.checkpoint import load_checkpoint
 
-    graphs = _three_subjects(5)
     config = TrainConfig(model="dere-grl", cfg=SMALL, epochs=2, batch_size=6, seeds=(0,), progress=False,
-                         augment="mirror")
-    result = run_loso(graphs, ("a", "b", "c"), config, tmp_path / "run", face_graph=GRAPH)
-    fold = result.out_dir / "seed-0" / "s0"
+                         augment=augment)
+    fold = run_loso(graphs, ("a", "b", "c"), config, tmp_path / "run", face_graph=GRAPH).out_dir / "seed-0" / "s0"
     checkpoint = load_checkpoint(fold / CHECKPOINT)
-    assert checkpoint.extra["mirror"] is True
     model = create("dere-grl", 3, GRAPH, **SMALL).eval()
     model.load_state_dict(checkpoint.state_dict)
+    return fold, checkpoint, model
+
+
+@pytest.mark.slow
+def test_a_run_with_the_mirror_tests_the_mirror_averaged_model(tmp_path):
+    graphs = _three_subjects(5)
+    fold, checkpoint, model = _small_run_fold_s0(tmp_path, graphs, "mirror")
+    assert checkpoint.extra["mirror"] is True
     batch = Batch.from_data_list(slim_graphs(model.inputs, [g for g in graphs if g.subject == "s0"]))
     written = np.loadtxt(fold / "predictions.csv", delimiter=",", skiprows=1, usecols=(5, 6, 7))
     with torch.no_grad():
@@ -441,17 +447,8 @@ def test_the_weight_average_forgets_the_first_steps_of_a_short_run():
 
 @pytest.mark.slow
 def test_a_model_trained_with_ema_is_saved_with_the_statistics_of_its_training_clips(tmp_path):
-    from geomer.models import create
-    from geomer.rundir import CHECKPOINT
-    from geomer.train import run_loso
-    from geomer.train.checkpoint import load_checkpoint
-
     graphs = _three_subjects(4)
-    config = TrainConfig(model="dere-grl", cfg=SMALL, epochs=2, batch_size=6, seeds=(0,), progress=False,
-                         augment="flip,ema=0.9")
-    result = run_loso(graphs, ("a", "b", "c"), config, tmp_path / "run", face_graph=GRAPH)
-    model = create("dere-grl", 3, GRAPH, **SMALL).eval()
-    model.load_state_dict(load_checkpoint(result.out_dir / "seed-0" / "s0" / CHECKPOINT).state_dict)
+    _, _, model = _small_run_fold_s0(tmp_path, graphs, "flip,ema=0.9")
     # what the BatchNorm layers on the raw node signals see of the fold's 12 training clips (the
     # flow-image encoder's input passes BatchNorm layers of its own first)
     norms = {name: model.node_encoders[name].norm for name in ("geometry", "flow")}
