@@ -91,6 +91,11 @@ def read_pretrained(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: pretraining checkpoint format {payload['format_version']} is newer than "
             f"this geomer ({FORMAT_VERSION})"
         )
+    # what a run reads of it: the leak check's subjects and frames, the weights
+    for name, kind in (("model", str), ("state_dict", dict), ("subjects", list), ("sources", list),
+                       ("frame_fingerprints", list)):
+        if not isinstance(payload.get(name), kind):
+            raise GeomerError(f"{path}: not a geomer pretraining checkpoint (missing or malformed {name!r})")
     return payload
 
 

@@ -48,8 +48,9 @@ class Checkpoint:
             try:
                 model.load_state_dict(self.state_dict)
             except RuntimeError as error:
-                first = str(error).strip().splitlines()[0]
-                raise GeomerError(f"checkpoint weights do not fit model {self.model!r}: {first}") from None
+                # torch's first line only introduces the list of missing, unexpected or resized keys
+                detail = " ".join(line.strip() for line in str(error).strip().splitlines()[1:])
+                raise GeomerError(f"checkpoint weights do not fit model {self.model!r}: {detail[:300]}") from None
         model.eval()
         if self.extra.get("mirror"):
             from geomer.train.augment import MirrorAveraged
@@ -84,6 +85,26 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     return path
 
 
+#: The fields of a checkpoint and their types (feature_settings and extra may be absent).
+_FIELDS = {"model": str, "cfg": dict, "classes": list, "component_names": list, "graph": dict,
+           "state_dict": dict, "feature_settings": dict, "extra": dict}
+
+
+def _check_fields(path: Path, payload: dict) -> None:
+    """One-line GeomerError naming ``path`` unless every field has its type and the graph record
+    builds a graph (a file edited by hand or written by other code is refused, not a traceback)."""
+    from geomer.graph import FaceGraph
+
+    for name, kind in _FIELDS.items():
+        value = payload.get(name, {} if name in ("feature_settings", "extra") else None)
+        if not isinstance(value, kind) or (kind is list and not all(isinstance(v, str) for v in value)):
+            raise GeomerError(f"{path}: not a geomer checkpoint (missing or malformed {name!r})")
+    try:
+        FaceGraph.from_record(payload["graph"])
+    except (GeomerError, ValueError, TypeError, KeyError, IndexError) as error:
+        raise GeomerError(f"{path}: not a geomer checkpoint (malformed 'graph': {str(error).splitlines()[0][:150]})") from None
+
+
 def load_checkpoint(
     path: str | Path,
     *,
@@ -109,6 +130,7 @@ def load_checkpoint(
         raise GeomerError(f"{path}: not a geomer checkpoint (format {CHECKPOINT_FORMAT} expected)")
     version = str(payload.get("geomer_version"))
     check_version(path, version, "checkpoint")
+    _check_fields(path, payload)
     if model is not None and payload["model"] != model:
         raise GeomerError(f"{path}: a checkpoint of model {payload['model']!r}, not {model!r}")
     if classes is not None and list(classes) != list(payload["classes"]):

@@ -68,6 +68,32 @@ def test_weights_that_do_not_fit_are_refused(saved):
         wrong.build_model()
 
 
+def test_weights_that_do_not_fit_name_the_keys(saved):
+    path, _, _ = saved
+    checkpoint = load_checkpoint(path)
+    state = dict(checkpoint.state_dict)
+    state.pop("encode.bias")
+    with pytest.raises(GeomerError, match=r'do not fit model .*: Missing key\(s\) in state_dict: "encode.bias"'):
+        Checkpoint(**{**checkpoint.__dict__, "state_dict": state}).build_model()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("model", None), ("cfg", [1, 2]), ("classes", 5), ("classes", [1, 2, 3]), ("component_names", "abc"),
+    ("feature_settings", [1]), ("state_dict", "abc"), ("extra", 3), ("graph", {"nodes": [[1, 2], [3]]}),
+    ("graph", {"partition": "k7", "nodes": [[1, 2], [3]]}),
+])
+def test_a_checkpoint_with_a_missing_or_malformed_field_is_one_line_naming_it(saved, tmp_path, field, value):
+    path, _, _ = saved
+    payload = torch.load(path, weights_only=True)
+    if value is None:
+        del payload[field]
+    else:
+        payload[field] = value
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(GeomerError, match=rf"edited.pt: not a geomer checkpoint \((missing or )?malformed '{field}'"):
+        load_checkpoint(tmp_path / "edited.pt")
+
+
 def test_incompatible_version_and_foreign_files_are_refused(saved, tmp_path):
     path, _, _ = saved
     payload = torch.load(path, weights_only=True)
@@ -197,3 +223,17 @@ def test_an_earlier_checkpoint_is_rebuilt_with_the_settings_of_its_version(name,
     assert spec.settings_of_version(before).items() >= setting.items()
     assert not setting.keys() & spec.settings_of_version(since).keys()
     assert spec.settings_of_version("0.10.0") == {}
+
+
+@pytest.mark.parametrize("field", ["model", "state_dict", "subjects", "sources", "frame_fingerprints"])
+def test_a_pretraining_checkpoint_without_what_a_run_reads_is_one_line_naming_it(tmp_path, field):
+    from geomer.models.pretrained import pretrained_subjects, save_pretrained
+
+    path = save_pretrained(tmp_path / "pretrained.pt", torch.nn.Linear(2, 2), model_name="mubert",
+                           subjects=["external/a"], sources=["a.mp4"], frame_fingerprints=["1:ab"])
+    assert pretrained_subjects(path) == {"external/a"}
+    payload = torch.load(path, weights_only=True)
+    del payload[field]
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(GeomerError, match=rf"edited.pt: not a geomer pretraining checkpoint \(missing or malformed '{field}'\)"):
+        pretrained_subjects(tmp_path / "edited.pt")
