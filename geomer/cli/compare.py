@@ -118,13 +118,13 @@ def check_figure_path(out):
 def _run(args) -> int:
     from pathlib import Path
 
-    if args.permutations < 1:
-        from geomer.errors import GeomerError
-
-        raise GeomerError(f"--permutations must be at least 1, got {args.permutations}")
     from geomer.errors import GeomerError
     from landmarks.files import check_output_folder
 
+    if args.permutations < 1:
+        raise GeomerError(f"--permutations must be at least 1, got {args.permutations}")
+    if args.seed < 0:  # numpy's seed sequences take non-negative integers only
+        raise GeomerError(f"--seed must be at least 0, got {args.seed}")
     check_output_folder(Path(args.out).parent, "-o", GeomerError)
     table = compare_runs(args.run_dirs, args.out, ground_truth=args.ground_truth, per_class=args.per_class,
                          permutations=args.permutations, seed=args.seed)

@@ -59,6 +59,8 @@ def run(args) -> int:
 
     if args.epochs < 1:
         raise GeomerError(f"--epochs must be at least 1 (got {args.epochs})")
+    if args.seed < 0:  # as geomer synth and train: a seed is a non-negative integer
+        raise GeomerError(f"--seed must be at least 0, got {args.seed}")
     BACKENDS[args.backend]  # an unknown name is a one-line error before any work
     check_pretrainable(args.model)
     check_output_folder(args.out, "--out", GeomerError)  # before the training, not after it

@@ -156,6 +156,13 @@ def test_compare_never_writes_over_a_file_that_is_not_a_figure(tmp_path, run_dir
     assert notes.read_text() == "my notes\n" and not (tmp_path / "notes.csv").exists()
 
 
+def test_compare_refuses_a_negative_seed_before_any_work(tmp_path, run_dir, capsys):
+    figure = tmp_path / "c.png"
+    assert main(["compare", str(run_dir), "-o", str(figure), "--permutations", "10", "--seed", "-1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["geomer compare: error: --seed must be at least 0, got -1"]
+    assert not figure.exists()
+
+
 def test_compare_into_a_directory_names_it_before_any_work(tmp_path, run_dir, capsys):
     """The output check comes first: a missing run directory is not even looked at."""
     folder = tmp_path / "figures"

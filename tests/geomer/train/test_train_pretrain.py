@@ -155,6 +155,14 @@ def test_pretrain_refuses_an_out_inside_a_run_before_any_work(tmp_path, capsys):
     assert len(err) == 1 and f"inside the run directory {tmp_path / 'run'}" in err[0]
 
 
+
+def test_pretrain_refuses_a_negative_seed_before_any_work(tmp_path, capsys):
+    assert main(["pretrain", "--frames", str(tmp_path / "nope"), "--seed", "-1", "--out", str(tmp_path / "pre"),
+                 "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["geomer pretrain: error: --seed must be at least 0, got -1"]
+    assert not (tmp_path / "pre").exists()
+
+
 # ----------------------------------------------------------------------------- the objective
 
 
