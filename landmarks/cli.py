@@ -277,8 +277,8 @@ def _show(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         return args.func(args)
     except KeyboardInterrupt:
         print("landmarks: interrupted", file=sys.stderr)

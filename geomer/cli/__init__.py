@@ -66,8 +66,11 @@ def _terminate(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:  # building the parser imports every command's module: a second or so of Ctrl-C to catch
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("geomer: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     # signal handlers can only be set from the main thread (tests may call main from others)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None

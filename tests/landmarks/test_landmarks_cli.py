@@ -350,3 +350,14 @@ def test_help_shows_no_empty_default(capsys):
         texts[command] = " ".join(capsys.readouterr().out.split())
         assert "(default: None)" not in texts[command] and "(default: False)" not in texts[command], command
     assert "(default: dlib)" in texts["extract"]  # defaults worth saying are still said
+
+
+def test_ctrl_c_while_the_parser_is_built_exits_130_with_one_line(capsys, monkeypatch):
+    import landmarks.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(landmarks.cli, "_parser", interrupted)
+    assert main(["extract", "x.mp4", "-o", "x.npz"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["landmarks: interrupted"]

@@ -29,3 +29,14 @@ def test_sigterm_turned_into_a_plain_interrupt_by_a_library_still_exits_143(monk
     monkeypatch.setattr(geomer.cli.models, "run", run)
     assert main(["models"]) == 128 + signal.SIGTERM
     assert capsys.readouterr().err.strip() == "geomer models: terminated"
+
+
+def test_ctrl_c_while_the_commands_are_loaded_exits_130_with_one_line(monkeypatch, capsys):
+    import geomer.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(geomer.cli, "build_parser", interrupted)
+    assert main(["models"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["geomer: interrupted"]
