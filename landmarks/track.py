@@ -82,6 +82,12 @@ class LandmarkTrack:
                 f"inconsistent LandmarkTrack shapes: points {points.shape}, valid {valid.shape}, "
                 f"frame_index {frame_index.shape}, box {box.shape}"
             )
+        # a valid frame's points and box are drawn and measured: NaN or inf there is damage
+        # (invalid frames may hold anything)
+        bad = np.flatnonzero(valid & ~(np.isfinite(points).all(axis=(1, 2)) & np.isfinite(box).all(axis=1)))
+        if len(bad):
+            raise ValueError(f"frame {int(frame_index[bad[0]])}: non-finite landmark points or box "
+                             f"in a valid frame ({len(bad)} frame(s))")
         object.__setattr__(self, "points", points)
         object.__setattr__(self, "valid", valid)
         object.__setattr__(self, "frame_index", frame_index)

@@ -93,6 +93,19 @@ def test_load_rejects_foreign_and_corrupt_files(tmp_path):
         LandmarkTrack.load(tmp_path / "missing.npz")
 
 
+@pytest.mark.parametrize("field", ["points", "box"])
+def test_load_names_a_valid_frame_with_non_finite_points(tmp_path, field):
+    track = _track()  # frame 2 is invalid and NaN: allowed
+    path = track.save(tmp_path / "track.npz")
+    assert LandmarkTrack.load(path).valid.sum() == 5
+    arrays = dict(np.load(path))
+    arrays[field][4] = np.inf
+    np.savez(tmp_path / "edited.npz", **arrays)
+    frame = int(track.frame_index[4])
+    with pytest.raises(LandmarksError, match=rf"edited.npz: frame {frame}: non-finite landmark points or box"):
+        LandmarkTrack.load(tmp_path / "edited.npz")
+
+
 @pytest.mark.parametrize("content", [b"\x00\x00\x00\x18ftypisom video bytes", b"\x93NUMPY", b""])
 def test_load_names_a_file_that_is_no_npz_archive(tmp_path, content):
     # np.load takes such a file for a pickle and talks of allow_pickle; the error must say what it is not
