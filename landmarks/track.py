@@ -82,12 +82,6 @@ class LandmarkTrack:
                 f"inconsistent LandmarkTrack shapes: points {points.shape}, valid {valid.shape}, "
                 f"frame_index {frame_index.shape}, box {box.shape}"
             )
-        # a valid frame's points and box are drawn and measured: NaN or inf there is damage
-        # (invalid frames may hold anything)
-        bad = np.flatnonzero(valid & ~(np.isfinite(points).all(axis=(1, 2)) & np.isfinite(box).all(axis=1)))
-        if len(bad):
-            raise ValueError(f"frame {int(frame_index[bad[0]])}: non-finite landmark points or box "
-                             f"in a valid frame ({len(bad)} frame(s))")
         object.__setattr__(self, "points", points)
         object.__setattr__(self, "valid", valid)
         object.__setattr__(self, "frame_index", frame_index)
@@ -183,7 +177,7 @@ class LandmarkTrack:
         except Exception as error:  # zip/format errors from a corrupt or foreign file
             raise LandmarksError(f"{path}: cannot read the track ({error})") from None
         try:
-            return cls(
+            track = cls(
                 points=fields["points"],
                 valid=fields["valid"],
                 frame_index=fields["frame_index"],
@@ -195,3 +189,11 @@ class LandmarkTrack:
             )
         except ValueError as error:
             raise LandmarksError(f"{path}: {error}") from None
+        # a valid frame's points and box are drawn and measured: NaN or inf there is damage to
+        # the file (invalid frames may hold anything)
+        finite = np.isfinite(track.points).all(axis=(1, 2)) & np.isfinite(track.box).all(axis=1)
+        bad = np.flatnonzero(track.valid & ~finite)
+        if len(bad):
+            raise LandmarksError(f"{path}: frame {int(track.frame_index[bad[0]])}: non-finite landmark points "
+                                 f"or box in a valid frame ({len(bad)} frame(s))")
+        return track
