@@ -152,6 +152,10 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
             raise GeomerError(f"{path}: 'motion_relations' needs a K×K matrix per class ({error})") from None
         if motion.shape != expected:
             raise GeomerError(f"{path}: motion_relations have shape {list(motion.shape)}, expected {list(expected)}")
+    for key, values in (("relations", matrices), ("motion_relations", motion)):
+        if values is not None and not np.isfinite(values).all():  # JSON null reads as NaN, Infinity as inf
+            c, row = np.argwhere(~np.isfinite(values))[0][:2]
+            raise GeomerError(f"{path}: {key} of class {classes[c]!r}, row {row}: not a finite number")
     return GroundTruth(classes=classes, component_names=components, relations=matrices, path=str(path),
                        motion_relations=motion)
 

@@ -621,13 +621,7 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
     """
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     config = run_dir.config
-    try:
-        classes = tuple(str(c) for c in config["classes"])
-        component_names = tuple(str(c) for c in config["component_names"])
-    except (KeyError, TypeError):
-        raise GeomerError(f"{run_dir.config_path}: needs 'classes' and 'component_names'") from None
-    if not classes or not component_names:
-        raise GeomerError(f"{run_dir.config_path}: empty 'classes' or 'component_names'")
+    classes, component_names = (_names(config, key, run_dir.config_path) for key in ("classes", "component_names"))
     components = len(component_names)
 
     frames: list[pd.DataFrame] = []
@@ -682,6 +676,17 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
         history_files=tuple(histories),
         unfinished=tuple(unfinished),
     )
+
+
+def _names(config: dict, key: str, path: Path) -> tuple[str, ...]:
+    """config.json's ``key``: a non-empty list of distinct non-empty strings, or a one-line
+    GeomerError naming the file (a string or a repeated name would otherwise surface later as
+    an unknown class in some predictions.csv row)."""
+    names = config.get(key)
+    if (not isinstance(names, list) or not names or len(set(map(str, names))) != len(names)
+            or not all(isinstance(name, str) and name for name in names)):
+        raise GeomerError(f"{path}: '{key}' must be a non-empty list of distinct names, got {names!r:.80}")
+    return tuple(names)
 
 
 def check_not_inside_a_run(path: str | Path, option: str = "--out") -> None:

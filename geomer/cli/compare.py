@@ -28,6 +28,8 @@ def register(subparsers) -> None:
 
 def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, permutations: int = 5040, seed: int = 0):
     """Write the side-by-side figure and the agreement CSV; returns the table (a DataFrame)."""
+    from pathlib import Path
+
     import numpy as np
 
     from geomer.atomic import atomic_write_text
@@ -38,6 +40,11 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
 
     out = check_figure_path(out)
     runs = [load_run(path) for path in run_dirs]
+    seen = set()
+    for run in runs:  # a run beside itself is one panel twice, not a comparison
+        if Path(run.path).resolve() in seen:
+            raise GeomerError(f"{run.path}: given twice")
+        seen.add(Path(run.path).resolve())
     for run in runs:  # agreement over some of the folds would not be the run's
         if run.unfinished:
             raise GeomerError(f"{run.path}: the run is incomplete ({len(run.unfinished)} fold(s) unfinished, e.g. "

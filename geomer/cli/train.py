@@ -80,6 +80,8 @@ def parse_settings(model: str, items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise GeomerError(f"--set {item!r}: expected KEY=VALUE")
+        if key in texts:  # silently keeping the last would train a setting the user did not mean
+            raise GeomerError(f"--set {item!r}: {key} is already set to {texts[key]!r}")
         texts[key] = value
     return parse_model_settings(model, texts)
 

@@ -56,20 +56,27 @@ _DATASET_NAMES = {
 
 
 def find_csv(root: Path) -> Path:
-    """The one CSV at the root whose header has the layout's columns."""
-    wanted = {"dataset", "sub", "filenameo", "label", "imagename"}
-    found = []
+    """The one CSV at the root whose header has the layout's columns; when none has them, the
+    error names each CSV present and what it lacks (or why it could not be read)."""
+    wanted = {"dataset": "dataset", "sub": "sub", "filenameo": "filename_o", "label": "label",
+              "imagename": "imagename"}
+    found, rejected = [], []
     for path in sorted(Path(root).glob("*.csv")):
         try:
             header = pd.read_csv(path, nrows=0).columns
-        except Exception:  # not a readable CSV: not ours
+        except Exception as error:  # not a readable CSV: not ours, but say so if none is
+            rejected.append(f"{path.name} unreadable: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
             continue
-        if wanted <= {re.sub(r"[^0-9a-z]", "", str(c).lower()) for c in header}:
+        have = {re.sub(r"[^0-9a-z]", "", str(c).lower()) for c in header}
+        missing = [name for key, name in wanted.items() if key not in have]
+        if missing:
+            rejected.append(f"{path.name}: lacks {', '.join(missing)}")
+        else:
             found.append(path)
     if not found:
         raise GeomerError(
             f"{root}: not a megc2019-flow root: no CSV with columns dataset, sub, filename_o, "
-            "label, imagename"
+            "label, imagename" + (f" ({'; '.join(rejected)})" if rejected else "")
         )
     if len(found) > 1:
         raise GeomerError(f"{root}: several megc2019-flow CSVs ({', '.join(p.name for p in found)}); keep one")

@@ -142,6 +142,8 @@ def parse_recipe(spec: str | None) -> Recipe:
         name = name.strip()
         if name not in DEFAULTS:
             raise GeomerError(f"--augment {item!r}: unknown part {name!r}; known: {', '.join(DEFAULTS)}")
+        if name in values:
+            raise GeomerError(f"--augment {item!r}: {name} is given twice")
         try:
             value = float(text) if sep else DEFAULTS[name]
         except ValueError:

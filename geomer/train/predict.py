@@ -52,9 +52,10 @@ class Prediction:
 
 def _check_frame_range(source: Path, onset: int | None, apex: int | None, offset: int | None,
                        frames: list[int] | None = None) -> None:
-    """One-line GeomerError unless the given frame numbers are in order (onset <= apex <= offset)
-    and among ``frames`` (default: a frame folder's numbered files; a video's frames are only
-    known once it is read, so then only the order is checked)."""
+    """One-line GeomerError unless the clip has two frames or more and the given frame numbers
+    are in order (onset <= apex <= offset) and among ``frames`` (default: a frame folder's
+    numbered files; a video's frames are only known once it is read, so then only the order is
+    checked)."""
     given = [(name, int(value)) for name, value in (("onset", onset), ("apex", apex), ("offset", offset))
              if value is not None]
     if any(first[1] > second[1] for first, second in zip(given, given[1:])):
@@ -64,6 +65,8 @@ def _check_frame_range(source: Path, onset: int | None, apex: int | None, offset
         from geomer.data.frames import frames_of
 
         frames = list(frames_of(source))
+    if frames is not None and len(frames) == 1:
+        raise GeomerError(f"{source}: one frame ({frames[0]}) has no motion; a clip needs at least two")
     for name, value in given if frames else ():
         if value not in frames:
             raise GeomerError(f"{source}: {name} frame {value} is not among frames {frames[0]}..{frames[-1]}")

@@ -116,6 +116,7 @@ def test_predict_a_clip_folder(trained_run, tiny_root, tmp_path, capsys):
     (["--apex", "9999"], "apex frame 9999 is not among frames"),
     (["--onset", "5", "--apex", "3"], "onset <= apex <= offset (got onset 5, apex 3)"),
     ([], "one image has no motion"),
+    (["one-frame folder"], "has no motion; a clip needs at least two"),
 ])
 def test_predict_refuses_a_bad_frame_range_or_one_image_before_tracking(untrained_checkpoint, tiny_root, tmp_path, capsys,
                                                             monkeypatch, frames, message):
@@ -128,6 +129,12 @@ def test_predict_refuses_a_bad_frame_range_or_one_image_before_tracking(untraine
     clip = next(p for p in sorted(tiny_root.glob("sub*/*")) if p.is_dir())
     if not frames:  # one frame file of the clip
         clip = sorted(clip.iterdir())[0]
+    elif frames == ["one-frame folder"]:  # a folder holding one of the clip's frames
+        first = sorted(clip.iterdir())[0]
+        clip = tmp_path / "one"
+        clip.mkdir()
+        (clip / first.name).write_bytes(first.read_bytes())
+        frames = []
     status = main(["predict", str(clip), "--checkpoint", str(untrained_checkpoint), "-o", str(tmp_path / "p"),
                    "--quiet", *frames])
     err = capsys.readouterr().err
@@ -347,6 +354,8 @@ def test_a_broken_video_gives_one_line_without_ffmpeg_noise(untrained_checkpoint
     (["--set", "hidden=abc"], "expected int"), (["--set", "hidden=16.7"], "expected int"),
     (["--set", "use_flow=maybe"], "expected bool"), (["--set", "dropout=nan"], "expected float"),
     (["--set", "nosuch=1"], "no setting"), (["--epochs", "3", "--steps", "100"], "not both"),
+    (["--set", "hidden=8", "--set", "hidden=16"], "hidden is already set to '8'"),
+    (["--augment", "flip,flip=0.3"], "flip is given twice"),
     (["--steps", "0"], "steps must be at least 1"), (["--set", "actions=0"], "actions must be ≥ 1"),
     (["--model", "mmt", "--set", "depth=0"], "depth must be ≥ 1"),
     (["--model", "mmt", "--set", "temperature=0"], "temperature must be > 0"),

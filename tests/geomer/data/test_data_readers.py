@@ -240,6 +240,18 @@ def test_megc2019_flow_bad_rows(tmp_path):
         read_dataset("megc2019-flow", root)
 
 
+def test_megc2019_flow_root_without_its_csv_names_each_csv_and_what_it_lacks(tmp_path):
+    root = write_megc2019_flow(tmp_path / "flow")
+    csv = next(root.glob("*.csv"))
+    csv.write_text(csv.read_text().replace("imagename", "image"))
+    (root / "notes.csv").write_bytes(b"\xff\xfe\x00 not text")
+    with pytest.raises(GeomerError) as caught:
+        read_dataset("megc2019-flow", root)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1 and "not a megc2019-flow root" in message
+    assert f"{csv.name}: lacks imagename" in message and "notes.csv unreadable" in message
+
+
 def test_synth_root_read_with_its_layout(tmp_path):
     root = write_casme2(tmp_path / "syn")
     truth = {"layout": "casme2", "classes": ["happiness", "disgust", "surprise", "repression",

@@ -144,6 +144,9 @@ def test_compare_bad_inputs(tmp_path, run_dir, capsys):
     assert capsys.readouterr().err.count("\n") == 1
     assert main(["compare", str(run_dir), "-o", str(tmp_path / "c.txt")]) == 2
     assert "cannot write a figure" in capsys.readouterr().err
+    assert main(["compare", str(run_dir), str(run_dir / "."), "-o", str(figure)]) == 2  # one run beside itself
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "given twice" in err
     assert not figure.exists()
 
 

@@ -237,6 +237,18 @@ def test_load_run_errors_name_the_file(tmp_path, run_dir):
         load_run(run_dir)
 
 
+@pytest.mark.parametrize("key, value", [
+    ("classes", "negative"), ("classes", ["negative", "negative", "surprise"]), ("classes", []),
+    ("component_names", ["brow_l", 3]), ("component_names", None),
+])
+def test_load_run_blames_malformed_names_on_config_json(run_dir, key, value):
+    config = json.loads((run_dir / "config.json").read_text())
+    config[key] = value
+    (run_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(GeomerError, match=rf"config.json: '{key}' must be a non-empty list of distinct names"):
+        load_run(run_dir)
+
+
 @pytest.mark.parametrize("cell, message", [
     ("abc", r"row 3: prob_positive is 'abc', not a probability in \[0, 1\]"),
     ("", r"row 3: prob_positive is '', not a probability"),
@@ -284,6 +296,12 @@ def test_ground_truth_round_trip_and_errors(tmp_path, ground_truth_file, pattern
     broken.write_text(json.dumps({"classes": ["a"], "components": ["x", "y"], "relations": {"a": [[1, 2, 3]]}}))
     with pytest.raises(GeomerError, match="broken.json"):
         load_ground_truth(broken)
+    data = json.loads(ground_truth_file.read_text())
+    for bad in (None, float("inf")):  # JSON null and Infinity: NaN and inf once read
+        data["relations"]["positive"][3][1] = bad
+        broken.write_text(json.dumps(data))
+        with pytest.raises(GeomerError, match=r"broken.json: relations of class 'positive', row 3: not a finite"):
+            load_ground_truth(broken)
 
 
 def test_run_agrees_with_its_planted_ground_truth(run_dir, ground_truth_file, tmp_path, make_run):
