@@ -8,9 +8,13 @@ exit status 130. Outputs are written atomically, so a failed run leaves no parti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -276,10 +280,55 @@ def _show(args) -> int:
     return 0
 
 
+#: How long after a lost interrupt it is raised again (:func:`interrupts_not_lost`): long enough
+#: for the finaliser that lost it to have returned.
+_REDELIVERY_DELAY = 0.01
+
+
+@contextlib.contextmanager
+def interrupts_not_lost(raised_for: dict[type[BaseException], int] | None = None):
+    """Within the block, a Ctrl-C (or another signal whose handler raises a KeyboardInterrupt)
+    that Python drops is raised again. ``raised_for``: such subclasses and their signal (e.g. a
+    SIGTERM handler's), the rest being Ctrl-C's.
+
+    A signal's handler runs at the next bytecode the main thread executes; when that is in a
+    finaliser (a ``__del__``, e.g. a closed ``ZipFile``'s while archives are read), its
+    KeyboardInterrupt is printed as "Exception ignored" and dropped, and the command ran on to
+    the end. ``sys.unraisablehook`` sees it: a helper thread delivers the same signal to the
+    main thread again a moment later, once the finaliser has returned. Only in the main thread
+    (signals are handled there); elsewhere the block does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            return previous(unraisable)
+        number = next((number for kind, number in (raised_for or {}).items()
+                       if issubclass(unraisable.exc_type, kind)), signal.SIGINT)
+        threading.Thread(target=_interrupt_main, args=(number,), daemon=True).start()
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
+def _interrupt_main(number: int) -> None:
+    import _thread
+
+    time.sleep(_REDELIVERY_DELAY)
+    _thread.interrupt_main(number)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
-        return args.func(args)
+        with interrupts_not_lost():
+            args = _parser().parse_args(argv)
+            return args.func(args)
     except KeyboardInterrupt:
         print("landmarks: interrupted", file=sys.stderr)
         return 130

@@ -9,6 +9,12 @@ Two rules, both learnt the hard way:
   process that imports ``preload`` once, so each worker still starts in a fraction of a second.
   Because the fork server was started earlier, each worker is given the caller's current
   environment variables, working folder and ``sys.path`` when it starts.
+- **Ctrl-C is the caller's.** The fork server is started with SIGINT ignored, so a Ctrl-C while
+  it imports ``preload`` (seconds, for torch) does not print its KeyboardInterrupt traceback (it
+  ignores SIGINT itself only once the imports are done); its workers inherit that. The caller
+  waits for those imports (a no-op process) before it makes the pool: a worker asked for during
+  them would be born after an interrupted caller is gone and fail with a traceback. So the
+  caller alone gets the KeyboardInterrupt, and ends its workers (:class:`_Pool`'s ``__exit__``).
 - **Workers die with their parent.** On Linux each worker asks the kernel for SIGKILL when its
   parent (the fork server, which itself exits when the caller does) dies (``PR_SET_PDEATHSIG``
   through ``prctl``); everywhere, a watcher thread in each worker exits the worker when the calling
@@ -46,6 +52,8 @@ def process_pool(
     if jobs < 1:
         raise ValueError(f"a process pool needs at least 1 worker, got {jobs}")
     context = _context(preload)
+    if context.get_start_method() == "forkserver":
+        _start_fork_server(context)
     state = (os.getpid(), dict(os.environ), os.getcwd(), list(sys.path))
     return _Pool(
         max_workers=jobs,
@@ -80,6 +88,23 @@ def _context(preload: Sequence[str]):
         # Only takes effect if the fork server is not running yet (it starts once per process).
         context.set_forkserver_preload(list(preload))
     return context
+
+
+def _start_fork_server(context) -> None:
+    """Start the fork server (if it is not running) with SIGINT ignored, and wait until it has
+    imported its preload modules (module docstring). An ignored signal stays ignored across
+    ``exec``, and Python then leaves it so."""
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is threading.main_thread():  # signal() works there only
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            forkserver.ensure_running()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    ready = context.Process(name="fork-server-ready")  # runs nothing: it is born once the imports are done
+    ready.start()
+    ready.join()
 
 
 def _start_worker(state: tuple, initializer: Callable[..., None] | None, initargs: tuple) -> None:

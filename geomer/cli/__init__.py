@@ -16,7 +16,7 @@ import threading
 import traceback
 from concurrent.futures.process import BrokenProcessPool
 
-from landmarks.cli import DefaultsHelpFormatter
+from landmarks.cli import DefaultsHelpFormatter, interrupts_not_lost
 from landmarks.errors import LandmarksError
 
 from geomer.errors import GeomerError
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     _terminated.clear()
     try:
-        return _run(args)
+        with interrupts_not_lost({Terminated: signal.SIGTERM}):
+            return _run(args)
     finally:
         if in_main_thread and previous is not None:  # None: a handler set outside Python, kept as ours
             signal.signal(signal.SIGTERM, previous)

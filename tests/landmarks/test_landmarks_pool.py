@@ -77,3 +77,38 @@ def test_an_exception_in_the_pool_block_cancels_queued_tasks_and_ends_the_worker
             raised = time.monotonic()
             raise KeyboardInterrupt  # what Ctrl-C or SIGTERM raises in geomer's CLI
     assert time.monotonic() - raised < 3.0  # the block is left without running the queued tasks
+
+
+def test_ctrl_c_while_the_fork_server_imports_its_preload_is_the_callers_alone(tmp_path):
+    # Ctrl-C reaches the whole process group: the fork server (busy importing torch) printed a
+    # KeyboardInterrupt traceback, and a worker asked for meanwhile one of its own
+    (tmp_path / "slow_to_import.py").write_text("import time\ntime.sleep(3)\n")
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from landmarks.pool import process_pool
+
+        print("starting", flush=True)
+        try:
+            with process_pool(2, preload=["slow_to_import"]) as pool:
+                pool.submit(time.sleep, 0).result()
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}, start_new_session=True,
+    )
+    try:
+        assert parent.stdout.readline() == "starting\n"
+        time.sleep(1.0)  # the fork server is importing
+        os.killpg(parent.pid, signal.SIGINT)
+        assert parent.wait(timeout=20) == 130
+        time.sleep(4)  # whatever the fork server and a late worker would print comes by now
+        parent.stdout.close()
+        assert parent.stderr.read().strip().splitlines() == ["interrupted"]
+    finally:
+        parent.kill()
+        parent.wait()

@@ -7,6 +7,8 @@ import os
 import signal
 import time
 
+import pytest
+
 import geomer.cli.models
 from geomer.cli import main, os_error_line
 
@@ -40,3 +42,26 @@ def test_ctrl_c_while_the_commands_are_loaded_exits_130_with_one_line(monkeypatc
     monkeypatch.setattr(geomer.cli, "build_parser", interrupted)
     assert main(["models"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == ["geomer: interrupted"]
+
+
+@pytest.mark.parametrize("signum, status, word", [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_that_lands_in_a_finaliser_is_not_lost(monkeypatch, capsys, signum, status, word):
+    # Python runs a signal's handler at the next bytecode: inside a __del__ its KeyboardInterrupt
+    # is dropped ("Exception ignored"), and the command would have run on to the end
+    class Finalised:
+        def __del__(self):
+            os.kill(os.getpid(), signum)
+            for _ in range(3):  # the handler runs here, inside the finaliser
+                pass
+
+    def run(args):
+        Finalised()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        return 0
+
+    monkeypatch.setattr(geomer.cli.models, "run", run)
+    assert main(["models"]) == status
+    assert capsys.readouterr().err.strip().splitlines() == [f"geomer models: {word}"]
