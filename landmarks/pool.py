@@ -1,7 +1,7 @@
 """The one process-pool helper: every parallel stage (here: landmark extraction; packages built on
 ``landmarks`` use it for theirs) gets its workers from :func:`process_pool`.
 
-Two rules, both learnt the hard way:
+Three rules, all learnt the hard way:
 
 - **Workers come from a fork server** (spawn where there is none). Forking the calling process
   itself is not safe once it runs OpenCV's, torch's or BLAS's thread pools: a lock held by one of
@@ -101,7 +101,8 @@ def _start_fork_server(context) -> None:
         try:
             forkserver.ensure_running()
         finally:
-            signal.signal(signal.SIGINT, previous)
+            if previous is not None:  # None: a handler set outside Python, left as it is
+                signal.signal(signal.SIGINT, previous)
     ready = context.Process(name="fork-server-ready")  # runs nothing: it is born once the imports are done
     ready.start()
     ready.join()
