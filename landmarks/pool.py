@@ -96,13 +96,17 @@ def _start_fork_server(context) -> None:
     ``exec``, and Python then leaves it so."""
     from multiprocessing import forkserver
 
-    if threading.current_thread() is threading.main_thread():  # signal() works there only
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # signal() works in the main thread only, and a handler set outside Python (None) could not
+    # be restored: then the fork server is started as it comes
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is threading.main_thread() and previous is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             forkserver.ensure_running()
         finally:
-            if previous is not None:  # None: a handler set outside Python, left as it is
-                signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGINT, previous)
+    else:
+        forkserver.ensure_running()
     ready = context.Process(name="fork-server-ready")  # runs nothing: it is born once the imports are done
     ready.start()
     ready.join()
