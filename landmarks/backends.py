@@ -209,6 +209,9 @@ CROP_PAD = 0.25
 #: The padded retries run on a copy whose longer side is at most this (a face that fills an
 #: image is large at any resolution; the CNN detector's cost grows with the area).
 CROP_RETRY_SIDE = 640
+#: The CNN detector is skipped on a (padded) image with a side below this: dlib's CNN raises on an
+#: image under 10 px wide and may corrupt its heap doing so, and no face it can find is this small.
+CNN_MIN_SIDE = 32
 
 
 def find_faces(gray: np.ndarray, backend, *, thorough: bool = True) -> np.ndarray:
@@ -223,7 +226,7 @@ def find_faces(gray: np.ndarray, backend, *, thorough: bool = True) -> np.ndarra
        Then, if nothing was found, the plain pass (the two pyramids sample different scales).
     2. the image with a black border of ``CROP_PAD`` of its width on each side, plain then
        upsampled once: face crops with no margin, e.g. the 224×224 crops of preprocessed datasets;
-    3. dlib's CNN ("mmod") detector on that padded image.
+    3. dlib's CNN ("mmod") detector on that padded image, if its sides are ``CNN_MIN_SIDE`` or more.
 
     Boxes from steps 2-3 are mapped back to the unpadded image and may reach outside it; the
     predictors handle such boxes.
@@ -248,6 +251,8 @@ def find_faces(gray: np.ndarray, backend, *, thorough: bool = True) -> np.ndarra
         boxes = backend.detect(padded, upsample=upsample)
         if len(boxes):
             return to_image(boxes)
+    if min(padded.shape) < CNN_MIN_SIDE:
+        return np.zeros((0, 4), np.float32)
     boxes = _dlib_boxes(_dlib_detector("cnn"), padded, 0)
     return to_image(boxes) if len(boxes) else boxes
 

@@ -38,6 +38,8 @@ IMAGE_SUFFIXES = frozenset({
 })
 
 _NUMBER = re.compile(r"\d+")
+#: The largest frame number: tracks store frame numbers as int64.
+MAX_FRAME_NUMBER = 2**63 - 1
 
 
 def frame_number(path: str | os.PathLike) -> int:
@@ -48,7 +50,10 @@ def frame_number(path: str | os.PathLike) -> int:
     numbers = _NUMBER.findall(Path(path).stem)
     if not numbers:
         raise LandmarksError(f"{path}: no frame number in the file name")
-    return int(numbers[-1])
+    number = int(numbers[-1])
+    if number > MAX_FRAME_NUMBER:
+        raise LandmarksError(f"{path}: frame number {numbers[-1]} is too large (at most {MAX_FRAME_NUMBER})")
+    return number
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

@@ -65,7 +65,7 @@ def test_extract_several_inputs_into_a_folder(tmp_path, face_video):
     assert folder_track.frame_index.tolist() == [1, 2, 3] and folder_track.fps == 200.0
 
 
-@pytest.mark.parametrize("problem", ["missing", "corrupt", "no_face", "empty_folder"])
+@pytest.mark.parametrize("problem", ["missing", "corrupt", "no_face", "empty_folder", "tiny_image", "huge_frame_number"])
 def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, capsys, problem):
     if problem == "missing":
         source = tmp_path / "absent.mp4"
@@ -74,6 +74,13 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, capsys, problem
         source.write_bytes(bytes(range(256)) * 20)
     elif problem == "no_face":
         source = _video(tmp_path / "wall.avi", [np.full((120, 160, 3), 90, np.uint8)] * 4)
+    elif problem == "tiny_image":  # too small for dlib's CNN detector, the last retry
+        source = tmp_path / "dot.png"
+        cv2.imwrite(str(source), np.full((4, 4), 90, np.uint8))
+    elif problem == "huge_frame_number":  # beyond the int64 a track stores
+        source = tmp_path / "frames"
+        source.mkdir()
+        cv2.imwrite(str(source / f"img{2**64}.png"), shifted_photo_clip(np.zeros((1, 2)))[0])
     else:
         source = tmp_path / "frames"
         source.mkdir()
