@@ -50,12 +50,15 @@ def test_bench_needs_an_entry(capsys):
     assert exit_info.value.code == 2
 
 
-@pytest.mark.parametrize("argv", [["landmarks", "--frames", "0"], ["synth", "--frames", "-1"],
-                                  ["features", "--repeats", "0"], ["pretrain", "--steps", "0"]])
-def test_bench_counts_below_one_are_one_line_errors(argv, capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["landmarks", "--frames", "0"], "must be at least 1"), (["synth", "--frames", "-1"], "must be at least 1"),
+    (["features", "--repeats", "0"], "must be at least 1"), (["pretrain", "--steps", "0"], "must be at least 1"),
+    (["landmarks", "--frames", str(10**12)], "must be at most"), (["synth", "--frames", str(10**12)], "must be at most"),
+])
+def test_bench_counts_out_of_range_are_one_line_errors(argv, message, capsys):
     assert main(["bench", *argv]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "must be at least 1" in err
+    assert len(err.strip().splitlines()) == 1 and message in err
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
