@@ -41,11 +41,13 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     import os
+    from pathlib import Path
 
     from geomer.errors import GeomerError
     from geomer.features.types import FeatureSettings
     from geomer.models.pretrained import pretraining_record
     from geomer.train.pretrain import (
+        PRETRAINED_FILE,
         PretrainConfig,
         check_pretrainable,
         default_sources,
@@ -57,18 +59,23 @@ def run(args) -> int:
     from landmarks.backends import BACKENDS
     from landmarks.files import check_output_folder
 
-    if args.epochs < 1:
-        raise GeomerError(f"--epochs must be at least 1 (got {args.epochs})")
     if args.seed < 0:  # as geomer synth and train: a seed is a non-negative integer
         raise GeomerError(f"--seed must be at least 0, got {args.seed}")
     BACKENDS[args.backend]  # an unknown name is a one-line error before any work
     check_pretrainable(args.model)
+    progress = not args.quiet
+    config = PretrainConfig(  # checks its settings: before the clips are found (or rendered)
+        model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, pairs_per_source=args.pairs_per_source, gap=args.gap, progress=progress,
+    )
     check_output_folder(args.out, "--out", GeomerError)  # before the training, not after it
     check_not_inside_a_run(args.out)
-    exclude = [s.strip() for s in args.exclude_subjects.split(",") if s.strip()]
-    progress = not args.quiet
+    checkpoint = Path(args.out) / PRETRAINED_FILE
+    if checkpoint.exists():  # an earlier pretraining is never replaced unasked
+        raise GeomerError(f"{checkpoint}: exists (an earlier pretraining); remove it or choose another --out")
     if args.frames and args.dataset:
         raise GeomerError("give either --frames or --dataset, not both")
+    exclude = [s.strip() for s in args.exclude_subjects.split(",") if s.strip()]
     if args.dataset:
         if not args.root:
             raise GeomerError(f"--dataset {args.dataset} needs --root")
@@ -79,10 +86,6 @@ def run(args) -> int:
         sources = default_sources(exclude, progress=progress)
     if not sources:
         raise GeomerError("no clip left to pretrain on")
-    config = PretrainConfig(
-        model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed, pairs_per_source=args.pairs_per_source, gap=args.gap, progress=progress,
-    )
     path = pretrain(sources, args.out, config, FeatureSettings(backend=args.backend))
     if int(os.environ.get("RANK", "0")) == 0:
         record = pretraining_record(path)

@@ -34,6 +34,9 @@ from geomer.features.types import FeatureSettings
 from geomer.models.pretrained import file_fingerprint, frame_files
 from geomer.rundir import FoldDir
 
+#: The checkpoint ``geomer pretrain`` writes in its ``--out`` folder.
+PRETRAINED_FILE = "pretrained.pt"
+
 
 @dataclass(frozen=True)
 class PretrainSource:
@@ -262,7 +265,8 @@ def build_pairs(
             used.append(source)
             fingerprints += prints
     if not chunks:
-        raise GeomerError("no frame pair with a face in both frames in the given sources")
+        apart = f" {gap} frames apart (is the gap as long as the clips?)" if gap is not None else ""
+        raise GeomerError(f"no frame pair with a face in both frames{apart} in the given sources")
     return np.concatenate(chunks), used, fingerprints
 
 
@@ -393,7 +397,7 @@ def pretrain(
     config: PretrainConfig = PretrainConfig(),
     settings: FeatureSettings = FeatureSettings(),
 ) -> Path:
-    """Pretrain on ``sources`` and write ``out/pretrained.pt``; returns its path.
+    """Pretrain on ``sources`` and write ``out/pretrained.pt`` (``PRETRAINED_FILE``); returns its path.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is joined here (gloo on CPU, nccl
     on GPU) and left again at the end; rank 0 writes the checkpoint.
@@ -418,7 +422,7 @@ def pretrain(
         pairs, used, fingerprints = payload[0]
         graph = settings.graph()
         model, history = train_on_pairs(torch.from_numpy(pairs), graph, config, features=settings)
-        path = Path(out) / "pretrained.pt"
+        path = Path(out) / PRETRAINED_FILE
         if rank == 0:
             save_pretrained(
                 path,

@@ -24,7 +24,8 @@ from geomer.models.pretrained import (
     pretraining_record,
     save_pretrained,
 )
-from geomer.train.pretrain import PretrainConfig, sources_from_paths, train_on_pairs
+from geomer.features.types import FeatureSettings
+from geomer.train.pretrain import PretrainConfig, build_pairs, sources_from_paths, train_on_pairs
 
 SMALL = dict(dim=16, depth=1, heads=2)
 
@@ -161,6 +162,39 @@ def test_pretrain_refuses_a_negative_seed_before_any_work(tmp_path, capsys):
                  "--quiet"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == ["geomer pretrain: error: --seed must be at least 0, got -1"]
     assert not (tmp_path / "pre").exists()
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--batch-size", "0"], "batch size must be at least 1"), (["--lr", "0"], "learning rate must be a positive"),
+    (["--pairs-per-source", "0"], "pairs per source must be at least 1"), (["--gap", "0"], "gap must be at least 1"),
+    (["--epochs", "0"], "epochs must be at least 1"),
+])
+def test_pretrain_refuses_bad_settings_before_finding_or_rendering_clips(tmp_path, monkeypatch, capsys, option, message):
+    # without --frames the clips are the synthetic standard dataset's: rendered into the cache
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    assert main(["pretrain", *option, "--out", str(tmp_path / "pre"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pretrain_never_replaces_an_earlier_checkpoint(tmp_path, capsys):
+    (tmp_path / "pre").mkdir()
+    (tmp_path / "pre" / "pretrained.pt").write_bytes(b"an earlier pretraining")
+    _write_face_frames(tmp_path / "people" / "alice", count=2)
+    assert main(["pretrain", "--frames", str(tmp_path / "people"), "--out", str(tmp_path / "pre"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"geomer pretrain: error: {tmp_path / 'pre' / 'pretrained.pt'}: exists (an earlier pretraining); "
+                   "remove it or choose another --out"]
+    assert (tmp_path / "pre" / "pretrained.pt").read_bytes() == b"an earlier pretraining"
+
+
+def test_a_gap_as_long_as_every_clip_is_named_in_the_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    _write_face_frames(tmp_path / "people" / "alice", count=3)
+    with pytest.raises(GeomerError, match="3 frames apart .is the gap as long as the clips"):
+        build_pairs(sources_from_paths([tmp_path / "people"]), FeatureSettings(), 2, gap=3, progress=False)
+    assert len(build_pairs(sources_from_paths([tmp_path / "people"]), FeatureSettings(), 2, gap=2, progress=False)[0]) == 1
 
 
 # ----------------------------------------------------------------------------- the objective
