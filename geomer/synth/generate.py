@@ -169,6 +169,10 @@ def _check_output(out: Path) -> None:
     """One-line GeomerError, before any work, unless ``out`` (and the temp folder beside it) can
     be created: no file in the way, a writable parent, names the file system accepts."""
     check_output_folder(out, "output folder", GeomerError)
+    # the dataset is built beside ``out`` and moved into its place: never the current folder (or
+    # one holding it), which cannot be replaced while it is in use
+    if Path.cwd().is_relative_to(out.resolve()):
+        raise GeomerError(f"{out}: is the current folder or holds it; name a new folder")
     if out.exists() and any(out.iterdir()):
         raise GeomerError(f"{out}: already exists and is not empty; remove it or choose another folder")
     # the temp name is the longest name written; pid_max is at most 2**22 (7 digits)

@@ -182,6 +182,16 @@ def test_refuses_a_non_empty_folder_and_leaves_nothing_half_written(tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]  # no out, no out.tmp-<pid>
 
 
+@pytest.mark.parametrize("name", ["", ".", "..", "here/../.."])
+def test_refuses_the_current_folder_or_one_holding_it_before_any_work(tmp_path, monkeypatch, name):
+    here = tmp_path / "here"
+    here.mkdir()  # empty: an empty output folder is otherwise accepted
+    monkeypatch.chdir(here)
+    with pytest.raises(GeomerError, match="is the current folder or holds it"):
+        generate(name, **TINY)
+    assert [p.name for p in tmp_path.iterdir()] == ["here"] and list(here.iterdir()) == []
+
+
 def test_bad_arguments_are_one_line_errors(tmp_path):
     for kwargs, pattern in [
         (dict(layout="smic"), "unknown synthetic layout"),
