@@ -274,6 +274,9 @@ def _show(args) -> int:
     try:
         temp.write_bytes(np.asarray(encoded).tobytes())
         os.replace(temp, out)
+    except OSError as error:  # a full disk names no file: name the output
+        temp.unlink(missing_ok=True)
+        raise LandmarksError(f"{out}: cannot write ({error.strerror or error})") from error
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

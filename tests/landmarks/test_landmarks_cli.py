@@ -106,6 +106,24 @@ def test_show_errors(tmp_path, face_video, capsys):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_show_on_a_full_disk_names_the_picture_and_leaves_nothing(tmp_path, face_video, capsys, monkeypatch):
+    import errno
+
+    track = tmp_path / "face.npz"
+    assert main(["extract", str(face_video), "-o", str(track), "--quiet"]) == 0
+
+    def full_disk(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a real full disk: no file named
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    picture = tmp_path / "pictures" / "frame3.png"
+    capsys.readouterr()
+    assert main(["show", str(track), "--frame", "3", "-o", str(picture)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"landmarks: error: {picture}: cannot write (No space left on device)"]
+    assert list(picture.parent.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_installed_command_with_a_process_pool(tmp_path, face_video):
     command = shutil.which("landmarks") or str(Path(sys.executable).parent / "landmarks")
