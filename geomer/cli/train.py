@@ -89,8 +89,8 @@ def parse_settings(model: str, items: list[str]) -> dict:
 def parse_seeds(text: str) -> tuple[int, ...]:
     from geomer.errors import GeomerError
 
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+    try:  # every part an integer: "0,,1" or "0,1," is a typo, not two seeds
+        return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise GeomerError(f"--seeds {text!r}: expected comma-separated integers") from None
 
