@@ -45,6 +45,12 @@ def check_members(members: Sequence[RunDir]) -> list[dict]:
             raise GeomerError(f"{member.path}: given twice")
         seen.add(member.path.resolve())
     configs = [member.require_engine_config() for member in members]
+    counted: dict[Path, Path] = {}  # a trained run → the given member that brings it in
+    for member, config in zip(members, configs):
+        for run in _trained_runs(member.path.resolve(), config):
+            if run in counted:
+                raise GeomerError(f"{member.path}: holds {run}, which {counted[run]} holds too; it would count twice")
+            counted[run] = member.path
     first = configs[0]
     for member, config in zip(members[1:], configs[1:]):
         for key, what in SHARED.items():
@@ -54,6 +60,23 @@ def check_members(members: Sequence[RunDir]) -> list[dict]:
                     f"({key}); an ensemble needs runs of the same samples, classes, folds and seeds"
                 )
     return configs
+
+
+def _trained_runs(path: Path, config: dict) -> list[Path]:
+    """The trained runs an ensemble member stands for: itself, or an ensemble's own members
+    (recorded in its config.json), followed down through ensembles of ensembles. A run in two
+    members would count twice in the equal-weight mean."""
+    if config.get("model") != "ensemble":
+        return [path]
+    runs = []
+    for member in config.get("members", []):
+        member_path = Path(member["path"])
+        try:
+            member_config = RunDir(member_path).config
+        except GeomerError:  # moved or removed since: it stands for itself
+            member_config = {}
+        runs += _trained_runs(member_path, member_config)
+    return runs
 
 
 def build_ensemble(run_dirs: Sequence[str | Path], out: str | Path) -> tuple[RunDir, dict[str, Any]]:

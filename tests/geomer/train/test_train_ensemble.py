@@ -181,3 +181,18 @@ def test_bad_member_lists_and_outputs_are_refused(tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1 and message in err
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not (tmp_path / "ens").exists()
+
+
+def test_a_run_in_two_members_is_refused_as_counted_twice(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    for name in "abc":
+        write_run(tmp_path / name, member_probabilities(rng))
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ab")]) == 0
+    assert main(["ensemble", str(tmp_path / "ab"), str(tmp_path / "c"), "--out", str(tmp_path / "abc")]) == 0
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "ac")]) == 0
+    capsys.readouterr()
+    for members in (["ab", "a"], ["abc", "b"], ["ab", "ac"]):  # a member of a member, nested, shared
+        assert main(["ensemble", *(str(tmp_path / m) for m in members), "--out", str(tmp_path / "twice")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "it would count twice" in err[0]
+    assert not (tmp_path / "twice").exists()
