@@ -2,7 +2,7 @@
 
 Bad input, bad options and unusable outputs → one line on stderr and exit status 2 (after the
 traceback with ``--debug``), checked before any tracking or writing where possible; Ctrl-C → one line,
-exit status 130. Outputs are written atomically, so a failed run leaves no partial file.
+exit status 130; SIGTERM → one line, exit status 143. Outputs are written atomically, so a failed run leaves no partial file.
 """
 
 from __future__ import annotations
@@ -283,6 +283,47 @@ def _show(args) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's time limit), raised like Ctrl-C so that the same cleanup
+    runs: temp files removed, worker processes ended, finished work kept for a rerun."""
+
+
+#: Set by the SIGTERM handler: a library waiting in native code (Ray's ``ray.wait``) may turn the
+#: raised :class:`Terminated` into a plain KeyboardInterrupt, whose exit status would then say Ctrl-C.
+_terminated = threading.Event()
+
+
+def _terminate(signum, frame) -> None:
+    _terminated.set()
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def terminations_raised():
+    """Within the block SIGTERM raises :class:`Terminated` (main thread only: signal handlers
+    can only be set there), and a Ctrl-C or SIGTERM lost in a finaliser is raised again
+    (:func:`interrupts_not_lost`); the previous SIGTERM handler comes back after it."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    _terminated.clear()
+    try:
+        with interrupts_not_lost({Terminated: signal.SIGTERM}):
+            yield
+    finally:
+        if in_main_thread and previous is not None:  # None: a handler set outside Python, kept as ours
+            signal.signal(signal.SIGTERM, previous)
+
+
+def was_terminated(interruption: KeyboardInterrupt) -> bool:
+    """Whether ``interruption`` (caught in a :func:`terminations_raised` block) came from SIGTERM."""
+    return isinstance(interruption, Terminated) or _terminated.is_set()
+
+
+def exit_status(interruption: KeyboardInterrupt) -> int:
+    """The shell's status for a command ended by a signal: 128 + SIGTERM (143) or SIGINT (130)."""
+    return 128 + (signal.SIGTERM if was_terminated(interruption) else signal.SIGINT)
+
+
 #: How long after a lost interrupt it is raised again (:func:`interrupts_not_lost`): long enough
 #: for the finaliser that lost it to have returned.
 _REDELIVERY_DELAY = 0.01
@@ -329,12 +370,13 @@ def _interrupt_main(number: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        with interrupts_not_lost():
+        with terminations_raised():
             args = _parser().parse_args(argv)
             return args.func(args)
-    except KeyboardInterrupt:
-        print("landmarks: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interruption:
+        ending = "terminated" if was_terminated(interruption) else "interrupted"
+        print(f"landmarks: {ending}", file=sys.stderr)
+        return exit_status(interruption)
     except (LandmarksError, OSError) as error:
         # OSError: a file system failure on an output not foreseen by the checks (disk full, a
         # folder made read-only meanwhile); its message names the path. With --debug its

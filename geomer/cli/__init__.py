@@ -12,11 +12,10 @@ import importlib
 import os
 import signal
 import sys
-import threading
 import traceback
 from concurrent.futures.process import BrokenProcessPool
 
-from landmarks.cli import DefaultsHelpFormatter, interrupts_not_lost
+from landmarks.cli import DefaultsHelpFormatter, exit_status, terminations_raised, was_terminated
 from landmarks.errors import LandmarksError
 
 from geomer.errors import GeomerError
@@ -50,37 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a scheduler's time limit), raised like Ctrl-C so that the same cleanup
-    runs: temp folders removed, worker processes ended, finished work kept for a resume."""
-
-
-#: Set by the SIGTERM handler: a library waiting in native code (Ray's ``ray.wait``) may turn the
-#: raised :class:`Terminated` into a plain KeyboardInterrupt, whose exit status would then say Ctrl-C.
-_terminated = threading.Event()
-
-
-def _terminate(signum, frame) -> None:
-    _terminated.set()
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     try:  # building the parser imports every command's module: a second or so of Ctrl-C to catch
         args = build_parser().parse_args(argv)
     except KeyboardInterrupt:
         print("geomer: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
-    # signal handlers can only be set from the main thread (tests may call main from others)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
-    _terminated.clear()
-    try:
-        with interrupts_not_lost({Terminated: signal.SIGTERM}):
-            return _run(args)
-    finally:
-        if in_main_thread and previous is not None:  # None: a handler set outside Python, kept as ours
-            signal.signal(signal.SIGTERM, previous)
+    with terminations_raised():
+        return _run(args)
 
 
 def _failed(args, line: object) -> int:
@@ -110,9 +86,9 @@ def _run(args) -> int:
         return _failed(args, "a worker process died (killed or out of memory); finished work is kept: "
                              "run the command again, with fewer --jobs")
     except KeyboardInterrupt as interruption:
-        terminated = isinstance(interruption, Terminated) or _terminated.is_set()
-        print(f"geomer {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+        ending = "terminated" if was_terminated(interruption) else "interrupted"
+        print(f"geomer {args.command}: {ending}", file=sys.stderr)
+        return exit_status(interruption)
     return int(status or 0)
 
 

@@ -386,3 +386,20 @@ def test_ctrl_c_while_the_parser_is_built_exits_130_with_one_line(capsys, monkey
     monkeypatch.setattr(landmarks.cli, "_parser", interrupted)
     assert main(["extract", "x.mp4", "-o", "x.npz"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == ["landmarks: interrupted"]
+
+
+def test_sigterm_exits_143_with_one_line(tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+    import time
+
+    import landmarks.cli
+
+    def terminated_while_working(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler's exception ends the sleep
+        return 0
+
+    monkeypatch.setattr(landmarks.cli, "_show", terminated_while_working)
+    assert main(["show", str(tmp_path / "t.npz"), "--frame", "0", "-o", str(tmp_path / "f.png")]) == 143
+    assert capsys.readouterr().err.strip().splitlines() == ["landmarks: terminated"]
