@@ -206,8 +206,8 @@ def frame_pair_patches(
     try:
         track = _cached_track(source, settings.backend, key)
         alignment = track.alignment()
-    except LandmarksError as error:
-        raise GeomerError(f"{source}: {error}") from None
+    except LandmarksError as error:  # it names a file: the source, or a frame in it
+        raise GeomerError(str(error)) from None
     length = len(track)
     gap = max(1, length // 4) if gap is None else int(gap)
     starts = [s for s in range(length - gap) if track.valid[s] and track.valid[s + gap]]

@@ -121,6 +121,17 @@ def test_pretrain_cli_rejects_a_missing_folder(tmp_path, capsys):
     assert "no such video or frame folder" in capsys.readouterr().err
 
 
+def test_a_clip_without_a_face_is_named_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    clip = tmp_path / "people" / "wall"
+    clip.mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(clip / f"img{i + 1}.png"), np.full((64, 64), 90, np.uint8))
+    assert main(["pretrain", "--frames", str(tmp_path / "people"), "--out", str(tmp_path / "pre"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"geomer pretrain: error: {clip}: no face found in any of its 2 frames"]
+
+
 def test_pretrain_rejects_an_unknown_backend_before_any_work(tmp_path, capsys):
     assert main(["pretrain", "--backend", "nope", "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
