@@ -180,6 +180,21 @@ def _check_output(out: Path) -> None:
         raise GeomerError(f"{out}: the folder name is too long (at most {255 - 7 - len(_TEMP_SUFFIX)} bytes)")
 
 
+def _check_room(out: Path, temp: Path, subjects: int) -> None:
+    """One-line GeomerError when the rest of the dataset will not fit on the disk: the size of
+    what ``temp`` holds after the first subject (every subject is about as large), times the
+    subjects still to come, against the free space. Checked then, not guessed before: the size
+    per clip depends on the layout, the frame rate and the drawn clip lengths."""
+    written = sum(path.stat().st_size for path in temp.rglob("*") if path.is_file())
+    needed = written * (subjects - 1)
+    free = shutil.disk_usage(temp).free
+    if needed > free:
+        raise GeomerError(
+            f"{out}: the dataset needs about {written * subjects / 1e9:.1f} GB (its first subject took "
+            f"{written / 1e6:.0f} MB) and {free / 1e9:.1f} GB are free; fewer --subjects or --clips, or another folder"
+        )
+
+
 def _publish(temp: Path, out: Path) -> None:
     """Move the finished dataset into place; an empty existing ``out`` is replaced."""
     if out.is_dir() and not any(out.iterdir()):
@@ -332,6 +347,8 @@ def generate(
                 for s in range(subjects):
                     per_subject.append(_render_subject(temp, layout, s, clips, seed, difficulty, fps))
                     bar.update(clips)
+                    if s == 0:
+                        _check_room(out, temp, subjects)
             else:
                 with process_pool(min(jobs, subjects)) as pool:
                     futures = [
@@ -341,6 +358,8 @@ def generate(
                     for future in futures:
                         per_subject.append(future.result())
                         bar.update(clips)
+                        if len(per_subject) == 1:
+                            _check_room(out, temp, subjects)
         plans = [plan for results in per_subject for plan, _, _ in results]
         clip_truth = {plan.key: truth for results in per_subject for plan, truth, _ in results}
         writer.finish(temp, plans)

@@ -192,6 +192,20 @@ def test_refuses_the_current_folder_or_one_holding_it_before_any_work(tmp_path, 
     assert [p.name for p in tmp_path.iterdir()] == ["here"] and list(here.iterdir()) == []
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_dataset_too_large_for_the_disk_stops_after_its_first_subject(tmp_path, monkeypatch, jobs):
+    import importlib
+    from collections import namedtuple
+
+    module = importlib.import_module("geomer.synth.generate")  # the package exports the function
+    usage = namedtuple("usage", "total used free")
+    # room for a few subjects of this size (about 2 MB each), not the 50 asked for
+    monkeypatch.setattr(module.shutil, "disk_usage", lambda path: usage(10**12, 0, 8 * 10**6))
+    with pytest.raises(GeomerError, match=r"needs about 0\.\d GB \(its first subject took \d+ MB\) and 0\.0 GB are free"):
+        generate(tmp_path / "big", **{**TINY, "subjects": 50, "jobs": jobs})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_arguments_are_one_line_errors(tmp_path):
     for kwargs, pattern in [
         (dict(layout="smic"), "unknown synthetic layout"),
