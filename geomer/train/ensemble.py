@@ -69,7 +69,10 @@ def _trained_runs(path: Path, config: dict) -> list[Path]:
     if config.get("model") != "ensemble":
         return [path]
     runs = []
-    for member in config.get("members", []):
+    members = config.get("members")
+    for member in members if isinstance(members, list) else []:
+        if not (isinstance(member, dict) and isinstance(member.get("path"), str)):
+            continue  # an edited record: nothing to follow
         member_path = Path(member["path"])
         try:
             member_config = RunDir(member_path).config
