@@ -283,6 +283,58 @@ def _show(args) -> int:
     return 0
 
 
+#: What an error writing to ``sys.stdout`` names as its file.
+STANDARD_OUTPUT = "standard output"
+
+
+class _NamedStandardOutput:
+    """``sys.stdout`` whose write errors name it: a full disk or ``/dev/full`` behind ``>``
+    raises an OSError naming no file. What it could not take is dropped (the descriptor is
+    pointed at /dev/null), so that the interpreter does not fail again flushing it at exit."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+    def write(self, text: str) -> int:
+        return self._named(self._stream.write, text)
+
+    def flush(self) -> None:
+        return self._named(self._stream.flush)
+
+    def _named(self, call, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:  # the reader left (`| head`): the callers' own case
+            raise
+        except OSError as error:
+            if error.filename is None:
+                error.filename = STANDARD_OUTPUT
+                with contextlib.suppress(OSError, ValueError):  # ValueError: no descriptor (a test's capture)
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+            raise
+
+
+@contextlib.contextmanager
+def standard_output_named():
+    """Within the block, an error writing ``sys.stdout`` names it (:class:`_NamedStandardOutput`);
+    buffered output is flushed when the block ends normally or by SystemExit (argparse's
+    ``--help``), so that its error can still be reported: it then replaces the SystemExit."""
+    stream = sys.stdout
+    sys.stdout = named = _NamedStandardOutput(stream)
+    try:
+        yield
+    except SystemExit:
+        named.flush()
+        raise
+    else:
+        named.flush()
+    finally:
+        sys.stdout = stream
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, a scheduler's time limit), raised like Ctrl-C so that the same cleanup
     runs: temp files removed, worker processes ended, finished work kept for a rerun."""
@@ -369,8 +421,9 @@ def _interrupt_main(number: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = None  # an error while parsing (``--help`` into a full disk) comes before any
     try:
-        with terminations_raised():
+        with terminations_raised(), standard_output_named():
             args = _parser().parse_args(argv)
             return args.func(args)
     except KeyboardInterrupt as interruption:
@@ -381,8 +434,10 @@ def main(argv: list[str] | None = None) -> int:
         # OSError: a file system failure on an output not foreseen by the checks (disk full, a
         # folder made read-only meanwhile); its message names the path. With --debug its
         # traceback comes first; the status is 2 either way.
-        if args.debug:
+        if args is not None and args.debug:
             traceback.print_exc()
+        if isinstance(error, OSError) and error.filename is not None:
+            error = f"{error.filename}: {error.strerror or error}"
         print(f"landmarks: error: {error}", file=sys.stderr)
         return 2
 

@@ -15,7 +15,13 @@ import sys
 import traceback
 from concurrent.futures.process import BrokenProcessPool
 
-from landmarks.cli import DefaultsHelpFormatter, exit_status, terminations_raised, was_terminated
+from landmarks.cli import (
+    DefaultsHelpFormatter,
+    exit_status,
+    standard_output_named,
+    terminations_raised,
+    was_terminated,
+)
 from landmarks.errors import LandmarksError
 
 from geomer.errors import GeomerError
@@ -51,10 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     try:  # building the parser imports every command's module: a second or so of Ctrl-C to catch
-        args = build_parser().parse_args(argv)
+        with standard_output_named():  # --help into a full disk
+            args = build_parser().parse_args(argv)
     except KeyboardInterrupt:
         print("geomer: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except OSError as error:
+        print(f"geomer: error: {os_error_line(error)}", file=sys.stderr)
+        return 2
     with terminations_raised():
         return _run(args)
 
@@ -70,7 +80,8 @@ def _failed(args, line: object) -> int:
 
 def _run(args) -> int:
     try:
-        status = args.func(args)
+        with standard_output_named():
+            status = args.func(args)
     except (GeomerError, LandmarksError) as error:
         return _failed(args, error)
     except BrokenPipeError:

@@ -65,3 +65,26 @@ def test_a_signal_that_lands_in_a_finaliser_is_not_lost(monkeypatch, capsys, sig
     monkeypatch.setattr(geomer.cli.models, "run", run)
     assert main(["models"]) == status
     assert capsys.readouterr().err.strip().splitlines() == [f"geomer models: {word}"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command, buffered", [
+    (["geomer", "models"], True), (["geomer", "models"], False), (["geomer", "--help"], True),
+    (["landmarks", "--help"], True),  # unbuffered, argparse drops the error of a help it cannot print
+])
+def test_standard_output_on_a_full_disk_is_one_line_naming_it(command, buffered):
+    # buffered, the write fails only when the output is flushed: at exit, where Python would
+    # print "Exception ignored" and exit with 120; unbuffered, in the print itself
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    program, *argv = command
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", f"{program}.cli", *argv], stdout=full, stderr=subprocess.PIPE,
+                              text=True, env=env, timeout=120)
+    where = "geomer models" if argv == ["models"] else program
+    assert (done.returncode, done.stderr.splitlines()) == (
+        2, [f"{where}: error: standard output: No space left on device"])
