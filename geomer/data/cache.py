@@ -272,15 +272,24 @@ def nonfinite(features: ClipFeatures) -> list[str]:
     ]
 
 
-def missing_frames(job: FeatureJob) -> list[int]:
-    """Frame numbers between a frame-folder clip's onset and offset that have no file (a gap
-    the tracker steps over); empty for videos, flow-image clips and clips without an offset."""
+def missing_frames(job: FeatureJob) -> tuple[int, int | None]:
+    """How many frame numbers between a frame-folder clip's onset and offset have no file (a gap
+    the tracker steps over), and the first of them; (0, None) for videos, flow-image clips and
+    clips without an offset. Counted from the files, never by walking the range (a stray file
+    numbered 99999999999 makes it that long)."""
     if job.kind != "frames" or job.source is None or job.offset is None or not Path(job.source).is_dir():
-        return []
+        return 0, None
     from geomer.data.frames import frames_of
 
+    onset, offset = int(job.onset or 0), int(job.offset)
     present = frames_of(Path(job.source))
-    return [n for n in range(int(job.onset or 0), int(job.offset) + 1) if n not in present]
+    count = (offset - onset + 1) - sum(onset <= n <= offset for n in present)
+    if count <= 0:
+        return 0, None
+    first = onset
+    while first in present:
+        first += 1
+    return count, first
 
 
 def notice(message: str) -> None:
@@ -373,10 +382,10 @@ def build_cache(
         if problem:
             notice(f"cached features unusable, extracting {job.key} again: {problem}")
             report.rebuilt.append((job.key, problem))
-        gap = missing_frames(job)
-        if gap:  # tracked without them: said once, when the clip is extracted
-            notice(f"{job.source}: {len(gap)} frame(s) missing between onset {job.onset} and offset "
-                   f"{job.offset} (first: {gap[0]}); {job.key} is tracked without them")
+        missing, first = missing_frames(job)
+        if missing:  # tracked without them: said once, when the clip is extracted
+            notice(f"{job.source}: {missing} frame(s) missing between onset {job.onset} and offset "
+                   f"{job.offset} (first: {first}); {job.key} is tracked without them")
         todo.append(job)
     settings = cache.settings.to_dict()
     bar = tqdm(total=len(todo), desc="features", unit="clip", disable=not progress)

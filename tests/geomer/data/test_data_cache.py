@@ -14,6 +14,7 @@ from geomer.data.cache import CACHE_FORMAT, CONTENTS_ARRAY, FeatureCache, Featur
 from geomer.errors import GeomerError
 from geomer.features import ClipFeatures, FeatureSettings
 from landmarks import LandmarkTrack
+from landmarks.io import frame_number
 from landmarks.render import shift_transforms, transformed_photo_clip
 
 SETTINGS = FeatureSettings(flow_method="dis", scales=(8, 16), patch_size=4, steps=4, sequence_steps=2)
@@ -228,6 +229,21 @@ def test_a_gap_in_a_clips_frames_is_a_notice_when_it_is_extracted(clip_folders, 
     assert "first: 12" in err[0] and jobs[0].key in err[0]
     build_cache(jobs, cache, progress=False)  # cached: nothing to say
     assert capsys.readouterr().err == ""
+
+
+def test_a_stray_frame_numbered_far_beyond_the_clip_is_counted_not_walked(clip_folders, capsys):
+    import dataclasses
+    import shutil
+
+    cache, jobs = clip_folders
+    far = 10**11  # the offset of a clip read up to its last file (SMIC): a gap this long
+    shutil.copy(jobs[0].source / "img12.png", jobs[0].source / f"img{far}.png")
+    job = dataclasses.replace(jobs[0], offset=far)
+    capsys.readouterr()
+    build_cache([job], cache, progress=False)
+    err = capsys.readouterr().err.strip().splitlines()
+    present = sum(jobs[0].onset <= frame_number(p) <= far for p in jobs[0].source.iterdir())
+    assert len(err) == 1 and f"{far - jobs[0].onset + 1 - present} frame(s) missing" in err[0]
 
 
 def _nan_geometry(arrays):
