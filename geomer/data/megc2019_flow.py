@@ -151,7 +151,7 @@ def collect(
             collector.reject(csv, row, str(error))
             continue
         label_text = cell_text(record["label"])
-        if re.fullmatch(r"\d+", label_text) and int(label_text) < len(label_names):
+        if re.fullmatch(r"\d{1,9}", label_text) and int(label_text) < len(label_names):
             label = label_names[int(label_text)]
         elif label_text.lower() in label_names:  # a copy that writes the class name
             label = label_text.lower()

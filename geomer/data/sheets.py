@@ -21,6 +21,7 @@ from geomer.data.frames import frames_of
 from geomer.data.sample import BadRow, DatasetIndex, Sample
 from geomer.data.schemes import ClassScheme, UnknownLabel
 from geomer.errors import GeomerError
+from landmarks.io import MAX_FRAME_NUMBER
 
 _HEADER_SEARCH_ROWS = 40
 
@@ -103,6 +104,11 @@ def _clip_rows(sheet: Path, table: Table, subject_folder_name, collector: Sample
         if not filename:
             collector.reject(sheet, row, "Filename is blank")
             continue
+        # a folder name, never a path: "../sub02/EP01_01f" would file another subject's clip
+        # under this one (a leak across LOSO folds)
+        if filename in (".", "..") or any(c in filename for c in "/\\") or not filename.isprintable():
+            collector.reject(sheet, row, f"Filename {filename!r} is not a folder name")
+            continue
         yield ClipRow(sheet, row, subject, filename, record)
 
 
@@ -172,17 +178,22 @@ def apex_not_annotated(value: object) -> bool:
 
 
 def frame_value(value: object, what: str) -> int:
-    """A frame number cell as int; ``ValueError`` naming ``what`` for blanks and non-numbers."""
+    """A frame number cell as int; ``ValueError`` naming ``what`` for blanks, non-numbers and
+    numbers beyond ``MAX_FRAME_NUMBER``."""
     if is_blank(value):
         raise ValueError(f"{what} frame is blank")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if float(value).is_integer():
-            return int(value)
-        raise ValueError(f"{what} frame {value!r} is not a whole number")
-    text = str(value).strip()
-    if re.fullmatch(r"\d+(\.0+)?", text):
-        return int(float(text))
-    raise ValueError(f"{what} frame {text!r} is not a number")
+        if not float(value).is_integer():
+            raise ValueError(f"{what} frame {value!r} is not a whole number")
+        number = int(value)
+    else:
+        text = str(value).strip()
+        if not re.fullmatch(r"\d+(\.0+)?", text):
+            raise ValueError(f"{what} frame {text!r} is not a number")
+        number = int(text.split(".")[0])  # not via float: 400 digits would be infinity
+    if number > MAX_FRAME_NUMBER:
+        raise ValueError(f"{what} frame {str(number)[:20]}... is too large (at most {MAX_FRAME_NUMBER})")
+    return number
 
 
 def cell_text(value: object) -> str:

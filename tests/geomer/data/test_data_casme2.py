@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from data_layouts import CASME2_ROWS, write_casme2, write_frames
 
@@ -137,6 +139,26 @@ def test_fractional_frame_number_is_reported_on_its_row(tmp_path):
     (line,) = _bad_lines(root)
     assert f": row {len(CASME2_ROWS) + 2}: " in line
     assert "onset frame 2.5 is not a whole number" in line
+
+
+@pytest.mark.parametrize("onset", ["9" * 400, 1e300], ids=["400 digits", "1e300"])
+def test_a_frame_number_too_large_is_reported_on_its_row(tmp_path, onset):
+    rows = list(CASME2_ROWS) + [(5, "EP10_01", onset, 4, 6, "4", "disgust")]
+    root = write_casme2(tmp_path / "c2", rows=CASME2_ROWS)
+    write_frames(root / "sub05" / "EP10_01", range(1, 8))
+    write_casme2(root, rows=rows, frames=False)
+    (line,) = _bad_lines(root)
+    assert re.search(rf": row {len(CASME2_ROWS) + 2}: onset frame \d+\.\.\. is too large \(at most 9223372036854775807\)", line)
+
+
+@pytest.mark.parametrize("filename", ["../sub01/EP02_01f", "..", "EP10\n01"], ids=["path", "parent", "newline"])
+def test_a_filename_that_is_no_folder_name_is_refused_on_its_row(tmp_path, filename):
+    # "../sub01/EP02_01f" under sub05 would file sub01's frames as a clip of sub05: a LOSO leak
+    rows = list(CASME2_ROWS) + [(5, filename, 1, 2, 3, "4", "disgust")]
+    root = write_casme2(tmp_path / "c2", rows=CASME2_ROWS)
+    write_casme2(root, rows=rows, frames=False)
+    (line,) = _bad_lines(root)
+    assert f": row {len(CASME2_ROWS) + 2}: Filename {filename!r} is not a folder name" in line
 
 
 def test_missing_apex_frame_file_is_reported(tmp_path):
