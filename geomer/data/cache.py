@@ -56,8 +56,9 @@ IDENTITY_ARRAY = "cache_identity"
 CONTENTS_ARRAY = "cache_contents"
 #: Tracker settings that change a track (``landmarks.track``'s defaults, used by ``geomer prepare``).
 TRACKER_SETTINGS = {"redetect_every": 30, "smooth": 0, "min_valid_fraction": 0.5, "move_fraction": 0.1}
-# What np.load / zipfile / json raise for a truncated, foreign or older file.
-_LOAD_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, GeomerError)
+# What np.load / zipfile / json raise for a truncated, foreign or older file (TypeError: its
+# metadata is not the mapping of fields ClipFeatures takes).
+_LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, GeomerError)
 
 
 def safe_name(key: str) -> str:
@@ -307,9 +308,12 @@ def _load_or_track(job: FeatureJob, cache: FeatureCache):
     if path.is_file():
         try:
             track = LandmarkTrack.load(path)
-            if Path(track.source).resolve() == Path(job.source).resolve():
+            if Path(track.source).resolve() != Path(job.source).resolve():
+                notice(f"cached track {path} is of {track.source}: tracking {job.source} again")
+            elif track.backend != cache.settings.backend:
+                notice(f"cached track {path} was made by {track.backend}: tracking {job.source} again")
+            else:
                 return track
-            notice(f"cached track {path} is of {track.source}: tracking {job.source} again")
         except landmarks.LandmarksError as error:
             notice(f"cached track unusable ({error}): tracking {job.source} again")
     track = landmarks.track(job.source, backend=cache.settings.backend, **TRACKER_SETTINGS)

@@ -146,6 +146,13 @@ def test_unreadable_or_foreign_file_is_not_used(tmp_path):
     path.write_bytes(cache.put(other, fake_features()).read_bytes())
     features, problem = cache.load(job)
     assert features is None and "another source" in problem
+    # its metadata not the mapping of fields a ClipFeatures takes
+    path.write_bytes(good)
+    for meta in ({"extra_field": 1}, [1, 2]):
+        rewrite(path, lambda arrays: arrays.__setitem__(
+            "meta", np.array(json.dumps({**json.loads(str(arrays["meta"])), **meta} if isinstance(meta, dict) else meta))))
+        features, problem = cache.load(job)
+        assert features is None and str(path) in problem and "cannot be read" in problem
 
 
 def rewrite(path, change):
@@ -319,7 +326,7 @@ def test_build_cache_process_pool_matches_serial(clip_folders, tmp_path):
         np.testing.assert_allclose(cache.get(job).flow_stats, serial.get(job).flow_stats)
 
 
-def test_build_cache_tracks_and_caches_the_track(tmp_path):
+def test_build_cache_tracks_and_caches_the_track(tmp_path, capsys):
     """Without a cached track, build_cache tracks the source with landmarks.track (dlib); the
     track is keyed by the source's files, not by the clip key or frame numbers."""
     frames, _ = transformed_photo_clip(shift_transforms(np.zeros((4, 2))))
@@ -340,6 +347,14 @@ def test_build_cache_tracks_and_caches_the_track(tmp_path):
     # a corrected apex re-extracts from the cached track (no re-tracking: no frames tracked)
     report = build_cache([FeatureJob("t/clip", folder, onset=0, apex=1, offset=3)], cache, progress=False)
     assert report.done == 1 and cache.track_path(folder) == track
+    # a track another backend made, in this backend's place, is tracked again (and said)
+    import dataclasses
+
+    dataclasses.replace(LandmarkTrack.load(track), backend="fan").save(track)
+    capsys.readouterr()
+    report = build_cache([FeatureJob("t/clip", folder, onset=0, apex=2, offset=3)], cache, progress=False)
+    assert report.done == 1 and LandmarkTrack.load(track).backend == "dlib"
+    assert f"cached track {track} was made by fan" in capsys.readouterr().err
     # a changed frame file changes the track's key
     cv2.imwrite(str(folder / "3.png"), frames[0])
     assert cache.track_path(folder) != track
