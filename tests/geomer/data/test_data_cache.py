@@ -201,7 +201,7 @@ def clip_folders(tmp_path):
         LandmarkTrack(
             points=np.repeat(truth[:1], 6, axis=0), valid=np.ones(6, bool),
             frame_index=np.arange(10, 16), box=np.zeros((6, 4)), fps=30.0,
-            source=str(folder), backend="truth",
+            source=str(folder), backend=SETTINGS.backend,
         ).save(cache.track_path(folder))
         jobs.append(FeatureJob(f"test/{name}", folder, onset=10, apex=13, offset=15, dataset="test"))
     return cache, jobs
@@ -352,7 +352,7 @@ def test_build_cache_tracks_and_caches_the_track(tmp_path, capsys):
 
     dataclasses.replace(LandmarkTrack.load(track), backend="fan").save(track)
     capsys.readouterr()
-    report = build_cache([FeatureJob("t/clip", folder, onset=0, apex=2, offset=3)], cache, progress=False)
+    report = build_cache([FeatureJob("t/clip", folder, onset=0, apex=3, offset=3)], cache, progress=False)
     assert report.done == 1 and LandmarkTrack.load(track).backend == "dlib"
     assert f"cached track {track} was made by fan" in capsys.readouterr().err
     # a changed frame file changes the track's key
