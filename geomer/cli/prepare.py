@@ -46,7 +46,7 @@ def dataset_root(name: str, root: str | None, progress: bool):
 
 
 def run(args) -> int:
-    from geomer.data.datasets import read_dataset
+    from geomer.data.datasets import check_scheme, read_dataset
     from geomer.data.prepare import prepare_dataset
     from geomer.errors import GeomerError
     from geomer.features.types import FeatureSettings
@@ -57,6 +57,7 @@ def run(args) -> int:
     if args.jobs < 1:
         raise GeomerError(f"--jobs must be at least 1 (got {args.jobs})")
     BACKENDS[args.backend]  # an unknown name is a one-line error before any work
+    check_scheme(args.dataset, args.scheme)  # before the standard synthetic dataset is rendered
     check_output_folder(args.cache if args.cache is not None else cache_root() / "features", "--cache", GeomerError)
     root = dataset_root(args.dataset, args.root, not args.quiet)
     index = read_dataset(args.dataset, root, scheme=args.scheme, skip_bad=args.skip_bad)
@@ -67,7 +68,8 @@ def run(args) -> int:
           f"classes {', '.join(index.classes)}")
     for line in summary.lines():
         print(line)
-    if summary.failures and not args.skip_bad:
+    # with --skip-bad the failed clips are left out; a dataset with no clip left is still an error
+    if summary.failures and (not args.skip_bad or len(summary.failures) == summary.clips):
         print(f"geomer prepare: error: {summary.error_line()}; the other clips are cached", file=sys.stderr)
         return 2
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 from geomer.data.sample import DatasetIndex
-from geomer.data.schemes import ClassScheme, get_scheme
+from geomer.data.schemes import SCHEMES, ClassScheme, get_scheme
 from geomer.data.sheets import SampleCollector
 from geomer.errors import GeomerError
 from landmarks.registry import Registry
@@ -45,6 +45,17 @@ def describe_datasets() -> list[tuple[str, str, str]]:
         module = reader(name)
         rows.append((name, module.DEFAULT_SCHEME, module.LAYOUT))
     return rows
+
+
+def check_scheme(name: str, scheme: str | ClassScheme | None) -> None:
+    """One-line GeomerError when dataset ``name`` cannot take the class scheme ``scheme`` by name
+    (neither its default nor a registered scheme): refused before any work, such as rendering
+    the standard synthetic dataset. None is the dataset's default."""
+    module = reader(name)
+    if scheme is None or isinstance(scheme, ClassScheme) or scheme == module.DEFAULT_SCHEME or scheme in SCHEMES:
+        return
+    known = ", ".join((module.DEFAULT_SCHEME + " (the default)", *(s for s in SCHEMES.names() if s != module.DEFAULT_SCHEME)))
+    raise GeomerError(f"unknown class scheme {scheme!r} for dataset {name}; known: {known}")
 
 
 def read_dataset(

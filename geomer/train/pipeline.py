@@ -53,7 +53,8 @@ def train_dataset(
     from geomer.data.cache import FeatureCache
     from geomer.data.loading import load_graphs
     from geomer.data.prepare import prepare_dataset
-    from geomer.data.protocols import check_folds, get_protocol
+    from geomer.data.datasets import check_scheme
+    from geomer.data.protocols import PROTOCOLS, check_folds, get_protocol
     from geomer.features.types import FeatureSettings
     from geomer.models import check_inputs, get_spec
 
@@ -72,11 +73,13 @@ def train_dataset(
     if out is not None:
         RunDir(out).check_writable()
     check_output_folder(cache if cache is not None else cache_root() / "features", "--cache", GeomerError)
+    PROTOCOLS[protocol]  # an unknown name, before the dataset is read (or rendered)
     if root is None:
         if dataset not in (None, "synth"):
             raise GeomerError(f"--dataset {dataset} needs --root PATH (the dataset's folder)")
         from geomer.synth import standard_dataset
 
+        check_scheme("synth", scheme)
         dataset, root = "synth", standard_dataset(progress=progress)
     elif dataset is None:
         raise GeomerError(f"--root {root} needs --dataset NAME (known: {', '.join(list_datasets())})")

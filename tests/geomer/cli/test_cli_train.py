@@ -364,6 +364,7 @@ def test_a_broken_video_gives_one_line_without_ffmpeg_noise(untrained_checkpoint
     (["--model", "hsta", "--set", "special_dim=0"], "special_dim must be ≥ 1"),
     (["--model", "mubert", "--set", "swap_ratio=2"], "swap_ratio must lie in [0, 1]"),
     (["--ray-address", "10.0.0.1:6379"], "needs --executor ray"),
+    (["--scheme", "bogus"], "unknown class scheme 'bogus'"), (["--protocol", "bogus"], "unknown protocol"),
     (["--seeds", "0,,1"], "expected comma-separated integers"), (["--seeds", "0,1,"], "expected comma-separated"),
 ])
 def test_bad_options_are_one_line_and_nothing_is_written(tmp_path, monkeypatch, capsys, options, message):

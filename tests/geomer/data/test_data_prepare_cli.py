@@ -85,6 +85,21 @@ def test_failed_clip_exits_2_after_caching_the_good_ones(flow_root, tmp_path, ca
     kept = without_failures(index, [(victim.key, "no face")])
     assert [s.key for s in kept.samples] == [s.key for s in index.samples if s.key != victim.key]
     assert kept.skipped[-1].row == victim.key and len(load_graphs(kept, cache)) == 3
+    # --skip-bad with every clip failed: no dataset is left, an error
+    for sample in index.samples:
+        cv2.imwrite(str(sample.extra["apex_image"]), np.full((224, 224, 3), 128, np.uint8))
+    status = main(["prepare", "--dataset", "synth", "--root", str(broken),
+                   "--cache", str(tmp_path / "other-cache"), "--quiet", "--skip-bad"])
+    (error,) = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and "3 more clip(s) failed" in error
+
+
+def test_an_unknown_scheme_is_refused_before_the_standard_dataset_is_rendered(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    assert main(["prepare", "--scheme", "bogus", "--quiet"]) == 2
+    (error,) = capsys.readouterr().err.strip().splitlines()
+    assert "unknown class scheme 'bogus' for dataset synth" in error
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_overlapping_clip_keys_keep_distinct_features(flow_root, tmp_path, capsys):
