@@ -132,7 +132,8 @@ def read_table(path: Path, columns: dict[str, tuple[str, ...]], key_column: str)
         else:
             raw = pd.read_excel(path, header=None, dtype=object)
     except Exception as error:  # pandas raises many kinds for broken files
-        raise GeomerError(f"{path}: cannot read the label sheet ({error})") from error
+        # one line: pandas' parser messages end in a newline
+        raise GeomerError(f"{path}: cannot read the label sheet ({' '.join(str(error).split())})") from error
     wanted_keys = {canonical: {column_key(a) for a in aliases} for canonical, aliases in columns.items()}
     header_row = None
     for row in range(min(len(raw), _HEADER_SEARCH_ROWS)):

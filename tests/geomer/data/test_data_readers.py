@@ -354,3 +354,14 @@ def test_megc2019_flow_reads_labels_written_as_class_names(tmp_path):
     rows = [(d, sub, clip, named[label], image) for d, sub, clip, label, image in FLOW_ROWS]
     index = read_dataset("megc2019-flow", write_megc2019_flow(tmp_path / "flow", rows=rows))
     assert [s.label for s in index.samples] == ["positive", "negative", "negative", "negative", "surprise"]
+
+
+def test_a_ragged_csv_sheet_is_one_line_naming_it(tmp_path):
+    from geomer.data.sheets import read_table
+
+    sheet = tmp_path / "labels.csv"
+    sheet.write_text("Subject,Filename\n01,EP01\n01,EP02,1,2,44\n")  # a row with more fields
+    with pytest.raises(GeomerError) as caught:
+        read_table(sheet, {"subject": ("Subject",), "filename": ("Filename",)}, key_column="filename")
+    message = str(caught.value)
+    assert message.startswith(f"{sheet}: cannot read the label sheet (") and "\n" not in message
