@@ -156,7 +156,7 @@ def collect(
         elif label_text.lower() in label_names:  # a copy that writes the class name
             label = label_text.lower()
         else:
-            label = f"label {label_text}"
+            label = f"label {label_text if len(label_text) <= 20 else label_text[:20] + '...'}"
         # the shared CSV writes SMIC clips "s01_ne_01"; the HS folders (and megc2019) "s1_ne_01"
         clip = smic.clip_id(filename) if part == "smic" and dataset is None else filename
         apex_image = image_file(apex_folder, cell_text(record["imagename"]))

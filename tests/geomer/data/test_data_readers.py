@@ -365,3 +365,12 @@ def test_a_ragged_csv_sheet_is_one_line_naming_it(tmp_path):
         read_table(sheet, {"subject": ("Subject",), "filename": ("Filename",)}, key_column="filename")
     message = str(caught.value)
     assert message.startswith(f"{sheet}: cannot read the label sheet (") and "\n" not in message
+
+
+def test_megc2019_flow_label_of_many_digits_is_an_unknown_label_on_its_row(tmp_path):
+    rows = [("casme2", "sub01", "EP02_01f", "9" * 5000, "sub01_EP02_01f.jpg")]  # beyond int()'s 4300 digits
+    root = write_megc2019_flow(tmp_path / "flow", rows=rows)
+    with pytest.raises(GeomerError) as caught:
+        read_dataset("megc2019-flow", root)
+    (line,) = str(caught.value).splitlines()
+    assert line.startswith(f"{root / 'combined_3_class2_for_optical_flow.csv'}: row 2: ") and "label 999" in line
