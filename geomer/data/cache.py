@@ -186,24 +186,25 @@ class FeatureCache:
             "format": CACHE_FORMAT, "key": self.key,
         }
 
+    def _existing_manifest(self) -> dict | None:
+        """The folder's manifest; None when there is none or it does not read (it is rewritten).
+        GeomerError when it records other settings: the folder is another cache's (copied or
+        renamed), whose entries must not pass for these settings'."""
+        try:
+            existing = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError):
+            return None
+        # a manifest of another geomer version is fine: entries carry their own identity (cache
+        # format included) and are verified on load
+        if not (isinstance(existing, dict) and {**existing, "version": None} == {**self.manifest(), "version": None}):
+            raise GeomerError(
+                f"{self.manifest_path}: manifest does not match the feature settings (delete the folder to rebuild)"
+            )
+        return existing
+
     def _ensure_manifest(self) -> None:
-        if self.manifest_path.is_file():
-            try:
-                existing = json.loads(self.manifest_path.read_text())
-            except (OSError, ValueError):
-                existing = None
-            if existing == self.manifest():
-                return
-            # entries carry their own identity (cache format included) and are verified on load, so
-            # a manifest of another geomer version is updated; other settings are another cache
-            same_settings = isinstance(existing, dict) and {**existing, "version": None} == {**self.manifest(), "version": None}
-            if existing is not None and not same_settings:
-                raise GeomerError(
-                    f"{self.manifest_path}: manifest does not match the feature settings "
-                    "(delete the folder to rebuild)"
-                )
-        text = json.dumps(self.manifest(), indent=2, sort_keys=True)
-        atomic_write_text(self.manifest_path, text)
+        if self._existing_manifest() != self.manifest():
+            atomic_write_text(self.manifest_path, json.dumps(self.manifest(), indent=2, sort_keys=True))
 
     def path(self, job: FeatureJob, identity: dict | None = None) -> Path:
         """The ``.npz`` file of ``job``'s entry (``identity``: its :func:`clip_identity`, when
@@ -224,6 +225,7 @@ class FeatureCache:
         path = self.path(job, identity)
         if not path.is_file():
             return None, ""
+        self._existing_manifest()  # entries of a folder another cache's manifest claims are refused
         try:
             with np.load(path, allow_pickle=False) as arrays:
                 if IDENTITY_ARRAY not in arrays.files:

@@ -107,6 +107,18 @@ def test_manifest_mismatch_is_refused(tmp_path):
         cache.put(job_of(tmp_path, key="k2"), fake_features())
 
 
+def test_a_folder_of_other_settings_is_refused_when_read(tmp_path):
+    import dataclasses
+    import shutil
+
+    job = job_of(tmp_path)
+    FeatureCache(tmp_path, SETTINGS).put(job, fake_features())
+    other = FeatureCache(tmp_path, dataclasses.replace(SETTINGS, backend="dlib-cnn"))
+    shutil.copytree(FeatureCache(tmp_path, SETTINGS).folder, other.folder)  # copied under the other key
+    with pytest.raises(GeomerError, match=f"{other.manifest_path}: manifest does not match"):
+        other.load(job)
+
+
 def test_crash_mid_write_leaves_nothing_and_resumes(tmp_path, monkeypatch):
     cache = FeatureCache(tmp_path / "cache", SETTINGS)
     first, second = job_of(tmp_path, key="first"), job_of(tmp_path, key="second")
