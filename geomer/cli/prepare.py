@@ -51,12 +51,12 @@ def run(args) -> int:
     from geomer.errors import GeomerError
     from geomer.features.types import FeatureSettings
     from geomer.paths import cache_root
-    from landmarks.backends import BACKENDS
+    from landmarks.backends import get_backend
     from landmarks.files import check_output_folder
 
     if args.jobs < 1:
         raise GeomerError(f"--jobs must be at least 1 (got {args.jobs})")
-    BACKENDS[args.backend]  # an unknown name is a one-line error before any work
+    get_backend(args.backend)  # an unknown or uninstalled backend is a one-line error before any work
     check_scheme(args.dataset, args.scheme)  # before the standard synthetic dataset is rendered
     check_output_folder(args.cache if args.cache is not None else cache_root() / "features", "--cache", GeomerError)
     root = dataset_root(args.dataset, args.root, not args.quiet)

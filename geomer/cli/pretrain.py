@@ -56,12 +56,12 @@ def run(args) -> int:
         sources_from_paths,
     )
     from geomer.rundir import check_not_inside_a_run
-    from landmarks.backends import BACKENDS
+    from landmarks.backends import get_backend
     from landmarks.files import check_output_folder
 
     if args.seed < 0:  # as geomer synth and train: a seed is a non-negative integer
         raise GeomerError(f"--seed must be at least 0, got {args.seed}")
-    BACKENDS[args.backend]  # an unknown name is a one-line error before any work
+    get_backend(args.backend)  # an unknown or uninstalled backend is a one-line error before any work
     check_pretrainable(args.model)
     progress = not args.quiet
     config = PretrainConfig(  # checks its settings: before the clips are found (or rendered)

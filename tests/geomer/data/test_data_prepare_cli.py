@@ -294,3 +294,14 @@ def test_train_refuses_a_dataset_with_failed_clips_unless_skip_bad(flow_root, tm
     assert victim.key in written
     predictions = "".join(p.read_text() for p in result.out_dir.rglob("predictions.csv"))
     assert victim.key not in predictions and predictions.count("\n") >= 3
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("face_alignment") is not None,
+                    reason="needs a machine without face-alignment")
+def test_an_uninstalled_backend_is_refused_before_the_dataset_is_read(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    assert main(["prepare", "--dataset", "casme2", "--root", str(tmp_path / "data"), "--backend", "fan",
+                 "--skip-bad", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "geomer prepare: error: the fan backend needs face-alignment: pip install 'geomer[fan]'"]
+    assert list(tmp_path.iterdir()) == []
