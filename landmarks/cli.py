@@ -312,9 +312,18 @@ class _NamedStandardOutput:
         except OSError as error:
             if error.filename is None:
                 error.filename = STANDARD_OUTPUT
-                with contextlib.suppress(OSError, ValueError):  # ValueError: no descriptor (a test's capture)
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+                drop_standard_output(self._stream)
             raise
+
+
+def drop_standard_output(stream=None) -> None:
+    """Point standard output's descriptor at /dev/null: what it still holds goes nowhere, so the
+    interpreter does not fail again flushing it at exit (a closed pipe, a full disk)."""
+    with contextlib.suppress(OSError, ValueError):  # ValueError: no descriptor (a test's capture)
+        descriptor = (stream or sys.stdout).fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, descriptor)
+        os.close(devnull)
 
 
 @contextlib.contextmanager
@@ -328,6 +337,10 @@ def standard_output_named():
         yield
     except SystemExit:
         named.flush()
+        raise
+    except BaseException:  # the command's own error (or interrupt) is the one to report
+        with contextlib.suppress(OSError):
+            named.flush()
         raise
     else:
         named.flush()
@@ -430,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         ending = "terminated" if was_terminated(interruption) else "interrupted"
         print(f"landmarks: {ending}", file=sys.stderr)
         return exit_status(interruption)
+    except BrokenPipeError:  # the reader left (`landmarks --help | head -1`): not an error
+        drop_standard_output()
+        return 0
     except (LandmarksError, OSError) as error:
         # OSError: a file system failure on an output not foreseen by the checks (disk full, a
         # folder made read-only meanwhile); its message names the path. With --debug its

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import signal
 import sys
 import traceback
@@ -17,6 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from landmarks.cli import (
     DefaultsHelpFormatter,
+    drop_standard_output,
     exit_status,
     standard_output_named,
     terminations_raised,
@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("geomer: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except BrokenPipeError:  # the reader left (`geomer --help | head -1`): not an error
+        drop_standard_output()
+        return 0
     except OSError as error:
         print(f"geomer: error: {os_error_line(error)}", file=sys.stderr)
         return 2
@@ -84,10 +87,8 @@ def _run(args) -> int:
             status = args.func(args)
     except (GeomerError, LandmarksError) as error:
         return _failed(args, error)
-    except BrokenPipeError:
-        # the reader closed the pipe (`geomer models | head`): not an error; keep the interpreter
-        # from failing again while flushing stdout at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # the reader closed the pipe (`geomer models | head`): not an error
+        drop_standard_output()
         return 0
     except OSError as error:
         # A file the command reads or writes (an unwritable folder, an output path naming an

@@ -191,9 +191,13 @@ def frame_value(value: object, what: str) -> int:
         text = str(value).strip()
         if not re.fullmatch(r"\d+(\.0+)?", text):
             raise ValueError(f"{what} frame {text!r} is not a number")
-        number = int(text.split(".")[0])  # not via float: 400 digits would be infinity
-    if number > MAX_FRAME_NUMBER:
-        raise ValueError(f"{what} frame {str(number)[:20]}... is too large (at most {MAX_FRAME_NUMBER})")
+        digits = text.split(".")[0]  # not via float: 400 digits would be infinity
+        number = int(digits[:20])  # int() refuses more than 4300 digits; 20 already exceed the bound
+        if len(digits) > 20:
+            raise ValueError(f"{what} frame {digits[:20]}... is too large (at most {MAX_FRAME_NUMBER})")
+    if abs(number) > MAX_FRAME_NUMBER:
+        shown = str(number) if len(str(number)) <= 20 else str(number)[:20] + "..."
+        raise ValueError(f"{what} frame {shown} is too large (at most {MAX_FRAME_NUMBER})")
     return number
 
 

@@ -47,6 +47,7 @@ blinks in 15 %, residual head motion up to 0.5 px), 200 fps, seed 0 — about 10
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -171,8 +172,9 @@ def _check_output(out: Path) -> None:
     check_output_folder(out, "output folder", GeomerError)
     # the dataset is built beside ``out`` and moved into its place: never the current folder (or
     # one holding it), which cannot be replaced while it is in use
-    if Path.cwd().is_relative_to(out.resolve()):
-        raise GeomerError(f"{out}: is the current folder or holds it; name a new folder")
+    with contextlib.suppress(FileNotFoundError):  # a current folder deleted meanwhile holds nothing
+        if Path.cwd().is_relative_to(out.resolve()):
+            raise GeomerError(f"{out}: is the current folder or holds it; name a new folder")
     if out.exists() and any(out.iterdir()):
         raise GeomerError(f"{out}: already exists and is not empty; remove it or choose another folder")
     # the temp name is the longest name written; pid_max is at most 2**22 (7 digits)
@@ -343,23 +345,24 @@ def generate(
     try:
         per_subject: list[list[tuple[ClipPlan, dict, np.ndarray]]] = []
         with tqdm(total=subjects * clips, desc=f"synth {layout}", unit="clip", disable=not progress) as bar:
-            if jobs == 1 or subjects == 1:
-                for s in range(subjects):
+            # the first subject alone, then the check of the disk space from its size, before the
+            # others start (rendered beside it, their files would count as its own)
+            per_subject.append(_render_subject(temp, layout, 0, clips, seed, difficulty, fps))
+            bar.update(clips)
+            _check_room(out, temp, subjects)
+            rest = range(1, subjects)
+            if jobs == 1 or len(rest) <= 1:
+                for s in rest:
                     per_subject.append(_render_subject(temp, layout, s, clips, seed, difficulty, fps))
                     bar.update(clips)
-                    if s == 0:
-                        _check_room(out, temp, subjects)
             else:
-                with process_pool(min(jobs, subjects)) as pool:
+                with process_pool(min(jobs, len(rest))) as pool:
                     futures = [
-                        pool.submit(_render_subject, temp, layout, s, clips, seed, difficulty, fps)
-                        for s in range(subjects)
+                        pool.submit(_render_subject, temp, layout, s, clips, seed, difficulty, fps) for s in rest
                     ]
                     for future in futures:
                         per_subject.append(future.result())
                         bar.update(clips)
-                        if len(per_subject) == 1:
-                            _check_room(out, temp, subjects)
         plans = [plan for results in per_subject for plan, _, _ in results]
         clip_truth = {plan.key: truth for results in per_subject for plan, truth, _ in results}
         writer.finish(temp, plans)

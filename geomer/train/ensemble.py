@@ -62,11 +62,12 @@ def check_members(members: Sequence[RunDir]) -> list[dict]:
     return configs
 
 
-def _trained_runs(path: Path, config: dict) -> list[Path]:
+def _trained_runs(path: Path, config: dict, seen: frozenset[Path] = frozenset()) -> list[Path]:
     """The trained runs an ensemble member stands for: itself, or an ensemble's own members
-    (recorded in its config.json), followed down through ensembles of ensembles. A run in two
+    (recorded in its config.json by their absolute paths), followed down through ensembles of
+    ensembles (``seen``: the ensembles above, so an edited record that loops ends). A run in two
     members would count twice in the equal-weight mean."""
-    if config.get("model") != "ensemble":
+    if config.get("model") != "ensemble" or path in seen:
         return [path]
     runs = []
     members = config.get("members")
@@ -78,7 +79,7 @@ def _trained_runs(path: Path, config: dict) -> list[Path]:
             member_config = RunDir(member_path).config
         except GeomerError:  # moved or removed since: it stands for itself
             member_config = {}
-        runs += _trained_runs(member_path, member_config)
+        runs += _trained_runs(member_path, member_config, seen | {path})
     return runs
 
 

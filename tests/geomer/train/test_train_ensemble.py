@@ -196,3 +196,15 @@ def test_a_run_in_two_members_is_refused_as_counted_twice(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "it would count twice" in err[0]
     assert not (tmp_path / "twice").exists()
+
+
+def test_a_members_record_that_loops_is_followed_once(tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    for name in "abc":
+        write_run(tmp_path / name, member_probabilities(rng))
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ab")]) == 0
+    config_path = tmp_path / "ab" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["members"].append({"path": str((tmp_path / "ab").resolve()), "model": "ensemble"})  # edited: itself
+    config_path.write_text(json.dumps(config))
+    assert main(["ensemble", str(tmp_path / "ab"), str(tmp_path / "c"), "--out", str(tmp_path / "abc")]) == 0
