@@ -88,3 +88,24 @@ def test_standard_output_on_a_full_disk_is_one_line_naming_it(command, buffered)
     where = "geomer models" if argv == ["models"] else program
     assert (done.returncode, done.stderr.splitlines()) == (
         2, [f"{where}: error: standard output: No space left on device"])
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_command_error_after_output_that_cannot_be_flushed_is_the_error_reported():
+    import subprocess
+    import sys
+
+    program = (
+        "import sys, geomer.cli, geomer.cli.models\n"
+        "from geomer.errors import GeomerError\n"
+        "def run(args):\n"
+        "    print('a row')\n"
+        "    raise GeomerError('x.csv: row 3: bad')\n"
+        "geomer.cli.models.run = run\n"
+        "sys.exit(geomer.cli.main(['models']))\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-c", program], stdout=full, stderr=subprocess.PIPE, text=True,
+                              env=env, timeout=120)
+    assert (done.returncode, done.stderr.splitlines()) == (2, ["geomer models: error: x.csv: row 3: bad"])
