@@ -329,8 +329,9 @@ def drop_standard_output(stream=None) -> None:
 @contextlib.contextmanager
 def standard_output_named():
     """Within the block, an error writing ``sys.stdout`` names it (:class:`_NamedStandardOutput`);
-    buffered output is flushed when the block ends normally or by SystemExit (argparse's
-    ``--help``), so that its error can still be reported: it then replaces the SystemExit."""
+    buffered output is flushed however the block ends, so that its error can still be reported:
+    it replaces a normal end or a SystemExit (argparse's ``--help``); after the command's own
+    error or an interrupt, that one is reported and the failed flush dropped."""
     stream = sys.stdout
     sys.stdout = named = _NamedStandardOutput(stream)
     try:
