@@ -121,6 +121,8 @@ def load_relation_array(
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise GeomerError(f"{path}: not a readable .npy array ({error})") from None
+    if array.dtype.kind not in "fiu":  # a complex or boolean array is no relation file of ours
+        raise GeomerError(f"{path}: holds {array.dtype} values, not real numbers")
     k = check_shape(array, ("n", "K", "K")[3 - ndim:], f"{path}: relations")["K"]
     if components is not None and k != components:
         raise GeomerError(f"{path}: {k} components, the run's config names {components}")
@@ -321,6 +323,8 @@ class FoldDir:
         missing = [c for c in ("sample", "true", "predicted") if c not in frame.columns]
         if missing:
             raise GeomerError(f"{path}: missing column(s) {', '.join(missing)}")
+        if frame.empty:  # every fold tests at least one clip: a header alone is a file cut short
+            raise GeomerError(f"{path}: no rows")
         for column in ("true", "predicted"):
             if frame[column].dtype == object and frame[column].eq("").any():
                 raise GeomerError(f"{path}: row {int(frame.index[frame[column].eq('')][0]) + 2}: empty {column}")

@@ -61,3 +61,14 @@ def test_a_damaged_baseline_fails_pooling_before_metrics_are_rewritten(tmp_path)
     baseline.unlink()  # a run without a baseline (trained before it existed) pools as before
     pool_run(run)
     assert json.loads((run / "metrics.json").read_text())["uf1"] == metrics["uf1"]
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, bool])
+def test_a_relation_file_of_no_real_numbers_is_refused(tmp_path, dtype):
+    from geomer.errors import GeomerError
+    from geomer.rundir import load_relation_array
+
+    path = tmp_path / "relations.npy"
+    np.save(path, np.ones((2, 7, 7), dtype=dtype))
+    with pytest.raises(GeomerError, match=f"{path}: holds .* values, not real numbers"):
+        load_relation_array(path, 3, components=7)

@@ -404,6 +404,7 @@ def _other_class(name: str) -> str:
     ("predictions.csv", lambda text: _with_cell(text, 4, _other_class(_first_row(text)[4]))),
     ("predictions.csv", lambda text: _with_cell(text, 3, _other_class(_first_row(text)[3]))),
     ("predictions.csv", lambda text: _with_cell(text, 0, "s-elsewhere/clip")),
+    ("predictions.csv", lambda text: text[: text.index("\n") + 1]),  # the header alone
     ("history.csv", lambda text: ""),
     ("history.csv", lambda text: _with_cell(text, 1, "x")),  # loss
     ("history.csv", lambda text: text[: text.index("\n") + 3]),  # cut inside the first epoch's row
