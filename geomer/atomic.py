@@ -72,9 +72,10 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 def atomic_torch_save(path: str | os.PathLike, payload) -> None:
     """``torch.save`` ``payload`` to ``path`` atomically.
 
-    torch reports a failed write (a full disk) as a RuntimeError ("enforce fail at
-    inline_container.cc"), not an OSError; it becomes a GeomerError naming ``path`` too. Any other
-    RuntimeError passes through unchanged.
+    torch reports a failed write (a full disk) as a RuntimeError, not an OSError: "enforce fail at
+    inline_container.cc" while it writes a record, "basic_ios::clear: iostream error" when it
+    closes the archive; either becomes a GeomerError naming ``path`` too. Any other RuntimeError
+    passes through unchanged.
     """
     import torch
 
@@ -83,7 +84,7 @@ def atomic_torch_save(path: str | os.PathLike, payload) -> None:
         try:
             torch.save(payload, temporary)
         except RuntimeError as error:
-            if "inline_container" not in str(error):  # not torch's failed write: a bug, with its traceback
+            if not any(sign in str(error) for sign in ("inline_container", "iostream error")):  # a bug: traceback
                 raise
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise GeomerError(f"{path}: cannot write it (torch.save failed: {first}; is the disk full?)") from error
