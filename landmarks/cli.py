@@ -274,11 +274,10 @@ def _show(args) -> int:
     try:
         temp.write_bytes(np.asarray(encoded).tobytes())
         os.replace(temp, out)
-    except OSError as error:  # a full disk names no file: name the output
+    except BaseException as error:
         temp.unlink(missing_ok=True)
-        raise LandmarksError(f"{out}: cannot write ({error.strerror or error})") from error
-    except BaseException:
-        temp.unlink(missing_ok=True)
+        if isinstance(error, OSError):  # a full disk names no file: name the output
+            raise LandmarksError(f"{out}: cannot write ({error.strerror or error})") from error
         raise
     return 0
 

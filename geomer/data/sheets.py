@@ -186,19 +186,17 @@ def frame_value(value: object, what: str) -> int:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not float(value).is_integer():
             raise ValueError(f"{what} frame {value!r} is not a whole number")
-        number = int(value)
+        digits = str(int(value))
     else:
         text = str(value).strip()
         if not re.fullmatch(r"\d+(\.0+)?", text):
             raise ValueError(f"{what} frame {text!r} is not a number")
         digits = text.split(".")[0]  # not via float: 400 digits would be infinity
-        number = int(digits[:20])  # int() refuses more than 4300 digits; 20 already exceed the bound
-        if len(digits) > 20:
-            raise ValueError(f"{what} frame {digits[:20]}... is too large (at most {MAX_FRAME_NUMBER})")
-    if abs(number) > MAX_FRAME_NUMBER:
-        shown = str(number) if len(str(number)) <= 20 else str(number)[:20] + "..."
+    # judged by its length first: int() refuses more than 4300 digits
+    if len(digits.lstrip("-")) > 19 or abs(int(digits)) > MAX_FRAME_NUMBER:
+        shown = digits if len(digits) <= 20 else digits[:20] + "..."
         raise ValueError(f"{what} frame {shown} is too large (at most {MAX_FRAME_NUMBER})")
-    return number
+    return int(digits)
 
 
 def cell_text(value: object) -> str:
