@@ -497,6 +497,7 @@ class RunDir:
             config = read_json_object(self.config_path)
             if "geomer_version" in config:
                 check_version(self.config_path, config["geomer_version"], "run")
+            _check_config_types(config, self.config_path)
             self._config = config
         return self._config
 
@@ -691,6 +692,30 @@ def _names(config: dict, key: str, path: Path) -> tuple[str, ...]:
             or not all(isinstance(name, str) and name for name in names)):
         raise GeomerError(f"{path}: '{key}' must be a non-empty list of distinct names, got {names!r:.80}")
     return tuple(names)
+
+
+def _check_config_types(config: dict, path: Path) -> None:
+    """One-line GeomerError naming ``path`` for a key of the engine's config that has the wrong
+    type (a hand-edited ``"seeds": 0`` or a fold that is not a folder name would otherwise be a
+    traceback in whichever command reads it first). Absent keys are left to the caller."""
+    if "seeds" in config:
+        seeds = config["seeds"]
+        if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+                or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+            raise GeomerError(f"{path}: 'seeds' must be a non-empty list of distinct integers, got {seeds!r:.80}")
+    if "folds" in config:
+        from geomer.data.protocols import fold_name
+
+        # fold folders are named by fold_name: anything else ("../x", "a/b") is not a fold of a run
+        bad = next((f for f in _names(config, "folds", path) if fold_name(f) != f), None)
+        if bad is not None:
+            raise GeomerError(f"{path}: fold {bad!r:.80} is not a fold folder name")
+    for key in ("classes", "component_names"):
+        if key in config:
+            _names(config, key, path)
+    for key in ("pretraining", "settings", "cfg", "feature_settings", "graph", "execution"):
+        if config.get(key) is not None and not isinstance(config[key], dict):
+            raise GeomerError(f"{path}: '{key}' must be an object or null, got {config[key]!r:.80}")
 
 
 def check_not_inside_a_run(path: str | Path, option: str = "--out") -> None:

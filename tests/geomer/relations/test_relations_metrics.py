@@ -249,6 +249,28 @@ def test_load_run_blames_malformed_names_on_config_json(run_dir, key, value):
         load_run(run_dir)
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("seeds", 0, "'seeds' must be a non-empty list of distinct integers"),
+    ("seeds", [True], "'seeds' must be a non-empty list of distinct integers"),
+    ("seeds", [0, 0], "'seeds' must be a non-empty list of distinct integers"),
+    ("folds", 5, "'folds' must be a non-empty list of distinct names"),
+    ("folds", [{"a": 1}], "'folds' must be a non-empty list of distinct names"),
+    ("folds", ["../fold-s1"], "fold '../fold-s1' is not a fold folder name"),
+    ("pretraining", "x", "'pretraining' must be an object or null"),
+    ("settings", 3, "'settings' must be an object or null"),
+])
+def test_every_reader_blames_a_wrongly_typed_config_key_on_config_json(run_dir, key, value, message):
+    # hand-edited config.json: evaluate (pool_run), plot and compare (load_run) give one line
+    from geomer.train import pool_run
+
+    config = json.loads((run_dir / "config.json").read_text())
+    config[key] = value
+    (run_dir / "config.json").write_text(json.dumps(config))
+    for read in (load_run, pool_run):
+        with pytest.raises(GeomerError, match=rf"config.json: {message}"):
+            read(run_dir)
+
+
 @pytest.mark.parametrize("cell, message", [
     ("abc", r"row 3: prob_positive is 'abc', not a probability in \[0, 1\]"),
     ("", r"row 3: prob_positive is '', not a probability"),
