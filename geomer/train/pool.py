@@ -125,6 +125,8 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
         run_dir.save_relations(relations)
         if occlusion is not None:
             run_dir.save_relations(occlusion, kind="occlusion_relations")
+        else:  # a fold without them (trained before they existed): an older run-level file is stale
+            run_dir.relations_path("occlusion_relations").unlink(missing_ok=True)
     return json.loads(json.dumps(metrics))
 
 

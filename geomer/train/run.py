@@ -222,8 +222,13 @@ def _finished_fold_problem(
         # the epoch count catches a history cut short (checkpoints written before it was recorded
         # have none: their history is checked as before)
         trained = load_checkpoint(fold.checkpoint_path, model=model, classes=class_names).extra.get("epochs")
-        frame, _, _ = fold.read_results(class_names, components, epochs=trained)
+        frame, _, occluded = fold.read_results(class_names, components, epochs=trained)
         fold.check_samples(frame, *expected)
+        # the engine writes both for every fold it trains: without them the fold is unfinished
+        if occluded is None:
+            return f"{fold.relations_path('occlusion_relations')}: missing"
+        if not fold.history_path.is_file():
+            return f"{fold.history_path}: missing"
     except GeomerError as error:
         return str(error)
     return None

@@ -426,6 +426,35 @@ def test_a_finished_fold_with_a_damaged_file_is_trained_again_on_resume(tmp_path
     assert second.metrics == first.metrics
 
 
+@pytest.mark.parametrize("file", ["history.csv", "occlusion_relations.npy"])
+def test_a_finished_fold_missing_a_file_the_engine_writes_is_trained_again(tmp_path, graphs, face_graph, capfd,
+                                                                          file):
+    run = tmp_path / "run"
+    first = run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    folds = json.loads((run / "config.json").read_text())["folds"]
+    missing = run / "seed-0" / folds[1] / file
+    intact = missing.read_bytes()
+    missing.unlink()
+    second = run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    assert [t.fold for t in second.trained] == [folds[1]] and second.skipped == 5
+    assert f"{folds[1]}/{file}: missing" in capfd.readouterr().err
+    assert missing.read_bytes() == intact
+    assert second.metrics == first.metrics
+
+
+def test_pooling_folds_without_occlusion_relations_drops_the_stale_run_level_file(tmp_path, graphs, face_graph):
+    # a run whose folds lack them (trained before they existed) has no run-level occlusion
+    # relations: a file left from other folds would be read as this run's
+    run = tmp_path / "run"
+    run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    assert (run / "occlusion_relations.npy").is_file()
+    folds = json.loads((run / "config.json").read_text())["folds"]
+    (run / "seed-0" / folds[0] / "occlusion_relations.npy").unlink()
+    pool_run(run)
+    assert not (run / "occlusion_relations.npy").exists()
+    assert (run / "relations.npy").is_file()
+
+
 def test_a_folder_of_other_files_or_inside_a_run_is_refused_as_out(tmp_path, graphs, face_graph):
     """A run writes metrics.json, figures/, seed-*/ into its folder: never over a user's files or
     into another run's folders."""
