@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from landmarks.backends import BACKENDS
@@ -446,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader left (`landmarks --help | head -1`): not an error
         drop_standard_output()
         return 0
+    except BrokenProcessPool:
+        print("landmarks: error: a worker process died (killed or out of memory); finished outputs are kept: "
+              "run the command again, with fewer --jobs", file=sys.stderr)
+        return 2
     except (LandmarksError, OSError) as error:
         # OSError: a file system failure on an output not foreseen by the checks (disk full, a
         # folder made read-only meanwhile); its message names the path. With --debug its

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 # How often a worker checks that the calling process still exists (seconds).
 _WATCH_INTERVAL = 0.5
@@ -108,7 +109,10 @@ def _start_fork_server(context) -> None:
     else:
         forkserver.ensure_running()
     ready = context.Process(name="fork-server-ready")  # runs nothing: it is born once the imports are done
-    ready.start()
+    try:
+        ready.start()
+    except (EOFError, ConnectionError) as error:  # the fork server died (killed, out of memory)
+        raise BrokenProcessPool("the fork server died while it started") from error
     ready.join()
 
 

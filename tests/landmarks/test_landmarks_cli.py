@@ -124,6 +124,21 @@ def test_show_on_a_full_disk_names_the_picture_and_leaves_nothing(tmp_path, face
     assert list(picture.parent.iterdir()) == []
 
 
+def test_a_worker_that_died_is_one_line(tmp_path, face_video, monkeypatch, capsys):
+    # what a pool reports when a worker or its fork server was killed (`kill -9`, out of memory)
+    from concurrent.futures.process import BrokenProcessPool
+
+    from landmarks import cli
+
+    def killed(job):
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(cli, "_extract_one", killed)
+    assert main(["extract", str(face_video), "-o", str(tmp_path / "face.npz"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("landmarks: error: a worker process died")
+
+
 @pytest.mark.slow
 def test_installed_command_with_a_process_pool(tmp_path, face_video):
     command = shutil.which("landmarks") or str(Path(sys.executable).parent / "landmarks")

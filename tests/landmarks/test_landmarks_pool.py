@@ -112,3 +112,42 @@ def test_ctrl_c_while_the_fork_server_imports_its_preload_is_the_callers_alone(t
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_fork_server_killed_while_it_imports_its_preload_is_a_broken_pool(tmp_path):
+    # `kill -9` of the fork server (or the OOM killer) during its imports: the caller gets the
+    # pool's own BrokenProcessPool, which the CLIs report in one line, not multiprocessing's EOFError
+    (tmp_path / "slow_to_import.py").write_text(
+        "import os, pathlib, time\n"
+        "pathlib.Path(os.environ['FORK_SERVER_PID']).write_text(str(os.getpid()))\n"
+        "time.sleep(60)\n"
+    )
+    pid_file = tmp_path / "fork_server.pid"
+    script = textwrap.dedent(
+        """
+        from concurrent.futures.process import BrokenProcessPool
+        from landmarks.pool import process_pool
+
+        try:
+            with process_pool(1, preload=["slow_to_import"]) as pool:
+                pool.submit(abs, -1).result()
+        except BrokenProcessPool as error:
+            print("broken:", error)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]),
+             "FORK_SERVER_PID": str(pid_file)},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        out, err = parent.communicate(timeout=30)
+        assert out == "broken: the fork server died while it started\n", err
+        assert parent.returncode == 0
+    finally:
+        parent.kill()
+        parent.wait()
