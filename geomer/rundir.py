@@ -325,9 +325,10 @@ class FoldDir:
             raise GeomerError(f"{path}: missing column(s) {', '.join(missing)}")
         if frame.empty:  # every fold tests at least one clip: a header alone is a file cut short
             raise GeomerError(f"{path}: no rows")
-        for column in ("true", "predicted"):
-            if frame[column].dtype == object and frame[column].eq("").any():
-                raise GeomerError(f"{path}: row {int(frame.index[frame[column].eq('')][0]) + 2}: empty {column}")
+        for column in ("sample", "true", "predicted"):
+            empty = np.flatnonzero(frame[column].astype(str).eq("").to_numpy())
+            if len(empty):
+                raise GeomerError(f"{path}: row {int(empty[0]) + 2}: empty {column}")
         frame["true"] = _class_names(frame["true"], classes, path, "true")
         frame["predicted"] = _class_names(frame["predicted"], classes, path, "predicted")
         probability_columns = [f"prob_{name}" for name in classes]
@@ -345,6 +346,17 @@ class FoldDir:
                               f"the class of highest probability")
         frame[probability_columns] = probabilities
         return frame
+
+    def check_tested_once(self, frame: pd.DataFrame, tested: set[str]) -> None:
+        """GeomerError naming the file and row for a sample of ``frame`` (this fold's predictions)
+        already in ``tested`` (the samples of the seed's other folds read so far), which it
+        extends: each sample is tested once per seed, so a fold's file edited or copied into
+        another fold is not pooled twice."""
+        for row, sample in enumerate(frame["sample"]):
+            if sample in tested:
+                raise GeomerError(f"{self.predictions_path}: row {row + 2}: sample {sample!r} was already "
+                                  f"tested in seed {self.seed} (each sample is tested once)")
+            tested.add(sample)
 
     def check_samples(self, frame: pd.DataFrame, samples: Sequence[str], true: Sequence[str]) -> None:
         """GeomerError naming the file and row unless the fold's predictions (``frame``, as
@@ -633,11 +645,13 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
     relations: list[np.ndarray] = []
     histories: list[str] = []  # a finished fold's, verified by read_results (an unfinished one's may be partial)
     unfinished: list[str] = []
+    tested: dict[str, set[str]] = {}  # per seed
     for fold in run_dir.folds():
         if not fold.has_predictions():
             unfinished.append(f"{SEED_PREFIX}{fold.seed}/{fold.name}")
             continue  # a fold not finished yet
         frame, fold_relations, _ = fold.read_results(classes, components, occlusion=False)
+        fold.check_tested_once(frame, tested.setdefault(str(fold.seed), set()))
         frame["seed"] = str(fold.seed)
         frame["fold"] = fold.name
         frames.append(frame)

@@ -40,15 +40,11 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
     pooled_by_seed = {}
     for seed in config["seeds"]:
         parts = []
-        tested: set[str] = set()  # every sample is tested once per seed (a fold's file edited or copied is not)
+        tested: set[str] = set()
         for fold_name in config["folds"]:
             fold = run_dir.fold(seed, fold_name)
             frame, relations, occlusion = fold.read_results(class_names, occlusion=all_occlusion is not None)
-            for row, sample in enumerate(frame["sample"]):
-                if sample in tested:
-                    raise GeomerError(f"{fold.predictions_path}: row {row + 2}: sample {sample!r} was already "
-                                      f"tested in seed {seed} (each sample is tested once)")
-                tested.add(sample)
+            fold.check_tested_once(frame, tested)
             true = frame["true"].map(index).to_numpy(dtype=np.int64)
             all_relations.append(relations)
             if all_occlusion is not None and occlusion is not None:

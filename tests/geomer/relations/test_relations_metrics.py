@@ -249,6 +249,29 @@ def test_load_run_blames_malformed_names_on_config_json(run_dir, key, value):
         load_run(run_dir)
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda text: text.replace("synth/s2/clip0,", ",", 1), r"fold-s2/predictions.csv: row 2: empty sample"),
+    (lambda text: text.replace("synth/s2/clip0,", "synth/s1/clip3,", 1),
+     r"fold-s2/predictions.csv: row 2: sample 'synth/s1/clip3' was already tested in seed 0"),
+    (lambda text: text.replace("synth/s2/clip1,", "synth/s2/clip0,", 1),
+     r"fold-s2/predictions.csv: row 3: sample 'synth/s2/clip0' was already tested in seed 0"),
+])
+def test_plot_and_compare_refuse_the_sample_keys_evaluate_refuses(run_dir, damage, message):
+    # load_run (plot, compare) reads a fold's predictions by the rules of pool_run (evaluate)
+    from geomer.train import pool_run
+    from geomer.version import __version__
+
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "geomer_version": __version__,
+                                                     "folds": ["fold-s1", "fold-s2"]}))
+    pool_run(run_dir)  # an engine run as written
+    path = run_dir / "seed-0" / "fold-s2" / "predictions.csv"
+    path.write_text(damage(path.read_text()))
+    for read in (load_run, pool_run):
+        with pytest.raises(GeomerError, match=message):
+            read(run_dir)
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("seeds", 0, "'seeds' must be a non-empty list of distinct integers"),
     ("seeds", [True], "'seeds' must be a non-empty list of distinct integers"),
