@@ -95,6 +95,9 @@ class FeatureSettings:
         unknown = set(values) - names
         if unknown:
             raise GeomerError(f"unknown feature settings: {', '.join(sorted(unknown))}")
+        wrong = next((name for name, value in values.items() if not _has_field_type(name, value)), None)
+        if wrong is not None:  # a record edited by hand: a setting of the wrong type is no traceback later
+            raise GeomerError(f"feature setting {wrong}={values[wrong]!r:.60}: wrong type")
         return cls(**values)
 
     def key(self) -> str:
@@ -105,6 +108,20 @@ class FeatureSettings:
     def graph(self):
         """The :class:`geomer.graph.FaceGraph` these settings describe (built once per process)."""
         return _graph(self.partition, self.nodes)
+
+
+def _has_field_type(name: str, value: Any) -> bool:
+    """Whether ``value`` (as JSON holds it) fits FeatureSettings' field ``name``."""
+    def integer(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if name == "scales":
+        return isinstance(value, list | tuple) and all(integer(v) for v in value)
+    if name == "nodes":
+        return value is None or isinstance(value, str) or (
+            isinstance(value, list | tuple) and all(integer(v) for v in value))
+    default = next(f.default for f in dataclasses.fields(FeatureSettings) if f.name == name)
+    return integer(value) if integer(default) else isinstance(value, type(default))
 
 
 @functools.lru_cache(maxsize=16)

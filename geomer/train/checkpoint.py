@@ -97,12 +97,17 @@ def _check_fields(path: Path, payload: dict) -> None:
 
     for name, kind in _FIELDS.items():
         value = payload.get(name, {} if name in ("feature_settings", "extra") else None)
-        if not isinstance(value, kind) or (kind is list and not all(isinstance(v, str) for v in value)):
+        # lists (classes, component names) hold distinct names
+        if not isinstance(value, kind) or (kind is list and (
+                not value or len(set(value)) != len(value) or not all(isinstance(v, str) and v for v in value))):
             raise GeomerError(f"{path}: not a geomer checkpoint (missing or malformed {name!r})")
     try:
-        FaceGraph.from_record(payload["graph"])
+        graph = FaceGraph.from_record(payload["graph"])
     except (GeomerError, ValueError, TypeError, KeyError, IndexError) as error:
         raise GeomerError(f"{path}: not a geomer checkpoint (malformed 'graph': {str(error).splitlines()[0][:150]})") from None
+    if list(graph.component_names) != payload["component_names"]:
+        raise GeomerError(f"{path}: not a geomer checkpoint (component names {payload['component_names']} are not "
+                          f"the {graph.name} graph's {list(graph.component_names)})")
 
 
 def load_checkpoint(

@@ -105,9 +105,12 @@ def predict_clip(
         raise GeomerError(f"{source}: one image has no motion; give a video or a folder of the clip's frames")
     _check_frame_range(source, onset, apex, offset)  # before the tracking, which takes a while
     saved = load_checkpoint(checkpoint)
-    settings = FeatureSettings.from_dict(saved.feature_settings) if saved.feature_settings else FeatureSettings()
-    face_graph = saved.face_graph()
-    model = saved.build_model()
+    try:
+        settings = FeatureSettings.from_dict(saved.feature_settings)
+        face_graph = saved.face_graph()
+        model = saved.build_model()
+    except GeomerError as error:  # a checkpoint's settings or weights that do not build its model
+        raise GeomerError(f"{checkpoint}: {error}") from None
 
     track = landmarks.track(source, backend=settings.backend, progress=progress)
     frames = [int(f) for f in track.frame_index]

@@ -190,6 +190,28 @@ def test_predict_with_non_finite_weights_writes_nothing(tiny_root, tmp_path, cap
     assert not (tmp_path / "p" / "prediction.json").exists()
 
 
+@pytest.mark.parametrize("field, value, shown", [
+    ("cfg", {"hidden": 8, "bogus": 1}, "has no setting 'bogus'"),
+    ("feature_settings", {"face_size": "256"}, "feature setting face_size='256': wrong type"),
+])
+def test_predict_names_the_checkpoint_whose_settings_do_not_build_its_model(tmp_path, capsys, field, value, shown):
+    from geomer.graph import FaceGraph
+    from geomer.models import create
+    from geomer.train.checkpoint import Checkpoint, save_checkpoint
+
+    graph = FaceGraph()
+    model = create("dere-grl", 3, graph, hidden=8)
+    fields = {"cfg": {"hidden": 8}, "feature_settings": {}, field: value}
+    checkpoint = save_checkpoint(tmp_path / "edited.pt", Checkpoint(
+        "dere-grl", fields["cfg"], ("negative", "positive", "surprise"), graph.component_names, graph.to_record(),
+        model.state_dict(), feature_settings=fields["feature_settings"]))
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    assert main(["predict", str(clip), "--checkpoint", str(checkpoint), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"geomer predict: error: {checkpoint}: ") and shown in err[0]
+
+
 def test_predict_with_a_foreign_checkpoint_fails(tmp_path, capsys):
     (tmp_path / "x.pt").write_bytes(b"nonsense")
     status = main(["predict", str(tmp_path), "--checkpoint", str(tmp_path / "x.pt")])

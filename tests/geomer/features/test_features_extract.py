@@ -312,6 +312,10 @@ def test_settings_key_changes_with_every_field():
     keys = {base.key()} | {v.key() for v in variants}
     assert len(keys) == len(variants) + 1
     assert FeatureSettings.from_dict(base.to_dict()) == base
+    for name, value in (("face_size", "256"), ("face_size", True), ("scales", [8, "16"]), ("nodes", 3),
+                        ("backend", 1)):
+        with bad(rf"feature setting {name}=.*: wrong type"):
+            FeatureSettings.from_dict({**base.to_dict(), name: value})
     with bad("flow method"):
         FeatureSettings(flow_method="lucas")
 

@@ -79,6 +79,7 @@ def test_weights_that_do_not_fit_name_the_keys(saved):
 
 @pytest.mark.parametrize("field, value", [
     ("model", None), ("cfg", [1, 2]), ("classes", 5), ("classes", [1, 2, 3]), ("component_names", "abc"),
+    ("classes", ["a", "a", "b"]), ("classes", []), ("component_names", ["brow", ""]),
     ("feature_settings", [1]), ("state_dict", "abc"), ("extra", 3), ("graph", {"nodes": [[1, 2], [3]]}),
     ("graph", {"partition": "k7", "nodes": [[1, 2], [3]]}),
 ])
@@ -91,6 +92,15 @@ def test_a_checkpoint_with_a_missing_or_malformed_field_is_one_line_naming_it(sa
         payload[field] = value
     torch.save(payload, tmp_path / "edited.pt")
     with pytest.raises(GeomerError, match=rf"edited.pt: not a geomer checkpoint \((missing or )?malformed '{field}'"):
+        load_checkpoint(tmp_path / "edited.pt")
+
+
+def test_component_names_that_are_not_the_graphs_are_refused(saved, tmp_path):
+    path, _, _ = saved
+    payload = torch.load(path, weights_only=True)
+    payload["component_names"] = payload["component_names"][::-1]
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(GeomerError, match=r"edited.pt: not a geomer checkpoint \(component names .* are not the "):
         load_checkpoint(tmp_path / "edited.pt")
 
 
