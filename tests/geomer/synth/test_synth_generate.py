@@ -109,6 +109,23 @@ def test_ground_truth_json_contract(casme2_root):
         assert np.all(motion[unused][:, unused].diagonal() > 0)  # residual head motion moves everything a little
 
 
+def test_the_distracted_level_moves_the_face_more_by_distractors_than_standard(casme2_root, tmp_path):
+    # the same draws otherwise: four distractor AUs in every clip, and a larger share of the
+    # clip's AU motion that no class explains
+    distracted = generate(tmp_path / "distracted", layout="casme2", seed=3, difficulty="distracted", **TINY)
+
+    def distractor_share(root: Path) -> tuple[float, set[int]]:
+        clips = json.loads((root / "ground_truth.json").read_text())["clips"].values()
+        distractor = sum(sum(c["distractor_amplitudes_px"]) for c in clips)
+        return distractor / (distractor + sum(sum(c["amplitudes_px"]) for c in clips)), {
+            len(c["distractor_aus"]) for c in clips}
+
+    standard_share, standard_counts = distractor_share(casme2_root)
+    distracted_share, distracted_counts = distractor_share(distracted)
+    assert standard_counts == {3} and distracted_counts == {4}
+    assert distracted_share > standard_share + 0.05
+
+
 def test_dataset_reader_reads_what_was_written(casme2_root):
     from geomer.data.datasets import read_dataset
 
