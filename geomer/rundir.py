@@ -714,8 +714,9 @@ def _check_config_types(config: dict, path: Path) -> None:
     traceback in whichever command reads it first). Absent keys are left to the caller."""
     if "seeds" in config:
         seeds = config["seeds"]
-        if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-                or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        if (not isinstance(seeds, list) or not seeds
+                or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+                or len(set(seeds)) != len(seeds)):
             raise GeomerError(f"{path}: 'seeds' must be a non-empty list of distinct integers, got {seeds!r:.80}")
     if "folds" in config:
         from geomer.data.protocols import fold_name

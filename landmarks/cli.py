@@ -448,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         drop_standard_output()
         return 0
     except BrokenProcessPool:
+        if args is not None and args.debug:
+            traceback.print_exc()
         print("landmarks: error: a worker process died (killed or out of memory); finished outputs are kept: "
               "run the command again, with fewer --jobs", file=sys.stderr)
         return 2

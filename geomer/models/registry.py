@@ -207,7 +207,12 @@ def create(
         if kind is not None and not _is_of(value, kind):
             raise GeomerError(f"model {name!r} setting {key}={value!r}: expected {kind.__name__}")
     geometry = {"features": features} if spec.reads_features else {}
-    model = spec.factory(int(num_classes), graph, **geometry, **cfg)
+    try:
+        model = spec.factory(int(num_classes), graph, **geometry, **cfg)
+    except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError) as error:
+        # settings of the right types that do not fit together (dim not divisible by heads)
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise GeomerError(f"model {name!r} cannot be built with settings {cfg}: {first}") from None
     model.model_name = name
     model.model_cfg = dict(cfg)
     return model

@@ -99,7 +99,7 @@ def _check_fields(path: Path, payload: dict) -> None:
         value = payload.get(name, {} if name in ("feature_settings", "extra") else None)
         # lists (classes, component names) hold distinct names
         if not isinstance(value, kind) or (kind is list and (
-                not value or len(set(value)) != len(value) or not all(isinstance(v, str) and v for v in value))):
+                not value or not all(isinstance(v, str) and v for v in value) or len(set(value)) != len(value))):
             raise GeomerError(f"{path}: not a geomer checkpoint (missing or malformed {name!r})")
     try:
         graph = FaceGraph.from_record(payload["graph"])

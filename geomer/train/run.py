@@ -197,18 +197,12 @@ def check_model_settings(
     recipe = parse_recipe(config.augment)
     if recipe.flip or recipe.mirror:
         mirror_components(face_graph)  # the mirror needs a mirror-symmetric graph
-    try:
-        features = FeatureSettings.from_dict(feature_settings or {})
-        model = create(config.model, num_classes, face_graph, features, **config.cfg)
-        if init is not None:
-            from geomer.models.pretrained import load_pretrained
+    features = FeatureSettings.from_dict(feature_settings or {})
+    model = create(config.model, num_classes, face_graph, features, **config.cfg)  # GeomerError for bad settings
+    if init is not None:
+        from geomer.models.pretrained import load_pretrained
 
-            load_pretrained(model, init)
-    except GeomerError:
-        raise
-    except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise GeomerError(f"model {config.model!r} cannot be built with settings {config.cfg}: {first}") from None
+        load_pretrained(model, init)
 
 
 def _finished_fold_problem(

@@ -54,6 +54,13 @@ def test_unknown_setting_names_the_settings(face_graph):
         create("dere-grl", NUM_CLASSES, face_graph, widht=3)
 
 
+def test_settings_that_do_not_fit_together_are_one_line(face_graph):
+    # each of the right type, together not buildable: every caller (train, predict, a diagnosis)
+    # gets the same GeomerError rather than the constructor's ValueError
+    with pytest.raises(GeomerError, match=r"model 'mmt' cannot be built with settings .*dim 30 is not divisible"):
+        create("mmt", NUM_CLASSES, face_graph, dim=30, heads=4)
+
+
 def test_fewer_than_two_classes_is_refused(face_graph):
     with pytest.raises(GeomerError, match="at least 2 classes"):
         create("dere-grl", 1, face_graph)

@@ -276,6 +276,7 @@ def test_plot_and_compare_refuse_the_sample_keys_evaluate_refuses(run_dir, damag
     ("seeds", 0, "'seeds' must be a non-empty list of distinct integers"),
     ("seeds", [True], "'seeds' must be a non-empty list of distinct integers"),
     ("seeds", [0, 0], "'seeds' must be a non-empty list of distinct integers"),
+    ("seeds", [[0]], "'seeds' must be a non-empty list of distinct integers"),
     ("folds", 5, "'folds' must be a non-empty list of distinct names"),
     ("folds", [{"a": 1}], "'folds' must be a non-empty list of distinct names"),
     ("folds", ["../fold-s1"], "fold '../fold-s1' is not a fold folder name"),

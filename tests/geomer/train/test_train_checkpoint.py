@@ -79,7 +79,7 @@ def test_weights_that_do_not_fit_name_the_keys(saved):
 
 @pytest.mark.parametrize("field, value", [
     ("model", None), ("cfg", [1, 2]), ("classes", 5), ("classes", [1, 2, 3]), ("component_names", "abc"),
-    ("classes", ["a", "a", "b"]), ("classes", []), ("component_names", ["brow", ""]),
+    ("classes", ["a", "a", "b"]), ("classes", []), ("classes", [["a"]]), ("component_names", ["brow", ""]),
     ("feature_settings", [1]), ("state_dict", "abc"), ("extra", 3), ("graph", {"nodes": [[1, 2], [3]]}),
     ("graph", {"partition": "k7", "nodes": [[1, 2], [3]]}),
 ])
