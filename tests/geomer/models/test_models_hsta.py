@@ -181,7 +181,7 @@ def test_the_classifier_reads_each_components_mean_token_beside_the_summaries(ba
     torch.testing.assert_close(masked[1, node_5], special[1, 1:][others].mean(0))
     summary = create("hsta", 3, face_graph, special_dim=16, frame_dim=24, heads=2, stages=2, readout="summary")
     assert summary(batch).embedding.shape == (4, 16 + 24)
-    with pytest.raises(ValueError, match="readout"):
+    with pytest.raises(GeomerError, match="readout"):
         create("hsta", 3, face_graph, readout="mean")
     assert get_spec("hsta").settings_of_version("0.2.8") == {"readout": "summary"}
     assert get_spec("hsta").settings_of_version("0.2.9") == {}

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from geomer.errors import GeomerError
 from geomer.models import create
 from geomer.models.attention import movement_key_bias
 from geomer.models.mmt import ScaleAttention, info_nce
@@ -68,7 +69,7 @@ def test_the_classifier_reads_the_weighted_patch_features_per_component(batch, f
     assert torch.all(without[:, 3] == 0) and torch.all(without[:, 2] != 0)
     fused = create("mmt", 3, face_graph, dim=16, depth=1, heads=2, readout="fused")
     assert fused(batch).embedding.shape == (4, 32)
-    with pytest.raises(ValueError, match="readout"):
+    with pytest.raises(GeomerError, match="readout"):
         create("mmt", 3, face_graph, readout="sum")
     # a checkpoint of geomer before 0.2.8 recorded no readout: it is rebuilt with the fused one
     from geomer.models import get_spec

@@ -145,7 +145,7 @@ def test_pretraining_losses_are_finite_and_train_every_pretrained_part(batch, fa
 
 
 def test_decoder_settings_are_validated(face_graph):
-    with pytest.raises(ValueError, match="decoder_dim"):
+    with pytest.raises(GeomerError, match="cannot be built .*decoder_dim"):
         create("mubert", 3, face_graph, dim=16, depth=1, heads=2, decoder_dim=15)
 
 
