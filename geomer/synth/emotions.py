@@ -26,9 +26,9 @@ its class: the difficulty's ``distractor_draws`` draws, each adding with ``distr
 one AU drawn uniformly (without repetition) from the scheme's :func:`distractor_pool` — the
 ``DISTRACTOR_POOL`` AUs that no class of the scheme is defined by: lid tightener AU7 (eyes), dimpler
 AU14 and lip stretcher AU20 (mouth), jaw clencher AU31 (contour), nostril dilator AU38 (nose) — with
-amplitudes from the level's ``distractor_amplitude_px`` (standard: three of the five in every clip,
-2–4 px against the class AUs' 1.5–3 px, so about as much class-independent motion as
-class-defining motion). Pool, draws and probability are the same in every class, so neither the
+amplitudes from the level's ``distractor_amplitude_px`` (standard: four of the five in every clip,
+1.5–3 px against the class AUs' 1–2 px, so more class-independent motion than class-defining
+motion). Pool, draws and probability are the same in every class, so neither the
 presence nor the kind of a distractor carries information about the class; a distractor may move
 a component the class also uses (the relevance ground truth counts the class AUs only).
 

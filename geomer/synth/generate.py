@@ -36,8 +36,8 @@ matrix is the mean over its clips (symmetric; entries sum to 1).
   only where they agree with ``relations`` better than this does.
 
 The standard dataset (``standard_dataset()``): casme2 layout, 16 subjects × 10 clips (each
-subject shows each of the 5 classes twice), standard difficulty (three distractor AUs in every clip,
-blinks in 15 %, residual head motion up to 0.5 px), 200 fps, seed 0 — about 10 500 frames,
+subject shows each of the 5 classes twice), standard difficulty (class AUs of 1–2 px, four distractor
+AUs of 1.5–3 px in every clip, blinks in 15 %, residual head motion up to 0.5 px), 200 fps, seed 0 — about 10 500 frames,
 300 MB of JPEG, ≈ 26 s of CPU to generate (≈ 2.5 ms per frame including JPEG writing; rendered by
 2 processes).
 
@@ -73,7 +73,7 @@ from geomer.synth.motion import (
 )
 from geomer.synth.render import Appearance, FaceRenderer, texture_face
 
-STANDARD_VERSION = "standard-v3"
+STANDARD_VERSION = "standard-v4"
 STANDARD_SIZE = {"subjects": 16, "clips": 10}
 
 
@@ -396,7 +396,8 @@ def generate(
 
 def standard_dataset(progress: bool = True, jobs: int = 2) -> Path:
     """The standard synthetic dataset (casme2 layout, 16 subjects × 10 clips, standard
-    difficulty, 200 fps, seed 0), generated once under ``cache_root()/synth/standard-v3``."""
+    difficulty, 200 fps, seed 0), generated once under ``cache_root()/synth/standard-v4``
+    (``standard-v3``, up to geomer 0.2.13, was the ``moderate`` level; :mod:`geomer.synth.motion`)."""
     from geomer.paths import cache_root
 
     out = cache_root() / "synth" / STANDARD_VERSION

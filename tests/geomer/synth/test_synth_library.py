@@ -81,7 +81,7 @@ def test_head_motion_starts_at_identity_and_stays_small():
     assert np.abs(corner - [160.0, 300.0]).max() < 4.0  # rotation + drift of a chin point, px
 
 
-@pytest.mark.parametrize("level", ["standard", "hard"])
+@pytest.mark.parametrize("level", ["moderate", "standard", "hard"])
 def test_head_motion_is_a_similarity_a_rotation_and_a_shift(level):
     """Each frame's transform is rigid: its linear part is the rotation [[c, −s], [s, c]] (determinant
     1, orthogonal), so distances between landmarks are kept."""
