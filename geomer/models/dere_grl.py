@@ -252,10 +252,11 @@ class DeReGRL(nn.Module):
     # figures are in the README's models table). Its augmentation adds label smoothing and
     # (0.2.10) mixup to the engine's default ``flip,mirror``: chosen on the synthetic tuning seed
     # and the composite's cross-dataset hold-out protocol (README, "Relations" and "Real data"),
-    # never on a LOSO test fold; rotation and scale added nothing there and cost time, and the
-    # transformers did not gain from smoothing or mixup, so the recipe is this model's, not the
-    # engine's. The budget is 200 optimiser steps per fold (0.2.10; before, 20 epochs), as for
-    # the transformers: an epoch budget trains a small dataset far less (README, "Models").
+    # never on a LOSO test fold; rotation and scale added nothing there and cost time, and
+    # hsta and mubert did not gain from smoothing or mixup, so the recipe is this model's, not
+    # the engine's (mmt smooths too since 0.2.14). The budget is 200 optimiser steps per fold
+    # (0.2.10; before, 20 epochs), as for the transformers: an epoch budget trains a small
+    # dataset far less (README, "Models").
     train_defaults = {"steps": 200, "batch_size": 32, "lr": 3e-3, "weight_decay": 1e-2,
                       "augment": "flip,mirror,smooth,mixup=0.4"}
     # checkpoints of geomer before 0.2.2 were trained without the flow-image stem,

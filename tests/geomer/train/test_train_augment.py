@@ -334,6 +334,8 @@ def test_a_model_may_name_its_own_recipe_and_the_user_overrides_it():
     # explicit --augment wins over either
     assert TrainConfig.for_model("dere-grl").augment == "flip=0.5,smooth=0.1,mixup=0.4,mirror=1"
     assert TrainConfig.for_model("hsta").augment == "flip=0.5,mirror=1"
+    for model in ("mmt", "mmt-large"):  # mmt's recipe adds label smoothing (0.2.14)
+        assert TrainConfig.for_model(model).augment == "flip=0.5,smooth=0.1,mirror=1"
     assert TrainConfig.for_model("dere-grl", augment="none").augment == ""
     assert TrainConfig.for_model("dere-grl", augment=None).augment == "flip=0.5,smooth=0.1,mixup=0.4,mirror=1"
     # the paper models name their own budget in steps; --epochs or --steps wins
