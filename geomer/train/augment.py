@@ -23,7 +23,8 @@ default is ``flip,mirror`` (:class:`~geomer.train.config.TrainConfig`): on a syn
 seed it raised every model's UF1 and occlusion relations (README, "Relations"), and ``flip`` was
 the best part of the recipe for ``dere-grl`` on the real composite's hold-out protocol. A model
 may name its own in its ``train_defaults``: ``dere-grl`` trains with
-``flip,mirror,smooth,mixup=0.4`` (README, "Relations" and "Real data"). The augmentations are drawn per clip
+``flip,mirror,smooth,mixup=0.4`` (README, "Relations" and "Real data"), ``mmt`` (0.2.14) with
+``flip,mirror,smooth``. The augmentations are drawn per clip
 and per training step from a generator seeded by the fold's seed (the same seed gives the same
 run); the test and validation clips are never augmented.
 
