@@ -38,8 +38,8 @@ matrix is the mean over its clips (symmetric; entries sum to 1).
 The standard dataset (``standard_dataset()``): casme2 layout, 16 subjects × 10 clips (each
 subject shows each of the 5 classes twice), standard difficulty (class AUs of 1–2 px, four
 distractor AUs of 1.5–3 px in every clip, blinks in 15 %, residual head motion up to 0.5 px),
-200 fps, seed 0 — about 10 500 frames, 300 MB of JPEG, ≈ 26 s of CPU to generate (≈ 2.5 ms per frame including JPEG writing; rendered by
-2 processes).
+200 fps, seed 0 — about 10 500 frames, 300 MB of JPEG, ≈ 26 s of CPU to generate (≈ 2.5 ms per
+frame including JPEG writing; rendered by 2 processes; measured on ``standard-v3``).
 
 ``ground_truth_landmarks/<key>.npz`` holds each clip's landmark series as a
 :class:`landmarks.LandmarkTrack` (backend "synth": the rendered positions plus landmark noise).
