@@ -43,8 +43,21 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose help and usage either reach their stream or raise: argparse drops
+    the error of a write it cannot make, so ``--help`` into a full disk with unbuffered output
+    printed nothing and exited 0. Sub-command parsers are of the same class (``add_subparsers``
+    makes them so)."""
+
+    def print_help(self, file=None) -> None:
+        (file or sys.stdout).write(self.format_help())
+
+    def print_usage(self, file=None) -> None:
+        (file or sys.stdout).write(self.format_usage())
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="landmarks", description="68-point face landmark tracks from videos and frame folders"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")

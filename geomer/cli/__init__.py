@@ -15,6 +15,7 @@ import traceback
 from concurrent.futures.process import BrokenProcessPool
 
 from landmarks.cli import (
+    ArgumentParser,
     DefaultsHelpFormatter,
     drop_standard_output,
     exit_status,
@@ -43,7 +44,7 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="geomer",
         description="Facial micro-expression recognition on facial-landmark region graphs.",
         formatter_class=DefaultsHelpFormatter,

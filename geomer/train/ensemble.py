@@ -20,6 +20,7 @@ test fold: the members are weighed equally.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,10 @@ SHARED = {"classes": "classes", "component_names": "components", "samples": "sam
           "num_samples": "samples", "folds": "folds", "seeds": "seeds"}
 
 
-def check_members(members: Sequence[RunDir]) -> list[dict]:
-    """The members' configs, after checking that they can be ensembled (one-line GeomerError
-    naming the first run that differs from the first member, and in what)."""
+def check_members(members: Sequence[RunDir]) -> tuple[list[dict], list[list[str]]]:
+    """The members' configs and the trained runs each stands for (:func:`_trained_runs`), after
+    checking that they can be ensembled (one-line GeomerError naming the first run that differs
+    from the first member, and in what)."""
     if len(members) < 2:
         raise GeomerError("an ensemble needs at least two run directories")
     seen = set()
@@ -45,12 +47,6 @@ def check_members(members: Sequence[RunDir]) -> list[dict]:
             raise GeomerError(f"{member.path}: given twice")
         seen.add(member.path.resolve())
     configs = [member.require_engine_config() for member in members]
-    counted: dict[Path, Path] = {}  # a trained run → the given member that brings it in
-    for member, config in zip(members, configs):
-        for run in _trained_runs(member.path.resolve(), config):
-            if run in counted:
-                raise GeomerError(f"{member.path}: holds {run}, which {counted[run]} holds too; it would count twice")
-            counted[run] = member.path
     first = configs[0]
     for member, config in zip(members[1:], configs[1:]):
         for key, what in SHARED.items():
@@ -59,28 +55,39 @@ def check_members(members: Sequence[RunDir]) -> list[dict]:
                     f"{member.config_path}: its {what} differ from those of {members[0].path} "
                     f"({key}); an ensemble needs runs of the same samples, classes, folds and seeds"
                 )
-    return configs
+    trained = [_trained_runs(member, config) for member, config in zip(members, configs)]
+    counted: dict[str, Path] = {}  # a trained run's fingerprint → the given member that brings it in
+    for member, runs in zip(members, trained):
+        for run in runs:
+            if run in counted:
+                raise GeomerError(f"{member.path}: holds a trained run (the same predictions) that "
+                                  f"{counted[run]} holds too; it would count twice")
+            counted[run] = member.path
+    return configs, trained
 
 
-def _trained_runs(path: Path, config: dict, seen: frozenset[Path] = frozenset()) -> list[Path]:
-    """The trained runs an ensemble member stands for: itself, or an ensemble's own members
-    (recorded in its config.json by their absolute paths), followed down through ensembles of
-    ensembles (``seen``: the ensembles above, so an edited record that loops ends). A run in two
-    members would count twice in the equal-weight mean."""
-    if config.get("model") != "ensemble" or path in seen:
-        return [path]
-    runs = []
-    members = config.get("members")
-    for member in members if isinstance(members, list) else []:
-        if not (isinstance(member, dict) and isinstance(member.get("path"), str)):
-            continue  # an edited record: nothing to follow
-        member_path = Path(member["path"])
-        try:
-            member_config = RunDir(member_path).config
-        except GeomerError:  # moved or removed since: it stands for itself
-            member_config = {}
-        runs += _trained_runs(member_path, member_config, seen | {path})
-    return runs
+def _trained_runs(member: RunDir, config: dict) -> list[str]:
+    """The trained runs a member stands for, as fingerprints of their predictions: itself, or an
+    ensemble's own members' (recorded in its config.json when it was made). A run in two members
+    would count twice in the equal-weight mean. Fingerprints, not paths, because a copied or
+    moved run is still the same run; an ensemble made before 0.2.15 recorded none and stands for
+    itself."""
+    if config.get("model") == "ensemble":
+        members = config.get("members")
+        recorded = [run for m in (members if isinstance(members, list) else []) if isinstance(m, dict)
+                    for run in (m.get("trained") if isinstance(m.get("trained"), list) else [])
+                    if isinstance(run, str)]
+        if recorded:
+            return recorded
+    digest = hashlib.sha256()
+    for seed in config["seeds"]:
+        for name in config["folds"]:
+            path = member.fold(seed, name).predictions_path
+            try:
+                digest.update(path.read_bytes())
+            except OSError as error:
+                raise GeomerError(f"{path}: cannot be read ({error.strerror or error})") from None
+    return [digest.hexdigest()]
 
 
 def build_ensemble(run_dirs: Sequence[str | Path], out: str | Path) -> tuple[RunDir, dict[str, Any]]:
@@ -92,7 +99,7 @@ def build_ensemble(run_dirs: Sequence[str | Path], out: str | Path) -> tuple[Run
     from geomer.train.pool import pool_run
 
     members = [RunDir(path) for path in run_dirs]
-    configs = check_members(members)
+    configs, trained = check_members(members)
     target = RunDir(out)
     if target.path.resolve() in {member.path.resolve() for member in members}:
         raise GeomerError(f"{target.path}: the output is one of the ensembled runs; choose another --out")
@@ -115,7 +122,8 @@ def build_ensemble(run_dirs: Sequence[str | Path], out: str | Path) -> tuple[Run
     config.update({
         "model": "ensemble",
         "members": [{"path": str(m.path.resolve()), "model": c.get("model"), "cfg": c.get("cfg", {}),
-                     "leaky": bool(c.get("leaky", False))} for m, c in zip(members, configs)],
+                     "leaky": bool(c.get("leaky", False)), "trained": runs}
+                    for m, c, runs in zip(members, configs, trained)],
         "combination": "mean of the members' class probabilities (equal weights)",
         "leaky": any(bool(c.get("leaky", False)) for c in configs),
     })

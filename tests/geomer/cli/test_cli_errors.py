@@ -70,7 +70,9 @@ def test_a_signal_that_lands_in_a_finaliser_is_not_lost(monkeypatch, capsys, sig
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize("command, buffered", [
     (["geomer", "models"], True), (["geomer", "models"], False), (["geomer", "--help"], True),
-    (["landmarks", "--help"], True),  # unbuffered, argparse drops the error of a help it cannot print
+    (["landmarks", "--help"], True),
+    # unbuffered, argparse itself would drop the error of a help it cannot print
+    (["geomer", "--help"], False), (["geomer", "train", "--help"], False), (["landmarks", "--help"], False),
 ])
 def test_standard_output_on_a_full_disk_is_one_line_naming_it(command, buffered):
     # buffered, the write fails only when the output is flushed: at exit, where Python would
@@ -85,7 +87,7 @@ def test_standard_output_on_a_full_disk_is_one_line_naming_it(command, buffered)
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-m", f"{program}.cli", *argv], stdout=full, stderr=subprocess.PIPE,
                               text=True, env=env, timeout=120)
-    where = "geomer models" if argv == ["models"] else program
+    where = "geomer models" if argv == ["models"] else program  # a parsing error names the program
     assert (done.returncode, done.stderr.splitlines()) == (
         2, [f"{where}: error: standard output: No space left on device"])
 

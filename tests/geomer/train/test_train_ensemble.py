@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -198,13 +199,20 @@ def test_a_run_in_two_members_is_refused_as_counted_twice(tmp_path, capsys):
     assert not (tmp_path / "twice").exists()
 
 
-def test_a_members_record_that_loops_is_followed_once(tmp_path, capsys):
+def test_a_copied_or_moved_run_is_still_the_same_run(tmp_path, capsys):
+    """Trained runs are told apart by their predictions, not by their paths: a copy of a member,
+    or an ensemble whose members were moved away since, still counts the same run once."""
     rng = np.random.default_rng(6)
     for name in "abc":
         write_run(tmp_path / name, member_probabilities(rng))
+    shutil.copytree(tmp_path / "a", tmp_path / "a-copy")
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "a-copy"), "--out", str(tmp_path / "twice")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a-copy: holds a trained run" in err[0] and "it would count twice" in err[0]
     assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ab")]) == 0
-    config_path = tmp_path / "ab" / "config.json"
-    config = json.loads(config_path.read_text())
-    config["members"].append({"path": str((tmp_path / "ab").resolve()), "model": "ensemble"})  # edited: itself
-    config_path.write_text(json.dumps(config))
+    (tmp_path / "a").rename(tmp_path / "a-moved")
+    assert main(["ensemble", str(tmp_path / "ab"), str(tmp_path / "a-moved"), "--out", str(tmp_path / "twice")]) == 2
+    assert "it would count twice" in capsys.readouterr().err
+    assert not (tmp_path / "twice").exists()
+    # another run of other predictions is welcome
     assert main(["ensemble", str(tmp_path / "ab"), str(tmp_path / "c"), "--out", str(tmp_path / "abc")]) == 0
