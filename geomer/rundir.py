@@ -188,8 +188,7 @@ def read_history(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise GeomerError(f"{path}: missing")
     try:
-        # only an empty cell is a missing value: "nan" or "NA" text is damage (the engine never writes it)
-        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(path)
     except (OSError, ValueError, UnicodeDecodeError) as error:  # an empty file is a ValueError too
         raise GeomerError(f"{path}: not a readable CSV ({error})") from None
     if "epoch" not in frame.columns:
@@ -198,10 +197,10 @@ def read_history(path: Path) -> pd.DataFrame:
         raise GeomerError(f"{path}: no epochs or no metric besides epoch")
     for column in frame.columns:
         numbers = pd.to_numeric(frame[column], errors="coerce")
-        # an empty metric cell is allowed (not measured that epoch); text, a non-finite number
-        # (a finished fold's losses and scores are finite: a diverged fold is refused) or no
-        # epoch is damage
-        bad = np.flatnonzero(~np.isfinite(numbers) & (frame[column].notna() | (column == "epoch")))
+        # an empty metric cell is allowed (not measured that epoch); text, or no epoch, is damage.
+        # "nan" and "inf" are numbers here: a fold whose loss diverged after the epoch that
+        # --val-fraction selected finishes with that epoch's model and records the diverged losses
+        bad = np.flatnonzero(numbers.isna() & (frame[column].notna() | (column == "epoch")))
         if len(bad):
             row = int(bad[0])
             raise GeomerError(f"{path}: row {row + 2}: {column} is {str(frame[column].iloc[row])!r}, not a number")

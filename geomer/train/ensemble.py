@@ -35,10 +35,9 @@ SHARED = {"classes": "classes", "component_names": "components", "samples": "sam
           "num_samples": "samples", "folds": "folds", "seeds": "seeds"}
 
 
-def check_members(members: Sequence[RunDir]) -> tuple[list[dict], list[list[str]]]:
-    """The members' configs and the trained runs each stands for (:func:`_trained_runs`), after
-    checking that they can be ensembled (one-line GeomerError naming the first run that differs
-    from the first member, and in what)."""
+def check_members(members: Sequence[RunDir]) -> list[dict]:
+    """The members' configs, after checking that they can be ensembled (one-line GeomerError
+    naming the first run that differs from the first member, and in what)."""
     if len(members) < 2:
         raise GeomerError("an ensemble needs at least two run directories")
     seen = set()
@@ -55,39 +54,58 @@ def check_members(members: Sequence[RunDir]) -> tuple[list[dict], list[list[str]
                     f"{member.config_path}: its {what} differ from those of {members[0].path} "
                     f"({key}); an ensemble needs runs of the same samples, classes, folds and seeds"
                 )
-    trained = [_trained_runs(member, config) for member, config in zip(members, configs)]
-    counted: dict[str, Path] = {}  # a trained run's fingerprint → the given member that brings it in
+    return configs
+
+
+def check_counted_once(members: Sequence[RunDir], configs: Sequence[dict]) -> list[list[dict]]:
+    """The trained runs each member stands for (:func:`_trained_runs`), after checking that no
+    trained run is in two members: it would count twice in the equal-weight mean. Call it after
+    the members' predictions were read and checked."""
+    trained = [_trained_runs(member.path, config) for member, config in zip(members, configs)]
+    counted: dict[str, tuple[str, Path]] = {}  # fingerprint → (the run's path, the member bringing it)
     for member, runs in zip(members, trained):
         for run in runs:
-            if run in counted:
-                raise GeomerError(f"{member.path}: holds a trained run (the same predictions) that "
-                                  f"{counted[run]} holds too; it would count twice")
-            counted[run] = member.path
-    return configs, trained
+            if run["fingerprint"] in counted:
+                where, other = counted[run["fingerprint"]]
+                raise GeomerError(f"{member.path}: its trained run {run['path']} has the predictions of "
+                                  f"{where} in {other}; it would count twice")
+            counted[run["fingerprint"]] = (run["path"], member.path)
+    return trained
 
 
-def _trained_runs(member: RunDir, config: dict) -> list[str]:
-    """The trained runs a member stands for, as fingerprints of their predictions: itself, or an
-    ensemble's own members' (recorded in its config.json when it was made). A run in two members
-    would count twice in the equal-weight mean. Fingerprints, not paths, because a copied or
-    moved run is still the same run; an ensemble made before 0.2.15 recorded none and stands for
-    itself."""
-    if config.get("model") == "ensemble":
-        members = config.get("members")
-        recorded = [run for m in (members if isinstance(members, list) else []) if isinstance(m, dict)
-                    for run in (m.get("trained") if isinstance(m.get("trained"), list) else [])
-                    if isinstance(run, str)]
-        if recorded:
-            return recorded
-    digest = hashlib.sha256()
+def _trained_runs(path: Path, config: dict, seen: frozenset[Path] = frozenset()) -> list[dict]:
+    """The trained runs a run stands for, each ``{"path", "fingerprint"}`` (a sha256 of its
+    predictions files): itself, or an ensemble's members' (recorded in its config.json when it
+    was made; an ensemble made before 0.2.15 recorded paths only, which are followed while they
+    lead to a readable run, ``seen`` ending an edited record that loops). Fingerprints, not
+    paths, tell runs apart, because a copied or moved run is still the same run."""
+    if config.get("model") != "ensemble":
+        return [{"path": str(path.resolve()), "fingerprint": _fingerprint(path, config)}]
+    if path in seen:
+        return []
+    runs = []
+    members = config.get("members")
+    for entry in members if isinstance(members, list) else []:
+        recorded = entry.get("trained") if isinstance(entry, dict) else None
+        if isinstance(recorded, list):
+            runs += [run for run in recorded if isinstance(run, dict) and isinstance(run.get("fingerprint"), str)
+                     and isinstance(run.get("path"), str)]
+        elif isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            try:
+                runs += _trained_runs(Path(entry["path"]), RunDir(entry["path"]).require_engine_config(),
+                                      seen | {path})
+            except (GeomerError, OSError):  # moved or removed since, or no longer readable: unknown
+                continue
+    return runs or [{"path": str(path.resolve()), "fingerprint": _fingerprint(path, config)}]
+
+
+def _fingerprint(path: Path, config: dict) -> str:
+    """sha256 of a run's predictions files, seed by seed and fold by fold in its config's order."""
+    run, digest = RunDir(path), hashlib.sha256()
     for seed in config["seeds"]:
         for name in config["folds"]:
-            path = member.fold(seed, name).predictions_path
-            try:
-                digest.update(path.read_bytes())
-            except OSError as error:
-                raise GeomerError(f"{path}: cannot be read ({error.strerror or error})") from None
-    return [digest.hexdigest()]
+            digest.update(run.fold(seed, name).predictions_path.read_bytes())
+    return digest.hexdigest()
 
 
 def build_ensemble(run_dirs: Sequence[str | Path], out: str | Path) -> tuple[RunDir, dict[str, Any]]:
@@ -99,7 +117,7 @@ def build_ensemble(run_dirs: Sequence[str | Path], out: str | Path) -> tuple[Run
     from geomer.train.pool import pool_run
 
     members = [RunDir(path) for path in run_dirs]
-    configs, trained = check_members(members)
+    configs = check_members(members)
     target = RunDir(out)
     if target.path.resolve() in {member.path.resolve() for member in members}:
         raise GeomerError(f"{target.path}: the output is one of the ensembled runs; choose another --out")
@@ -112,6 +130,7 @@ def build_ensemble(run_dirs: Sequence[str | Path], out: str | Path) -> tuple[Run
     for seed in first["seeds"]:
         for name in first["folds"]:
             folds[(seed, name)] = _average_fold([m.fold(seed, name) for m in members], classes, components)
+    trained = check_counted_once(members, configs)
 
     config = {
         key: first[key]

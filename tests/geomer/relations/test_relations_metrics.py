@@ -325,11 +325,6 @@ def test_load_run_verifies_the_histories_of_finished_folds(run_dir):
     history.write_text("epoch,loss,acc\n1,0.5,abc\n")
     with pytest.raises(GeomerError, match=r"fold-s2/history.csv: row 2: acc is 'abc', not a number"):
         load_run(run_dir)
-    # the engine writes finite numbers or an empty cell: "nan" or "inf" text is damage
-    for cell in ("nan", "NA", "inf", "-inf"):
-        history.write_text(f"epoch,loss,acc\n1,{cell},0.5\n")
-        with pytest.raises(GeomerError, match=rf"fold-s2/history.csv: row 2: loss is '{cell}', not a number"):
-            load_run(run_dir)
     history.write_text("epoch,loss,acc\n")
     with pytest.raises(GeomerError, match=r"fold-s2/history.csv: no epochs"):
         load_run(run_dir)

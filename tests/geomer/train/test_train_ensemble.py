@@ -208,7 +208,9 @@ def test_a_copied_or_moved_run_is_still_the_same_run(tmp_path, capsys):
     shutil.copytree(tmp_path / "a", tmp_path / "a-copy")
     assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "a-copy"), "--out", str(tmp_path / "twice")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "a-copy: holds a trained run" in err[0] and "it would count twice" in err[0]
+    assert len(err) == 1 and err[0].endswith(f"a-copy: its trained run {(tmp_path / 'a-copy').resolve()} has the "
+                                             f"predictions of {(tmp_path / 'a').resolve()} in {tmp_path / 'a'}; "
+                                             "it would count twice")
     assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ab")]) == 0
     (tmp_path / "a").rename(tmp_path / "a-moved")
     assert main(["ensemble", str(tmp_path / "ab"), str(tmp_path / "a-moved"), "--out", str(tmp_path / "twice")]) == 2
@@ -216,3 +218,25 @@ def test_a_copied_or_moved_run_is_still_the_same_run(tmp_path, capsys):
     assert not (tmp_path / "twice").exists()
     # another run of other predictions is welcome
     assert main(["ensemble", str(tmp_path / "ab"), str(tmp_path / "c"), "--out", str(tmp_path / "abc")]) == 0
+
+
+def test_an_ensemble_made_before_fingerprints_is_followed_by_its_paths(tmp_path, capsys):
+    """An ensemble of 0.2.14 recorded its members by path only: they are followed while they are
+    there (an edited record that loops, once)."""
+    rng = np.random.default_rng(7)
+    for name in "abc":
+        write_run(tmp_path / name, member_probabilities(rng))
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ab")]) == 0
+    config_path = tmp_path / "ab" / "config.json"
+    config = json.loads(config_path.read_text())
+    for entry in config["members"]:
+        del entry["trained"]
+    config["members"].append({"path": str((tmp_path / "ab").resolve()), "model": "ensemble"})  # edited: itself
+    config_path.write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(["ensemble", str(tmp_path / "ab"), str(tmp_path / "b"), "--out", str(tmp_path / "twice")]) == 2
+    assert "it would count twice" in capsys.readouterr().err
+    assert main(["ensemble", str(tmp_path / "ab"), str(tmp_path / "c"), "--out", str(tmp_path / "abc")]) == 0
+    recorded = [run["path"] for entry in json.loads((tmp_path / "abc" / "config.json").read_text())["members"]
+                for run in entry["trained"]]
+    assert recorded == [str((tmp_path / n).resolve()) for n in "abc"]
