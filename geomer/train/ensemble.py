@@ -5,7 +5,8 @@ models, or one model under several settings, each trained by ``geomer train`` on
 protocol). For every seed and fold the members' class probabilities are averaged clip by clip
 (soft voting, equal weights) and the prediction is the class of the highest mean probability. The
 ensemble is written as a run directory of its own (:mod:`geomer.rundir`): ``config.json`` (model
-``"ensemble"``, the members), per seed and fold ``predictions.csv`` and ``relations.npy``, and is
+``"ensemble"``, the members, each with the trained runs it stands for: their paths and a
+fingerprint of their predictions, so that no trained run enters an ensemble twice), per seed and fold ``predictions.csv`` and ``relations.npy``, and is
 then pooled by :func:`geomer.train.pool.pool_run` (UF1, UAR, accuracy, per-dataset parts,
 ``metrics.json``), so ``geomer evaluate`` and ``geomer plot`` read it like any run.
 
