@@ -85,10 +85,9 @@ Reimplementation choices (not from the paper):
 * training recipe (*choice*, 0.2.14): ``flip,mirror,smooth`` (``train_defaults``; the engine's
   default ``flip,mirror`` plus label smoothing 0.1, as ``dere-grl``). Why: on the synthetic
   tuning seed of the standard level (generator seed 1) the smoothed model's occlusion relations
-  agreed with the relevance ground truth better (0.654 against 0.561 with training seed 0,
-  0.735 against 0.732 with seed 1) at the same UF1, and on the composite's cross-dataset
-  hold-out it was as accurate as without (README, "Relations", "The standard level of 0.2.14");
-  ``mmt-large`` shares the recipe (not measured);
+  agreed with the relevance ground truth better at the same UF1, and on the composite's
+  cross-dataset hold-out it was as accurate as without (the figures: README, "Relations", "The
+  standard level of 0.2.14"); ``mmt-large`` shares the recipe (not measured);
 * movement prior (``movement_prior``, *choice*, **off by default**): the motion encoder's
   attention logits get the log relative excess optical-flow magnitude of each key node
   (:func:`geomer.models.attention.movement_key_bias`). It never reaches the texture encoder,
