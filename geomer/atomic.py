@@ -20,7 +20,7 @@ import numpy as np
 
 from landmarks.track import FILE_MODE
 
-from geomer.errors import GeomerError
+from geomer.errors import GeomerError, WriteError
 
 
 @contextmanager
@@ -50,11 +50,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         Path(temporary).unlink(missing_ok=True)
 
 
-def write_error(path: Path, error: OSError) -> GeomerError:
+def write_error(path: Path, error: OSError) -> WriteError:
     """The one-line error for failing to write ``path``."""
     if isinstance(error, IsADirectoryError) or path.is_dir():
-        return GeomerError(f"{path}: is a directory, cannot write a file there")
-    return GeomerError(f"{path}: cannot write it ({error.strerror or error})")
+        return WriteError(f"{path}: is a directory, cannot write a file there")
+    return WriteError(f"{path}: cannot write it ({error.strerror or error})")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -87,7 +87,7 @@ def atomic_torch_save(path: str | os.PathLike, payload) -> None:
             if not any(sign in str(error) for sign in ("inline_container", "iostream error")):  # a bug: traceback
                 raise
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise GeomerError(f"{path}: cannot write it (torch.save failed: {first}; is the disk full?)") from error
+            raise WriteError(f"{path}: cannot write it (torch.save failed: {first}; is the disk full?)") from error
 
 
 def check_torch_archive(path: Path) -> None:

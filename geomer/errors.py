@@ -9,6 +9,11 @@ class GeomerError(Exception):
     """A user-facing error: the message is one line naming the file (and frame or row)."""
 
 
+class WriteError(GeomerError):
+    """An output could not be written (disk full, no permission): never a clip's fault, so a
+    dataset build stops at it instead of counting the clip as bad."""
+
+
 def check_shape(
     value,
     expected: tuple[int | str, ...],

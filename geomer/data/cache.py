@@ -42,8 +42,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 import geomer
-from geomer.atomic import atomic_path, atomic_write_text
-from geomer.errors import GeomerError
+from geomer.atomic import atomic_path, atomic_write_text, write_error
+from geomer.errors import GeomerError, WriteError
 from geomer.features.types import ARRAY_FIELDS, ClipFeatures, FeatureSettings
 from landmarks.files import fingerprint
 
@@ -319,7 +319,10 @@ def _load_or_track(job: FeatureJob, cache: FeatureCache):
         except landmarks.LandmarksError as error:
             notice(f"cached track unusable ({error}): tracking {job.source} again")
     track = landmarks.track(job.source, backend=cache.settings.backend, **TRACKER_SETTINGS)
-    track.save(path)
+    try:
+        track.save(path)
+    except OSError as error:
+        raise write_error(path, error) from None
     return track
 
 
@@ -351,6 +354,8 @@ def process_job(job: FeatureJob, root: str, settings: dict) -> tuple[str, str | 
         bad = nonfinite(features)
         if bad:  # never cached: the entry would not verify
             raise GeomerError(f"clip {job.key}: non-finite feature values in {', '.join(bad)}")
+    except WriteError:
+        raise  # the cache's fault, not the clip's: the build stops (as at cache.put below)
     except (GeomerError, LandmarksError) as error:
         message = " ".join(str(error).split())  # one line
         return job.key, message, 0, 0

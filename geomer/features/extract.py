@@ -7,7 +7,6 @@ different sizes) is a one-line :class:`GeomerError` naming the clip and the fram
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -167,13 +166,17 @@ def extract_clip(
     )
 
 
-def _read_image(image, name: str, what: str, flags: int) -> np.ndarray:
+def _read_image(image, name: str, what: str) -> np.ndarray:
+    """A path read by the landmarks package's decoder (grey stays grey; a decoder warning, e.g. a
+    truncated JPEG that still decodes with grey rows, is an error naming the file), or an array."""
+    from landmarks.errors import LandmarksError
+    from landmarks.io import read_image
+
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        data = cv2.imread(str(path), flags) if path.is_file() else None
-        if data is None:
-            raise GeomerError(f"clip {name}: cannot read {what} {path}")
-        return data
+        try:
+            return read_image(image)
+        except LandmarksError as error:
+            raise GeomerError(f"clip {name}: {what}: {error}") from None
     return np.asarray(image)
 
 
@@ -224,10 +227,10 @@ def extract_flow_image_clip(
 
     name = clip or (str(apex_image) if isinstance(apex_image, (str, os.PathLike)) else "flow clip")
     graph = settings.graph()
-    image = _read_image(apex_image, name, "apex image", cv2.IMREAD_COLOR)
-    # IMREAD_ANYCOLOR keeps a one-channel file one channel (IMREAD_COLOR would copy it into u, v
-    # and strain alike), so the shape check below refuses it
-    flow_pixels = _read_image(flow_image, name, "flow image", cv2.IMREAD_ANYCOLOR)
+    image = _read_image(apex_image, name, "apex image")
+    # a one-channel flow image stays one channel (not copied into u, v and strain alike), so the
+    # shape check below refuses it
+    flow_pixels = _read_image(flow_image, name, "flow image")
     described = f"clip {name}: flow image" + (f" {flow_image}" if isinstance(flow_image, (str, os.PathLike)) else "")
     check_shape(flow_pixels, ("H", "W", 3), described, hint=" (channels u, v, strain)")
     if isinstance(flow_image, (str, os.PathLike)):

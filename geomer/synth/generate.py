@@ -169,6 +169,8 @@ def _temp_folder(out: Path) -> Path:
 def _check_output(out: Path) -> None:
     """One-line GeomerError, before any work, unless ``out`` (and the temp folder beside it) can
     be created: no file in the way, a writable parent, names the file system accepts."""
+    if out.is_symlink():  # the finished dataset replaces ``out``: a link would be replaced, not followed
+        raise GeomerError(f"{out}: is a symbolic link; name the folder it points to, or a new folder")
     check_output_folder(out, "output folder", GeomerError)
     # the dataset is built beside ``out`` and moved into its place: never the current folder (or
     # one holding it), which cannot be replaced while it is in use
@@ -199,9 +201,9 @@ def _check_room(out: Path, temp: Path, subjects: int) -> None:
 
 def _publish(temp: Path, out: Path) -> None:
     """Move the finished dataset into place; an empty existing ``out`` is replaced."""
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
     try:
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
         os.replace(temp, out)
     except OSError as error:
         shutil.rmtree(temp, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import cv2
 import numpy as np
@@ -235,6 +236,23 @@ def test_build_cache_resumes_and_reports_failures(clip_folders):
     assert (report.done, report.cached) == (1, 1)
     features = cache.get(jobs[1])
     assert features.flow_stats.shape == (68, 2, 12) and features.apex == 13
+
+
+def test_a_track_that_cannot_be_written_stops_the_build_naming_the_file(clip_folders, monkeypatch):
+    import errno
+
+    cache, jobs = clip_folders
+    track_file = cache.track_path(jobs[0].source)
+    track_file.unlink()  # tracked again, then saved
+
+    def full_disk(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")  # a real full disk names no file
+
+    monkeypatch.setattr(LandmarkTrack, "save", full_disk)
+    # the cache's fault, not the clip's: not counted as a bad clip, and the file is named
+    with pytest.raises(GeomerError, match=rf"^{re.escape(str(track_file))}: cannot write it \(No space left on device\)$"):
+        build_cache(jobs[:1], cache, progress=False)
+    assert not cache.has(jobs[0])
 
 
 def test_a_gap_in_a_clips_frames_is_a_notice_when_it_is_extracted(clip_folders, capsys):

@@ -71,8 +71,15 @@ def test_decode_recentres_u_and_v_on_median():
 def test_flow_image_bad_inputs(tmp_path):
     blank = np.full((224, 224, 3), 90, np.uint8)
     flow = np.full((28, 28, 3), 128, np.uint8)
-    with pytest.raises(GeomerError, match="clip c1: cannot read flow image"):
+    with pytest.raises(GeomerError, match="clip c1: flow image: .*missing.png: no such file"):
         extract_flow_image_clip(blank, tmp_path / "missing.png", FeatureSettings(), clip="c1")
+    # a JPEG cut short still decodes (grey rows) with a libjpeg warning: refused, naming the file
+    noisy = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    apex = tmp_path / "apex.jpg"
+    cv2.imwrite(str(apex), noisy)
+    apex.write_bytes(apex.read_bytes()[: apex.stat().st_size * 85 // 100])
+    with pytest.raises(GeomerError, match=f"clip c4: apex image: {apex}: the image decodes with an error"):
+        extract_flow_image_clip(apex, flow, FeatureSettings(), clip="c4")
     with pytest.raises(GeomerError, match="clip c2: apex image"):
         extract_flow_image_clip(blank, flow, FeatureSettings(), clip="c2")
     grey = tmp_path / "grey.png"  # one channel: read as colour it would become u = v = strain

@@ -200,6 +200,39 @@ def test_refuses_a_non_empty_folder_and_leaves_nothing_half_written(tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]  # no out, no out.tmp-<pid>
 
 
+@pytest.mark.parametrize("target", ["empty", "absent"])
+def test_refuses_a_symbolic_link_before_any_work(tmp_path, monkeypatch, target):
+    import importlib
+
+    module = importlib.import_module("geomer.synth.generate")  # the package exports the function
+    (tmp_path / "empty").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / target)
+    monkeypatch.setattr(module, "_render_subject", lambda *a: pytest.fail("rendered before refusing"))
+    with pytest.raises(GeomerError, match="link: is a symbolic link"):
+        generate(link, **TINY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "link"] and not any((tmp_path / "empty").iterdir())
+
+
+def test_a_dataset_that_cannot_be_put_in_place_leaves_no_temp_folder(tmp_path, monkeypatch):
+    import importlib
+    from pathlib import Path
+
+    module = importlib.import_module("geomer.synth.generate")
+    out, temp = tmp_path / "out", tmp_path / "out.tmp-1"
+    out.mkdir()
+    temp.mkdir()
+    (temp / "labels.csv").write_text("x")
+
+    def refused(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "rmdir", refused)  # the empty ``out`` cannot be replaced
+    with pytest.raises(GeomerError, match="out: cannot put the generated dataset there"):
+        module._publish(temp, out)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
 @pytest.mark.parametrize("name", ["", ".", "..", "here/../.."])
 def test_refuses_the_current_folder_or_one_holding_it_before_any_work(tmp_path, monkeypatch, name):
     here = tmp_path / "here"
