@@ -269,7 +269,7 @@ def _show(args) -> int:
     if not Path(track.source).exists():
         raise LandmarksError(f"{args.track}: its source {track.source} no longer exists")
     check_output_file(out)
-    (image,) = read_frames(track.source, [position])
+    (image,) = read_frames(track.source, [position], numbers=[args.frame])
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     radius = max(1, round(min(image.shape[:2]) / 200))

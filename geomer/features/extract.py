@@ -52,7 +52,7 @@ def _load_frames(frames: Frames, positions: list[int], track, name: str) -> dict
         from landmarks.io import read_frames
 
         try:
-            images = read_frames(frames, positions)
+            images = read_frames(frames, positions, numbers=track.frame_index[positions])
         except LandmarksError as error:
             raise GeomerError(f"clip {name}: {error}") from None
         loaded = dict(zip(positions, images))

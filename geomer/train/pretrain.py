@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from geomer.atomic import write_error
 from geomer.errors import GeomerError
 from geomer.features.types import FeatureSettings
 from geomer.models.pretrained import file_fingerprint, frame_files
@@ -178,8 +179,10 @@ def _cached_track(source: Path, backend: str, key: str | None = None):
         except Exception:  # noqa: BLE001 - unreadable cache entry: track again
             pass
     track = landmarks.track(source, backend=backend)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    track.save(path)
+    try:
+        track.save(path)
+    except OSError as error:
+        raise write_error(path, error) from None
     return track
 
 
@@ -216,7 +219,10 @@ def frame_pair_patches(
                          settings.patch_size), np.float32), []
     chosen = [starts[i] for i in np.linspace(0, len(starts) - 1, min(pairs, len(starts))).round().astype(int)]
     positions = sorted({p for s in chosen for p in (s, s + gap)})
-    images = dict(zip(positions, read_frames(source, positions)))
+    try:
+        images = dict(zip(positions, read_frames(source, positions, numbers=track.frame_index[positions])))
+    except LandmarksError as error:
+        raise GeomerError(str(error)) from None
     transform = pixel_to_crop(alignment, settings.face_size)
     out = []
     for start in chosen:

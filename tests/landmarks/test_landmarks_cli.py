@@ -106,6 +106,22 @@ def test_show_errors(tmp_path, face_video, capsys):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_show_refuses_a_frame_folder_changed_since_it_was_tracked(tmp_path, capsys):
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    shifts = np.zeros((6, 2))
+    for number, frame in enumerate(shifted_photo_clip(shifts), start=10):
+        cv2.imwrite(str(folder / f"img{number}.png"), frame)
+    out = tmp_path / "clip.npz"
+    assert main(["extract", str(folder), "-o", str(out), "--quiet"]) == 0
+    (folder / "img11.png").unlink()  # every later frame moves up one position
+    capsys.readouterr()
+    assert main(["show", str(out), "--frame", "13", "-o", str(tmp_path / "x.png")]) == 2
+    _one_error_line(capsys, "frame 13 is no longer where it was tracked")
+    assert not (tmp_path / "x.png").exists()
+    assert main(["show", str(out), "--frame", "10", "-o", str(tmp_path / "x.png")]) == 0  # before the gap
+
+
 def test_show_on_a_full_disk_names_the_picture_and_leaves_nothing(tmp_path, face_video, capsys, monkeypatch):
     import errno
 

@@ -64,6 +64,9 @@ def test_folder_ordered_by_number_not_listing(tmp_path):
     assert got == [(n, 10 + 6 * n) for n in range(1, 13)]
     (second,) = read_frames(tmp_path, [1])
     assert int(second[0, 40, 1]) == 10 + 6 * 2
+    assert int(read_frames(tmp_path, [1], numbers=[2])[0][0, 40, 1]) == 10 + 6 * 2
+    with pytest.raises(LandmarksError, match="frame 3 is no longer where it was tracked"):
+        read_frames(tmp_path, [1], numbers=[3])  # a track made before frame 2 was removed
 
 
 def test_folder_fps_unknown_without_setting(tmp_path):
