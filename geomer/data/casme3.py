@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from geomer.data.frames import find_frames_root
-from geomer.data.sheets import SampleCollector, cell_text, clip_rows, subject_number
+from geomer.data.sheets import SampleCollector, cell_text, clip_rows, frame_value, subject_number
 
 NAME = "casme3"
 DEFAULT_SCHEME = "casme3-7"
@@ -45,6 +45,16 @@ def frames_root(root: Path) -> Path:
     return find_frames_root(root, FRAME_SUBFOLDERS, lambda name: name.lower().startswith("spno."), NAME, "spNO.1/…")
 
 
+def _onset_id(value: object) -> str:
+    """The onset as the clip id writes it: the frame number, so "5", "5.0" and "05" are one clip
+    (and their rows duplicates); a cell that is no frame number keeps its text (the row is then
+    refused for its onset)."""
+    try:
+        return str(frame_value(value, "onset"))
+    except ValueError:
+        return cell_text(value)
+
+
 def collect(root: Path, collector: SampleCollector, dataset: str = NAME) -> None:
     """Add every row of the Part A sheet under ``root`` to ``collector``."""
     root = Path(root)
@@ -54,6 +64,6 @@ def collect(root: Path, collector: SampleCollector, dataset: str = NAME) -> None
         collector.add_clip_row(
             entry,
             dataset=dataset,
-            clip=f"{entry.filename}_{cell_text(entry.record['onset'])}",
+            clip=f"{entry.filename}_{_onset_id(entry.record['onset'])}",
             folder=frames / entry.subject / entry.filename / "color",
         )

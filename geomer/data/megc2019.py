@@ -58,7 +58,10 @@ def parse_roots(root: str | Path | dict) -> dict[str, Path]:
         given = {}
         for item in str(root).split(","):
             name, _, path = item.partition("=")
-            given[name.strip().lower()] = Path(path.strip()).expanduser()
+            name = name.strip().lower()
+            if name in given:  # the last one would silently win
+                raise GeomerError(f"megc2019: part {name} is given twice in {root}")
+            given[name] = Path(path.strip()).expanduser()
     else:
         folder = Path(root)
         if not folder.is_dir():

@@ -145,6 +145,11 @@ def collect(
             continue
         sub = cell_text(record["sub"])
         filename = cell_text(record["filename_o"])
+        unprintable = next((column for column in ("sub", "filename_o", "imagename")
+                            if not cell_text(record[column]).isprintable()), None)
+        if unprintable:  # a line break in a quoted cell would split the one-line error
+            collector.reject(csv, row, f"{unprintable} {cell_text(record[unprintable])!r} is not a file name")
+            continue
         try:
             subject = global_subject(part, sub) if dataset is None else sub
         except ValueError as error:

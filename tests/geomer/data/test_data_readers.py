@@ -124,6 +124,9 @@ def test_megc2019_composite_by_the_rules(tmp_path):
         scheme="composite-3",
     )
     assert [s.key for s in explicit.samples] == [s.key for s in index.samples]
+    with pytest.raises(GeomerError, match="part casme2 is given twice"):  # not the last one winning
+        read_dataset("megc2019", f"casme2={root / 'CASME2'},casme2={root / 'SMIC'},samm={root / 'SAMM'},"
+                                 f"smic={root / 'SMIC'}", scheme="composite-3")
     shutil.rmtree(root / "SAMM")
     with pytest.raises(GeomerError, match="SAMM/ missing"):
         read_dataset("megc2019", root)
@@ -226,15 +229,17 @@ def test_megc2019_flow(tmp_path, under_datasets):
 
 
 def test_megc2019_flow_bad_rows(tmp_path):
-    rows = FLOW_ROWS + [("casme2", "sub03", "EP09_09", 7, "sub03_EP09_09.png")]
+    rows = FLOW_ROWS + [("casme2", "sub03", "EP09_09", 7, "sub03_EP09_09.png"),
+                        ("casme2", "sub03", "EP09\n10", 0, "sub03_EP09_10.png")]  # a quoted line break
     root = write_megc2019_flow(tmp_path / "flow", rows=rows)
     (root / "STSNet_whole_norm_u_v_os" / "s1_s1_ne_01 .png").unlink()
     with pytest.raises(GeomerError) as caught:
         read_dataset("megc2019-flow", root)
     lines = str(caught.value).splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert "row 4: flow image" in lines[0] and "s1_s1_ne_01 .png is missing" in lines[0]
     assert "row 7: " in lines[1] and "unknown label 'label 7'" in lines[1]
+    assert "row 8: filename_o 'EP09\\n10' is not a file name" in lines[2]
     shutil.rmtree(root / "combined_datasets_whole")
     with pytest.raises(GeomerError, match="combined_datasets_whole/ missing"):
         read_dataset("megc2019-flow", root)
@@ -277,7 +282,7 @@ def test_casme3_bad_rows(tmp_path):
     from data_layouts import CASME3_ROWS
 
     rows = CASME3_ROWS + [
-        ("spNO.1", "a", 10, 12, 16, "", 3, "surprise"),   # same subject, file and onset
+        ("spNO.1", "a", "010", 12, 16, "", 3, "surprise"),  # same subject, file and onset (010 = 10)
         ("spNO.2", "c", 6, 5, 8, "", 1, "anger"),          # onset > apex
         ("spNO.9", "a", 1, 2, 3, "", 1, "anger"),          # no frames folder
         ("spNO.2", "c", 3, 4, 8, "", 1, "bored"),          # unknown label (and a duplicate)
