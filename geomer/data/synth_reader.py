@@ -9,13 +9,13 @@ order (an identity scheme); a named scheme may be passed instead.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from geomer.data.sample import DatasetIndex
 from geomer.data.schemes import SCHEMES, ClassScheme, get_scheme, identity_scheme
 from geomer.data.sheets import SampleCollector
 from geomer.errors import GeomerError
-from geomer.rundir import read_json_object
 
 NAME = "synth"
 DEFAULT_SCHEME = "ground-truth"
@@ -28,8 +28,11 @@ def load_ground_truth(root: Path) -> dict:
     path = Path(root) / GROUND_TRUTH
     if not path.is_file():
         raise GeomerError(f"{root}: not a synth root: {GROUND_TRUTH} is missing")
-    truth = read_json_object(path)
-    if "layout" not in truth:
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise GeomerError(f"{path}: cannot read ({error})") from None
+    if not isinstance(truth, dict) or "layout" not in truth:
         raise GeomerError(f"{path}: no \"layout\" key naming the on-disk layout")
     return truth
 
