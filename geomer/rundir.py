@@ -165,6 +165,19 @@ def _class_names(column: pd.Series, classes: Sequence[str], path: Path, name: st
     return column
 
 
+def _check_keys(frame: pd.DataFrame, path: Path) -> None:
+    """GeomerError naming the row when a subject's rows name different datasets: the per-dataset
+    parts are pooled by the ``dataset`` column, so an edited cell would move a clip into another
+    dataset's figures (a fold being resumed is checked against its clips, :meth:`FoldDir.check_samples`)."""
+    if "subject" not in frame.columns or "dataset" not in frame.columns:
+        return
+    first: dict[str, str] = {}
+    for row, (subject, dataset) in enumerate(zip(frame["subject"].astype(str), frame["dataset"].astype(str))):
+        if first.setdefault(subject, dataset) != dataset:
+            raise GeomerError(f"{path}: row {row + 2}: dataset {dataset!r}, while subject {subject!r} is of "
+                              f"{first[subject]!r} in an earlier row")
+
+
 def _probabilities(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> np.ndarray:
     """The ``prob_<class>`` columns as [n, C] float64, each a finite number in [0, 1] and each row
     summing to 1; GeomerError naming the file and row otherwise (a damaged cell must not be averaged
@@ -331,6 +344,7 @@ class FoldDir:
             empty = np.flatnonzero(frame[column].astype(str).eq("").to_numpy())
             if len(empty):
                 raise GeomerError(f"{path}: row {int(empty[0]) + 2}: empty {column}")
+        _check_keys(frame, path)
         frame["true"] = _class_names(frame["true"], classes, path, "true")
         frame["predicted"] = _class_names(frame["predicted"], classes, path, "predicted")
         probability_columns = [f"prob_{name}" for name in classes]
@@ -360,10 +374,12 @@ class FoldDir:
                                   f"tested in seed {self.seed} (each sample is tested once)")
             tested.add(sample)
 
-    def check_samples(self, frame: pd.DataFrame, samples: Sequence[str], true: Sequence[str]) -> None:
+    def check_samples(self, frame: pd.DataFrame, samples: Sequence[str], true: Sequence[str],
+                      subjects: Sequence[str], datasets: Sequence[str]) -> None:
         """GeomerError naming the file and row unless the fold's predictions (``frame``, as
         :meth:`read_predictions` returns it) are of exactly these test samples, in this order, with
-        these true classes: a fold is reused only for the clips it was trained to test."""
+        these true classes, subjects and datasets: a fold is reused only for the clips it was
+        trained to test, and pooled by their subjects and datasets."""
         path = self.predictions_path
         written = frame["sample"].astype(str).tolist()
         for row, (got, expected) in enumerate(zip(written, samples)):
@@ -371,9 +387,12 @@ class FoldDir:
                 raise GeomerError(f"{path}: row {row + 2}: sample {got!r}, the fold tests {expected!r} there")
         if len(written) != len(samples):
             raise GeomerError(f"{path}: {len(written)} rows, the fold tests {len(samples)} samples")
-        for row, (got, expected) in enumerate(zip(frame["true"], true)):
-            if got != expected:
-                raise GeomerError(f"{path}: row {row + 2}: true class {got!r}, the sample's label is {expected!r}")
+        for column, what, values in (("true", "true class", true), ("subject", "subject", subjects),
+                                     ("dataset", "dataset", datasets)):
+            cells = frame[column].astype(str) if column in frame else [None] * len(frame)
+            for row, (got, expected) in enumerate(zip(cells, values)):
+                if got != expected:
+                    raise GeomerError(f"{path}: row {row + 2}: {what} {got!r}, the sample's is {expected!r}")
 
 
 class RunDir:
@@ -433,6 +452,7 @@ class RunDir:
         from landmarks.files import check_output_folder
 
         check_output_folder(self.path, "--out", GeomerError)
+        self.check_figures_folder()
         if self.config_path.is_file():
             return  # a run's own folder: resumed or re-pooled
         # a new run writes config.json, metrics.json, *relations.npy, figures/ and seed-*/: never over
@@ -444,6 +464,16 @@ class RunDir:
             if clashing:
                 raise GeomerError(f"{self.path}: not a run directory (no {CONFIG}) but holds {', '.join(clashing)}, "
                                   "which a run would replace; choose another --out")
+
+    def check_figures_folder(self) -> None:
+        """One-line GeomerError when ``figures/`` is a file or a folder that cannot be written:
+        found before the run's other files are rewritten, not after."""
+        from landmarks.files import check_output_folder
+
+        if self.figures_dir.exists() and not self.figures_dir.is_dir():
+            raise GeomerError(f"{self.figures_dir}: is not a folder, and the run draws its figures there; move it away")
+        if self.figures_dir.exists():
+            check_output_folder(self.figures_dir, "figures folder", GeomerError)
 
     @contextmanager
     def lock(self) -> Iterator[None]:

@@ -19,5 +19,8 @@ def run(args) -> int:
     from geomer.train.pool import pool_run
 
     run_dir = RunDir(args.run_dir)
+    run_dir.require_engine_config()
+    if not args.no_figures:
+        run_dir.check_figures_folder()  # before metrics.json is rewritten
     summarise_run(run_dir, pool_run(run_dir), figures=not args.no_figures)
     return 0

@@ -33,6 +33,7 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     config = run_dir.require_engine_config()
     class_names = [str(c) for c in config["classes"]]
+    components = len(config["component_names"]) if "component_names" in config else None
     index = {name: i for i, name in enumerate(class_names)}
     per_seed: dict[str, dict] = {}
     all_relations, all_true = [], []
@@ -43,7 +44,8 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
         tested: set[str] = set()
         for fold_name in config["folds"]:
             fold = run_dir.fold(seed, fold_name)
-            frame, relations, occlusion = fold.read_results(class_names, occlusion=all_occlusion is not None)
+            frame, relations, occlusion = fold.read_results(class_names, components,
+                                                            occlusion=all_occlusion is not None)
             fold.check_tested_once(frame, tested)
             true = frame["true"].map(index).to_numpy(dtype=np.int64)
             all_relations.append(relations)

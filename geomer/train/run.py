@@ -169,8 +169,10 @@ def run_loso(
             for fold, name in zip(fold_list, names):
                 fold_dir = run_dir.fold(seed, name)
                 if fold_dir.has_predictions():
-                    expected = ([keys[i] for i in fold.test], [class_names[labels[i]] for i in fold.test])
-                    problem = _finished_fold_problem(fold_dir, config.model, class_names, len(component_names),
+                    expected = ([keys[i] for i in fold.test], [class_names[labels[i]] for i in fold.test],
+                                [str(graphs[i].subject) for i in fold.test],
+                                [str(getattr(graphs[i], "dataset", "")) for i in fold.test])
+                    problem = _finished_fold_problem(fold_dir, config, class_names, len(component_names),
                                                      expected)
                     if problem is None:
                         skipped += 1
@@ -206,17 +208,29 @@ def check_model_settings(
 
 
 def _finished_fold_problem(
-    fold: FoldDir, model: str, class_names, components: int, expected: tuple[list[str], list[str]],
+    fold: FoldDir, config: TrainConfig, class_names, components: int, expected: tuple[list[str], ...],
 ) -> str | None:
-    """None when every file of a finished fold reads back cleanly and its predictions are of the
-    ``expected`` (test sample keys, true class names), else what is wrong with it."""
+    """None when every file of a finished fold reads back cleanly, its checkpoint is this fold's
+    (fold, seed, test subjects and model settings recorded in it, weights that load into the
+    model) and its predictions are of the ``expected`` (test sample keys, true class names,
+    subjects, datasets), else what is wrong with it."""
     from geomer.train.checkpoint import load_checkpoint
 
     try:
+        checkpoint = load_checkpoint(fold.checkpoint_path, model=config.model, classes=class_names)
+        for what, recorded, own in (("fold", checkpoint.extra.get("fold"), fold.name),
+                                    ("seed", checkpoint.extra.get("seed"), int(fold.seed)),
+                                    ("test subjects", checkpoint.extra.get("test_subjects"), sorted(set(expected[2]))),
+                                    ("model settings", checkpoint.cfg, config.cfg)):
+            if recorded != own:
+                return f"{fold.checkpoint_path}: the checkpoint of {what} {recorded}, not {own}"
+        try:
+            checkpoint.build_model()  # weights of another size or with keys missing do not load
+        except GeomerError as error:
+            return f"{fold.checkpoint_path}: {error}"
         # the epoch count catches a history cut short (checkpoints written before it was recorded
         # have none: their history is checked as before)
-        trained = load_checkpoint(fold.checkpoint_path, model=model, classes=class_names).extra.get("epochs")
-        frame, _, occluded = fold.read_results(class_names, components, epochs=trained)
+        frame, _, occluded = fold.read_results(class_names, components, epochs=checkpoint.extra.get("epochs"))
         fold.check_samples(frame, *expected)
         # the engine writes both for every fold it trains: without them the fold is unfinished
         if occluded is None:

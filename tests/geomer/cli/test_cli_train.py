@@ -81,6 +81,26 @@ def test_evaluate_repools_the_run(trained_run, capsys):
 
 
 @pytest.mark.slow
+def test_evaluate_refuses_before_writing_and_names_the_damaged_file(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[2], run)
+    metrics = (run / "metrics.json").read_bytes()
+    shutil.rmtree(run / "figures")
+    (run / "figures").write_text("a file where the figures go")
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 2
+    assert "figures: is not a folder" in capsys.readouterr().err
+    assert (run / "metrics.json").read_bytes() == metrics  # refused before anything was rewritten
+    fold = next(run.glob("seed-0/*/"))
+    np.save(fold / "relations.npy", np.zeros((len(np.load(fold / "relations.npy")), 6, 6), np.float32))
+    assert main(["evaluate", str(run), "--no-figures"]) == 2
+    err = capsys.readouterr().err  # the damaged file is named, not its intact neighbour
+    assert f"{fold / 'relations.npy'}: 6 components" in err and "occlusion" not in err
+
+
+@pytest.mark.slow
 def test_installed_evaluate_command(trained_run):
     _, _, run = trained_run
     geomer = Path(sys.executable).with_name("geomer")

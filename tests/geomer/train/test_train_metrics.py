@@ -134,3 +134,15 @@ def test_pooling_refuses_a_sample_tested_twice_in_a_seed(tmp_path):
     path.write_text(path.read_text().replace("s2/c0,", "s1/c1,"))  # a row of s1 copied over s2's clip
     with pytest.raises(GeomerError, match=r"s2/predictions.csv: row 2: sample 's1/c1' was already tested in seed 0"):
         pool_run(tmp_path / "run")
+
+
+def test_pooling_refuses_a_subject_whose_rows_name_two_datasets(tmp_path):
+    from geomer.errors import GeomerError
+
+    _write_run(tmp_path / "run", {"s1": [("a", "a"), ("b", "b")], "s2": [("b", "b")]})
+    path = tmp_path / "run" / "seed-0" / "s1" / "predictions.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace(",s1,d,", ",s1,other,")  # one clip moved into a dataset of its own
+    path.write_text("".join(lines))
+    with pytest.raises(GeomerError, match=r"s1/predictions.csv: row 3: dataset 'other', while subject 's1' is of 'd'"):
+        pool_run(tmp_path / "run")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -396,6 +397,31 @@ def _other_class(name: str) -> str:
     return next(c for c in CLASSES if c != name)
 
 
+@pytest.mark.parametrize("origin", ["another fold", "other settings", "a missing weight"])
+def test_a_checkpoint_that_is_not_the_folds_own_is_trained_again_on_resume(tmp_path, graphs, face_graph, capfd,
+                                                                           origin):
+    import torch
+
+    run = tmp_path / "run"
+    first = run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    folds = json.loads((run / "config.json").read_text())["folds"]
+    target = run / "seed-0" / folds[1] / "checkpoint.pt"
+    if origin == "another fold":
+        shutil.copy(run / "seed-0" / folds[2] / "checkpoint.pt", target)
+    elif origin == "other settings":
+        run_loso(graphs, CLASSES, _config(cfg={"hidden": 5}), tmp_path / "other", face_graph=face_graph)
+        shutil.copy(tmp_path / "other" / "seed-0" / folds[1] / "checkpoint.pt", target)
+    else:  # the fold's own file with a weight removed: it reads, but no model can load it
+        payload = torch.load(target, weights_only=True)
+        payload["state_dict"].pop(next(iter(payload["state_dict"])))
+        torch.save(payload, target)
+    second = run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    assert [t.fold for t in second.trained] == [folds[1]] and second.skipped == 5
+    assert f"{folds[1]}/checkpoint.pt: " in capfd.readouterr().err
+    assert load_checkpoint(target).extra["fold"] == folds[1]
+    assert second.metrics == first.metrics
+
+
 @pytest.mark.parametrize("file, damage", [
     ("predictions.csv", lambda text: _with_cell(text, 5, "abc")),  # prob_a
     ("predictions.csv", lambda text: _with_cell(text, 5, "7.5")),
@@ -404,6 +430,8 @@ def _other_class(name: str) -> str:
     ("predictions.csv", lambda text: _with_cell(text, 4, _other_class(_first_row(text)[4]))),
     ("predictions.csv", lambda text: _with_cell(text, 3, _other_class(_first_row(text)[3]))),
     ("predictions.csv", lambda text: _with_cell(text, 0, "s-elsewhere/clip")),
+    ("predictions.csv", lambda text: _with_cell(text, 2, "elsewhere")),  # the dataset, pooled by it
+    ("predictions.csv", lambda text: _with_cell(text, 1, "hand/s-elsewhere")),  # the subject
     ("predictions.csv", lambda text: text[: text.index("\n") + 1]),  # the header alone
     ("history.csv", lambda text: ""),
     ("history.csv", lambda text: _with_cell(text, 1, "x")),  # loss
