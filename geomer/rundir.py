@@ -165,17 +165,19 @@ def _class_names(column: pd.Series, classes: Sequence[str], path: Path, name: st
     return column
 
 
-def _check_keys(frame: pd.DataFrame, path: Path) -> None:
-    """GeomerError naming the row when a subject's rows name different datasets: the per-dataset
-    parts are pooled by the ``dataset`` column, so an edited cell would move a clip into another
-    dataset's figures (a fold being resumed is checked against its clips, :meth:`FoldDir.check_samples`)."""
+def check_subject_datasets(frame: pd.DataFrame, path: Path, seen: dict[str, tuple[str, Path]]) -> None:
+    """GeomerError naming the row when a subject of ``frame`` (the predictions read from ``path``)
+    is of another dataset than in ``seen`` (subject → its dataset and the file that said so, which
+    this extends): the per-dataset parts are pooled by the ``dataset`` column, so an edited cell
+    would move clips into another dataset's figures. A fold being resumed is checked against its
+    clips (:meth:`FoldDir.check_samples`)."""
     if "subject" not in frame.columns or "dataset" not in frame.columns:
         return
-    first: dict[str, str] = {}
     for row, (subject, dataset) in enumerate(zip(frame["subject"].astype(str), frame["dataset"].astype(str))):
-        if first.setdefault(subject, dataset) != dataset:
+        first, where = seen.setdefault(subject, (dataset, path))
+        if first != dataset:
             raise GeomerError(f"{path}: row {row + 2}: dataset {dataset!r}, while subject {subject!r} is of "
-                              f"{first[subject]!r} in an earlier row")
+                              f"{first!r} in {where}")
 
 
 def _probabilities(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> np.ndarray:
@@ -344,7 +346,7 @@ class FoldDir:
             empty = np.flatnonzero(frame[column].astype(str).eq("").to_numpy())
             if len(empty):
                 raise GeomerError(f"{path}: row {int(empty[0]) + 2}: empty {column}")
-        _check_keys(frame, path)
+        check_subject_datasets(frame, path, {})
         frame["true"] = _class_names(frame["true"], classes, path, "true")
         frame["predicted"] = _class_names(frame["predicted"], classes, path, "predicted")
         probability_columns = [f"prob_{name}" for name in classes]

@@ -135,11 +135,29 @@ def _output_paths(inputs: list[str], out: str) -> list[Path]:
 
 def _settings(source: str, options: dict) -> str:
     """What determines a track besides the backend: the tracking options and the input's fingerprint."""
+    keys = ("redetect_every", "smooth", "min_valid_fraction", "fps")
+    return json.dumps({"options": {key: options[key] for key in keys}, "input": _input_fingerprint(source)},
+                      sort_keys=True)
+
+
+def _input_fingerprint(source: str) -> str:
+    """The fingerprint of a video or image file, or of a frame folder's frame files."""
     from landmarks.io import list_frame_files
 
-    keys = ("redetect_every", "smooth", "min_valid_fraction", "fps")
-    files = list_frame_files(source) if Path(source).is_dir() else [source]
-    return json.dumps({"options": {key: options[key] for key in keys}, "input": fingerprint(files)}, sort_keys=True)
+    return fingerprint(list_frame_files(source) if Path(source).is_dir() else [source])
+
+
+def _input_changed(track) -> bool:
+    """Whether the input's fingerprint differs from the one ``landmarks extract`` recorded in the
+    track (False for a track that records none, e.g. one from geomer's cache)."""
+    try:
+        recorded = json.loads(track.settings)["input"]
+    except (ValueError, TypeError, KeyError):
+        return False
+    try:
+        return _input_fingerprint(track.source) != recorded
+    except LandmarksError:  # no frames left in the folder
+        return True
 
 
 def _reusable(out: Path, source: str, options: dict) -> str | None:
@@ -268,6 +286,8 @@ def _show(args) -> int:
     position = track.position(args.frame)
     if not Path(track.source).exists():
         raise LandmarksError(f"{args.track}: its source {track.source} no longer exists")
+    if _input_changed(track):
+        raise LandmarksError(f"{args.track}: its source {track.source} has changed since it was tracked; extract it again")
     check_output_file(out)
     (image,) = read_frames(track.source, [position], numbers=[args.frame])
     if image.ndim == 2:

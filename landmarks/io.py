@@ -137,6 +137,10 @@ def decode_image(path: str | os.PathLike, where: str | None = None) -> np.ndarra
             image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         except cv2.error:
             image = None
+    # libpng warns about ancillary chunks (a colour profile it dislikes: "iCCP: known incorrect
+    # sRGB profile", common in PNGs saved by image editors) that do not touch the pixels; damaged
+    # pixel data is a "libpng error" and no image
+    messages = [line for line in messages if not line.startswith("libpng warning:")]
     if messages:
         raise LandmarksError(f"{where}: the image decodes with an error ({messages[0]})")
     return _as_uint8_image(image, where)
@@ -283,7 +287,7 @@ def read_frames(path: str | os.PathLike, positions: Sequence[int],
             raise LandmarksError(f"{source.path}: frame position {position} is outside 0..{len(source) - 1}")
     if numbers is not None:
         present = source.numbers if not source.is_video else range(len(source))  # a video's number is its position
-        for position, number in zip(positions, numbers):
+        for position, number in zip(positions, numbers, strict=True):
             if present[position] != int(number):
                 raise LandmarksError(f"{source.path}: frame {int(number)} is no longer where it was tracked "
                                      "(frames were added or removed since): track it again")

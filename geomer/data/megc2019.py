@@ -52,16 +52,14 @@ _FOLDER_NAMES = {
 
 def parse_roots(root: str | Path | dict) -> dict[str, Path]:
     """The three part roots from a folder, a mapping, or "casme2=P1,samm=P2,smic=P3"."""
-    if isinstance(root, dict):
-        given = {str(k).lower(): Path(v).expanduser() for k, v in root.items()}
-    elif "=" in str(root):
+    if isinstance(root, dict) or "=" in str(root):
+        pairs = root.items() if isinstance(root, dict) else (item.partition("=")[::2] for item in str(root).split(","))
         given = {}
-        for item in str(root).split(","):
-            name, _, path = item.partition("=")
-            name = name.strip().lower()
+        for name, path in pairs:
+            name = str(name).strip().lower()
             if name in given:  # the last one would silently win
                 raise GeomerError(f"megc2019: part {name} is given twice in {root}")
-            given[name] = Path(path.strip()).expanduser()
+            given[name] = Path(str(path).strip()).expanduser()
     else:
         folder = Path(root)
         if not folder.is_dir():

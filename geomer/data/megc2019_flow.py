@@ -21,6 +21,7 @@ readers ("casme2/sub01", "samm/006", "smic/s1") so they agree with ``megc2019``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -145,10 +146,10 @@ def collect(
             continue
         sub = cell_text(record["sub"])
         filename = cell_text(record["filename_o"])
-        unprintable = next((column for column in ("sub", "filename_o", "imagename")
-                            if not cell_text(record[column]).isprintable()), None)
-        if unprintable:  # a line break in a quoted cell would split the one-line error
-            collector.reject(csv, row, f"{unprintable} {cell_text(record[unprintable])!r} is not a file name")
+        control = next((column for column in ("sub", "filename_o", "imagename")
+                        if any(unicodedata.category(c) == "Cc" for c in cell_text(record[column]))), None)
+        if control:  # a line break in a quoted cell would split the one-line error
+            collector.reject(csv, row, f"{control} {cell_text(record[control])!r} holds a control character")
             continue
         try:
             subject = global_subject(part, sub) if dataset is None else sub

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from geomer.errors import GeomerError
-from geomer.rundir import RunDir, class_averaged_relations
+from geomer.rundir import RunDir, check_subject_datasets, class_averaged_relations
 from geomer.train.metrics import classification_metrics, mean_std
 from geomer.version import __version__
 
@@ -36,6 +36,7 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
     components = len(config["component_names"]) if "component_names" in config else None
     index = {name: i for i, name in enumerate(class_names)}
     per_seed: dict[str, dict] = {}
+    datasets_of: dict[str, tuple[str, Path]] = {}  # every seed and fold agrees on a subject's dataset
     all_relations, all_true = [], []
     all_occlusion: list[np.ndarray] | None = []  # None once a fold lacks them (trained before they existed)
     pooled_by_seed = {}
@@ -47,6 +48,7 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
             frame, relations, occlusion = fold.read_results(class_names, components,
                                                             occlusion=all_occlusion is not None)
             fold.check_tested_once(frame, tested)
+            check_subject_datasets(frame, fold.predictions_path, datasets_of)
             true = frame["true"].map(index).to_numpy(dtype=np.int64)
             all_relations.append(relations)
             if all_occlusion is not None and occlusion is not None:

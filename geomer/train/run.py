@@ -172,8 +172,7 @@ def run_loso(
                     expected = ([keys[i] for i in fold.test], [class_names[labels[i]] for i in fold.test],
                                 [str(graphs[i].subject) for i in fold.test],
                                 [str(getattr(graphs[i], "dataset", "")) for i in fold.test])
-                    problem = _finished_fold_problem(fold_dir, config, class_names, len(component_names),
-                                                     expected)
+                    problem = _finished_fold_problem(fold_dir, context, expected)
                     if problem is None:
                         skipped += 1
                         continue
@@ -207,23 +206,29 @@ def check_model_settings(
         load_pretrained(model, init)
 
 
-def _finished_fold_problem(
-    fold: FoldDir, config: TrainConfig, class_names, components: int, expected: tuple[list[str], ...],
-) -> str | None:
+def _short(value, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _finished_fold_problem(fold: FoldDir, context: FitContext, expected: tuple[list[str], ...]) -> str | None:
     """None when every file of a finished fold reads back cleanly, its checkpoint is this fold's
-    (fold, seed, test subjects and model settings recorded in it, weights that load into the
-    model) and its predictions are of the ``expected`` (test sample keys, true class names,
-    subjects, datasets), else what is wrong with it."""
+    (fold, seed, test subjects, model settings, graph and feature settings recorded in it, weights
+    that load into the model) and its predictions are of the ``expected`` (test sample keys, true
+    class names, subjects, datasets), else what is wrong with it."""
     from geomer.train.checkpoint import load_checkpoint
 
+    class_names, components = context.class_names, len(context.component_names)
     try:
-        checkpoint = load_checkpoint(fold.checkpoint_path, model=config.model, classes=class_names)
+        checkpoint = load_checkpoint(fold.checkpoint_path, model=context.config.model, classes=class_names)
         for what, recorded, own in (("fold", checkpoint.extra.get("fold"), fold.name),
                                     ("seed", checkpoint.extra.get("seed"), int(fold.seed)),
                                     ("test subjects", checkpoint.extra.get("test_subjects"), sorted(set(expected[2]))),
-                                    ("model settings", checkpoint.cfg, config.cfg)):
+                                    ("model settings", checkpoint.cfg, context.config.cfg),
+                                    ("graph", checkpoint.graph, context.face_graph.to_record()),
+                                    ("feature settings", checkpoint.feature_settings, context.feature_settings)):
             if recorded != own:
-                return f"{fold.checkpoint_path}: the checkpoint of {what} {recorded}, not {own}"
+                return f"{fold.checkpoint_path}: the checkpoint of {what} {_short(recorded)}, not {_short(own)}"
         try:
             checkpoint.build_model()  # weights of another size or with keys missing do not load
         except GeomerError as error:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from landmarks import LandmarksError, open_frames, read_frames
-from landmarks.io import frame_number, list_frame_files
+from landmarks.io import frame_number, list_frame_files, read_image
 
 
 def _pattern(k: int, size=(64, 48)) -> np.ndarray:
@@ -204,3 +204,18 @@ def test_a_truncated_frame_is_a_bad_frame_and_the_decoder_says_nothing(tmp_path,
     assert "\n" not in message and f"img2{suffix}" in message and "frame 2" in message
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""  # libjpeg / libpng printed nothing
+
+
+def test_a_png_whose_colour_profile_libpng_warns_about_is_read(tmp_path, capfd):
+    import struct
+    import zlib
+
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    data = cv2.imencode(".png", image)[1].tobytes()
+    body = b"ICC Profile\0\0" + zlib.compress(b"\0" * 132)  # a profile libpng finds too short
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    after_header = 8 + 8 + 13 + 4  # signature, IHDR (length, type, 13 bytes, CRC)
+    path = tmp_path / "profiled.png"
+    path.write_bytes(data[:after_header] + chunk + data[after_header:])
+    np.testing.assert_array_equal(read_image(path), image)  # the pixels are untouched by the warning
+    assert capfd.readouterr().err == ""

@@ -239,7 +239,7 @@ def test_megc2019_flow_bad_rows(tmp_path):
     assert len(lines) == 3
     assert "row 4: flow image" in lines[0] and "s1_s1_ne_01 .png is missing" in lines[0]
     assert "row 7: " in lines[1] and "unknown label 'label 7'" in lines[1]
-    assert "row 8: filename_o 'EP09\\n10' is not a file name" in lines[2]
+    assert "row 8: filename_o 'EP09\\n10' holds a control character" in lines[2]
     shutil.rmtree(root / "combined_datasets_whole")
     with pytest.raises(GeomerError, match="combined_datasets_whole/ missing"):
         read_dataset("megc2019-flow", root)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -146,3 +147,12 @@ def test_pooling_refuses_a_subject_whose_rows_name_two_datasets(tmp_path):
     path.write_text("".join(lines))
     with pytest.raises(GeomerError, match=r"s1/predictions.csv: row 3: dataset 'other', while subject 's1' is of 'd'"):
         pool_run(tmp_path / "run")
+    # a whole file moved into another dataset: the other seed's fold of the subject disagrees
+    _write_run(tmp_path / "two", {"s1": [("a", "a")], "s2": [("b", "b")]})
+    config = json.loads((tmp_path / "two" / "config.json").read_text())
+    (tmp_path / "two" / "config.json").write_text(json.dumps({**config, "seeds": [0, 1]}))
+    shutil.copytree(tmp_path / "two" / "seed-0", tmp_path / "two" / "seed-1")
+    moved = tmp_path / "two" / "seed-1" / "s1" / "predictions.csv"
+    moved.write_text(moved.read_text().replace(",s1,d,", ",s1,other,"))
+    with pytest.raises(GeomerError, match=r"seed-1/s1/predictions.csv: row 2: dataset 'other', while subject 's1' is of 'd' in"):
+        pool_run(tmp_path / "two")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -397,7 +398,8 @@ def _other_class(name: str) -> str:
     return next(c for c in CLASSES if c != name)
 
 
-@pytest.mark.parametrize("origin", ["another fold", "other settings", "a missing weight"])
+@pytest.mark.parametrize("origin", ["another fold", "another seed", "other settings", "other features",
+                                    "a missing weight"])
 def test_a_checkpoint_that_is_not_the_folds_own_is_trained_again_on_resume(tmp_path, graphs, face_graph, capfd,
                                                                            origin):
     import torch
@@ -406,11 +408,14 @@ def test_a_checkpoint_that_is_not_the_folds_own_is_trained_again_on_resume(tmp_p
     first = run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
     folds = json.loads((run / "config.json").read_text())["folds"]
     target = run / "seed-0" / folds[1] / "checkpoint.pt"
+    other = {"another seed": dict(config=_config(seeds=(1,))), "other settings": dict(config=_config(cfg={"hidden": 5})),
+             "other features": dict(config=_config(), feature_settings={"face_size": 128})}.get(origin)
     if origin == "another fold":
         shutil.copy(run / "seed-0" / folds[2] / "checkpoint.pt", target)
-    elif origin == "other settings":
-        run_loso(graphs, CLASSES, _config(cfg={"hidden": 5}), tmp_path / "other", face_graph=face_graph)
-        shutil.copy(tmp_path / "other" / "seed-0" / folds[1] / "checkpoint.pt", target)
+    elif other is not None:  # the same fold of a run that differs in one thing
+        config = other.pop("config")
+        run_loso(graphs, CLASSES, config, tmp_path / "other", face_graph=face_graph, **other)
+        shutil.copy(next((tmp_path / "other").glob(f"seed-*/{folds[1]}/checkpoint.pt")), target)
     else:  # the fold's own file with a weight removed: it reads, but no model can load it
         payload = torch.load(target, weights_only=True)
         payload["state_dict"].pop(next(iter(payload["state_dict"])))
@@ -430,7 +435,7 @@ def test_a_checkpoint_that_is_not_the_folds_own_is_trained_again_on_resume(tmp_p
     ("predictions.csv", lambda text: _with_cell(text, 4, _other_class(_first_row(text)[4]))),
     ("predictions.csv", lambda text: _with_cell(text, 3, _other_class(_first_row(text)[3]))),
     ("predictions.csv", lambda text: _with_cell(text, 0, "s-elsewhere/clip")),
-    ("predictions.csv", lambda text: _with_cell(text, 2, "elsewhere")),  # the dataset, pooled by it
+    ("predictions.csv", lambda text: re.sub(",(alpha|beta),", ",elsewhere,", text)),  # every row's dataset
     ("predictions.csv", lambda text: _with_cell(text, 1, "hand/s-elsewhere")),  # the subject
     ("predictions.csv", lambda text: text[: text.index("\n") + 1]),  # the header alone
     ("history.csv", lambda text: ""),
@@ -481,6 +486,19 @@ def test_pooling_folds_without_occlusion_relations_drops_the_stale_run_level_fil
     pool_run(run)
     assert not (run / "occlusion_relations.npy").exists()
     assert (run / "relations.npy").is_file()
+
+
+def test_a_file_where_the_figures_go_is_refused_before_a_resume_writes(tmp_path, graphs, face_graph):
+    from geomer.rundir import RunDir
+
+    run = tmp_path / "run"
+    run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    (run / "figures").mkdir(exist_ok=True)
+    RunDir(run).check_writable()  # the run's own figures folder
+    (run / "figures").rmdir()
+    (run / "figures").write_text("mine")
+    with pytest.raises(GeomerError, match="figures: is not a folder, and the run draws its figures there"):
+        RunDir(run).check_writable()  # what geomer train and ensemble check first
 
 
 def test_a_folder_of_other_files_or_inside_a_run_is_refused_as_out(tmp_path, graphs, face_graph):
