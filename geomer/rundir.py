@@ -102,8 +102,8 @@ def read_json_object(path: Path) -> dict:
         raise GeomerError(f"{path}: missing")
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise GeomerError(f"{path}: not readable JSON ({error})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise GeomerError(f"{path}: not readable JSON ({str(error) or type(error).__name__})") from None
     if not isinstance(value, dict):
         raise GeomerError(f"{path}: expected a JSON object")
     return value
@@ -126,14 +126,16 @@ def load_relation_array(
     k = check_shape(array, ("n", "K", "K")[3 - ndim:], f"{path}: relations")["K"]
     if components is not None and k != components:
         raise GeomerError(f"{path}: {k} components, the run's config names {components}")
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, refused below
+        array = array.astype(np.float32)
     finite = np.isfinite(array)
     if allow_nan_matrices:
         acceptable = np.all(finite | np.isnan(array).all(axis=(-2, -1), keepdims=True))
     else:
         acceptable = np.all(finite)
     if not acceptable:
-        raise GeomerError(f"{path}: contains NaN or infinite values")
-    return array.astype(np.float32)
+        raise GeomerError(f"{path}: contains NaN or infinite values (as float32)")
+    return array
 
 
 def class_averaged_relations(relations: np.ndarray, true: np.ndarray, num_classes: int) -> np.ndarray:
@@ -779,7 +781,7 @@ def _is_run_config(path: Path) -> bool:
     """Whether ``path`` is the config.json of a geomer run (a JSON object naming a geomer version)."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(config, dict) and "geomer_version" in config
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -349,6 +350,21 @@ class _NamedStandardOutput:
             raise
 
 
+class _ClosedStandardOutput:
+    """Stands for ``sys.stdout`` when the command started with descriptor 1 closed (``>&-``;
+    Python then sets ``sys.stdout`` to None and ``print`` drops what it is given): writing is an
+    output error like any other, a command that prints nothing is unaffected."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "the descriptor is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        raise ValueError("standard output is closed")
+
+
 def drop_standard_output(stream=None) -> None:
     """Point standard output's descriptor at /dev/null: what it still holds goes nowhere, so the
     interpreter does not fail again flushing it at exit (a closed pipe, a full disk)."""
@@ -366,7 +382,7 @@ def standard_output_named():
     it replaces a normal end or a SystemExit (argparse's ``--help``); after the command's own
     error or an interrupt, that one is reported and the failed flush dropped."""
     stream = sys.stdout
-    sys.stdout = named = _NamedStandardOutput(stream)
+    sys.stdout = named = _NamedStandardOutput(stream if stream is not None else _ClosedStandardOutput())
     try:
         yield
     except SystemExit:

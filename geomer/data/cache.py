@@ -192,7 +192,7 @@ class FeatureCache:
         renamed), whose entries must not pass for these settings'."""
         try:
             existing = json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
         # a manifest of another geomer version is fine: entries carry their own identity (cache
         # format included) and are verified on load

@@ -30,7 +30,7 @@ def load_ground_truth(root: Path) -> dict:
         raise GeomerError(f"{root}: not a synth root: {GROUND_TRUTH} is missing")
     try:
         truth = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise GeomerError(f"{path}: cannot read ({error})") from None
     if not isinstance(truth, dict) or "layout" not in truth:
         raise GeomerError(f"{path}: no \"layout\" key naming the on-disk layout")

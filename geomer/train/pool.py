@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from geomer.errors import GeomerError
-from geomer.rundir import RunDir, check_subject_datasets, class_averaged_relations
+from geomer.rundir import RunDir, check_subject_datasets, class_averaged_relations, read_json_object
 from geomer.train.metrics import classification_metrics, mean_std
 from geomer.version import __version__
 
@@ -163,7 +163,7 @@ def _pretraining(run_dir: RunDir, config: dict) -> dict | None:
     folds = {}
     for fold in run_dir.folds():
         path = fold.path / FOLD_PRETRAINING
-        folds[f"seed-{fold.seed}/{fold.name}"] = json.loads(path.read_text()) if path.is_file() else None
+        folds[f"seed-{fold.seed}/{fold.name}"] = read_json_object(path) if path.is_file() else None
     return {**record, "folds": folds}
 
 

@@ -92,6 +92,21 @@ def test_standard_output_on_a_full_disk_is_one_line_naming_it(command, buffered)
         2, [f"{where}: error: standard output: No space left on device"])
 
 
+@pytest.mark.parametrize("command", [["geomer", "models"], ["geomer", "--help"], ["landmarks", "--help"]])
+def test_a_closed_standard_output_is_one_line_naming_it(command):
+    import subprocess
+    import sys
+
+    import shlex
+
+    program, *argv = command
+    # started with descriptor 1 closed, as the shell's `>&-` does: Python sets sys.stdout to None
+    line = shlex.join([sys.executable, "-m", f"{program}.cli", *argv])
+    done = subprocess.run(["bash", "-c", f"exec {line} >&-"], stderr=subprocess.PIPE, text=True, timeout=120)
+    where = "geomer models" if argv == ["models"] else program
+    assert (done.returncode, done.stderr.splitlines()) == (2, [f"{where}: error: standard output: the descriptor is closed"])
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_a_command_error_after_output_that_cannot_be_flushed_is_the_error_reported():
     import subprocess

@@ -72,3 +72,27 @@ def test_a_relation_file_of_no_real_numbers_is_refused(tmp_path, dtype):
     np.save(path, np.ones((2, 7, 7), dtype=dtype))
     with pytest.raises(GeomerError, match=f"{path}: holds .* values, not real numbers"):
         load_relation_array(path, 3, components=7)
+
+
+def test_a_relation_file_beyond_float32s_range_is_refused_without_warnings(tmp_path):
+    import warnings
+
+    from geomer.errors import GeomerError
+    from geomer.rundir import load_relation_array
+
+    path = tmp_path / "relations.npy"
+    np.save(path, np.full((2, 7, 7), 1e300))  # finite in float64, inf once read as float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning would print lines of its own
+        with pytest.raises(GeomerError, match=f"{path}: contains NaN or infinite values"):
+            load_relation_array(path, 3, components=7)
+
+
+def test_json_nested_too_deep_to_parse_is_one_line_naming_the_file(tmp_path):
+    from geomer.errors import GeomerError
+    from geomer.rundir import read_json_object
+
+    path = tmp_path / "config.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(GeomerError, match=f"{path}: not readable JSON"):
+        read_json_object(path)
