@@ -411,7 +411,15 @@ def pretrain(
     from geomer.models.pretrained import save_pretrained
 
     created = False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+    world = os.environ.get("WORLD_SIZE", "1")
+    if not world.isdigit():
+        raise GeomerError(f"WORLD_SIZE={world!r} is not a process count (torchrun sets it)")
+    # torchrun sets all four; a WORLD_SIZE left in the environment alone cannot join a group
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
+    if int(world) > 1 and missing and not dist.is_initialized():
+        raise GeomerError(f"WORLD_SIZE={world} but no {', '.join(missing)}: start the processes with "
+                          "torchrun --nproc_per_node N, or unset WORLD_SIZE")
+    if int(world) > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(_device())

@@ -391,3 +391,19 @@ def test_train_refuses_external_pretraining_on_the_evaluated_clips_own_frames(ti
     error = capsys.readouterr().err
     assert "pretraining read frame" in error and "casme2/sub02" in error
     assert not (out / "config.json").exists()
+
+
+@pytest.mark.parametrize("environment, message", [
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 but no RANK, MASTER_ADDR, MASTER_PORT: start the processes with torchrun"),
+    ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not a process count"),
+])
+def test_a_stray_world_size_is_one_line_before_anything_is_written(tmp_path, monkeypatch, environment, message):
+    from geomer.train.pretrain import pretrain
+
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(GeomerError, match=message):
+        pretrain([], tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
