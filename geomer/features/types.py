@@ -24,6 +24,10 @@ FLOW_METHODS = ("farneback", "dis", "tvl1")
 FLOW_MODES = ("dense", "patches")
 
 
+MAX_FACE_SIZE = 4096
+MAX_PATCH_SIZE = 128
+
+
 @dataclass(frozen=True)
 class FeatureSettings:
     """Every setting that changes the extracted features.
@@ -73,11 +77,14 @@ class FeatureSettings:
             )
         if not self.scales or min(self.scales) < 2:
             raise GeomerError(f"feature scales must be patch sides ≥ 2 px, got {self.scales}")
-        if (self.face_size < 32 or self.patch_size < 1 or self.steps < 2 or self.sequence_steps < 1
-                or self.flow_image_size < 4):
+        # the upper bounds keep a hand-edited record (a checkpoint's settings) from asking for
+        # terabytes: a 4096-px face and 128-sample patches are far beyond any use
+        if (not 32 <= self.face_size <= MAX_FACE_SIZE or not 1 <= self.patch_size <= MAX_PATCH_SIZE
+                or self.steps < 2 or self.sequence_steps < 1 or self.flow_image_size < 4
+                or max(self.scales) > self.face_size):
             raise GeomerError(
-                "feature settings out of range: face_size ≥ 32, patch_size ≥ 1, steps ≥ 2, "
-                "sequence_steps ≥ 1, flow_image_size ≥ 4"
+                f"feature settings out of range: 32 ≤ face_size ≤ {MAX_FACE_SIZE}, 1 ≤ patch_size ≤ "
+                f"{MAX_PATCH_SIZE}, scales ≤ face_size, steps ≥ 2, sequence_steps ≥ 1, flow_image_size ≥ 4"
             )
 
     def to_dict(self) -> dict[str, Any]:

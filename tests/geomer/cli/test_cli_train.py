@@ -213,6 +213,9 @@ def test_predict_with_non_finite_weights_writes_nothing(tiny_root, tmp_path, cap
 @pytest.mark.parametrize("field, value, shown", [
     ("cfg", {"hidden": 8, "bogus": 1}, "has no setting 'bogus'"),
     ("feature_settings", {"face_size": "256"}, "feature setting face_size='256': wrong type"),
+    # sizes that would ask for terabytes once the clip is tracked
+    ("feature_settings", {"patch_size": 100_000}, "feature settings out of range"),
+    ("feature_settings", {"face_size": 10**6}, "feature settings out of range"),
 ])
 def test_predict_names_the_checkpoint_whose_settings_do_not_build_its_model(tmp_path, capsys, field, value, shown):
     from geomer.graph import FaceGraph
