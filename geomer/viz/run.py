@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from geomer.errors import GeomerError
+
 RELATIONS = "relations.png"
 CONFUSION = "confusion.png"
 TRAINING_CURVES = "training-curves.png"
@@ -102,6 +104,13 @@ def write_run_figures(
         figures.append((plot_training_curves(run.history_files, title=f"{run.model}: training{folds}"),
                         TRAINING_CURVES))
 
+    blocked = next((out / name for _, name in figures if (out / name).is_dir()), None)
+    if blocked is not None:  # found before the first figure is saved, not after most of them
+        import matplotlib.pyplot as plt
+
+        for figure, _ in figures:
+            plt.close(figure)
+        raise GeomerError(f"{blocked}: is a directory, cannot write a file there")
     for figure, name in figures:
         save_figure(figure, out / name)
     return [out / name for _, name in figures]

@@ -77,6 +77,18 @@ def test_figures_are_all_drawn_before_one_is_written(run_dir, tmp_path):
     assert not (tmp_path / "figures").exists()
 
 
+def test_a_folder_where_a_figure_goes_is_refused_before_any_figure_is_written(run_dir, tmp_path):
+    from geomer.errors import GeomerError
+    from geomer.rundir import load_run
+    from geomer.viz.run import CONFUSION, write_run_figures
+
+    out = tmp_path / "figures"
+    (out / CONFUSION).mkdir(parents=True)
+    with pytest.raises(GeomerError, match=f"{out / CONFUSION}: is a directory"):
+        write_run_figures(load_run(run_dir), out, face="template")
+    assert [p.name for p in out.iterdir()] == [CONFUSION]
+
+
 def test_compare_with_ground_truth(tmp_path, make_run, run_dir, ground_truth_file, capsys):
     other = make_run(tmp_path / "run-mmt", model="mmt", noise=0.3, seed=2)
     figure = tmp_path / "out" / "compare.png"
