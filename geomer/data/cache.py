@@ -278,21 +278,12 @@ def nonfinite(features: ClipFeatures) -> list[str]:
 def missing_frames(job: FeatureJob) -> tuple[int, int | None]:
     """How many frame numbers between a frame-folder clip's onset and offset have no file (a gap
     the tracker steps over), and the first of them; (0, None) for videos, flow-image clips and
-    clips without an offset. Counted from the files, never by walking the range (a stray file
-    numbered 99999999999 makes it that long)."""
+    clips without an offset (:func:`geomer.data.frames.frame_gap`)."""
     if job.kind != "frames" or job.source is None or job.offset is None or not Path(job.source).is_dir():
         return 0, None
-    from geomer.data.frames import frames_of
+    from geomer.data.frames import frame_gap, frames_of
 
-    onset, offset = int(job.onset or 0), int(job.offset)
-    present = frames_of(Path(job.source))
-    count = (offset - onset + 1) - sum(onset <= n <= offset for n in present)
-    if count <= 0:
-        return 0, None
-    first = onset
-    while first in present:
-        first += 1
-    return count, first
+    return frame_gap(frames_of(Path(job.source)), int(job.onset or 0), int(job.offset))
 
 
 def notice(message: str) -> None:

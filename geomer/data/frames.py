@@ -54,6 +54,20 @@ def _cached_index(folder: str, mtime_ns: int) -> dict[int, Path]:
     return index_frames(Path(folder))
 
 
+def frame_gap(present, onset: int, offset: int) -> tuple[int, int | None]:
+    """How many frame numbers from ``onset`` to ``offset`` are not in ``present`` (the numbers a
+    folder holds), and the first of them ((0, None) without a gap). Counted from ``present``,
+    never by walking the range (a stray file numbered 99999999999 makes it that long)."""
+    present = set(present)
+    count = (offset - onset + 1) - sum(onset <= n <= offset for n in present)
+    if count <= 0:
+        return 0, None
+    first = onset
+    while first in present:
+        first += 1
+    return count, first
+
+
 def frames_of(folder: Path) -> dict[int, Path]:
     """:func:`index_frames`, cached per folder modification time (readers ask many times)."""
     folder = Path(folder)

@@ -90,6 +90,8 @@ def predict_clip(
     import landmarks
     import torch
 
+    from geomer.data.cache import notice
+    from geomer.data.frames import frame_gap
     from geomer.data.pyg import to_pyg
     from geomer.features.extract import extract_clip
     from geomer.features.types import FeatureSettings
@@ -109,6 +111,9 @@ def predict_clip(
         settings = FeatureSettings.from_dict(saved.feature_settings)
         face_graph = saved.face_graph()
         model = saved.build_model()
+        if settings.graph().num_nodes != face_graph.num_nodes:  # found now, not after the tracking
+            raise GeomerError(f"its feature settings sample {settings.graph().num_nodes} nodes, "
+                              f"its graph has {face_graph.num_nodes}")
     except GeomerError as error:  # a checkpoint's settings or weights that do not build its model
         raise GeomerError(f"{checkpoint}: {error}") from None
 
@@ -117,6 +122,10 @@ def predict_clip(
     onset = frames[0] if onset is None else int(onset)
     offset = frames[-1] if offset is None else int(offset)
     _check_frame_range(source, onset, apex, offset, frames)  # with the defaults, on the tracked frames
+    missing, first = frame_gap(frames, onset, offset) if source.is_dir() else (0, None)
+    if missing:  # as geomer prepare says it: the tracker steps over a gap
+        notice(f"{source}: {missing} frame(s) missing between onset {onset} and offset {offset} "
+               f"(first: {first}); the clip is tracked without them")
     features = extract_clip(source, track, onset, apex, offset, settings=settings, clip=source.name)
     data = to_pyg(features, face_graph, 0, clip=source.name, subject="predict", dataset="")
     check_inputs(saved.model, data)

@@ -130,6 +130,19 @@ def test_predict_a_clip_folder(trained_run, tiny_root, tmp_path, capsys):
                  "--apex", str(given)]) == 0
     chosen = json.loads((tmp_path / "q" / "prediction.json").read_text())
     assert chosen["apex"] == given and chosen["apex_spotted"] is False
+    # a gap in the folder's frames is said once, as geomer prepare says it
+    import shutil
+
+    gapped = tmp_path / "gapped"
+    shutil.copytree(clip, gapped)
+    files = sorted(gapped.iterdir(), key=lambda p: int("".join(filter(str.isdigit, p.stem))))
+    files[2].unlink()
+    files[3].unlink()
+    capsys.readouterr()
+    assert main(["predict", str(gapped), "--checkpoint", str(checkpoint), "-o", str(tmp_path / "g"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    first = int("".join(filter(str.isdigit, files[2].stem)))
+    assert f"{gapped}: 2 frame(s) missing between onset" in err and f"(first: {first})" in err
 
 
 @pytest.mark.parametrize("frames, message", [
@@ -216,6 +229,7 @@ def test_predict_with_non_finite_weights_writes_nothing(tiny_root, tmp_path, cap
     # sizes that would ask for terabytes once the clip is tracked
     ("feature_settings", {"patch_size": 100_000}, "feature settings out of range"),
     ("feature_settings", {"face_size": 10**6}, "feature settings out of range"),
+    ("feature_settings", {"partition": "k5"}, "its feature settings sample 51 nodes, its graph has 68"),
 ])
 def test_predict_names_the_checkpoint_whose_settings_do_not_build_its_model(tmp_path, capsys, field, value, shown):
     from geomer.graph import FaceGraph
