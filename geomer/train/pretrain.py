@@ -84,7 +84,8 @@ def sources_from_paths(
     paths: Sequence[str | os.PathLike], exclude_subjects: Sequence[str] = ()
 ) -> list[PretrainSource]:
     """Videos and frame folders under ``paths`` (a path may be a video, a frame folder or a
-    folder of those, searched recursively), minus those of ``exclude_subjects``. Their subject
+    folder of those, searched recursively; a clip reached twice counts once), minus those of
+    ``exclude_subjects``. Their subject
     keys are ``external/<parent folder>``; a key to exclude that none of them has is an error
     (it would exclude nothing)."""
     from landmarks.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
@@ -111,6 +112,8 @@ def sources_from_paths(
         visit(path)
         if len(found) == before:
             raise GeomerError(f"{path}: no video or frame folder found in it")
+    unique = {source.path.resolve(): source for source in reversed(found)}  # the first of each clip
+    found = [source for source in found if unique[source.path.resolve()] is source]
     excluded = set(exclude_subjects)
     unknown = excluded - {source.subject for source in found}
     if unknown:

@@ -85,6 +85,9 @@ def test_sources_are_found_in_nested_folders_and_videos(tmp_path):
         ("EP01", "external/sub01"),
         ("clip.mp4", "external/sub02"),
     ]
+    # a clip reached twice (named again, or inside a folder also named) counts once
+    again = sources_from_paths([tmp_path / "sub01" / "EP01", tmp_path, f"{tmp_path}/sub01/EP01/"])
+    assert [s.path.name for s in again] == ["EP01", "clip.mp4"]
     with pytest.raises(GeomerError, match="no such"):
         sources_from_paths([tmp_path / "missing"])
     # an excluded subject's clips are left out; a key no clip has would exclude nothing: refused
@@ -206,6 +209,22 @@ def test_a_gap_as_long_as_every_clip_is_named_in_the_error(tmp_path, monkeypatch
     with pytest.raises(GeomerError, match="3 frames apart .is the gap as long as the clips"):
         build_pairs(sources_from_paths([tmp_path / "people"]), FeatureSettings(), 2, gap=3, progress=False)
     assert len(build_pairs(sources_from_paths([tmp_path / "people"]), FeatureSettings(), 2, gap=2, progress=False)[0]) == 1
+
+
+def test_a_track_that_cannot_be_cached_is_one_line_naming_it(tmp_path, monkeypatch):
+    import errno
+
+    from landmarks import LandmarkTrack
+
+    monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
+    _write_face_frames(tmp_path / "people" / "alice", count=3)
+
+    def full_disk(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")  # a real full disk names no file
+
+    monkeypatch.setattr(LandmarkTrack, "save", full_disk)
+    with pytest.raises(GeomerError, match=rf"^{tmp_path / 'cache'}/pretrain/tracks/.*\.npz: cannot write it \(No space"):
+        build_pairs(sources_from_paths([tmp_path / "people"]), FeatureSettings(), 2, gap=2, progress=False)
 
 
 # ----------------------------------------------------------------------------- the objective
