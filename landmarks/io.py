@@ -275,8 +275,8 @@ def read_frames(path: str | os.PathLike, positions: Sequence[int],
     """The frames at 0-based ``positions`` in the ordered sequence, in the order asked.
 
     ``numbers``: the frame numbers the caller expects there (a track's ``frame_index`` at those
-    positions); a source whose frame at a position has another number (a frame file removed or
-    added since it was tracked) is an error naming the frame, never a silently shifted frame.
+    positions); a frame folder whose frame at a position has another number (a frame file removed
+    or added since it was tracked) is an error naming the frame, never a silently shifted frame.
     Folders read the files directly; videos are decoded sequentially up to the last position
     asked (seeking is frame-inaccurate with many codecs, and exactness matters here).
     """
@@ -285,10 +285,9 @@ def read_frames(path: str | os.PathLike, positions: Sequence[int],
     for position in positions:
         if not 0 <= position < len(source):
             raise LandmarksError(f"{source.path}: frame position {position} is outside 0..{len(source) - 1}")
-    if numbers is not None:
-        present = source.numbers if not source.is_video else range(len(source))  # a video's number is its position
+    if numbers is not None and not source.is_video:  # a video's frame number is its position
         for position, number in zip(positions, numbers, strict=True):
-            if present[position] != int(number):
+            if source.numbers[position] != int(number):
                 raise LandmarksError(f"{source.path}: frame {int(number)} is no longer where it was tracked "
                                      "(frames were added or removed since): track it again")
     if not source.is_video:

@@ -112,8 +112,10 @@ def sources_from_paths(
         visit(path)
         if len(found) == before:
             raise GeomerError(f"{path}: no video or frame folder found in it")
-    unique = {source.path.resolve(): source for source in reversed(found)}  # the first of each clip
-    found = [source for source in found if unique[source.path.resolve()] is source]
+    unique: dict[Path, PretrainSource] = {}
+    for source in found:  # a clip reached twice counts once
+        unique.setdefault(source.path.resolve(), source)
+    found = list(unique.values())
     excluded = set(exclude_subjects)
     unknown = excluded - {source.subject for source in found}
     if unknown:
