@@ -40,7 +40,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import os
     from pathlib import Path
 
     from geomer.errors import GeomerError
@@ -87,7 +86,7 @@ def run(args) -> int:
     if not sources:
         raise GeomerError("no clip left to pretrain on")
     path = pretrain(sources, args.out, config, FeatureSettings(backend=args.backend))
-    if int(os.environ.get("RANK", "0")) == 0:
+    if path is not None:  # the rank that wrote it
         record = pretraining_record(path)
         print(f"pretrained {args.model} on {record['num_sources']} clips of "
               f"{len(record['subjects'])} subjects ({record['mode']}) → {path}")

@@ -101,6 +101,9 @@ def _check_fields(path: Path, payload: dict) -> None:
         if not isinstance(value, kind) or (kind is list and (
                 not value or not all(isinstance(v, str) and v for v in value) or len(set(value)) != len(value))):
             raise GeomerError(f"{path}: not a geomer checkpoint (missing or malformed {name!r})")
+    # a string "false" would count as true and wrap the model in mirror averaging
+    if not isinstance(payload.get("extra", {}).get("mirror", False), bool):
+        raise GeomerError(f"{path}: not a geomer checkpoint (extra 'mirror' must be true or false)")
     try:
         graph = FaceGraph.from_record(payload["graph"])
     except (GeomerError, ValueError, TypeError, KeyError, IndexError) as error:

@@ -407,11 +407,13 @@ def pretrain(
     out: str | os.PathLike,
     config: PretrainConfig = PretrainConfig(),
     settings: FeatureSettings = FeatureSettings(),
-) -> Path:
-    """Pretrain on ``sources`` and write ``out/pretrained.pt`` (``PRETRAINED_FILE``); returns its path.
+) -> Path | None:
+    """Pretrain on ``sources`` and write ``out/pretrained.pt`` (``PRETRAINED_FILE``); returns its
+    path in the process that wrote it, None in the other ranks of a group.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is joined here (gloo on CPU, nccl
-    on GPU) and left again at the end; rank 0 writes the checkpoint.
+    on GPU) and left again at the end; rank 0 writes the checkpoint. Without a group (no
+    ``WORLD_SIZE`` above 1) this process is rank 0 whatever ``RANK`` says.
     """
     from geomer.models.pretrained import save_pretrained
 
@@ -458,7 +460,7 @@ def pretrain(
             )
         if distributed:
             dist.barrier()
-        return path
+        return path if rank == 0 else None
     finally:
         if created:
             dist.destroy_process_group()

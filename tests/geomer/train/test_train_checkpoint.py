@@ -95,6 +95,22 @@ def test_a_checkpoint_with_a_missing_or_malformed_field_is_one_line_naming_it(sa
         load_checkpoint(tmp_path / "edited.pt")
 
 
+@pytest.mark.parametrize("mirror", ["false", 0, None])
+def test_a_mirror_flag_that_is_not_true_or_false_is_refused(saved, tmp_path, mirror):
+    # a string "false" would count as true and wrap the model in mirror averaging
+    path, _, _ = saved
+    payload = torch.load(path, weights_only=True)
+    payload["extra"]["mirror"] = mirror
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(GeomerError, match=r"edited.pt: not a geomer checkpoint \(extra 'mirror' must be true or false\)"):
+        load_checkpoint(tmp_path / "edited.pt")
+    payload["extra"]["mirror"] = False
+    torch.save(payload, tmp_path / "edited.pt")
+    from geomer.train.augment import MirrorAveraged
+
+    assert not isinstance(load_checkpoint(tmp_path / "edited.pt").build_model(), MirrorAveraged)
+
+
 def test_component_names_that_are_not_the_graphs_are_refused(saved, tmp_path):
     path, _, _ = saved
     payload = torch.load(path, weights_only=True)

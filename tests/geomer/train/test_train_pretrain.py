@@ -100,6 +100,9 @@ def test_sources_are_found_in_nested_folders_and_videos(tmp_path):
 def test_pretrain_cli_on_a_tiny_frame_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))
     _write_face_frames(tmp_path / "people" / "alice")
+    # a RANK left in the environment without a process group: this process writes and reports
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("RANK", "1")
     out = tmp_path / "out"
     status = main(["pretrain", "--frames", str(tmp_path / "people"), "--epochs", "2",
                    "--pairs-per-source", "3", "--gap", "2", "--out", str(out), "--quiet"])
