@@ -127,14 +127,27 @@ def _decoder_messages() -> Iterator[list[str]]:
             lines.extend(line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip())
 
 
+def opencv_path(path: str | os.PathLike) -> str:
+    """``path`` as the string OpenCV opens; a LandmarksError when it is not UTF-8 text (a name
+    that is not UTF-8 reaches Python as surrogates, and OpenCV crashes the process on those)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LandmarksError(f"{ascii(text)[1:-1]}: the path is not UTF-8 text, which OpenCV cannot open; "
+                             "rename it") from None
+    return text
+
+
 def decode_image(path: str | os.PathLike, where: str | None = None) -> np.ndarray:
     """One image file decoded as uint8 grey ``H×W`` or BGR ``H×W×3``; ``where`` names it in
     errors (default: the path). A decoder warning (a truncated JPEG still decodes, with grey
     rows) makes it a bad frame."""
     where = where or str(path)
+    name = opencv_path(path)
     with _decoder_messages() as messages:
         try:
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            image = cv2.imread(name, cv2.IMREAD_UNCHANGED)
         except cv2.error:
             image = None
     # libpng warns about ancillary chunks (a colour profile it dislikes: "iCCP: known incorrect
@@ -216,7 +229,7 @@ class FrameSource:
             raise LandmarksError(f"{self.path}: no such file or folder")
 
     def _open_capture(self) -> cv2.VideoCapture:
-        capture = cv2.VideoCapture(str(self.path))
+        capture = cv2.VideoCapture(opencv_path(self.path))
         if not capture.isOpened():
             capture.release()
             raise LandmarksError(f"{self.path}: cannot open the video (corrupt or unsupported)")

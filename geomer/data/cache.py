@@ -63,9 +63,10 @@ _LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZ
 
 def safe_name(key: str) -> str:
     """A file-system-safe, collision-free file stem for a sample key (e.g. ``casme2/sub01/EP02``):
-    the key with unsafe characters replaced, plus 8 hex digits of its hash."""
+    the key with unsafe characters replaced, plus 8 hex digits of its hash. A key read from a
+    folder name that is not UTF-8 (Python keeps its bytes as surrogates) hashes by those bytes."""
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._") or "clip"
-    return f"{readable[:120]}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    return f"{readable[:120]}-{hashlib.sha1(key.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
 def _digest(payload: dict) -> str:

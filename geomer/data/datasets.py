@@ -10,6 +10,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
+from geomer.data.megc2019 import is_part_mapping
 from geomer.data.sample import DatasetIndex
 from geomer.data.schemes import SCHEMES, ClassScheme, get_scheme
 from geomer.data.sheets import SampleCollector
@@ -76,7 +77,7 @@ def read_dataset(
             GeomerError that lists them all.
     """
     module = reader(name)
-    if not isinstance(root, dict) and not (name == "megc2019" and "=" in str(root)):
+    if not isinstance(root, dict) and not (name == "megc2019" and is_part_mapping(root)):
         root = Path(root).expanduser()
         if not root.exists():
             raise GeomerError(f"{root}: dataset root does not exist")

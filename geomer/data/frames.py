@@ -39,10 +39,15 @@ def frame_number_of(path: Path) -> int | None:
 
 
 def index_frames(folder: Path) -> dict[int, Path]:
-    """Frame number → file for the image files directly in ``folder``, ordered by number."""
+    """Frame number → file for the image files directly in ``folder``, ordered by number.
+
+    Hidden files (``._img45.jpg``, the metadata a Mac writes beside a copied file) are not
+    frames, as for the tracker (``landmarks.io.list_frames``): counted here they would stand in
+    for the real frame of their number.
+    """
     found: dict[int, Path] = {}
     for path in Path(folder).iterdir():
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+        if not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
             number = frame_number_of(path)
             if number is not None:
                 found[number] = path

@@ -50,15 +50,23 @@ _FOLDER_NAMES = {
 }
 
 
+def is_part_mapping(root: str | Path | dict) -> bool:
+    """True for a mapping of part roots or a string "casme2=P1,…"; a folder whose path holds
+    "=" ("runs/lr=1/MEGC") is a folder."""
+    return isinstance(root, dict) or ("=" in str(root) and not Path(str(root)).expanduser().is_dir())
+
+
 def parse_roots(root: str | Path | dict) -> dict[str, Path]:
     """The three part roots from a folder, a mapping, or "casme2=P1,samm=P2,smic=P3"."""
-    if isinstance(root, dict) or "=" in str(root):
+    if is_part_mapping(root):
         pairs = root.items() if isinstance(root, dict) else (item.partition("=")[::2] for item in str(root).split(","))
         given = {}
         for name, path in pairs:
             name = str(name).strip().lower()
             if name in given:  # the last one would silently win
                 raise GeomerError(f"megc2019: part {name} is given twice in {root}")
+            if not str(path).strip():  # Path("") is the current folder
+                raise GeomerError(f"megc2019: part {name} has no folder in {root}")
             given[name] = Path(str(path).strip()).expanduser()
     else:
         folder = Path(root)
@@ -98,9 +106,7 @@ def read(
 ) -> DatasetIndex:
     """Read the composite (see the module docstring); ``dataset`` is unused (parts keep theirs)."""
     roots = parse_roots(root)
-    display_root = Path(root) if not isinstance(root, dict) and "=" not in str(root) else Path(
-        roots["casme2"]
-    ).parent
+    display_root = Path(roots["casme2"]).parent if is_part_mapping(root) else Path(root)
     if scheme == DEFAULT_SCHEME:
         classes = replace(get_scheme("composite-3"), name=DEFAULT_SCHEME)
         collector = SampleCollector(

@@ -21,7 +21,6 @@ readers ("casme2/sub01", "samm/006", "smic/s1") so they agree with ``megc2019``.
 from __future__ import annotations
 
 import re
-import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +28,7 @@ import pandas as pd
 from geomer.data import casme2, samm, smic
 from geomer.data.sample import DatasetIndex
 from geomer.data.schemes import ClassScheme, get_scheme
-from geomer.data.sheets import SampleCollector, cell_text, read_table
+from geomer.data.sheets import SampleCollector, cell_text, plain_name_problem, read_table
 from geomer.errors import GeomerError
 from landmarks.io import IMAGE_SUFFIXES
 
@@ -146,10 +145,12 @@ def collect(
             continue
         sub = cell_text(record["sub"])
         filename = cell_text(record["filename_o"])
-        control = next((column for column in ("sub", "filename_o", "imagename")
-                        if any(unicodedata.category(c) == "Cc" for c in cell_text(record[column]))), None)
-        if control:  # a line break in a quoted cell would split the one-line error
-            collector.reject(csv, row, f"{control} {cell_text(record[control])!r} holds a control character")
+        # each names a file (the flow image's is "<sub>_<filename_o> .png"): a path would read
+        # another subject's images, a line break in a quoted cell split the one-line error
+        problem = next(filter(None, (plain_name_problem(cell_text(record[column]), column)
+                                     for column in ("sub", "filename_o", "imagename"))), "")
+        if problem:
+            collector.reject(csv, row, problem)
             continue
         try:
             subject = global_subject(part, sub) if dataset is None else sub

@@ -67,7 +67,9 @@ class BadRow(NamedTuple):
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.file}: row {self.row}: {self.reason}"
+        # a row named by a folder (SMIC) may hold a line break, which would split the one-line error
+        row = self.row if self.row.isprintable() else repr(self.row)[1:-1]
+        return f"{self.file}: row {row}: {self.reason}"
 
 
 @dataclass(frozen=True)

@@ -104,10 +104,9 @@ def _clip_rows(sheet: Path, table: Table, subject_folder_name, collector: Sample
         if not filename:
             collector.reject(sheet, row, "Filename is blank")
             continue
-        # a folder name, never a path: "../sub02/EP01_01f" would file another subject's clip
-        # under this one (a leak across LOSO folds)
-        if filename in (".", "..") or any(c in filename for c in "/\\") or not filename.isprintable():
-            collector.reject(sheet, row, f"Filename {filename!r} is not a folder name")
+        problem = plain_name_problem(filename, "Filename")
+        if problem:
+            collector.reject(sheet, row, problem)
             continue
         yield ClipRow(sheet, row, subject, filename, record)
 
@@ -128,7 +127,8 @@ def read_table(path: Path, columns: dict[str, tuple[str, ...]], key_column: str)
     path = Path(path)
     try:
         if path.suffix.lower() == ".csv":
-            raw = pd.read_csv(path, header=None, dtype=object, keep_default_na=False)
+            # blank lines kept (and skipped below), so row numbers stay the file's own
+            raw = pd.read_csv(path, header=None, dtype=object, keep_default_na=False, skip_blank_lines=False)
         else:
             raw = pd.read_excel(path, header=None, dtype=object)
     except Exception as error:  # pandas raises many kinds for broken files
@@ -148,6 +148,9 @@ def read_table(path: Path, columns: dict[str, tuple[str, ...]], key_column: str)
     missing = []
     for canonical, keys in wanted_keys.items():
         found = [i for i, h in enumerate(header) if h in keys]
+        if len(found) > 1:  # e.g. "Emotion" and "Estimated Emotion": which one labels the clips?
+            names = " and ".join(repr(str(raw.iloc[header_row, i]).strip()) for i in found)
+            raise GeomerError(f"{path}: row {header_row + 1}: columns {names} both give {canonical!r}; keep one")
         if found:
             positions[canonical] = found[0]
         else:
@@ -214,7 +217,26 @@ def subject_number(value: object) -> int:
     digits = re.findall(r"\d+", cell_text(value))
     if not digits:
         raise ValueError(f"subject {value!r} has no number")
+    if len(digits[-1].lstrip("0")) > MAX_SUBJECT_DIGITS:  # no folder name holds it
+        raise ValueError(f"subject {cell_text(value)[:20]!r}... has a number too large")
     return int(digits[-1])
+
+
+#: Subject numbers longer than this are refused (real datasets have two or three digits).
+MAX_SUBJECT_DIGITS = 9
+#: The longest file or folder name most file systems store, in bytes of UTF-8.
+MAX_NAME_BYTES = 255
+
+
+def plain_name_problem(name: str, what: str) -> str:
+    """Why ``name`` (a sheet cell naming a file or folder) is not the plain name of one entry of a
+    folder, or ``""``. A path ("../sub02/EP01_01f") would file another subject's clip under this
+    one (a leak across LOSO folds); a name too long for a file system fails on every lookup."""
+    if name in (".", "..") or any(c in name for c in "/\\") or not name.isprintable():
+        return f"{what} {name[:60]!r} is not a plain name"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        return f"{what} {name[:20]!r}... is longer than {MAX_NAME_BYTES} bytes"
+    return ""
 
 
 @dataclass
@@ -243,6 +265,8 @@ class SampleCollector:
     selection: dict[str, str] | None = None
     selection_file: str = ""
     _seen: dict[str, str] = field(default_factory=dict)
+    # resolved source → (subject key, frame numbers, (file, row)) of the first clip that reads it
+    _sources: dict[str, tuple[str, tuple, tuple[str, str]]] = field(default_factory=dict)
 
     def add(
         self,
@@ -323,10 +347,15 @@ class SampleCollector:
                     for what, number in (("onset", on), ("apex", ap), ("offset", off)):
                         if number is not None and number not in frames:
                             reasons.append(f"{what} frame {number} missing in {folder}")
+        for what, name in (("subject", subject), ("clip", clip)):
+            if not name.isprintable():  # a line break would split the one-line error; a name that
+                # is not UTF-8 (read from a folder) cannot be written into a run's files
+                reasons.append(f"{what} name {name!r} is not printable text")
         if key in self._seen:
             reasons.append(f"duplicated clip id {clip!r} of {subject_key} (first at row {self._seen[key]})")
         else:
             self._seen[key] = row
+        reasons += self._shared_source(source if source is not None else folder, subject_key, (on, ap, off), (file, row))
         if reasons:
             self.bad.append(BadRow(file, row, "; ".join(reasons)))
             return None
@@ -346,6 +375,24 @@ class SampleCollector:
         )
         self.samples.append(sample)
         return sample
+
+    def _shared_source(self, source: Path | None, subject_key: str, frames: tuple, where: tuple[str, str]) -> list[str]:
+        """Why the clip's frames (``source`` resolved: through a link, another name is the same
+        folder) may not be read for it: another subject's clip reads them (one person's frames
+        filed under two subjects leak across LOSO folds), or another clip reads the same frames.
+        ``where``: the row's (file, row)."""
+        if source is None:
+            return []
+        resolved = str(Path(source).resolve())
+        first_subject, first_frames, first_where = self._sources.setdefault(resolved, (subject_key, frames, where))
+        at = f"row {first_where[1]}" if first_where[0] == where[0] else f"{first_where[0]}: row {first_where[1]}"
+        if first_where == where:
+            return []
+        if first_subject != subject_key:
+            return [f"reads the frames of {first_subject}'s clip at {at} ({resolved})"]
+        if first_frames == frames:
+            return [f"reads the same frames as the clip at {at} ({resolved})"]
+        return []
 
     def add_clip_row(
         self, entry: ClipRow, *, dataset: str, clip: str, folder: Path | None, folder_problem: str = ""

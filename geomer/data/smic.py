@@ -58,8 +58,10 @@ def collect(root: Path, collector: SampleCollector, dataset: str = NAME) -> None
                     file=hs,
                     row=clip_dir.relative_to(hs).as_posix(),
                     dataset=dataset,
-                    subject=subject_dir.name,
-                    clip=clip_dir.name,
+                    # "s01" and "s1" are one person: one subject key, so a copy of a clip under
+                    # both is a duplicate, never a clip on both sides of a LOSO split
+                    subject=f"s{int(subject_dir.name[1:])}",
+                    clip=clip_id(clip_dir.name),
                     label=label_dir.name,
                     onset=numbers[0] if numbers else None,
                     apex=None,

@@ -136,6 +136,21 @@ def test_frames_of_different_sizes_name_the_frame(tmp_path):
         list(open_frames(tmp_path))
 
 
+@pytest.mark.parametrize("name", [b"frame1\xff.png", b"clip\xff.avi"])
+def test_a_path_that_is_not_utf8_is_one_line_not_a_crash(tmp_path, name):
+    # OpenCV crashes the process on a path Python holds with surrogates (a name that is not UTF-8)
+    import os
+
+    if name.endswith(b".png"):
+        cv2.imwrite(str(tmp_path / "frame1.png"), _pattern(1))
+        (tmp_path / "frame1.png").rename(tmp_path / os.fsdecode(name))
+    else:
+        _write_video(tmp_path / "clip.avi", 3, "MJPG")
+        (tmp_path / "clip.avi").rename(tmp_path / os.fsdecode(name))
+    with pytest.raises(LandmarksError, match=r"\\udcff\.(png|avi): the path is not UTF-8 text, which OpenCV cannot open"):
+        read_frames(tmp_path / os.fsdecode(name), [0]) if name.endswith(b".avi") else read_image(tmp_path / os.fsdecode(name))
+
+
 def test_not_a_video_suffix(tmp_path):
     path = tmp_path / "table.csv"
     path.write_text("a,b")

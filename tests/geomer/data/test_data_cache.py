@@ -58,6 +58,10 @@ def test_hit_miss_and_manifest(tmp_path):
     assert manifest["format"] == CACHE_FORMAT and "version" in manifest
     # keys differing only in unsafe characters do not collide
     assert safe_name("a/b") != safe_name("a_b")
+    # a key read from a folder name that is not UTF-8 (bytes kept as surrogates) has a name too
+    import os
+
+    assert safe_name(os.fsdecode(b"smic/s1/a\xff")) != safe_name(os.fsdecode(b"smic/s1/a\xfe"))
 
 
 def test_entry_is_keyed_by_dataset_source_frames_and_files(tmp_path):

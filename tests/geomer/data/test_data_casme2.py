@@ -151,14 +151,28 @@ def test_a_frame_number_too_large_is_reported_on_its_row(tmp_path, onset):
     assert re.search(rf": row {len(CASME2_ROWS) + 2}: onset frame \d+\.\.\. is too large \(at most 9223372036854775807\)", line)
 
 
-@pytest.mark.parametrize("filename", ["../sub01/EP02_01f", "..", "EP10\n01"], ids=["path", "parent", "newline"])
-def test_a_filename_that_is_no_folder_name_is_refused_on_its_row(tmp_path, filename):
-    # "../sub01/EP02_01f" under sub05 would file sub01's frames as a clip of sub05: a LOSO leak
+@pytest.mark.parametrize("filename, problem", [
+    ("../sub01/EP02_01f", "is not a plain name"), ("..", "is not a plain name"), ("EP10\n01", "is not a plain name"),
+    ("E" * 300, "is longer than 255 bytes"),
+], ids=["path", "parent", "newline", "too-long"])
+def test_a_filename_that_is_no_folder_name_is_refused_on_its_row(tmp_path, filename, problem):
+    # "../sub01/EP02_01f" under sub05 would file sub01's frames as a clip of sub05: a LOSO leak;
+    # a name longer than a file system stores failed every lookup (ENAMETOOLONG), not on its row
     rows = list(CASME2_ROWS) + [(5, filename, 1, 2, 3, "4", "disgust")]
     root = write_casme2(tmp_path / "c2", rows=CASME2_ROWS)
     write_casme2(root, rows=rows, frames=False)
     (line,) = _bad_lines(root)
-    assert f": row {len(CASME2_ROWS) + 2}: Filename {filename!r} is not a folder name" in line
+    assert f": row {len(CASME2_ROWS) + 2}: Filename {filename[:20]!r}" in line and problem in line
+    index = read_dataset("casme2", root, skip_bad=True)  # a bad row like any other: --skip-bad leaves it out
+    assert len(index.skipped) == 1 and filename not in {sample.clip for sample in index.samples}
+
+
+def test_a_subject_number_too_large_is_refused_on_its_row(tmp_path):
+    rows = list(CASME2_ROWS) + [("1" * 300, "EP10_01", 1, 2, 3, "4", "disgust")]
+    root = write_casme2(tmp_path / "c2", rows=CASME2_ROWS)
+    write_casme2(root, rows=rows, frames=False)
+    (line,) = _bad_lines(root)
+    assert f": row {len(CASME2_ROWS) + 2}: subject '11111111111111111111'... has a number too large" in line
 
 
 def test_missing_apex_frame_file_is_reported(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pandas as pd
 import pytest
 from data_layouts import (
     CASME2_ROWS, FLOW_ROWS, SAMM_ROWS, write_casme2, write_casme3, write_frames,
@@ -76,6 +77,64 @@ def test_smic_bad_clip_folders(tmp_path):
         read_dataset("smic", tmp_path)
 
 
+def test_smic_names_that_are_not_printable_text_are_refused_on_their_folder(tmp_path):
+    import os
+
+    root = write_smic(tmp_path / "smic")
+    negative = root / "HS" / "s2" / "micro" / "negative"
+    # a folder name that is not UTF-8 (Python keeps its byte as a surrogate) and one with a line break
+    write_frames(negative / "s2_ne_03", [1, 2])  # OpenCV cannot write under such a name
+    (negative / "s2_ne_03").rename(negative / os.fsdecode(b"s2_ne_0\xff"))
+    write_frames(negative / "s2_ne\n02", [1, 2])
+    with pytest.raises(GeomerError) as caught:
+        read_dataset("smic", root)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 2  # the line break is escaped: each bad folder on one line
+    assert "clip name 's2_ne\\n02' is not printable text" in lines[0]
+    assert "clip name 's2_ne_0\\udcff' is not printable text" in lines[1]
+
+
+def test_smic_subject_folders_s01_and_s1_are_one_subject(tmp_path):
+    # one person's clip under "s01" and "s1" would otherwise land on both sides of a LOSO split
+    root = write_smic(tmp_path / "smic")
+    write_frames(root / "HS" / "s01" / "micro" / "negative" / "s01_ne_01", [1, 2])
+    with pytest.raises(GeomerError, match=r"s01/micro/negative/s01_ne_01: duplicated clip id 's1_ne_01' of smic/s1"):
+        read_dataset("smic", root)
+
+
+def test_a_clip_folder_linked_to_another_subjects_is_refused(tmp_path):
+    # sub05/EP10_01 → sub01's frames: one person's frames filed under two subjects
+    rows = list(CASME2_ROWS) + [(5, "EP10_01", 46, 59, 86, "12", "happiness")]
+    root = write_casme2(tmp_path / "c2", rows=CASME2_ROWS)
+    (root / "sub05").mkdir(exist_ok=True)
+    (root / "sub05" / "EP10_01").symlink_to(root / "sub01" / "EP02_01f")
+    write_casme2(root, rows=rows, frames=False)
+    with pytest.raises(GeomerError, match=rf"row {len(CASME2_ROWS) + 2}: reads the frames of casme2/sub01's clip at row 2 "):
+        read_dataset("casme2", root)
+
+
+def test_two_columns_giving_one_field_are_refused(tmp_path):
+    root = write_casme2(tmp_path / "c2")
+    sheet = next(root.glob("CASME2-coding-*"))
+    table = pd.read_excel(sheet)
+    table["Emotion"] = "surprise"  # beside "Estimated Emotion": which one labels the clips?
+    table.to_excel(sheet, index=False)
+    with pytest.raises(GeomerError, match=r"row 1: columns 'Estimated Emotion' and 'Emotion' both give 'emotion'; keep one"):
+        read_dataset("casme2", root)
+
+
+def test_csv_row_numbers_count_blank_lines(tmp_path):
+    root = write_casme2(tmp_path / "c2")
+    sheet = next(root.glob("CASME2-coding-*"))
+    table = pd.read_excel(sheet)
+    sheet.unlink()
+    table.loc[1, "Estimated Emotion"] = "joy"
+    text = table.to_csv(index=False).splitlines()  # the header, then two blank lines before the rows
+    (root / "CASME2-coding-x.csv").write_text("\n".join([text[0], "", "", *text[1:]]) + "\n")
+    with pytest.raises(GeomerError, match=r"CASME2-coding-x.csv: row 5: unknown label 'joy'"):
+        read_dataset("casme2", root)
+
+
 def test_casme3_onset_equal_apex_and_schemes(tmp_path):
     root = write_casme3(tmp_path / "c3")
     index = read_dataset("casme3", root)
@@ -127,6 +186,14 @@ def test_megc2019_composite_by_the_rules(tmp_path):
     with pytest.raises(GeomerError, match="part casme2 is given twice"):  # not the last one winning
         read_dataset("megc2019", f"casme2={root / 'CASME2'},casme2={root / 'SMIC'},samm={root / 'SAMM'},"
                                  f"smic={root / 'SMIC'}", scheme="composite-3")
+    with pytest.raises(GeomerError, match="part casme2 has no folder"):  # not the current folder
+        read_dataset("megc2019", f"casme2=,samm={root / 'SAMM'},smic={root / 'SMIC'}", scheme="composite-3")
+    # a folder whose path holds "=" is a folder, not a mapping of parts
+    moved = tmp_path / "lr=1" / "megc"
+    moved.parent.mkdir()
+    root.rename(moved)
+    assert [s.key for s in read_dataset("megc2019", moved, scheme="composite-3").samples] == [s.key for s in index.samples]
+    root = moved
     shutil.rmtree(root / "SAMM")
     with pytest.raises(GeomerError, match="SAMM/ missing"):
         read_dataset("megc2019", root)
@@ -230,16 +297,19 @@ def test_megc2019_flow(tmp_path, under_datasets):
 
 def test_megc2019_flow_bad_rows(tmp_path):
     rows = FLOW_ROWS + [("casme2", "sub03", "EP09_09", 7, "sub03_EP09_09.png"),
-                        ("casme2", "sub03", "EP09\n10", 0, "sub03_EP09_10.png")]  # a quoted line break
+                        ("casme2", "sub03", "EP09\n10", 0, "sub03_EP09_10.png"),  # a quoted line break
+                        # a path would read sub01's images for sub03 (a leak across LOSO folds)
+                        ("casme2", "sub03", "EP09_11", 0, "../combined_datasets_whole/sub01_EP02_01f.png")]
     root = write_megc2019_flow(tmp_path / "flow", rows=rows)
     (root / "STSNet_whole_norm_u_v_os" / "s1_s1_ne_01 .png").unlink()
     with pytest.raises(GeomerError) as caught:
         read_dataset("megc2019-flow", root)
     lines = str(caught.value).splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 4
     assert "row 4: flow image" in lines[0] and "s1_s1_ne_01 .png is missing" in lines[0]
     assert "row 7: " in lines[1] and "unknown label 'label 7'" in lines[1]
-    assert "row 8: filename_o 'EP09\\n10' holds a control character" in lines[2]
+    assert "row 8: filename_o 'EP09\\n10' is not a plain name" in lines[2]
+    assert "row 9: imagename '../combined_datasets_whole/sub01_EP02_01f.png' is not a plain name" in lines[3]
     shutil.rmtree(root / "combined_datasets_whole")
     with pytest.raises(GeomerError, match="combined_datasets_whole/ missing"):
         read_dataset("megc2019-flow", root)
@@ -308,7 +378,11 @@ def test_frames_are_ordered_by_the_number_in_their_names(tmp_path):
 
     write_frames(tmp_path, [10, 9, 100, 1], lambda n: f"reg_img{n}.jpg")
     (tmp_path / "notes.txt").write_text("not a frame")
+    # hidden files (a Mac's "._" metadata beside copied frames) are not frames, as for the tracker
+    (tmp_path / "._reg_img10.jpg").write_bytes(b"\0" * 4096)
+    (tmp_path / ".reg_img11.jpg").write_bytes(b"\0" * 4096)
     assert list(index_frames(tmp_path)) == [1, 9, 10, 100]
+    assert index_frames(tmp_path)[10].name == "reg_img10.jpg"
     assert frame_number_of(tmp_path / "006_05562.jpg") == 5562
     assert frame_number_of(tmp_path / "image0106005.bmp") == 106005
 
