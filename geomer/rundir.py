@@ -173,8 +173,6 @@ def check_subject_datasets(frame: pd.DataFrame, path: Path, seen: dict[str, tupl
     this extends): the per-dataset parts are pooled by the ``dataset`` column, so an edited cell
     would move clips into another dataset's figures. A fold being resumed is checked against its
     clips (:meth:`FoldDir.check_samples`)."""
-    if "subject" not in frame.columns or "dataset" not in frame.columns:
-        return
     for row, (subject, dataset) in enumerate(zip(frame["subject"].astype(str), frame["dataset"].astype(str))):
         first, where = seen.setdefault(subject, (dataset, path))
         if first != dataset:
@@ -339,7 +337,11 @@ class FoldDir:
             frame = pd.read_csv(path, dtype={"sample": str, "subject": str, "dataset": str}, keep_default_na=False)
         except (OSError, ValueError, UnicodeDecodeError) as error:
             raise GeomerError(f"{path}: not a readable CSV ({error})") from None
-        missing = [c for c in ("sample", "true", "predicted") if c not in frame.columns]
+        if not isinstance(frame.index, pd.RangeIndex):  # pandas takes a first row's extra fields as an index
+            raise GeomerError(f"{path}: row 2: more fields than the header's {len(frame.columns)}")
+        # every column the writer writes: without subject or dataset the per-dataset parts would
+        # silently leave the fold out
+        missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
         if missing:
             raise GeomerError(f"{path}: missing column(s) {', '.join(missing)}")
         if frame.empty:  # every fold tests at least one clip: a header alone is a file cut short
@@ -393,8 +395,7 @@ class FoldDir:
             raise GeomerError(f"{path}: {len(written)} rows, the fold tests {len(samples)} samples")
         for column, what, values in (("true", "true class", true), ("subject", "subject", subjects),
                                      ("dataset", "dataset", datasets)):
-            cells = frame[column].astype(str) if column in frame else [None] * len(frame)
-            for row, (got, expected) in enumerate(zip(cells, values)):
+            for row, (got, expected) in enumerate(zip(frame[column].astype(str), values)):
                 if got != expected:
                     raise GeomerError(f"{path}: row {row + 2}: {what} {got!r}, the sample's is {expected!r}")
 
@@ -767,6 +768,19 @@ def _check_config_types(config: dict, path: Path) -> None:
     for key in ("pretraining", "settings", "cfg", "feature_settings", "graph", "execution"):
         if config.get(key) is not None and not isinstance(config[key], dict):
             raise GeomerError(f"{path}: '{key}' must be an object or null, got {config[key]!r:.80}")
+    # a string "no" would mark the run leaky; a number as the root would fail where it is read
+    for key, kind, what in (("leaky", bool, "true or false"), ("root", str, "a path"),
+                            ("num_samples", int, "a count")):
+        value = config.get(key)
+        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise GeomerError(f"{path}: '{key}' must be {what}, got {value!r:.80}")
+    if config.get("graph") is not None:  # read by the figures, after the metrics are written
+        from geomer.graph import FaceGraph
+
+        try:
+            FaceGraph.from_record(config["graph"])
+        except (GeomerError, ValueError, TypeError, KeyError, IndexError) as error:
+            raise GeomerError(f"{path}: malformed 'graph' ({str(error).splitlines()[0][:150]})") from None
 
 
 def check_not_inside_a_run(path: str | Path, option: str = "--out") -> None:

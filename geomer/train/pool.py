@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from geomer.errors import GeomerError
-from geomer.rundir import RunDir, check_subject_datasets, class_averaged_relations, read_json_object
+from geomer.rundir import SEED_PREFIX, RunDir, check_subject_datasets, class_averaged_relations, read_json_object
 from geomer.train.metrics import classification_metrics, mean_std
 from geomer.version import __version__
 
@@ -59,10 +59,13 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
             parts.append({
                 "true": true,
                 "predicted": frame["predicted"].map(index).to_numpy(dtype=np.int64),
-                "dataset": frame["dataset"].astype(str).to_numpy(dtype=object)
-                if "dataset" in frame else np.full(len(frame), "", dtype=object),
+                "dataset": frame["dataset"].astype(str).to_numpy(dtype=object),
             })
         pooled = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        expected = config.get("num_samples")
+        if expected is not None and len(pooled["true"]) != expected:  # a row or fold edited away
+            raise GeomerError(f"{run_dir.path / f'{SEED_PREFIX}{seed}'}: its folds' predictions hold {len(pooled['true'])} "
+                              f"samples, the run has {expected} ({run_dir.config_path.name})")
         pooled_by_seed[str(seed)] = pooled
         per_seed[str(seed)] = _seed_metrics(pooled, class_names)
 

@@ -255,6 +255,12 @@ def test_load_run_blames_malformed_names_on_config_json(run_dir, key, value):
      r"fold-s2/predictions.csv: row 2: sample 'synth/s1/clip3' was already tested in seed 0"),
     (lambda text: text.replace("synth/s2/clip1,", "synth/s2/clip0,", 1),
      r"fold-s2/predictions.csv: row 3: sample 'synth/s2/clip0' was already tested in seed 0"),
+    # pandas would take a first row's extra fields as an index: a traceback before
+    (lambda text: text.replace("\n", ",1,2\n", 2).replace(",1,2\n", "\n", 1),
+     r"fold-s2/predictions.csv: row 2: more fields than the header's 8"),
+    # without the dataset column the per-dataset parts would leave the fold out
+    (lambda text: "".join(",".join(line.split(",")[:2] + line.split(",")[3:]) + "\n" for line in text.splitlines()),
+     r"fold-s2/predictions.csv: missing column\(s\) dataset"),
 ])
 def test_plot_and_compare_refuse_the_sample_keys_evaluate_refuses(run_dir, damage, message):
     # load_run (plot, compare) reads a fold's predictions by the rules of pool_run (evaluate)
@@ -272,6 +278,24 @@ def test_plot_and_compare_refuse_the_sample_keys_evaluate_refuses(run_dir, damag
             read(run_dir)
 
 
+def test_evaluate_refuses_a_seed_whose_folds_test_fewer_samples_than_the_run(run_dir):
+    # a prediction row (with its relations) edited away, or a fold left out of config.json's
+    # folds, would be pooled silently over fewer clips
+    from geomer.train import pool_run
+    from geomer.version import __version__
+
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "geomer_version": __version__,
+                                                     "folds": ["fold-s1", "fold-s2"], "num_samples": 12}))
+    assert pool_run(run_dir)["num_samples"] == 12
+    fold = run_dir / "seed-0" / "fold-s2"
+    lines = (fold / "predictions.csv").read_text().splitlines()
+    (fold / "predictions.csv").write_text("\n".join(lines[:-1]) + "\n")
+    np.save(fold / "relations.npy", np.load(fold / "relations.npy")[:-1])
+    with pytest.raises(GeomerError, match=r"seed-0: its folds' predictions hold 11 samples, the run has 12 \(config.json\)"):
+        pool_run(run_dir)
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("seeds", 0, "'seeds' must be a non-empty list of distinct integers"),
     ("seeds", [True], "'seeds' must be a non-empty list of distinct integers"),
@@ -282,6 +306,10 @@ def test_plot_and_compare_refuse_the_sample_keys_evaluate_refuses(run_dir, damag
     ("folds", ["../fold-s1"], "fold '../fold-s1' is not a fold folder name"),
     ("pretraining", "x", "'pretraining' must be an object or null"),
     ("settings", 3, "'settings' must be an object or null"),
+    ("leaky", "no", "'leaky' must be true or false"),  # a string would mark the run leaky
+    ("root", 5, "'root' must be a path"),
+    ("num_samples", "12", "'num_samples' must be a count"),
+    ("graph", {"partition": "zzz", "nodes": None}, r"malformed 'graph' \(unknown graph partition 'zzz'"),
 ])
 def test_every_reader_blames_a_wrongly_typed_config_key_on_config_json(run_dir, key, value, message):
     # hand-edited config.json: evaluate (pool_run), plot and compare (load_run) give one line
