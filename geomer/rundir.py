@@ -558,22 +558,26 @@ class RunDir:
             raise GeomerError(f"{self.config_path}: not written by geomer train (no {', '.join(missing)})")
         return config
 
+    def check_same_run(self, config: dict, every_key: bool = False) -> None:
+        """One-line GeomerError when the folder's ``config.json`` describes another run than
+        ``config`` in one of ``config``'s keys (``every_key``: in any key of either), RESUMABLE_KEYS
+        aside; nothing when the folder holds no run. Called with the settings known before the
+        features are extracted, so a wrong ``--out`` costs no extraction."""
+        if not self.config_path.is_file():
+            return
+        existing = RunDir(self.path).config
+        wanted = json.loads(json.dumps(config))
+        keys = set(existing) | set(wanted) if every_key else set(wanted)
+        differing = sorted(key for key in keys if key not in RESUMABLE_KEYS and existing.get(key) != wanted.get(key))
+        if differing:
+            raise GeomerError(f"{self.config_path}: the run directory holds a different run (differs in "
+                              f"{', '.join(differing)}); choose another --out")
+
     def open(self, config: dict) -> None:
         """Start or resume the run described by ``config``: write it, or check that the existing
         ``config.json`` describes the same run (only RESUMABLE_KEYS may differ)."""
         wanted = json.loads(json.dumps({"geomer_version": __version__, **config}))
-        if self.config_path.is_file():
-            existing = RunDir(self.path).config
-            differing = sorted(
-                key
-                for key in set(existing) | set(wanted)
-                if key not in RESUMABLE_KEYS and existing.get(key) != wanted.get(key)
-            )
-            if differing:
-                raise GeomerError(
-                    f"{self.config_path}: the run directory holds a different run (differs in "
-                    f"{', '.join(differing)}); choose another --out"
-                )
+        self.check_same_run(wanted, every_key=True)
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.config_path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
         self._config = wanted

@@ -87,7 +87,8 @@ def bench_landmarks(video: str | None = None, frames: int = 300) -> list[tuple[s
 
         stats: dict = {}
         start, cpu_start = time.perf_counter(), time.process_time()
-        tracked = track(images, backend=backend, min_valid_fraction=0.0, stats=stats)
+        tracked = track(images, backend=backend, min_valid_fraction=0.0, stats=stats,
+                        name=str(video) if video is not None else "<images>")
         track_seconds, track_cpu = time.perf_counter() - start, time.process_time() - cpu_start
 
         # plain dlib (integer points on the original image) with the naive boxes, for reference

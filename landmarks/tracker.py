@@ -240,6 +240,7 @@ def track(
     fps: float | None = None,
     progress: bool = False,
     stats: dict | None = None,
+    name: str = "<images>",
 ) -> LandmarkTrack:
     """Track 68 landmarks through a video, a frame folder or a sequence of images.
 
@@ -249,7 +250,8 @@ def track(
     ``move_fraction``: how far (fraction of the box width) the face must move before the box
     follows it. ``fps`` overrides (or, for folders and image lists, supplies) the frame rate.
     ``stats``, when given a dict, receives counts (``redetections``, ``full_detections``).
-    A path source is recorded as an absolute path, so the track finds its frames from anywhere.
+    A path source is recorded as an absolute path, so the track finds its frames from anywhere;
+    ``name`` names a sequence of images in errors and in the track (e.g. the file they came from).
 
     Raises ``LandmarksError`` naming the source when no face is ever found or too few frames have
     one, and for options out of range (``check_track_options``).
@@ -268,7 +270,7 @@ def track(
         images = list(source)
         if not images:
             raise LandmarksError("track: the image sequence is empty")
-        name, rate, total = "<images>", (float(fps) if fps is not None else math.nan), len(images)
+        rate, total = (float(fps) if fps is not None else math.nan), len(images)
         recorded = name
         items = enumerate(images)
     if progress:

@@ -98,6 +98,16 @@ def _run(args) -> int:
     except BrokenProcessPool:
         return _failed(args, "a worker process died (killed or out of memory); finished work is kept: "
                              "run the command again, with fewer --jobs")
+    except (MemoryError, RuntimeError) as error:
+        # settings too large for this machine (a batch, a width): torch reports an allocation it
+        # cannot make as a RuntimeError; any other RuntimeError is a defect, shown as one
+        message = str(error) or type(error).__name__
+        if not isinstance(error, MemoryError) and not any(
+                sign in message for sign in ("can't allocate memory", "out of memory", "not enough memory")):
+            raise
+        detail = next((part.strip() for part in reversed(message.splitlines()) if part.strip()), message)
+        return _failed(args, f"out of memory ({detail[:200]}): use smaller settings or fewer --jobs; "
+                             "finished work is kept")
     except KeyboardInterrupt as interruption:
         ending = "terminated" if was_terminated(interruption) else "interrupted"
         print(f"geomer {args.command}: {ending}", file=sys.stderr)

@@ -141,6 +141,7 @@ def ray_session(config):
         raise GeomerError("--executor ray needs Ray: pip install 'geomer[ray]'") from None
     started_here = not ray.is_initialized()
     if started_here:
+        _check_reachable(config.ray_address)
         options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         sigterm = signal.getsignal(signal.SIGTERM)
         try:
@@ -162,6 +163,22 @@ def ray_session(config):
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """One-line GeomerError when ``address`` (``host:port`` or ``ray://host:port``) accepts no
+    connection within ``timeout`` seconds. Why: ``ray.init`` retries an unreachable head node
+    for minutes, silently (its messages are silenced), before it gives up. Other forms ("auto")
+    are left to Ray."""
+    import socket
+
+    host, _, port = (address or "").removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, OverflowError) as error:
+        raise GeomerError(f"--executor ray: cannot reach {address} ({error.strerror if isinstance(error, OSError) and error.strerror else error})") from None
 
 
 @contextmanager

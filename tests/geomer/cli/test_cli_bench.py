@@ -82,3 +82,24 @@ def test_bench_train_times_the_devices_asked_for(device, labels, monkeypatch):
     bench.bench_train("dere-grl", device=device)
     assert [label for label, _ in timed] == labels
     assert [config_device for _, config_device in timed] == ["cuda" if label == "GPU" else "cpu" for label in labels]
+
+
+def test_bench_landmarks_on_a_video_without_a_face_names_the_video(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    video = tmp_path / "noface.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+    for value in range(0, 200, 40):
+        writer.write(np.full((120, 160, 3), value, np.uint8))
+    writer.release()
+    assert main(["bench", "landmarks", str(video), "--frames", "5"]) == 2
+    assert f"{video}: no face found in any of its 5 frames" in capsys.readouterr().err
+
+
+def test_settings_too_large_for_memory_are_one_line(capsys):
+    # torch reports an allocation it cannot make (here about 10 TB) as a RuntimeError
+    assert main(["bench", "pretrain", "--batch-size", "100000000", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("geomer bench: error: out of memory (") and "use smaller settings" in err
+    assert len(err.strip().splitlines()) == 1

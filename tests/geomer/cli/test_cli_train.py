@@ -503,3 +503,16 @@ def test_errors_without_a_file_are_one_line(monkeypatch, capsys, error, shown):
     assert main(["models"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and shown in err[0]
+
+
+def test_an_out_holding_another_run_is_refused_before_any_extraction(trained_run, tiny_root, tmp_path, capsys):
+    # settings known before the features are extracted are compared first: on real data the
+    # extraction takes minutes
+    _, _, run = trained_run
+    cache = tmp_path / "features"
+    status = main(["train", "--model", "dere-grl", "--dataset", "synth", "--root", str(tiny_root),
+                   "--cache", str(cache), "--epochs", "3", "--seeds", "0,1", "--batch-size", "4",
+                   "--out", str(run), "--quiet", *SMALL])
+    assert status == 2
+    assert "the run directory holds a different run (differs in epochs, settings)" in capsys.readouterr().err
+    assert not any(path.is_file() for path in cache.rglob("*"))

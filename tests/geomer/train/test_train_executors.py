@@ -78,3 +78,22 @@ def test_a_ray_session_keeps_the_callers_sigterm_handler():
             assert signal.getsignal(signal.SIGTERM) is handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_an_unreachable_ray_address_is_one_line_at_once():
+    # ray.init retries an unreachable head node for minutes, its messages silenced
+    pytest.importorskip("ray")
+    import socket
+    import time
+
+    from geomer.errors import GeomerError
+    from geomer.train.executors import ray_session
+
+    with socket.socket() as probe:  # a port nothing listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        start = time.monotonic()
+        with pytest.raises(GeomerError, match=rf"--executor ray: cannot reach 127.0.0.1:{port} \("):
+            with ray_session(_config(executor="ray", jobs=1, ray_address=f"127.0.0.1:{port}")):
+                pass
+    assert time.monotonic() - start < 30
