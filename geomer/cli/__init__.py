@@ -101,13 +101,13 @@ def _run(args) -> int:
     except (MemoryError, RuntimeError) as error:
         # settings too large for this machine (a batch, a width): torch reports an allocation it
         # cannot make as a RuntimeError; any other RuntimeError is a defect, shown as one
-        message = str(error) or type(error).__name__
-        if not isinstance(error, MemoryError) and not any(
-                sign in message for sign in ("can't allocate memory", "out of memory", "not enough memory")):
+        signs = ("can't allocate memory", "out of memory", "not enough memory")
+        lines = (str(error) or type(error).__name__).splitlines()
+        detail = next((line.strip() for line in lines if any(sign in line for sign in signs)), None)
+        if detail is None and not isinstance(error, MemoryError):
             raise
-        detail = next((part.strip() for part in reversed(message.splitlines()) if part.strip()), message)
-        return _failed(args, f"out of memory ({detail[:200]}): use smaller settings or fewer --jobs; "
-                             "finished work is kept")
+        return _failed(args, f"out of memory ({(detail or lines[0])[:200]}): use smaller settings "
+                             "(or fewer --jobs)")
     except KeyboardInterrupt as interruption:
         ending = "terminated" if was_terminated(interruption) else "interrupted"
         print(f"geomer {args.command}: {ending}", file=sys.stderr)

@@ -147,8 +147,9 @@ def collect(
         filename = cell_text(record["filename_o"])
         # each names a file (the flow image's is "<sub>_<filename_o> .png"): a path would read
         # another subject's images, a line break in a quoted cell split the one-line error
-        problem = next(filter(None, (plain_name_problem(cell_text(record[column]), column)
-                                     for column in ("sub", "filename_o", "imagename"))), "")
+        names = {column: cell_text(record[column]) for column in ("sub", "filename_o", "imagename")}
+        names["flow image name"] = f"{names['sub']}_{names['filename_o']} .png"  # two cells: their length adds up
+        problem = next(filter(None, (plain_name_problem(name, what) for what, name in names.items())), "")
         if problem:
             collector.reject(csv, row, problem)
             continue

@@ -127,13 +127,14 @@ def read_table(path: Path, columns: dict[str, tuple[str, ...]], key_column: str)
     path = Path(path)
     try:
         if path.suffix.lower() == ".csv":
-            # blank lines kept (and skipped below), so row numbers stay the file's own
-            raw = pd.read_csv(path, header=None, dtype=object, keep_default_na=False, skip_blank_lines=False)
+            raw = pd.read_csv(path, header=None, dtype=object, keep_default_na=False)
         else:
             raw = pd.read_excel(path, header=None, dtype=object)
     except Exception as error:  # pandas raises many kinds for broken files
         # one line: pandas' parser messages end in a newline
         raise GeomerError(f"{path}: cannot read the label sheet ({' '.join(str(error).split())})") from error
+    # the file's row number of each record pandas read (it skips blank lines)
+    file_rows = _csv_record_rows(path, len(raw)) if path.suffix.lower() == ".csv" else range(1, len(raw) + 1)
     wanted_keys = {canonical: {column_key(a) for a in aliases} for canonical, aliases in columns.items()}
     header_row = None
     for row in range(min(len(raw), _HEADER_SEARCH_ROWS)):
@@ -150,13 +151,13 @@ def read_table(path: Path, columns: dict[str, tuple[str, ...]], key_column: str)
         found = [i for i, h in enumerate(header) if h in keys]
         if len(found) > 1:  # e.g. "Emotion" and "Estimated Emotion": which one labels the clips?
             names = " and ".join(repr(str(raw.iloc[header_row, i]).strip()) for i in found)
-            raise GeomerError(f"{path}: row {header_row + 1}: columns {names} both give {canonical!r}; keep one")
+            raise GeomerError(f"{path}: row {file_rows[header_row]}: columns {names} both give {canonical!r}; keep one")
         if found:
             positions[canonical] = found[0]
         else:
             missing.append(f"{canonical!r} (header spellings: {', '.join(columns[canonical])})")
     if missing:
-        raise GeomerError(f"{path}: row {header_row + 1}: missing column {'; '.join(missing)}")
+        raise GeomerError(f"{path}: row {file_rows[header_row]}: missing column {'; '.join(missing)}")
     rows, numbers = [], []
     for row in range(header_row + 1, len(raw)):
         values = raw.iloc[row].tolist()
@@ -164,8 +165,22 @@ def read_table(path: Path, columns: dict[str, tuple[str, ...]], key_column: str)
         if all(is_blank(v) for v in values):
             continue  # trailing empty rows of spreadsheets
         rows.append(record)
-        numbers.append(row + 1)
+        numbers.append(file_rows[row])
     return Table(path, rows, numbers)
+
+
+def _csv_record_rows(path: Path, count: int) -> list[int] | range:
+    """The 1-based row of each of the ``count`` records pandas read from the CSV at ``path``,
+    which skips blank lines (so rows after a blank line keep the number a spreadsheet shows);
+    the plain count where the file does not split into that many non-blank records."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            rows = [number for number, record in enumerate(csv.reader(file), 1) if record]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        rows = []
+    return rows if len(rows) == count else range(1, count + 1)
 
 
 def is_blank(value: object) -> bool:
@@ -218,7 +233,7 @@ def subject_number(value: object) -> int:
     if not digits:
         raise ValueError(f"subject {value!r} has no number")
     if len(digits[-1].lstrip("0")) > MAX_SUBJECT_DIGITS:  # no folder name holds it
-        raise ValueError(f"subject {cell_text(value)[:20]!r}... has a number too large")
+        raise ValueError(f"subject {cell_text(value)[:20]!r}{'...' if len(cell_text(value)) > 20 else ''} has a number too large")
     return int(digits[-1])
 
 
@@ -265,8 +280,8 @@ class SampleCollector:
     selection: dict[str, str] | None = None
     selection_file: str = ""
     _seen: dict[str, str] = field(default_factory=dict)
-    # resolved source → (subject key, frame numbers, (file, row)) of the first clip that reads it
-    _sources: dict[str, tuple[str, tuple, tuple[str, str]]] = field(default_factory=dict)
+    # resolved source → (subject key, (file, row)) of the first clip that reads it
+    _sources: dict[str, tuple[str, tuple[str, str]]] = field(default_factory=dict)
 
     def add(
         self,
@@ -355,7 +370,7 @@ class SampleCollector:
             reasons.append(f"duplicated clip id {clip!r} of {subject_key} (first at row {self._seen[key]})")
         else:
             self._seen[key] = row
-        reasons += self._shared_source(source if source is not None else folder, subject_key, (on, ap, off), (file, row))
+        reasons += self._shared_source(source if source is not None else folder, subject_key, (file, row))
         if reasons:
             self.bad.append(BadRow(file, row, "; ".join(reasons)))
             return None
@@ -376,23 +391,21 @@ class SampleCollector:
         self.samples.append(sample)
         return sample
 
-    def _shared_source(self, source: Path | None, subject_key: str, frames: tuple, where: tuple[str, str]) -> list[str]:
+    def _shared_source(self, source: Path | None, subject_key: str, where: tuple[str, str]) -> list[str]:
         """Why the clip's frames (``source`` resolved: through a link, another name is the same
         folder) may not be read for it: another subject's clip reads them (one person's frames
-        filed under two subjects leak across LOSO folds), or another clip reads the same frames.
-        ``where``: the row's (file, row)."""
-        if source is None:
+        filed under two subjects leak across LOSO folds). ``where``: the row's (file, row)."""
+        try:
+            resolved = str(Path(source).resolve()) if source is not None else None
+        except (OSError, RuntimeError):  # a link loop: reported as a missing folder or file
             return []
-        resolved = str(Path(source).resolve())
-        first_subject, first_frames, first_where = self._sources.setdefault(resolved, (subject_key, frames, where))
+        if resolved is None:
+            return []
+        first_subject, first_where = self._sources.setdefault(resolved, (subject_key, where))
+        if first_subject == subject_key:
+            return []
         at = f"row {first_where[1]}" if first_where[0] == where[0] else f"{first_where[0]}: row {first_where[1]}"
-        if first_where == where:
-            return []
-        if first_subject != subject_key:
-            return [f"reads the frames of {first_subject}'s clip at {at} ({resolved})"]
-        if first_frames == frames:
-            return [f"reads the same frames as the clip at {at} ({resolved})"]
-        return []
+        return [f"reads the frames of {first_subject}'s clip at {at} ({resolved})"]
 
     def add_clip_row(
         self, entry: ClipRow, *, dataset: str, clip: str, folder: Path | None, folder_problem: str = ""

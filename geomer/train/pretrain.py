@@ -97,7 +97,8 @@ def sources_from_paths(
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 found.append(PretrainSource(path, f"external/{path.parent.name or 'root'}"))
             return
-        if any(c.suffix.lower() in IMAGE_SUFFIXES and c.is_file() for c in path.iterdir()):
+        # a frame folder by landmarks.io.list_frames' rule: hidden files (._x.jpg) are no frames
+        if any(not c.name.startswith(".") and c.suffix.lower() in IMAGE_SUFFIXES and c.is_file() for c in path.iterdir()):
             found.append(PretrainSource(path, f"external/{path.parent.name or 'root'}"))
             return
         for child in sorted(path.iterdir()):

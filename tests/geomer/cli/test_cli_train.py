@@ -484,9 +484,25 @@ def test_an_unusable_cache_is_one_line_before_any_work(tmp_path, monkeypatch, ca
 @pytest.mark.parametrize("error, shown", [
     (OSError(28, "No space left on device"), "No space left on device"),
     (BrokenProcessPool("worker gone"), "a worker process died"),
+    # settings too large for the machine: torch reports an allocation it cannot make this way
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                  "you tried to allocate 10444800000000 bytes.\nError code 12"),
+     "out of memory ([enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory"),
+    (RuntimeError("CUDA error: out of memory\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side assertions."),
+     "out of memory (CUDA error: out of memory): use smaller settings"),
+    (MemoryError(), "out of memory (MemoryError)"),
 ])
 def test_errors_without_a_file_are_one_line(monkeypatch, capsys, error, shown):
-    """A full disk (an OSError naming no file) and a killed worker process end in one line, status 2."""
+    """A full disk (an OSError naming no file), a killed worker process and a lack of memory end
+    in one line, status 2."""
+    _models_command_raises(monkeypatch, error)
+    assert main(["models"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and shown in err[0]
+
+
+def _models_command_raises(monkeypatch, error: BaseException) -> None:
+    """Make ``geomer models`` raise ``error``."""
     from geomer import cli
 
     def fail(args):
@@ -500,9 +516,13 @@ def test_errors_without_a_file_are_one_line(monkeypatch, capsys, error, shown):
         return parser
 
     monkeypatch.setattr(cli, "build_parser", parser_whose_models_command_fails)
-    assert main(["models"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and shown in err[0]
+
+
+def test_a_runtime_error_that_is_no_lack_of_memory_stays_a_traceback(monkeypatch):
+    # a defect in geomer or torch is not the user's to fix: never dressed up as one line
+    _models_command_raises(monkeypatch, RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)"))
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        main(["models"])
 
 
 def test_an_out_holding_another_run_is_refused_before_any_extraction(trained_run, tiny_root, tmp_path, capsys):

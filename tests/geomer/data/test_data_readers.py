@@ -133,6 +133,30 @@ def test_csv_row_numbers_count_blank_lines(tmp_path):
     (root / "CASME2-coding-x.csv").write_text("\n".join([text[0], "", "", *text[1:]]) + "\n")
     with pytest.raises(GeomerError, match=r"CASME2-coding-x.csv: row 5: unknown label 'joy'"):
         read_dataset("casme2", root)
+    # a blank line above the header too (a sheet exported with an empty first row)
+    (root / "CASME2-coding-x.csv").write_text("\n".join(["", text[0], "", "", *text[1:]]) + "\n")
+    with pytest.raises(GeomerError, match=r"CASME2-coding-x.csv: row 6: unknown label 'joy'"):
+        read_dataset("casme2", root)
+
+
+def test_a_clip_folder_that_is_a_link_loop_is_a_missing_folder_on_its_row(tmp_path):
+    root = write_casme3(tmp_path / "c3")
+    (root / "part_A" / "spNO.2" / "d").symlink_to("d")  # resolves to itself
+    rows = pd.read_excel(next(root.glob("*.xlsx")))
+    rows.loc[len(rows)] = ["spNO.2", "d", 3, 4, 8, "4", 1, "Anger"]
+    rows.to_excel(next(root.glob("*.xlsx")), index=False)
+    with pytest.raises(GeomerError, match=rf"row {len(rows) + 1}: frames folder .*spNO.2/d/color is missing"):
+        read_dataset("casme3", root)
+
+
+def test_megc2019_flow_names_too_long_together_are_refused_on_their_row(tmp_path):
+    # sub and filename_o each fit a file name, the flow image's "<sub>_<filename_o> .png" does not
+    root = write_megc2019_flow(tmp_path / "flow")
+    rows = FLOW_ROWS + [("casme2", "sub03", "E" * 250, 0, "sub03_E.png")]
+    pd.DataFrame(rows, columns=["dataset", "sub", "filename_o", "label", "imagename"]).to_csv(
+        root / "combined_3_class2_for_optical_flow.csv", index=False)
+    with pytest.raises(GeomerError, match=rf"row {len(rows) + 1}: flow image name 'sub03_EEEEEEEEEEEEEE'... is longer than 255 bytes"):
+        read_dataset("megc2019-flow", root)
 
 
 def test_casme3_onset_equal_apex_and_schemes(tmp_path):

@@ -80,6 +80,7 @@ def test_sources_are_found_in_nested_folders_and_videos(tmp_path):
     (tmp_path / "sub02").mkdir()
     (tmp_path / "sub02" / "clip.mp4").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "._cover.jpg").write_bytes(b"\0" * 64)  # hidden: no frame, so the folder is no clip
     sources = sources_from_paths([tmp_path])
     assert [(s.path.name, s.subject) for s in sources] == [
         ("EP01", "external/sub01"),
