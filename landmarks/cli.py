@@ -163,12 +163,22 @@ def _input_changed(track) -> bool:
 
 def _reusable(out: Path, source: str, options: dict) -> str | None:
     """None when the existing output ``out`` loads and was made from ``source`` with these
-    options; otherwise why it is not (it is then extracted again)."""
+    options; otherwise why it is not (it is then extracted again). A LandmarksError when ``out``
+    is no landmark track at all."""
     from landmarks.track import LandmarkTrack
 
+    import zipfile
+
+    # a whole archive that is no track (the user's own .npz) or no regular file (a FIFO) is not
+    # an output of ours and is never replaced unasked; a file cut short is extracted again
+    if not out.is_file():
+        raise LandmarksError(f"{out}: exists and is not a regular file; remove it or pass --overwrite")
     try:
         track = LandmarkTrack.load(out)
-    except LandmarksError:
+    except LandmarksError as error:
+        if zipfile.is_zipfile(out):
+            raise LandmarksError(f"{out}: exists and is not a landmark track ({str(error).removeprefix(f'{out}: ')[:120]}); "
+                                 "remove it or pass --overwrite") from None
         return "cannot be read (truncated or corrupt)"
     if track.source != os.path.abspath(source) or track.backend != options["backend"]:
         return "was made from another input or backend"
@@ -295,9 +305,12 @@ def _show(args) -> int:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     radius = max(1, round(min(image.shape[:2]) / 200))
     if track.valid[position]:
-        for x, y in track.points[position]:
+        # clipped a frame's size beyond the image: OpenCV takes 32-bit coordinates only, and a
+        # hand-edited track may hold any finite number
+        limit = 2 * max(image.shape[:2])
+        for x, y in np.clip(track.points[position], -limit, limit):
             cv2.circle(image, (int(round(x)), int(round(y))), radius, (0, 255, 0), -1, cv2.LINE_AA)
-        x0, y0, x1, y1 = (int(round(v)) for v in track.box[position])
+        x0, y0, x1, y1 = (int(round(v)) for v in np.clip(track.box[position], -limit, limit))
         cv2.rectangle(image, (x0, y0), (x1, y1), (255, 128, 0), 1)
     else:
         print(f"landmarks: frame {args.frame} of {track.source} has no face (valid=False)", file=sys.stderr)

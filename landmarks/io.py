@@ -40,6 +40,10 @@ IMAGE_SUFFIXES = frozenset({
 _NUMBER = re.compile(r"\d+")
 #: The largest frame number: tracks store frame numbers as int64.
 MAX_FRAME_NUMBER = 2**63 - 1
+#: The highest frame rate taken from a video's header (high-speed cameras for micro-expressions
+#: record 100–1000 frames/s); above it the header is wrong and the rate is unknown, as a frame
+#: folder's is (an absurd rate would stretch every time-based window: the apex smoothing).
+MAX_FPS = 10_000.0
 
 
 def frame_number(path: str | os.PathLike) -> int:
@@ -224,7 +228,7 @@ class FrameSource:
             if count <= 0:
                 raise LandmarksError(f"{self.path}: the video has no frames (corrupt or empty)")
             self._length = count
-            self.fps = float(fps) if fps is not None else (float(video_fps) if video_fps > 0 else math.nan)
+            self.fps = float(fps) if fps is not None else (float(video_fps) if 0 < video_fps <= MAX_FPS else math.nan)
         else:
             raise LandmarksError(f"{self.path}: no such file or folder")
 

@@ -47,7 +47,7 @@ from landmarks.backends import (
     to_gray,
 )
 from landmarks.errors import LandmarksError
-from landmarks.io import open_frames
+from landmarks.io import MAX_FPS, open_frames
 from landmarks.track import LandmarkTrack
 
 #: Side of the grey thumbnail of the box content compared frame to frame.
@@ -212,6 +212,11 @@ def smooth_points(points: np.ndarray, valid: np.ndarray, window: int) -> np.ndar
     return out
 
 
+#: The widest running-median window (frames): 4 s at 250 frames/s, wider than any expression;
+#: a window of 10^11 frames would ask for 93 GiB.
+MAX_SMOOTH = 999
+
+
 def check_track_options(
     *, redetect_every: int = 30, smooth: int = 0, min_valid_fraction: float = 0.5,
     move_fraction: float = 0.1, fps: float | None = None,
@@ -219,14 +224,14 @@ def check_track_options(
     """Raise ``LandmarksError`` for an option of ``track`` out of its range (before any work)."""
     if not (isinstance(redetect_every, numbers.Integral) and redetect_every >= 1):
         raise LandmarksError(f"redetect_every must be an integer >= 1, got {redetect_every!r}")
-    if not (isinstance(smooth, numbers.Integral) and smooth >= 0 and (smooth <= 1 or smooth % 2 == 1)):
-        raise LandmarksError(f"smooth must be 0 (off) or an odd window >= 1, got {smooth!r}")
+    if not (isinstance(smooth, numbers.Integral) and 0 <= smooth <= MAX_SMOOTH and (smooth <= 1 or smooth % 2 == 1)):
+        raise LandmarksError(f"smooth must be 0 (off) or an odd window from 1 to {MAX_SMOOTH}, got {smooth!r}")
     if not 0.0 <= float(min_valid_fraction) <= 1.0:
         raise LandmarksError(f"min_valid_fraction must be within 0..1, got {min_valid_fraction!r}")
     if not 0.0 < float(move_fraction) < 1.0:
         raise LandmarksError(f"move_fraction must be within 0..1 (exclusive), got {move_fraction!r}")
-    if fps is not None and not (math.isfinite(float(fps)) and float(fps) > 0):
-        raise LandmarksError(f"fps must be a positive number, got {fps!r}")
+    if fps is not None and not (math.isfinite(float(fps)) and 0 < float(fps) <= MAX_FPS):
+        raise LandmarksError(f"fps must be a positive number up to {MAX_FPS:g}, got {fps!r}")
 
 
 def track(

@@ -29,6 +29,9 @@ def run(args) -> int:
     from geomer.viz import plot_relation_matrix, save_figure
 
     out = check_output_folder(Path(args.out) if args.out else Path(f"{Path(args.source).name}-prediction"), "-o", GeomerError)
+    for name in ("relations.png", "prediction.json"):  # a folder in the way: found before the tracking
+        if (out / name).is_dir():
+            raise GeomerError(f"{out / name}: is a folder, where predict writes its {name}")
     prediction = predict_clip(
         args.source, args.checkpoint, onset=args.onset, apex=args.apex, offset=args.offset,
         progress=not args.quiet,

@@ -294,13 +294,45 @@ def test_a_rerun_with_every_output_kept_prints_no_empty_progress_bar(tmp_path, f
 
 
 @pytest.mark.parametrize("option", [["--jobs", "0"], ["--fps", "-5"], ["--smooth", "-3"], ["--smooth", "4"],
-                                    ["--redetect-every", "0"], ["--min-valid-fraction", "1.5"], ["--fps", "nan"]])
+                                    ["--redetect-every", "0"], ["--min-valid-fraction", "1.5"], ["--fps", "nan"],
+                                    ["--smooth", "99999999999"], ["--fps", "1e9"]])
 def test_bad_option_values_are_refused_before_anything_is_written(tmp_path, face_video, capsys, monkeypatch, option):
     _no_tracking(monkeypatch)
     out = tmp_path / "new" / "face.npz"
     assert main(["extract", str(face_video), "-o", str(out), *option]) == 2
     _one_error_line(capsys, option[0])
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("kind", ["archive", "fifo"])
+def test_an_output_that_is_no_track_is_never_replaced_unasked(tmp_path, face_video, capsys, kind):
+    import os
+
+    import numpy as np
+
+    out = tmp_path / "mine.npz"
+    if kind == "archive":
+        np.savez(out, a=np.arange(3))  # the user's own archive under the output's name
+    else:
+        os.mkfifo(out)
+    before = out.stat()
+    assert main(["extract", str(face_video), "-o", str(out), "--quiet"]) == 2
+    _one_error_line(capsys, "exists and is not a " + ("landmark track" if kind == "archive" else "regular file"))
+    assert out.stat() == before
+
+
+def test_show_draws_a_track_whose_points_lie_far_outside_the_frame(tmp_path, face_video, capsys):
+    import numpy as np
+
+    out = tmp_path / "face.npz"
+    assert main(["extract", str(face_video), "-o", str(out), "--quiet"]) == 0
+    arrays = dict(np.load(out))
+    arrays["points"] = arrays["points"].copy()
+    arrays["points"][0, 0] = [3e9, -3e9]  # finite, beyond OpenCV's 32-bit coordinates
+    np.savez(tmp_path / "far.npz", **arrays)
+    assert main(["show", str(tmp_path / "far.npz"), "--frame", str(int(arrays["frame_index"][0])),
+                 "-o", str(tmp_path / "far.png")]) == 0
+    assert (tmp_path / "far.png").stat().st_size > 0
 
 
 def test_a_truncated_or_foreign_output_is_extracted_again(tmp_path, face_video, capsys):

@@ -151,6 +151,20 @@ def test_a_path_that_is_not_utf8_is_one_line_not_a_crash(tmp_path, name):
         read_frames(tmp_path / os.fsdecode(name), [0]) if name.endswith(b".avi") else read_image(tmp_path / os.fsdecode(name))
 
 
+def test_a_video_whose_header_gives_an_absurd_frame_rate_has_an_unknown_rate(tmp_path):
+    # a rate of 4e9 frames/s would stretch every time-based window (the apex smoothing) absurdly
+    import math
+    import struct
+
+    _write_video(tmp_path / "clip.avi", 3, "MJPG")
+    data = bytearray((tmp_path / "clip.avi").read_bytes())
+    struct.pack_into("<II", data, data.find(b"strh") + 28, 1, 4_000_000_000)  # dwScale, dwRate
+    (tmp_path / "absurd.avi").write_bytes(bytes(data))
+    assert open_frames(tmp_path / "clip.avi").fps == 25.0
+    assert math.isnan(open_frames(tmp_path / "absurd.avi").fps)
+    assert len(open_frames(tmp_path / "absurd.avi")) == 3
+
+
 def test_not_a_video_suffix(tmp_path):
     path = tmp_path / "table.csv"
     path.write_text("a,b")

@@ -536,3 +536,13 @@ def test_an_out_holding_another_run_is_refused_before_any_extraction(trained_run
     assert status == 2
     assert "the run directory holds a different run (differs in epochs, settings)" in capsys.readouterr().err
     assert not any(path.is_file() for path in cache.rglob("*"))
+
+
+@pytest.mark.parametrize("name", ["prediction.json", "relations.png"])
+def test_predict_refuses_a_folder_where_an_output_goes_before_any_work(tiny_root, tmp_path, capsys, name):
+    # found before the tracking and the model run (the checkpoint is not even read), nothing written
+    clip = next(p for p in sorted(tiny_root.glob("sub*/*")) if p.is_dir())
+    (tmp_path / "p" / name).mkdir(parents=True)
+    assert main(["predict", str(clip), "--checkpoint", str(tmp_path / "no.pt"), "-o", str(tmp_path / "p"), "--quiet"]) == 2
+    assert f"{tmp_path / 'p' / name}: is a folder, where predict writes its {name}" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "p").iterdir()] == [name]
