@@ -200,6 +200,9 @@ class FrameSource:
     #: A video may decode at most this many frames fewer than its container announces (counts in
     #: some containers are estimates); a larger shortfall means a truncated or corrupt file.
     COUNT_TOLERANCE = 1
+    #: Consecutive frames whose timestamps lie further apart than this many frame durations have
+    #: a frame missing between them (a variable frame rate varies far less).
+    GAP_TOLERANCE = 1.5
 
     def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
         self.path = Path(path)
@@ -262,11 +265,22 @@ class FrameSource:
     def _iter_video(self) -> Iterator[tuple[int, np.ndarray]]:
         capture = self._open_capture()
         try:
-            number = 0
+            # a frame the container drops (an empty chunk) is skipped by the decoder: every later
+            # frame would be renumbered silently; its timestamps show the gap
+            rate = capture.get(cv2.CAP_PROP_FPS)
+            duration = 1000.0 / rate if 0 < rate <= MAX_FPS else math.nan
+            number, previous = 0, None
             while True:
                 ok, image = capture.read()
                 if not ok:
                     break
+                stamp = capture.get(cv2.CAP_PROP_POS_MSEC)
+                if previous is not None and stamp - previous > self.GAP_TOLERANCE * duration:
+                    raise LandmarksError(
+                        f"{self.path}: a frame is missing after frame {number - 1} (the timestamps jump "
+                        f"{stamp - previous:.0f} ms at {rate:g} frames/s), so the later frames would be "
+                        "renumbered: re-encode the video")
+                previous = stamp
                 yield number, image
                 number += 1
         finally:

@@ -165,6 +165,33 @@ def test_a_video_whose_header_gives_an_absurd_frame_rate_has_an_unknown_rate(tmp
     assert len(open_frames(tmp_path / "absurd.avi")) == 3
 
 
+def test_a_frame_the_video_drops_is_an_error_not_a_renumbering(tmp_path):
+    # an AVI whose 5th frame chunk is empty (a "dropped frame"): the decoder skips it, and every
+    # later frame would silently take its predecessor's number
+    import struct
+
+    _write_video(tmp_path / "clip.avi", 10, "MJPG")
+    data = (tmp_path / "clip.avi").read_bytes()
+    movi, index = data.find(b"movi") + 4, data.find(b"idx1")
+    chunks, at = [], movi
+    while at < index:
+        size = struct.unpack_from("<I", data, at + 4)[0]
+        chunks.append(data[at + 8:at + 8 + size])
+        at += 8 + size + (size & 1)
+    chunks[4] = b""
+    body, entries, offset = b"", b"", 4
+    for payload in chunks:
+        entries += b"00dc" + struct.pack("<III", 0x10, offset, len(payload))
+        chunk = b"00dc" + struct.pack("<I", len(payload)) + payload + b"\0" * (len(payload) & 1)
+        body, offset = body + chunk, offset + len(chunk)
+    riff = (b"AVI " + data[12:data.find(b"movi") - 8] + b"LIST" + struct.pack("<I", 4 + len(body)) + b"movi" + body
+            + b"idx1" + struct.pack("<I", len(entries)) + entries)
+    (tmp_path / "dropped.avi").write_bytes(b"RIFF" + struct.pack("<I", len(riff)) + riff)
+    assert len(list(open_frames(tmp_path / "clip.avi"))) == 10
+    with pytest.raises(LandmarksError, match=r"dropped.avi: a frame is missing after frame 3 \(the timestamps jump 80 ms"):
+        list(open_frames(tmp_path / "dropped.avi"))
+
+
 def test_not_a_video_suffix(tmp_path):
     path = tmp_path / "table.csv"
     path.write_text("a,b")
