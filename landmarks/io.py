@@ -314,7 +314,9 @@ def read_frames(path: str | os.PathLike, positions: Sequence[int],
     source = open_frames(path)
     positions = [int(position) for position in positions]
     for position in positions:
-        if not 0 <= position < len(source):
+        # a video's header may under-count its frames (the tracker reads them all): its range is
+        # known once it is decoded
+        if position < 0 or (not source.is_video and position >= len(source)):
             raise LandmarksError(f"{source.path}: frame position {position} is outside 0..{len(source) - 1}")
     if numbers is not None and not source.is_video:  # a video's frame number is its position
         for position, number in zip(positions, numbers, strict=True):
@@ -325,13 +327,14 @@ def read_frames(path: str | os.PathLike, positions: Sequence[int],
         return [decode_image(source.files[position]) for position in positions]
     wanted = set(positions)
     found: dict[int, np.ndarray] = {}
-    last = max(positions, default=-1)
+    last, decoded = max(positions, default=-1), 0
     for position, (_, image) in enumerate(source):
+        decoded = position + 1
         if position in wanted:
             found[position] = image
         if position >= last:
             break
     missing = wanted - found.keys()
-    if missing:
-        raise LandmarksError(f"{source.path}: frame {min(missing)} cannot be decoded (truncated or corrupt)")
+    if missing:  # the video ended (one cut short is an error of the iteration itself)
+        raise LandmarksError(f"{source.path}: frame position {min(missing)} is outside 0..{decoded - 1}")
     return [found[position] for position in positions]

@@ -192,6 +192,22 @@ def test_a_frame_the_video_drops_is_an_error_not_a_renumbering(tmp_path):
         list(open_frames(tmp_path / "dropped.avi"))
 
 
+def test_a_video_whose_header_under_counts_its_frames_reads_them_all(tmp_path):
+    # the tracker reads every frame the video holds; reading one back must not stop at the count
+    # the header announces (show and predict said "position 7 is outside 0..2")
+    import struct
+
+    _write_video(tmp_path / "clip.avi", 10, "MJPG")
+    data = bytearray((tmp_path / "clip.avi").read_bytes())
+    struct.pack_into("<I", data, data.find(b"avih") + 24, 3)  # dwTotalFrames
+    struct.pack_into("<I", data, data.find(b"strh") + 40, 3)  # the stream's dwLength
+    (tmp_path / "fewer.avi").write_bytes(bytes(data))
+    assert len(open_frames(tmp_path / "fewer.avi")) == 3
+    np.testing.assert_array_equal(read_frames(tmp_path / "fewer.avi", [7])[0], read_frames(tmp_path / "clip.avi", [7])[0])
+    with pytest.raises(LandmarksError, match=r"fewer.avi: frame position 12 is outside 0..9"):
+        read_frames(tmp_path / "fewer.avi", [12])
+
+
 def test_not_a_video_suffix(tmp_path):
     path = tmp_path / "table.csv"
     path.write_text("a,b")
