@@ -231,7 +231,9 @@ class FrameSource:
             if count <= 0:
                 raise LandmarksError(f"{self.path}: the video has no frames (corrupt or empty)")
             self._length = count
-            self.fps = float(fps) if fps is not None else (float(video_fps) if 0 < video_fps <= MAX_FPS else math.nan)
+            # the header's rate where it is plausible (NaN otherwise); the timestamps are read by it
+            self._header_fps = float(video_fps) if 0 < video_fps <= MAX_FPS else math.nan
+            self.fps = float(fps) if fps is not None else self._header_fps
         else:
             raise LandmarksError(f"{self.path}: no such file or folder")
 
@@ -267,8 +269,8 @@ class FrameSource:
         try:
             # a frame the container drops (an empty chunk) is skipped by the decoder: every later
             # frame would be renumbered silently; its timestamps show the gap
-            rate = capture.get(cv2.CAP_PROP_FPS)
-            duration = 1000.0 / rate if 0 < rate <= MAX_FPS else math.nan
+            rate = self._header_fps
+            duration = 1000.0 / rate  # NaN for an unknown rate: no gap is ever found
             number, previous = 0, None
             while True:
                 ok, image = capture.read()

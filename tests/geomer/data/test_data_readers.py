@@ -113,10 +113,15 @@ def test_a_clip_folder_linked_to_another_subjects_is_refused(tmp_path):
         read_dataset("casme2", root)
 
 
-def test_two_columns_giving_one_field_are_refused(tmp_path):
+def _casme2_and_its_sheet(tmp_path):
+    """A CASME II root, its label sheet's path and the sheet as a table."""
     root = write_casme2(tmp_path / "c2")
     sheet = next(root.glob("CASME2-coding-*"))
-    table = pd.read_excel(sheet)
+    return root, sheet, pd.read_excel(sheet)
+
+
+def test_two_columns_giving_one_field_are_refused(tmp_path):
+    root, sheet, table = _casme2_and_its_sheet(tmp_path)
     table["Emotion"] = "surprise"  # beside "Estimated Emotion": which one labels the clips?
     table.to_excel(sheet, index=False)
     with pytest.raises(GeomerError, match=r"row 1: columns 'Estimated Emotion' and 'Emotion' both give 'emotion'; keep one"):
@@ -124,9 +129,7 @@ def test_two_columns_giving_one_field_are_refused(tmp_path):
 
 
 def test_csv_row_numbers_count_blank_lines(tmp_path):
-    root = write_casme2(tmp_path / "c2")
-    sheet = next(root.glob("CASME2-coding-*"))
-    table = pd.read_excel(sheet)
+    root, sheet, table = _casme2_and_its_sheet(tmp_path)
     sheet.unlink()
     table.loc[1, "Estimated Emotion"] = "joy"
     text = table.to_csv(index=False).splitlines()  # the header, then two blank lines before the rows
