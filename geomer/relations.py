@@ -735,12 +735,80 @@ def agreement_ceiling(relevance: np.ndarray) -> float:
     return float(stats.spearmanr(off_diagonal(readout).ravel(), off_diagonal(relevance).ravel()).statistic)
 
 
+#: Resamples of :func:`subject_bootstrap_interval` (its percentiles move by about 0.005 between
+#: seeds of the resampling at this size).
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def subject_bootstrap_interval(sample_relations: np.ndarray, row_class: np.ndarray, subjects: np.ndarray,
+                               relevance: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES,
+                               level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the agreement between the class means of per-clip
+    relations and ``relevance`` (Spearman over the off-diagonal entries of all classes, as
+    :func:`ground_truth_agreement`), resampling the test SUBJECTS with replacement.
+
+    Subjects are the independent unit of a LOSO evaluation: a subject's clips (of every training
+    seed of the run) are drawn together, and the class means are taken over the drawn clips. The
+    interval says how far the figure would move with other subjects from the same source; it
+    does not cover the variation between training seeds beyond what the pooled seeds show, nor a
+    change of the generator's settings. A resample in which a class has no clip leaves that class
+    out (its entries are not compared); one whose relations are constant gives no value.
+
+    Shapes: sample_relations [n, K, K]; row_class [n] int, the row's index into ``relevance``'s
+    classes (-1: a row left out); subjects [n] (any hashable keys); relevance [C, K, K] →
+    (low, high), NaN where no resample gives a value.
+    """
+    sample_relations = np.asarray(sample_relations, np.float64)
+    row_class = np.asarray(row_class, np.int64)
+    keep = row_class >= 0
+    if not keep.any():
+        return float("nan"), float("nan")
+    names, subject_index = np.unique(np.asarray(subjects, dtype=object)[keep].astype(str), return_inverse=True)
+    num_subjects, num_classes = len(names), len(relevance)
+    k = sample_relations.shape[-1]
+    sums = np.zeros((num_subjects, num_classes, k, k))
+    counts = np.zeros((num_subjects, num_classes))
+    np.add.at(sums, (subject_index, row_class[keep]), sample_relations[keep])
+    np.add.at(counts, (subject_index, row_class[keep]), 1.0)
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(num_subjects, np.full(num_subjects, 1.0 / num_subjects), size=int(resamples))  # [R, S]
+    class_sums = np.einsum("rs,sckl->rckl", draws, sums)
+    class_counts = draws @ counts  # [R, C]
+    truth = off_diagonal(np.asarray(relevance, np.float64))  # [C, K(K-1)]
+    values = []
+    for totals, seen in zip(class_sums, class_counts):
+        present = seen > 0
+        means = off_diagonal(totals[present] / seen[present, None, None]).reshape(-1)
+        if is_constant(means):
+            continue
+        values.append(stats.spearmanr(means, truth[present].reshape(-1)).statistic)
+    if not values:
+        return float("nan"), float("nan")
+    tail = 100.0 * (1.0 - level) / 2.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def run_sample_relations(run: Run) -> dict[str, np.ndarray]:
+    """The per-clip relations [n, K, K] of each kind a run keeps per clip (``"intrinsic"``, and
+    ``"occlusion"`` where every finished fold has them), row i for ``run.predictions`` row i."""
+    found = {"intrinsic": run.sample_relations}
+    if run.sample_occlusion is not None:
+        found["occlusion"] = run.sample_occlusion
+    return found
+
+
 def ground_truth_agreement(kinds: Mapping[str, np.ndarray], classes: Sequence[str], truth: GroundTruth,
-                           *, permutations: int = 5040, seed: int = 0) -> pd.DataFrame:
+                           *, permutations: int = 5040, seed: int = 0, run: Run | None = None) -> pd.DataFrame:
     """Agreement of each kind of relations [C, K, K] (and the ground truth's own
     ``motion_relations``) with the relevance ground truth, over the off-diagonal entries of the
-    classes that every side has: one row per kind (relation, spearman, p_value, classes);
-    ``attrs["ceiling"]``: :func:`agreement_ceiling` over the same classes."""
+    classes that every side has: one row per kind (relation, spearman, p_value, low, high,
+    classes); ``attrs["ceiling"]``: :func:`agreement_ceiling` over the same classes.
+
+    ``low``, ``high``: with ``run`` (the run the kinds come from), the 95 % subject-bootstrap
+    interval (:func:`subject_bootstrap_interval`) of each kind the run keeps per clip
+    (:func:`run_sample_relations`); NaN for the others (the input-only baseline and
+    ``motion_relations`` are read from the whole dataset, not per test clip)."""
     missing = [c for c in classes if c not in truth.classes]
     if missing:
         raise GeomerError(f"{truth.path}: no class {missing[0]!r}")
@@ -750,11 +818,19 @@ def ground_truth_agreement(kinds: Mapping[str, np.ndarray], classes: Sequence[st
     if truth.motion_relations is not None:
         sides["motion_relations (ground truth)"] = truth.motion_relations[order]
     present = np.all([np.isfinite(m).all(axis=(-2, -1)) for m in sides.values()], axis=0)
+    per_clip, row_class, subjects = {}, None, None
+    if run is not None:
+        per_clip = run_sample_relations(run)
+        compared = {name: i for i, name in enumerate(np.asarray(classes)[present])}
+        row_class = np.array([compared.get(name, -1) for name in run.predictions["true"]], dtype=np.int64)
+        subjects = run.predictions["subject"].to_numpy()
     rows = []
     for kind, matrices in sides.items():
         result = compare_relations(matrices[present], relevance[present], permutations=permutations, seed=seed)
+        low, high = (subject_bootstrap_interval(per_clip[kind], row_class, subjects, relevance[present])
+                     if kind in per_clip else (float("nan"), float("nan")))
         rows.append({"relation": kind, "spearman": result.spearman, "p_value": result.p_value,
-                     "classes": int(present.sum())})
-    table = pd.DataFrame(rows, columns=["relation", "spearman", "p_value", "classes"])
+                     "low": low, "high": high, "classes": int(present.sum())})
+    table = pd.DataFrame(rows, columns=["relation", "spearman", "p_value", "low", "high", "classes"])
     table.attrs["ceiling"] = agreement_ceiling(relevance[present])
     return table

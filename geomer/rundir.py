@@ -615,6 +615,8 @@ class Run:
             true, predicted, prob_<class>…, plus ``seed`` and ``fold``); ``true`` and
             ``predicted`` are class NAMES.
         sample_relations: [n, K, K] float32, row i belongs to ``predictions`` row i.
+        sample_occlusion: [n, K, K] float32, the occlusion relations of the same rows, or None
+            when a finished fold has none (a run from before they existed).
         class_relations: [C, K, K] float32, class-averaged (the run's ``relations.npy``); all NaN
             for a class no test clip belongs to.
         unfinished: ``seed-<s>/<fold>`` of every fold the config names that has no predictions yet
@@ -629,6 +631,7 @@ class Run:
     predictions: pd.DataFrame
     sample_relations: np.ndarray
     class_relations: np.ndarray
+    sample_occlusion: np.ndarray | None = None
     metrics: dict | None = None
     history_files: tuple[str, ...] = field(default_factory=tuple)
     unfinished: tuple[str, ...] = ()
@@ -684,6 +687,7 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
 
     frames: list[pd.DataFrame] = []
     relations: list[np.ndarray] = []
+    occlusion: list[np.ndarray | None] = []
     histories: list[str] = []  # a finished fold's, verified by read_results (an unfinished one's may be partial)
     unfinished: list[str] = []
     tested: dict[str, set[str]] = {}  # per seed
@@ -691,12 +695,13 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
         if not fold.has_predictions():
             unfinished.append(f"{SEED_PREFIX}{fold.seed}/{fold.name}")
             continue  # a fold not finished yet
-        frame, fold_relations, _ = fold.read_results(classes, components, occlusion=False)
+        frame, fold_relations, fold_occlusion = fold.read_results(classes, components)
         fold.check_tested_once(frame, tested.setdefault(str(fold.seed), set()))
         frame["seed"] = str(fold.seed)
         frame["fold"] = fold.name
         frames.append(frame)
         relations.append(fold_relations)
+        occlusion.append(fold_occlusion)
         if fold.history_path.exists():
             histories.append(str(fold.history_path))
 
@@ -732,6 +737,8 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
         predictions=predictions,
         sample_relations=sample_relations,
         class_relations=class_relations,
+        sample_occlusion=(np.concatenate(occlusion).astype(np.float32)
+                          if occlusion and all(o is not None for o in occlusion) else None),
         metrics=run_dir.read_metrics(),
         history_files=tuple(histories),
         unfinished=tuple(unfinished),

@@ -108,12 +108,16 @@ def relation_agreement_line(run) -> str | None:
                                  for name, value in per_class.items()))
     truth = synthetic_ground_truth(run)
     if truth is not None:
-        table = ground_truth_agreement(kinds, classes, truth)
+        table = ground_truth_agreement(kinds, classes, truth, run=run)
+
+        def interval(row) -> str:
+            return "" if math.isnan(row.low) else f" [{row.low:.3f}, {row.high:.3f}]"
+
         # classes without clips are left out there, so a NaN row can only be a constant side
         lines.append("relations vs the relevance ground truth (Spearman over off-diagonal entries of all "
-                     "classes; permutation p): "
+                     "classes [95 % interval, test subjects resampled]; permutation p): "
                      + ", ".join(f"{row.relation} n/a (uniform relations)" if math.isnan(row.spearman)
-                                 else f"{row.relation} {row.spearman:.3f} (p = {row.p_value:.2g})"
+                                 else f"{row.relation} {row.spearman:.3f}{interval(row)} (p = {row.p_value:.2g})"
                                  for row in table.itertuples())
                      + "; a read-out without ties among the irrelevant pairs reaches at most "
                      + f"{table.attrs['ceiling']:.3f}")

@@ -26,6 +26,7 @@ from geomer.relations import (
     off_diagonal,
     run_labels,
     run_relations_by,
+    subject_bootstrap_interval,
 )
 
 # off-diagonal entries (row-major) of A are 1..6; of B they are 2,1,4,3,6,5
@@ -158,6 +159,58 @@ def test_agreement_ceiling_is_what_a_tie_free_readout_can_reach():
                         relations=np.stack([relevance[0], dense]))
     table = ground_truth_agreement({"model": np.stack([relevance[0], np.full((3, 3), np.nan)])}, ["a", "b"], truth)
     assert table.attrs["ceiling"] == pytest.approx(math.sqrt(3) / 2) and table["classes"].tolist() == [1]
+
+
+def _two_subject_clips(relevance: np.ndarray, per_class: int, seed: int = 0):
+    """Subject "agrees": per-clip relations = relevance + noise; subject "reverses": the relevance
+    order turned around. Shapes: relevance [C, K, K] → relations [n, K, K], row_class [n], subjects [n]."""
+    rng = np.random.default_rng(seed)
+    relations, row_class, subjects = [], [], []
+    for subject, sign in (("agrees", 1.0), ("reverses", -1.0)):
+        for c, matrix in enumerate(relevance):
+            for _ in range(per_class):
+                noise = rng.normal(0, 0.01, matrix.shape)
+                relations.append(sign * matrix + noise + noise.T)
+                row_class.append(c)
+                subjects.append(subject)
+    return np.stack(relations), np.array(row_class), np.array(subjects)
+
+
+def test_the_bootstrap_interval_resamples_subjects_not_clips():
+    rng = np.random.default_rng(1)
+    relevance = rng.random((3, 5, 5))
+    relevance = relevance + relevance.transpose(0, 2, 1)
+    relations, row_class, subjects = _two_subject_clips(relevance, per_class=30)
+    low, high = subject_bootstrap_interval(relations, row_class, subjects, relevance, resamples=400)
+    # the two subjects' clips are drawn together: a resample of "agrees" twice agrees almost
+    # perfectly, one of "reverses" twice disagrees; resampling the 180 clips one by one would keep
+    # both subjects in every resample and give a narrow interval around the pooled value
+    assert low < -0.9 and high > 0.9
+    # one subject: the interval is narrow and holds the figure of the clips' class means
+    agrees = subjects == "agrees"
+    low, high = subject_bootstrap_interval(relations[agrees], row_class[agrees], subjects[agrees], relevance)
+    assert 0.95 < low <= high <= 1.0
+    # rows left out (-1) do not count, and with none left the interval is undefined
+    assert all(math.isnan(v) for v in subject_bootstrap_interval(relations, np.full(len(row_class), -1),
+                                                                 subjects, relevance))
+
+
+def test_the_bootstrap_interval_holds_the_figure_of_many_similar_subjects():
+    rng = np.random.default_rng(2)
+    relevance = rng.random((2, 5, 5))
+    relevance = relevance + relevance.transpose(0, 2, 1)
+    relations, row_class, subjects = [], [], []
+    for subject in range(12):  # each subject's clips: the relevance plus noise of its own
+        for c, matrix in enumerate(relevance):
+            noise = rng.normal(0, 0.4, matrix.shape)
+            relations.append(matrix + noise + noise.T)
+            row_class.append(c)
+            subjects.append(f"s{subject}")
+    relations, row_class = np.stack(relations), np.array(row_class)
+    means = np.stack([relations[row_class == c].mean(0) for c in range(2)])
+    figure = compare_relations(means, relevance).spearman
+    low, high = subject_bootstrap_interval(relations, row_class, np.array(subjects), relevance)
+    assert low < figure < high and 0.05 < high - low < 0.8
 
 
 def test_agreement_table_refuses_disjoint_classes():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -41,6 +42,10 @@ def test_run_writes_occlusion_relations_and_the_baseline(tmp_path):
     assert "faithfulness (intrinsic vs occlusion relations" in line and all(f" {name} " in line for name in "abc")
     # beside the agreement with the ground truth, how high a tie-free read-out can go on it
     assert "relations vs the relevance ground truth" in line and "input-only baseline" in line
+    # each kind kept per test clip comes with its subject-bootstrap interval, the baseline without
+    assert re.search(r"occlusion -?[0-9.]+ \[-?[0-9.]+, -?[0-9.]+\] \(p = ", line)
+    assert re.search(r"intrinsic -?[0-9.]+ \[-?[0-9.]+, -?[0-9.]+\] \(p = ", line)
+    assert re.search(r"input-only baseline -?[0-9.]+ \(p = ", line)
     assert line.rstrip().endswith(f"reaches at most {agreement_ceiling(planted_relevance()):.3f}")
 
 
