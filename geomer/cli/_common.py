@@ -39,6 +39,9 @@ def format_table(metrics: dict[str, Any]) -> str:
         f"{'':<16}{'UF1':>20}{'UAR':>20}{'acc':>20}",
         f"{'pooled':<16}" + "".join(_pm(metrics[n], metrics[f"{n}_std"]) for n in HEADLINE),
     ]
+    if all(metrics.get(f"{n}_interval") for n in HEADLINE):  # absent from runs pooled before 0.2.18
+        lines.append(f"{'95 % interval':<16}" + "".join(_interval(metrics[f"{n}_interval"]) for n in HEADLINE)
+                     + "  (test subjects resampled)")
     for dataset, part in metrics.get("per_dataset", {}).items():
         if len(metrics["per_dataset"]) > 1:
             lines.append(f"{dataset:<16}" + "".join(_pm(part[n], part[f"{n}_std"]) for n in HEADLINE))
@@ -50,6 +53,11 @@ def format_table(metrics: dict[str, Any]) -> str:
             + _pm(values["recall"]["mean"], values["recall"]["std"])
         )
     return "\n".join(lines)
+
+
+def _interval(bounds: list) -> str:
+    low, high = bounds
+    return f"{'n/a':>20}" if low is None or high is None else f"[{low:.4f}, {high:.4f}]".rjust(20)
 
 
 def _pm(mean: float | None, std: float | None) -> str:

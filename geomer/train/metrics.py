@@ -10,6 +10,10 @@ Conventions (the ones MEGC and scikit-learn's ``zero_division=0`` give on full l
   predictions of the evaluated set has no F1 and is left out of the macro mean (this only happens
   for per-dataset parts, e.g. a dataset without one of the composite's classes).
 - Recall of a class is ``TP / (TP + FN)``; classes without support are left out of UAR.
+
+How sure a headline is: :func:`subject_bootstrap_intervals` resamples the TEST SUBJECTS (the
+independent unit of LOSO) with replacement and recomputes the pooled figures on the drawn
+subjects' predictions; its percentile interval is written beside the mean ± std over seeds.
 """
 
 from __future__ import annotations
@@ -115,3 +119,64 @@ def _nanmean(values: np.ndarray) -> float:
 
 def _json_float(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
+
+
+#: Resamples of :func:`subject_bootstrap_intervals` (its percentiles move by about 0.002 between
+#: seeds of the resampling on the composite's 68 subjects).
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def headline_of_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
+    """UF1, UAR and accuracy of stacked confusion matrices, with :func:`classification_metrics`'
+    conventions (a class neither true nor predicted has no F1; one without support no recall).
+
+    Shapes: confusions [..., C, C] (rows true) → each value [...] (NaN where undefined).
+    """
+    confusions = np.asarray(confusions, dtype=np.float64)
+    tp = np.diagonal(confusions, axis1=-2, axis2=-1)
+    support, predicted = confusions.sum(axis=-1), confusions.sum(axis=-2)
+    count = support.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(support + predicted > 0, 2 * tp / (support + predicted), np.nan)
+        recall = np.where(support > 0, tp / support, np.nan)
+        # all-NaN rows (nothing drawn) stay NaN without a warning
+        uf1 = np.where(np.isnan(f1).all(-1), np.nan, np.nansum(f1, -1) / np.maximum((~np.isnan(f1)).sum(-1), 1))
+        uar = np.where(np.isnan(recall).all(-1), np.nan,
+                       np.nansum(recall, -1) / np.maximum((~np.isnan(recall)).sum(-1), 1))
+        acc = np.where(count > 0, tp.sum(axis=-1) / count, np.nan)
+    return {"uf1": uf1, "uar": uar, "acc": acc}
+
+
+def subject_bootstrap_intervals(seeds: list[dict[str, np.ndarray]], num_classes: int, *,
+                                resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95,
+                                seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of the mean over seeds of the pooled UF1, UAR and accuracy,
+    resampling the test subjects with replacement.
+
+    A subject's predictions of every seed are drawn together; in each resample, every seed's
+    figure is computed on the drawn subjects' pooled predictions (a subject drawn twice counts
+    twice) and the seeds' figures are averaged, as the headline is. The interval says how far the
+    headline would move with other subjects from the same source; it does not cover another
+    preprocessing or another dataset.
+
+    Shapes: ``seeds``: per seed ``{"true": [n] int, "predicted": [n] int, "subject": [n]}`` →
+    ``{"uf1": (low, high), "uar": …, "acc": …}`` (NaN where undefined).
+    """
+    names = sorted({str(s) for pooled in seeds for s in pooled["subject"]})
+    index = {name: i for i, name in enumerate(names)}
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(len(names), np.full(len(names), 1.0 / len(names)), size=int(resamples))  # [R, S]
+    figures = []
+    for pooled in seeds:
+        subjects = np.array([index[str(s)] for s in pooled["subject"]], dtype=np.int64)
+        per_subject = np.zeros((len(names), num_classes, num_classes))
+        np.add.at(per_subject, (subjects, np.asarray(pooled["true"]), np.asarray(pooled["predicted"])), 1.0)
+        figures.append(headline_of_confusions(np.einsum("rs,scd->rcd", draws, per_subject)))
+    tail = 100.0 * (1.0 - level) / 2.0
+    intervals = {}
+    for name in ("uf1", "uar", "acc"):
+        values = np.mean([f[name] for f in figures], axis=0)  # [R]
+        values = values[np.isfinite(values)]
+        intervals[name] = (tuple(float(v) for v in np.percentile(values, [tail, 100.0 - tail]))
+                           if values.size else (float("nan"), float("nan")))
+    return intervals

@@ -17,7 +17,7 @@ import numpy as np
 
 from geomer.errors import GeomerError
 from geomer.rundir import SEED_PREFIX, RunDir, check_subject_datasets, class_averaged_relations, read_json_object
-from geomer.train.metrics import classification_metrics, mean_std
+from geomer.train.metrics import BOOTSTRAP_RESAMPLES, classification_metrics, mean_std, subject_bootstrap_intervals
 from geomer.version import __version__
 
 HEADLINE = ("uf1", "uar", "acc")
@@ -60,6 +60,7 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
                 "true": true,
                 "predicted": frame["predicted"].map(index).to_numpy(dtype=np.int64),
                 "dataset": frame["dataset"].astype(str).to_numpy(dtype=object),
+                "subject": frame["subject"].astype(str).to_numpy(dtype=object),
             })
         pooled = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
         expected = config.get("num_samples")
@@ -89,6 +90,11 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
     for name in HEADLINE:
         mean, std = mean_std([per_seed[s][name] for s in per_seed])
         metrics[name], metrics[f"{name}_std"] = mean, std
+    intervals = subject_bootstrap_intervals(list(pooled_by_seed.values()), len(class_names))
+    for name in HEADLINE:
+        metrics[f"{name}_interval"] = list(intervals[name])
+    metrics["interval"] = (f"95 % percentile bootstrap over the test subjects ({BOOTSTRAP_RESAMPLES} resamples; "
+                           "a subject's predictions of every seed drawn together)")
     metrics["per_class"] = {
         name: {
             measure: _nan_mean_std([per_seed[s]["per_class"][name][measure] for s in per_seed])

@@ -9,7 +9,9 @@ import shutil
 import numpy as np
 import pytest
 
-from geomer.train.metrics import classification_metrics, confusion_matrix, mean_std
+from geomer.train.metrics import (
+    classification_metrics, confusion_matrix, headline_of_confusions, mean_std, subject_bootstrap_intervals,
+)
 from geomer.train.pool import pool_run
 from geomer.version import __version__
 
@@ -98,12 +100,47 @@ def test_pooled_metric_is_reported_not_the_mean_of_folds(tmp_path):
     assert metrics["uf1"] != pytest.approx(fold_mean)
     assert metrics["confusion"] == [[5, 0], [1, 0]]
     assert metrics["leaky"] is False
+    # the interval of the headline: s1's clips are all right, s2 has one wrong of two
+    assert metrics["uf1_interval"][0] < metrics["uf1"] < metrics["uf1_interval"][1] and metrics["acc_interval"][1] == 1.0
+    assert "test subjects" in metrics["interval"]
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written["uf1"] == pytest.approx(5 / 11)
     assert written["per_seed"]["0"]["uf1"] == pytest.approx(5 / 11)
     relations = np.load(tmp_path / "run" / "relations.npy")
     assert relations.shape == (2, 2, 2)
     np.testing.assert_allclose(relations[0], np.eye(2))
+
+
+def test_the_headline_of_confusions_follows_the_pooled_conventions():
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # with classes that are absent, never predicted or both
+        true, predicted = rng.integers(0, 3, 12), rng.integers(0, 4, 12) % 3
+        true[true == 2] = rng.integers(0, 2)
+        expected = classification_metrics(true, predicted, 3)
+        got = headline_of_confusions(confusion_matrix(true, predicted, 3))
+        assert [float(got[n]) for n in ("uf1", "uar", "acc")] == pytest.approx([expected.uf1, expected.uar, expected.acc])
+    assert np.isnan(headline_of_confusions(np.zeros((3, 3)))["uf1"])
+
+
+def test_the_headline_interval_resamples_subjects_not_clips():
+    # subject s1's 40 clips are all right, s2's 40 all wrong: a resample draws each subject 0, 1
+    # or 2 times, so UF1 ranges from 0 to 1; resampling the 80 clips one by one would keep about
+    # half of them right in every resample and give a narrow interval around 0.5
+    true = np.array([0, 1] * 40)
+    predicted = np.concatenate([true[:40], 1 - true[40:]])
+    subjects = np.array(["s1"] * 40 + ["s2"] * 40)
+    intervals = subject_bootstrap_intervals([{"true": true, "predicted": predicted, "subject": subjects}], 2)
+    assert intervals["acc"] == (0.0, 1.0) and intervals["uf1"][1] == 1.0 and intervals["uf1"][0] < 0.1
+    # many similar subjects: a narrow interval around the pooled figure, per seed and over seeds
+    rng = np.random.default_rng(1)
+    seeds = []
+    for _ in range(3):
+        true = rng.integers(0, 3, 600)
+        predicted = np.where(rng.random(600) < 0.8, true, rng.integers(0, 3, 600))
+        seeds.append({"true": true, "predicted": predicted, "subject": np.repeat([f"s{i}" for i in range(60)], 10)})
+    headline = np.mean([classification_metrics(s["true"], s["predicted"], 3).uf1 for s in seeds])
+    low, high = subject_bootstrap_intervals(seeds, 3)["uf1"]
+    assert low < headline < high and high - low < 0.1
 
 
 def test_each_dataset_is_pooled_over_its_own_clips(tmp_path):
