@@ -47,6 +47,10 @@ def test_run_writes_occlusion_relations_and_the_baseline(tmp_path):
     assert re.search(r"intrinsic -?[0-9.]+ \[-?[0-9.]+, -?[0-9.]+\] \(p = ", line)
     assert re.search(r"input-only baseline -?[0-9.]+ \(p = ", line)
     assert line.rstrip().endswith(f"reaches at most {agreement_ceiling(planted_relevance()):.3f}")
+    # a fold without per-clip occlusion relations (trained before they existed): no interval for them
+    next(iter(run_dir.folds())).relations_path("occlusion_relations").unlink()
+    assert load_run(run_dir).sample_occlusion is None
+    assert not re.search(r"occlusion -?[0-9.]+ \[", relation_agreement_line(load_run(run_dir)))
 
 
 def test_a_damaged_baseline_fails_pooling_before_metrics_are_rewritten(tmp_path):
