@@ -735,20 +735,14 @@ def agreement_ceiling(relevance: np.ndarray) -> float:
     return float(stats.spearmanr(off_diagonal(readout).ravel(), off_diagonal(relevance).ravel()).statistic)
 
 
-#: Resamples of :func:`subject_bootstrap_interval` (its percentiles move by about 0.005 between
-#: seeds of the resampling at this size).
-BOOTSTRAP_RESAMPLES = 2000
-
-
 def subject_bootstrap_interval(sample_relations: np.ndarray, row_class: np.ndarray, subjects: np.ndarray,
-                               relevance: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES,
-                               level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+                               relevance: np.ndarray, *, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of the agreement between the class means of per-clip
     relations and ``relevance`` (Spearman over the off-diagonal entries of all classes, as
     :func:`ground_truth_agreement`), resampling the test SUBJECTS with replacement.
 
-    Subjects are the independent unit of a LOSO evaluation: a subject's clips (of every training
-    seed of the run) are drawn together, and the class means are taken over the drawn clips. The
+    The draws are those of :func:`geomer.train.metrics.subject_resamples` (a subject's clips of
+    every training seed of the run together); the class means are taken over the drawn clips. The
     interval says how far the figure would move with other subjects from the same source; it
     does not cover the variation between training seeds beyond what the pooled seeds show, nor a
     change of the generator's settings. A resample in which a class has no clip leaves that class
@@ -758,20 +752,19 @@ def subject_bootstrap_interval(sample_relations: np.ndarray, row_class: np.ndarr
     classes (-1: a row left out); subjects [n] (any hashable keys); relevance [C, K, K] →
     (low, high), NaN where no resample gives a value.
     """
+    from geomer.train.metrics import percentile_interval, subject_resamples
+
     sample_relations = np.asarray(sample_relations, np.float64)
     row_class = np.asarray(row_class, np.int64)
     keep = row_class >= 0
     if not keep.any():
         return float("nan"), float("nan")
-    names, subject_index = np.unique(np.asarray(subjects, dtype=object)[keep].astype(str), return_inverse=True)
-    num_subjects, num_classes = len(names), len(relevance)
+    subject_index, draws = subject_resamples(np.asarray(subjects, dtype=object)[keep])
     k = sample_relations.shape[-1]
-    sums = np.zeros((num_subjects, num_classes, k, k))
-    counts = np.zeros((num_subjects, num_classes))
+    sums = np.zeros((draws.shape[1], len(relevance), k, k))
+    counts = np.zeros((draws.shape[1], len(relevance)))
     np.add.at(sums, (subject_index, row_class[keep]), sample_relations[keep])
     np.add.at(counts, (subject_index, row_class[keep]), 1.0)
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(num_subjects, np.full(num_subjects, 1.0 / num_subjects), size=int(resamples))  # [R, S]
     class_sums = np.einsum("rs,sckl->rckl", draws, sums)
     class_counts = draws @ counts  # [R, C]
     truth = off_diagonal(np.asarray(relevance, np.float64))  # [C, K(K-1)]
@@ -779,14 +772,9 @@ def subject_bootstrap_interval(sample_relations: np.ndarray, row_class: np.ndarr
     for totals, seen in zip(class_sums, class_counts):
         present = seen > 0
         means = off_diagonal(totals[present] / seen[present, None, None]).reshape(-1)
-        if is_constant(means):
-            continue
-        values.append(stats.spearmanr(means, truth[present].reshape(-1)).statistic)
-    if not values:
-        return float("nan"), float("nan")
-    tail = 100.0 * (1.0 - level) / 2.0
-    low, high = np.percentile(values, [tail, 100.0 - tail])
-    return float(low), float(high)
+        if not is_constant(means):
+            values.append(stats.spearmanr(means, truth[present].reshape(-1)).statistic)
+    return percentile_interval(values, level)
 
 
 def run_sample_relations(run: Run) -> dict[str, np.ndarray]:

@@ -121,9 +121,34 @@ def _json_float(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-#: Resamples of :func:`subject_bootstrap_intervals` (its percentiles move by about 0.002 between
-#: seeds of the resampling on the composite's 68 subjects).
+#: Resamples of every subject bootstrap (:func:`subject_resamples`); its percentiles move by
+#: about 0.002 between seeds of the resampling on the composite's 68 subjects.
 BOOTSTRAP_RESAMPLES = 2000
+
+
+def subject_resamples(subjects, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The draws of a subject bootstrap: test subjects drawn with replacement, as many as there
+    are, ``resamples`` times (subjects are the independent unit of LOSO; a subject's rows go
+    together).
+
+    Shapes: subjects [n] (any keys) → each row's subject index [n] int (subjects in sorted
+    order), how often each resample draws each subject [R, S] int.
+    """
+    names, index = np.unique(np.asarray([str(s) for s in subjects], dtype=object).astype(str), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(len(names), np.full(len(names), 1.0 / len(names)), size=int(resamples))
+    return index.astype(np.int64), draws
+
+
+def percentile_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of the finite ``values`` (NaN, NaN without any)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return float("nan"), float("nan")
+    tail = 100.0 * (1.0 - level) / 2.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)
 
 
 def headline_of_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
@@ -139,19 +164,22 @@ def headline_of_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(support + predicted > 0, 2 * tp / (support + predicted), np.nan)
         recall = np.where(support > 0, tp / support, np.nan)
-        # all-NaN rows (nothing drawn) stay NaN without a warning
-        uf1 = np.where(np.isnan(f1).all(-1), np.nan, np.nansum(f1, -1) / np.maximum((~np.isnan(f1)).sum(-1), 1))
-        uar = np.where(np.isnan(recall).all(-1), np.nan,
-                       np.nansum(recall, -1) / np.maximum((~np.isnan(recall)).sum(-1), 1))
         acc = np.where(count > 0, tp.sum(axis=-1) / count, np.nan)
-    return {"uf1": uf1, "uar": uar, "acc": acc}
+    return {"uf1": _nanmean_last(f1), "uar": _nanmean_last(recall), "acc": acc}
 
 
-def subject_bootstrap_intervals(seeds: list[dict[str, np.ndarray]], num_classes: int, *,
-                                resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95,
-                                seed: int = 0) -> dict[str, tuple[float, float]]:
+def _nanmean_last(values: np.ndarray) -> np.ndarray:
+    """Mean over the last axis of the defined values; NaN where none is (without a warning)."""
+    defined = ~np.isnan(values)
+    total = np.where(defined, values, 0.0).sum(axis=-1)
+    counts = defined.sum(axis=-1)
+    return np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
+
+
+def subject_bootstrap_intervals(seeds: list[dict[str, np.ndarray]], num_classes: int,
+                                level: float = 0.95) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap interval of the mean over seeds of the pooled UF1, UAR and accuracy,
-    resampling the test subjects with replacement.
+    resampling the test subjects with replacement (:func:`subject_resamples`).
 
     A subject's predictions of every seed are drawn together; in each resample, every seed's
     figure is computed on the drawn subjects' pooled predictions (a subject drawn twice counts
@@ -162,21 +190,14 @@ def subject_bootstrap_intervals(seeds: list[dict[str, np.ndarray]], num_classes:
     Shapes: ``seeds``: per seed ``{"true": [n] int, "predicted": [n] int, "subject": [n]}`` →
     ``{"uf1": (low, high), "uar": …, "acc": …}`` (NaN where undefined).
     """
-    names = sorted({str(s) for pooled in seeds for s in pooled["subject"]})
-    index = {name: i for i, name in enumerate(names)}
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(len(names), np.full(len(names), 1.0 / len(names)), size=int(resamples))  # [R, S]
-    figures = []
+    rows = np.concatenate([np.asarray(pooled["subject"], dtype=object) for pooled in seeds])
+    subject_index, draws = subject_resamples(rows)
+    figures, start = [], 0
     for pooled in seeds:
-        subjects = np.array([index[str(s)] for s in pooled["subject"]], dtype=np.int64)
-        per_subject = np.zeros((len(names), num_classes, num_classes))
+        subjects = subject_index[start:start + len(pooled["subject"])]
+        start += len(pooled["subject"])
+        per_subject = np.zeros((draws.shape[1], num_classes, num_classes))
         np.add.at(per_subject, (subjects, np.asarray(pooled["true"]), np.asarray(pooled["predicted"])), 1.0)
         figures.append(headline_of_confusions(np.einsum("rs,scd->rcd", draws, per_subject)))
-    tail = 100.0 * (1.0 - level) / 2.0
-    intervals = {}
-    for name in ("uf1", "uar", "acc"):
-        values = np.mean([f[name] for f in figures], axis=0)  # [R]
-        values = values[np.isfinite(values)]
-        intervals[name] = (tuple(float(v) for v in np.percentile(values, [tail, 100.0 - tail]))
-                           if values.size else (float("nan"), float("nan")))
-    return intervals
+    return {name: percentile_interval(np.mean([f[name] for f in figures], axis=0), level)
+            for name in ("uf1", "uar", "acc")}

@@ -181,7 +181,7 @@ def test_the_bootstrap_interval_resamples_subjects_not_clips():
     relevance = rng.random((3, 5, 5))
     relevance = relevance + relevance.transpose(0, 2, 1)
     relations, row_class, subjects = _two_subject_clips(relevance, per_class=30)
-    low, high = subject_bootstrap_interval(relations, row_class, subjects, relevance, resamples=400)
+    low, high = subject_bootstrap_interval(relations, row_class, subjects, relevance)
     # the two subjects' clips are drawn together: a resample of "agrees" twice agrees almost
     # perfectly, one of "reverses" twice disagrees; resampling the 180 clips one by one would keep
     # both subjects in every resample and give a narrow interval around the pooled value
