@@ -736,45 +736,52 @@ def agreement_ceiling(relevance: np.ndarray) -> float:
 
 
 def subject_bootstrap_interval(sample_relations: np.ndarray, row_class: np.ndarray, subjects: np.ndarray,
-                               relevance: np.ndarray, *, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the agreement between the class means of per-clip
-    relations and ``relevance`` (Spearman over the off-diagonal entries of all classes, as
-    :func:`ground_truth_agreement`), resampling the test SUBJECTS with replacement.
+                               relevance: np.ndarray, *, strata: np.ndarray | None = None,
+                               level: float = 0.95) -> tuple[float, float]:
+    """95 % interval of the agreement between the class means of per-clip relations and
+    ``relevance`` (Spearman over the off-diagonal entries of all classes, as
+    :func:`ground_truth_agreement`), the test SUBJECTS resampled
+    (:func:`geomer.train.metrics.subject_resamples`: a subject's clips of every training seed
+    together, within its dataset where ``strata`` names them).
 
-    The draws are those of :func:`geomer.train.metrics.subject_resamples` (a subject's clips of
-    every training seed of the run together); the class means are taken over the drawn clips. The
-    interval says how far the figure would move with other subjects from the same source; it
-    does not cover the variation between training seeds beyond what the pooled seeds show, nor a
-    change of the generator's settings. A resample in which a class has no clip leaves that class
-    out (its entries are not compared); one whose relations are constant gives no value.
+    Each resample's class means are taken over its drawn clips; the interval is the figure ±
+    1.96 of the resampled agreements' standard deviation (:func:`geomer.train.metrics.bootstrap_interval`:
+    resampling with repeats adds noise that pulls a rank agreement down, so the resamples' spread
+    is used, not their percentiles). It says how far the figure would move with other subjects
+    from the same source; not with other training seeds beyond the pooled ones, nor with other
+    generator settings. A resample in which a class has no clip leaves that class out; one whose
+    relations are constant gives no value.
 
     Shapes: sample_relations [n, K, K]; row_class [n] int, the row's index into ``relevance``'s
-    classes (-1: a row left out); subjects [n] (any hashable keys); relevance [C, K, K] →
-    (low, high), NaN where no resample gives a value.
+    classes (-1: a row left out); subjects, strata [n] (any keys); relevance [C, K, K] →
+    (low, high), NaN with fewer than :data:`~geomer.train.metrics.MIN_BOOTSTRAP_SUBJECTS`
+    subjects or no defined figure.
     """
-    from geomer.train.metrics import percentile_interval, subject_resamples
+    from geomer.train.metrics import bootstrap_interval, subject_resamples
 
     sample_relations = np.asarray(sample_relations, np.float64)
     row_class = np.asarray(row_class, np.int64)
     keep = row_class >= 0
-    if not keep.any():
+    drawn = subject_resamples(np.asarray(subjects, dtype=object)[keep],
+                              None if strata is None else np.asarray(strata, dtype=object)[keep])
+    if drawn is None:
         return float("nan"), float("nan")
-    subject_index, draws = subject_resamples(np.asarray(subjects, dtype=object)[keep])
+    subject_index, draws = drawn
     k = sample_relations.shape[-1]
     sums = np.zeros((draws.shape[1], len(relevance), k, k))
     counts = np.zeros((draws.shape[1], len(relevance)))
     np.add.at(sums, (subject_index, row_class[keep]), sample_relations[keep])
     np.add.at(counts, (subject_index, row_class[keep]), 1.0)
-    class_sums = np.einsum("rs,sckl->rckl", draws, sums)
-    class_counts = draws @ counts  # [R, C]
     truth = off_diagonal(np.asarray(relevance, np.float64))  # [C, K(K-1)]
-    values = []
-    for totals, seen in zip(class_sums, class_counts):
+
+    def agreement(totals: np.ndarray, seen: np.ndarray) -> float:
         present = seen > 0
         means = off_diagonal(totals[present] / seen[present, None, None]).reshape(-1)
-        if not is_constant(means):
-            values.append(stats.spearmanr(means, truth[present].reshape(-1)).statistic)
-    return percentile_interval(values, level)
+        return float("nan") if is_constant(means) else float(stats.spearmanr(means, truth[present].reshape(-1)).statistic)
+
+    figure = agreement(sums.sum(axis=0), counts.sum(axis=0))
+    resampled = [agreement(t, c) for t, c in zip(np.einsum("rs,sckl->rckl", draws, sums), draws @ counts)]
+    return bootstrap_interval(figure, resampled, level)
 
 
 def run_sample_relations(run: Run) -> dict[str, np.ndarray]:
@@ -793,10 +800,11 @@ def ground_truth_agreement(kinds: Mapping[str, np.ndarray], classes: Sequence[st
     classes that every side has: one row per kind (relation, spearman, p_value, low, high,
     classes); ``attrs["ceiling"]``: :func:`agreement_ceiling` over the same classes.
 
-    ``low``, ``high``: with ``run`` (the run the kinds come from), the 95 % subject-bootstrap
-    interval (:func:`subject_bootstrap_interval`) of each kind the run keeps per clip
-    (:func:`run_sample_relations`); NaN for the others (the input-only baseline and
-    ``motion_relations`` are read from the whole dataset, not per test clip)."""
+    ``low``, ``high``: with ``run``, the 95 % subject-bootstrap interval
+    (:func:`subject_bootstrap_interval`) of each kind the run keeps per clip
+    (:func:`run_sample_relations`) whose class means are the ``kinds`` given; NaN for the others
+    (the input-only baseline and ``motion_relations`` are read from the whole dataset, not per
+    test clip)."""
     missing = [c for c in classes if c not in truth.classes]
     if missing:
         raise GeomerError(f"{truth.path}: no class {missing[0]!r}")
@@ -806,17 +814,24 @@ def ground_truth_agreement(kinds: Mapping[str, np.ndarray], classes: Sequence[st
     if truth.motion_relations is not None:
         sides["motion_relations (ground truth)"] = truth.motion_relations[order]
     present = np.all([np.isfinite(m).all(axis=(-2, -1)) for m in sides.values()], axis=0)
-    per_clip, row_class, subjects = {}, None, None
+    per_clip = {}
     if run is not None:
-        per_clip = run_sample_relations(run)
-        compared = {name: i for i, name in enumerate(np.asarray(classes)[present])}
-        row_class = np.array([compared.get(name, -1) for name in run.predictions["true"]], dtype=np.int64)
-        subjects = run.predictions["subject"].to_numpy()
+        position = {name: i for i, name in enumerate(classes)}
+        true = np.array([position.get(name, -1) for name in run.predictions["true"]], dtype=np.int64)
+        compared = np.cumsum(present) - 1  # a class's index among the compared ones
+        row_class = np.where((true >= 0) & present[np.maximum(true, 0)], compared[np.maximum(true, 0)], -1)
+        for kind, rows in run_sample_relations(run).items():
+            # the interval belongs to the figure only where these clips' class means are the kind given
+            if kind in kinds and np.allclose(class_averaged_relations(rows[true >= 0], true[true >= 0], len(classes))[present],
+                                             kinds[kind][present], rtol=1e-4, atol=1e-5):
+                per_clip[kind] = rows
     rows = []
     for kind, matrices in sides.items():
         result = compare_relations(matrices[present], relevance[present], permutations=permutations, seed=seed)
-        low, high = (subject_bootstrap_interval(per_clip[kind], row_class, subjects, relevance[present])
-                     if kind in per_clip else (float("nan"), float("nan")))
+        low, high = float("nan"), float("nan")
+        if kind in per_clip:
+            low, high = subject_bootstrap_interval(per_clip[kind], row_class, run.predictions["subject"].to_numpy(),
+                                                   relevance[present], strata=run.predictions["dataset"].to_numpy())
         rows.append({"relation": kind, "spearman": result.spearman, "p_value": result.p_value,
                      "low": low, "high": high, "classes": int(present.sum())})
     table = pd.DataFrame(rows, columns=["relation", "spearman", "p_value", "low", "high", "classes"])

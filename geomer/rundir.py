@@ -687,7 +687,7 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
 
     frames: list[pd.DataFrame] = []
     relations: list[np.ndarray] = []
-    occlusion: list[np.ndarray | None] = []
+    occlusion: list[np.ndarray] | None = []  # None once a fold lacks them (trained before they existed)
     histories: list[str] = []  # a finished fold's, verified by read_results (an unfinished one's may be partial)
     unfinished: list[str] = []
     tested: dict[str, set[str]] = {}  # per seed
@@ -695,13 +695,16 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
         if not fold.has_predictions():
             unfinished.append(f"{SEED_PREFIX}{fold.seed}/{fold.name}")
             continue  # a fold not finished yet
-        frame, fold_relations, fold_occlusion = fold.read_results(classes, components)
+        frame, fold_relations, fold_occlusion = fold.read_results(classes, components, occlusion=occlusion is not None)
         fold.check_tested_once(frame, tested.setdefault(str(fold.seed), set()))
         frame["seed"] = str(fold.seed)
         frame["fold"] = fold.name
         frames.append(frame)
         relations.append(fold_relations)
-        occlusion.append(fold_occlusion)
+        if fold_occlusion is None:
+            occlusion = None
+        elif occlusion is not None:
+            occlusion.append(fold_occlusion)
         if fold.history_path.exists():
             histories.append(str(fold.history_path))
 
@@ -737,8 +740,7 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
         predictions=predictions,
         sample_relations=sample_relations,
         class_relations=class_relations,
-        sample_occlusion=(np.concatenate(occlusion).astype(np.float32)
-                          if occlusion and all(o is not None for o in occlusion) else None),
+        sample_occlusion=np.concatenate(occlusion).astype(np.float32) if occlusion else None,
         metrics=run_dir.read_metrics(),
         history_files=tuple(histories),
         unfinished=tuple(unfinished),

@@ -12,8 +12,9 @@ Conventions (the ones MEGC and scikit-learn's ``zero_division=0`` give on full l
 - Recall of a class is ``TP / (TP + FN)``; classes without support are left out of UAR.
 
 How sure a headline is: :func:`subject_bootstrap_intervals` resamples the TEST SUBJECTS (the
-independent unit of LOSO) with replacement and recomputes the pooled figures on the drawn
-subjects' predictions; its percentile interval is written beside the mean ± std over seeds.
+independent unit of LOSO) with replacement, within their datasets, and recomputes the pooled
+figures on the drawn subjects' predictions; the figure ± 1.96 standard deviations of the
+resampled figures is written beside the mean ± std over seeds.
 """
 
 from __future__ import annotations
@@ -84,24 +85,48 @@ def classification_metrics(
 ) -> ClassificationMetrics:
     """UF1, UAR, accuracy, per-class F1/recall and the confusion matrix of pooled predictions."""
     matrix = confusion_matrix(true, predicted, num_classes)
-    tp = np.diag(matrix).astype(np.float64)
-    support = matrix.sum(axis=1)
-    predicted_count = matrix.sum(axis=0)
-    f1_denominator = support + predicted_count  # = 2TP + FP + FN
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(f1_denominator > 0, 2 * tp / f1_denominator, np.nan)
-        recall = np.where(support > 0, tp / support, np.nan)
-    count = int(matrix.sum())
+    per_class = _per_class(matrix)
+    headline = headline_of_confusions(matrix)
     return ClassificationMetrics(
-        uf1=_nanmean(f1),
-        uar=_nanmean(recall),
-        acc=float(tp.sum() / count) if count else float("nan"),
-        f1=f1,
-        recall=recall,
-        support=support,
+        uf1=float(headline["uf1"]),
+        uar=float(headline["uar"]),
+        acc=float(headline["acc"]),
+        f1=per_class["f1"],
+        recall=per_class["recall"],
+        support=matrix.sum(axis=1),
         confusion=matrix,
-        count=count,
+        count=int(matrix.sum()),
     )
+
+
+def _per_class(confusions: np.ndarray) -> dict[str, np.ndarray]:
+    """F1 and recall per class of confusion matrices (the module's conventions: NaN where
+    undefined). Shapes: [..., C, C] (rows true) → each [..., C]."""
+    confusions = np.asarray(confusions, dtype=np.float64)
+    tp = np.diagonal(confusions, axis1=-2, axis2=-1)
+    support, predicted = confusions.sum(axis=-1), confusions.sum(axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"f1": np.where(support + predicted > 0, 2 * tp / (support + predicted), np.nan),  # 2TP/(2TP+FP+FN)
+                "recall": np.where(support > 0, tp / support, np.nan)}
+
+
+def headline_of_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
+    """UF1, UAR and accuracy of (stacked) confusion matrices, the figures of
+    :func:`classification_metrics`. Shapes: [..., C, C] (rows true) → each [...] (NaN where
+    undefined)."""
+    confusions = np.asarray(confusions, dtype=np.float64)
+    per_class = _per_class(confusions)
+    count = confusions.sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(count > 0, np.diagonal(confusions, axis1=-2, axis2=-1).sum(axis=-1) / count, np.nan)
+    return {"uf1": _nanmean_last(per_class["f1"]), "uar": _nanmean_last(per_class["recall"]), "acc": acc}
+
+
+def _nanmean_last(values: np.ndarray) -> np.ndarray:
+    """Mean over the last axis of the defined values; NaN where none is (without a warning)."""
+    defined = ~np.isnan(values)
+    counts = defined.sum(axis=-1)
+    return np.where(counts > 0, np.where(defined, values, 0.0).sum(axis=-1) / np.maximum(counts, 1), np.nan)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -112,92 +137,91 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std())
 
 
-def _nanmean(values: np.ndarray) -> float:
-    defined = values[~np.isnan(values)]
-    return float(defined.mean()) if defined.size else float("nan")
-
-
 def _json_float(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-#: Resamples of every subject bootstrap (:func:`subject_resamples`); its percentiles move by
-#: about 0.002 between seeds of the resampling on the composite's 68 subjects.
+#: Resamples of every subject bootstrap (:func:`subject_resamples`).
 BOOTSTRAP_RESAMPLES = 2000
+#: Fewer test subjects than this give no interval: with 2 subjects a bootstrap has 3 different
+#: resamples, with 1 a single one (an interval of width 0 that would claim certainty).
+MIN_BOOTSTRAP_SUBJECTS = 5
 
 
-def subject_resamples(subjects, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The draws of a subject bootstrap: test subjects drawn with replacement, as many as there
-    are, ``resamples`` times (subjects are the independent unit of LOSO; a subject's rows go
-    together).
+def subject_resamples(subjects, strata=None, resamples: int = BOOTSTRAP_RESAMPLES,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+    """The draws of a subject bootstrap: the test subjects drawn with replacement, as many as
+    there are, ``resamples`` times; subjects are the independent unit of LOSO, so a subject's
+    rows (of every seed) go together. With ``strata`` (each row's source dataset, on a
+    composite), each stratum's subjects are drawn among themselves, as many as it has, so every
+    resample keeps the composite's mix of sources.
 
-    Shapes: subjects [n] (any keys) → each row's subject index [n] int (subjects in sorted
-    order), how often each resample draws each subject [R, S] int.
+    Shapes: subjects [n] (any keys), strata [n] or None → each row's subject index [n] int
+    (subjects in sorted order) and how often each resample draws each subject [R, S] int; None
+    with fewer than :data:`MIN_BOOTSTRAP_SUBJECTS` subjects.
     """
-    names, index = np.unique(np.asarray([str(s) for s in subjects], dtype=object).astype(str), return_inverse=True)
+    names, index = np.unique(np.array([str(s) for s in subjects], dtype=str), return_inverse=True)
+    if len(names) < MIN_BOOTSTRAP_SUBJECTS:
+        return None
+    stratum_of = np.zeros(len(names), dtype=np.int64)
+    if strata is not None:  # a subject key is global: its rows share one dataset
+        labels = np.unique(np.array([str(s) for s in strata], dtype=str), return_inverse=True)[1]
+        stratum_of[index] = labels
     rng = np.random.default_rng(seed)
-    draws = rng.multinomial(len(names), np.full(len(names), 1.0 / len(names)), size=int(resamples))
+    draws = np.zeros((int(resamples), len(names)), dtype=np.int64)
+    for stratum in np.unique(stratum_of):
+        members = np.flatnonzero(stratum_of == stratum)
+        draws[:, members] = rng.multinomial(len(members), np.full(len(members), 1.0 / len(members)),
+                                            size=int(resamples))
     return index.astype(np.int64), draws
 
 
-def percentile_interval(values, level: float = 0.95) -> tuple[float, float]:
-    """The central ``level`` percentile interval of the finite ``values`` (NaN, NaN without any)."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if not values.size:
-        return float("nan"), float("nan")
-    tail = 100.0 * (1.0 - level) / 2.0
-    low, high = np.percentile(values, [tail, 100.0 - tail])
-    return float(low), float(high)
+def bootstrap_interval(figure: float, resampled, level: float = 0.95,
+                       bounds: tuple[float, float] = (-1.0, 1.0)) -> tuple[float, float]:
+    """``figure`` ± z · the standard deviation of its ``resampled`` values (z = 1.96 for 95 %),
+    within ``bounds``; NaN, NaN where the figure or fewer than two resampled values are defined.
 
-
-def headline_of_confusions(confusions: np.ndarray) -> dict[str, np.ndarray]:
-    """UF1, UAR and accuracy of stacked confusion matrices, with :func:`classification_metrics`'
-    conventions (a class neither true nor predicted has no F1; one without support no recall).
-
-    Shapes: confusions [..., C, C] (rows true) → each value [...] (NaN where undefined).
+    Centred on the figure, not on the resamples: a resample repeats subjects, so its class means
+    are noisier, and noise pulls a rank agreement down, which would put a percentile interval
+    below the figure; the resamples' spread is what they tell.
     """
-    confusions = np.asarray(confusions, dtype=np.float64)
-    tp = np.diagonal(confusions, axis1=-2, axis2=-1)
-    support, predicted = confusions.sum(axis=-1), confusions.sum(axis=-2)
-    count = support.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(support + predicted > 0, 2 * tp / (support + predicted), np.nan)
-        recall = np.where(support > 0, tp / support, np.nan)
-        acc = np.where(count > 0, tp.sum(axis=-1) / count, np.nan)
-    return {"uf1": _nanmean_last(f1), "uar": _nanmean_last(recall), "acc": acc}
+    from statistics import NormalDist
 
-
-def _nanmean_last(values: np.ndarray) -> np.ndarray:
-    """Mean over the last axis of the defined values; NaN where none is (without a warning)."""
-    defined = ~np.isnan(values)
-    total = np.where(defined, values, 0.0).sum(axis=-1)
-    counts = defined.sum(axis=-1)
-    return np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
+    resampled = np.asarray(resampled, dtype=np.float64)
+    resampled = resampled[np.isfinite(resampled)]
+    if not np.isfinite(figure) or resampled.size < 2:
+        return float("nan"), float("nan")
+    half = NormalDist().inv_cdf(0.5 + level / 2) * float(resampled.std(ddof=1))
+    return float(max(bounds[0], figure - half)), float(min(bounds[1], figure + half))
 
 
 def subject_bootstrap_intervals(seeds: list[dict[str, np.ndarray]], num_classes: int,
                                 level: float = 0.95) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap interval of the mean over seeds of the pooled UF1, UAR and accuracy,
-    resampling the test subjects with replacement (:func:`subject_resamples`).
+    """95 % intervals (:func:`bootstrap_interval`) of the mean over seeds of the pooled UF1, UAR
+    and accuracy, the test subjects resampled within their datasets (:func:`subject_resamples`).
 
-    A subject's predictions of every seed are drawn together; in each resample, every seed's
-    figure is computed on the drawn subjects' pooled predictions (a subject drawn twice counts
-    twice) and the seeds' figures are averaged, as the headline is. The interval says how far the
-    headline would move with other subjects from the same source; it does not cover another
-    preprocessing or another dataset.
+    In each resample, every seed's figure is computed on the drawn subjects' pooled predictions
+    (a subject drawn twice counts twice) and the seeds' figures are averaged, as the headline
+    is. The interval says how far the headline would move with other subjects from the same
+    sources; it does not cover another preprocessing or another dataset.
 
-    Shapes: ``seeds``: per seed ``{"true": [n] int, "predicted": [n] int, "subject": [n]}`` →
-    ``{"uf1": (low, high), "uar": …, "acc": …}`` (NaN where undefined).
+    Shapes: ``seeds``: per seed ``{"true": [n] int, "predicted": [n] int, "subject": [n],
+    "dataset": [n]}`` → ``{"uf1": (low, high), "uar": …, "acc": …}`` (NaN where undefined).
     """
-    rows = np.concatenate([np.asarray(pooled["subject"], dtype=object) for pooled in seeds])
-    subject_index, draws = subject_resamples(rows)
-    figures, start = [], 0
+    column = lambda key: np.concatenate([np.asarray(pooled[key], dtype=object) for pooled in seeds])  # noqa: E731
+    drawn = subject_resamples(column("subject"), column("dataset"))
+    if drawn is None:
+        return {name: (float("nan"), float("nan")) for name in ("uf1", "uar", "acc")}
+    subject_index, draws = drawn
+    identity = np.ones((1, draws.shape[1]), dtype=np.int64)  # every subject once: the headline itself
+    figures, resampled, start = [], [], 0
     for pooled in seeds:
         subjects = subject_index[start:start + len(pooled["subject"])]
         start += len(pooled["subject"])
         per_subject = np.zeros((draws.shape[1], num_classes, num_classes))
         np.add.at(per_subject, (subjects, np.asarray(pooled["true"]), np.asarray(pooled["predicted"])), 1.0)
-        figures.append(headline_of_confusions(np.einsum("rs,scd->rcd", draws, per_subject)))
-    return {name: percentile_interval(np.mean([f[name] for f in figures], axis=0), level)
+        figures.append(headline_of_confusions(np.einsum("rs,scd->rcd", identity, per_subject)))
+        resampled.append(headline_of_confusions(np.einsum("rs,scd->rcd", draws, per_subject)))
+    return {name: bootstrap_interval(float(np.mean([f[name][0] for f in figures])),
+                                     np.mean([r[name] for r in resampled], axis=0), level, bounds=(0.0, 1.0))
             for name in ("uf1", "uar", "acc")}

@@ -17,7 +17,9 @@ import numpy as np
 
 from geomer.errors import GeomerError
 from geomer.rundir import SEED_PREFIX, RunDir, check_subject_datasets, class_averaged_relations, read_json_object
-from geomer.train.metrics import BOOTSTRAP_RESAMPLES, classification_metrics, mean_std, subject_bootstrap_intervals
+from geomer.train.metrics import (
+    BOOTSTRAP_RESAMPLES, MIN_BOOTSTRAP_SUBJECTS, classification_metrics, mean_std, subject_bootstrap_intervals,
+)
 from geomer.version import __version__
 
 HEADLINE = ("uf1", "uar", "acc")
@@ -93,8 +95,9 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
     intervals = subject_bootstrap_intervals(list(pooled_by_seed.values()), len(class_names))
     for name in HEADLINE:
         metrics[f"{name}_interval"] = list(intervals[name])
-    metrics["interval"] = (f"95 % percentile bootstrap over the test subjects ({BOOTSTRAP_RESAMPLES} resamples; "
-                           "a subject's predictions of every seed drawn together)")
+    metrics["interval"] = (f"95 %: the figure ± 1.96 standard deviations of its {BOOTSTRAP_RESAMPLES} resamples of "
+                           "the test subjects (drawn within their datasets; a subject's predictions of every seed "
+                           f"together); null with fewer than {MIN_BOOTSTRAP_SUBJECTS} subjects")
     metrics["per_class"] = {
         name: {
             measure: _nan_mean_std([per_seed[s]["per_class"][name][measure] for s in per_seed])

@@ -43,9 +43,8 @@ def test_notebook_trains_compares_and_tables_every_model(tmp_path, monkeypatch):
                    "faithfulness"):
         assert table[column].between(-1, 1).all(), column
     assert table["UF1"].between(0, 1).all() and table["occlusion p"].between(0, 1).all()
-    # the occlusion agreement's subject-bootstrap interval (3 subjects: it may be undefined)
-    bounds = table[["occlusion 95% low", "occlusion 95% high"]].dropna()
-    assert (bounds["occlusion 95% low"] <= bounds["occlusion 95% high"]).all()
+    # the occlusion agreement's subject-bootstrap interval has its columns; 3 subjects are too few for one
+    assert table[["occlusion 95% low", "occlusion 95% high"]].isna().all().all()
     assert table["baseline vs truth"].nunique() == 1  # one dataset, one baseline, shown beside every model
     last = notebook.cells[-1]
     assert last.outputs and "text/plain" in last.outputs[0]["data"]

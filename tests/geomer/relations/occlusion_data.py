@@ -66,10 +66,12 @@ def make_clip(graph: FaceGraph, label: int, moving: dict[int, float], rng: np.ra
     )
 
 
-def planted_clips(graph: FaceGraph, per_class: int, seed: int = 0, *, class_motion: bool = True) -> list[Data]:
-    """``per_class`` clips per class: its pair moves 2–3 px and one distractor component, drawn
-    uniformly from those outside the pair, moves 2–3 px. With ``class_motion`` off only the
-    distractor moves, drawn from every component alike (nothing depends on the class)."""
+def planted_clips(graph: FaceGraph, per_class: int, seed: int = 0, *, class_motion: bool = True,
+                  subjects: int = 4) -> list[Data]:
+    """``per_class`` clips per class of ``subjects`` subjects: its pair moves 2–3 px and one
+    distractor component, drawn uniformly from those outside the pair, moves 2–3 px. With
+    ``class_motion`` off only the distractor moves, drawn from every component alike (nothing
+    depends on the class)."""
     rng = np.random.default_rng(seed)
     clips = []
     for i in range(per_class):
@@ -77,7 +79,7 @@ def planted_clips(graph: FaceGraph, per_class: int, seed: int = 0, *, class_moti
             moving = {k: rng.uniform(2, 3) for k in pair} if class_motion else {}
             others = [k for k in range(graph.num_components) if k not in pair or not class_motion]
             moving[int(rng.choice(others))] = rng.uniform(2, 3)
-            clips.append(make_clip(graph, label, moving, rng, subject=f"s{i % 4}", clip=f"c{i}_{label}"))
+            clips.append(make_clip(graph, label, moving, rng, subject=f"s{i % subjects}", clip=f"c{i}_{label}"))
     return clips
 
 

@@ -161,12 +161,12 @@ def test_agreement_ceiling_is_what_a_tie_free_readout_can_reach():
     assert table.attrs["ceiling"] == pytest.approx(math.sqrt(3) / 2) and table["classes"].tolist() == [1]
 
 
-def _two_subject_clips(relevance: np.ndarray, per_class: int, seed: int = 0):
-    """Subject "agrees": per-clip relations = relevance + noise; subject "reverses": the relevance
-    order turned around. Shapes: relevance [C, K, K] → relations [n, K, K], row_class [n], subjects [n]."""
+def _clips_of_subjects(relevance: np.ndarray, signs: dict[str, float], per_class: int, seed: int = 0):
+    """Per subject, ``per_class`` clips of each class whose relations are ``sign`` × relevance +
+    noise. Shapes: relevance [C, K, K] → relations [n, K, K], row_class [n], subjects [n]."""
     rng = np.random.default_rng(seed)
     relations, row_class, subjects = [], [], []
-    for subject, sign in (("agrees", 1.0), ("reverses", -1.0)):
+    for subject, sign in signs.items():
         for c, matrix in enumerate(relevance):
             for _ in range(per_class):
                 noise = rng.normal(0, 0.01, matrix.shape)
@@ -180,17 +180,23 @@ def test_the_bootstrap_interval_resamples_subjects_not_clips():
     rng = np.random.default_rng(1)
     relevance = rng.random((3, 5, 5))
     relevance = relevance + relevance.transpose(0, 2, 1)
-    relations, row_class, subjects = _two_subject_clips(relevance, per_class=30)
+    # three subjects whose clips agree with the relevance and three whose clips reverse it at half
+    # the strength: a resample draws them in any mix, and one of at most two agreeing subjects
+    # reverses the class means, so the agreement spreads over most of [-1, 1]; resampling the 540
+    # clips one by one would keep the mix at about half and half (agreement near 1) every time
+    signs = {"a1": 1.0, "a2": 1.0, "a3": 1.0, "r1": -0.5, "r2": -0.5, "r3": -0.5}
+    relations, row_class, subjects = _clips_of_subjects(relevance, signs, per_class=30)
     low, high = subject_bootstrap_interval(relations, row_class, subjects, relevance)
-    # the two subjects' clips are drawn together: a resample of "agrees" twice agrees almost
-    # perfectly, one of "reverses" twice disagrees; resampling the 180 clips one by one would keep
-    # both subjects in every resample and give a narrow interval around the pooled value
-    assert low < -0.9 and high > 0.9
-    # one subject: the interval is narrow and holds the figure of the clips' class means
-    agrees = subjects == "agrees"
-    low, high = subject_bootstrap_interval(relations[agrees], row_class[agrees], subjects[agrees], relevance)
-    assert 0.95 < low <= high <= 1.0
-    # rows left out (-1) do not count, and with none left the interval is undefined
+    assert high - low > 1.0
+    # within datasets: with each kind of subject its own dataset, every resample keeps three of each
+    low, high = subject_bootstrap_interval(relations, row_class, subjects, relevance,
+                                           strata=np.array([s[0] for s in subjects]))
+    assert high - low < 0.5
+    # fewer than five subjects, or no row kept (-1), give no interval: with one subject every
+    # resample would be the data itself, an interval of width 0
+    agrees = np.isin(subjects, ["a1", "a2", "a3"])
+    assert all(math.isnan(v) for v in subject_bootstrap_interval(relations[agrees], row_class[agrees],
+                                                                 subjects[agrees], relevance))
     assert all(math.isnan(v) for v in subject_bootstrap_interval(relations, np.full(len(row_class), -1),
                                                                  subjects, relevance))
 
@@ -211,6 +217,7 @@ def test_the_bootstrap_interval_holds_the_figure_of_many_similar_subjects():
     figure = compare_relations(means, relevance).spearman
     low, high = subject_bootstrap_interval(relations, row_class, np.array(subjects), relevance)
     assert low < figure < high and 0.05 < high - low < 0.8
+    assert (low + high) / 2 == pytest.approx(figure, abs=1e-3)  # centred on the figure of all the clips (up to float ties)
 
 
 def test_agreement_table_refuses_disjoint_classes():

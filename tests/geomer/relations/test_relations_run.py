@@ -10,7 +10,7 @@ import pytest
 
 from geomer.cli._common import relation_agreement_line
 from geomer.graph import FaceGraph
-from geomer.relations import agreement_ceiling
+from geomer.relations import agreement_ceiling, ground_truth_agreement, load_ground_truth
 from geomer.rundir import RunDir, load_run
 from geomer.train import TrainConfig, run_loso
 from tests.geomer.relations.occlusion_data import planted_clips, planted_relevance
@@ -19,7 +19,7 @@ GRAPH = FaceGraph("k7")
 
 
 def test_run_writes_occlusion_relations_and_the_baseline(tmp_path):
-    graphs = planted_clips(GRAPH, 8, seed=7)
+    graphs = planted_clips(GRAPH, 8, seed=7, subjects=6)  # enough subjects for a bootstrap interval
     config = TrainConfig(model="relations-test-linear", epochs=3, batch_size=8, seeds=(0,), progress=False)
     # the planted classes' relevance as the dataset's ground truth, as a synthetic root has it
     (tmp_path / "ground_truth.json").write_text(json.dumps({
@@ -47,6 +47,14 @@ def test_run_writes_occlusion_relations_and_the_baseline(tmp_path):
     assert re.search(r"intrinsic -?[0-9.]+ \[-?[0-9.]+, -?[0-9.]+\] \(p = ", line)
     assert re.search(r"input-only baseline -?[0-9.]+ \(p = ", line)
     assert line.rstrip().endswith(f"reaches at most {agreement_ceiling(planted_relevance()):.3f}")
+    # an interval belongs to its figure: with relations that are not these clips' class means, none
+    run = load_run(run_dir)
+    kinds = {"occlusion": run_dir.load_relations("occlusion_relations")[::-1].copy()}
+    table = ground_truth_agreement(kinds, ["a", "b", "c"], load_ground_truth(tmp_path), run=run)
+    assert table.loc[0, "relation"] == "occlusion" and np.isnan(table.loc[0, "low"])
+    kinds = {"occlusion": run_dir.load_relations("occlusion_relations")}
+    table = ground_truth_agreement(kinds, ["a", "b", "c"], load_ground_truth(tmp_path), run=run)
+    assert table.loc[0, "low"] <= table.loc[0, "spearman"] <= table.loc[0, "high"]
     # a fold without per-clip occlusion relations (trained before they existed): no interval for them
     next(iter(run_dir.folds())).relations_path("occlusion_relations").unlink()
     assert load_run(run_dir).sample_occlusion is None

@@ -100,8 +100,8 @@ def test_pooled_metric_is_reported_not_the_mean_of_folds(tmp_path):
     assert metrics["uf1"] != pytest.approx(fold_mean)
     assert metrics["confusion"] == [[5, 0], [1, 0]]
     assert metrics["leaky"] is False
-    # the interval of the headline: s1's clips are all right, s2 has one wrong of two
-    assert metrics["uf1_interval"][0] < metrics["uf1"] < metrics["uf1_interval"][1] and metrics["acc_interval"][1] == 1.0
+    # two subjects are too few for a bootstrap interval of the headline: null, not a width of 0
+    assert metrics["uf1_interval"] == metrics["uar_interval"] == metrics["acc_interval"] == [None, None]
     assert "test subjects" in metrics["interval"]
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written["uf1"] == pytest.approx(5 / 11)
@@ -123,24 +123,36 @@ def test_the_headline_of_confusions_follows_the_pooled_conventions():
 
 
 def test_the_headline_interval_resamples_subjects_not_clips():
-    # subject s1's 40 clips are all right, s2's 40 all wrong: a resample draws each subject 0, 1
-    # or 2 times, so UF1 ranges from 0 to 1; resampling the 80 clips one by one would keep about
-    # half of them right in every resample and give a narrow interval around 0.5
-    true = np.array([0, 1] * 40)
-    predicted = np.concatenate([true[:40], 1 - true[40:]])
-    subjects = np.array(["s1"] * 40 + ["s2"] * 40)
-    intervals = subject_bootstrap_intervals([{"true": true, "predicted": predicted, "subject": subjects}], 2)
-    assert intervals["acc"] == (0.0, 1.0) and intervals["uf1"][1] == 1.0 and intervals["uf1"][0] < 0.1
-    # many similar subjects: a narrow interval around the pooled figure, per seed and over seeds
+    # three subjects' 40 clips are all right, three others' all wrong: a resample draws each
+    # subject 0, 1, 2… times, so accuracy spreads with the mix of the six (standard deviation about
+    # 0.2); resampling the 240 clips one by one would spread it by about 0.03
+    true = np.tile([0, 1], 120)
+    predicted = np.concatenate([true[:120], 1 - true[120:]])
+    subjects = np.repeat(["r1", "r2", "r3", "w1", "w2", "w3"], 40)
+    pooled = {"true": true, "predicted": predicted, "subject": subjects, "dataset": np.full(240, "d")}
+    low, high = subject_bootstrap_intervals([pooled], 2)["acc"]
+    assert low < 0.2 and high > 0.8 and (low + high) / 2 == pytest.approx(0.5)
+    # within datasets: with the right and the wrong subjects each a dataset of their own, every
+    # resample keeps three of each, and accuracy stays at 0.5
+    low, high = subject_bootstrap_intervals([{**pooled, "dataset": np.repeat(["r", "w"], 120)}], 2)["acc"]
+    assert low == high == pytest.approx(0.5)
+    # fewer than five subjects: no interval (one subject would give one resample, width 0)
+    few = {key: value[:160] for key, value in pooled.items()}
+    assert all(np.isnan(v) for bounds in subject_bootstrap_intervals([few], 2).values() for v in bounds)
+
+
+def test_the_headline_interval_is_centred_on_the_mean_over_seeds():
     rng = np.random.default_rng(1)
     seeds = []
     for _ in range(3):
         true = rng.integers(0, 3, 600)
         predicted = np.where(rng.random(600) < 0.8, true, rng.integers(0, 3, 600))
-        seeds.append({"true": true, "predicted": predicted, "subject": np.repeat([f"s{i}" for i in range(60)], 10)})
-    headline = np.mean([classification_metrics(s["true"], s["predicted"], 3).uf1 for s in seeds])
-    low, high = subject_bootstrap_intervals(seeds, 3)["uf1"]
-    assert low < headline < high and high - low < 0.1
+        seeds.append({"true": true, "predicted": predicted, "subject": np.repeat([f"s{i}" for i in range(60)], 10),
+                      "dataset": np.full(600, "d")})
+    for name in ("uf1", "uar", "acc"):
+        figures = [getattr(classification_metrics(s["true"], s["predicted"], 3), name) for s in seeds]
+        low, high = subject_bootstrap_intervals(seeds, 3)[name]
+        assert (low + high) / 2 == pytest.approx(np.mean(figures)) and 0.01 < high - low < 0.1
 
 
 def test_each_dataset_is_pooled_over_its_own_clips(tmp_path):
