@@ -1,4 +1,5 @@
-"""``geomer evaluate RUN_DIR``: re-pool a run directory's predictions and print the table."""
+"""``geomer evaluate RUN_DIR [--against OTHER_RUN]``: re-pool a run directory's predictions and print
+the table; with ``--against``, also the paired difference to another run tested on the same clips."""
 
 from __future__ import annotations
 
@@ -11,16 +12,44 @@ def register(subparsers) -> None:
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `geomer train`")
     parser.add_argument("--no-figures", action="store_true", help="do not redraw figures/")
+    parser.add_argument("--against", metavar="OTHER_RUN", default=None,
+                        help="another run tested on the same clips and seeds (e.g. a reference model): print the "
+                             "difference of UF1, UAR and accuracy with its 95 %% interval, the same test subjects "
+                             "resampled for both runs")
 
 
 def run(args) -> int:
+    import numpy as np
+
     from geomer.cli._common import summarise_run
+    from geomer.errors import GeomerError
     from geomer.rundir import RunDir
     from geomer.train.pool import pool_run
 
     run_dir = RunDir(args.run_dir)
     run_dir.require_engine_config()
+    paired = None
+    if args.against is not None:  # checked before metrics.json is rewritten
+        from geomer.rundir import load_run
+        from geomer.train.pool import paired_seeds
+
+        other = RunDir(args.against)
+        other.require_engine_config()
+        if other.path.resolve() == run_dir.path.resolve():
+            raise GeomerError(f"{other.path}: --against names the run itself")
+        run, against = load_run(run_dir), load_run(other)
+        paired = (paired_seeds(run, against), len(run.classes), against.path)
     if not args.no_figures:
         run_dir.check_figures_folder()  # before metrics.json is rewritten
     summarise_run(run_dir, pool_run(run_dir), figures=not args.no_figures)
+    if paired is not None:
+        from geomer.train.metrics import subject_bootstrap_intervals
+
+        (seeds, against_seeds), num_classes, other_path = paired
+        difference = subject_bootstrap_intervals(seeds, num_classes, against=against_seeds)
+        figures = {name: (low + high) / 2 for name, (low, high) in difference.items()}
+        print(f"\nminus {other_path}, paired (the same test subjects resampled for both; 95 % interval): "
+              + ", ".join(f"{name.upper() if name != 'acc' else 'acc'} n/a" if np.isnan(low) else
+                          f"{name.upper() if name != 'acc' else 'acc'} {figures[name]:+.4f} [{low:+.4f}, {high:+.4f}]"
+                          for name, (low, high) in difference.items()))
     return 0

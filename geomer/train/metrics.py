@@ -195,8 +195,8 @@ def bootstrap_interval(figure: float, resampled, level: float = 0.95,
     return float(max(bounds[0], figure - half)), float(min(bounds[1], figure + half))
 
 
-def subject_bootstrap_intervals(seeds: list[dict[str, np.ndarray]], num_classes: int,
-                                level: float = 0.95) -> dict[str, tuple[float, float]]:
+def subject_bootstrap_intervals(seeds: list[dict[str, np.ndarray]], num_classes: int, level: float = 0.95,
+                                against: list[dict[str, np.ndarray]] | None = None) -> dict[str, tuple[float, float]]:
     """95 % intervals (:func:`bootstrap_interval`) of the mean over seeds of the pooled UF1, UAR
     and accuracy, the test subjects resampled within their datasets (:func:`subject_resamples`).
 
@@ -205,23 +205,40 @@ def subject_bootstrap_intervals(seeds: list[dict[str, np.ndarray]], num_classes:
     is. The interval says how far the headline would move with other subjects from the same
     sources; it does not cover another preprocessing or another dataset.
 
-    Shapes: ``seeds``: per seed ``{"true": [n] int, "predicted": [n] int, "subject": [n],
-    "dataset": [n]}`` → ``{"uf1": (low, high), "uar": …, "acc": …}`` (NaN where undefined).
+    ``against``: another run's seeds, tested on the same subjects: the intervals are then those of
+    the DIFFERENCE (``seeds`` minus ``against``), both runs' figures taken on the same resamples,
+    centred on the difference of the headlines.
+    Two models tested on the same subjects err on the same hard subjects, so the paired
+    difference is surer than two separate intervals suggest.
+
+    Shapes: ``seeds``, ``against``: per seed ``{"true": [n] int, "predicted": [n] int,
+    "subject": [n], "dataset": [n]}`` → ``{"uf1": (low, high), "uar": …, "acc": …}`` (NaN where
+    undefined).
     """
-    column = lambda key: np.concatenate([np.asarray(pooled[key], dtype=object) for pooled in seeds])  # noqa: E731
+    runs = [seeds] if against is None else [seeds, against]
+    rows = [pooled for run in runs for pooled in run]
+    column = lambda key: np.concatenate([np.asarray(pooled[key], dtype=object) for pooled in rows])  # noqa: E731
     drawn = subject_resamples(column("subject"), column("dataset"))
     if drawn is None:
         return {name: (float("nan"), float("nan")) for name in ("uf1", "uar", "acc")}
     subject_index, draws = drawn
     identity = np.ones((1, draws.shape[1]), dtype=np.int64)  # every subject once: the headline itself
     figures, resampled, start = [], [], 0
-    for pooled in seeds:
-        subjects = subject_index[start:start + len(pooled["subject"])]
-        start += len(pooled["subject"])
-        per_subject = np.zeros((draws.shape[1], num_classes, num_classes))
-        np.add.at(per_subject, (subjects, np.asarray(pooled["true"]), np.asarray(pooled["predicted"])), 1.0)
-        figures.append(headline_of_confusions(np.einsum("rs,scd->rcd", identity, per_subject)))
-        resampled.append(headline_of_confusions(np.einsum("rs,scd->rcd", draws, per_subject)))
-    return {name: bootstrap_interval(float(np.mean([f[name][0] for f in figures])),
-                                     np.mean([r[name] for r in resampled], axis=0), level, bounds=(0.0, 1.0))
+    for run in runs:  # the mean over seeds of each seed's figure, on all subjects and on each resample
+        confusions = []
+        for pooled in run:
+            subjects = subject_index[start:start + len(pooled["subject"])]
+            start += len(pooled["subject"])
+            per_subject = np.zeros((draws.shape[1], num_classes, num_classes))
+            np.add.at(per_subject, (subjects, np.asarray(pooled["true"]), np.asarray(pooled["predicted"])), 1.0)
+            confusions.append(per_subject)
+        for weights, kept in ((identity, figures), (draws, resampled)):
+            per_seed = [headline_of_confusions(np.einsum("rs,scd->rcd", weights, c)) for c in confusions]
+            kept.append({name: np.mean([f[name] for f in per_seed], axis=0) for name in ("uf1", "uar", "acc")})
+    if against is not None:
+        # not clipped, so that the interval's centre is the difference itself
+        return {name: bootstrap_interval(float(figures[0][name][0] - figures[1][name][0]),
+                                         resampled[0][name] - resampled[1][name], level, bounds=(-np.inf, np.inf))
+                for name in ("uf1", "uar", "acc")}
+    return {name: bootstrap_interval(float(figures[0][name][0]), resampled[0][name], level, bounds=(0.0, 1.0))
             for name in ("uf1", "uar", "acc")}

@@ -142,6 +142,45 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
     return json.loads(json.dumps(metrics))
 
 
+def paired_seeds(run, other) -> tuple[list[dict], list[dict]]:
+    """Two read runs' (:func:`geomer.rundir.load_run`) predictions per seed, as
+    :func:`~geomer.train.metrics.subject_bootstrap_intervals` takes them (``run``'s, then
+    ``against=`` ``other``'s), after checking that both are finished and were tested on the same
+    clips of the same subjects with the same seeds and classes: a one-line GeomerError naming the
+    run that differs, and in what, otherwise.
+
+    Shapes: → two lists, one dict per seed of ``run.config["seeds"]`` (true, predicted: [n] int
+    in ``run``'s class order; subject, dataset: [n]).
+    """
+    for which in (run, other):
+        if which.unfinished:
+            raise GeomerError(f"{which.path}: the run is incomplete ({len(which.unfinished)} fold(s) unfinished, "
+                              f"e.g. {which.unfinished[0]}); finish it with geomer train first")
+    if set(other.classes) != set(run.classes):
+        raise GeomerError(f"{other.path}: classes {', '.join(other.classes)} differ from {run.path}'s "
+                          f"({', '.join(run.classes)}); a paired comparison needs one class set")
+    seeds = [str(seed) for seed in run.config["seeds"]]
+    if sorted(str(seed) for seed in other.config["seeds"]) != sorted(seeds):
+        raise GeomerError(f"{other.path}: seeds {', '.join(map(str, other.config['seeds']))} differ from "
+                          f"{run.path}'s ({', '.join(seeds)}); a paired comparison needs the same seeds")
+    index = {name: i for i, name in enumerate(run.classes)}
+    paired: tuple[list[dict], list[dict]] = ([], [])
+    for seed in seeds:
+        tested = []
+        for which, kept in zip((run, other), paired):
+            rows = which.predictions[which.predictions["seed"] == seed]
+            tested.append(set(zip(rows["sample"], rows["subject"])))
+            kept.append({"true": rows["true"].map(index).to_numpy(np.int64),
+                         "predicted": rows["predicted"].map(index).to_numpy(np.int64),
+                         "subject": rows["subject"].astype(str).to_numpy(dtype=object),
+                         "dataset": rows["dataset"].astype(str).to_numpy(dtype=object)})
+        if tested[0] != tested[1]:
+            sample, subject = sorted(tested[0] ^ tested[1])[0]
+            raise GeomerError(f"{other.path}: seed {seed} was not tested on the same clips of the same subjects as "
+                              f"{run.path} (e.g. {sample} of {subject} is in one run only)")
+    return paired
+
+
 def _seed_metrics(pooled: dict[str, np.ndarray], class_names: list[str]) -> dict[str, Any]:
     num_classes = len(class_names)
     result = classification_metrics(pooled["true"], pooled["predicted"], num_classes).to_dict(

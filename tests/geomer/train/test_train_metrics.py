@@ -205,3 +205,41 @@ def test_pooling_refuses_a_subject_whose_rows_name_two_datasets(tmp_path):
     moved.write_text(moved.read_text().replace(",s1,d,", ",s1,other,"))
     with pytest.raises(GeomerError, match=r"seed-1/s1/predictions.csv: row 2: dataset 'other', while subject 's1' is of 'd' in"):
         pool_run(tmp_path / "two")
+
+
+def test_a_paired_difference_is_surer_than_two_intervals():
+    # two models that fail on the same hard subjects: subject quality spreads each model's figure,
+    # but the second model's three extra errors are the only difference between them
+    rng = np.random.default_rng(3)
+    true = np.tile([0, 1], 120)
+    hard = np.repeat(rng.random(12) < 0.5, 20)  # 12 subjects of 20 clips, about half of them hard
+    first = np.where(hard & (rng.random(240) < 0.7), 1 - true, true)
+    second = first.copy()
+    second[[5, 65, 125]] = 1 - second[[5, 65, 125]]
+    subjects = np.repeat([f"s{i}" for i in range(12)], 20)
+    pooled = lambda predicted: [{"true": true, "predicted": predicted, "subject": subjects,  # noqa: E731
+                                 "dataset": np.full(240, "d")}]
+    separate = [subject_bootstrap_intervals(pooled(p), 2)["acc"] for p in (first, second)]
+    low, high = subject_bootstrap_intervals(pooled(first), 2, against=pooled(second))["acc"]
+    difference = (first == true).mean() - (second == true).mean()
+    assert (low + high) / 2 == pytest.approx(difference)  # centred on the difference of the headlines
+    assert high - low < 0.25 * min(h - l for l, h in separate)
+
+
+def test_evaluate_against_prints_the_paired_difference_and_refuses_other_clips(tmp_path, capsys):
+    from geomer.cli import main
+
+    right = {f"s{i}": [("a", "a"), ("b", "b"), ("a", "a")] for i in range(6)}
+    worse = {**right, "s0": [("a", "b"), ("b", "b"), ("a", "a")], "s3": [("a", "a"), ("b", "a"), ("a", "a")]}
+    _write_run(tmp_path / "right", right)
+    _write_run(tmp_path / "worse", worse)
+    _write_run(tmp_path / "other", {**right, "s6": [("a", "a")]})
+    assert main(["evaluate", str(tmp_path / "right"), "--no-figures", "--against", str(tmp_path / "worse")]) == 0
+    printed = capsys.readouterr().out
+    assert f"minus {tmp_path / 'worse'}, paired" in printed and "acc +0.1111 [" in printed
+    # refused in one line before anything is written: clips the other run was not tested on
+    metrics = (tmp_path / "right" / "metrics.json").read_bytes()
+    assert main(["evaluate", str(tmp_path / "right"), "--no-figures", "--against", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert "not tested on the same clips" in err and "s6/c0 of s6" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "right" / "metrics.json").read_bytes() == metrics
