@@ -82,6 +82,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from geomer.bootstrap import bootstrap_interval, subject_resamples
 from geomer.errors import GeomerError
 from geomer.rundir import Run, class_averaged_relations, load_run, read_json_object
 
@@ -741,11 +742,11 @@ def subject_bootstrap_interval(sample_relations: np.ndarray, row_class: np.ndarr
     """95 % interval of the agreement between the class means of per-clip relations and
     ``relevance`` (Spearman over the off-diagonal entries of all classes, as
     :func:`ground_truth_agreement`), the test SUBJECTS resampled
-    (:func:`geomer.train.metrics.subject_resamples`: a subject's clips of every training seed
+    (:func:`geomer.bootstrap.subject_resamples`: a subject's clips of every training seed
     together, within its dataset where ``strata`` names them).
 
     Each resample's class means are taken over its drawn clips; the interval is the figure ±
-    1.96 of the resampled agreements' standard deviation (:func:`geomer.train.metrics.bootstrap_interval`:
+    1.96 of the resampled agreements' standard deviation (:func:`geomer.bootstrap.bootstrap_interval`:
     resampling with repeats adds noise that pulls a rank agreement down, so the resamples' spread
     is used, not their percentiles). It says how far the figure would move with other subjects
     from the same source; not with other training seeds beyond the pooled ones, nor with other
@@ -754,11 +755,9 @@ def subject_bootstrap_interval(sample_relations: np.ndarray, row_class: np.ndarr
 
     Shapes: sample_relations [n, K, K]; row_class [n] int, the row's index into ``relevance``'s
     classes (-1: a row left out); subjects, strata [n] (any keys); relevance [C, K, K] →
-    (low, high), NaN with fewer than :data:`~geomer.train.metrics.MIN_BOOTSTRAP_SUBJECTS`
+    (low, high), NaN with fewer than :data:`~geomer.bootstrap.MIN_BOOTSTRAP_SUBJECTS`
     subjects or no defined figure.
     """
-    from geomer.train.metrics import bootstrap_interval, subject_resamples
-
     sample_relations = np.asarray(sample_relations, np.float64)
     row_class = np.asarray(row_class, np.int64)
     keep = row_class >= 0

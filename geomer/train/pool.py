@@ -17,9 +17,8 @@ import numpy as np
 
 from geomer.errors import GeomerError
 from geomer.rundir import SEED_PREFIX, RunDir, check_subject_datasets, class_averaged_relations, read_json_object
-from geomer.train.metrics import (
-    BOOTSTRAP_RESAMPLES, MIN_BOOTSTRAP_SUBJECTS, classification_metrics, mean_std, subject_bootstrap_intervals,
-)
+from geomer.bootstrap import BOOTSTRAP_RESAMPLES, MIN_BOOTSTRAP_SUBJECTS
+from geomer.train.metrics import classification_metrics, mean_std, subject_bootstrap_intervals
 from geomer.version import __version__
 
 HEADLINE = ("uf1", "uar", "acc")

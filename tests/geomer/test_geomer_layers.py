@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Lowest first; a module belongs to the layer of its longest matching name.
 LAYERS = (
     ("landmarks",),
-    ("geomer", "geomer.errors", "geomer.atomic", "geomer.paths", "geomer.version"),
+    ("geomer", "geomer.errors", "geomer.atomic", "geomer.paths", "geomer.version", "geomer.bootstrap"),
     ("geomer.graph",),
     ("geomer.features",),
     ("geomer.data",),

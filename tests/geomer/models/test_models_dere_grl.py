@@ -504,8 +504,11 @@ def test_the_patch_stem_is_its_two_convolutions():
     torch.testing.assert_close(out, expected)
     out.square().sum().backward()
     expected.square().sum().backward()
+    # the two paths add in other orders: compare on the scale of the stem's gradients (the biases
+    # before a BatchNorm have a true gradient of 0, so theirs are rounding noise of that scale)
+    scale = max(float(p.grad.abs().max()) for p in reference.parameters())
     for (name, mine), theirs in zip(stem.named_parameters(), reference.parameters()):
-        torch.testing.assert_close(mine.grad, theirs.grad, msg=name)
+        torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-5, atol=1e-6 * scale, msg=name)
     torch.testing.assert_close(stem.state_dict(), reference.state_dict())
     stem.eval()
     reference.eval()
