@@ -92,8 +92,9 @@ def summarise_run(run_dir, metrics: dict[str, Any], *, figures: bool = True) -> 
 def relation_agreement_line(run) -> str | None:
     """The run's relations in words: faithfulness (intrinsic vs occlusion, Spearman per class) and,
     on a synthetic dataset (the ``ground_truth.json`` of the root it was trained on), each kind's
-    agreement with the relevance ground truth beside the input-only baseline, the ground truth's
-    motion_relations and the ceiling of a tie-free read-out; None when there is nothing to say."""
+    agreement with the relevance ground truth (with the subject-bootstrap interval of the kinds the
+    run keeps per clip) beside the input-only baseline, the ground truth's motion_relations and the
+    ceiling of a tie-free read-out; None when there is nothing to say."""
     import math
 
     from geomer.relations import (

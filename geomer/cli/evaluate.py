@@ -3,7 +3,11 @@ the table; with ``--against``, also the paired difference to another run tested 
 
 from __future__ import annotations
 
+import math
+
 from geomer.cli._common import add_command
+
+LABELS = {"uf1": "UF1", "uar": "UAR", "acc": "acc"}
 
 
 def register(subparsers) -> None:
@@ -19,8 +23,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
-
     from geomer.cli._common import summarise_run
     from geomer.errors import GeomerError
     from geomer.rundir import RunDir
@@ -28,28 +30,26 @@ def run(args) -> int:
 
     run_dir = RunDir(args.run_dir)
     run_dir.require_engine_config()
-    paired = None
-    if args.against is not None:  # checked before metrics.json is rewritten
+    difference = None
+    if args.against is not None:  # checked (and computed) before metrics.json is rewritten
         from geomer.rundir import load_run
+        from geomer.train.metrics import subject_bootstrap_intervals
         from geomer.train.pool import paired_seeds
 
         other = RunDir(args.against)
         other.require_engine_config()
         if other.path.resolve() == run_dir.path.resolve():
             raise GeomerError(f"{other.path}: --against names the run itself")
-        run, against = load_run(run_dir), load_run(other)
-        paired = (paired_seeds(run, against), len(run.classes), against.path)
+        run = load_run(run_dir)
+        seeds, against = paired_seeds(run, load_run(other))
+        difference = subject_bootstrap_intervals(seeds, len(run.classes), against=against)
     if not args.no_figures:
         run_dir.check_figures_folder()  # before metrics.json is rewritten
     summarise_run(run_dir, pool_run(run_dir), figures=not args.no_figures)
-    if paired is not None:
-        from geomer.train.metrics import subject_bootstrap_intervals
-
-        (seeds, against_seeds), num_classes, other_path = paired
-        difference = subject_bootstrap_intervals(seeds, num_classes, against=against_seeds)
-        figures = {name: (low + high) / 2 for name, (low, high) in difference.items()}
-        print(f"\nminus {other_path}, paired (the same test subjects resampled for both; 95 % interval): "
-              + ", ".join(f"{name.upper() if name != 'acc' else 'acc'} n/a" if np.isnan(low) else
-                          f"{name.upper() if name != 'acc' else 'acc'} {figures[name]:+.4f} [{low:+.4f}, {high:+.4f}]"
+    if difference is not None:
+        # the difference's interval is not clipped: its centre is the difference of the headlines
+        print(f"\nminus {other.path}, paired (the same test subjects resampled for both; 95 % interval): "
+              + ", ".join(f"{LABELS[name]} n/a" if math.isnan(low) else
+                          f"{LABELS[name]} {(low + high) / 2:+.4f} [{low:+.4f}, {high:+.4f}]"
                           for name, (low, high) in difference.items()))
     return 0
