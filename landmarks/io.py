@@ -65,6 +65,13 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
+def is_frame_file(path: Path) -> bool:
+    """Whether ``path``, an entry of a frame folder, is a frame: an image file that is not hidden
+    (``._img45.jpg``, the metadata a Mac writes beside a copied file, would stand in for the
+    real frame of its number). The one rule of the tracker, the dataset readers and pretraining."""
+    return is_image_file(path) and not path.name.startswith(".") and path.is_file()
+
+
 def natural_key(path: str | os.PathLike) -> tuple:
     """Sort key of a file name: runs of digits by value (``a2`` before ``a10``), letters without
     case, the stem before the suffix (``left`` before ``left-up``)."""
@@ -84,10 +91,7 @@ def list_frames(folder: str | os.PathLike) -> tuple[list[Path], list[int]]:
     folder = Path(folder)
     if not folder.is_dir():
         raise LandmarksError(f"{folder}: no such folder")
-    files = [
-        entry for entry in folder.iterdir()
-        if is_image_file(entry) and entry.is_file() and not entry.name.startswith(".")
-    ]
+    files = [entry for entry in folder.iterdir() if is_frame_file(entry)]
     if not files:
         raise LandmarksError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder")
     unnumbered = sorted((file for file in files if not _NUMBER.search(file.stem)), key=natural_key)

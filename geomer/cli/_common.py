@@ -39,9 +39,8 @@ def format_table(metrics: dict[str, Any]) -> str:
         f"{'':<16}{'UF1':>20}{'UAR':>20}{'acc':>20}",
         f"{'pooled':<16}" + "".join(_pm(metrics[n], metrics[f"{n}_std"]) for n in HEADLINE),
     ]
-    if all(metrics.get(f"{n}_interval") for n in HEADLINE):  # absent from runs pooled before 0.2.18
-        lines.append(f"{'95 % interval':<16}" + "".join(_interval(metrics[f"{n}_interval"]) for n in HEADLINE)
-                     + "  (test subjects resampled)")
+    lines.append(f"{'95 % interval':<16}" + "".join(_interval(metrics[f"{n}_interval"]) for n in HEADLINE)
+                 + "  (test subjects resampled)")
     for dataset, part in metrics.get("per_dataset", {}).items():
         if len(metrics["per_dataset"]) > 1:
             lines.append(f"{dataset:<16}" + "".join(_pm(part[n], part[f"{n}_std"]) for n in HEADLINE))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from geomer.errors import GeomerError
 from landmarks.errors import LandmarksError
-from landmarks.io import IMAGE_SUFFIXES, frame_number
+from landmarks.io import frame_number, is_frame_file
 
 
 def find_frames_root(
@@ -39,15 +39,11 @@ def frame_number_of(path: Path) -> int | None:
 
 
 def index_frames(folder: Path) -> dict[int, Path]:
-    """Frame number → file for the image files directly in ``folder``, ordered by number.
-
-    Hidden files (``._img45.jpg``, the metadata a Mac writes beside a copied file) are not
-    frames, as for the tracker (``landmarks.io.list_frames``): counted here they would stand in
-    for the real frame of their number.
-    """
+    """Frame number → file for the frames directly in ``folder`` (``landmarks.io.is_frame_file``,
+    the tracker's rule), ordered by number."""
     found: dict[int, Path] = {}
     for path in Path(folder).iterdir():
-        if not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+        if is_frame_file(path):
             number = frame_number_of(path)
             if number is not None:
                 found[number] = path

@@ -111,6 +111,12 @@ class TrainConfig:
         data["seeds"] = list(self.seeds)
         return data
 
+    def run_record(self) -> dict[str, Any]:
+        """What a run directory's ``config.json`` records of this configuration and a resumed or
+        reused run is compared on (:meth:`geomer.rundir.RunDir.check_same_run`)."""
+        return {"model": self.model, "cfg": self.cfg, "seeds": list(self.seeds), "epochs": self.epochs,
+                "settings": self.result_settings()}
+
     def result_settings(self) -> dict[str, Any]:
         """The settings that determine the results (not how or where they are computed)."""
         data = self.to_dict()

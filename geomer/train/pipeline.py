@@ -92,9 +92,7 @@ def train_dataset(
     out = Path(out) if out is not None else default_out_dir(config.model, index.name)
     RunDir(out).check_writable()
     # what run_loso records of these settings (config.json), compared before any extraction
-    RunDir(out).check_same_run({"model": config.model, "cfg": config.cfg, "settings": config.result_settings(),
-                                "seeds": list(config.seeds), "epochs": config.epochs, "dataset": index.name,
-                                "protocol": protocol})
+    RunDir(out).check_same_run({**config.run_record(), "dataset": index.name, "protocol": protocol})
     pretraining = None
     if init is not None:
         from geomer.models.pretrained import check_pretraining, check_pretraining_frames, pretraining_record

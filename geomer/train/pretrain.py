@@ -88,7 +88,7 @@ def sources_from_paths(
     ``exclude_subjects``. Their subject
     keys are ``external/<parent folder>``; a key to exclude that none of them has is an error
     (it would exclude nothing)."""
-    from landmarks.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+    from landmarks.io import VIDEO_SUFFIXES, is_frame_file
 
     found: list[PretrainSource] = []
 
@@ -97,8 +97,7 @@ def sources_from_paths(
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 found.append(PretrainSource(path, f"external/{path.parent.name or 'root'}"))
             return
-        # a frame folder by landmarks.io.list_frames' rule: hidden files (._x.jpg) are no frames
-        if any(not c.name.startswith(".") and c.suffix.lower() in IMAGE_SUFFIXES and c.is_file() for c in path.iterdir()):
+        if any(is_frame_file(c) for c in path.iterdir()):  # a frame folder, by the tracker's rule
             found.append(PretrainSource(path, f"external/{path.parent.name or 'root'}"))
             return
         for child in sorted(path.iterdir()):

@@ -124,16 +124,12 @@ def run_loso(
     ]
     component_names = tuple(str(c) for c in face_graph.component_names)
     run_config = {
-        "model": config.model,
-        "cfg": config.cfg,
+        **config.run_record(),
         "dataset": dataset,
         "classes": list(class_names),
         "component_names": list(component_names),
         "graph": face_graph.to_record(),
         "feature_settings": feature_settings or {},
-        "seeds": list(config.seeds),
-        "epochs": config.epochs,
-        "settings": config.result_settings(),
         "execution": {"jobs": config.jobs, "executor": config.executor},
         "leaky": bool(config.leaky_best_epoch),
         "num_samples": len(graphs),
