@@ -166,8 +166,9 @@ def subject_bootstrap_intervals(seeds: list[dict[str, np.ndarray]], num_classes:
     """
     runs = [seeds] if against is None else [seeds, against]
     rows = [pooled for run in runs for pooled in run]
-    column = lambda key: np.concatenate([np.asarray(pooled[key], dtype=object) for pooled in rows])  # noqa: E731
-    drawn = subject_resamples(column("subject"), column("dataset"))
+    subjects, datasets = (np.concatenate([np.asarray(pooled[key], dtype=object) for pooled in rows])
+                          for key in ("subject", "dataset"))
+    drawn = subject_resamples(subjects, datasets)
     if drawn is None:
         return {name: (float("nan"), float("nan")) for name in ("uf1", "uar", "acc")}
     subject_index, draws = drawn

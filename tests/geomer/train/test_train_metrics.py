@@ -217,8 +217,10 @@ def test_a_paired_difference_is_surer_than_two_intervals():
     second = first.copy()
     second[[5, 65, 125]] = 1 - second[[5, 65, 125]]
     subjects = np.repeat([f"s{i}" for i in range(12)], 20)
-    pooled = lambda predicted: [{"true": true, "predicted": predicted, "subject": subjects,  # noqa: E731
-                                 "dataset": np.full(240, "d")}]
+
+    def pooled(predicted):
+        return [{"true": true, "predicted": predicted, "subject": subjects, "dataset": np.full(240, "d")}]
+
     separate = [subject_bootstrap_intervals(pooled(p), 2)["acc"] for p in (first, second)]
     low, high = subject_bootstrap_intervals(pooled(first), 2, against=pooled(second))["acc"]
     difference = (first == true).mean() - (second == true).mean()
