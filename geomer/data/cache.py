@@ -240,6 +240,7 @@ class FeatureCache:
                 if missing:
                     return None, f"{path}: lacks {', '.join(missing)}"
                 features = ClipFeatures.from_arrays(arrays)
+            features.check_sizes(self.settings)
             bad = nonfinite(features)
             if bad:
                 return None, f"{path}: non-finite values in {', '.join(bad)}"

@@ -116,6 +116,14 @@ class FeatureSettings:
         """The :class:`geomer.graph.FaceGraph` these settings describe (built once per process)."""
         return _graph(self.partition, self.nodes)
 
+    def sizes(self) -> dict[str, int]:
+        """The size of every named dimension of :class:`ClipFeatures` these settings make: nodes
+        N and edges E of the graph, scales S, patch side P, time steps T and Tseq, flow-image
+        side F."""
+        graph = self.graph()
+        return {"N": graph.num_nodes, "E": graph.num_edges, "S": len(self.scales), "P": self.patch_size,
+                "T": self.steps, "Tseq": self.sequence_steps, "F": self.flow_image_size}
+
 
 def _has_field_type(name: str, value: Any) -> bool:
     """Whether ``value`` (as JSON holds it) fits FeatureSettings' field ``name``."""
@@ -233,6 +241,16 @@ class ClipFeatures:
     @property
     def num_nodes(self) -> int:
         return int(self.points.shape[0])
+
+    def check_sizes(self, settings: FeatureSettings) -> None:
+        """GeomerError (one line) unless every array has the sizes ``settings`` make
+        (:meth:`FeatureSettings.sizes`): a stored entry must not pass for these settings' with
+        another shape."""
+        sizes = settings.sizes()
+        for name, shape in _SHAPES.items():
+            value = getattr(self, name)
+            if value is not None:
+                check_shape(value, shape, f"clip {self.clip}: {name}", sizes=sizes)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """A flat dict of arrays for ``np.savez`` (absent modalities are left out)."""

@@ -195,6 +195,12 @@ def test_entry_lacking_an_array_or_with_non_finite_values_is_not_used(tmp_path):
         rewrite(path, lambda arrays: arrays[name].__setitem__((0,), value))
         features, problem = cache.load(job)
         assert features is None and f"non-finite values in {name}" in problem and str(path) in problem
+    # consistent within itself but not what these settings make (3 time steps, not 4): not used,
+    # where the graph models would fail on it with a traceback when they batch it with the others
+    path.write_bytes(good)
+    rewrite(path, lambda arrays: arrays.__setitem__("geometry", arrays["geometry"][:3]))
+    features, problem = cache.load(job)
+    assert features is None and str(path) in problem and "geometry must be [T=4, N=68, 2], got [3, 68, 2]" in problem
     path.write_bytes(good)
     assert cache.get(job) is not None
     # an entry written before entries listed their arrays is still used (no mass re-extraction)
