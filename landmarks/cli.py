@@ -56,6 +56,19 @@ class ArgumentParser(argparse.ArgumentParser):
     def print_usage(self, file=None) -> None:
         (file or sys.stdout).write(self.format_usage())
 
+    def error(self, message: str):
+        """A bad option or argument: one line on stderr and exit status 2, as every other error
+        of the command (argparse's own puts the whole usage above it)."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def output_path(value: str) -> str:
+    """An output option's value (argparse ``type``): an empty one (an unset shell variable) would
+    be the working directory, which the user did not name."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path (name a file or folder; . is the current folder)")
+    return value
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
@@ -72,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     extract.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUTS_HELP)
     extract.add_argument(
-        "-o", "--out", required=True,
+        "-o", "--out", required=True, type=output_path,
         help="output .npz (one input) or folder (several; a name ending in .npz is refused unless it is "
         "an existing folder)",
     )
@@ -97,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("track", metavar="TRACK.npz", help="a track written by `landmarks extract`")
     show.add_argument("--frame", type=int, required=True, help="frame NUMBER (as in the track's frame_index)")
-    show.add_argument("-o", "--out", required=True, help="output image (.png, .jpg)")
+    show.add_argument("-o", "--out", required=True, type=output_path, help="output image (.png, .jpg)")
     _add_debug(show)
     show.set_defaults(func=_show)
     return parser

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from geomer.train.pool import HEADLINE
-from landmarks.cli import DefaultsHelpFormatter
+from landmarks.cli import DefaultsHelpFormatter, output_path  # noqa: F401  (the commands' type of an output option)
 
 
 def add_command(subparsers, name: str, help: str, func) -> argparse.ArgumentParser:

@@ -13,13 +13,13 @@ and leaves the CSV's cells empty. The baseline is read from the runs' ``baseline
 
 from __future__ import annotations
 
-from geomer.cli._common import add_command
+from geomer.cli._common import add_command, output_path
 
 
 def register(subparsers) -> None:
     parser = add_command(subparsers, "compare", "compare the relation matrices of several runs (and the ground truth)", _run)
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by 'geomer train'")
-    parser.add_argument("-o", "--out", metavar="FIG", required=True, help="figure to write (.png, .pdf, .svg); the table goes beside it as .csv")
+    parser.add_argument("-o", "--out", metavar="FIG", required=True, type=output_path, help="figure to write (.png, .pdf, .svg); the table goes beside it as .csv")
     parser.add_argument("--ground-truth", metavar="GT.json", default=None, help="a synthetic dataset's ground_truth.json (or its folder)")
     parser.add_argument("--per-class", action="store_true", help="add one table row per class beside the overall row")
     parser.add_argument("--permutations", type=int, default=5040, help="permutation-test size (all K! when K! is not larger)")

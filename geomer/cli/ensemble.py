@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from geomer.cli._common import add_command
+from geomer.cli._common import add_command, output_path
 
 
 def register(subparsers) -> None:
@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         "them like any run (metrics.json, per-dataset parts, figures)", run,
     )
     parser.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="directories written by `geomer train`")
-    parser.add_argument("--out", required=True, help="the ensemble's run directory")
+    parser.add_argument("--out", required=True, type=output_path, help="the ensemble's run directory")
     parser.add_argument("--no-figures", action="store_true", help="do not draw figures/")
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import sys
 
-from geomer.cli._common import add_command
+from geomer.cli._common import add_command, output_path
 
 
 def register(subparsers) -> None:
     parser = add_command(subparsers, "plot", "draw a run's relation matrices, confusion matrix, graph on a face and training curves", _run)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by 'geomer train'")
-    parser.add_argument("-o", "--out", metavar="DIR", default=None, help="output folder (default: RUN_DIR/figures)")
+    parser.add_argument("-o", "--out", metavar="DIR", default=None, type=output_path, help="output folder (default: RUN_DIR/figures)")
     parser.add_argument(
         "--face",
         choices=("photo", "template"),

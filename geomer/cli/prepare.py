@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from geomer.cli._common import add_command
+from geomer.cli._common import add_command, output_path
 
 
 def register(subparsers) -> None:
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         "--dataset synth prepares the standard synthetic dataset (generated once)",
     )
     parser.add_argument("--scheme", default=None, help="class scheme; None: the dataset's own")
-    parser.add_argument("--cache", default=None, help="feature-cache root; None: $GEOMER_CACHE/features")
+    parser.add_argument("--cache", default=None, type=output_path, help="feature-cache root; None: $GEOMER_CACHE/features")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--backend", default="dlib", help="landmark backend (dlib, dlib-cnn, fan)")
     parser.add_argument("--skip-bad", action="store_true", help="leave bad sheet rows and clips that fail (no face) out, listed, instead of refusing the dataset")

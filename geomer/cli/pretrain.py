@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from geomer.cli._common import add_command
+from geomer.cli._common import add_command, output_path
 
 
 def register(subparsers) -> None:
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     parser.add_argument("--gap", type=int, default=None, help="frames between the two frames of a pair; default a quarter of the clip")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--backend", default="dlib", help="landmark backend")
-    parser.add_argument("--out", default="runs/pretrain-mubert", help="output folder (pretrained.pt)")
+    parser.add_argument("--out", default="runs/pretrain-mubert", type=output_path, help="output folder (pretrained.pt)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

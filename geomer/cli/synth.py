@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from geomer.cli._common import add_command
+from geomer.cli._common import add_command, output_path
 from geomer.synth.layouts import LAYOUTS
 from geomer.synth.motion import DIFFICULTIES
 
@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         "write a synthetic micro-expression dataset (label sheet, frames, ground_truth.json)",
         _run,
     )
-    parser.add_argument("out", help="output folder (must not exist, or be empty)")
+    parser.add_argument("out", type=output_path, help="output folder (must not exist, or be empty)")
     parser.add_argument("--layout", choices=LAYOUTS, default="casme2", help="on-disk layout")
     parser.add_argument("--subjects", type=int, default=4, help="number of subjects")
     parser.add_argument("--clips", type=int, default=5, help="clips per subject")

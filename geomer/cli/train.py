@@ -8,7 +8,7 @@ them), else to TrainConfig's.
 
 from __future__ import annotations
 
-from geomer.cli._common import add_command
+from geomer.cli._common import add_command, output_path
 
 
 def register(subparsers) -> None:
@@ -46,8 +46,8 @@ def register(subparsers) -> None:
     parser.add_argument("--executor", choices=("local", "ray"), default="local", help="where tasks run")
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local Ray)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (in-process runs)")
-    parser.add_argument("--out", default=None, help="run directory (default: runs/<model>-<dataset>; re-running resumes)")
-    parser.add_argument("--cache", default=None, help="feature cache folder (default: the geomer cache)")
+    parser.add_argument("--out", default=None, type=output_path, help="run directory (default: runs/<model>-<dataset>; re-running resumes)")
+    parser.add_argument("--cache", default=None, type=output_path, help="feature cache folder (default: the geomer cache)")
     parser.add_argument("--init", default=None, metavar="PRETRAINED.pt",
                         help="pretrained weights from external data (geomer pretrain); refused when they saw a test subject or one of an evaluated clip's frame files (byte-identical)")
     parser.add_argument("--pretrain", choices=("per-fold",), default=None,

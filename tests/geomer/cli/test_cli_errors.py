@@ -126,3 +126,21 @@ def test_a_command_error_after_output_that_cannot_be_flushed_is_the_error_report
         done = subprocess.run([sys.executable, "-c", program], stdout=full, stderr=subprocess.PIPE, text=True,
                               env=env, timeout=120)
     assert (done.returncode, done.stderr.splitlines()) == (2, ["geomer models: error: x.csv: row 3: bad"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--model", "dere-grl", "--out", ""],  # an unset shell variable: not the working directory
+    ["ensemble", "runs/a", "runs/b", "--out", " "],
+    ["plot", "runs/a", "-o", ""],
+    ["prepare", "--dataset", "synth", "--root", "data", "--cache", ""],
+    ["train", "--model", "dere-grl", "--epochs", "many"],  # argparse's own type errors too
+])
+def test_a_bad_option_value_is_one_line_exit_2_and_writes_nothing(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as ended:
+        main(argv)
+    assert ended.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"geomer {argv[0]}: error: argument ")
+    assert lines[0].endswith(f"(see geomer {argv[0]} --help)")
+    assert not list(tmp_path.iterdir())
