@@ -617,8 +617,9 @@ class Run:
         sample_relations: [n, K, K] float32, row i belongs to ``predictions`` row i.
         sample_occlusion: [n, K, K] float32, the occlusion relations of the same rows, or None
             when a finished fold has none (a run from before they existed).
-        class_relations: [C, K, K] float32, class-averaged (the run's ``relations.npy``); all NaN
-            for a class no test clip belongs to.
+        class_relations: [C, K, K] float32, class-averaged (the run's ``relations.npy``, which
+            must be the mean of its finished folds' per clip, as is ``occlusion_relations.npy``);
+            all NaN for a class no test clip belongs to.
         unfinished: ``seed-<s>/<fold>`` of every fold the config names that has no predictions yet
             (an interrupted or running run: the other fields hold the finished folds only).
     """
@@ -714,18 +715,25 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
     else:
         predictions = pd.DataFrame(columns=[*PREDICTION_COLUMNS, "seed", "fold"])
         sample_relations = np.zeros((0, components, components), np.float32)
+    sample_occlusion = np.concatenate(occlusion).astype(np.float32) if occlusion else None
 
-    class_relations = run_dir.load_relations(components=components)
-    if class_relations is not None:
-        if len(class_relations) != len(classes):
-            raise GeomerError(
-                f"{run_dir.relations_path()}: {len(class_relations)} classes, {CONFIG} names {len(classes)}"
-            )
-    elif frames:
-        index = {name: i for i, name in enumerate(classes)}
-        true = predictions["true"].map(index).to_numpy()
-        class_relations = class_averaged_relations(sample_relations, true, len(classes))
-    else:
+    index = {name: i for i, name in enumerate(classes)}
+    true = predictions["true"].map(index).to_numpy()
+    class_relations = None
+    for kind, per_sample in (("relations", sample_relations), ("occlusion_relations", sample_occlusion)):
+        stored = run_dir.load_relations(kind, components=components)
+        if stored is not None and len(stored) != len(classes):
+            raise GeomerError(f"{run_dir.relations_path(kind)}: {len(stored)} classes, {CONFIG} names {len(classes)}")
+        averaged = class_averaged_relations(per_sample, true, len(classes)) if frames and per_sample is not None else None
+        # the run's files are what pool_run made of the finished folds' files: an edited or stale
+        # copy (a class's matrix gone to NaN, other values) is not passed on as the run's relations
+        if (stored is not None and averaged is not None and not unfinished
+                and not np.allclose(stored, averaged, rtol=1e-4, atol=1e-6, equal_nan=True)):
+            raise GeomerError(f"{run_dir.relations_path(kind)}: does not match the folds' relations "
+                              f"(recompute it with geomer evaluate {run_dir.path})")
+        if kind == "relations":
+            class_relations = stored if stored is not None else averaged
+    if class_relations is None:
         raise GeomerError(
             f"{run_dir.path}: no {run_dir.relations_path().name} and no finished fold "
             f"({SEED_PREFIX}*/<fold>/{PREDICTIONS})"
@@ -740,7 +748,7 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
         predictions=predictions,
         sample_relations=sample_relations,
         class_relations=class_relations,
-        sample_occlusion=np.concatenate(occlusion).astype(np.float32) if occlusion else None,
+        sample_occlusion=sample_occlusion,
         metrics=run_dir.read_metrics(),
         history_files=tuple(histories),
         unfinished=tuple(unfinished),

@@ -265,17 +265,39 @@ def test_load_run_maps_label_indices_and_computes_missing_class_relations(tmp_pa
 
 
 def test_class_without_test_clips_is_nan_and_left_out_of_comparisons(run_dir):
-    averaged = np.load(run_dir / "relations.npy")
-    averaged[2] = np.nan  # as pooling writes for a class no test clip had
-    np.save(run_dir / "relations.npy", averaged)
+    for csv in run_dir.glob("seed-*/*/predictions.csv"):  # no test clip of class 2 (surprise) left
+        csv.write_text(csv.read_text().replace("synth,surprise,", "synth,negative,"))
+    (run_dir / "relations.npy").unlink()  # the class averages come from the folds' files
     run = load_run(run_dir)
-    assert np.isnan(run.class_relations[2]).all()
+    assert np.isnan(run.class_relations[2]).all() and np.isfinite(run.class_relations[:2]).all()
+    averaged = run.class_relations.copy()
     rows = agreement_table({"a": run, "b": run}, per_class=True)
     assert list(rows.scope) == ["overall", "negative", "positive"]
     averaged[1, 0, 0] = np.nan  # a partly missing matrix is damage, not an absent class
     np.save(run_dir / "relations.npy", averaged)
     with pytest.raises(GeomerError, match="relations.npy: contains NaN"):
         load_run(run_dir)
+
+
+@pytest.mark.parametrize("kind", ["relations", "occlusion_relations"])
+def test_a_run_level_relations_file_that_is_not_its_folds_mean_is_refused(run_dir, kind):
+    for fold in run_dir.glob("seed-*/*"):  # occlusion relations per clip, as the engine writes them
+        np.save(fold / "occlusion_relations.npy", np.load(fold / "relations.npy")[:, ::-1])
+    good = load_run(run_dir).class_relations
+    np.save(run_dir / "occlusion_relations.npy", good[:, ::-1])
+    load_run(run_dir)  # both files are their folds' class means
+    good = np.load(run_dir / f"{kind}.npy")
+    for damage in ("class", "value"):
+        edited = good.copy()
+        if damage == "class":
+            edited[0] = np.nan  # a class with test clips passed off as one without
+        else:
+            edited[1, 2, 3] += 0.05
+        np.save(run_dir / f"{kind}.npy", edited)
+        with pytest.raises(GeomerError, match=rf"/{kind}.npy: does not match the folds' relations"):
+            load_run(run_dir)
+    np.save(run_dir / f"{kind}.npy", good)
+    load_run(run_dir)
 
 
 def test_load_run_errors_name_the_file(tmp_path, run_dir):

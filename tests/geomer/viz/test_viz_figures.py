@@ -262,6 +262,7 @@ def _synthetic_run(path, model: str, *, uniform: bool = False):
     relations.npy. ``uniform``: intrinsic relations 1/K with float32 noise, as ststnet's."""
     import json
 
+    from geomer.rundir import load_run
     from tests.geomer.relations.conftest import write_ground_truth, write_run
 
     rng = np.random.default_rng(5)
@@ -277,9 +278,11 @@ def _synthetic_run(path, model: str, *, uniform: bool = False):
     (run / "config.json").write_text(json.dumps({**config, "root": str(root)}))
     np.save(run / "occlusion_relations.npy", rng.random((3, 7, 7)).astype(np.float32))
     np.save(run / "baseline_relations.npy", rng.random((3, 7, 7)).astype(np.float32))
-    if uniform:  # the mean of row-normalised uniform rows: 1/7 up to float32 rounding
-        noisy = (np.full((3, 7, 7), 1 / 7) + 1e-9 * rng.random((3, 7, 7))).astype(np.float32)
-        np.save(run / "relations.npy", noisy)
+    if uniform:  # row-normalised uniform rows: 1/7 up to float32 rounding, as are their class means
+        for fold in run.glob("seed-*/*/relations.npy"):
+            np.save(fold, (np.full((6, 7, 7), 1 / 7) + 1e-9 * rng.random((6, 7, 7))).astype(np.float32))
+        (run / "relations.npy").unlink()
+        np.save(run / "relations.npy", load_run(run).class_relations)  # as pooling writes: the folds' means
     return run, motion
 
 
