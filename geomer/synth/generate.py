@@ -51,6 +51,7 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -184,18 +185,20 @@ def _check_output(out: Path) -> None:
         raise GeomerError(f"{out}: the folder name is too long (at most {255 - 7 - len(_TEMP_SUFFIX)} bytes)")
 
 
-def _check_room(out: Path, temp: Path, subjects: int) -> None:
+def _check_room(out: Path, temp: Path, done: int, total: int, slack: float = 1.0) -> None:
     """One-line GeomerError when the rest of the dataset will not fit on the disk: the size of
-    what ``temp`` holds after the first subject (every subject is about as large), times the
-    subjects still to come, against the free space. Checked then, not guessed before: the size
-    per clip depends on the layout, the frame rate and the drawn clip lengths."""
+    what ``temp`` holds after its first ``done`` of ``total`` clips, per clip, times the clips
+    still to come, against the free space times ``slack``. Checked then, not guessed before: the
+    size per clip depends on the layout, the frame rate and the drawn clip lengths (which vary
+    about threefold, hence the slack of the check after one clip)."""
     written = sum(path.stat().st_size for path in temp.rglob("*") if path.is_file())
-    needed = written * (subjects - 1)
+    needed = written / done * (total - done)
     free = shutil.disk_usage(temp).free
-    if needed > free:
+    if needed > free * slack:
         raise GeomerError(
-            f"{out}: the dataset needs about {written * subjects / 1e9:.1f} GB (its first subject took "
-            f"{written / 1e6:.0f} MB) and {free / 1e9:.1f} GB are free; fewer --subjects or --clips, or another folder"
+            f"{out}: the dataset needs about {written / done * total / 1e9:.1f} GB (its first "
+            f"{'clip' if done == 1 else f'{done} clips'} took {written / 1e6:.0f} MB) and {free / 1e9:.1f} GB "
+            f"are free; fewer --subjects or --clips, or another folder"
         )
 
 
@@ -211,10 +214,12 @@ def _publish(temp: Path, out: Path) -> None:
 
 
 def _render_subject(
-    temp: Path, layout: str, s: int, clips: int, seed: int, difficulty: str, fps: float
+    temp: Path, layout: str, s: int, clips: int, seed: int, difficulty: str, fps: float,
+    after_first_clip: Callable[[], None] | None = None,
 ) -> list[tuple[ClipPlan, dict, np.ndarray]]:
     """Render subject ``s``'s clips into ``temp``; returns (plan, ground truth, [K] activation of
-    everything that moved) per clip."""
+    everything that moved) per clip. ``after_first_clip`` is called once its first clip is
+    written (the disk-space check: a subject of many clips must not fill the disk first)."""
     from landmarks.track import LandmarkTrack
 
     writer = get_layout(layout)
@@ -310,6 +315,8 @@ def _render_subject(
             "onset": plan.onset, "apex": plan.apex, "offset": plan.offset,
         }
         results.append((plan, truth, moved))
+        if c == 0 and after_first_clip is not None:
+            after_first_clip()
     return results
 
 
@@ -348,10 +355,13 @@ def generate(
         per_subject: list[list[tuple[ClipPlan, dict, np.ndarray]]] = []
         with tqdm(total=subjects * clips, desc=f"synth {layout}", unit="clip", disable=not progress) as bar:
             # the first subject alone, then the check of the disk space from its size, before the
-            # others start (rendered beside it, their files would count as its own)
-            per_subject.append(_render_subject(temp, layout, 0, clips, seed, difficulty, fps))
+            # others start (rendered beside it, their files would count as its own); a rough
+            # check after its first clip already stops a request that is far too large
+            total = subjects * clips
+            per_subject.append(_render_subject(temp, layout, 0, clips, seed, difficulty, fps,
+                                               lambda: _check_room(out, temp, 1, total, slack=3.0)))
             bar.update(clips)
-            _check_room(out, temp, subjects)
+            _check_room(out, temp, clips, total)
             rest = range(1, subjects)
             if jobs == 1 or len(rest) <= 1:
                 for s in rest:

@@ -243,17 +243,24 @@ def test_refuses_the_current_folder_or_one_holding_it_before_any_work(tmp_path, 
     assert [p.name for p in tmp_path.iterdir()] == ["here"] and list(here.iterdir()) == []
 
 
+@pytest.mark.parametrize("subjects, free_mb, stops_after", [
+    (50, 8, "clip"),  # far too large: stopped after its first clip (about 1 MB), before a subject's worth
+    (4, 3.5, "2 clips"),  # a little too large: the first clip leaves room for doubt, its first subject none
+])
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_a_dataset_too_large_for_the_disk_stops_after_its_first_subject(tmp_path, monkeypatch, jobs):
+def test_a_dataset_too_large_for_the_disk_stops_early(tmp_path, monkeypatch, jobs, subjects, free_mb, stops_after):
     import importlib
     from collections import namedtuple
 
     module = importlib.import_module("geomer.synth.generate")  # the package exports the function
     usage = namedtuple("usage", "total used free")
-    # room for a few subjects of this size (about 2 MB each), not the 50 asked for
-    monkeypatch.setattr(module.shutil, "disk_usage", lambda path: usage(10**12, 0, 8 * 10**6))
-    with pytest.raises(GeomerError, match=r"needs about 0\.\d GB \(its first subject took \d+ MB\) and 0\.0 GB are free"):
-        generate(tmp_path / "big", **{**TINY, "subjects": 50, "jobs": jobs})
+    monkeypatch.setattr(module.shutil, "disk_usage", lambda path: usage(10**12, 0, int(free_mb * 10**6)))
+    rendered = []
+    original = module._render_subject
+    monkeypatch.setattr(module, "_render_subject", lambda *a: rendered.append(a[2]) or original(*a))
+    with pytest.raises(GeomerError, match=rf"needs about 0\.\d GB \(its first {stops_after} took \d+ MB\) and 0\.0 GB are free"):
+        generate(tmp_path / "big", **{**TINY, "subjects": subjects, "jobs": jobs})
+    assert rendered == [0]  # the other subjects never started
     assert list(tmp_path.iterdir()) == []
 
 
