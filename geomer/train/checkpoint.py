@@ -139,6 +139,12 @@ def load_checkpoint(
     version = str(payload.get("geomer_version"))
     check_version(path, version, "checkpoint")
     _check_fields(path, payload)
+    # training that diverged writes no checkpoint: non-finite weights are damage (resume would
+    # otherwise keep the fold, and only its predictions would show it)
+    damaged = next((name for name, value in payload["state_dict"].items()
+                    if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()), None)
+    if damaged is not None:
+        raise GeomerError(f"{path}: non-finite weights in {damaged!r} (a damaged checkpoint)")
     if model is not None and payload["model"] != model:
         raise GeomerError(f"{path}: a checkpoint of model {payload['model']!r}, not {model!r}")
     if classes is not None and list(classes) != list(payload["classes"]):

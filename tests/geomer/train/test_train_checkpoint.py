@@ -138,6 +138,18 @@ def test_incompatible_version_and_foreign_files_are_refused(saved, tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_checkpoint_with_non_finite_weights_is_refused(saved, tmp_path, value):
+    """An intact file whose weights went non-finite (no training writes one): resume would keep
+    the fold, and only its predictions would show it."""
+    path, _, _ = saved
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["encode.bias"][0] = value
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(GeomerError, match=r"edited.pt: non-finite weights in 'encode.bias' \(a damaged checkpoint\)"):
+        load_checkpoint(tmp_path / "edited.pt")
+
+
 def test_a_checkpoint_with_damaged_bytes_of_the_same_size_is_refused(saved, tmp_path):
     """torch.load alone would read damaged tensor bytes as other weights (NaN predictions)."""
     path, _, _ = saved
