@@ -99,7 +99,7 @@ def samples_fingerprint(records: Iterable[Sequence[Any]]) -> str:
 def read_json_object(path: Path) -> dict:
     """A JSON object from ``path``; one-line GeomerError naming the file otherwise."""
     if not path.is_file():
-        raise GeomerError(f"{path}: missing")
+        raise GeomerError(f"{path}: {'not a file' if path.exists() else 'missing'}")
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
@@ -331,6 +331,8 @@ class FoldDir:
         Raises GeomerError naming the file (and row) for a missing, unreadable or malformed file.
         """
         path = self.predictions_path
+        if path.exists() and not path.is_file():  # training again could not write it there either
+            raise GeomerError(f"{path}: not a file; remove it, then train again to resume")
         if not path.is_file():
             raise GeomerError(f"{path}: missing; the run is incomplete (train again to resume)")
         try:

@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from geomer.errors import GeomerError
+from geomer.rundir import RunDir
 from geomer.relations import (
     GROUND_TRUTH_NAME,
     GroundTruth,
@@ -305,6 +306,13 @@ def test_load_run_errors_name_the_file(tmp_path, run_dir):
         load_run(tmp_path)
     with pytest.raises(GeomerError, match="not a directory"):
         load_run(tmp_path / "nothing")
+    (tmp_path / "config.json").mkdir()  # where a file belongs: said so, not "missing"
+    with pytest.raises(GeomerError, match="config.json: not a file"):
+        load_run(tmp_path)
+    fold = RunDir(tmp_path).fold(0, "fold-s1")
+    fold.predictions_path.mkdir(parents=True)
+    with pytest.raises(GeomerError, match="predictions.csv: not a file; remove it, then train again to resume"):
+        fold.read_predictions(["negative"])
     bad = run_dir / "seed-0" / "fold-s1" / "relations.npy"
     np.save(bad, np.zeros((5, 7, 7), np.float32))
     with pytest.raises(GeomerError, match=r"fold-s1/relations.npy: 5 matrices for 6 rows"):
