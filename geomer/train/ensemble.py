@@ -136,7 +136,7 @@ def build_ensemble(run_dirs: Sequence[str | Path], out: str | Path) -> tuple[Run
     config = {
         key: first[key]
         for key in ("dataset", "classes", "component_names", "graph", "feature_settings", "seeds", "folds",
-                    "num_samples", "samples", "protocol", "root")
+                    "num_samples", "samples", "tested_samples", "protocol", "root")
         if key in first
     }
     config.update({

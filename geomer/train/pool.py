@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from geomer.errors import GeomerError
-from geomer.rundir import SEED_PREFIX, RunDir, check_subject_datasets, class_averaged_relations, read_json_object
+from geomer.rundir import (
+    SEED_PREFIX, RunDir, check_subject_datasets, class_averaged_relations, read_json_object, samples_fingerprint,
+)
 from geomer.bootstrap import BOOTSTRAP_RESAMPLES, MIN_BOOTSTRAP_SUBJECTS
 from geomer.train.metrics import classification_metrics, mean_std, subject_bootstrap_intervals
 from geomer.version import __version__
@@ -44,6 +46,7 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
     for seed in config["seeds"]:
         parts = []
         tested: set[str] = set()
+        rows: list[tuple[str, ...]] = []  # (sample, subject, dataset, true class) as the run recorded them
         for fold_name in config["folds"]:
             fold = run_dir.fold(seed, fold_name)
             frame, relations, occlusion = fold.read_results(class_names, components,
@@ -51,6 +54,7 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
             fold.check_tested_once(frame, tested)
             check_subject_datasets(frame, fold.predictions_path, datasets_of)
             true = frame["true"].map(index).to_numpy(dtype=np.int64)
+            rows.extend(zip(*(frame[column].astype(str) for column in ("sample", "subject", "dataset", "true"))))
             all_relations.append(relations)
             if all_occlusion is not None and occlusion is not None:
                 all_occlusion.append(occlusion)
@@ -68,6 +72,11 @@ def pool_run(run_dir: str | Path | RunDir) -> dict[str, Any]:
         if expected is not None and len(pooled["true"]) != expected:  # a row or fold edited away
             raise GeomerError(f"{run_dir.path / f'{SEED_PREFIX}{seed}'}: its folds' predictions hold {len(pooled['true'])} "
                               f"samples, the run has {expected} ({run_dir.config_path.name})")
+        recorded = config.get("tested_samples")  # runs of geomer before 0.2.19 have none
+        if recorded is not None and samples_fingerprint(sorted(rows)) != recorded:
+            raise GeomerError(f"{run_dir.path / f'{SEED_PREFIX}{seed}'}: its folds' predictions are not of the run's "
+                              f"clips (a sample, subject, dataset or true class differs from the record in "
+                              f"{run_dir.config_path.name}; train again to redo an edited fold)")
         pooled_by_seed[str(seed)] = pooled
         per_seed[str(seed)] = _seed_metrics(pooled, class_names)
 

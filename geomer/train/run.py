@@ -134,6 +134,9 @@ def run_loso(
         "leaky": bool(config.leaky_best_epoch),
         "num_samples": len(graphs),
         "samples": samples_fingerprint(records),
+        # what each seed's predictions must hold, read back from them by pool_run (sorted: the
+        # folds are read in their own order)
+        "tested_samples": samples_fingerprint(sorted(tuple(str(v) for v in record[:4]) for record in records)),
         "folds": names,
         "init": None if init is None else str(init),
         "pretraining": pretraining,

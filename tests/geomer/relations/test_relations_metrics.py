@@ -386,6 +386,30 @@ def test_evaluate_refuses_a_seed_whose_folds_test_fewer_samples_than_the_run(run
         pool_run(run_dir)
 
 
+@pytest.mark.parametrize("edit", [
+    lambda text: text.replace("synth/s2/clip0,synth/s2,synth,negative,", "synth/s2/clip0,synth/s2,synth,positive,"),
+    lambda text: text.replace("synth/s2/clip0,synth/s2,", "synth/s2/clip0,synth/s1,"),  # another fold's subject
+])
+def test_evaluate_refuses_predictions_whose_clips_differ_from_the_runs_record(run_dir, edit):
+    # a true class or subject edited in predictions.csv would otherwise be pooled as the run's
+    from geomer.rundir import samples_fingerprint
+    from geomer.train import pool_run
+    from geomer.version import __version__
+
+    rows = [(f"{subject}/clip{i}", subject, "synth", ["negative", "positive", "surprise"][i // 2])
+            for subject in ("synth/s1", "synth/s2") for i in range(6)]  # the run's clips (conftest)
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "geomer_version": __version__, "folds": ["fold-s1", "fold-s2"],
+                                                     "tested_samples": samples_fingerprint(sorted(rows))}))
+    pool_run(run_dir)  # as written
+    path = run_dir / "seed-0" / "fold-s2" / "predictions.csv"
+    edited = edit(path.read_text())
+    assert edited != path.read_text()
+    path.write_text(edited)
+    with pytest.raises(GeomerError, match=r"seed-0: its folds' predictions are not of the run's clips .*config.json"):
+        pool_run(run_dir)
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("seeds", 0, "'seeds' must be a non-empty list of distinct integers"),
     ("seeds", [True], "'seeds' must be a non-empty list of distinct integers"),
