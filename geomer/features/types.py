@@ -232,21 +232,17 @@ class ClipFeatures:
                     raise GeomerError(f"clip {self.clip}: features lack {name}")
                 continue
             object.__setattr__(self, name, np.ascontiguousarray(value, dtype=np.float32))
-        sizes: dict[str, int] = {}  # N, S, P, ... agree across the arrays
-        for name, shape in _SHAPES.items():
-            value = getattr(self, name)
-            if value is not None:
-                check_shape(value, shape, f"clip {self.clip}: {name}", sizes=sizes)
+        self.check_sizes()  # N, S, P, ... agree across the arrays
 
     @property
     def num_nodes(self) -> int:
         return int(self.points.shape[0])
 
-    def check_sizes(self, settings: FeatureSettings) -> None:
-        """GeomerError (one line) unless every array has the sizes ``settings`` make
-        (:meth:`FeatureSettings.sizes`): a stored entry must not pass for these settings' with
-        another shape."""
-        sizes = settings.sizes()
+    def check_sizes(self, settings: FeatureSettings | None = None) -> None:
+        """GeomerError (one line) unless the arrays agree on every named size (N, S, P, …) and,
+        with ``settings``, have the sizes those make (:meth:`FeatureSettings.sizes`): a stored
+        entry must not pass for these settings' with another shape."""
+        sizes = settings.sizes() if settings is not None else {}
         for name, shape in _SHAPES.items():
             value = getattr(self, name)
             if value is not None:
