@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from geomer.cli._common import add_command
+from geomer.cli._common import add_command, output_path
 
 
 def register(subparsers) -> None:
@@ -12,7 +12,7 @@ def register(subparsers) -> None:
     parser.add_argument("--onset", type=int, default=None, help="onset frame number (default: the first)")
     parser.add_argument("--apex", type=int, default=None, help="apex frame number (default: spotted)")
     parser.add_argument("--offset", type=int, default=None, help="offset frame number (default: the last)")
-    parser.add_argument("-o", "--out", default=None,
+    parser.add_argument("-o", "--out", default=None, type=output_path,
                         help="folder for prediction.json and relations.png (default: <source name>-prediction)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -28,7 +28,7 @@ def run(args) -> int:
     from geomer.train.predict import predict_clip
     from geomer.viz import plot_relation_matrix, save_figure
 
-    out = check_output_folder(Path(args.out) if args.out else Path(f"{Path(args.source).name}-prediction"), "-o", GeomerError)
+    out = check_output_folder(Path(args.out) if args.out is not None else Path(f"{Path(args.source).name}-prediction"), "-o", GeomerError)
     for name in ("relations.png", "prediction.json"):  # a folder in the way: found before the tracking
         if (out / name).is_dir():
             raise GeomerError(f"{out / name}: is a folder, where predict writes its {name}")

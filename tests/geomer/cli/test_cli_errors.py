@@ -132,6 +132,7 @@ def test_a_command_error_after_output_that_cannot_be_flushed_is_the_error_report
     ["train", "--model", "dere-grl", "--out", ""],  # an unset shell variable: not the working directory
     ["ensemble", "runs/a", "runs/b", "--out", " "],
     ["plot", "runs/a", "-o", ""],
+    ["predict", "clip", "--checkpoint", "model.pt", "-o", ""],  # not the default folder either
     ["prepare", "--dataset", "synth", "--root", "data", "--cache", ""],
     ["train", "--model", "dere-grl", "--epochs", "many"],  # argparse's own type errors too
 ])

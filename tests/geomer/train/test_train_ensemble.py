@@ -34,7 +34,7 @@ def write_run(path, probabilities: dict, *, model="m", leaky=False, classes=CLAS
     run.open({"model": model, "cfg": {}, "dataset": "d", "classes": list(classes),
               "component_names": list(GRAPH.component_names), "graph": GRAPH.to_record(),
               "seeds": list(seeds), "folds": list(folds), "leaky": leaky, "num_samples": 6,
-              "samples": samples_fingerprint(records)})
+              "samples": samples_fingerprint(records), "tested_samples": samples_fingerprint(sorted(records))})
     for seed in seeds:
         for fold in folds:
             clips = CLIPS[fold]
@@ -69,6 +69,8 @@ def test_ensemble_averages_probabilities_and_pools(tmp_path, capsys):
     assert metrics["uf1"] == pytest.approx(expected.uf1) and metrics["uar"] == pytest.approx(expected.uar)
     assert set(metrics["per_dataset"]) == {"casme2", "samm"}
     assert [m["model"] for m in metrics["members"]] == ["dere-grl", "ststnet"]
+    member, ensemble = (json.loads((run / "config.json").read_text()) for run in (tmp_path / "a", out))
+    assert ensemble["tested_samples"] == member["tested_samples"]  # so its pooling checks the clips too
     written = np.loadtxt(out / "seed-0" / "f1" / "predictions.csv", delimiter=",", skiprows=1,
                          usecols=(5, 6, 7))
     np.testing.assert_allclose(written, (rounded[0]["f1"] + rounded[1]["f1"]) / 2, atol=1e-6)

@@ -46,6 +46,12 @@ def test_run_directory_follows_the_contract(tmp_path, graphs, face_graph):
     assert config["component_names"] == list(face_graph.component_names)
     assert config["seeds"] == [0, 1] and config["epochs"] == 4
     assert len(config["folds"]) == 6
+    # the digest of the tested clips that pooling checks each seed's predictions against
+    from geomer.rundir import samples_fingerprint
+
+    tested = sorted((row["sample"], row["subject"], row["dataset"], row["true"]) for fold in config["folds"]
+                    for row in csv.DictReader((run / "seed-1" / fold / "predictions.csv").read_text().splitlines()))
+    assert config["tested_samples"] == samples_fingerprint(tested)
     for seed in (0, 1):
         for fold in config["folds"]:
             fold_dir = run / f"seed-{seed}" / fold
