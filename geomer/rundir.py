@@ -331,10 +331,9 @@ class FoldDir:
         Raises GeomerError naming the file (and row) for a missing, unreadable or malformed file.
         """
         path = self.predictions_path
-        if path.exists() and not path.is_file():  # training again could not write it there either
-            raise GeomerError(f"{path}: not a file; remove it, then train again to resume")
-        if not path.is_file():
-            raise GeomerError(f"{path}: missing; the run is incomplete (train again to resume)")
+        if not path.is_file():  # a folder in its place: training again could not write it there either
+            raise GeomerError(f"{path}: not a file; remove it, then train again to resume" if path.exists()
+                              else f"{path}: missing; the run is incomplete (train again to resume)")
         try:
             frame = pd.read_csv(path, dtype={"sample": str, "subject": str, "dataset": str}, keep_default_na=False)
         except (OSError, ValueError, UnicodeDecodeError) as error:
