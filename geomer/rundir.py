@@ -257,6 +257,18 @@ class FoldDir:
     def has_predictions(self) -> bool:
         return self.predictions_path.is_file()
 
+    def check_writable(self) -> None:
+        """One-line GeomerError when something of the wrong kind sits where the engine writes
+        this fold (a file at a folder of ``seed-<s>/<fold>/``, a folder at one of its files):
+        found before the fold trains, not when its results cannot be written after."""
+        for folder in (self.path.parent, self.path):
+            if folder.exists() and not folder.is_dir():
+                raise GeomerError(f"{folder}: is not a folder, and the run writes its folds there; move it away")
+        for path in (self.checkpoint_path, self.predictions_path, self.history_path,
+                     self.relations_path(), self.relations_path("occlusion_relations")):
+            if path.is_dir():
+                raise GeomerError(f"{path}: is a folder, where the run writes the fold's {path.name}; move it away")
+
     def write_history(self, history: list[dict[str, float]]) -> None:
         """One row per epoch (floats with 6 decimals)."""
         columns = list(dict.fromkeys(key for row in history for key in row))

@@ -157,6 +157,9 @@ def run_loso(
     run_dir = RunDir(out_dir)
     # Ray is reached before the run directory is touched: an unreachable cluster writes nothing
     with ray_session(config) if config.executor == "ray" else nullcontext(), run_dir.lock():
+        for seed in config.seeds:
+            for name in names:
+                run_dir.fold(seed, name).check_writable()
         run_dir.open(run_config)
         if all(getattr(g, "flow_stats", None) is not None for g in graphs):
             from geomer.relations import input_baseline
