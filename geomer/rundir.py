@@ -689,9 +689,11 @@ class Run:
         return matrix
 
 
-def load_run(run_dir: str | Path | RunDir) -> Run:
+def load_run(run_dir: str | Path | RunDir, check_stored: bool = True) -> Run:
     """Read a run directory (see the module docstring); finished folds only.
 
+    ``check_stored=False`` takes the run-level relation files unchecked (for a caller that
+    re-pools them, as ``geomer evaluate`` does, so a stale file is what it repairs, not an error).
     Raises :class:`GeomerError` (one line naming the file) when it is not a readable run.
     """
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
@@ -735,6 +737,8 @@ def load_run(run_dir: str | Path | RunDir) -> Run:
     class_relations = None
     for kind, per_sample in (("relations", sample_relations), ("occlusion_relations", sample_occlusion)):
         stored = run_dir.load_relations(kind, components=components)
+        if not check_stored:
+            stored = None
         if stored is not None and len(stored) != len(classes):
             raise GeomerError(f"{run_dir.relations_path(kind)}: {len(stored)} classes, {CONFIG} names {len(classes)}")
         averaged = class_averaged_relations(per_sample, true, len(classes)) if frames and per_sample is not None else None

@@ -40,7 +40,7 @@ def run(args) -> int:
         other.require_engine_config()
         if other.path.resolve() == run_dir.path.resolve():
             raise GeomerError(f"{other.path}: --against names the run itself")
-        run = load_run(run_dir)
+        run = load_run(run_dir, check_stored=False)  # its run-level files are re-pooled below
         seeds, against = paired_seeds(run, load_run(other))
         difference = subject_bootstrap_intervals(seeds, len(run.classes), against=against)
     if not args.no_figures:

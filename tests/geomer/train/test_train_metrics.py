@@ -245,3 +245,24 @@ def test_evaluate_against_prints_the_paired_difference_and_refuses_other_clips(t
     err = capsys.readouterr().err
     assert "not tested on the same clips" in err and "s6/c0 of s6" in err and len(err.strip().splitlines()) == 1
     assert (tmp_path / "right" / "metrics.json").read_bytes() == metrics
+
+
+def test_evaluate_against_repairs_a_stale_run_level_file_as_evaluate_does(tmp_path, capsys):
+    # load_run's advice for a stale relations.npy is "recompute it with geomer evaluate RUN";
+    # with --against the run is read before it is re-pooled, and that read must not refuse it
+    from geomer.cli import main
+    from geomer.rundir import load_run
+
+    rows = {f"s{i}": [("a", "a"), ("b", "b")] for i in range(5)}
+    _write_run(tmp_path / "run", rows)
+    _write_run(tmp_path / "reference", rows)
+    pool_run(tmp_path / "run")
+    stale = np.load(tmp_path / "run" / "relations.npy")
+    np.save(tmp_path / "run" / "relations.npy", stale + 0.25)
+    from geomer.errors import GeomerError
+
+    with pytest.raises(GeomerError, match="does not match the folds. relations"):
+        load_run(tmp_path / "run")
+    assert main(["evaluate", str(tmp_path / "run"), "--no-figures", "--against", str(tmp_path / "reference")]) == 0
+    assert "paired" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.load(tmp_path / "run" / "relations.npy"), stale)
