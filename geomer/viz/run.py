@@ -47,8 +47,9 @@ def write_run_figures(
 
     ``out``: the folder (default: the run's ``figures/``); ``face``: draw the graphs on the
     bundled photo ("photo") or at the canonical template positions ("template"); ``per_class``
-    False: only the summary figures (relations, confusion, training curves), as ``geomer train``
-    draws them.
+    False: the summary figures (relations, confusion, training curves), as ``geomer train``
+    draws them, and the per-class ones only where ``out`` already holds some (an earlier
+    ``geomer plot``'s, perhaps of fewer folds: kept current, not left stale).
     """
     from geomer.rundir import RunDir
     from geomer.viz import (
@@ -62,6 +63,7 @@ def write_run_figures(
     )
 
     out = Path(out) if out is not None else RunDir(run.path).figures_dir
+    per_class = per_class or any(out.glob("relations-*.png")) or any(out.glob("graph-*.png"))
     folds = fold_note(run)
     # Every figure is read and drawn before the first is saved: a bad file (a damaged history, a
     # graph of other components) leaves the folder as it was, not half rewritten.

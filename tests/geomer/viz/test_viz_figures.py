@@ -369,3 +369,21 @@ def test_figures_of_a_run_with_missing_folds_say_how_many(tmp_path, monkeypatch)
     complete = write_run(tmp_path / "complete")
     write_run_figures(load_run(complete), tmp_path / "figures", per_class=False)
     assert saved[CONFUSION].get_suptitle() == "dere-grl: confusion (pooled over folds)"
+
+
+def test_the_summary_figures_keep_per_class_figures_already_drawn_current(tmp_path, monkeypatch):
+    # geomer train and evaluate draw the summary figures; a plot drawn earlier (of fewer folds,
+    # say) leaves per-class figures that would otherwise keep their old contents and titles
+    from geomer.rundir import load_run
+    from geomer.viz.run import write_run_figures
+    from tests.geomer.relations.conftest import write_run
+
+    run = load_run(write_run(tmp_path / "run"))
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    saved = _capture_figures(monkeypatch)
+    write_run_figures(run, figures, face="template", per_class=False)
+    assert not any(name.startswith(("relations-", "graph-")) for name in saved)
+    (figures / "graph-negative.png").write_bytes(b"an earlier plot's")
+    write_run_figures(run, figures, face="template", per_class=False)
+    assert {f"{kind}-{name}.png" for kind in ("relations", "graph") for name in run.classes} <= set(saved)
