@@ -9,6 +9,7 @@ missing clips are extracted), loaded as PyG graphs in sample order, and handed t
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from geomer.train.config import TrainConfig
 from geomer.paths import cache_root
 from landmarks.files import check_output_folder
 from geomer.rundir import RunDir
+from geomer.train.executors import ray_session
 from geomer.train.run import RunResult, check_model_settings, run_loso
 
 
@@ -102,48 +104,51 @@ def train_dataset(
         check_pretraining(init, [s for fold in folds for s in fold.test_subjects])
         check_pretraining_frames(init, index.samples)
         pretraining = pretraining_record(init)
-    feature_cache = FeatureCache(cache, settings)
-    # Check the model's inputs on one prepared clip before extracting the whole dataset, so a
-    # model asking for a modality the dataset lacks fails at the start.
-    probe = replace(index, samples=index.samples[:1])
-    if not prepare_dataset(probe, cache, settings, jobs=1, progress=False).failures:
-        check_inputs(config.model, load_graphs(probe, feature_cache, face_graph)[0])
-    summary = prepare_dataset(
-        index, cache, settings, jobs=prepare_jobs or config.jobs, progress=progress
-    )
-    if summary.failures and skip_bad:  # e.g. clips in which no face is found: listed, left out
-        from geomer.data.prepare import without_failures
+    # Ray is reached before any extraction: an unreachable cluster costs nothing (run_loso uses
+    # the connection it finds)
+    with ray_session(config) if config.executor == "ray" else nullcontext():
+        feature_cache = FeatureCache(cache, settings)
+        # Check the model's inputs on one prepared clip before extracting the whole dataset, so a
+        # model asking for a modality the dataset lacks fails at the start.
+        probe = replace(index, samples=index.samples[:1])
+        if not prepare_dataset(probe, cache, settings, jobs=1, progress=False).failures:
+            check_inputs(config.model, load_graphs(probe, feature_cache, face_graph)[0])
+        summary = prepare_dataset(
+            index, cache, settings, jobs=prepare_jobs or config.jobs, progress=progress
+        )
+        if summary.failures and skip_bad:  # e.g. clips in which no face is found: listed, left out
+            from geomer.data.prepare import without_failures
 
-        index = without_failures(index, summary.failures)
-        folds = list(get_protocol(protocol, index).folds())
-    elif summary.failures:
-        raise GeomerError(summary.error_line())
-    graphs = load_graphs(index, feature_cache, face_graph, progress=progress)
-    fold_pretraining = None
-    if pretrain is not None:
-        from geomer.train.pretrain import fold_pretraining as build_fold_pretraining
+            index = without_failures(index, summary.failures)
+            folds = list(get_protocol(protocol, index).folds())
+        elif summary.failures:
+            raise GeomerError(summary.error_line())
+        graphs = load_graphs(index, feature_cache, face_graph, progress=progress)
+        fold_pretraining = None
+        if pretrain is not None:
+            from geomer.train.pretrain import fold_pretraining as build_fold_pretraining
 
-        fold_pretraining = build_fold_pretraining(index.samples, settings, pretrain, progress=progress)
-    return run_loso(
-        graphs,
-        index.classes,
-        config,
-        out,
-        folds=folds,
-        face_graph=face_graph,
-        dataset=index.name,
-        feature_settings=settings.to_dict(),
-        init=init,
-        pretraining=pretraining,
-        fold_pretraining=fold_pretraining,
-        extra={
-            "protocol": protocol,
-            "root": str(Path(root).resolve()) if not isinstance(root, dict) else str(root),
-            "skipped_rows": [str(row) for row in index.skipped],
-        },
-        sample_details=[_sample_details(s, index.name) for s in index.samples],
-        progress=progress,
-    )
+            fold_pretraining = build_fold_pretraining(index.samples, settings, pretrain, progress=progress)
+        return run_loso(
+            graphs,
+            index.classes,
+            config,
+            out,
+            folds=folds,
+            face_graph=face_graph,
+            dataset=index.name,
+            feature_settings=settings.to_dict(),
+            init=init,
+            pretraining=pretraining,
+            fold_pretraining=fold_pretraining,
+            extra={
+                "protocol": protocol,
+                "root": str(Path(root).resolve()) if not isinstance(root, dict) else str(root),
+                "skipped_rows": [str(row) for row in index.skipped],
+            },
+            sample_details=[_sample_details(s, index.name) for s in index.samples],
+            progress=progress,
+        )
 
 
 def _sample_details(sample, dataset: str) -> tuple:

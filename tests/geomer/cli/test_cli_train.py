@@ -553,3 +553,20 @@ def test_predict_refuses_a_folder_where_an_output_goes_before_any_work(tiny_root
     assert main(["predict", str(clip), "--checkpoint", str(tmp_path / "no.pt"), "-o", str(tmp_path / "p"), "--quiet"]) == 2
     assert f"{tmp_path / 'p' / name}: is a folder, where predict writes its {name}" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "p").iterdir()] == [name]
+
+
+def test_an_unreachable_ray_cluster_is_refused_before_any_feature_is_extracted(tiny_root, tmp_path, capsys):
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+        status = main(["train", "--model", "dere-grl", "--dataset", "synth", "--root", str(tiny_root),
+                       "--executor", "ray", "--ray-address", address, "--cache", str(tmp_path / "cache"),
+                       "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1 and f"cannot reach {address}" in err
+    # neither features nor the run: the cluster was tried before the extraction
+    assert not (tmp_path / "run").exists()
+    assert not list((tmp_path / "cache").rglob("*.npz"))
