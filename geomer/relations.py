@@ -120,6 +120,8 @@ class GroundTruth:
 
     Shapes:
         relations, motion_relations: [C, K, K] float32, class order = ``classes``.
+
+    ``clips``: the dataset's clip ids (empty for a file without the ``clips`` record).
     """
 
     classes: tuple[str, ...]
@@ -127,6 +129,7 @@ class GroundTruth:
     relations: np.ndarray
     path: str = ""
     motion_relations: np.ndarray | None = None
+    clips: tuple[str, ...] = ()
 
 
 def load_ground_truth(path: str | Path) -> GroundTruth:
@@ -157,8 +160,9 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
         if values is not None and not np.isfinite(values).all():  # JSON null reads as NaN, Infinity as inf
             c, row = np.argwhere(~np.isfinite(values))[0][:2]
             raise GeomerError(f"{path}: {key} of class {classes[c]!r}, row {row}: not a finite number")
+    clips = data.get("clips")
     return GroundTruth(classes=classes, component_names=components, relations=matrices, path=str(path),
-                       motion_relations=motion)
+                       motion_relations=motion, clips=tuple(str(c) for c in clips) if isinstance(clips, dict) else ())
 
 
 # --------------------------------------------------------------------------------------------
@@ -700,6 +704,28 @@ def synthetic_ground_truth(run) -> GroundTruth | None:
     if tuple(truth.component_names) != tuple(run.component_names) or not set(run.classes) <= set(truth.classes):
         return None
     return truth
+
+
+def check_ground_truth_of(run, truth: GroundTruth) -> None:
+    """One-line GeomerError unless ``truth`` is the ground truth of the dataset ``run`` was tested
+    on: the same matrices as the ``ground_truth.json`` at the run's root (where it still exists),
+    and a clip list that holds every clip the run tested and no more (bar the rows the run
+    skipped). Another draw of the generator, or a larger one of the same seed, has other class
+    means, and scoring a run against it would give a figure that looks right and is not."""
+    own = synthetic_ground_truth(run)
+    if own is not None and not (own.classes == truth.classes and np.array_equal(own.relations, truth.relations)):
+        raise GeomerError(f"{truth.path}: not the ground truth of {run.path}'s dataset ({own.path} is)")
+    if not truth.clips:  # written before the generator recorded its clips
+        return
+    tested = {sample[len(subject) + 1:] for sample, subject in zip(run.predictions["sample"], run.predictions["subject"])}
+    unknown = sorted(tested - set(truth.clips))
+    if unknown:
+        raise GeomerError(f"{truth.path}: has no clip {unknown[0]}, which {run.path} was tested on; "
+                          "is it the ground truth of the run's dataset?")
+    untested = len(truth.clips) - len(tested) - len(run.config.get("skipped_rows") or ())
+    if untested > 0:
+        raise GeomerError(f"{truth.path}: {len(truth.clips)} clips, {untested} more than {run.path} was tested on "
+                          "and skipped; is it the ground truth of the run's dataset?")
 
 
 def faithfulness(intrinsic: np.ndarray, occlusion: np.ndarray, classes: Sequence[str]) -> dict[str, float]:

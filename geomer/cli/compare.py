@@ -34,7 +34,9 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
 
     from geomer.atomic import atomic_write_text
     from geomer.errors import GeomerError
-    from geomer.relations import agreement_table, load_ground_truth, load_run, load_run_relations, run_labels
+    from geomer.relations import (
+        agreement_table, check_ground_truth_of, load_ground_truth, load_run, load_run_relations, run_labels,
+    )
     from geomer.viz import plot_relation_panel, save_figure
     from geomer.viz.relations import BASELINE_LABEL, MOTION_LABEL
 
@@ -65,6 +67,7 @@ def compare_runs(run_dirs, out, *, ground_truth=None, per_class: bool = False, p
             raise GeomerError(f"{truth.path}: classes {', '.join(truth.classes)} lack {run.path}'s "
                               f"{', '.join(sorted(set(run.classes) - set(truth.classes)))}; "
                               "is it the ground truth of the runs' dataset?")
+        check_ground_truth_of(run, truth)
 
     def by_class(classes, matrices):
         return {c: m for c, m in zip(classes, matrices) if np.all(np.isfinite(m))}

@@ -248,3 +248,36 @@ def test_compare_refuses_runs_of_different_class_sets(tmp_path, make_run, run_di
     assert (f"{other}/config.json: classes happiness, positive, surprise differ from {run_dir}'s "
             "(negative, positive, surprise); compare runs of one class set") in err
     assert not figure.exists() and not figure.with_suffix(".csv").exists()
+
+
+def test_a_ground_truth_of_another_draw_is_refused(tmp_path):
+    # another generator seed, or more subjects of the same seed: other class means, and a figure
+    # scored against them would look right and not be
+    from types import SimpleNamespace
+
+    from geomer.errors import GeomerError
+    from geomer.relations import check_ground_truth_of, load_ground_truth
+    from geomer.synth import generate
+
+    def draw(name, seed, subjects):
+        return generate(tmp_path / name, layout="casme2", subjects=subjects, clips=2, seed=seed,
+                        difficulty="easy", fps=50, progress=False)
+
+    own, other_seed, larger = draw("own", 1, 2), draw("other", 2, 2), draw("larger", 1, 3)
+    truth = load_ground_truth(own)
+    clips = list(truth.clips)
+    subjects = [c.rsplit("/", 1)[0] for c in clips]
+    predictions = pd.DataFrame({"sample": [f"{s}/{c}" for s, c in zip(subjects, clips)], "subject": subjects})
+    run = SimpleNamespace(path=str(tmp_path / "run"), config={"root": str(own), "skipped_rows": []},
+                          predictions=predictions, component_names=truth.component_names, classes=truth.classes)
+    check_ground_truth_of(run, truth)
+    for wrong in (other_seed, larger):
+        with pytest.raises(GeomerError, match=f"not the ground truth of {run.path}'s dataset"):
+            check_ground_truth_of(run, load_ground_truth(wrong))
+    moved = SimpleNamespace(**{**vars(run), "config": {"skipped_rows": []}})  # its root gone: the clips tell
+    check_ground_truth_of(moved, truth)
+    with pytest.raises(GeomerError, match="more than .* was tested on and skipped"):
+        check_ground_truth_of(moved, load_ground_truth(larger))
+    if set(load_ground_truth(other_seed).clips) != set(clips):
+        with pytest.raises(GeomerError, match="has no clip"):
+            check_ground_truth_of(moved, load_ground_truth(other_seed))
