@@ -70,6 +70,8 @@ def run(args) -> int:
     check_output_folder(args.out, "--out", GeomerError)  # before the training, not after it
     check_not_inside_a_run(args.out)
     checkpoint = Path(args.out) / PRETRAINED_FILE
+    if checkpoint.is_dir():
+        raise GeomerError(f"{checkpoint}: is a folder, where pretrain writes its checkpoint; move it away")
     if checkpoint.exists():  # an earlier pretraining is never replaced unasked
         raise GeomerError(f"{checkpoint}: exists (an earlier pretraining); remove it or choose another --out")
     if args.frames and args.dataset:

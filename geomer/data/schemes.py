@@ -69,6 +69,8 @@ class ClassScheme:
     def classify(self, raw: object) -> str | None:
         """The class of a raw label, None when the scheme excludes it; ``UnknownLabel`` otherwise."""
         label = normalise_label(raw)
+        if not label:
+            raise UnknownLabel(f"empty label for scheme {self.name}")
         if label not in self.mapping:
             known = ", ".join(sorted(k for k in self.mapping))
             raise UnknownLabel(f"unknown label {raw!r} for scheme {self.name} (known: {known})")

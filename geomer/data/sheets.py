@@ -115,6 +115,17 @@ def _glob_to_regex(pattern: str) -> str:
     return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
 
 
+def _first_row_not_utf8(path: Path) -> int:
+    """The 1-based line of ``path`` that first fails to decode as UTF-8 (0 if none does)."""
+    with open(path, "rb") as stream:
+        for number, line in enumerate(stream, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
+
+
 def read_table(path: Path, columns: dict[str, tuple[str, ...]], key_column: str) -> Table:
     """Read an .xlsx/.xls/.csv sheet, find its header row, and keep the wanted columns.
 
@@ -130,6 +141,8 @@ def read_table(path: Path, columns: dict[str, tuple[str, ...]], key_column: str)
             raw = pd.read_csv(path, header=None, dtype=object, keep_default_na=False)
         else:
             raw = pd.read_excel(path, header=None, dtype=object)
+    except UnicodeDecodeError:  # its position is within pandas' buffer, not the file: find the row
+        raise GeomerError(f"{path}: row {_first_row_not_utf8(path)}: not UTF-8 text; save the sheet as UTF-8") from None
     except Exception as error:  # pandas raises many kinds for broken files
         # one line: pandas' parser messages end in a newline
         raise GeomerError(f"{path}: cannot read the label sheet ({' '.join(str(error).split())})") from error

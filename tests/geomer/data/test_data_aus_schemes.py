@@ -70,6 +70,9 @@ def test_composite_scheme():
     assert scheme.classify("Others") is None and scheme.classify("other") is None
     with pytest.raises(UnknownLabel, match="unknown label 'joy'"):
         scheme.classify("joy")
+    for blank in (None, float("nan"), " "):  # an empty cell: said so, not "unknown label nan"
+        with pytest.raises(UnknownLabel, match="^empty label for scheme"):
+            scheme.classify(blank)
 
 
 def test_dataset_schemes():

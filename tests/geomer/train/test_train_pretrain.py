@@ -205,6 +205,10 @@ def test_pretrain_never_replaces_an_earlier_checkpoint(tmp_path, capsys):
     assert err == [f"geomer pretrain: error: {tmp_path / 'pre' / 'pretrained.pt'}: exists (an earlier pretraining); "
                    "remove it or choose another --out"]
     assert (tmp_path / "pre" / "pretrained.pt").read_bytes() == b"an earlier pretraining"
+    (tmp_path / "pre" / "pretrained.pt").unlink()
+    (tmp_path / "pre" / "pretrained.pt").mkdir()  # a folder in its place: said so
+    assert main(["pretrain", "--frames", str(tmp_path / "people"), "--out", str(tmp_path / "pre"), "--quiet"]) == 2
+    assert "pretrained.pt: is a folder, where pretrain writes its checkpoint" in capsys.readouterr().err
 
 
 def test_a_gap_as_long_as_every_clip_is_named_in_the_error(tmp_path, monkeypatch):
