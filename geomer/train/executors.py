@@ -175,10 +175,12 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
     host, _, port = (address or "").removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return
+    if int(port) > 65535:  # the socket layer's OverflowError would not say which part is wrong
+        raise GeomerError(f"--executor ray: {address}: {port} is not a port number (0–65535)")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except (OSError, OverflowError) as error:
-        raise GeomerError(f"--executor ray: cannot reach {address} ({error.strerror if isinstance(error, OSError) and error.strerror else error})") from None
+    except OSError as error:
+        raise GeomerError(f"--executor ray: cannot reach {address} ({error.strerror or error})") from None
 
 
 @contextmanager

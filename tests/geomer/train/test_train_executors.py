@@ -97,3 +97,13 @@ def test_an_unreachable_ray_address_is_one_line_at_once():
             with ray_session(_config(executor="ray", jobs=1, ray_address=f"127.0.0.1:{port}")):
                 pass
     assert time.monotonic() - start < 30
+
+
+def test_a_ray_address_with_an_impossible_port_says_so():
+    pytest.importorskip("ray")
+    from geomer.errors import GeomerError
+    from geomer.train.executors import ray_session
+
+    with pytest.raises(GeomerError, match=r"127.0.0.1:99999: 99999 is not a port number"):
+        with ray_session(_config(executor="ray", jobs=1, ray_address="127.0.0.1:99999")):
+            pass
