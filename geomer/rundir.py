@@ -464,13 +464,15 @@ class RunDir:
 
     # ---------------------------------------------------------------------------- writing
 
-    def check_writable(self) -> None:
-        """One-line GeomerError unless the run directory can be created or written: checked
-        before any work, so a bad ``--out`` costs nothing."""
+    def check_writable(self, folds: Iterable[FoldDir] = ()) -> None:
+        """One-line GeomerError unless the run directory can be created or written, and nothing of
+        the wrong kind sits where it writes (:meth:`check_result_paths`, ``folds`` included):
+        checked before any work, so a bad ``--out`` costs nothing."""
         from landmarks.files import check_output_folder
 
         check_output_folder(self.path, "--out", GeomerError)
         self.check_figures_folder()
+        self.check_result_paths(folds)
         if self.config_path.is_file():
             return  # a run's own folder: resumed or re-pooled
         # a new run writes config.json, metrics.json, *relations.npy, figures/ and seed-*/: never over
@@ -482,6 +484,17 @@ class RunDir:
             if clashing:
                 raise GeomerError(f"{self.path}: not a run directory (no {CONFIG}) but holds {', '.join(clashing)}, "
                                   "which a run would replace; choose another --out")
+
+    def check_result_paths(self, folds: Iterable[FoldDir] = ()) -> None:
+        """One-line GeomerError when a folder sits where the run writes ``metrics.json`` or a
+        relation file, or something of the wrong kind where it writes one of ``folds``
+        (:meth:`FoldDir.check_writable`): found before a fold trains, not when its results or the
+        pooled ones cannot be written after."""
+        for path in (self.metrics_path, *(self.relations_path(kind) for kind in RELATION_KINDS)):
+            if path.is_dir():
+                raise GeomerError(f"{path}: is a folder, where the run writes its {path.name}; move it away")
+        for fold in folds:
+            fold.check_writable()
 
     def check_figures_folder(self) -> None:
         """One-line GeomerError when ``figures/`` is a file or a folder that cannot be written:
@@ -736,9 +749,7 @@ def load_run(run_dir: str | Path | RunDir, check_stored: bool = True) -> Run:
     true = predictions["true"].map(index).to_numpy()
     class_relations = None
     for kind, per_sample in (("relations", sample_relations), ("occlusion_relations", sample_occlusion)):
-        stored = run_dir.load_relations(kind, components=components)
-        if not check_stored:
-            stored = None
+        stored = run_dir.load_relations(kind, components=components) if check_stored else None
         if stored is not None and len(stored) != len(classes):
             raise GeomerError(f"{run_dir.relations_path(kind)}: {len(stored)} classes, {CONFIG} names {len(classes)}")
         averaged = class_averaged_relations(per_sample, true, len(classes)) if frames and per_sample is not None else None

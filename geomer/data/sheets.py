@@ -115,7 +115,7 @@ def _glob_to_regex(pattern: str) -> str:
     return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
 
 
-def _first_row_not_utf8(path: Path) -> int:
+def _first_line_not_utf8(path: Path) -> int:
     """The 1-based line of ``path`` that first fails to decode as UTF-8 (0 if none does)."""
     with open(path, "rb") as stream:
         for number, line in enumerate(stream, start=1):
@@ -141,9 +141,11 @@ def read_table(path: Path, columns: dict[str, tuple[str, ...]], key_column: str)
             raw = pd.read_csv(path, header=None, dtype=object, keep_default_na=False)
         else:
             raw = pd.read_excel(path, header=None, dtype=object)
-    except UnicodeDecodeError:  # its position is within pandas' buffer, not the file: find the row
-        raise GeomerError(f"{path}: row {_first_row_not_utf8(path)}: not UTF-8 text; save the sheet as UTF-8") from None
     except Exception as error:  # pandas raises many kinds for broken files
+        if isinstance(error, UnicodeDecodeError) and path.suffix.lower() == ".csv":
+            # its byte position is within pandas' buffer, not the file: name the line instead
+            raise GeomerError(f"{path}: line {_first_line_not_utf8(path)}: not UTF-8 text; "
+                              "save the sheet as UTF-8") from None
         # one line: pandas' parser messages end in a newline
         raise GeomerError(f"{path}: cannot read the label sheet ({' '.join(str(error).split())})") from error
     # the file's row number of each record pandas read (it skips blank lines)

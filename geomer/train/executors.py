@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from concurrent.futures import as_completed
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from geomer.errors import GeomerError
 from geomer.train.fit import FitContext, FoldSummary, FoldTask, fit_fold, release_collated
@@ -181,6 +181,12 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as error:
         raise GeomerError(f"--executor ray: cannot reach {address} ({error.strerror or error})") from None
+
+
+def executor_session(config):
+    """The context a run's tasks execute in: :func:`ray_session` for ``--executor ray``, nothing
+    otherwise."""
+    return ray_session(config) if config.executor == "ray" else nullcontext()
 
 
 @contextmanager

@@ -9,7 +9,6 @@ missing clips are extracted), loaded as PyG graphs in sample order, and handed t
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from geomer.train.config import TrainConfig
 from geomer.paths import cache_root
 from landmarks.files import check_output_folder
 from geomer.rundir import RunDir
-from geomer.train.executors import ray_session
+from geomer.train.executors import executor_session
 from geomer.train.run import RunResult, check_model_settings, run_loso
 
 
@@ -56,7 +55,7 @@ def train_dataset(
     from geomer.data.loading import load_graphs
     from geomer.data.prepare import prepare_dataset
     from geomer.data.datasets import check_scheme
-    from geomer.data.protocols import PROTOCOLS, check_folds, get_protocol
+    from geomer.data.protocols import PROTOCOLS, check_folds, fold_name, get_protocol
     from geomer.features.types import FeatureSettings
     from geomer.models import check_inputs, get_spec
 
@@ -92,9 +91,10 @@ def train_dataset(
     folds = list(get_protocol(protocol, index).folds())
     check_folds(folds, [sample.subject_key for sample in index.samples])  # before any extraction
     out = Path(out) if out is not None else default_out_dir(config.model, index.name)
-    RunDir(out).check_writable()
+    run_dir = RunDir(out)
+    run_dir.check_writable(run_dir.fold(seed, fold_name(f.name)) for seed in config.seeds for f in folds)
     # what run_loso records of these settings (config.json), compared before any extraction
-    RunDir(out).check_same_run({**config.run_record(), "dataset": index.name, "protocol": protocol})
+    run_dir.check_same_run({**config.run_record(), "dataset": index.name, "protocol": protocol})
     pretraining = None
     if init is not None:
         from geomer.models.pretrained import check_pretraining, check_pretraining_frames, pretraining_record
@@ -105,8 +105,8 @@ def train_dataset(
         check_pretraining_frames(init, index.samples)
         pretraining = pretraining_record(init)
     # Ray is reached before any extraction: an unreachable cluster costs nothing (run_loso uses
-    # the connection it finds)
-    with ray_session(config) if config.executor == "ray" else nullcontext():
+    # the connection it finds; a local Ray started here waits idle through the extraction)
+    with executor_session(config):
         feature_cache = FeatureCache(cache, settings)
         # Check the model's inputs on one prepared clip before extracting the whole dataset, so a
         # model asking for a modality the dataset lacks fails at the start.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from geomer.data.protocols import Fold, check_folds, fold_name, loso_folds
 from geomer.errors import GeomerError
 from geomer.rundir import FoldDir, RunDir, samples_fingerprint
 from geomer.train.config import TrainConfig
-from geomer.train.executors import ray_session, run_tasks
+from geomer.train.executors import executor_session, run_tasks
 from geomer.train.fit import FitContext, FoldSummary, FoldTask, sample_key, slim_graphs
 from geomer.train.pool import pool_run
 
@@ -156,10 +155,8 @@ def run_loso(
     )
     run_dir = RunDir(out_dir)
     # Ray is reached before the run directory is touched: an unreachable cluster writes nothing
-    with ray_session(config) if config.executor == "ray" else nullcontext(), run_dir.lock():
-        for seed in config.seeds:
-            for name in names:
-                run_dir.fold(seed, name).check_writable()
+    with executor_session(config), run_dir.lock():
+        run_dir.check_result_paths(run_dir.fold(seed, name) for seed in config.seeds for name in names)
         run_dir.open(run_config)
         if all(getattr(g, "flow_stats", None) is not None for g in graphs):
             from geomer.relations import input_baseline

@@ -49,7 +49,8 @@ def write_run_figures(
     bundled photo ("photo") or at the canonical template positions ("template"); ``per_class``
     False: the summary figures (relations, confusion, training curves), as ``geomer train``
     draws them, and the per-class ones only where ``out`` already holds some (an earlier
-    ``geomer plot``'s, perhaps of fewer folds: kept current, not left stale).
+    ``geomer plot``'s, perhaps of fewer folds: kept current, not left stale; drawn with ``face``,
+    whatever the earlier plot used).
     """
     from geomer.rundir import RunDir
     from geomer.viz import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from concurrent.futures.process import BrokenProcessPool
@@ -542,6 +543,23 @@ def test_an_out_holding_another_run_is_refused_before_any_extraction(trained_run
                    "--out", str(run), "--quiet", *SMALL])
     assert status == 2
     assert "the run directory holds a different run (differs in epochs, settings)" in capsys.readouterr().err
+    assert not any(path.is_file() for path in cache.rglob("*"))
+
+
+def test_a_folder_where_a_fold_writes_is_refused_before_any_extraction(trained_run, tiny_root, tmp_path, capsys):
+    _, _, trained = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    blocked = next(run.glob("seed-1/*/predictions.csv"))
+    blocked.unlink()
+    blocked.mkdir()  # the fold would be trained again, then fail to write its predictions
+    cache = tmp_path / "features"
+    status = main(["train", "--model", "dere-grl", "--dataset", "synth", "--root", str(tiny_root),
+                   "--cache", str(cache), "--epochs", "2", "--seeds", "0,1", "--batch-size", "4",
+                   "--out", str(run), "--quiet", *SMALL])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert f"{blocked}: is a folder, where the run writes the fold's predictions.csv" in err
     assert not any(path.is_file() for path in cache.rglob("*"))
 
 

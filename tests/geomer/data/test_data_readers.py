@@ -142,13 +142,13 @@ def test_csv_row_numbers_count_blank_lines(tmp_path):
         read_dataset("casme2", root)
 
 
-def test_a_csv_sheet_not_in_utf8_names_its_first_such_row(tmp_path):
+def test_a_csv_sheet_not_in_utf8_names_its_first_such_line(tmp_path):
     # pandas' decode error gives a byte position within its buffer, which points nowhere
     root, sheet, table = _casme2_and_its_sheet(tmp_path)
     sheet.unlink()
     table.loc[1, "Estimated Emotion"] = "répression"
     (root / "CASME2-coding-x.csv").write_bytes(table.to_csv(index=False).encode("latin-1"))
-    with pytest.raises(GeomerError, match=r"CASME2-coding-x.csv: row 3: not UTF-8 text; save the sheet as UTF-8"):
+    with pytest.raises(GeomerError, match=r"CASME2-coding-x.csv: line 3: not UTF-8 text; save the sheet as UTF-8"):
         read_dataset("casme2", root)
 
 

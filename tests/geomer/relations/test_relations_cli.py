@@ -139,6 +139,24 @@ def test_compare_refuses_an_unfinished_run_and_another_datasets_ground_truth(tmp
     assert err.count("\n") == 1 and f"{other_file}: classes happiness, disgust, surprise lack {run_dir}'s negative, positive" in err
     assert not figure.exists()
 
+    # the same classes, other matrices: another draw's ground truth, told apart by the run's own
+    # (at the root config.json records)
+    own = tmp_path / "draw"
+    own.mkdir()
+    shutil.copy(ground_truth_file, own / "ground_truth.json")
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "root": str(own)}))
+    assert main(["compare", str(run_dir), "-o", str(figure), "--ground-truth", str(own)]) == 0
+    drawn = json.loads(ground_truth_file.read_text())
+    drawn["relations"] = {c: (np.asarray(m) * 0.5).tolist() for c, m in drawn["relations"].items()}
+    other_file.write_text(json.dumps(drawn))
+    figure.unlink()
+    capsys.readouterr()
+    assert main(["compare", str(run_dir), "-o", str(figure), "--ground-truth", str(other_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{other_file}: not the ground truth of {run_dir}'s dataset" in err
+    assert not figure.exists()
+
 
 def test_compare_per_class_rows(tmp_path, make_run, run_dir):
     other = make_run(tmp_path / "run-hsta", model="hsta", seed=3)

@@ -266,3 +266,6 @@ def test_evaluate_against_repairs_a_stale_run_level_file_as_evaluate_does(tmp_pa
     assert main(["evaluate", str(tmp_path / "run"), "--no-figures", "--against", str(tmp_path / "reference")]) == 0
     assert "paired" in capsys.readouterr().out
     np.testing.assert_array_equal(np.load(tmp_path / "run" / "relations.npy"), stale)
+    (tmp_path / "run" / "relations.npy").write_bytes(b"not an array")  # damaged: repaired alike
+    assert main(["evaluate", str(tmp_path / "run"), "--no-figures", "--against", str(tmp_path / "reference")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "run" / "relations.npy"), stale)

@@ -481,32 +481,32 @@ def test_a_finished_fold_missing_a_file_the_engine_writes_is_trained_again(tmp_p
     assert second.metrics == first.metrics
 
 
-@pytest.mark.parametrize("where", ["predictions.csv", "checkpoint.pt", "fold", "seed"])
-def test_something_of_the_wrong_kind_where_a_fold_writes_is_refused_before_training(tmp_path, graphs, face_graph,
-                                                                                   where):
+FOLD_FILES = ["predictions.csv", "checkpoint.pt", "history.csv", "relations.npy", "occlusion_relations.npy"]
+
+
+@pytest.mark.parametrize("where", [*FOLD_FILES, "fold", "seed", "run/metrics.json", "run/relations.npy",
+                                   "run/occlusion_relations.npy", "run/baseline_relations.npy"])
+def test_something_of_the_wrong_kind_where_a_run_writes_is_refused_before_training(tmp_path, graphs, face_graph,
+                                                                                  where):
     run = tmp_path / "run"
     run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
     folds = json.loads((run / "config.json").read_text())["folds"]
     fold = run / "seed-0" / folds[1]
+
     def written():  # every file but the writer's lock
         return {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != ".geomer.lock"}
 
     before = written()
-    if where == "seed":  # a file where the seed's folder goes
-        shutil.rmtree(run / "seed-0")
-        blocked = run / "seed-0"
+    if where in ("seed", "fold"):  # a file where a folder goes
+        blocked = run / "seed-0" if where == "seed" else fold
+        shutil.rmtree(blocked)
         blocked.write_text("mine")
-        message = "seed-0: is not a folder, and the run writes its folds there"
-    elif where == "fold":
-        shutil.rmtree(fold)
-        blocked = fold
-        blocked.write_text("mine")
-        message = f"{folds[1]}: is not a folder, and the run writes its folds there"
-    else:  # a folder where one of the fold's files goes: the fold would train, then fail to write
-        blocked = fold / where
-        blocked.unlink()
+        message = f"{blocked.name}: is not a folder, and the run writes its folds there"
+    else:  # a folder where a file goes: the folds would train, then their results fail to be written
+        blocked = run / where.removeprefix("run/") if where.startswith("run/") else fold / where
+        blocked.unlink(missing_ok=True)
         blocked.mkdir()
-        message = f"{folds[1]}/{where}: is a folder, where the run writes the fold's {where}"
+        message = f"{blocked.parent.name}/{blocked.name}: is a folder, where the run writes"
     with pytest.raises(GeomerError, match=message):
         run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
     after = written()
