@@ -705,8 +705,9 @@ class Run:
 def load_run(run_dir: str | Path | RunDir, check_stored: bool = True) -> Run:
     """Read a run directory (see the module docstring); finished folds only.
 
-    ``check_stored=False`` takes the run-level relation files unchecked (for a caller that
-    re-pools them, as ``geomer evaluate`` does, so a stale file is what it repairs, not an error).
+    ``check_stored=False`` leaves the run-level relation files unread (the class relations are
+    the folds' means) for a caller that re-pools them, as ``geomer evaluate`` does: a stale or
+    damaged file is what it repairs, not an error.
     Raises :class:`GeomerError` (one line naming the file) when it is not a readable run.
     """
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
