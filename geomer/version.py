@@ -10,7 +10,7 @@ rebuilt when that differs, whatever geomer version wrote it.
 
 from __future__ import annotations
 
-__version__ = "0.2.20"
+__version__ = "0.2.21"
 
 
 def compatible_version(version: str, current: str = __version__) -> bool:

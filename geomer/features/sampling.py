@@ -104,8 +104,10 @@ def patch_flow_statistics(
     out = np.zeros((centres.shape[0], len(scales), NUM_FLOW_STATS), dtype=np.float32)
     for k, side in enumerate(scales):
         # pixel i covers [i - 0.5, i + 0.5]: the pixels whose centres lie in the square
-        left = np.floor(centres[:, 0] - side / 2.0 + 0.5).astype(np.int64)
-        top = np.floor(centres[:, 1] - side / 2.0 + 0.5).astype(np.int64)
+        # [c - s/2, c + s/2] start at the first centre inside it (s of them; where pixel centres
+        # sit on both edges, the first s)
+        left = np.ceil(centres[:, 0] - side / 2.0).astype(np.int64)
+        top = np.ceil(centres[:, 1] - side / 2.0).astype(np.int64)
         x0, x1 = np.clip(left, 0, width), np.clip(left + side, 0, width)
         y0, y1 = np.clip(top, 0, height), np.clip(top + side, 0, height)
         sums = (integral[:, y1, x1] - integral[:, y0, x1] - integral[:, y1, x0]

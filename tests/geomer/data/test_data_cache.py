@@ -89,6 +89,79 @@ def test_entry_is_keyed_by_dataset_source_frames_and_files(tmp_path):
     np.testing.assert_array_equal(cache.get(b).points, fake_features(seed=3).points)
 
 
+def test_entry_is_keyed_by_onset_offset_and_the_source_path(tmp_path):
+    """Another onset or offset is another entry; so is an exact copy of the frames elsewhere
+    (same names, sizes and modification times: only the source path differs)."""
+    import dataclasses
+    import shutil
+
+    from landmarks.files import fingerprint
+
+    cache = FeatureCache(tmp_path / "cache", SETTINGS)
+    job = job_of(tmp_path)
+    cache.put(job, fake_features(job.key, seed=1))
+    shutil.copytree(job.source, tmp_path / "copy")  # copy2: modification times kept
+    copy = dataclasses.replace(job, source=tmp_path / "copy")
+    assert fingerprint(copy.files()) == fingerprint(job.files())
+    for other in (dataclasses.replace(job, onset=2), dataclasses.replace(job, offset=4), copy):
+        assert cache.path(other) != cache.path(job) and cache.get(other) is None
+    assert cache.get(job) is not None
+
+
+def flow_image_job(folder, key="megc/sub01/EP01", dataset="megc2019-flow"):
+    """A flow-image job on small apex and flow files (only their fingerprint matters)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "apex.png").write_bytes(b"apex" * 10)
+    (folder / "flow.png").write_bytes(b"flow" * 10)
+    return FeatureJob(key, None, None, None, None, kind="flow_image", apex_image=folder / "apex.png",
+                      flow_image=folder / "flow.png", dataset=dataset)
+
+
+def test_flow_image_entry_is_keyed_by_both_paths_and_the_flow_file(tmp_path):
+    """A flow-image entry is another one for an exact copy of its apex or flow image elsewhere,
+    and is not served once the flow image's file changed."""
+    import dataclasses
+    import shutil
+
+    from landmarks.files import fingerprint
+
+    cache = FeatureCache(tmp_path / "cache", SETTINGS)
+    job = flow_image_job(tmp_path / "a")
+    cache.put(job, fake_features(job.key))
+    assert cache.get(job) is not None
+    (tmp_path / "b").mkdir()
+    for name in ("apex.png", "flow.png"):
+        shutil.copy2(tmp_path / "a" / name, tmp_path / "b" / name)  # same name, size and mtime
+    for field_name in ("apex_image", "flow_image"):
+        other = dataclasses.replace(job, **{field_name: tmp_path / "b" / getattr(job, field_name).name})
+        assert fingerprint(other.files()) == fingerprint(job.files())
+        assert cache.path(other) != cache.path(job) and cache.get(other) is None
+    job.flow_image.write_bytes(b"another flow image")  # the flow PNG re-made
+    assert cache.get(job) is None
+
+
+def test_build_cache_takes_one_clip_key_from_two_datasets(tmp_path):
+    """Two datasets may hold the same clip key (each its own entry); only a key repeated
+    within one dataset is a duplicate."""
+    cache = FeatureCache(tmp_path / "cache", SETTINGS)
+    a, b = job_of(tmp_path, dataset="a"), job_of(tmp_path, dataset="b")
+    for job in (a, b):
+        cache.put(job, fake_features(job.key))
+    report = build_cache([a, b], cache, progress=False)
+    assert (report.cached, report.done, report.failures) == (2, 0, [])
+    with pytest.raises(GeomerError, match="duplicated clip key"):
+        build_cache([a, b, a], cache, progress=False)
+
+
+def test_settings_key_and_cache_folder_change_with_the_geomer_version(monkeypatch):
+    """Another geomer version names another settings key (and so another cache folder)."""
+    import geomer
+
+    key, folder = SETTINGS.key(), FeatureCache("root", SETTINGS).folder
+    monkeypatch.setattr(geomer, "__version__", geomer.__version__ + ".post1")
+    assert SETTINGS.key() != key and FeatureCache("root", SETTINGS).folder != folder
+
+
 def test_default_root_honours_geomer_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GEOMER_CACHE", str(tmp_path))
     cache = FeatureCache(settings=SETTINGS)

@@ -13,8 +13,9 @@ import skimage.data
 
 from geomer.errors import GeomerError
 from geomer.features import ClipFeatures, FeatureSettings, extract_clip, spot_apex
-from geomer.features.crop import pixel_to_crop
+from geomer.features.crop import pixel_to_crop, to_grey, warp_to_crop
 from geomer.features.flow import compute_flow, has_tvl1, optical_strain
+from geomer.features.flow_nodes import flow_at_nodes
 from geomer.features.geometry import resample_displacement
 from geomer.features.sampling import patch_flow_statistics, sample_patches
 from landmarks import LandmarkTrack
@@ -108,6 +109,93 @@ def test_feature_shapes_and_ranges(shifted_clip):
     assert again.apex == 104 and again.clip == "shapes"
 
 
+@pytest.fixture(scope="module")
+def moving_clip():
+    """8 frames (100..107), onset 101, apex 104, offset 107: the face shifts by SHIFT / 2 in
+    frame 103, by SHIFT in 104..106 and back to SHIFT / 2 in 107 (so apex and offset frames
+    differ); the track's landmarks follow the face, sit 3 px off in frame 100 (before the onset)
+    and the mouth rises by up to 4 px after the onset (so edges stretch)."""
+    shifts = np.zeros((8, 2))
+    shifts[3] = shifts[7] = SHIFT / 2
+    shifts[4:7] = SHIFT
+    frames, truth = transformed_photo_clip(shift_transforms(shifts))
+    points = truth.astype(np.float64)
+    points[0] += (3.0, -2.0)
+    points[:, 48:68, 1] -= np.array([0, 0, 1, 2, 4, 3, 2, 1])[:, None]
+    return frames, make_track(points.astype(np.float32))
+
+
+MOVING_SETTINGS = FeatureSettings(flow_method="dis", scales=(8, 16), patch_size=4, steps=4,
+                                  sequence_steps=3, flow_image_size=14)
+
+
+def test_displacements_are_measured_from_the_onset(moving_clip):
+    """Geometry and apex displacement are aligned points minus the ONSET's (not the track's first
+    frame's): zero at the onset; edges move by d[j] - d[i] for edge (i, j)."""
+    frames, track = moving_clip
+    f = extract_clip(frames, track, 101, 104, 107, MOVING_SETTINGS, clip="moving")
+    graph = MOVING_SETTINGS.graph()
+    aligned = track.aligned()[:, graph.node_ids]
+    assert np.abs(aligned[0] - aligned[1]).max() > 0.01  # the pre-onset frame's landmarks differ
+    assert (f.geometry[0] == 0).all()
+    # steps at positions 1, 3, 5, 7 (linspace(onset, offset, 4) on frames 101..107)
+    np.testing.assert_allclose(f.geometry, aligned[[1, 3, 5, 7]] - aligned[1], atol=1e-6)
+    np.testing.assert_allclose(f.apex_displacement, aligned[4] - aligned[1], atol=1e-6)
+    np.testing.assert_allclose(f.points, aligned[1], atol=1e-6)
+    d, edges = f.apex_displacement, graph.edges
+    assert np.abs(d[edges[:, 1]] - d[edges[:, 0]]).max() > 0.01  # the mouth's edges stretch
+    np.testing.assert_allclose(f.edge_displacement, d[edges[:, 1]] - d[edges[:, 0]], atol=1e-6)
+
+
+def test_patches_and_flow_image_points_come_from_the_onset_nodes(moving_clip):
+    """Nodes are the ONSET landmarks in the crop (the apex's lie elsewhere): flow_image_points
+    are them mapped to the F×F image ((p + 0.5)·F / face_size − 0.5), texture_onset is sampled
+    there, and the sequence runs onset..offset (its last frame is the offset's, not the apex's)."""
+    frames, track = moving_clip
+    settings = MOVING_SETTINGS
+    f = extract_clip(frames, track, 101, 104, 107, settings, clip="moving")
+    transform = pixel_to_crop(track.alignment(), settings.face_size)
+    node_ids = settings.graph().node_ids
+    centres = track.points[1, node_ids].astype(np.float64) @ transform[:, :2].T + transform[:, 2]
+    apex_centres = track.points[4, node_ids].astype(np.float64) @ transform[:, :2].T + transform[:, 2]
+    assert np.linalg.norm(apex_centres - centres, axis=1).min() > 2  # the nodes moved by the apex
+    expected = (centres + 0.5) * settings.flow_image_size / settings.face_size - 0.5
+    np.testing.assert_allclose(f.flow_image_points, expected, atol=1e-4)
+
+    def texture(frame, scales=settings.scales):
+        crop = warp_to_crop(to_grey(frames[frame]), transform, settings.face_size)
+        patches = sample_patches(crop.astype(np.float32) / 255.0, centres, scales, settings.patch_size)
+        return patches[:, :, 0]
+
+    np.testing.assert_allclose(f.texture_onset, texture(1), atol=5e-3)
+    np.testing.assert_allclose(f.texture_apex, texture(4), atol=5e-3)
+    # sequence frames 101, 104, 107 at the middle scale (16)
+    for step, frame in enumerate((1, 4, 7)):
+        np.testing.assert_allclose(f.sequence[step], texture(frame, (16,))[:, 0], atol=5e-3)
+    assert np.abs(f.sequence[-1] - f.texture_apex[:, 1]).mean() > 1e-3
+
+
+def test_patch_mode_keeps_each_nodes_own_window():
+    """In the patches mode each node's statistics and patches come from its own window: with only
+    the right half of the image moving (2 px right), nodes there see u ≈ 2, nodes on the still
+    half u ≈ 0, as in the dense mode."""
+    rng = np.random.default_rng(0)
+    first = cv2.GaussianBlur((rng.random((96, 160)) * 255).astype(np.uint8), (0, 0), 2)
+    moved = cv2.warpAffine(first, np.float32([[1, 0, 2.0], [0, 1, 0]]), (160, 96),
+                           borderMode=cv2.BORDER_REFLECT)
+    second = first.copy()
+    second[:, 80:] = moved[:, 80:]
+    centres = np.array([[40, 48], [120, 48], [40.5, 30], [120.5, 60]], np.float32)  # still, moving, ...
+    stats, patches = flow_at_nodes(first, second, centres, (8, 16), 4, "farneback", "patches")
+    dense, _ = flow_at_nodes(first, second, centres, (8, 16), 4, "farneback", "dense")
+    moving = np.array([False, True, False, True])
+    np.testing.assert_allclose(stats[moving][..., 0], 2.0, atol=0.1)
+    np.testing.assert_allclose(stats[~moving][..., 0], 0.0, atol=0.05)
+    np.testing.assert_allclose(stats[..., :2], dense[..., :2], atol=0.1)
+    np.testing.assert_allclose(patches[moving][:, :, 0], 2.0, atol=0.1)
+    np.testing.assert_allclose(patches[~moving][:, :, 0], 0.0, atol=0.05)
+
+
 def test_frames_given_as_folder(tmp_path, shifted_clip):
     frames, track = shifted_clip
     for k, image in enumerate(frames):
@@ -192,6 +280,23 @@ def test_patches_and_statistics_at_image_borders():
     # a node entirely outside gives zeros rather than NaN
     far = patch_flow_statistics(flow, strain, np.array([[-100.0, -100.0]]), (8,))
     assert (far == 0).all()
+
+
+def test_statistics_average_the_pixels_whose_centres_lie_in_the_square():
+    """An interior node's statistics are the mean over exactly the pixels whose centres lie in
+    its square [c - s/2, c + s/2], wherever the centre falls between pixel centres (0.2.20 and
+    earlier started the box half a pixel early: one pixel up-left for most off-grid centres)."""
+    rng = np.random.default_rng(2)
+    flow = rng.normal(size=(40, 50, 2)).astype(np.float32)
+    strain = rng.random((40, 50)).astype(np.float32)
+    for centre, side, (x0, y0) in (((25.5, 20.5), 8, (22, 17)), ((25.5, 20.5), 16, (18, 13)),
+                                   ((25.0, 20.0), 5, (23, 18)), ((25.3, 20.3), 16, (18, 13)),
+                                   ((25.6, 20.6), 5, (24, 19)), ((25.6, 20.2), 8, (22, 17))):
+        stats = patch_flow_statistics(flow, strain, np.array([centre]), (side,))[0, 0]
+        box = (slice(y0, y0 + side), slice(x0, x0 + side))
+        np.testing.assert_allclose(stats[:2], flow[box].reshape(-1, 2).mean(axis=0), atol=1e-4)
+        np.testing.assert_allclose(stats[2], np.linalg.norm(flow[box], axis=-1).mean(), atol=1e-4)
+        np.testing.assert_allclose(stats[11], strain[box].mean(), atol=1e-4)
 
 
 def expression_track(length=40, apex_position=23, amplitude=0.04, drift=0.0, valid=None, seed=0):

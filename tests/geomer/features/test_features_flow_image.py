@@ -59,6 +59,22 @@ def test_flow_image_sampled_at_apex_landmarks(tmp_path, apex_crop_and_points):
 
 
 
+def test_flow_image_points_are_the_apex_landmarks_scaled_to_the_flow_image(apex_crop_and_points):
+    """flow_image_points are the landmarks detected on the apex image, each axis scaled by its own
+    side onto the F×F flow image ((p + 0.5)·F / side − 0.5; a non-square apex image)."""
+    from landmarks.backends import landmarks_on_image
+
+    crop, _ = apex_crop_and_points
+    apex = np.concatenate([crop, np.full((40, 224, 3), 128, np.uint8)])  # 224 wide, 264 high
+    flow = np.full((28, 28, 3), 128, np.uint8)
+    settings = FeatureSettings(scales=(8, 16), patch_size=4, flow_image_size=14)
+    f = extract_flow_image_clip(apex, flow, settings, clip="megc/sub01/EP01")
+    points = landmarks_on_image(apex, backend=settings.backend)[settings.graph().node_ids]
+    expected = (points.astype(np.float64) + 0.5) * [14 / 224, 14 / 264] - 0.5
+    assert f.flow_image_points.shape == (68, 2)
+    np.testing.assert_allclose(f.flow_image_points, expected, atol=1e-4)
+
+
 def test_decode_recentres_u_and_v_on_median():
     flow = np.full((4, 4, 3), 100, np.uint8)
     flow[0, 0] = (255, 0, 50)
