@@ -194,6 +194,25 @@ def test_bench_rows_on_a_rendered_clip():
     assert values["tracker mean-displacement error"] < 0.5
 
 
+def test_jitter_is_the_point_motion_the_face_motion_does_not_explain():
+    """A rigidly translating point set has no jitter; independent noise of σ px per coordinate
+    has a jitter of about σ·√π·√(67/68) (the norm of a 2-D Gaussian of σ√2 per axis, less the
+    mean over the 68 points)."""
+    from landmarks.bench import jitter
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 100, (68, 2))
+    drift = np.cumsum(rng.normal(0, 2.0, (200, 2)), axis=0)
+    moving = base[None] + drift[:, None, :]
+    assert jitter(moving) == pytest.approx(0.0, abs=1e-9)
+    sigma = 0.3
+    noisy = moving + rng.normal(0, sigma, moving.shape)
+    assert jitter(noisy) == pytest.approx(sigma * np.sqrt(np.pi) * np.sqrt(67 / 68), rel=0.03)
+    valid = np.ones(200, bool)
+    valid[1::2] = False  # no two consecutive valid frames
+    assert np.isnan(jitter(noisy, valid))
+
+
 def test_a_rerun_keeps_finished_outputs_and_overwrite_redoes_them(tmp_path, face_video):
     out = tmp_path / "out"
     second = tmp_path / "second.avi"

@@ -136,6 +136,22 @@ def test_aligned_uses_one_transform_for_the_clip():
     np.testing.assert_allclose(np.linalg.norm(delta, axis=1), 1.0 / 60.0, rtol=0.05)
 
 
+def test_alignment_is_estimated_on_the_mean_of_the_first_valid_frames():
+    """The clip's alignment is the similarity of the mean shape of its first ALIGNMENT_FRAMES (5)
+    valid frames, not of the first frame alone nor of every frame; invalid frames are skipped."""
+    track = _track(length=9)
+    points = track.points.copy()
+    rng = np.random.default_rng(1)
+    points[[0, 1, 3, 4, 5, 6, 7, 8]] += rng.normal(0, 2.0, (8, 68, 2)).astype(np.float32)  # noisy frames
+    points[6:] += np.float32(15.0)  # after the alignment frames the face moves away
+    noisy = LandmarkTrack(points, track.valid, track.frame_index, track.box, track.fps, track.source, track.backend)
+    first = [0, 1, 3, 4, 5]  # frame 2 is not valid
+    expected = estimate_similarity(points[first].mean(axis=0), CANONICAL_TEMPLATE)
+    np.testing.assert_allclose(noisy.alignment(), expected, rtol=1e-5, atol=1e-6)
+    for other in (points[0], points[[0, 1, 3, 4, 5, 6, 7, 8]].mean(axis=0)):
+        assert not np.allclose(estimate_similarity(other, CANONICAL_TEMPLATE), expected, rtol=1e-3, atol=1e-4)
+
+
 def test_position_by_frame_number():
     track = _track()
     assert track.position(46) == 0 and track.position(51) == 5

@@ -73,6 +73,22 @@ def test_smoothing_keeps_a_one_pixel_step():
     assert np.abs(np.diff(smoothed.points[:8], axis=0)).mean() <= np.abs(np.diff(raw.points[:8], axis=0)).mean()
 
 
+def test_smoothing_removes_a_one_frame_jump():
+    """``track(smooth=5)`` is the raw track through a running median of 5 frames: a face that
+    jumps 2 px for one frame and back stays put in the smoothed track."""
+    shifts = np.zeros((11, 2))
+    shifts[5, 0] = 2.0
+    frames = shifted_photo_clip(shifts)
+    raw = track(frames)
+    smoothed = track(frames, smooth=5)
+    assert raw.valid.all() and smoothed.valid.all()
+    jump = _displacement(raw.points)[:, 0]
+    assert jump[5] - np.delete(jump, 5).mean() == pytest.approx(2.0, abs=0.3)  # the raw track follows it
+    np.testing.assert_array_equal(smoothed.points, smooth_points(raw.points, raw.valid, 5))
+    kept = _displacement(smoothed.points)[:, 0]
+    assert abs(kept[5] - np.delete(kept, 5).mean()) < 0.3
+
+
 def test_smooth_points_removes_spikes_keeps_steps_and_gaps():
     points = np.zeros((12, 68, 2), np.float32)
     points[6:] += 1.0  # a 1-px step

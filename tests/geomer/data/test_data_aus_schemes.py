@@ -95,3 +95,29 @@ def test_identity_scheme():
     assert scheme.classify("happy") == "happiness"
     with pytest.raises(UnknownLabel):
         scheme.classify("disgust")
+
+
+def test_samm5_excludes_disgust_fear_and_sadness():
+    """samm-5 leaves disgust, fear and sadness out (None), it does not fold them into "other"."""
+    scheme = SCHEMES["samm-5"]
+    for raw in ("disgust", "Fear", "sadness", "sad"):
+        assert scheme.classify(raw) is None, raw
+
+
+def test_casme3_7_keeps_every_class():
+    """casme3-7 is the identity on its seven classes: none is excluded or renamed."""
+    scheme = SCHEMES["casme3-7"]
+    assert scheme.classes == ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "others")
+    for name in scheme.classes:
+        assert scheme.classify(name) == name
+    assert scheme.classify("Other") == "others"
+
+
+@pytest.mark.parametrize("name", ["casme3-4", "casme3-3"])
+def test_casme3_negatives(name):
+    """casme3-4 and casme3-3 fold anger, disgust, fear, sadness and contempt into "negative"."""
+    scheme = SCHEMES[name]
+    for raw in ("anger", "disgust", "fear", "sadness", "contempt"):
+        assert scheme.classify(raw) == "negative", raw
+    assert scheme.classify("happiness") == "positive"
+    assert scheme.classify("surprise") == "surprise"

@@ -46,6 +46,26 @@ def test_folder_with_suffix_letter_missing_in_sheet(tmp_path):
     assert sample.clip == "EP02_01f"
 
 
+def test_sheet_with_suffix_letter_missing_in_folder(tmp_path):
+    """A sheet's "EP02_01f" finds the folder "EP02_01"; the folder name is the clip id."""
+    root = write_casme2(tmp_path / "c2", rows=[(1, "EP02_01f", 1, 2, 3, "12", "happiness")],
+                        frames=False)
+    write_frames(root / "sub01" / "EP02_01", range(1, 4))
+    (sample,) = read_dataset("casme2", root).samples
+    assert sample.clip == "EP02_01"
+    assert sample.source == root / "sub01" / "EP02_01"
+
+
+def test_two_folders_differing_by_a_suffix_letter_are_ambiguous(tmp_path):
+    """With both "EP02_01f" and "EP02_01g" on disk, the sheet's "EP02_01" picks neither: a bad row."""
+    root = write_casme2(tmp_path / "c2", rows=[(1, "EP02_01", 1, 2, 3, "12", "happiness")],
+                        frames=False)
+    write_frames(root / "sub01" / "EP02_01f", range(1, 4))
+    write_frames(root / "sub01" / "EP02_01g", range(1, 4))
+    (line,) = _bad_lines(root)
+    assert f"frames folder {root / 'sub01' / 'EP02_01'} is missing" in line
+
+
 def test_every_bad_row_reported_at_once(tmp_path):
     rows = list(CASME2_ROWS) + [
         (5, "EP10_01", 9, 5, 12, "4", "disgust"),          # onset > apex

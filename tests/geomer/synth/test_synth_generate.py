@@ -321,20 +321,20 @@ def test_tracked_landmarks_move_where_the_aus_say(tmp_path):
     assert (ratios > 1.3).mean() >= 0.8, ratios
 
 
-def _still_dataset(path: Path, monkeypatch, **level) -> Path:
+def _still_dataset(path: Path, monkeypatch, subjects: int = 1, **level) -> Path:
     """A small casme2 dataset at the standard level less head motion, residual head motion and
-    landmark noise (plus the ``level`` changes): its ground-truth landmarks are the face shape
-    plus exactly the motion its ground truth lists."""
+    landmark noise (plus the ``level`` changes, which may set these too): its ground-truth
+    landmarks are the face shape plus exactly the motion its ground truth lists."""
     import dataclasses
     import importlib
 
     from geomer.synth.motion import DIFFICULTIES
 
-    still = dataclasses.replace(DIFFICULTIES["standard"], head_shift_px=0.0, head_rotation_deg=0.0,
-                                residual_head_px=0.0, landmark_noise_px=0.0, **level)
+    changes = dict(head_shift_px=0.0, head_rotation_deg=0.0, residual_head_px=0.0, landmark_noise_px=0.0)
+    still = dataclasses.replace(DIFFICULTIES["standard"], **(changes | level))
     module = importlib.import_module("geomer.synth.generate")  # geomer.synth.generate is also the function
     monkeypatch.setattr(module, "get_difficulty", lambda name: still)
-    return generate(path, layout="casme2", subjects=1, clips=2, seed=4, fps=50, progress=False)
+    return generate(path, layout="casme2", subjects=subjects, clips=2, seed=4, fps=50, progress=False)
 
 
 def _landmarks(root: Path, key: str):
@@ -412,3 +412,79 @@ def test_a_blink_lowers_the_upper_lids_by_its_amplitude(tmp_path, monkeypatch):
         motion = np.array(truth["motion_relations"][name])
         assert motion.sum() == pytest.approx(1.0, abs=1e-4) and np.all(motion[np.ix_(eyes, eyes)] > 0)
         assert not np.any(np.array(truth["relations"][name]))
+
+
+def test_clip_components_are_those_of_the_class_aus_only(casme2_root):
+    """A clip's ``components`` are the k7 components its class AUs move (in k7 order), not
+    those of its distractor AUs."""
+    from geomer.synth.aus import action_unit
+
+    k7 = list(FaceGraph("k7").component_names)
+    truth = json.loads((casme2_root / "ground_truth.json").read_text())
+    widened = 0
+    for key, clip in truth["clips"].items():
+        own = sorted({k for u in clip["aus"] for k in action_unit(u).components}, key=k7.index)
+        assert clip["components"] == own, key
+        widened += bool({k for u in clip["distractor_aus"] for k in action_unit(u).components} - set(own))
+    assert widened  # the distractors move other components too: the check above can tell
+
+
+def test_a_subject_shows_different_classes_in_its_clips(casme2_root):
+    """Classes rotate through a subject's clips: with no more clips than classes, a subject's
+    clips all have different labels."""
+    truth = json.loads((casme2_root / "ground_truth.json").read_text())
+    assert truth["clips_per_subject"] <= len(truth["classes"])
+    by_subject: dict[str, list[str]] = {}
+    for clip in truth["clips"].values():
+        by_subject.setdefault(clip["subject"], []).append(clip["label"])
+    assert len(by_subject) == truth["subjects"]
+    for subject, labels in by_subject.items():
+        assert len(labels) == truth["clips_per_subject"] and len(set(labels)) == len(labels), (subject, labels)
+
+
+def test_the_subject_expressivity_scales_class_and_distractor_amplitudes(tmp_path, monkeypatch):
+    """With every amplitude drawn as 1 px, a clip's class and distractor AU amplitudes are both
+    the subject's expressivity: equal within a subject, within [0.5, 1.5], different across
+    subjects."""
+    root = _still_dataset(tmp_path / "fixed", monkeypatch, subjects=2, blink_probability=0.0,
+                          amplitude_px=(1.0, 1.0), distractor_amplitude_px=(1.0, 1.0))
+    truth = json.loads((root / "ground_truth.json").read_text())
+    per_subject: dict[str, set[float]] = {}
+    for clip in truth["clips"].values():
+        assert clip["aus"] and clip["distractor_aus"]
+        per_subject.setdefault(clip["subject"], set()).update(clip["amplitudes_px"] + clip["distractor_amplitudes_px"])
+    assert len(per_subject) == 2
+    expressivity = []
+    for subject, values in per_subject.items():
+        assert len(values) == 1, (subject, values)  # one factor for every AU of its clips, class or distractor
+        (value,) = values
+        assert 0.5 <= value <= 1.5, subject
+        expressivity.append(value)
+    assert expressivity[0] != expressivity[1]
+
+
+def test_residual_head_motion_alone_enters_the_motion_relations(tmp_path, monkeypatch):
+    """A level whose only non-rigid motion is the residual head motion: the motion ground truth is
+    the co-activation of the residual's landmark motion at its peak (not zero), the relevance
+    is zero."""
+    from geomer.synth.generate import coactivation, field_shares
+
+    root = _still_dataset(tmp_path / "residual", monkeypatch, residual_head_px=0.5, blink_probability=0.0,
+                          amplitude_px=(0.0, 0.0), distractor_amplitude_px=(0.0, 0.0))
+    truth = json.loads((root / "ground_truth.json").read_text())
+    expected: dict[str, list[np.ndarray]] = {}
+    for key, clip in truth["clips"].items():
+        assert not clip["blink"] and clip["residual_head_px"] > 0
+        points = _landmarks(root, key).points.astype(np.float64)
+        residual = points - points[0]  # zero at frame 0; nothing else moves the landmarks
+        peak = residual[int(np.argmax(np.linalg.norm(residual, axis=2).max(axis=1)))]
+        assert np.linalg.norm(peak, axis=1).max() == pytest.approx(clip["residual_head_px"], abs=2e-3)
+        expected.setdefault(clip["label"], []).append(coactivation(field_shares(peak)))
+    for name in truth["classes"]:
+        motion, relevance = np.array(truth["motion_relations"][name]), np.array(truth["relations"][name])
+        assert not np.any(relevance)
+        if name in expected:
+            assert motion.sum() == pytest.approx(1.0, abs=1e-4)
+            np.testing.assert_allclose(motion, np.mean(expected[name], axis=0), atol=1e-4, err_msg=name)
+        else:
+            assert not np.any(motion)

@@ -77,6 +77,11 @@ def test_flip_mirrors_every_input(kind):
     torch.testing.assert_close(out.pos[flipped], batch.pos[flipped][mirror] * torch.tensor([-1.0, 1.0]))
     torch.testing.assert_close(out.flow_patches[flipped][:, :, 0], -batch.flow_patches[flipped][mirror][:, :, 0].flip(-1))
     torch.testing.assert_close(out.texture_apex[flipped], batch.texture_apex[flipped][mirror].flip(-1))
+    # the onset texture and the sequence frames too: moved to the mirrored node and mirrored
+    for name in ("texture", "sequence"):
+        if getattr(batch, name, None) is not None:
+            torch.testing.assert_close(out[name][flipped], batch[name][flipped][mirror].flip(-1), msg=name)
+            assert not torch.equal(out[name][flipped], batch[name][flipped]), name
     # the right brow's features now sit on the left brow's nodes (components keep their ids)
     right, left = GRAPH.component_names.index("right_brow"), GRAPH.component_names.index("left_brow")
     component = torch.as_tensor(GRAPH.component)
@@ -237,6 +242,44 @@ def test_rotation_scale_and_jitter():
     torch.testing.assert_close(turned.geometry[:nodes], torch.stack([-first[..., 1], first[..., 0]], -1))
     torch.testing.assert_close(turned.geometry[nodes:], 2 * second)
     torch.testing.assert_close(turned.x[nodes:, :2], 2 * batch.x[nodes:, :2])
+
+
+@pytest.mark.parametrize("kind", ["frames", "flow_image"])
+def test_jitter_scales_every_flow_quantity_by_its_clips_factor(kind):
+    """Jitter multiplies u, v, the magnitude and the strain of the node flow statistics (in
+    ``flow_stats`` and in ``x``), the flow patches and the flow image by the clip's factor; the
+    orientation histogram and the displacement are kept."""
+    batch = clips(kind, count=2)
+    augmenter = Augmenter(parse_recipe("jitter=0.3"), GRAPH, torch.Generator())
+    factor = torch.tensor([1.3, 0.8])
+    out = augmenter._jitter(batch, factor)
+    per_node = factor[batch.batch][:, None]
+    for channel in (0, 1, 2, 11):  # u, v, magnitude, strain
+        torch.testing.assert_close(out.flow_stats[..., channel], batch.flow_stats[..., channel] * per_node,
+                                   msg=f"channel {channel}")
+    assert batch.flow_stats[..., 11].abs().sum() > 0  # the clips have strain to scale
+    torch.testing.assert_close(out.flow_stats[..., 3:11], batch.flow_stats[..., 3:11])
+    width = 2 if kind == "frames" else 0
+    torch.testing.assert_close(out.x[:, width:].reshape(-1, 3, 12), out.flow_stats)
+    torch.testing.assert_close(out.x[:, :width], batch.x[:, :width])
+    torch.testing.assert_close(out.flow_patches, batch.flow_patches * factor[batch.batch].view(-1, 1, 1, 1, 1))
+    torch.testing.assert_close(out.flow_image, batch.flow_image * factor.view(-1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("kind", ["frames", "flow_image"])
+def test_rotation_and_scale_rebuild_the_edge_motion_from_the_turned_displacement(kind):
+    """After rotation and scale, edge (i, j) carries displacement[j] − displacement[i] of the
+    turned nodes; clips without a displacement keep their edges' flow motion (not turned)."""
+    batch = clips(kind, count=2)
+    augmenter = Augmenter(parse_recipe("rotate=10,scale=0.1"), GRAPH, torch.Generator())
+    out = augmenter._rotate_scale(batch, torch.tensor([0.3, -0.2]), torch.tensor([1.1, 0.9]))
+    source, target = out.edge_index
+    if kind == "frames":
+        motion = out.x[:, :2]
+        assert not torch.allclose(motion, batch.x[:, :2])
+        torch.testing.assert_close(out.edge_attr, motion[target] - motion[source])
+    else:
+        torch.testing.assert_close(out.edge_attr, batch.edge_attr)
 
 
 @pytest.mark.parametrize("kind", ["frames", "flow_image"])
