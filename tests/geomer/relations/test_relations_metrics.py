@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from geomer.errors import GeomerError
-from geomer.rundir import RunDir
+from geomer.rundir import Run, RunDir
 from geomer.relations import (
     GROUND_TRUTH_NAME,
     GroundTruth,
@@ -28,6 +28,7 @@ from geomer.relations import (
     run_labels,
     run_relations_by,
     subject_bootstrap_interval,
+    synthetic_ground_truth,
 )
 
 # off-diagonal entries (row-major) of A are 1..6; of B they are 2,1,4,3,6,5
@@ -68,11 +69,34 @@ def test_exact_permutation_p_value_matches_enumeration():
     assert result.permutations == 24
 
 
+def test_exact_pearson_p_value_matches_enumeration_on_skewed_values():
+    """The Pearson null relabels the VALUES (not their ranks): on skewed data it is the enumerated one."""
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        a, b = np.exp(4 * rng.random((4, 4))), np.exp(4 * rng.random((4, 4)))
+        b = b + a**2 / a.max()  # related, with a few large values dominating
+        observed = stats.pearsonr(off_diagonal(a), off_diagonal(b)).statistic
+        null = [stats.pearsonr(off_diagonal(a), off_diagonal(b[np.ix_(p, p)])).statistic
+                for p in itertools.permutations(range(4))]
+        result = compare_relations(a, b)
+        assert result.pearson == pytest.approx(observed)
+        assert result.pearson_p_value == pytest.approx(np.mean(np.array(null) >= observed - 1e-12))
+
+
 def test_identical_matrices_have_the_smallest_possible_p_value():
     # distinct entries: only the identity relabelling reproduces rho = 1
     result = compare_relations(A, A)
     assert result.spearman == pytest.approx(1.0)
     assert result.p_value == pytest.approx(1 / 6)
+
+
+def test_seven_components_and_5040_permutations_is_the_exact_test():
+    """K! = permutations: every relabelling is enumerated (K = 7: 5040), so p is exact."""
+    a = np.random.default_rng(8).random((7, 7))
+    result = compare_relations(a, a, permutations=5040)
+    assert result.exact and result.permutations == 5040
+    assert result.p_value == pytest.approx(1 / 5040)  # only the identity reproduces rho = 1
+    assert not compare_relations(a, a, permutations=5039).exact
 
 
 def test_overall_pools_classes_under_one_relabelling():
@@ -226,6 +250,22 @@ def test_agreement_table_refuses_disjoint_classes():
         agreement_table({"m1": {"x": A}, "m2": {"y": B}})
 
 
+def test_agreement_table_refuses_runs_naming_different_components(tmp_path, make_run):
+    """Two runs (or a run and the ground truth) whose component names differ are not compared."""
+    first = load_run(make_run(tmp_path / "a"))
+    second = make_run(tmp_path / "b", seed=1)
+    config = json.loads((second / "config.json").read_text())
+    (second / "config.json").write_text(json.dumps({**config, "component_names": list(first.component_names[::-1])}))
+    second = load_run(second)
+    with pytest.raises(GeomerError, match="one and two name different components: contour, .* vs mouth, "):
+        agreement_table({"one": first, "two": second})
+    truth = GroundTruth(classes=first.classes, component_names=first.component_names[::-1],
+                        relations=first.class_relations)
+    with pytest.raises(GeomerError, match=f"one and {GROUND_TRUTH_NAME} name different components"):
+        agreement_table({"one": first}, truth)
+    assert len(agreement_table({"one": first, "again": load_run(tmp_path / "a")})) == 1
+
+
 def test_aggregate_by_subject_and_class():
     import pandas as pd
 
@@ -237,6 +277,60 @@ def test_aggregate_by_subject_and_class():
     np.testing.assert_allclose(aggregate_relations(predictions, relations, by="true")["a"], 2 * A)
     with pytest.raises(GeomerError, match="no column"):
         aggregate_relations(predictions, relations, by="dataset")
+
+
+def _run_of_clips(tmp_path, relations, row_class, subjects, datasets, classes, components) -> Run:
+    """A read run whose test clips are the given ones (one seed, one fold per subject)."""
+    probabilities = np.eye(len(classes))[row_class]
+    predictions = pd.DataFrame({
+        "sample": [f"{s}/clip{i}" for i, s in enumerate(subjects)], "subject": subjects, "dataset": datasets,
+        "true": [classes[c] for c in row_class], "predicted": [classes[c] for c in row_class],
+        **{f"prob_{c}": probabilities[:, i] for i, c in enumerate(classes)},
+        "seed": "0", "fold": [f"fold-{s}" for s in subjects],
+    })
+    means = np.stack([relations[row_class == c].mean(0) for c in range(len(classes))]).astype(np.float32)
+    return Run(path=str(tmp_path), model="m", config={}, classes=tuple(classes), component_names=tuple(components),
+               predictions=predictions, sample_relations=relations.astype(np.float32), class_relations=means)
+
+
+def _agreeing_and_reversing_subjects(tmp_path):
+    """Three subjects of dataset "a" whose clips agree with the relevance, three of dataset "r"
+    whose clips reverse it (as in the bootstrap test above), read as a run; and the relevance."""
+    rng = np.random.default_rng(1)
+    relevance = rng.random((3, 5, 5))
+    relevance = relevance + relevance.transpose(0, 2, 1)
+    signs = {"a1": 1.0, "a2": 1.0, "a3": 1.0, "r1": -0.5, "r2": -0.5, "r3": -0.5}
+    relations, row_class, subjects = _clips_of_subjects(relevance, signs, per_class=10)
+    datasets = np.array([s[0] for s in subjects])
+    run = _run_of_clips(tmp_path, relations, row_class, subjects, datasets, ["x", "y", "z"], list("pqrst"))
+    return run, relevance
+
+
+def test_the_ground_truth_agreement_interval_resamples_subjects_within_their_datasets(tmp_path):
+    """A run's interval is the subject bootstrap drawn within datasets, as the headline's is."""
+    run, relevance = _agreeing_and_reversing_subjects(tmp_path)
+    truth = GroundTruth(classes=("x", "y", "z"), component_names=tuple("pqrst"),
+                        relations=relevance.astype(np.float32))
+    table = ground_truth_agreement({"intrinsic": run.class_relations}, run.classes, truth, permutations=120, run=run)
+    row_class = run.predictions["true"].map({"x": 0, "y": 1, "z": 2}).to_numpy()
+    expected = subject_bootstrap_interval(run.sample_relations, row_class, run.predictions["subject"].to_numpy(),
+                                          truth.relations, strata=run.predictions["dataset"].to_numpy())
+    assert (table.loc[0, "low"], table.loc[0, "high"]) == pytest.approx(expected)
+    assert table.loc[0, "high"] - table.loc[0, "low"] < 0.5  # across datasets it would span more than 1
+
+
+def test_ground_truth_agreement_matches_classes_by_name_not_position(tmp_path):
+    """A ground truth listing its classes in another order than the run gives the same agreement."""
+    run, relevance = _agreeing_and_reversing_subjects(tmp_path)
+    kinds = {"intrinsic": run.class_relations}
+    ordered = GroundTruth(classes=("x", "y", "z"), component_names=tuple("pqrst"),
+                          relations=relevance.astype(np.float32))
+    shuffled = GroundTruth(classes=("z", "x", "y"), component_names=tuple("pqrst"),
+                           relations=relevance[[2, 0, 1]].astype(np.float32))
+    tables = [ground_truth_agreement(kinds, run.classes, truth, permutations=120, run=run)
+              for truth in (ordered, shuffled)]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert tables[0].loc[0, "spearman"] > 0.5 and tables[0].attrs["ceiling"] == tables[1].attrs["ceiling"]
 
 
 def test_load_run_reads_every_fold(run_dir, patterns):
@@ -258,11 +352,36 @@ def test_load_run_reads_every_fold(run_dir, patterns):
     np.testing.assert_array_equal(run.confusion(), [[2, 2, 0], [0, 4, 0], [2, 0, 2]])
 
 
+def test_relations_by_class_follow_the_runs_class_order(run_dir):
+    """By class: the run's class order, not the order in which the classes first appear in predictions."""
+    for fold in run_dir.glob("seed-*/*"):  # each fold's rows (and their relations) in reverse: surprise first
+        frame = pd.read_csv(fold / "predictions.csv")
+        frame.iloc[::-1].to_csv(fold / "predictions.csv", index=False)
+        np.save(fold / "relations.npy", np.load(fold / "relations.npy")[::-1])
+    run = load_run(run_dir)
+    assert list(aggregate_relations(run.predictions, run.sample_relations, by="true")) == [
+        "surprise", "positive", "negative"]
+    by_class = run_relations_by(run, "class")
+    assert list(by_class) == list(run.classes) == ["negative", "positive", "surprise"]
+    np.testing.assert_allclose(np.stack(list(by_class.values())), run.class_relations, atol=1e-6)
+
+
 def test_load_run_maps_label_indices_and_computes_missing_class_relations(tmp_path, make_run):
     run = load_run(make_run(tmp_path / "r", labels_as_indices=True, top_level_relations=False))
     assert set(run.predictions["true"]) == {"negative", "positive", "surprise"}
     expected = run.sample_relations[run.predictions["true"].to_numpy() == "positive"].mean(0)
     np.testing.assert_allclose(run.class_relations[1], expected, rtol=1e-6)
+
+
+def test_load_run_refuses_a_class_index_out_of_range(tmp_path, make_run):
+    """A true index of -1 names no class (Python would read it as the last one): refused naming the row."""
+    run_dir = make_run(tmp_path / "r", labels_as_indices=True, top_level_relations=False)
+    path = run_dir / "seed-0" / "fold-s1" / "predictions.csv"
+    frame = pd.read_csv(path)
+    frame.loc[1, "true"] = -1
+    frame.to_csv(path, index=False)
+    with pytest.raises(GeomerError, match=r"fold-s1/predictions.csv: row 3: true index -1 outside 0..2"):
+        load_run(run_dir)
 
 
 def test_class_without_test_clips_is_nan_and_left_out_of_comparisons(run_dir):
@@ -325,6 +444,37 @@ def test_load_run_errors_name_the_file(tmp_path, run_dir):
     csv.write_text(csv.read_text().replace("surprise", "suprise"))
     with pytest.raises(GeomerError, match=r"predictions.csv: row \d+: unknown true class 'suprise'"):
         load_run(run_dir)
+
+
+def test_load_run_refuses_a_file_where_a_subjects_rows_name_two_datasets(run_dir):
+    """One fold's file alone: a subject is of one dataset (the per-dataset parts pool by it)."""
+    path = run_dir / "seed-0" / "fold-s1" / "predictions.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace(",synth/s1,synth,", ",synth/s1,other,")
+    path.write_text("".join(lines))
+    with pytest.raises(GeomerError, match=r"fold-s1/predictions.csv: row 3: dataset 'other', while subject "
+                                          r"'synth/s1' is of 'synth'"):
+        load_run(run_dir)
+
+
+def test_occlusion_relations_of_another_shape_than_the_folds_relations_are_refused(run_dir):
+    """A fold's occlusion_relations.npy with a matrix fewer than its relations.npy: evaluate, plot, compare refuse it."""
+    from geomer.train import pool_run
+    from geomer.version import __version__
+
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "geomer_version": __version__,
+                                                     "folds": ["fold-s1", "fold-s2"]}))
+    for fold in run_dir.glob("seed-*/*"):
+        np.save(fold / "occlusion_relations.npy", np.load(fold / "relations.npy"))
+    pool_run(run_dir)
+    load_run(run_dir)  # as written
+    cut = run_dir / "seed-0" / "fold-s2" / "occlusion_relations.npy"
+    np.save(cut, np.load(cut)[:-1])
+    for read in (load_run, pool_run):
+        with pytest.raises(GeomerError, match=r"fold-s2/occlusion_relations.npy must be \[6, 7, 7\], got \[5, 7, 7\] "
+                                              r"\(as relations.npy\)"):
+            read(run_dir)
 
 
 @pytest.mark.parametrize("key, value", [
@@ -501,3 +651,29 @@ def test_run_agrees_with_its_planted_ground_truth(run_dir, ground_truth_file, tm
     assert len(table) == 3
     assert (table.spearman > 0.6).all()
     assert (table.p_value < 0.01).all()
+
+
+def test_a_runs_synthetic_ground_truth_needs_its_components(tmp_path, ground_truth_file, make_run):
+    """ground_truth.json at the run's root is the run's only when it names the run's components (and classes)."""
+    path = ground_truth_file
+    run_dir = make_run(tmp_path / "run")
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "root": str(path.parent)}))
+    truth = synthetic_ground_truth(load_run(run_dir))
+    assert truth is not None and truth.path == str(path)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "components": data["components"][::-1]}))
+    assert synthetic_ground_truth(load_run(run_dir)) is None
+    path.write_text(json.dumps({**data, "classes": ["negative", "positive"]}))
+    assert synthetic_ground_truth(load_run(run_dir)) is None
+
+
+def test_load_run_relations_refuses_a_baseline_of_another_class_count(run_dir):
+    """baseline_relations.npy with C + 1 classes: a one-line error naming it and config.json's count."""
+    from geomer.relations import load_run_relations
+
+    np.save(run_dir / "baseline_relations.npy", np.zeros((3, 7, 7), np.float32))
+    assert set(load_run_relations(run_dir, load_run(run_dir).classes, 7)) == {"intrinsic", "input-only baseline"}
+    np.save(run_dir / "baseline_relations.npy", np.zeros((4, 7, 7), np.float32))
+    with pytest.raises(GeomerError, match=r"/baseline_relations.npy: 4 classes, config.json names 3"):
+        load_run_relations(run_dir, ("negative", "positive", "surprise"), 7)

@@ -118,6 +118,19 @@ def test_co_relevance_of_hand_made_joint_effects():
     assert pairwise[0, 1] == pytest.approx(1.9) and pairwise[0, 2] == pytest.approx(0.0)
 
 
+def test_co_relevance_of_components_whose_removal_raises_the_evidence_is_negative():
+    """Every effect negative: ρ_i = max(e_i, max over j ≠ i of e_ij − e_j) stays negative (j = i is no pair)."""
+    from geomer.relations import co_relevance
+
+    joint = np.full((2, 3, 3), -3.0)  # two clips; every pair raises the evidence by 3
+    joint[:, [0, 1, 2], [0, 1, 2]] = [[-1.0, -1.5, -2.0], [-1.0, -1.0, -1.0]]
+    relevance, pairwise = co_relevance(joint)
+    # clip 0: ρ_0 = max(-1, -3 + 2) = -1, ρ_1 = max(-1.5, -3 + 2) = -1, ρ_2 = max(-2, -3 + 1.5) = -1.5
+    np.testing.assert_allclose(relevance, [[-1.0, -1.0, -1.5], [-1.0, -1.0, -1.0]])
+    assert (pairwise < 0).all()
+    np.testing.assert_allclose(pairwise[0], [[-1.0, -1.0, -1.5], [-1.0, -1.0, -1.5], [-1.5, -1.5, -1.5]])
+
+
 def test_target_predicted_and_bad_target():
     rng = np.random.default_rng(1)
     clip = make_clip(GRAPH, 0, {2: 2.0, 6: 2.0}, rng)

@@ -122,6 +122,21 @@ def test_a_fold_whose_clips_or_labels_differ_is_refused_before_writes(tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("kind", ["relations", "occlusion_relations"])
+def test_a_member_fold_with_a_matrix_per_clip_missing_is_refused_before_writes(tmp_path, capsys, kind):
+    """A member's fold relations with one matrix fewer than its predictions: one line naming the file, no --out."""
+    rng = np.random.default_rng(7)
+    write_run(tmp_path / "a", member_probabilities(rng), occlusion_value=0.1)
+    write_run(tmp_path / "b", member_probabilities(rng), occlusion_value=0.3)
+    damaged = tmp_path / "b" / "seed-0" / "f2" / f"{kind}.npy"
+    np.save(damaged, np.load(damaged)[:-1])
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"{damaged}: 2 matrices for 3 predictions" in err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("change, message", [
     ({"folds": ("f1",)}, "folds differ"),
     ({"classes": ["negative", "positive", "other"]}, "classes differ"),

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from geomer.bootstrap import bootstrap_interval, subject_resamples
 from geomer.train.metrics import (
     classification_metrics, confusion_matrix, headline_of_confusions, mean_std, subject_bootstrap_intervals,
 )
@@ -155,6 +156,44 @@ def test_the_headline_interval_is_centred_on_the_mean_over_seeds():
         assert (low + high) / 2 == pytest.approx(np.mean(figures)) and 0.01 < high - low < 0.1
 
 
+def test_the_interval_is_the_figure_plus_minus_z_standard_deviations_of_the_resamples():
+    """95 %: z = 1.96 (the 97.5 % normal quantile) times the resamples' standard deviation (ddof 1)."""
+    resampled = [0.4, 0.5, 0.6]  # standard deviation 0.1
+    low, high = bootstrap_interval(0.5, resampled)
+    assert (low, high) == pytest.approx((0.5 - 0.1 * 1.959964, 0.5 + 0.1 * 1.959964))
+    assert bootstrap_interval(0.5, resampled, level=0.9) == pytest.approx((0.5 - 0.1 * 1.644854, 0.5 + 0.1 * 1.644854))
+
+
+def test_undefined_resamples_are_left_out_of_the_interval():
+    """A resample whose figure is undefined (NaN) is dropped, not counted as 0."""
+    resampled = [0.4, 0.5, 0.6, 0.45]
+    assert bootstrap_interval(0.5, resampled + [np.nan, np.nan]) == pytest.approx(bootstrap_interval(0.5, resampled))
+    assert all(np.isnan(v) for v in bootstrap_interval(0.5, [0.4, np.nan]))  # one defined resample: none
+
+
+def test_each_stratum_draws_as_many_subjects_as_it_has():
+    """Strata of different sizes: every resample draws each stratum's own number of subjects among them."""
+    subjects = ["x1", "x2", "x3", "y1", "y2", "y3", "y4", "y5"]
+    strata = ["x"] * 3 + ["y"] * 5
+    index, draws = subject_resamples(subjects, strata, resamples=200)
+    assert index.tolist() == list(range(8)) and draws.shape == (200, 8)  # subjects in sorted order
+    assert (draws[:, :3].sum(axis=1) == 3).all() and (draws[:, 3:].sum(axis=1) == 5).all()
+    assert draws[:, :3].std() > 0 and draws[:, 3:].std() > 0  # drawn, not copied
+
+
+def test_the_headline_interval_stays_within_0_and_1():
+    """A near-perfect run: figure + 1.96 standard deviations passes 1, the interval stops at 1."""
+    true = np.tile([0, 1], 30)
+    predicted = true.copy()
+    predicted[50:55] = 1 - predicted[50:55]  # five errors, all of subject s5
+    subjects = np.repeat([f"s{i}" for i in range(6)], 10)
+    pooled = {"true": true, "predicted": predicted, "subject": subjects, "dataset": np.full(60, "d")}
+    intervals = subject_bootstrap_intervals([pooled], 2)
+    assert all(0.0 <= low <= high <= 1.0 for low, high in intervals.values())
+    low, high = intervals["acc"]
+    assert high == 1.0 and low < 55 / 60
+
+
 def test_each_dataset_is_pooled_over_its_own_clips(tmp_path):
     # the folds of the test above, each from its own dataset: x is fold s1, y fold s2
     _write_run(tmp_path / "run", {"s1": [("a", "a")] * 4, "s2": [("a", "a"), ("b", "a")]},
@@ -165,6 +204,39 @@ def test_each_dataset_is_pooled_over_its_own_clips(tmp_path):
     assert parts["x"]["count"] == 4 and parts["x"]["uf1"] == pytest.approx(1.0) and parts["x"]["acc"] == 1.0
     assert parts["y"]["count"] == 2 and parts["y"]["uf1"] == pytest.approx(1 / 3) and parts["y"]["acc"] == 0.5
     assert metrics["per_dataset"]["y"]["uf1"] == pytest.approx(1 / 3) and metrics["per_dataset"]["y"]["uf1_std"] == 0
+
+
+def _second_seed(run_dir, edit):
+    """Add seed 1 to a run written by ``_write_run``: a copy of seed 0 with ``edit`` (old row, new row)."""
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "seeds": [0, 1]}))
+    shutil.copytree(run_dir / "seed-0", run_dir / "seed-1")
+    path = run_dir / "seed-1" / edit[0]
+    lines = path.read_text().splitlines(keepends=True)
+    changed = [i for i, line in enumerate(lines) if line.startswith(edit[1])]
+    assert len(changed) == 1
+    lines[changed[0]] = edit[2]
+    path.write_text("".join(lines))
+
+
+def test_per_dataset_and_per_class_figures_are_the_mean_and_std_over_seeds(tmp_path):
+    """Seed 0 as above; seed 1 gets s2's b clip right: per dataset and per class, mean ± std over both seeds."""
+    _write_run(tmp_path / "run", {"s1": [("a", "a")] * 4, "s2": [("a", "a"), ("b", "a")]},
+               datasets={"s1": "x", "s2": "y"})
+    _second_seed(tmp_path / "run", ("s2/predictions.csv", "s2/c1,", "s2/c1,s2,y,b,b,0.1,0.9\n"))
+    metrics = pool_run(tmp_path / "run")
+    # dataset y: UF1 1/3 in seed 0 (above), 1 in seed 1
+    assert metrics["per_seed"]["1"]["per_dataset"]["y"]["uf1"] == pytest.approx(1.0)
+    assert metrics["per_dataset"]["y"]["uf1"] == pytest.approx(2 / 3)
+    assert metrics["per_dataset"]["y"]["uf1_std"] == pytest.approx(1 / 3)
+    assert metrics["per_dataset"]["y"]["acc"] == pytest.approx(0.75)
+    assert metrics["per_dataset"]["y"]["acc_std"] == pytest.approx(0.25)
+    assert metrics["per_dataset"]["x"]["uf1"] == pytest.approx(1.0) and metrics["per_dataset"]["x"]["uf1_std"] == 0
+    # class b: F1 and recall 0 in seed 0, 1 in seed 1; class a: F1 10/11, then 1
+    assert metrics["per_class"]["b"]["f1"] == {"mean": pytest.approx(0.5), "std": pytest.approx(0.5)}
+    assert metrics["per_class"]["b"]["recall"] == {"mean": pytest.approx(0.5), "std": pytest.approx(0.5)}
+    assert metrics["per_class"]["a"]["f1"]["mean"] == pytest.approx((10 / 11 + 1) / 2)
+    assert metrics["per_class"]["a"]["recall"] == {"mean": pytest.approx(1.0), "std": pytest.approx(0.0)}
 
 
 def test_pooling_an_incomplete_run_names_the_missing_fold(tmp_path):
@@ -245,6 +317,25 @@ def test_evaluate_against_prints_the_paired_difference_and_refuses_other_clips(t
     err = capsys.readouterr().err
     assert "not tested on the same clips" in err and "s6/c0 of s6" in err and len(err.strip().splitlines()) == 1
     assert (tmp_path / "right" / "metrics.json").read_bytes() == metrics
+
+
+def test_evaluate_against_refuses_a_run_of_another_class_set(tmp_path, capsys):
+    """--against a run whose classes differ: one line naming it and both class sets, nothing written."""
+    from geomer.cli import main
+
+    right = {f"s{i}": [("a", "a"), ("b", "b"), ("a", "a")] for i in range(6)}
+    _write_run(tmp_path / "right", right)
+    other = {fold: [(t.replace("b", "c"), p.replace("b", "c")) for t, p in rows] for fold, rows in right.items()}
+    _write_run(tmp_path / "other", other, classes=("a", "c"))
+    for path in (tmp_path / "other").glob("seed-0/*/predictions.csv"):
+        path.write_text(path.read_text().replace("prob_b", "prob_c"))
+    pool_run(tmp_path / "other")  # a readable run of its own
+    assert main(["evaluate", str(tmp_path / "right"), "--no-figures", "--against", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert (f"{tmp_path / 'other'}: classes a, c differ from {tmp_path / 'right'}'s (a, b); "
+            "a paired comparison needs one class set") in err
+    assert not (tmp_path / "right" / "metrics.json").exists()
 
 
 def test_evaluate_against_repairs_a_stale_run_level_file_as_evaluate_does(tmp_path, capsys):

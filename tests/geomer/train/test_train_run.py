@@ -123,6 +123,17 @@ def test_resume_refuses_a_different_run(tmp_path, graphs, face_graph):
     assert resumed.trained == [] and resumed.skipped == 6
 
 
+def test_a_run_directory_is_not_reopened_with_a_config_lacking_one_of_its_keys(tmp_path):
+    """Opening compares every key of either config: one the stored run has and the new one lacks differs too."""
+    from geomer.rundir import RunDir
+
+    RunDir(tmp_path / "run").open({"model": "m", "epochs": 4, "settings": {"lr": 0.1}})
+    with pytest.raises(GeomerError, match=r"config.json: the run directory holds a different run "
+                                          r"\(differs in settings\)"):
+        RunDir(tmp_path / "run").open({"model": "m", "epochs": 4})
+    RunDir(tmp_path / "run").open({"model": "m", "epochs": 4, "settings": {"lr": 0.1}, "execution": {"jobs": 2}})
+
+
 def test_a_step_budget_trains_whole_epochs_of_each_folds_training_set(tmp_path, graphs, face_graph):
     # every fold trains on 30 clips: 4 batches of 8, so 10 steps are 3 epochs
     result = run_loso(graphs, CLASSES, _config(epochs=None, steps=10), tmp_path / "run", face_graph=face_graph)
@@ -462,6 +473,26 @@ def test_a_finished_fold_with_a_damaged_file_is_trained_again_on_resume(tmp_path
     assert [t.fold for t in second.trained] == [folds[1]] and second.skipped == 5
     assert f"{folds[1]}/{file}: " in capfd.readouterr().err
     assert broken.read_text() == intact  # trained again, deterministically
+    assert second.metrics == first.metrics
+
+
+def test_a_finished_fold_whose_predictions_lost_their_last_row_is_trained_again_on_resume(tmp_path, graphs,
+                                                                                         face_graph, capfd):
+    """The last clip's row cut from predictions.csv (and its matrices from the relation files): trained again."""
+    run = tmp_path / "run"
+    first = run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    folds = json.loads((run / "config.json").read_text())["folds"]
+    fold = run / "seed-0" / folds[1]
+    intact = (fold / "predictions.csv").read_text()
+    lines = intact.splitlines(keepends=True)
+    (fold / "predictions.csv").write_text("".join(lines[:-1]))
+    for name in ("relations.npy", "occlusion_relations.npy"):  # consistent with the rows left
+        np.save(fold / name, np.load(fold / name)[:-1])
+    second = run_loso(graphs, CLASSES, _config(), run, face_graph=face_graph)
+    assert [t.fold for t in second.trained] == [folds[1]] and second.skipped == 5
+    assert (f"{folds[1]}/predictions.csv: {len(lines) - 2} rows, the fold tests {len(lines) - 1} samples"
+            in capfd.readouterr().err)
+    assert (fold / "predictions.csv").read_text() == intact
     assert second.metrics == first.metrics
 
 
