@@ -147,7 +147,8 @@ class CrossmodalSpaceTimeAttention(nn.Module):
     tokens); its output projection maps back to the querying branch's width, and the result is
     added to the querying branch's summary token. Nothing else changes.
 
-    Shapes: special ``[B, 1+Ls, Ds]``, frames ``[B, 1+Lf, Df]`` (summary token first) → the same
+    Shapes: special ``[B, 1+Ls, Ds]``, frames ``[B, 1+Lf, Df]`` (summary token first), and each
+    branch's padding ``[B, 1+L]`` bool (True: a padded token, never attended to) or None → the same
     shapes with the summary tokens updated.
     """
 
@@ -160,13 +161,16 @@ class CrossmodalSpaceTimeAttention(nn.Module):
         self.special_from_frames = MultiHeadAttention(frame_dim, heads, dropout, out_dim=special_dim)
         self.frames_from_special = MultiHeadAttention(special_dim, heads, dropout, out_dim=frame_dim)
 
-    def forward(self, special: torch.Tensor, frames: torch.Tensor):
+    def forward(self, special: torch.Tensor, frames: torch.Tensor,
+                special_padding: torch.Tensor | None = None, frame_padding: torch.Tensor | None = None):
         special_summary, frame_summary = special[:, :1], frames[:, :1]
         from_frames, _ = self.special_from_frames(
-            self.special_query(special_summary), self.frame_context(frames[:, 1:])
+            self.special_query(special_summary), self.frame_context(frames[:, 1:]),
+            key_padding_mask=None if frame_padding is None else frame_padding[:, 1:],
         )
         from_special, _ = self.frames_from_special(
-            self.frame_query(frame_summary), self.special_context(special[:, 1:])
+            self.frame_query(frame_summary), self.special_context(special[:, 1:]),
+            key_padding_mask=None if special_padding is None else special_padding[:, 1:],
         )
         special = torch.cat([special_summary + from_frames, special[:, 1:]], dim=1)
         frames = torch.cat([frame_summary + from_special, frames[:, 1:]], dim=1)
@@ -346,7 +350,7 @@ class HierarchicalSpaceTimeAttention(nn.Module):
             for block in frame_blocks:
                 frames, weights = block(frames, frame_padding, True)  # frames only
                 frame_attention.append(weights)
-            special, frames = crossmodal(special, frames)
+            special, frames = crossmodal(special, frames, special_padding, frame_padding)
         embedding = torch.cat(
             [self.special_norm(special[:, 0]), self.frame_norm(frames[:, 0])], dim=-1
         )

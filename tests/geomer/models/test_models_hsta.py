@@ -53,6 +53,26 @@ def test_each_summary_reads_the_other_branchs_tokens_not_its_summary():
         torch.testing.assert_close(frames_after, new_frames)
 
 
+def test_each_summary_ignores_the_other_branchs_padded_tokens():
+    """A padded token of one branch changes nothing the other branch's summary reads."""
+    torch.manual_seed(2)
+    csta = CrossmodalSpaceTimeAttention(8, 12, 2, 0.0).eval()
+    special, frames = torch.randn(2, 5, 8), torch.randn(2, 9, 12)
+    special_padding = torch.zeros(2, 5, dtype=torch.bool)
+    frame_padding = torch.zeros(2, 9, dtype=torch.bool)
+    special_padding[1, 3:], frame_padding[0, 6:] = True, True
+    with torch.no_grad():
+        new_special, new_frames = csta(special, frames, special_padding, frame_padding)
+        other_special, other_frames = special.clone(), frames.clone()
+        other_special[1, 3:] += 5.0 * torch.randn(2, 8)
+        other_frames[0, 6:] += 5.0 * torch.randn(3, 12)
+        special_after, frames_after = csta(other_special, other_frames, special_padding, frame_padding)
+        torch.testing.assert_close(special_after[:, 0], new_special[:, 0])
+        torch.testing.assert_close(frames_after[:, 0], new_frames[:, 0])
+        unmasked, _ = csta(special, other_frames)
+        assert not torch.allclose(unmasked[0, 0], new_special[0, 0])  # without the masks they count
+
+
 def test_official_configuration_is_registered(face_graph):
     defaults = inspect.signature(get_spec("hsta-base").factory).parameters
     official = dict(special_dim=384, frame_dim=768, heads=12, mlp_ratio=4.0, tubelet=2)
