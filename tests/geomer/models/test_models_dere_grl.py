@@ -566,3 +566,100 @@ def test_each_component_reads_its_region_of_the_flow_image(face_graph, flow_batc
     statistics = readout.norm.running_mean.clone()
     assert model(one).logits.shape == (1, 3)  # one clip: the running statistics, no error
     assert torch.equal(readout.norm.running_mean, statistics)  # and they do not learn from it
+
+
+# -- mutation-audit checks -------------------------------------------------------------------
+
+
+def test_adm_node_first_path_uses_the_masked_map(face_graph):
+    """The node-first ADM path ([N, B, F] → [K·m, B, F]) uses the masked map too: after the
+    weights move everywhere, moving one component's nodes changes only its actions, and it
+    equals the batch-first path."""
+    torch.manual_seed(2)
+    m = 2
+    component = torch.as_tensor(face_graph.component)
+    adm = ActionDecomposition(component, face_graph.num_components, m)
+    with torch.no_grad():
+        adm.weight += 1.0
+    nodes = torch.randn(face_graph.num_nodes, 3, 4)  # node-first
+    actions = adm(nodes, node_first=True)
+    torch.testing.assert_close(actions, adm(nodes.transpose(0, 1)).transpose(0, 1))
+    k = face_graph.component_names.index("mouth")
+    moved = nodes.clone()
+    moved[component == k] += 1.0
+    changed = (adm(moved, node_first=True) - actions).abs().sum(dim=(1, 2)) > 1e-6
+    expected = torch.zeros(face_graph.num_components * m, dtype=torch.bool)
+    expected[k * m : (k + 1) * m] = True
+    assert torch.equal(changed, expected)
+
+
+def test_component_relations_of_an_asymmetric_action_matrix():
+    """Block (k, l) is the mean of P over component k's action rows and l's action columns
+    (checked on an asymmetric P, so the transposed blocks would differ)."""
+    pairs = torch.tensor(
+        [[[0.4, 0.2, 0.6, 0.8], [0.2, 0.2, 0.2, 0.4], [0.0, 0.1, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0]]]
+    )
+    blocks = torch.tensor([[0.25, 0.5], [0.05, 0.0]])
+    expected = blocks / blocks.sum(dim=1, keepdim=True)
+    torch.testing.assert_close(component_relations(pairs, 2)[0], expected)
+
+
+def test_neighbour_difference_is_the_mean_over_prior_neighbours_of_xj_minus_xi(face_graph):
+    """_neighbour_difference(x)_i = mean over i's prior neighbours j of (x_j − x_i)."""
+    model = build(face_graph)
+    torch.manual_seed(0)
+    signal = torch.randn(face_graph.num_nodes, 2, 3)  # [N, B, F]
+    neighbours = [set() for _ in range(face_graph.num_nodes)]
+    for i, j in torch.as_tensor(face_graph.edges).tolist():
+        if i != j:
+            neighbours[i].add(j)
+            neighbours[j].add(i)
+    expected = torch.stack([
+        torch.stack([signal[j] - signal[i] for j in sorted(neighbours[i])]).mean(0)
+        if neighbours[i] else torch.zeros(2, 3)
+        for i in range(face_graph.num_nodes)
+    ])
+    torch.testing.assert_close(model._neighbour_difference(signal), expected)
+
+
+def test_center_removes_a_common_translation_of_every_node(face_graph, batch):
+    """With center=True (the default), adding the same displacement to every node of a clip at
+    each step leaves the output unchanged."""
+    model = build(face_graph, use_flow=False).eval()
+    n, t = face_graph.num_nodes, batch.geometry.shape[1]
+    shift = torch.randn(4, 1, t, 2).expand(4, n, t, 2).reshape(4 * n, t, 2)
+    moved = batch.clone()
+    moved.geometry = batch.geometry + 0.05 * shift
+    with torch.no_grad():
+        before, after = model(batch), model(moved)
+    torch.testing.assert_close(after.logits, before.logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(after.embedding, before.embedding, rtol=1e-4, atol=1e-5)
+
+
+def test_edge_attr_and_the_learned_adjacency_reach_the_output(face_graph, batch):
+    """The edge stream reads edge_attr (changing it changes the output; its encoder gets a
+    gradient) and propagation uses the learned adjacency (its logits get a gradient)."""
+    model = build(face_graph).eval()
+    output = model(batch)
+    torch.nn.functional.cross_entropy(output.logits, batch.y).backward()
+    for parameter in [model.adjacency.logits, *model.edge_encoders["edge_attr"].parameters()]:
+        assert parameter.grad is not None and float(parameter.grad.abs().sum()) > 0
+    changed = batch.clone()
+    changed.edge_attr = batch.edge_attr + torch.randn_like(batch.edge_attr)
+    with torch.no_grad():
+        assert not torch.allclose(model(changed).logits, output.logits)
+
+
+def test_stream_layers_are_residual():
+    """A stream whose convolutions are zero returns its input (x + relu(norm(0)) = x)."""
+    from geomer.models.dere_grl import _Stream
+
+    torch.manual_seed(0)
+    stream = _Stream(8, 2)
+    with torch.no_grad():
+        for conv in stream.convs:
+            for parameter in conv.parameters():
+                parameter.zero_()
+    x = torch.randn(5, 3, 8)
+    adjacency = torch.rand(5, 5)
+    torch.testing.assert_close(stream(x, adjacency), x)

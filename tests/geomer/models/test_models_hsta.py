@@ -205,3 +205,27 @@ def test_the_classifier_reads_each_components_mean_token_beside_the_summaries(ba
         create("hsta", 3, face_graph, readout="mean")
     assert get_spec("hsta").settings_of_version("0.2.8") == {"readout": "summary"}
     assert get_spec("hsta").settings_of_version("0.2.9") == {}
+
+
+def test_relations_are_the_mean_of_the_special_and_frame_branches_relations(batch, face_graph):
+    """relations = mean of attention_relations over the special branch's and the frame branch's
+    attention; with one stage only the frame branch reads the sequence, so changing the sequence
+    alone changes the relations."""
+    from geomer.models.attention import attention_relations
+
+    torch.manual_seed(0)
+    model = create("hsta", 3, face_graph, special_dim=16, frame_dim=16, heads=2, stages=1).eval()
+    special, frames = [], []
+    for block in model.special_stages[0]:
+        block.register_forward_hook(lambda module, args, out: special.append(out[1]))
+    for block in model.frame_stages[0]:
+        block.register_forward_hook(lambda module, args, out: frames.append(out[1]))
+    with torch.no_grad():
+        output = model(batch)
+    expected = (attention_relations(special, model.special_component, 7)
+                + attention_relations(frames, model.frame_component, 7)) / 2
+    torch.testing.assert_close(output.relations, expected)
+    changed = batch.clone()
+    changed.sequence = torch.rand_like(batch.sequence)
+    with torch.no_grad():
+        assert not torch.allclose(model(changed).relations, output.relations)

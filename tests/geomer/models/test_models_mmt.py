@@ -238,3 +238,74 @@ def test_a_clip_keeps_its_trajectory_through_the_engines_slimming_and_so_does_no
     for clip in without_trajectory:
         del clip.geometry
     assert model._flow_region_tokens(Batch.from_data_list(without_trajectory)) is not None
+
+
+def test_info_nce_default_temperature_is_0_1():
+    """Without a temperature, info_nce uses τ = 0.1 (the hand-computed symmetric InfoNCE)."""
+    first = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    second = torch.tensor([[3.0, 0.0], [1.0, 1.0]])
+    tau = 0.1
+    s = [[1 / tau, (1 / math.sqrt(2)) / tau], [0.0, (1 / math.sqrt(2)) / tau]]
+
+    def ce(row, target):
+        return -row[target] + math.log(sum(math.exp(v) for v in row))
+
+    rows = ce(s[0], 0) + ce(s[1], 1)
+    columns = ce([s[0][0], s[1][0]], 0) + ce([s[0][1], s[1][1]], 1)
+    expected = 0.5 * (rows / 2 + columns / 2)
+    assert info_nce(first, second).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_aux_loss_trains_both_projections_and_both_encoders(batch, face_graph):
+    """The contrastive aux loss is not detached: its gradient reaches the motion and texture
+    projections and the encoders' node embeddings."""
+    torch.manual_seed(0)
+    model = create("mmt", 3, face_graph, dim=16, depth=1, heads=2).eval()
+    model(batch).aux_loss.backward()
+    for module in (model.motion_projection, model.texture_projection, model.motion.nodes,
+                   model.texture.nodes):
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None for g in grads)
+        assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_relations_are_the_mean_of_both_encoders_attention_relations(batch, face_graph):
+    """relations = mean of attention_relations of the motion and the texture encoder."""
+    from geomer.models.attention import attention_relations
+
+    torch.manual_seed(0)
+    model = create("mmt", 3, face_graph, dim=16, depth=2, heads=2).eval()
+    with torch.no_grad():
+        output = model(batch)
+        patches, mask = _dense(batch, "flow_patches")
+        extra = [t for t in (model._flow_image_tokens(batch, patches.shape[1]),
+                             model._flow_region_tokens(batch)) if t is not None]
+        motion = model.motion(patches, mask, None, torch.cat(extra, dim=2) if extra else None)
+        texture = model.texture(*_dense(batch, "texture_apex"))
+        first = attention_relations(motion[1], motion[2], 7)
+        second = attention_relations(texture[1], texture[2], 7)
+    assert not torch.allclose(first, second)
+    torch.testing.assert_close(output.relations, (first + second) / 2)
+    # a change of the texture alone changes the relations
+    changed = batch.clone()
+    changed.texture_apex = torch.rand_like(batch.texture_apex)
+    with torch.no_grad():
+        assert not torch.allclose(model(changed).relations, output.relations)
+
+
+def test_padded_nodes_get_no_importance_and_the_embedding_reads_patch_norm(batch, face_graph):
+    """Padded nodes (node_mask False) get zero patch importance; the node embedding and the
+    patch_norm term both reach the modality embedding (non-zero gradients)."""
+    torch.manual_seed(0)
+    model = create("mmt", 3, face_graph, dim=16, depth=2, heads=2).eval()
+    patches, mask = _dense(batch, "flow_patches")
+    mask = mask.clone()
+    mask[0, 40:] = False
+    mask[2, 10:30] = False
+    embedding, _, _, importance, _, _ = model.motion(patches, mask)
+    assert torch.all(importance[~mask] == 0)
+    torch.testing.assert_close(importance.sum(dim=(1, 2)), torch.ones(4))
+    embedding.sum().backward()
+    for module in (model.motion.nodes, model.motion.patch_norm):
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None and float(g.abs().sum()) > 0 for g in grads)

@@ -237,3 +237,101 @@ def test_the_change_embedding_gives_apex_tokens_the_fold_standardised_difference
     torch.testing.assert_close(onset_after, onset_before)
     assert (apex_after - apex_before).abs().max() > 1e-3
     assert create("mubert", 2, face_graph, dim=16, depth=1, heads=2, change_embedding=False).change is None
+
+
+def test_dma_softmax_runs_over_the_key_positions_of_an_asymmetric_score_matrix():
+    """``a = softmax(q kᵀ / √d)`` over the keys (each row sums to 1), checked where q kᵀ is not
+    symmetric, so a softmax over the queries would differ."""
+    query = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    key = torch.tensor([[[2.0, 1.0], [0.0, 0.0]]])
+    value = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    out, diagonal = diagonal_micro_attention(query, key, value)
+    # q kᵀ = [[2, 0], [1, 0]], / √2
+    r = math.sqrt(2)
+    a00 = math.exp(2 / r) / (math.exp(2 / r) + 1)
+    a11 = 1 / (math.exp(1 / r) + 1)
+    torch.testing.assert_close(diagonal, torch.tensor([[a00, a11]]))
+    torch.testing.assert_close(out, torch.tensor([[[a00 * 1, a00 * 2], [a11 * 3, a11 * 4]]]))
+
+
+def test_dma_module_queries_with_the_onset_and_keys_with_the_apex():
+    """DiagonalMicroAttention = DMA(Q(onset), K(apex), V(apex − onset)): changing the onset alone
+    changes the attention diagonal through the query."""
+    torch.manual_seed(0)
+    dma = DiagonalMicroAttention(6)
+    onset, apex = torch.randn(2, 5, 6), torch.randn(2, 5, 6)
+    with torch.no_grad():
+        out, diagonal = dma(onset, apex)
+        expected = diagonal_micro_attention(dma.query(onset), dma.key(apex), dma.value(apex - onset))
+    torch.testing.assert_close(out, expected[0])
+    torch.testing.assert_close(diagonal, expected[1])
+
+
+def test_relations_are_read_from_the_apex_pass(batch, face_graph):
+    """The relations are attention_relations of the apex frame's encoder pass (with its change
+    embedding): changing the apex alone changes them."""
+    from geomer.models.attention import attention_relations
+    from geomer.models.tokens import dense_nodes
+
+    torch.manual_seed(0)
+    model = create("mubert", 3, face_graph, dim=16, depth=2, heads=2).eval()
+    texture, mask = dense_nodes(batch, "texture")
+    onset, apex = texture[:, :, :, 0], texture[:, :, :, 1]
+    with torch.no_grad():
+        output = model(batch)
+        added = model.change(apex.float() - onset.float())
+        _, _, attention = model.encode(apex, mask, need_weights=True, added=added)
+        expected = attention_relations(attention, model.token_component, 7)
+        torch.testing.assert_close(output.relations, expected)
+        changed = batch.clone()
+        changed.texture = batch.texture.clone()
+        changed.texture[:, :, 1] = torch.rand_like(batch.texture[:, :, 1])
+        assert not torch.allclose(model(changed).relations, output.relations)
+
+
+def test_pretraining_losses_equal_their_documented_definitions(batch, face_graph):
+    """With padded nodes: reconstruction = mean over real nodes of the MSE between the decoder's
+    output and the standardised ORIGINAL apex patches; context = invariance + variance +
+    0.04 · covariance, invariance the mean MSE between each crop's contextual token and its
+    frame's whole-face one (> 0)."""
+    from geomer.models.mubert import blockwise_swap, crop_indices
+    from geomer.models.tokens import dense_nodes
+
+    torch.manual_seed(0)
+    model = create("mubert", 3, face_graph, dim=16, depth=1, heads=2, decoder_dim=16).eval()
+    objective = model.pretraining_objective().eval()
+    texture, mask = dense_nodes(batch, "texture")
+    onset, apex = texture[:, :, :, 0].clone(), texture[:, :, :, 1].clone()
+    mask = mask.clone()
+    mask[0, 50:] = False
+    mask[3, :12] = False
+    with torch.no_grad():
+        losses = objective(onset, apex, mask, generator=torch.Generator().manual_seed(5))
+        generator = torch.Generator().manual_seed(5)
+        template = model.nodes.template
+        swapped, _ = blockwise_swap(apex, onset, model.swap_ratio, template, model.swap_block, generator)
+        (onset_context, onset_tokens), (swapped_context, swapped_tokens), _ = model._pair(
+            onset, swapped, mask)
+        changed, _ = model._dma_features(onset_tokens, swapped_tokens, swapped_context, mask)
+        predicted = objective.decode(changed, swapped_tokens, mask)
+        per_node = ((predicted - model.patches.prepare(apex)) ** 2).mean(-1)
+        torch.testing.assert_close(losses["reconstruction"], per_node[mask].mean())
+        views, invariance = [onset_context, swapped_context], []
+        for crop, (frame, whole) in enumerate([(apex, swapped_context), (onset, onset_context)]):
+            nodes = crop_indices(template, 4, model.crop_keep, generator)
+            context = model.encode(frame, mask, nodes=nodes)[0]
+            invariance.append(((context - whole) ** 2).mean())
+            views.append(context)
+        invariance = torch.stack(invariance).mean()
+        regularisers = [variance_covariance(view) for view in views]
+        variance = torch.stack([v for v, _ in regularisers]).mean()
+        covariance = torch.stack([c for _, c in regularisers]).mean()
+    assert invariance > 1e-4
+    torch.testing.assert_close(losses["invariance"], invariance)
+    torch.testing.assert_close(losses["context"], invariance + variance + 0.04 * covariance)
+    # padded patches are no part of the reconstruction loss
+    other = apex.clone()
+    other[~mask] = torch.rand_like(other[~mask])
+    with torch.no_grad():
+        again = objective(onset, other, mask, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(again["reconstruction"], losses["reconstruction"])

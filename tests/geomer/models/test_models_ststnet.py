@@ -59,3 +59,15 @@ def test_occlusion_relations_find_the_regions_a_trained_ststnet_uses(face_graph,
     with torch.no_grad():
         relations = model(Batch.from_data_list(test[:4])).relations
     torch.testing.assert_close(relations, torch.full((4, 7, 7), 1 / 7))
+
+
+def test_the_strain_channel_reaches_the_logits(face_graph, batch):
+    """All three flow-image channels are read: changing only channel 2 (optical strain)
+    changes the logits."""
+    torch.manual_seed(0)
+    model = create("ststnet", 3, face_graph).eval()
+    changed = batch.clone()
+    changed.flow_image = batch.flow_image.clone()
+    changed.flow_image[:, 2] = torch.rand_like(batch.flow_image[:, 2]) * 3.0
+    with torch.no_grad():
+        assert not torch.allclose(model(changed).logits, model(batch).logits)
