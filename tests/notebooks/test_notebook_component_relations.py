@@ -53,3 +53,26 @@ def test_notebook_trains_compares_and_tables_every_model(tmp_path, monkeypatch):
     figures = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs if "image/png" in o.get("data", {})]
     assert len(figures) >= 3  # relation panel, graph on the face, motion arrows
     assert all((out / model / "occlusion_relations.npy").is_file() for model in MODELS)
+    _assert_table_matches_the_runs(table, out)
+
+
+def _assert_table_matches_the_runs(table, out: Path) -> None:
+    """Each model's row equals metrics.json's UF1, ground_truth_agreement and faithfulness of its run folder."""
+    import numpy as np
+
+    from geomer.relations import faithfulness, ground_truth_agreement, load_run_relations, synthetic_ground_truth
+    from geomer.rundir import load_run
+
+    for row in table.to_dict("records"):
+        run = load_run(out / row["model"])
+        kinds = load_run_relations(run.path, list(run.classes), run.num_components)
+        agreement = ground_truth_agreement(kinds, list(run.classes), synthetic_ground_truth(run), permutations=10,
+                                           run=run).set_index("relation")["spearman"]
+        faithful = faithfulness(kinds["intrinsic"], kinds["occlusion"], list(run.classes))
+        expected = {"UF1": run.metrics["uf1"], "intrinsic vs truth": agreement["intrinsic"],
+                    "occlusion vs truth": agreement["occlusion"],
+                    "baseline vs truth": agreement["input-only baseline"],
+                    "motion_relations vs truth": agreement["motion_relations (ground truth)"],
+                    "faithfulness": np.nanmean(list(faithful.values()))}
+        for column, value in expected.items():
+            assert row[column] == pytest.approx(value, nan_ok=True), (row["model"], column)

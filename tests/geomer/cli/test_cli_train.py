@@ -588,3 +588,20 @@ def test_an_unreachable_ray_cluster_is_refused_before_any_feature_is_extracted(t
     # neither features nor the run: the cluster was tried before the extraction
     assert not (tmp_path / "run").exists()
     assert not list((tmp_path / "cache").rglob("*.npz"))
+
+
+def test_the_agreement_line_names_the_baseline_and_each_kinds_spearman(tmp_path):
+    """The ground-truth line shows the input-only baseline and each relation's Spearman from ground_truth_agreement."""
+    from geomer.cli._common import relation_agreement_line
+    from geomer.relations import ground_truth_agreement, load_run_relations, synthetic_ground_truth
+    from geomer.rundir import load_run
+    from tests.geomer.viz.test_viz_figures import _synthetic_run
+
+    run = load_run(_synthetic_run(tmp_path, "dere-grl")[0])
+    kinds = load_run_relations(run.path, list(run.classes), run.num_components)
+    table = ground_truth_agreement(kinds, list(run.classes), synthetic_ground_truth(run), run=run)
+    line = relation_agreement_line(run).strip().splitlines()[-1]
+    rows = table.set_index("relation")
+    assert {"occlusion", "input-only baseline"} <= set(rows.index)
+    for relation in ("occlusion", "input-only baseline"):
+        assert f"{relation} {rows.loc[relation, 'spearman']:.3f}" in line, relation

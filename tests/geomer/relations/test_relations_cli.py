@@ -299,3 +299,12 @@ def test_a_ground_truth_of_another_draw_is_refused(tmp_path):
     if set(load_ground_truth(other_seed).clips) != set(clips):
         with pytest.raises(GeomerError, match="has no clip"):
             check_ground_truth_of(moved, load_ground_truth(other_seed))
+
+
+def test_compare_refuses_zero_permutations_before_any_work(tmp_path, run_dir, capsys):
+    """--permutations 0: status 2, one line, nothing written."""
+    figure = tmp_path / "out" / "c.png"
+    figure.parent.mkdir()
+    assert main(["compare", str(run_dir), "-o", str(figure), "--permutations", "0"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["geomer compare: error: --permutations must be at least 1, got 0"]
+    assert list(figure.parent.iterdir()) == []

@@ -387,3 +387,64 @@ def test_the_summary_figures_keep_per_class_figures_already_drawn_current(tmp_pa
     (figures / "graph-negative.png").write_bytes(b"an earlier plot's")
     write_run_figures(run, figures, face="template", per_class=False)
     assert {f"{kind}-{name}.png" for kind in ("relations", "graph") for name in run.classes} <= set(saved)
+
+
+def _texts_at(ax) -> dict[tuple[int, int], str]:
+    """(x, y) data position → the text written there."""
+    return {tuple(int(round(v)) for v in t.get_position()): t.get_text() for t in ax.texts}
+
+
+def test_a_panel_rows_colour_range_is_its_off_diagonal_not_the_diagonal():
+    """The diagonal, larger than every relation, leaves the row's colour limit at the largest off-diagonal value."""
+    matrix = _relation(3)
+    np.fill_diagonal(matrix, 5.0)
+    figure = plot_relation_panel({"model": {"a": matrix}}, NAMES)
+    low, high = figure.axes[0].get_images()[0].get_clim()
+    off = ~np.eye(len(NAMES), dtype=bool)
+    assert high == pytest.approx(matrix[off].max()) and low == pytest.approx(matrix[off].min())
+
+
+def test_heatmap_texts_sit_at_column_x_row_y():
+    """The text at (x=j, y=i) reads matrix[i, j] in the single heatmap and in the panel."""
+    matrix = np.arange(49, dtype=float).reshape(7, 7) / 49  # asymmetric
+    single = plot_relation_matrix(matrix, NAMES)
+    panel = plot_relation_panel({"model": matrix}, NAMES)
+    for ax in (single.axes[0], panel.axes[0]):
+        texts = _texts_at(ax)
+        for i in range(7):
+            for j in range(7):
+                assert texts[(j, i)] == f"{matrix[i, j]:.2f}"
+
+
+def test_each_row_of_a_runs_relations_figure_shows_its_own_matrices(tmp_path, monkeypatch):
+    """Intrinsic, occlusion, baseline and relevance rows each show the run's or the truth's own matrices."""
+    from geomer.relations import synthetic_ground_truth
+    from geomer.rundir import load_run
+    from geomer.viz.run import RELATIONS, write_run_figures
+
+    path, motion = _synthetic_run(tmp_path, "dere-grl")
+    run = load_run(path)
+    saved = _capture_figures(monkeypatch)
+    write_run_figures(run, tmp_path / "figures", per_class=False)
+    rows = _rows(saved[RELATIONS])
+    _assert_shows(rows["dere-grl intrinsic"], run.class_relations)
+    _assert_shows(rows["dere-grl occlusion"], np.load(path / "occlusion_relations.npy"))
+    _assert_shows(rows["input-only baseline"], np.load(path / "baseline_relations.npy"))
+    _assert_shows(rows["motion_relations (ground truth)"], motion)
+    _assert_shows(rows["ground truth (relevance)"], synthetic_ground_truth(run).relations)
+
+
+def test_a_runs_confusion_figure_writes_each_count_at_its_cell(tmp_path, monkeypatch):
+    """The counts panel writes run.confusion()[i, j] at (x=j, y=i): rows true, columns predicted."""
+    from geomer.rundir import load_run
+    from geomer.viz.run import CONFUSION, write_run_figures
+    from tests.geomer.relations.conftest import write_run
+
+    run = load_run(write_run(tmp_path / "run", "dere-grl"))
+    confusion = np.asarray(run.confusion())
+    assert not np.array_equal(confusion, confusion.T)  # else a transpose would pass unseen
+    saved = _capture_figures(monkeypatch)
+    write_run_figures(run, tmp_path / "figures", per_class=False)
+    texts = _texts_at(saved[CONFUSION].axes[0])
+    for i, row in enumerate(confusion):
+        assert [texts[(j, i)] for j in range(len(row))] == [str(int(v)) for v in row]
