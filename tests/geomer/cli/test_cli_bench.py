@@ -7,6 +7,7 @@ import re
 import pytest
 
 from geomer.cli import main
+from geomer.cli.bench import MAX_FRAMES
 
 ROW = re.compile(r"^(?P<what>.+?)\s+(?P<value>-?\d+\.\d\d)\s+(?P<unit>\S+)$")
 
@@ -54,6 +55,7 @@ def test_bench_needs_an_entry(capsys):
     (["landmarks", "--frames", "0"], "must be at least 1"), (["synth", "--frames", "-1"], "must be at least 1"),
     (["features", "--repeats", "0"], "must be at least 1"), (["pretrain", "--steps", "0"], "must be at least 1"),
     (["landmarks", "--frames", str(10**12)], "must be at most"), (["synth", "--frames", str(10**12)], "must be at most"),
+    (["synth", "--frames", str(MAX_FRAMES + 1)], "must be at most"), (["train", "--jobs", "0"], "must be at least 1"),
 ])
 def test_bench_counts_out_of_range_are_one_line_errors(argv, message, capsys):
     assert main(["bench", *argv]) == 2

@@ -433,6 +433,7 @@ def test_a_broken_video_gives_one_line_without_ffmpeg_noise(untrained_checkpoint
     (["--ray-address", "10.0.0.1:6379"], "needs --executor ray"),
     (["--scheme", "bogus"], "unknown class scheme 'bogus'"), (["--protocol", "bogus"], "unknown protocol"),
     (["--seeds", "0,,1"], "expected comma-separated integers"), (["--seeds", "0,1,"], "expected comma-separated"),
+    (["--pretrain-epochs", "3"], "--pretrain-epochs needs --pretrain per-fold"),
 ])
 def test_bad_options_are_one_line_and_nothing_is_written(tmp_path, monkeypatch, capsys, options, message):
     monkeypatch.setenv("GEOMER_CACHE", str(tmp_path / "cache"))

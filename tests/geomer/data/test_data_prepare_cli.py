@@ -182,6 +182,8 @@ def test_prepare_bad_dataset_is_one_line_exit_2(tmp_path, capsys):
     assert len(err) == 1 and "label sheet CASME2-coding-" in err[0]
     assert main(["prepare", "--dataset", "casme2"]) == 2
     assert "--root is required" in capsys.readouterr().err
+    assert main(["prepare", "--dataset", "casme2", "--root", str(tmp_path / "empty"), "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1 (got 0)" in capsys.readouterr().err
 
 
 def test_feature_jobs_by_kind(flow_root):
