@@ -317,6 +317,10 @@ def test_evaluate_against_prints_the_paired_difference_and_refuses_other_clips(t
     err = capsys.readouterr().err
     assert "not tested on the same clips" in err and "s6/c0 of s6" in err and len(err.strip().splitlines()) == 1
     assert (tmp_path / "right" / "metrics.json").read_bytes() == metrics
+    # a run is not compared with itself (a difference of 0 that says nothing)
+    assert main(["evaluate", str(tmp_path / "right"), "--no-figures", "--against", str(tmp_path / "right" / ".")]) == 2
+    err = capsys.readouterr().err
+    assert "--against names the run itself" in err and len(err.strip().splitlines()) == 1
 
 
 def test_evaluate_against_refuses_a_run_of_another_class_set(tmp_path, capsys):
