@@ -38,22 +38,14 @@ def test_frames_under_a_known_subfolder(tmp_path, subfolder, cropped):
     assert index.samples[0].source == root / subfolder / "sub01" / "EP02_01f"
 
 
-def test_folder_with_suffix_letter_missing_in_sheet(tmp_path):
-    root = write_casme2(tmp_path / "c2", rows=[(1, "EP02_01", 1, 2, 3, "12", "happiness")],
-                        frames=False)
-    write_frames(root / "sub01" / "EP02_01f", range(1, 4))
+@pytest.mark.parametrize("in_sheet, on_disk", [("EP02_01", "EP02_01f"), ("EP02_01f", "EP02_01")])
+def test_a_suffix_letter_missing_on_one_side_still_finds_the_folder(tmp_path, in_sheet, on_disk):
+    """The sheet's clip finds its frames folder when either side lacks the suffix letter; the
+    folder name is the clip id."""
+    root = write_casme2(tmp_path / "c2", rows=[(1, in_sheet, 1, 2, 3, "12", "happiness")], frames=False)
+    write_frames(root / "sub01" / on_disk, range(1, 4))
     (sample,) = read_dataset("casme2", root).samples
-    assert sample.clip == "EP02_01f"
-
-
-def test_sheet_with_suffix_letter_missing_in_folder(tmp_path):
-    """A sheet's "EP02_01f" finds the folder "EP02_01"; the folder name is the clip id."""
-    root = write_casme2(tmp_path / "c2", rows=[(1, "EP02_01f", 1, 2, 3, "12", "happiness")],
-                        frames=False)
-    write_frames(root / "sub01" / "EP02_01", range(1, 4))
-    (sample,) = read_dataset("casme2", root).samples
-    assert sample.clip == "EP02_01"
-    assert sample.source == root / "sub01" / "EP02_01"
+    assert sample.clip == on_disk and sample.source == root / "sub01" / on_disk
 
 
 def test_two_folders_differing_by_a_suffix_letter_are_ambiguous(tmp_path):
